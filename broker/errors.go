@@ -1,0 +1,45 @@
+package broker
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Sentinel errors of the broker. They are mapped to gRPC codes in one
+// place, toStatus, and nowhere else.
+var (
+	// ErrInvalidRequest means the caller must change the request.
+	ErrInvalidRequest = errors.New("invalid request")
+	// ErrNotFound means a named job or profile does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrOverloaded means the broker is running as many jobs as it may.
+	ErrOverloaded = errors.New("broker at capacity")
+)
+
+// toStatus maps an error to a gRPC status. Anything unrecognized is
+// Internal, never a code that would suggest the caller did something wrong.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	code := codes.Internal
+	switch {
+	case errors.Is(err, ErrInvalidRequest):
+		code = codes.InvalidArgument
+	case errors.Is(err, ErrNotFound):
+		code = codes.NotFound
+	case errors.Is(err, ErrOverloaded):
+		code = codes.ResourceExhausted
+	case errors.Is(err, context.Canceled):
+		code = codes.Canceled
+	case errors.Is(err, context.DeadlineExceeded):
+		code = codes.DeadlineExceeded
+	}
+	return status.Error(code, err.Error())
+}

@@ -1,0 +1,64 @@
+package broker
+
+import (
+	"context"
+	"time"
+
+	"github.com/airlock/airlock/broker/policy"
+)
+
+// Runner runs one job in a fresh sandbox. The broker defines it so that it
+// never depends on how sandboxes are made; package sandbox implements it on
+// containerd, and unit tests use a fake.
+type Runner interface {
+	// Run runs job to completion and removes everything it created before
+	// returning, whatever the outcome. A job that ran and failed is an
+	// Outcome; an error means the sandbox could not run the job at all.
+	Run(ctx context.Context, job *Job) (*Outcome, error)
+}
+
+// Job is what a Runner needs to run one job. The broker has already resolved
+// and validated Policy; the Runner enforces it and trusts nothing in Content.
+type Job struct {
+	ID string
+	// Image names the image to run, for example "reader".
+	Image   string
+	Task    string
+	Params  map[string]string
+	Content []Content
+	// Tools are the tool names the policy lets the agent use.
+	Tools  []string
+	Policy *policy.Profile
+	// OnStart, when set, is called once the sandboxed task is running.
+	OnStart func()
+}
+
+// Content is one piece of untrusted input.
+type Content struct {
+	Data      []byte
+	MediaType string
+	Source    string
+}
+
+// Outcome is what came out of a sandbox. Result is raw and untrusted: the
+// broker parses, validates and sanitizes it before anything crosses back.
+type Outcome struct {
+	// Result is /output/result.json, read with the policy's byte cap; nil
+	// when the file was absent or not a regular file.
+	Result []byte
+	// ResultProblem says why Result is nil, when it is.
+	ResultProblem string
+	// OutputTooLarge is set when result.json exceeded the cap.
+	OutputTooLarge bool
+	TimedOut       bool
+	OOMKilled      bool
+	ExitCode       int
+	// MemoryPeakBytes is the cgroup's peak memory, when known.
+	MemoryPeakBytes int64
+	Wall            time.Duration
+	// Logs is the task's stdout and stderr, capped. It goes to the audit log
+	// only, never to the caller.
+	Logs []byte
+	// ImageDigest is the digest of the image the job ran.
+	ImageDigest string
+}

@@ -1,0 +1,371 @@
+// Package broker serves Airlock's gRPC API: it resolves a job's policy,
+// hands the job to a Runner, and returns only a validated result with a
+// verdict. It never talks to containerd itself.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/airlock/airlock/broker/auth"
+	"github.com/airlock/airlock/broker/policy"
+	"github.com/airlock/airlock/broker/result"
+	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
+)
+
+// Request bounds. Content is copied into the job's input directory, so its
+// size is the broker's disk and memory, not the sandbox's.
+const (
+	maxContentItems = 64
+	maxContentBytes = 32 << 20
+	maxSchemaBytes  = 256 << 10
+	maxParams       = 64
+	maxParamBytes   = 4 << 10
+)
+
+var (
+	jobIDPattern    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+	taskNamePattern = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
+)
+
+// Config configures a Server.
+type Config struct {
+	Runner   Runner
+	Profiles *policy.Set
+	Logger   *slog.Logger
+	// MaxJobs is how many jobs may run at once; more is ResourceExhausted.
+	MaxJobs int
+	// Retention is how long a finished job's response is kept for GetJob
+	// and for idempotent retries.
+	Retention time.Duration
+}
+
+// Server implements airlockv1.BrokerServer.
+type Server struct {
+	airlockv1.UnimplementedBrokerServer
+
+	runner   Runner
+	profiles *policy.Set
+	log      *slog.Logger
+	slots    chan struct{}
+	jobs     *jobStore
+}
+
+// New returns a Server. It refuses a config without a runner or profiles
+// rather than serving a broker that cannot enforce anything.
+func New(cfg Config) (*Server, error) {
+	if cfg.Runner == nil {
+		return nil, errors.New("broker: Runner is required")
+	}
+	if cfg.Profiles == nil || len(cfg.Profiles.Names()) == 0 {
+		return nil, errors.New("broker: at least one policy profile is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxJobs <= 0 {
+		cfg.MaxJobs = 8
+	}
+	if cfg.Retention <= 0 {
+		cfg.Retention = time.Hour
+	}
+	return &Server{
+		runner:   cfg.Runner,
+		profiles: cfg.Profiles,
+		log:      cfg.Logger,
+		slots:    make(chan struct{}, cfg.MaxJobs),
+		jobs:     newJobStore(cfg.Retention),
+	}, nil
+}
+
+// NewGRPCServer returns a gRPC server with the Broker and health services
+// registered behind bearer-token auth.
+func NewGRPCServer(s *Server, token []byte, opts ...grpc.ServerOption) *grpc.Server {
+	opts = append([]grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(auth.UnaryServerInterceptor(token)),
+		grpc.ChainStreamInterceptor(auth.StreamServerInterceptor(token)),
+		grpc.MaxRecvMsgSize(maxContentBytes + maxSchemaBytes + 1<<20),
+	}, opts...)
+	g := grpc.NewServer(opts...)
+	airlockv1.RegisterBrokerServer(g, s)
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	hs.SetServingStatus(airlockv1.Broker_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(g, hs)
+	return g
+}
+
+// Spawn runs a job to completion.
+func (s *Server) Spawn(ctx context.Context, req *airlockv1.SpawnRequest) (*airlockv1.SpawnResponse, error) {
+	resp, err := s.spawn(ctx, req, func(*airlockv1.SpawnStreamResponse) {})
+	return resp, toStatus(err)
+}
+
+// SpawnStream runs a job and streams its events.
+func (s *Server) SpawnStream(req *airlockv1.SpawnStreamRequest, stream grpc.ServerStreamingServer[airlockv1.SpawnStreamResponse]) error {
+	send := func(ev *airlockv1.SpawnStreamResponse) {
+		ev.Time = timestamppb.Now()
+		if err := stream.Send(ev); err != nil {
+			s.log.Debug("stream send", "err", err)
+		}
+	}
+	resp, err := s.spawn(stream.Context(), req.GetSpawn(), send)
+	if err != nil {
+		return toStatus(err)
+	}
+	send(&airlockv1.SpawnStreamResponse{JobId: resp.JobId, Event: &airlockv1.SpawnStreamResponse_Finished{Finished: resp}})
+	return nil
+}
+
+// Cancel cancels a running job.
+func (s *Server) Cancel(_ context.Context, req *airlockv1.CancelRequest) (*airlockv1.CancelResponse, error) {
+	if req.GetJobId() == "" {
+		return nil, toStatus(fmt.Errorf("%w: job_id is required", ErrInvalidRequest))
+	}
+	j, ok := s.jobs.get(req.GetJobId())
+	if !ok {
+		return nil, toStatus(fmt.Errorf("job %q: %w", req.GetJobId(), ErrNotFound))
+	}
+	return &airlockv1.CancelResponse{Cancelled: j.cancelJob()}, nil
+}
+
+// GetJob returns a job's state.
+func (s *Server) GetJob(_ context.Context, req *airlockv1.GetJobRequest) (*airlockv1.GetJobResponse, error) {
+	if req.GetJobId() == "" {
+		return nil, toStatus(fmt.Errorf("%w: job_id is required", ErrInvalidRequest))
+	}
+	j, ok := s.jobs.get(req.GetJobId())
+	if !ok {
+		return nil, toStatus(fmt.Errorf("job %q: %w", req.GetJobId(), ErrNotFound))
+	}
+	out := &airlockv1.GetJobResponse{JobId: j.id, State: airlockv1.JobState_JOB_STATE_RUNNING}
+	if resp, done := j.response(); done {
+		out.State = airlockv1.JobState_JOB_STATE_FINISHED
+		out.Response = resp
+	}
+	return out, nil
+}
+
+// ListProfiles lists the served profiles.
+func (s *Server) ListProfiles(context.Context, *airlockv1.ListProfilesRequest) (*airlockv1.ListProfilesResponse, error) {
+	out := &airlockv1.ListProfilesResponse{}
+	for _, name := range s.profiles.Names() {
+		p, err := s.profiles.Get(name)
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		out.Profiles = append(out.Profiles, effectivePolicy(p))
+	}
+	return out, nil
+}
+
+// ExplainProfile returns one profile's effective policy.
+func (s *Server) ExplainProfile(_ context.Context, req *airlockv1.ExplainProfileRequest) (*airlockv1.ExplainProfileResponse, error) {
+	p, err := s.profiles.Get(req.GetProfile())
+	if err != nil {
+		return nil, toStatus(fmt.Errorf("profile %q: %w (known: %v)", req.GetProfile(), ErrNotFound, s.profiles.Names()))
+	}
+	js, err := p.JSON()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &airlockv1.ExplainProfileResponse{Policy: effectivePolicy(p), EffectiveJson: string(js)}, nil
+}
+
+// spawn validates, deduplicates and runs a job, calling emit for each event.
+func (s *Server) spawn(ctx context.Context, req *airlockv1.SpawnRequest, emit func(*airlockv1.SpawnStreamResponse)) (*airlockv1.SpawnResponse, error) {
+	if req == nil {
+		return nil, fmt.Errorf("%w: spawn request is required", ErrInvalidRequest)
+	}
+	plan, err := s.plan(req)
+	if err != nil {
+		return nil, err
+	}
+	j, first := s.jobs.start(plan.job.ID)
+	if !first {
+		// Idempotent retry: the first job's response, never a second run.
+		return j.wait(ctx)
+	}
+	select {
+	case s.slots <- struct{}{}:
+	default:
+		j.finish(nil)
+		s.jobs.forget(j.id)
+		return nil, fmt.Errorf("%w: %d jobs already running; retry later", ErrOverloaded, cap(s.slots))
+	}
+	defer func() { <-s.slots }()
+
+	emit(&airlockv1.SpawnStreamResponse{JobId: j.id, Event: &airlockv1.SpawnStreamResponse_Accepted{
+		Accepted: &airlockv1.JobAccepted{Policy: effectivePolicy(plan.job.Policy)}}})
+	jobCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	j.setCancel(cancel)
+	plan.job.OnStart = func() {
+		emit(&airlockv1.SpawnStreamResponse{JobId: j.id, Event: &airlockv1.SpawnStreamResponse_Started{Started: &airlockv1.JobStarted{}}})
+	}
+
+	start := time.Now()
+	out, runErr := s.runner.Run(jobCtx, plan.job)
+	resp := s.verdict(jobCtx, plan, out, runErr)
+	resp.Usage.Wall = durationpb.New(time.Since(start))
+	j.finish(resp)
+	s.log.Info("job finished", "job", j.id, "profile", plan.job.Policy.Name, "verdict", resp.Verdict.String(),
+		"policy_hash", resp.Policy.Hash, "wall", time.Since(start))
+	return resp, nil
+}
+
+// plan is a validated request, ready to run.
+type plan struct {
+	job    *Job
+	schema *result.Schema
+}
+
+// plan validates req and resolves its policy. Every failure is
+// ErrInvalidRequest with a message that says what to change.
+func (s *Server) plan(req *airlockv1.SpawnRequest) (*plan, error) {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidRequest, fmt.Sprintf(format, a...))
+	}
+	id := req.GetJobId()
+	if id == "" {
+		id = uuid.NewString()
+	} else if !jobIDPattern.MatchString(id) {
+		return nil, bad("job_id %q must be 1-128 characters of letters, digits, '.', '_' or '-'", id)
+	}
+	base, err := s.profiles.Get(req.GetProfile())
+	if err != nil {
+		return nil, bad("unknown profile %q; known profiles: %v", req.GetProfile(), s.profiles.Names())
+	}
+	var o policy.Overrides
+	if ov := req.GetOverrides(); ov != nil {
+		if ov.GetTimeout() != nil {
+			if err := ov.GetTimeout().CheckValid(); err != nil || ov.GetTimeout().AsDuration() <= 0 {
+				return nil, bad("overrides.timeout must be a positive duration")
+			}
+			o.Timeout = ov.GetTimeout().AsDuration()
+		}
+		if ov.GetMemoryBytes() < 0 {
+			return nil, bad("overrides.memory_bytes must not be negative")
+		}
+		o.MemoryBytes = ov.GetMemoryBytes()
+		o.Egress = ov.GetEgress()
+	}
+	p, err := base.Tighten(o)
+	if err != nil {
+		return nil, bad("overrides: %v", err)
+	}
+	task := req.GetTask()
+	if !taskNamePattern.MatchString(task.GetName()) {
+		return nil, bad("task.name %q must be a lowercase task name such as summarize", task.GetName())
+	}
+	if len(task.GetParams()) > maxParams {
+		return nil, bad("task.params has %d entries; at most %d", len(task.GetParams()), maxParams)
+	}
+	for k, v := range task.GetParams() {
+		if len(k)+len(v) > maxParamBytes {
+			return nil, bad("task.params[%q] is longer than %d bytes", k, maxParamBytes)
+		}
+	}
+	if len(req.GetContent()) == 0 {
+		return nil, bad("content is required")
+	}
+	if len(req.GetContent()) > maxContentItems {
+		return nil, bad("%d content items; at most %d", len(req.GetContent()), maxContentItems)
+	}
+	var total int
+	content := make([]Content, 0, len(req.GetContent()))
+	for _, c := range req.GetContent() {
+		total += len(c.GetData())
+		content = append(content, Content{Data: c.GetData(), MediaType: c.GetMediaType(), Source: c.GetSource()})
+	}
+	if total > maxContentBytes {
+		return nil, bad("content is %d bytes; at most %d", total, maxContentBytes)
+	}
+	if req.GetResultSchema() == "" {
+		return nil, bad("result_schema is required: the JSON Schema the result must fit")
+	}
+	if len(req.GetResultSchema()) > maxSchemaBytes {
+		return nil, bad("result_schema is longer than %d bytes", maxSchemaBytes)
+	}
+	schema, err := result.CompileSchema(req.GetResultSchema())
+	if err != nil {
+		return nil, bad("result_schema: %v", err)
+	}
+	return &plan{
+		job: &Job{
+			ID:      id,
+			Image:   p.Image(),
+			Task:    task.GetName(),
+			Params:  task.GetParams(),
+			Content: content,
+			Tools:   p.EffectiveTools(KnownTools),
+			Policy:  p,
+		},
+		schema: schema,
+	}, nil
+}
+
+// KnownTools are the tools the reference agent implements.
+var KnownTools = []string{"extract_text", "extract_links", "summarize", "classify", "exec", "read", "write"}
+
+// verdict turns what came out of the sandbox into the response. The raw
+// result is parsed and validated here, and only the validated value can
+// leave.
+func (s *Server) verdict(ctx context.Context, pl *plan, out *Outcome, runErr error) *airlockv1.SpawnResponse {
+	p := pl.job.Policy
+	resp := &airlockv1.SpawnResponse{
+		JobId:        pl.job.ID,
+		Policy:       effectivePolicy(p),
+		Usage:        &airlockv1.Usage{},
+		Sanitization: &airlockv1.SanitizationReport{},
+	}
+	set := func(v airlockv1.Verdict, format string, a ...any) *airlockv1.SpawnResponse {
+		resp.Verdict = v
+		resp.Message = fmt.Sprintf(format, a...)
+		return resp
+	}
+	if runErr != nil {
+		if ctx.Err() != nil {
+			return set(airlockv1.Verdict_VERDICT_CANCELLED, "job cancelled before it finished")
+		}
+		s.log.Error("sandbox failed", "job", pl.job.ID, "err", runErr)
+		return set(airlockv1.Verdict_VERDICT_SANDBOX_ERROR, "sandbox failed: %v", runErr)
+	}
+	resp.Usage.ExitCode = int32(out.ExitCode)
+	resp.Usage.MemoryPeakBytes = out.MemoryPeakBytes
+	resp.Usage.OutputBytes = int64(len(out.Result))
+	switch {
+	case out.TimedOut:
+		return set(airlockv1.Verdict_VERDICT_TIMEOUT, "job ran past its %s deadline and was killed", p.Limits.Timeout)
+	case out.OOMKilled:
+		return set(airlockv1.Verdict_VERDICT_OOM, "job exceeded its %d-byte memory limit", p.Limits.MemoryBytes)
+	case out.OutputTooLarge:
+		return set(airlockv1.Verdict_VERDICT_OUTPUT_TOO_LARGE, "result is larger than the %d-byte output cap", p.Limits.OutputBytes)
+	case out.ExitCode != 0:
+		return set(airlockv1.Verdict_VERDICT_SANDBOX_ERROR, "agent exited with code %d", out.ExitCode)
+	case out.Result == nil:
+		return set(airlockv1.Verdict_VERDICT_SCHEMA_INVALID, "no result: %s", out.ResultProblem)
+	}
+	st, err := result.Process(out.Result, pl.schema, p.Limits.OutputBytes)
+	if err != nil {
+		return set(airlockv1.Verdict_VERDICT_SCHEMA_INVALID, "result rejected: %v", err)
+	}
+	resp.Result = st
+	resp.Verdict = airlockv1.Verdict_VERDICT_OK
+	return resp
+}
+
+func effectivePolicy(p *policy.Profile) *airlockv1.EffectivePolicy {
+	return &airlockv1.EffectivePolicy{Profile: p.Name, Hash: p.Hash(), Summary: p.Summary()}
+}

@@ -1,0 +1,169 @@
+// Command airlock is the CLI for an Airlock broker: spawn jobs and inspect
+// profiles.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/airlock/airlock/broker/client"
+	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
+)
+
+const usage = `usage: airlock [--socket PATH | --addr HOST:PORT] [--token-file FILE] COMMAND [flags]
+
+commands:
+  spawn     run a job and print the response as JSON
+  profiles  list the broker's policy profiles
+  explain   print one profile's effective policy
+  get       print a job's state
+  cancel    cancel a running job
+`
+
+func main() {
+	global := flag.NewFlagSet("airlock", flag.ExitOnError)
+	global.Usage = func() { fmt.Fprint(os.Stderr, usage) }
+	socket := global.String("socket", "", "broker unix socket (default $AIRLOCK_SOCKET or "+client.DefaultSocket+")")
+	addr := global.String("addr", "", "broker loopback host:port, instead of the socket")
+	tokenFile := global.String("token-file", "", "bearer token file (default $AIRLOCK_TOKEN_FILE)")
+	_ = global.Parse(os.Args[1:])
+	if global.NArg() == 0 {
+		global.Usage()
+		os.Exit(2)
+	}
+	cmd, args := global.Arg(0), global.Args()[1:]
+	commands := map[string]func(context.Context, airlockv1.BrokerClient, []string) (proto.Message, error){
+		"spawn":    spawn,
+		"profiles": profiles,
+		"explain":  explain,
+		"get":      get,
+		"cancel":   cancel,
+	}
+	f, ok := commands[cmd]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "airlock: unknown command %q\n%s", cmd, usage)
+		os.Exit(2)
+	}
+	conn, err := client.Dial(client.Socket(*socket), *addr, client.TokenFile(*tokenFile))
+	if err != nil {
+		fail(err)
+	}
+	defer conn.Close()
+	msg, err := f(context.Background(), conn.Broker, args)
+	if err != nil {
+		fail(err)
+	}
+	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  ", EmitUnpopulated: false}.Marshal(msg)
+	if err != nil {
+		fail(err)
+	}
+	fmt.Println(string(b))
+	if r, ok := msg.(*airlockv1.SpawnResponse); ok && r.Verdict != airlockv1.Verdict_VERDICT_OK {
+		os.Exit(3)
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "airlock:", err)
+	os.Exit(1)
+}
+
+type multi []string
+
+func (m *multi) String() string     { return strings.Join(*m, ",") }
+func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
+
+func spawn(ctx context.Context, b airlockv1.BrokerClient, args []string) (proto.Message, error) {
+	fs := flag.NewFlagSet("spawn", flag.ExitOnError)
+	profile := fs.String("profile", "secureclaw", "policy profile")
+	task := fs.String("task", "", "task name, e.g. summarize")
+	schema := fs.String("schema", "", "JSON Schema file the result must fit")
+	jobID := fs.String("job-id", "", "idempotency key (default: a new UUID)")
+	mediaType := fs.String("media-type", "", "media type of the content (default: by file extension)")
+	timeout := fs.Duration("timeout", 0, "tighten the profile's wall timeout")
+	var contents, params multi
+	fs.Var(&contents, "content", "content file (repeatable)")
+	fs.Var(&params, "param", "task parameter key=value (repeatable)")
+	_ = fs.Parse(args)
+	if *task == "" || *schema == "" || len(contents) == 0 {
+		return nil, fmt.Errorf("spawn needs --task, --schema and at least one --content")
+	}
+	sb, err := os.ReadFile(*schema)
+	if err != nil {
+		return nil, err
+	}
+	req := &airlockv1.SpawnRequest{
+		JobId:        *jobID,
+		Profile:      *profile,
+		Task:         &airlockv1.Task{Name: *task, Params: map[string]string{}},
+		ResultSchema: string(sb),
+	}
+	for _, p := range params {
+		k, v, ok := strings.Cut(p, "=")
+		if !ok {
+			return nil, fmt.Errorf("--param %q: want key=value", p)
+		}
+		req.Task.Params[k] = v
+	}
+	for _, c := range contents {
+		data, err := os.ReadFile(c)
+		if err != nil {
+			return nil, err
+		}
+		mt := *mediaType
+		if mt == "" {
+			mt = mediaTypeOf(c)
+		}
+		req.Content = append(req.Content, &airlockv1.Content{Data: data, MediaType: mt, Source: "file:" + c})
+	}
+	if *timeout > 0 {
+		req.Overrides = &airlockv1.Overrides{Timeout: durationpb.New(*timeout)}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	return b.Spawn(ctx, req)
+}
+
+func mediaTypeOf(name string) string {
+	switch {
+	case strings.HasSuffix(name, ".html"), strings.HasSuffix(name, ".htm"):
+		return "text/html"
+	case strings.HasSuffix(name, ".json"):
+		return "application/json"
+	default:
+		return "text/plain"
+	}
+}
+
+func profiles(ctx context.Context, b airlockv1.BrokerClient, _ []string) (proto.Message, error) {
+	return b.ListProfiles(ctx, &airlockv1.ListProfilesRequest{})
+}
+
+func explain(ctx context.Context, b airlockv1.BrokerClient, args []string) (proto.Message, error) {
+	if len(args) != 1 {
+		return nil, fmt.Errorf("explain needs one profile name")
+	}
+	return b.ExplainProfile(ctx, &airlockv1.ExplainProfileRequest{Profile: args[0]})
+}
+
+func get(ctx context.Context, b airlockv1.BrokerClient, args []string) (proto.Message, error) {
+	if len(args) != 1 {
+		return nil, fmt.Errorf("get needs one job id")
+	}
+	return b.GetJob(ctx, &airlockv1.GetJobRequest{JobId: args[0]})
+}
+
+func cancel(ctx context.Context, b airlockv1.BrokerClient, args []string) (proto.Message, error) {
+	if len(args) != 1 {
+		return nil, fmt.Errorf("cancel needs one job id")
+	}
+	return b.Cancel(ctx, &airlockv1.CancelRequest{JobId: args[0]})
+}

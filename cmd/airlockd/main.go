@@ -1,0 +1,42 @@
+// Command airlockd is the Airlock broker daemon: it serves the gRPC Spawn
+// API and runs each job in a containerd sandbox.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/airlock/airlock/broker/client"
+)
+
+func main() {
+	var o options
+	flag.StringVar(&o.socket, "socket", "", "unix socket to serve on (default $AIRLOCK_SOCKET or "+client.DefaultSocket+")")
+	flag.StringVar(&o.listen, "listen", "", "serve on this loopback host:port instead of the unix socket")
+	flag.StringVar(&o.tokenFile, "token-file", "", "file holding the bearer token (default $AIRLOCK_TOKEN_FILE)")
+	flag.StringVar(&o.stateDir, "state-dir", "/var/lib/airlock", "state directory: job dirs and the embedded containerd")
+	flag.StringVar(&o.containerdAddress, "containerd-address", "", "use this containerd socket instead of starting a private one")
+	flag.StringVar(&o.agentBinary, "agent-binary", "", "static airlock-agent binary for the reader image (default: next to airlockd)")
+	flag.StringVar(&o.policyDir, "policy-dir", "", "directory of policy profiles (default: the shipped ones)")
+	flag.BoolVar(&o.dev, "dev", false, "development mode: allows exec.security full")
+	flag.IntVar(&o.maxJobs, "max-jobs", 8, "jobs that may run at once")
+	flag.BoolVar(&o.debug, "debug", false, "debug logging")
+	flag.Parse()
+
+	level := slog.LevelInfo
+	if o.debug {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o, log); err != nil {
+		fmt.Fprintln(os.Stderr, "airlockd:", err)
+		os.Exit(1)
+	}
+}

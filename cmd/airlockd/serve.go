@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/airlock/airlock/broker"
+	"github.com/airlock/airlock/broker/auth"
+	"github.com/airlock/airlock/broker/client"
+	"github.com/airlock/airlock/broker/policy"
+	"github.com/airlock/airlock/images"
+	"github.com/airlock/airlock/policies"
+	"github.com/airlock/airlock/sandbox"
+	"github.com/airlock/airlock/sandbox/daemon"
+)
+
+type options struct {
+	socket, listen, tokenFile, stateDir string
+	containerdAddress, agentBinary      string
+	policyDir                           string
+	dev, debug                          bool
+	maxJobs                             int
+}
+
+// run wires the broker to a sandbox runner and serves until ctx ends. The
+// order of start-up is the order of checks a careful operator wants: token
+// and policies first (cheap, and most likely wrong), containerd last.
+func run(ctx context.Context, o options, log *slog.Logger) error {
+	token, err := auth.LoadToken(client.TokenFile(o.tokenFile))
+	if err != nil {
+		return err
+	}
+	var pfs fs.FS = policies.FS
+	if o.policyDir != "" {
+		pfs = os.DirFS(o.policyDir)
+	}
+	profiles, err := policy.Load(pfs, policy.WithDevMode(o.dev))
+	if err != nil {
+		return fmt.Errorf("policies: %w", err)
+	}
+	lis, err := listen(o)
+	if err != nil {
+		return err
+	}
+	defer lis.Close()
+
+	agentBin := o.agentBinary
+	if agentBin == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		agentBin = filepath.Join(filepath.Dir(exe), "airlock-agent")
+	}
+	if err := os.MkdirAll(o.stateDir, 0o700); err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	address := o.containerdAddress
+	if address == "" {
+		d, err := daemon.Start(ctx, filepath.Join(o.stateDir, "containerd"))
+		if err != nil {
+			return fmt.Errorf("embedded containerd: %w", err)
+		}
+		defer func() {
+			if err := d.Stop(context.Background()); err != nil {
+				log.Warn("stop containerd", "err", err)
+			}
+		}()
+		address = d.Address()
+		log.Info("embedded containerd started", "address", address)
+	}
+	runner, err := sandbox.New(ctx, sandbox.Config{
+		Address:  address,
+		StateDir: o.stateDir,
+		Images:   []images.Spec{images.Reader(agentBin)},
+		Logger:   log,
+	})
+	if err != nil {
+		return err
+	}
+	defer runner.Close()
+
+	srv, err := broker.New(broker.Config{Runner: runner, Profiles: profiles, Logger: log, MaxJobs: o.maxJobs})
+	if err != nil {
+		return err
+	}
+	g := broker.NewGRPCServer(srv, token)
+	errCh := make(chan error, 1)
+	go func() { errCh <- g.Serve(lis) }()
+	log.Info("airlockd serving", "addr", lis.Addr().String(), "profiles", profiles.Names())
+
+	select {
+	case err := <-errCh:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	// Running jobs get a grace period; then their RPCs are cut, which
+	// cancels them and runs their cleanup before the runner closes.
+	stopped := make(chan struct{})
+	go func() { g.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(30 * time.Second):
+		g.Stop()
+	}
+	return nil
+}
+
+// listen opens the unix socket (mode 0600) or the loopback TCP listener.
+func listen(o options) (net.Listener, error) {
+	if o.listen != "" {
+		host, _, err := net.SplitHostPort(o.listen)
+		if err != nil {
+			return nil, fmt.Errorf("--listen %q: %w", o.listen, err)
+		}
+		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+			return nil, fmt.Errorf("--listen %q: only a loopback IP address is allowed; a non-loopback bind would need TLS", o.listen)
+		}
+		return net.Listen("tcp", o.listen)
+	}
+	path := client.Socket(o.socket)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("remove stale socket: %w", err)
+	}
+	// The umask closes the window between bind and chmod in which another
+	// local user could connect.
+	old := syscall.Umask(0o177)
+	lis, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		lis.Close()
+		return nil, err
+	}
+	return lis, nil
+}

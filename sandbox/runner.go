@@ -1,0 +1,310 @@
+// Package sandbox runs broker jobs in containerd sandboxes: one container
+// per job, hardened from the job's policy, inside a lease, and torn down
+// completely whatever happens. It implements broker.Runner; nothing else in
+// Airlock talks to containerd.
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/containerd/containerd"
+	"github.com/containerd/containerd/cio"
+	"github.com/containerd/containerd/errdefs"
+	"github.com/containerd/containerd/leases"
+	"github.com/containerd/containerd/namespaces"
+	"github.com/google/uuid"
+	"golang.org/x/sys/unix"
+
+	"github.com/airlock/airlock/broker"
+	"github.com/airlock/airlock/images"
+	"github.com/airlock/airlock/sandbox/agent"
+)
+
+const (
+	// Namespace is the containerd namespace that holds everything Airlock
+	// creates.
+	Namespace = "airlock"
+	// LabelJob labels containers and leases with the broker's job ID.
+	LabelJob = "airlock/job"
+	// LabelRun labels containers and leases with the sandbox's own run ID.
+	LabelRun = "airlock/run"
+
+	runtimeName = "io.containerd.runc.v2"
+	snapshotter = "overlayfs"
+	// logCap bounds the stdout and stderr kept for the audit log.
+	logCap = 64 << 10
+	// outputSlack lets a result one byte over the cap still be written, so
+	// that it is reported as too large rather than as a failed write.
+	outputSlack = 64 << 10
+)
+
+// Config configures a Runner.
+type Config struct {
+	// Address is the containerd socket.
+	Address string
+	// StateDir holds per-job directories under jobs/.
+	StateDir string
+	// Images are the images jobs may name, built and imported on start.
+	Images []images.Spec
+	Logger *slog.Logger
+}
+
+// Runner runs jobs on containerd. It is safe for concurrent use.
+type Runner struct {
+	client  *containerd.Client
+	jobsDir string
+	images  map[string]containerd.Image
+	log     *slog.Logger
+}
+
+var _ broker.Runner = (*Runner)(nil)
+
+// New connects to containerd, removes whatever a crashed predecessor left
+// behind, and makes sure every configured image is present.
+func New(ctx context.Context, cfg Config) (*Runner, error) {
+	if cfg.StateDir == "" {
+		return nil, errors.New("sandbox: StateDir is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	client, err := containerd.New(cfg.Address, containerd.WithDefaultNamespace(Namespace), containerd.WithTimeout(10*time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("connect to containerd at %s: %w", cfg.Address, err)
+	}
+	r := &Runner{
+		client:  client,
+		jobsDir: filepath.Join(cfg.StateDir, "jobs"),
+		images:  map[string]containerd.Image{},
+		log:     cfg.Logger,
+	}
+	ctx = namespaces.WithNamespace(ctx, Namespace)
+	if err := os.MkdirAll(r.jobsDir, 0o700); err != nil {
+		client.Close()
+		return nil, err
+	}
+	if err := r.Reap(ctx); err != nil {
+		client.Close()
+		return nil, fmt.Errorf("reap leftovers: %w", err)
+	}
+	for _, spec := range cfg.Images {
+		img, err := r.ensureImage(ctx, spec)
+		if err != nil {
+			client.Close()
+			return nil, fmt.Errorf("image %s: %w", spec.Name, err)
+		}
+		r.images[spec.Name] = img
+	}
+	return r, nil
+}
+
+// Close closes the containerd connection.
+func (r *Runner) Close() error { return r.client.Close() }
+
+// ImageDigest returns the manifest digest of a loaded image.
+func (r *Runner) ImageDigest(name string) (string, bool) {
+	img, ok := r.images[name]
+	if !ok {
+		return "", false
+	}
+	return img.Target().Digest.String(), true
+}
+
+// Run runs one job. See broker.Runner.
+func (r *Runner) Run(ctx context.Context, job *broker.Job) (_ *broker.Outcome, retErr error) {
+	img, ok := r.images[job.Image]
+	if !ok {
+		return nil, fmt.Errorf("image %q is not loaded", job.Image)
+	}
+	p := job.Policy
+	if p == nil {
+		return nil, errors.New("job has no policy")
+	}
+	ctx = namespaces.WithNamespace(ctx, Namespace)
+	runID := "airlock-" + uuid.NewString()
+	log := r.log.With("job", job.ID, "run", runID)
+
+	var u undo
+	defer func() {
+		if err := u.Run(ctx); err != nil {
+			log.Error("sandbox cleanup failed", "err", err)
+			if retErr == nil {
+				retErr = fmt.Errorf("cleanup: %w", err)
+			}
+		}
+	}()
+
+	dir := filepath.Join(r.jobsDir, runID)
+	u.Push(func(context.Context) error { return os.RemoveAll(dir) })
+	paths, err := prepareDir(dir, job, p.Limits.OutputBytes+outputSlack, p.Isolation.UID, p.Isolation.GID)
+	if err != nil {
+		return nil, err
+	}
+	u.Push(func(context.Context) error { return unmount(paths.Output) })
+
+	labels := map[string]string{LabelJob: job.ID, LabelRun: runID}
+	lctx, done, err := r.client.WithLease(ctx, leases.WithID(runID), leases.WithLabels(labels), leases.WithExpiration(24*time.Hour))
+	if err != nil {
+		return nil, fmt.Errorf("lease: %w", err)
+	}
+	u.Push(func(c context.Context) error { return done(leases.WithLease(c, runID)) })
+
+	container, err := r.client.NewContainer(lctx, runID,
+		containerd.WithImage(img),
+		containerd.WithImageConfigLabels(img),
+		containerd.WithSnapshotter(snapshotter),
+		containerd.WithNewSnapshotView(runID, img),
+		containerd.WithRuntime(runtimeName, nil),
+		containerd.WithContainerLabels(labels),
+		containerd.WithNewSpec(SpecFor(job.ID, p, paths)...),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("create container: %w", err)
+	}
+	u.Push(func(c context.Context) error {
+		return ignoreNotFound(container.Delete(c, containerd.WithSnapshotCleanup))
+	})
+
+	logs := newCappedBuffer(logCap)
+	task, err := container.NewTask(lctx, cio.NewCreator(cio.WithStreams(nil, logs, logs), cio.WithFIFODir(filepath.Join(dir, "fifo"))))
+	if err != nil {
+		return nil, fmt.Errorf("create task: %w", err)
+	}
+	u.Push(func(c context.Context) error {
+		_, err := task.Delete(c, containerd.WithProcessKill)
+		return ignoreNotFound(err)
+	})
+
+	// Wait outlives the caller's context so that, after a kill, the exit is
+	// still collected before teardown.
+	waitCtx, stopWait := context.WithCancel(context.WithoutCancel(lctx))
+	defer stopWait()
+	exitCh, err := task.Wait(waitCtx)
+	if err != nil {
+		return nil, fmt.Errorf("wait task: %w", err)
+	}
+	start := time.Now()
+	if err := task.Start(lctx); err != nil {
+		return nil, fmt.Errorf("start task: %w", err)
+	}
+	if job.OnStart != nil {
+		job.OnStart()
+	}
+
+	out := &broker.Outcome{ImageDigest: img.Target().Digest.String()}
+	deadline := time.NewTimer(p.Limits.Timeout)
+	defer deadline.Stop()
+	var status containerd.ExitStatus
+	select {
+	case status = <-exitCh:
+	case <-deadline.C:
+		out.TimedOut = true
+		status = r.kill(waitCtx, task, exitCh, log)
+	case <-ctx.Done():
+		r.kill(waitCtx, task, exitCh, log)
+		return nil, ctx.Err()
+	}
+	out.Wall = time.Since(start)
+	code, _, err := status.Result()
+	if err != nil {
+		return nil, fmt.Errorf("task exit: %w", err)
+	}
+	out.ExitCode = int(code)
+	oom, peak := usage(waitCtx, task)
+	out.OOMKilled = oom && !out.TimedOut
+	out.MemoryPeakBytes = int64(peak)
+	out.Logs = logs.Bytes()
+
+	if !out.TimedOut {
+		res, err := readResult(paths.Output, filepath.Base(agent.ResultFile), p.Limits.OutputBytes)
+		switch {
+		case errors.Is(err, errTooLarge):
+			out.OutputTooLarge = true
+			out.ResultProblem = err.Error()
+		case err != nil:
+			out.ResultProblem = err.Error()
+		default:
+			out.Result = res
+		}
+	}
+	log.Debug("job ran", "exit", out.ExitCode, "timeout", out.TimedOut, "oom", out.OOMKilled, "wall", out.Wall)
+	return out, nil
+}
+
+// kill ends the task and waits briefly for its exit status.
+func (r *Runner) kill(ctx context.Context, task containerd.Task, exitCh <-chan containerd.ExitStatus, log *slog.Logger) containerd.ExitStatus {
+	if err := task.Kill(ctx, syscall.SIGKILL, containerd.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
+		log.Warn("kill task", "err", err)
+	}
+	select {
+	case st := <-exitCh:
+		return st
+	case <-time.After(10 * time.Second):
+		log.Warn("task did not exit after SIGKILL")
+		return *containerd.NewExitStatus(137, time.Now(), nil)
+	}
+}
+
+// prepareDir lays out a job directory: input/job.json and input/content/N,
+// read-only to the sandbox user, and output/ as a size-capped tmpfs owned by
+// it.
+func prepareDir(dir string, job *broker.Job, outputBytes int64, uid, gid uint32) (JobPaths, error) {
+	paths := JobPaths{Input: filepath.Join(dir, "input"), Output: filepath.Join(dir, "output")}
+	contentDir := filepath.Join(paths.Input, "content")
+	for _, d := range []string{dir, contentDir, paths.Output, filepath.Join(dir, "fifo")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return paths, err
+		}
+	}
+	jf := agent.Job{ID: job.ID, Task: job.Task, Params: job.Params, Tools: job.Tools}
+	for i, c := range job.Content {
+		name := strconv.Itoa(i)
+		if err := os.WriteFile(filepath.Join(contentDir, name), c.Data, 0o444); err != nil {
+			return paths, err
+		}
+		jf.Content = append(jf.Content, agent.ContentFile{Name: name, MediaType: c.MediaType, Source: c.Source})
+	}
+	b, err := json.Marshal(jf)
+	if err != nil {
+		return paths, err
+	}
+	if err := os.WriteFile(filepath.Join(paths.Input, "job.json"), b, 0o444); err != nil {
+		return paths, err
+	}
+	for _, d := range []string{contentDir, paths.Input} {
+		if err := os.Chmod(d, 0o555); err != nil {
+			return paths, err
+		}
+	}
+	// The job dir itself stays 0700 root: the sandbox reaches input and
+	// output only through its bind mounts.
+	opts := fmt.Sprintf("size=%d,mode=0700,uid=%d,gid=%d", outputBytes, uid, gid)
+	if err := unix.Mount("tmpfs", paths.Output, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, opts); err != nil {
+		return paths, fmt.Errorf("mount output tmpfs: %w", err)
+	}
+	return paths, nil
+}
+
+func unmount(path string) error {
+	err := unix.Unmount(path, unix.MNT_DETACH)
+	if err == nil || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	return fmt.Errorf("unmount %s: %w", path, err)
+}
+
+func ignoreNotFound(err error) error {
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	return err
+}

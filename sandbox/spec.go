@@ -1,0 +1,202 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/containerd/containerd/containers"
+	"github.com/containerd/containerd/contrib/seccomp"
+	"github.com/containerd/containerd/oci"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/airlock/airlock/broker/policy"
+	"github.com/airlock/airlock/sandbox/agent"
+)
+
+// JobPaths are the host paths a job's spec mounts.
+type JobPaths struct {
+	// Input is the job's input directory: job.json and content/.
+	Input string
+	// Output is a size-capped tmpfs the broker mounted for the job.
+	Output string
+	// NetNS is the path of the job's network namespace; empty gives the
+	// task a fresh namespace with loopback only.
+	NetNS string
+}
+
+// defaultMaskedPaths hides kernel and hardware information under /proc and
+// /sys that a sandboxed agent has no use for.
+var defaultMaskedPaths = []string{
+	"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
+	"/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+	"/proc/sched_debug", "/proc/scsi", "/proc/sysrq-trigger",
+	"/sys/firmware", "/sys/devices/virtual/powercap", "/sys/kernel",
+}
+
+// SpecFor maps a job's policy to the OCI spec options, in order. Every
+// option narrows the spec; none is conditional on the content.
+func SpecFor(jobID string, p *policy.Profile, paths JobPaths) []oci.SpecOpts {
+	masked := defaultMaskedPaths
+	if len(p.Isolation.MaskedPaths) > 0 {
+		masked = mergePaths(defaultMaskedPaths, p.Isolation.MaskedPaths)
+	}
+	opts := []oci.SpecOpts{
+		oci.WithProcessArgs("/airlock-agent"),
+		oci.WithProcessCwd("/"),
+		oci.WithHostname("airlock"),
+		WithEnvOnly(Env(jobID)),
+		oci.WithUIDGID(p.Isolation.UID, p.Isolation.GID),
+		WithNoCapabilities,
+		oci.WithMaskedPaths(masked),
+		WithoutMounts("/run", "/dev/mqueue"),
+		WithTmpfs("/tmp", p.Limits.ScratchBytes, p.Isolation.UID, p.Isolation.GID),
+		WithBind(paths.Input, agent.InputDir, true),
+		WithBind(paths.Output, agent.OutputDir, false),
+		WithNetNS(paths.NetNS),
+		oci.WithPidsLimit(p.Limits.Pids),
+		oci.WithMemoryLimit(uint64(p.Limits.MemoryBytes)),
+		WithNoCoreDumps,
+	}
+	if p.Limits.CPU > 0 {
+		const period = 100000
+		opts = append(opts, oci.WithCPUCFS(int64(p.Limits.CPU*period), period))
+	}
+	if p.Isolation.ReadOnlyRoot {
+		opts = append(opts, oci.WithRootFSReadonly())
+	}
+	if p.Isolation.NoNewPrivileges {
+		opts = append(opts, oci.WithNoNewPrivileges)
+	}
+	opts = append(opts, seccomp.WithDefaultProfile())
+	return opts
+}
+
+// Env is the whole environment of a sandboxed process. Nothing of the
+// broker's environment is inherited.
+func Env(jobID string) []string {
+	return []string{"PATH=/", "LANG=C.UTF-8", "AIRLOCK_JOB_ID=" + jobID}
+}
+
+// WithEnvOnly replaces the process environment, dropping whatever the image
+// config or earlier options put there.
+func WithEnvOnly(env []string) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *specs.Spec) error {
+		setProcess(s)
+		s.Process.Env = append([]string(nil), env...)
+		return nil
+	}
+}
+
+// WithNoCapabilities clears every capability set, including ambient and
+// inheritable, which oci.WithCapabilities(nil) leaves alone.
+func WithNoCapabilities(_ context.Context, _ oci.Client, _ *containers.Container, s *specs.Spec) error {
+	setProcess(s)
+	s.Process.Capabilities = &specs.LinuxCapabilities{
+		Bounding:    []string{},
+		Effective:   []string{},
+		Inheritable: []string{},
+		Permitted:   []string{},
+		Ambient:     []string{},
+	}
+	return nil
+}
+
+// WithNoCoreDumps sets RLIMIT_CORE to zero so a crashing agent writes
+// nothing anywhere.
+func WithNoCoreDumps(_ context.Context, _ oci.Client, _ *containers.Container, s *specs.Spec) error {
+	setProcess(s)
+	rl := s.Process.Rlimits[:0]
+	for _, r := range s.Process.Rlimits {
+		if r.Type != "RLIMIT_CORE" {
+			rl = append(rl, r)
+		}
+	}
+	s.Process.Rlimits = append(rl, specs.POSIXRlimit{Type: "RLIMIT_CORE", Hard: 0, Soft: 0})
+	return nil
+}
+
+// WithoutMounts drops the default mounts at the given destinations.
+func WithoutMounts(dests ...string) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *specs.Spec) error {
+		kept := s.Mounts[:0]
+		for _, m := range s.Mounts {
+			if !slices.Contains(dests, m.Destination) {
+				kept = append(kept, m)
+			}
+		}
+		s.Mounts = kept
+		return nil
+	}
+}
+
+// WithTmpfs mounts a size-capped, noexec tmpfs owned by uid:gid at dest.
+// The size is required: an uncapped tmpfs would let a job fill memory
+// outside its accounting.
+func WithTmpfs(dest string, sizeBytes int64, uid, gid uint32) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *specs.Spec) error {
+		if sizeBytes <= 0 {
+			return fmt.Errorf("tmpfs %s: size must be positive", dest)
+		}
+		s.Mounts = replaceMount(s.Mounts, specs.Mount{
+			Destination: dest,
+			Type:        "tmpfs",
+			Source:      "tmpfs",
+			Options: []string{"nosuid", "nodev", "noexec", "mode=0700",
+				fmt.Sprintf("size=%d", sizeBytes), fmt.Sprintf("uid=%d", uid), fmt.Sprintf("gid=%d", gid)},
+		})
+		return nil
+	}
+}
+
+// WithBind bind-mounts a host directory at dest, nosuid, nodev and noexec.
+func WithBind(src, dest string, readOnly bool) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *specs.Spec) error {
+		if src == "" {
+			return fmt.Errorf("bind %s: no source", dest)
+		}
+		mode := "rw"
+		if readOnly {
+			mode = "ro"
+		}
+		s.Mounts = replaceMount(s.Mounts, specs.Mount{
+			Destination: dest,
+			Type:        "bind",
+			Source:      src,
+			Options:     []string{"rbind", mode, "nosuid", "nodev", "noexec", "rprivate"},
+		})
+		return nil
+	}
+}
+
+// WithNetNS joins the network namespace at path, or, when path is empty,
+// makes sure the task gets a new one of its own and never the host's.
+func WithNetNS(path string) oci.SpecOpts {
+	return oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: path})
+}
+
+func setProcess(s *specs.Spec) {
+	if s.Process == nil {
+		s.Process = &specs.Process{}
+	}
+}
+
+func replaceMount(mounts []specs.Mount, m specs.Mount) []specs.Mount {
+	out := mounts[:0]
+	for _, x := range mounts {
+		if x.Destination != m.Destination {
+			out = append(out, x)
+		}
+	}
+	return append(out, m)
+}
+
+func mergePaths(a, b []string) []string {
+	out := append([]string(nil), a...)
+	for _, p := range b {
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}

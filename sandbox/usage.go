@@ -1,0 +1,34 @@
+package sandbox
+
+import (
+	"context"
+
+	v1 "github.com/containerd/cgroups/v3/cgroup1/stats"
+	v2 "github.com/containerd/cgroups/v3/cgroup2/stats"
+	"github.com/containerd/containerd"
+	"github.com/containerd/typeurl/v2"
+)
+
+// usage reads the stopped task's cgroup before it is deleted: whether the
+// kernel OOM-killed something in it, and its peak memory. A failure to read
+// reports no OOM: the exit status still tells the broker the job failed.
+func usage(ctx context.Context, task containerd.Task) (oom bool, peak uint64) {
+	m, err := task.Metrics(ctx)
+	if err != nil {
+		return false, 0
+	}
+	data, err := typeurl.UnmarshalAny(m.Data)
+	if err != nil {
+		return false, 0
+	}
+	switch s := data.(type) {
+	case *v1.Metrics:
+		if s.GetMemory().GetUsage() != nil {
+			peak = s.GetMemory().GetUsage().GetMax()
+		}
+		return s.GetMemoryOomControl().GetOomKill() > 0, peak
+	case *v2.Metrics:
+		return s.GetMemoryEvents().GetOomKill() > 0, s.GetMemory().GetUsage()
+	}
+	return false, 0
+}
