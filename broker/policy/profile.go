@@ -1,0 +1,228 @@
+// Package policy loads, validates and resolves the per-profile sandbox
+// policies that ops tune in policies/*.yaml.
+package policy
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+)
+
+// Image names the sandbox images a profile can select.
+const (
+	// ImageReader is the agent alone, with no shell: for profiles without exec.
+	ImageReader = "reader"
+	// ImageTools adds busybox applets, so it is chosen only when exec is allowed.
+	ImageTools = "tools"
+)
+
+// Profile is one resolved, validated policy. The broker treats a *Profile as
+// immutable once Load returns it: jobs share it, and the hash in every
+// response must describe exactly what was enforced. Change a copy made by
+// Clone or Tighten instead.
+//
+// Some guarantees are not fields, so that no profile can lift them:
+//   - no credentials in the sandbox: there is no field for environment,
+//     mounts or secrets, and a Service's secret reaches only the egress
+//     proxy, which adds it on the way out;
+//   - no host network, host PID or host IPC namespace, and never privileged
+//     mode: the YAML keys isolation.hostNetwork, hostPID, hostIPC and
+//     privileged exist only to be refused when true;
+//   - allowInsecureAuth is always false, and a profile saying otherwise does
+//     not load;
+//   - uid and gid 0 are refused, and exec.security full and
+//     isolation.noNewPrivileges false load only in development mode.
+type Profile struct {
+	// Name is the file name without .yaml.
+	Name string `json:"name"`
+	// Extends is the profile this one inherits from, if any.
+	Extends string `json:"extends,omitempty"`
+	// Description is free text for operators.
+	Description string    `json:"description,omitempty"`
+	Tools       Tools     `json:"tools"`
+	Exec        Exec      `json:"exec"`
+	Network     Network   `json:"network"`
+	Limits      Limits    `json:"limits"`
+	Isolation   Isolation `json:"isolation"`
+	Result      Result    `json:"result"`
+}
+
+// Tools is OpenClaw's tool policy: deny wins, names are case-insensitive,
+// and group: names expand.
+type Tools struct {
+	// Policy is allowlist (only Allowed) or denylist (all but Denied).
+	Policy string `json:"policy"` // allowlist | denylist
+	// Allowed lists tool or group names; with denylist it must be empty.
+	Allowed []string `json:"allowed,omitempty"`
+	// Denied lists tool or group names that no other setting can allow.
+	Denied []string `json:"denied,omitempty"`
+}
+
+// Exec is OpenClaw's exec approval policy.
+type Exec struct {
+	// Security is deny, allowlist (only AllowedPatterns) or full.
+	Security string `json:"security"` // deny | allowlist | full
+	// AllowedPatterns are the command patterns that run without approval.
+	AllowedPatterns []string `json:"allowedPatterns,omitempty"`
+	// Ask says when a command needs approval.
+	Ask string `json:"ask"` // off | on-miss | always
+	// AskFallback is what happens when nobody answers: always deny.
+	AskFallback string `json:"askFallback,omitempty"` // deny
+}
+
+// Network is the job's network: none, or egress through the broker's proxy.
+type Network struct {
+	// Mode none leaves the job loopback only; allowlist routes it to the
+	// proxy, which lets through only Egress and Services.
+	Mode string `json:"mode"` // none | allowlist
+	// Egress holds canonical host:port entries; *.suffix matches subdomains
+	// only. Empty means nothing is reachable.
+	Egress []string `json:"egress,omitempty"`
+	// Services maps an alias (http://<alias>.airlock.internal) to its upstream.
+	Services map[string]Service `json:"services,omitempty"`
+}
+
+// Service is an egress alias whose credential the proxy injects.
+type Service struct {
+	// Upstream is the https URL the alias forwards to.
+	Upstream string `json:"upstream"`
+	// Inject is the credential header, when the upstream needs one.
+	Inject Inject `json:"inject,omitempty"`
+}
+
+// Inject names a header and a secret reference (env:NAME or file:/path),
+// never a literal secret.
+type Inject struct {
+	// Header is the HTTP header the proxy sets.
+	Header string `json:"header"`
+	// SecretRef is env:NAME or file:/abs/path, resolved by the broker.
+	SecretRef string `json:"secretRef"`
+}
+
+// Limits bound what one job may consume.
+type Limits struct {
+	// MemoryBytes is YAML limits.memory, such as 256Mi.
+	MemoryBytes int64 `json:"memoryBytes"`
+	// Pids caps processes and threads.
+	Pids int64 `json:"pids"`
+	// CPU is in cores; 0.5 is half a core.
+	CPU float64 `json:"cpu"` // cores
+	// Timeout is the wall-clock deadline, YAML limits.timeout such as 30s.
+	Timeout time.Duration `json:"timeout"`
+	// OutputBytes caps result.json, YAML limits.output.
+	OutputBytes int64 `json:"outputBytes"`
+	// ScratchBytes sizes the writable tmpfs, YAML limits.scratch.
+	ScratchBytes int64 `json:"scratchBytes"`
+}
+
+// Isolation is the OCI hardening of the sandbox.
+type Isolation struct {
+	// ReadOnlyRoot mounts the image read-only.
+	ReadOnlyRoot bool `json:"readOnlyRoot"`
+	// Capabilities are the few low-risk CAP_ names a profile may grant.
+	Capabilities []string `json:"capabilities,omitempty"`
+	// NoNewPrivileges stops setuid binaries from gaining privileges.
+	NoNewPrivileges bool `json:"noNewPrivileges"`
+	// UID is the agent's user; never 0.
+	UID uint32 `json:"uid"`
+	// GID is the agent's group; never 0.
+	GID uint32 `json:"gid"`
+	// Seccomp is default (runtime default) or strict (a narrower list).
+	Seccomp string `json:"seccomp"` // default | strict
+	// UserNamespace maps the sandbox's users to unprivileged host users.
+	UserNamespace bool `json:"userNamespace"`
+	// MaskedPaths always include DefaultMaskedPaths; a profile only adds.
+	MaskedPaths []string `json:"maskedPaths,omitempty"`
+	// Runtime is runc, or runsc (gVisor) where installed.
+	Runtime string `json:"runtime"` // runc
+}
+
+// Result is how the broker treats the job's output.
+type Result struct {
+	// MaxStringLength caps every string in the sanitized result.
+	MaxStringLength int `json:"maxStringLength"`
+}
+
+// DefaultMaskedPaths returns the paths every sandbox masks, as containerd's
+// default spec does, because they leak host details or kernel interfaces.
+func DefaultMaskedPaths() []string {
+	return []string{
+		"/proc/acpi",
+		"/proc/asound",
+		"/proc/interrupts",
+		"/proc/kcore",
+		"/proc/keys",
+		"/proc/latency_stats",
+		"/proc/sched_debug",
+		"/proc/scsi",
+		"/proc/timer_list",
+		"/proc/timer_stats",
+		"/sys/devices/virtual/powercap",
+		"/sys/firmware",
+	}
+}
+
+// Clone returns a deep copy, which the caller may change freely.
+func (p *Profile) Clone() *Profile {
+	c := *p
+	c.Tools.Allowed = slices.Clone(p.Tools.Allowed)
+	c.Tools.Denied = slices.Clone(p.Tools.Denied)
+	c.Exec.AllowedPatterns = slices.Clone(p.Exec.AllowedPatterns)
+	c.Network.Egress = slices.Clone(p.Network.Egress)
+	c.Network.Services = maps.Clone(p.Network.Services) // Service holds no references
+	c.Isolation.Capabilities = slices.Clone(p.Isolation.Capabilities)
+	c.Isolation.MaskedPaths = slices.Clone(p.Isolation.MaskedPaths)
+	return &c
+}
+
+// Hash is the hex sha256 of the profile's canonical JSON. Load sorts every
+// list and encoding/json sorts map keys, so equal policies hash equally.
+func (p *Profile) Hash() string {
+	b, err := json.Marshal(p)
+	if err != nil {
+		// Only a NaN or infinite CPU can fail, and validation refuses both;
+		// hash the error so that a broken profile never shares a hash.
+		b = []byte("unencodable profile: " + err.Error())
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// Summary is one short line for responses and logs, such as
+// "network=none exec=allowlist seccomp=default mem=512Mi pids=128 cpu=1 timeout=60s".
+func (p *Profile) Summary() string {
+	network := p.Network.Mode
+	if network == NetworkAllowlist {
+		network = fmt.Sprintf("%s(%d)", network, len(p.Network.Egress)+len(p.Network.Services))
+	}
+	return fmt.Sprintf("network=%s exec=%s seccomp=%s mem=%s pids=%d cpu=%g timeout=%s",
+		network, p.Exec.Security, p.Isolation.Seccomp, FormatBytes(p.Limits.MemoryBytes),
+		p.Limits.Pids, p.Limits.CPU, formatDuration(p.Limits.Timeout))
+}
+
+// ExecAllowed reports whether the agent may run commands at all: exec
+// security is not deny and the tool policy allows the exec tool.
+func (p *Profile) ExecAllowed() bool {
+	return p.Exec.Security != ExecDeny && p.toolAllowed("exec")
+}
+
+// Image is the image the profile runs: a shell only when exec is allowed.
+func (p *Profile) Image() string {
+	if p.ExecAllowed() {
+		return ImageTools
+	}
+	return ImageReader
+}
+
+// formatDuration prints whole seconds as "60s" rather than "1m0s", to match
+// how profiles are written.
+func formatDuration(d time.Duration) string {
+	if d%time.Second == 0 {
+		return fmt.Sprintf("%ds", d/time.Second)
+	}
+	return d.String()
+}

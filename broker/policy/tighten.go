@@ -1,0 +1,84 @@
+package policy
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Overrides are a request's narrowing of its profile. A zero field, or an
+// empty Egress, means the profile's value stands; there is no way to say
+// "no egress" here, because mode none already says it.
+type Overrides struct {
+	// Timeout must not exceed the profile's limits.timeout.
+	Timeout time.Duration
+	// MemoryBytes must not exceed the profile's limits.memory.
+	MemoryBytes int64
+	// Egress must be covered, entry by entry, by the profile's network.egress.
+	Egress []string
+}
+
+// Tighten returns a copy of p narrowed by o, validated. An override that
+// would widen the profile is an error wrapping ErrLoosen that names the
+// field; one that is malformed or below a minimum wraps ErrInvalid. p is
+// never changed.
+func (p *Profile) Tighten(o Overrides) (*Profile, error) {
+	t := p.Clone()
+	switch {
+	case o.Timeout < 0:
+		return nil, fmt.Errorf("%w: limits.timeout: override %s is negative", ErrInvalid, o.Timeout)
+	case o.Timeout > p.Limits.Timeout:
+		return nil, fmt.Errorf("%w: limits.timeout: %s is longer than the profile's %s", ErrLoosen, o.Timeout, formatDuration(p.Limits.Timeout))
+	case o.Timeout > 0:
+		t.Limits.Timeout = o.Timeout
+	}
+	switch {
+	case o.MemoryBytes < 0:
+		return nil, fmt.Errorf("%w: limits.memory: override %d is negative", ErrInvalid, o.MemoryBytes)
+	case o.MemoryBytes > p.Limits.MemoryBytes:
+		return nil, fmt.Errorf("%w: limits.memory: %s is more than the profile's %s", ErrLoosen, FormatBytes(o.MemoryBytes), FormatBytes(p.Limits.MemoryBytes))
+	case o.MemoryBytes > 0:
+		t.Limits.MemoryBytes = o.MemoryBytes
+	}
+	if len(o.Egress) > 0 {
+		egress, err := p.narrowEgress(o.Egress)
+		if err != nil {
+			return nil, err
+		}
+		t.Network.Egress = egress
+	}
+	if errs := validate(t, config{devMode: true}, nil); len(errs) > 0 {
+		// Dev mode only so that a profile loaded in dev mode stays usable;
+		// Tighten checks limits here, and it never adds what dev mode guards.
+		return nil, joinSorted(errs)
+	}
+	return t, nil
+}
+
+// narrowEgress returns the canonical, sorted form of want, if every entry is
+// covered by an entry of the profile.
+func (p *Profile) narrowEgress(want []string) ([]string, error) {
+	if p.Network.Mode != NetworkAllowlist {
+		return nil, fmt.Errorf("%w: network.egress: the profile allows no network", ErrLoosen)
+	}
+	have := make([]EgressRule, 0, len(p.Network.Egress))
+	for _, e := range p.Network.Egress {
+		if r, err := ParseEgress(e); err == nil {
+			have = append(have, r)
+		}
+	}
+	out := make([]string, 0, len(want))
+	for i, e := range want {
+		r, err := ParseEgress(e)
+		if err != nil {
+			return nil, fmt.Errorf("%w: network.egress[%d]: %v", ErrInvalid, i, err)
+		}
+		if !slices.ContainsFunc(have, func(h EgressRule) bool { return h.Covers(r) }) {
+			return nil, fmt.Errorf("%w: network.egress[%d]: %s is not covered by the profile's egress (%s)", ErrLoosen, i, r, cmp.Or(strings.Join(p.Network.Egress, ", "), "none"))
+		}
+		out = append(out, r.String())
+	}
+	return sortedSet(out), nil
+}
