@@ -1,0 +1,14 @@
+// Command airlock-agent is the reference sub-agent inside Airlock's reader
+// image. It takes no flags: the sandbox contract fixes its input and output
+// paths, and package agent documents them.
+package main
+
+import (
+	"os"
+
+	"github.com/airlock/airlock/sandbox/agent"
+)
+
+func main() {
+	os.Exit(agent.Main())
+}

@@ -1,0 +1,191 @@
+package images
+
+import (
+	"archive/tar"
+	// go-digest panics unless the program links sha256 in itself.
+	_ "crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"runtime"
+	"slices"
+
+	"github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// ErrInvalidSpec is returned, wrapped, when a Spec cannot describe a sound
+// image; the message says which field is wrong.
+var ErrInvalidSpec = errors.New("invalid image spec")
+
+// AnnotationImageName is the index annotation containerd's importer takes the
+// image name from, ahead of the OCI ref name.
+const AnnotationImageName = "io.containerd.image.name"
+
+// refTag is the only tag Airlock images carry; the digest is their identity.
+const refTag = "latest"
+
+// nameRE is one lowercase path component of a distribution reference, so
+// ImageRef(name) always parses.
+var nameRE = regexp.MustCompile(`^[a-z0-9]+(?:[._-][a-z0-9]+)*$`)
+
+// ImageRef is the name an image built from a Spec with this Name has in
+// containerd after import.
+func ImageRef(name string) string {
+	return "airlock.local/" + name + ":" + refTag
+}
+
+// Build writes spec as an OCI image-layout tarball to w and returns the
+// manifest digest. The same spec and host files always produce the same bytes.
+func Build(w io.Writer, spec Spec) (digest.Digest, error) {
+	if err := validate(spec); err != nil {
+		return "", err
+	}
+	tree, err := layerTree(spec)
+	if err != nil {
+		return "", fmt.Errorf("image %s: %w", spec.Name, err)
+	}
+	if e, ok := tree[spec.Entrypoint[0]]; !ok || e.dir || e.mode&0o111 == 0 {
+		return "", fmt.Errorf("%w: image %s: entrypoint %q is not an executable file in the image",
+			ErrInvalidSpec, spec.Name, spec.Entrypoint[0])
+	}
+	layer, err := writeLayer(tree)
+	if err != nil {
+		return "", fmt.Errorf("image %s: %w", spec.Name, err)
+	}
+
+	blobs := make(map[digest.Digest][]byte, 3)
+	addBlob := func(mediaType string, data []byte) v1.Descriptor {
+		d := digest.FromBytes(data)
+		blobs[d] = data
+		return v1.Descriptor{MediaType: mediaType, Digest: d, Size: int64(len(data))}
+	}
+	layerDesc := addBlob(v1.MediaTypeImageLayer, layer)
+
+	platform := v1.Platform{OS: "linux", Architecture: runtime.GOARCH}
+	config, err := json.Marshal(v1.Image{
+		Platform: platform,
+		Config: v1.ImageConfig{
+			User:       orDefault(spec.User, NobodyUser),
+			Env:        orDefaultSlice(spec.Env, []string{"PATH=/"}),
+			Entrypoint: spec.Entrypoint,
+			WorkingDir: "/",
+		},
+		// The layer is uncompressed, so its diff ID is its digest.
+		RootFS: v1.RootFS{Type: "layers", DiffIDs: []digest.Digest{layerDesc.Digest}},
+	})
+	if err != nil {
+		return "", fmt.Errorf("image %s: config: %w", spec.Name, err)
+	}
+	configDesc := addBlob(v1.MediaTypeImageConfig, config)
+
+	manifest, err := json.Marshal(v1.Manifest{
+		Versioned: specs.Versioned{SchemaVersion: 2},
+		MediaType: v1.MediaTypeImageManifest,
+		Config:    configDesc,
+		Layers:    []v1.Descriptor{layerDesc},
+	})
+	if err != nil {
+		return "", fmt.Errorf("image %s: manifest: %w", spec.Name, err)
+	}
+	manifestDesc := addBlob(v1.MediaTypeImageManifest, manifest)
+	manifestDesc.Platform = &platform
+	manifestDesc.Annotations = map[string]string{
+		v1.AnnotationRefName: refTag,
+		AnnotationImageName:  ImageRef(spec.Name),
+	}
+
+	index, err := json.Marshal(v1.Index{
+		Versioned: specs.Versioned{SchemaVersion: 2},
+		MediaType: v1.MediaTypeImageIndex,
+		Manifests: []v1.Descriptor{manifestDesc},
+	})
+	if err != nil {
+		return "", fmt.Errorf("image %s: index: %w", spec.Name, err)
+	}
+	layout, err := json.Marshal(v1.ImageLayout{Version: v1.ImageLayoutVersion})
+	if err != nil {
+		return "", fmt.Errorf("image %s: oci-layout: %w", spec.Name, err)
+	}
+
+	if err := writeLayout(w, blobs, index, layout); err != nil {
+		return "", fmt.Errorf("image %s: %w", spec.Name, err)
+	}
+	return manifestDesc.Digest, nil
+}
+
+func validate(spec Spec) error {
+	if !nameRE.MatchString(spec.Name) {
+		return fmt.Errorf("%w: name %q must be lowercase letters and digits, separated by '.', '_' or '-'", ErrInvalidSpec, spec.Name)
+	}
+	if len(spec.Entrypoint) == 0 {
+		return fmt.Errorf("%w: image %s: empty entrypoint", ErrInvalidSpec, spec.Name)
+	}
+	if err := checkImagePath(spec.Entrypoint[0]); err != nil {
+		return fmt.Errorf("image %s: entrypoint: %w", spec.Name, err)
+	}
+	return nil
+}
+
+// writeLayout writes the outer tarball in sorted name order with pinned
+// headers, so it is as reproducible as the layer inside it.
+func writeLayout(w io.Writer, blobs map[digest.Digest][]byte, index, layout []byte) error {
+	tw := tar.NewWriter(w)
+	dir := func(name string) error {
+		return tw.WriteHeader(&tar.Header{
+			Name: name, Typeflag: tar.TypeDir, Mode: 0o755, ModTime: epoch, Format: tar.FormatPAX,
+		})
+	}
+	file := func(name string, data []byte) error {
+		err := tw.WriteHeader(&tar.Header{
+			Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(data)), ModTime: epoch, Format: tar.FormatPAX,
+		})
+		if err != nil {
+			return err
+		}
+		_, err = tw.Write(data)
+		return err
+	}
+
+	if err := dir(v1.ImageBlobsDir + "/"); err != nil {
+		return err
+	}
+	if err := dir(v1.ImageBlobsDir + "/sha256/"); err != nil {
+		return err
+	}
+	// All digests share the sha256 prefix, so sorting them sorts the paths.
+	digests := make([]digest.Digest, 0, len(blobs))
+	for d := range blobs {
+		digests = append(digests, d)
+	}
+	slices.Sort(digests)
+	for _, d := range digests {
+		if err := file(v1.ImageBlobsDir+"/sha256/"+d.Encoded(), blobs[d]); err != nil {
+			return err
+		}
+	}
+	if err := file(v1.ImageIndexFile, index); err != nil {
+		return err
+	}
+	if err := file(v1.ImageLayoutFile, layout); err != nil {
+		return err
+	}
+	return tw.Close()
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func orDefaultSlice(s, def []string) []string {
+	if len(s) == 0 {
+		return def
+	}
+	return s
+}

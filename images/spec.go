@@ -1,0 +1,86 @@
+package images
+
+import (
+	"io/fs"
+)
+
+// AgentPath is where every Airlock image carries its sub-agent binary.
+const AgentPath = "/airlock-agent"
+
+// NobodyUser is the uid:gid every image runs as unless a Spec says otherwise.
+const NobodyUser = "65534:65534"
+
+// Spec describes one single-layer image.
+//
+// Spec holds host paths, not file contents, so the same Spec can be built
+// again later; Build reads each HostPath once and the digest pins what it read.
+type Spec struct {
+	// Name is the image's short name, such as "reader"; ImageRef(Name) is the
+	// name containerd imports it under.
+	Name string
+	// Files are copied into the layer on top of the skeleton.
+	Files []File
+	// Entrypoint must name a file in Files by absolute path: there is no shell
+	// and no PATH search to fall back on.
+	Entrypoint []string
+	// Symlinks are added after Files and must point at one of them.
+	Symlinks []Symlink
+	// Env defaults to ["PATH=/"] when empty.
+	Env []string
+	// User defaults to NobodyUser when empty.
+	User string
+}
+
+// File is one regular file copied from the host into the image.
+type File struct {
+	// Path is the absolute, clean path inside the image.
+	Path string
+	// HostPath is the file to read on the build host.
+	HostPath string
+	// Mode holds permission bits only; zero means 0444.
+	Mode fs.FileMode
+}
+
+// Symlink is one symbolic link inside the image.
+type Symlink struct {
+	Path   string
+	Target string
+}
+
+// BusyboxPath is where the tools image carries busybox.
+const BusyboxPath = "/bin/busybox"
+
+// ToolApplets are the busybox applets of the tools image: read-only text
+// tools. No shell, nothing that writes files, fetches or spawns others.
+var ToolApplets = []string{"cat", "cut", "grep", "head", "sort", "tail", "tr", "uniq", "wc"}
+
+// Tools is the spec of the `tools` image, for profiles that allow exec: the
+// reader image plus a static busybox and links for ToolApplets only.
+func Tools(agentBinary, busybox string) Spec {
+	s := agentSpec("tools", agentBinary)
+	s.Files = append(s.Files, File{Path: BusyboxPath, HostPath: busybox, Mode: 0o555})
+	for _, a := range ToolApplets {
+		s.Symlinks = append(s.Symlinks, Symlink{Path: "/bin/" + a, Target: "busybox"})
+	}
+	return s
+}
+
+// Reader is the spec of the production `reader` image: the reference
+// sub-agent and nothing else, not even a shell.
+func Reader(agentBinary string) Spec {
+	return agentSpec("reader", agentBinary)
+}
+
+// Hostile is the spec of the test-only `hostile` image. Its binary sits where
+// the real agent would, so the sandbox cannot tell the two apart.
+func Hostile(binary string) Spec {
+	return agentSpec("hostile", binary)
+}
+
+func agentSpec(name, binary string) Spec {
+	return Spec{
+		Name:       name,
+		Files:      []File{{Path: AgentPath, HostPath: binary, Mode: 0o555}},
+		Entrypoint: []string{AgentPath},
+	}
+}

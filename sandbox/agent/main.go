@@ -1,0 +1,148 @@
+package agent
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+// Exit codes of Main, which the sandbox runner reports to the broker.
+const (
+	// ExitOK means result.json was written.
+	ExitOK = 0
+	// ExitFailure means the job was valid but could not be done.
+	ExitFailure = 1
+	// ExitBadJob means the job itself is wrong: unknown task, bad params or a
+	// malformed job.json. Retrying it cannot help.
+	ExitBadJob = 2
+)
+
+// MaxJobBytes caps job.json; a real job is a few hundred bytes.
+const MaxJobBytes = 1 << 20
+
+// MaxContentBytes caps each content file: the agent never reads further.
+const MaxContentBytes = 16 << 20
+
+// ErrBadJob is returned, wrapped, for a job.json that cannot be decoded.
+var ErrBadJob = errors.New("bad job")
+
+// ErrTooLarge is returned, wrapped, when an input exceeds its byte cap.
+var ErrTooLarge = errors.New("input too large")
+
+// sandboxPaths are where Main finds its input and puts its result.
+type sandboxPaths struct {
+	job, contentDir, result string
+}
+
+// Main runs the job described by the sandbox's job.json, writes result.json
+// and returns the process exit code.
+func Main() int {
+	return runJob(sandboxPaths{job: JobFile, contentDir: ContentDir, result: ResultFile}, os.Stderr)
+}
+
+// runJob reports failures on stderr, which the runner sends to the audit log
+// only; messages name files and tasks but never quote content.
+func runJob(p sandboxPaths, stderr io.Writer) int {
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "airlock-agent: %v\n", err)
+		if errors.Is(err, ErrBadJob) || errors.Is(err, ErrUnknownTask) || errors.Is(err, ErrBadParam) {
+			return ExitBadJob
+		}
+		return ExitFailure
+	}
+	job, err := readJob(p.job)
+	if err != nil {
+		return fail(err)
+	}
+	result, err := Run(job, contentReader(p.contentDir))
+	if err != nil {
+		return fail(fmt.Errorf("job %s: %w", job.ID, err))
+	}
+	if err := writeResult(p.result, result); err != nil {
+		return fail(fmt.Errorf("job %s: %w", job.ID, err))
+	}
+	return ExitOK
+}
+
+// readJob decodes job.json strictly: a field this agent does not know may be
+// a restriction it would fail to honour, so such a job is refused.
+func readJob(name string) (Job, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return Job{}, fmt.Errorf("%w: %v", ErrBadJob, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxJobBytes+1))
+	if err != nil {
+		return Job{}, fmt.Errorf("%w: read %s: %v", ErrBadJob, name, err)
+	}
+	if len(data) > MaxJobBytes {
+		return Job{}, fmt.Errorf("%w: %s: %w: over %d bytes", ErrBadJob, name, ErrTooLarge, MaxJobBytes)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var job Job
+	if err := dec.Decode(&job); err != nil {
+		return Job{}, fmt.Errorf("%w: %s: %v", ErrBadJob, name, err)
+	}
+	if dec.More() {
+		return Job{}, fmt.Errorf("%w: %s: trailing data after the job object", ErrBadJob, name)
+	}
+	return job, nil
+}
+
+// contentReader reads content files from dir. It refuses symlinks and
+// non-regular files so a content name can only ever mean a file in dir;
+// O_NONBLOCK keeps a FIFO from hanging the open before that check.
+func contentReader(dir string) func(name string) ([]byte, error) {
+	return func(name string) ([]byte, error) {
+		p := filepath.Join(dir, name)
+		f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil {
+			return nil, err
+		}
+		if !fi.Mode().IsRegular() {
+			return nil, fmt.Errorf("%s: not a regular file", p)
+		}
+		data, err := io.ReadAll(io.LimitReader(f, MaxContentBytes+1))
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", p, err)
+		}
+		if len(data) > MaxContentBytes {
+			return nil, fmt.Errorf("%s: %w: over %d bytes", p, ErrTooLarge, MaxContentBytes)
+		}
+		return data, nil
+	}
+}
+
+// writeResult creates result.json exclusively and without following links,
+// so nothing planted in the output directory can redirect the write.
+func writeResult(name string, result any) error {
+	data, err := json.Marshal(result)
+	if err != nil {
+		return fmt.Errorf("encode result: %w", err)
+	}
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
+	if err != nil {
+		return err
+	}
+	_, werr := f.Write(data)
+	cerr := f.Close()
+	if err := errors.Join(werr, cerr); err != nil {
+		// A truncated result would only fail schema validation later, with a
+		// less useful message than this one.
+		_ = os.Remove(name)
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	return nil
+}

@@ -1,0 +1,146 @@
+package agent
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// sandboxDir lays out input/ and output/ like the runner does, with the
+// given job.json text and content files.
+func sandboxDir(t *testing.T, jobJSON string, content map[string]string) sandboxPaths {
+	t.Helper()
+	dir := t.TempDir()
+	p := sandboxPaths{
+		job:        filepath.Join(dir, "input", "job.json"),
+		contentDir: filepath.Join(dir, "input", "content"),
+		result:     filepath.Join(dir, "output", "result.json"),
+	}
+	for _, d := range []string{p.contentDir, filepath.Dir(p.result)} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(p.job, []byte(jobJSON), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range content {
+		if err := os.WriteFile(filepath.Join(p.contentDir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return p
+}
+
+func TestMain_WritesResultAndExitsZero(t *testing.T) {
+	p := sandboxDir(t,
+		`{"id":"j1","task":"extract_text","content":[{"name":"page","mediaType":"text/html"}],"tools":[]}`,
+		map[string]string{"page": "<title>T</title><p>Hello <script>evil()</script>world</p>"})
+	var stderr bytes.Buffer
+	if code := runJob(p, &stderr); code != ExitOK {
+		t.Fatalf("exit %d, stderr %q", code, stderr.String())
+	}
+	data, err := os.ReadFile(p.result)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got TextResult
+	if err := json.Unmarshal(data, &got); err != nil || got != (TextResult{Title: "T", Text: "Hello world"}) {
+		t.Errorf("result.json = %s (%v)", data, err)
+	}
+	if stderr.Len() != 0 {
+		t.Errorf("stderr = %q, want nothing", stderr.String())
+	}
+}
+
+func TestMain_ExitCodes(t *testing.T) {
+	const page = `{"id":"j1","task":"extract_text","content":[{"name":"page"}]}`
+	tests := []struct {
+		name    string
+		job     string
+		content map[string]string
+		setup   func(t *testing.T, p sandboxPaths)
+		want    int
+		wantMsg string
+	}{
+		{name: "unknown task", job: `{"id":"j1","task":"rm -rf","content":[]}`, want: ExitBadJob, wantMsg: `unknown task "rm -rf"`},
+		{name: "bad param", job: `{"id":"j1","task":"summarize","params":{"sentences":"x"},"content":[]}`, want: ExitBadJob, wantMsg: "sentences"},
+		{name: "unknown job field", job: `{"id":"j1","task":"extract_text","content":[],"mode":"unsafe"}`, want: ExitBadJob, wantMsg: `unknown field "mode"`},
+		{name: "trailing data", job: `{"id":"j1","task":"extract_text","content":[]} {}`, want: ExitBadJob, wantMsg: "trailing data"},
+		{name: "not json", job: `task: extract_text`, want: ExitBadJob, wantMsg: "bad job"},
+		{name: "job too large", job: `{"id":"` + strings.Repeat("x", MaxJobBytes) + `"}`, want: ExitBadJob, wantMsg: "too large"},
+		{name: "missing job", job: page, setup: func(t *testing.T, p sandboxPaths) { mustRemove(t, p.job) }, want: ExitBadJob, wantMsg: "no such file"},
+		{name: "missing content", job: page, want: ExitFailure, wantMsg: "no such file"},
+		{name: "content is a symlink", job: page, setup: func(t *testing.T, p sandboxPaths) {
+			mustSymlink(t, p.job, filepath.Join(p.contentDir, "page"))
+		}, want: ExitFailure, wantMsg: "too many levels of symbolic links"},
+		{name: "content is a fifo", job: page, setup: func(t *testing.T, p sandboxPaths) {
+			if err := syscall.Mkfifo(filepath.Join(p.contentDir, "page"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, want: ExitFailure, wantMsg: "not a regular file"},
+		{name: "content too large", job: page, setup: func(t *testing.T, p sandboxPaths) {
+			f, err := os.Create(filepath.Join(p.contentDir, "page"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if err := f.Truncate(MaxContentBytes + 1); err != nil {
+				t.Fatal(err)
+			}
+		}, want: ExitFailure, wantMsg: "too large"},
+		{name: "result already exists", job: page, content: map[string]string{"page": "x"}, setup: func(t *testing.T, p sandboxPaths) {
+			if err := os.WriteFile(p.result, []byte("{}"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, want: ExitFailure, wantMsg: "file exists"},
+		{name: "result is a planted symlink", job: page, content: map[string]string{"page": "x"}, setup: func(t *testing.T, p sandboxPaths) {
+			mustSymlink(t, filepath.Join(t.TempDir(), "elsewhere"), p.result)
+		}, want: ExitFailure, wantMsg: "file exists"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := sandboxDir(t, tt.job, tt.content)
+			if tt.setup != nil {
+				tt.setup(t, p)
+			}
+			var stderr bytes.Buffer
+			if code := runJob(p, &stderr); code != tt.want || !strings.Contains(stderr.String(), tt.wantMsg) {
+				t.Errorf("exit %d, stderr %q; want exit %d mentioning %q", code, stderr.String(), tt.want, tt.wantMsg)
+			}
+		})
+	}
+}
+
+func TestMain_NeverWritesThroughPlantedSymlink(t *testing.T) {
+	p := sandboxDir(t, `{"id":"j1","task":"extract_text","content":[{"name":"page"}]}`, map[string]string{"page": "x"})
+	target := filepath.Join(t.TempDir(), "target")
+	if err := os.WriteFile(target, []byte("untouched"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustSymlink(t, target, p.result)
+	if code := runJob(p, &bytes.Buffer{}); code != ExitFailure {
+		t.Errorf("exit %d, want %d", code, ExitFailure)
+	}
+	if data, _ := os.ReadFile(target); string(data) != "untouched" {
+		t.Errorf("symlink target now holds %q", data)
+	}
+}
+
+func mustRemove(t *testing.T, name string) {
+	t.Helper()
+	if err := os.Remove(name); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustSymlink(t *testing.T, target, link string) {
+	t.Helper()
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+}
