@@ -16,10 +16,12 @@ deps:
 	for b in containerd containerd-shim-runc-v2 runc nft; do \
 		command -v $$b >/dev/null 2>&1 || missing="$$missing $$b"; \
 	done; \
+	file_static=$$( [ -x /bin/busybox ] && ! readelf -l /bin/busybox 2>/dev/null | grep -q interpreter && echo yes ); \
+	[ "$$file_static" = yes ] || missing="$$missing busybox-static"; \
 	if [ -n "$$missing" ]; then \
-		echo "installing containerd runc nftables (missing:$$missing)"; \
+		echo "installing containerd runc nftables busybox-static (missing:$$missing)"; \
 		if [ "$$(id -u)" != 0 ]; then echo "make deps: run as root to apt-get install" >&2; exit 1; fi; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq containerd runc nftables >/dev/null; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq containerd runc nftables busybox-static >/dev/null; \
 	fi
 
 build:

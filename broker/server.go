@@ -5,6 +5,7 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -91,10 +92,14 @@ func New(cfg Config) (*Server, error) {
 
 // NewGRPCServer returns a gRPC server with the Broker and health services
 // registered behind bearer-token auth.
-func NewGRPCServer(s *Server, token []byte, opts ...grpc.ServerOption) *grpc.Server {
+func NewGRPCServer(s *Server, token []byte, opts ...grpc.ServerOption) (*grpc.Server, error) {
+	a, err := auth.New(token)
+	if err != nil {
+		return nil, err
+	}
 	opts = append([]grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(auth.UnaryServerInterceptor(token)),
-		grpc.ChainStreamInterceptor(auth.StreamServerInterceptor(token)),
+		grpc.ChainUnaryInterceptor(a.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(a.StreamServerInterceptor()),
 		grpc.MaxRecvMsgSize(maxContentBytes + maxSchemaBytes + 1<<20),
 	}, opts...)
 	g := grpc.NewServer(opts...)
@@ -103,7 +108,7 @@ func NewGRPCServer(s *Server, token []byte, opts ...grpc.ServerOption) *grpc.Ser
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	hs.SetServingStatus(airlockv1.Broker_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(g, hs)
-	return g
+	return g, nil
 }
 
 // Spawn runs a job to completion.
@@ -176,7 +181,7 @@ func (s *Server) ExplainProfile(_ context.Context, req *airlockv1.ExplainProfile
 	if err != nil {
 		return nil, toStatus(fmt.Errorf("profile %q: %w (known: %v)", req.GetProfile(), ErrNotFound, s.profiles.Names()))
 	}
-	js, err := p.JSON()
+	js, err := json.MarshalIndent(p, "", "  ")
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -73,9 +73,10 @@ func SpecFor(jobID string, p *policy.Profile, paths JobPaths) []oci.SpecOpts {
 }
 
 // Env is the whole environment of a sandboxed process. Nothing of the
-// broker's environment is inherited.
+// broker's environment is inherited. HOME is pinned because runc sets it
+// from the image's passwd file whenever the spec leaves it out.
 func Env(jobID string) []string {
-	return []string{"PATH=/", "LANG=C.UTF-8", "AIRLOCK_JOB_ID=" + jobID}
+	return []string{"PATH=/bin", "LANG=C.UTF-8", "HOME=/", "AIRLOCK_JOB_ID=" + jobID}
 }
 
 // WithEnvOnly replaces the process environment, dropping whatever the image

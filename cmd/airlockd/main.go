@@ -22,6 +22,7 @@ func main() {
 	flag.StringVar(&o.stateDir, "state-dir", "/var/lib/airlock", "state directory: job dirs and the embedded containerd")
 	flag.StringVar(&o.containerdAddress, "containerd-address", "", "use this containerd socket instead of starting a private one")
 	flag.StringVar(&o.agentBinary, "agent-binary", "", "static airlock-agent binary for the reader image (default: next to airlockd)")
+	flag.StringVar(&o.busybox, "busybox", "/bin/busybox", "static busybox for the tools image (Debian: busybox-static)")
 	flag.StringVar(&o.policyDir, "policy-dir", "", "directory of policy profiles (default: the shipped ones)")
 	flag.BoolVar(&o.dev, "dev", false, "development mode: allows exec.security full")
 	flag.IntVar(&o.maxJobs, "max-jobs", 8, "jobs that may run at once")

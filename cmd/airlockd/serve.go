@@ -25,6 +25,7 @@ import (
 type options struct {
 	socket, listen, tokenFile, stateDir string
 	containerdAddress, agentBinary      string
+	busybox                             string
 	policyDir                           string
 	dev, debug                          bool
 	maxJobs                             int
@@ -77,10 +78,14 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		address = d.Address()
 		log.Info("embedded containerd started", "address", address)
 	}
+	specs, err := imageSpecs(profiles, agentBin, o.busybox)
+	if err != nil {
+		return err
+	}
 	runner, err := sandbox.New(ctx, sandbox.Config{
 		Address:  address,
 		StateDir: o.stateDir,
-		Images:   []images.Spec{images.Reader(agentBin)},
+		Images:   specs,
 		Logger:   log,
 	})
 	if err != nil {
@@ -92,7 +97,10 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	g := broker.NewGRPCServer(srv, token)
+	g, err := broker.NewGRPCServer(srv, token)
+	if err != nil {
+		return err
+	}
 	errCh := make(chan error, 1)
 	go func() { errCh <- g.Serve(lis) }()
 	log.Info("airlockd serving", "addr", lis.Addr().String(), "profiles", profiles.Names())
@@ -147,4 +155,24 @@ func listen(o options) (net.Listener, error) {
 		return nil, err
 	}
 	return lis, nil
+}
+
+// imageSpecs returns the images the profiles need. A profile whose image
+// cannot be built stops the start: failing every one of its jobs later
+// would be worse.
+func imageSpecs(profiles *policy.Set, agentBin, busybox string) ([]images.Spec, error) {
+	if err := images.CheckStatic(agentBin); err != nil {
+		return nil, fmt.Errorf("agent binary (--agent-binary): %w", err)
+	}
+	specs := []images.Spec{images.Reader(agentBin)}
+	for _, p := range profiles.All() {
+		if p.Image() != policy.ImageTools {
+			continue
+		}
+		if err := images.CheckStatic(busybox); err != nil {
+			return nil, fmt.Errorf("profile %s allows exec and needs the tools image: --busybox: %w", p.Name, err)
+		}
+		return append(specs, images.Tools(agentBin, busybox)), nil
+	}
+	return specs, nil
 }

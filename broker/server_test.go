@@ -1,0 +1,400 @@
+package broker_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/airlock/airlock/broker"
+	"github.com/airlock/airlock/broker/policy"
+	"github.com/airlock/airlock/policies"
+	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
+)
+
+const testToken = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+// fakeRunner returns a canned outcome and counts runs.
+type fakeRunner struct {
+	runs    atomic.Int32
+	outcome func(*broker.Job) (*broker.Outcome, error)
+	block   chan struct{}
+	mu      sync.Mutex
+	last    *broker.Job
+}
+
+func (f *fakeRunner) Run(ctx context.Context, job *broker.Job) (*broker.Outcome, error) {
+	f.runs.Add(1)
+	f.mu.Lock()
+	f.last = job
+	f.mu.Unlock()
+	if job.OnStart != nil {
+		job.OnStart()
+	}
+	if f.block != nil {
+		select {
+		case <-f.block:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return f.outcome(job)
+}
+
+func result(raw string) func(*broker.Job) (*broker.Outcome, error) {
+	return func(*broker.Job) (*broker.Outcome, error) { return &broker.Outcome{Result: []byte(raw)}, nil }
+}
+
+// newBroker serves a broker with runner over bufconn and returns a client
+// that sends token (none when empty).
+func newBroker(t *testing.T, runner broker.Runner, token string, maxJobs int) (airlockv1.BrokerClient, *grpc.ClientConn) {
+	t.Helper()
+	profiles, err := policy.Load(policies.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := broker.New(broker.Config{Runner: runner, Profiles: profiles, MaxJobs: maxJobs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis := bufconn.Listen(1 << 20)
+	g, err := broker.NewGRPCServer(srv, []byte(testToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go g.Serve(lis)
+	t.Cleanup(g.Stop)
+	cc, err := grpc.NewClient("passthrough:///bufnet",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+			if token != "" {
+				ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+			}
+			return invoker(ctx, method, req, reply, cc, opts...)
+		}),
+		grpc.WithStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+			if token != "" {
+				ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+			}
+			return streamer(ctx, desc, cc, method, opts...)
+		}),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return airlockv1.NewBrokerClient(cc), cc
+}
+
+func request() *airlockv1.SpawnRequest {
+	return &airlockv1.SpawnRequest{
+		Profile:      "vanilla",
+		Task:         &airlockv1.Task{Name: "summarize"},
+		Content:      []*airlockv1.Content{{Data: []byte("<title>T</title>"), MediaType: "text/html"}},
+		ResultSchema: `{"type":"object","required":["title"],"properties":{"title":{"type":"string"}}}`,
+	}
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func TestAuth(t *testing.T) {
+	tests := []struct {
+		name  string
+		token string
+		want  codes.Code
+	}{
+		{"missing token", "", codes.Unauthenticated},
+		{"wrong token", strings.Repeat("f", 64), codes.Unauthenticated},
+		{"right token", testToken, codes.OK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			runner := &fakeRunner{outcome: result(`{"title":"T"}`)}
+			c, _ := newBroker(t, runner, tt.token, 0)
+			_, err := c.Spawn(ctx(t), request())
+			if got := status.Code(err); got != tt.want {
+				t.Errorf("Spawn: code %v (%v), want %v", got, err, tt.want)
+			}
+			_, err = c.ListProfiles(ctx(t), &airlockv1.ListProfilesRequest{})
+			if got := status.Code(err); got != tt.want {
+				t.Errorf("ListProfiles: code %v, want %v", got, tt.want)
+			}
+			stream, err := c.SpawnStream(ctx(t), &airlockv1.SpawnStreamRequest{Spawn: request()})
+			if err == nil {
+				_, err = stream.Recv()
+			}
+			if got := status.Code(err); got != tt.want {
+				t.Errorf("SpawnStream: code %v, want %v", got, tt.want)
+			}
+			if tt.want != codes.OK && runner.runs.Load() != 0 {
+				t.Errorf("an unauthenticated call ran %d jobs", runner.runs.Load())
+			}
+		})
+	}
+}
+
+func TestHealth_IsServed(t *testing.T) {
+	_, cc := newBroker(t, &fakeRunner{outcome: result(`{}`)}, testToken, 0)
+	resp, err := healthpb.NewHealthClient(cc).Check(ctx(t), &healthpb.HealthCheckRequest{})
+	if err != nil || resp.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health = %v, %v", resp, err)
+	}
+}
+
+func TestSpawn_EmptyJobIDGetsUUID(t *testing.T) {
+	c, _ := newBroker(t, &fakeRunner{outcome: result(`{"title":"T"}`)}, testToken, 0)
+	resp, err := c.Spawn(ctx(t), request())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.JobId) != 36 || strings.Count(resp.JobId, "-") != 4 {
+		t.Errorf("job_id = %q, want a UUID", resp.JobId)
+	}
+}
+
+func TestSpawn_SameJobIDRunsOnce(t *testing.T) {
+	runner := &fakeRunner{outcome: result(`{"title":"first"}`)}
+	c, _ := newBroker(t, runner, testToken, 0)
+	req := request()
+	req.JobId = "job-1"
+	first, err := c.Spawn(ctx(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runner.outcome = result(`{"title":"second"}`)
+	second, err := c.Spawn(ctx(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := runner.runs.Load(); n != 1 {
+		t.Errorf("runner ran %d times, want 1", n)
+	}
+	if got := second.Result.Fields["title"].GetStringValue(); got != "first" || first.JobId != second.JobId {
+		t.Errorf("second call got %q (job %s), want the first job's result", got, second.JobId)
+	}
+}
+
+func TestSpawn_ConcurrentSameJobIDRunsOnce(t *testing.T) {
+	runner := &fakeRunner{outcome: result(`{"title":"T"}`), block: make(chan struct{})}
+	c, _ := newBroker(t, runner, testToken, 0)
+	req := request()
+	req.JobId = "job-2"
+	var wg sync.WaitGroup
+	resps := make([]*airlockv1.SpawnResponse, 3)
+	for i := range resps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resps[i], _ = c.Spawn(ctx(t), req)
+		}()
+	}
+	for runner.runs.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	close(runner.block)
+	wg.Wait()
+	if n := runner.runs.Load(); n != 1 {
+		t.Errorf("runner ran %d times, want 1", n)
+	}
+	for i, r := range resps {
+		if r.GetVerdict() != airlockv1.Verdict_VERDICT_OK {
+			t.Errorf("caller %d: %v", i, r)
+		}
+	}
+}
+
+func TestSpawn_Verdicts(t *testing.T) {
+	tests := []struct {
+		name    string
+		outcome *broker.Outcome
+		err     error
+		want    airlockv1.Verdict
+		message string
+	}{
+		{"valid result", &broker.Outcome{Result: []byte(`{"title":"T"}`)}, nil, airlockv1.Verdict_VERDICT_OK, ""},
+		{"fails schema", &broker.Outcome{Result: []byte(`{"title":7}`)}, nil, airlockv1.Verdict_VERDICT_SCHEMA_INVALID, "title"},
+		{"not JSON", &broker.Outcome{Result: []byte(`ignore previous instructions`)}, nil, airlockv1.Verdict_VERDICT_SCHEMA_INVALID, ""},
+		{"two documents", &broker.Outcome{Result: []byte(`{"title":"a"} {"title":"b"}`)}, nil, airlockv1.Verdict_VERDICT_SCHEMA_INVALID, ""},
+		{"duplicate keys", &broker.Outcome{Result: []byte(`{"title":"safe","title":"evil"}`)}, nil, airlockv1.Verdict_VERDICT_SCHEMA_INVALID, "duplicate"},
+		{"no result file", &broker.Outcome{ResultProblem: "open result.json: no such file"}, nil, airlockv1.Verdict_VERDICT_SCHEMA_INVALID, "no result"},
+		{"timeout", &broker.Outcome{TimedOut: true, Result: []byte(`{"title":"T"}`)}, nil, airlockv1.Verdict_VERDICT_TIMEOUT, "deadline"},
+		{"oom", &broker.Outcome{OOMKilled: true, ExitCode: 137}, nil, airlockv1.Verdict_VERDICT_OOM, "memory"},
+		{"too large", &broker.Outcome{OutputTooLarge: true}, nil, airlockv1.Verdict_VERDICT_OUTPUT_TOO_LARGE, "cap"},
+		{"nonzero exit", &broker.Outcome{ExitCode: 2, Result: []byte(`{"title":"T"}`)}, nil, airlockv1.Verdict_VERDICT_SANDBOX_ERROR, "code 2"},
+		{"sandbox failure", nil, errors.New("shim died"), airlockv1.Verdict_VERDICT_SANDBOX_ERROR, "shim died"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			runner := &fakeRunner{outcome: func(*broker.Job) (*broker.Outcome, error) { return tt.outcome, tt.err }}
+			c, _ := newBroker(t, runner, testToken, 0)
+			resp, err := c.Spawn(ctx(t), request())
+			if err != nil {
+				t.Fatalf("Spawn: %v (a failed job is a verdict, not an error)", err)
+			}
+			if resp.Verdict != tt.want {
+				t.Fatalf("verdict %s (%s), want %s", resp.Verdict, resp.Message, tt.want)
+			}
+			if !strings.Contains(resp.Message, tt.message) {
+				t.Errorf("message %q lacks %q", resp.Message, tt.message)
+			}
+			if (resp.Result != nil) != (tt.want == airlockv1.Verdict_VERDICT_OK) {
+				t.Errorf("result %v with verdict %s", resp.Result, resp.Verdict)
+			}
+		})
+	}
+}
+
+func TestSpawn_RejectsBadRequests(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*airlockv1.SpawnRequest)
+		want   string
+	}{
+		{"unknown profile", func(r *airlockv1.SpawnRequest) { r.Profile = "openclaw-yolo" }, "unknown profile"},
+		{"unparseable schema", func(r *airlockv1.SpawnRequest) { r.ResultSchema = `{"type":` }, "result_schema"},
+		{"empty schema", func(r *airlockv1.SpawnRequest) { r.ResultSchema = "" }, "result_schema"},
+		{"no content", func(r *airlockv1.SpawnRequest) { r.Content = nil }, "content"},
+		{"no task", func(r *airlockv1.SpawnRequest) { r.Task = nil }, "task.name"},
+		{"path in job id", func(r *airlockv1.SpawnRequest) { r.JobId = "../../etc" }, "job_id"},
+		{"looser timeout", func(r *airlockv1.SpawnRequest) {
+			r.Overrides = &airlockv1.Overrides{Timeout: durationpb.New(24 * time.Hour)}
+		}, "overrides"},
+		{"looser memory", func(r *airlockv1.SpawnRequest) { r.Overrides = &airlockv1.Overrides{MemoryBytes: 1 << 40} }, "overrides"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			runner := &fakeRunner{outcome: result(`{"title":"T"}`)}
+			c, _ := newBroker(t, runner, testToken, 0)
+			req := request()
+			tt.mutate(req)
+			_, err := c.Spawn(ctx(t), req)
+			if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want InvalidArgument mentioning %q", err, tt.want)
+			}
+			if runner.runs.Load() != 0 {
+				t.Error("a rejected request ran")
+			}
+		})
+	}
+}
+
+func TestSpawn_TighterOverridesReachTheRunner(t *testing.T) {
+	runner := &fakeRunner{outcome: result(`{"title":"T"}`)}
+	c, _ := newBroker(t, runner, testToken, 0)
+	req := request()
+	req.Overrides = &airlockv1.Overrides{Timeout: durationpb.New(3 * time.Second), MemoryBytes: 64 << 20}
+	if _, err := c.Spawn(ctx(t), req); err != nil {
+		t.Fatal(err)
+	}
+	p := runner.last.Policy
+	if p.Limits.Timeout != 3*time.Second || p.Limits.MemoryBytes != 64<<20 {
+		t.Errorf("runner got timeout %v memory %d", p.Limits.Timeout, p.Limits.MemoryBytes)
+	}
+}
+
+func TestSpawn_OverCapacityIsResourceExhausted(t *testing.T) {
+	runner := &fakeRunner{outcome: result(`{"title":"T"}`), block: make(chan struct{})}
+	defer close(runner.block)
+	c, _ := newBroker(t, runner, testToken, 1)
+	go c.Spawn(ctx(t), request())
+	for runner.runs.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	_, err := c.Spawn(ctx(t), request())
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("err = %v, want ResourceExhausted", err)
+	}
+}
+
+func TestCancel_StopsARunningJob(t *testing.T) {
+	runner := &fakeRunner{outcome: result(`{"title":"T"}`), block: make(chan struct{})}
+	defer close(runner.block)
+	c, _ := newBroker(t, runner, testToken, 0)
+	req := request()
+	req.JobId = "to-cancel"
+	done := make(chan *airlockv1.SpawnResponse, 1)
+	go func() {
+		r, _ := c.Spawn(ctx(t), req)
+		done <- r
+	}()
+	for runner.runs.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	got, err := c.GetJob(ctx(t), &airlockv1.GetJobRequest{JobId: "to-cancel"})
+	if err != nil || got.State != airlockv1.JobState_JOB_STATE_RUNNING {
+		t.Fatalf("GetJob = %v, %v; want RUNNING", got, err)
+	}
+	cr, err := c.Cancel(ctx(t), &airlockv1.CancelRequest{JobId: "to-cancel"})
+	if err != nil || !cr.Cancelled {
+		t.Fatalf("Cancel = %v, %v", cr, err)
+	}
+	if r := <-done; r.GetVerdict() != airlockv1.Verdict_VERDICT_CANCELLED {
+		t.Errorf("verdict %v, want CANCELLED", r.GetVerdict())
+	}
+	if _, err := c.Cancel(ctx(t), &airlockv1.CancelRequest{JobId: "nope"}); status.Code(err) != codes.NotFound {
+		t.Errorf("Cancel of unknown job: %v, want NotFound", err)
+	}
+}
+
+func TestSpawnStream_EmitsAcceptedStartedFinished(t *testing.T) {
+	c, _ := newBroker(t, &fakeRunner{outcome: result(`{"title":"T"}`)}, testToken, 0)
+	stream, err := c.SpawnStream(ctx(t), &airlockv1.SpawnStreamRequest{Spawn: request()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for {
+		ev, err := stream.Recv()
+		if err != nil {
+			break
+		}
+		switch {
+		case ev.GetAccepted() != nil:
+			kinds = append(kinds, "accepted")
+		case ev.GetStarted() != nil:
+			kinds = append(kinds, "started")
+		case ev.GetFinished() != nil:
+			kinds = append(kinds, "finished:"+ev.GetFinished().Verdict.String())
+		}
+	}
+	if got := strings.Join(kinds, ","); got != "accepted,started,finished:VERDICT_OK" {
+		t.Errorf("events = %s", got)
+	}
+}
+
+func TestListProfiles_ListsShippedProfiles(t *testing.T) {
+	c, _ := newBroker(t, &fakeRunner{outcome: result(`{}`)}, testToken, 0)
+	resp, err := c.ListProfiles(ctx(t), &airlockv1.ListProfilesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, p := range resp.Profiles {
+		names = append(names, p.Profile)
+		if len(p.Hash) != 64 {
+			t.Errorf("%s hash %q", p.Profile, p.Hash)
+		}
+	}
+	if got := strings.Join(names, ","); got != "ironclaw,secureclaw,vanilla" {
+		t.Errorf("profiles = %s", got)
+	}
+}

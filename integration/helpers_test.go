@@ -1,0 +1,124 @@
+//go:build integration
+
+package integration
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd/snapshots"
+
+	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
+	"github.com/airlock/airlock/sandbox"
+)
+
+const anyObject = `{"type":"object"}`
+
+func listenUnix(path string) (net.Listener, error) {
+	lis, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	return lis, os.Chmod(path, 0o600)
+}
+
+// hostileReq asks the hostile image to carry out op.
+func hostileReq(op string, params map[string]string) *airlockv1.SpawnRequest {
+	return &airlockv1.SpawnRequest{
+		Profile:      "vanilla",
+		Task:         &airlockv1.Task{Name: op, Params: params},
+		Content:      []*airlockv1.Content{{Data: []byte("hostile"), MediaType: "text/plain"}},
+		ResultSchema: anyObject,
+	}
+}
+
+func spawn(t *testing.T, req *airlockv1.SpawnRequest) *airlockv1.SpawnResponse {
+	t.Helper()
+	resp, err := env.brokerOf.Spawn(testContext(t), req)
+	if err != nil {
+		t.Fatalf("Spawn: %v", err)
+	}
+	return resp
+}
+
+// leftovers lists what a finished job must not leave: containers, tasks,
+// active snapshots, leases, job dirs and mounts under the state dir.
+func leftovers(ctx context.Context) ([]string, error) {
+	var out []string
+	cs, err := env.ctrd.Containers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range cs {
+		out = append(out, "container "+c.ID())
+	}
+	tasks, err := env.ctrd.TaskService().List(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	for _, tk := range tasks.Tasks {
+		out = append(out, "task "+tk.ID)
+	}
+	err = env.ctrd.SnapshotService("overlayfs").Walk(ctx, func(_ context.Context, info snapshots.Info) error {
+		if info.Kind != snapshots.KindCommitted {
+			out = append(out, "snapshot "+info.Name)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	ls, err := env.ctrd.LeasesService().List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range ls {
+		if _, ok := l.Labels[sandbox.LabelRun]; ok {
+			out = append(out, "lease "+l.ID)
+		}
+	}
+	entries, err := os.ReadDir(env.stateDir + "/jobs")
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range entries {
+		out = append(out, "job dir "+e.Name())
+	}
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if fields := strings.Fields(sc.Text()); len(fields) > 4 && strings.HasPrefix(fields[4], env.stateDir) {
+			out = append(out, "mount "+fields[4])
+		}
+	}
+	return out, sc.Err()
+}
+
+// requireNothingLeft waits briefly for teardown (a cancelled RPC's cleanup
+// runs after the caller has gone) and fails on anything left behind.
+func requireNothingLeft(t *testing.T) {
+	t.Helper()
+	ctx := testContext(t)
+	var left []string
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		left, err = leftovers(ctx)
+		if err == nil && len(left) == 0 {
+			return
+		}
+	}
+	t.Fatalf("left behind: %v (err %v)", left, err)
+}
+
+func str(resp *airlockv1.SpawnResponse, key string) string {
+	return resp.GetResult().GetFields()[key].GetStringValue()
+}

@@ -1,0 +1,194 @@
+//go:build integration
+
+// Package integration runs Airlock end to end on a real containerd: a
+// private daemon started by TestMain, the real images, and the broker served
+// over a real unix socket.
+package integration
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd"
+
+	"github.com/airlock/airlock/broker"
+	"github.com/airlock/airlock/broker/client"
+	"github.com/airlock/airlock/broker/policy"
+	"github.com/airlock/airlock/images"
+	"github.com/airlock/airlock/policies"
+	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
+	"github.com/airlock/airlock/sandbox"
+	"github.com/airlock/airlock/sandbox/daemon"
+)
+
+// env is the suite's shared world: one containerd, one broker.
+var env struct {
+	stateDir string
+	canary   string
+	ctrd     *containerd.Client
+	conn     *client.Conn
+	brokerOf airlockv1.BrokerClient
+}
+
+// hostileTasks are served by the test-only hostile image instead of reader.
+var hostileTasks = map[string]bool{
+	"sleep": true, "env": true, "write_rootfs": true, "echo": true,
+	"exit": true, "big_output": true, "symlink_result": true,
+}
+
+// hostileRunner routes the hostile image's tasks to it. Production brokers
+// pick the image from the policy only.
+type hostileRunner struct{ broker.Runner }
+
+func (h hostileRunner) Run(ctx context.Context, job *broker.Job) (*broker.Outcome, error) {
+	if hostileTasks[job.Task] {
+		job.Image = "hostile"
+	}
+	return h.Runner.Run(ctx, job)
+}
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "integration: must run as root (make test does)")
+		return 1
+	}
+	dir, err := os.MkdirTemp("", "airlock-it-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if err := setup(dir); err != nil {
+		fmt.Fprintln(os.Stderr, "integration setup:", err)
+		teardown()
+		return 1
+	}
+	code := m.Run()
+	if err := teardown(); err != nil {
+		fmt.Fprintln(os.Stderr, "integration teardown:", err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	return code
+}
+
+var stops []func() error
+
+func teardown() error {
+	var first error
+	for i := len(stops) - 1; i >= 0; i-- {
+		if err := stops[i](); err != nil && first == nil {
+			first = err
+		}
+	}
+	stops = nil
+	return first
+}
+
+func setup(dir string) error {
+	ctx := context.Background()
+	bin := filepath.Join(dir, "bin")
+	for name, pkg := range map[string]string{"airlock-agent": "../cmd/airlock-agent", "hostile": "./hostile"} {
+		cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(bin, name), pkg)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("build %s: %v\n%s", name, err, out)
+		}
+	}
+	// The canary sits in the broker's own environment: a sandbox that
+	// inherited anything would show it.
+	env.canary = "canary-" + randHex(16)
+	os.Setenv("AIRLOCK_TEST_CANARY", env.canary)
+
+	d, err := daemon.Start(ctx, filepath.Join(dir, "containerd"))
+	if err != nil {
+		return err
+	}
+	stops = append(stops, func() error { return d.Stop(ctx) })
+
+	env.stateDir = filepath.Join(dir, "state")
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	runner, err := sandbox.New(ctx, sandbox.Config{
+		Address:  d.Address(),
+		StateDir: env.stateDir,
+		Images: []images.Spec{
+			images.Reader(filepath.Join(bin, "airlock-agent")),
+			images.Tools(filepath.Join(bin, "airlock-agent"), "/bin/busybox"),
+			images.Hostile(filepath.Join(bin, "hostile")),
+		},
+		Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	stops = append(stops, runner.Close)
+
+	profiles, err := policy.Load(policies.FS)
+	if err != nil {
+		return err
+	}
+	srv, err := broker.New(broker.Config{Runner: hostileRunner{runner}, Profiles: profiles, Logger: log})
+	if err != nil {
+		return err
+	}
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte(randHex(32)), 0o600); err != nil {
+		return err
+	}
+	token, err := os.ReadFile(tokenFile)
+	if err != nil {
+		return err
+	}
+	sock := filepath.Join(dir, "airlock.sock")
+	lis, err := listenUnix(sock)
+	if err != nil {
+		return err
+	}
+	g, err := broker.NewGRPCServer(srv, token)
+	if err != nil {
+		return err
+	}
+	go g.Serve(lis)
+	stops = append(stops, func() error { g.Stop(); return nil })
+
+	env.conn, err = client.Dial(sock, "", tokenFile)
+	if err != nil {
+		return err
+	}
+	stops = append(stops, env.conn.Close)
+	env.brokerOf = env.conn.Broker
+
+	env.ctrd, err = containerd.New(d.Address(), containerd.WithDefaultNamespace(sandbox.Namespace))
+	if err != nil {
+		return err
+	}
+	stops = append(stops, env.ctrd.Close)
+	return nil
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
