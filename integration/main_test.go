@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -60,6 +61,8 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	// A strict operator umask must not change what the sandbox can read.
+	syscall.Umask(0o077)
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "integration: must run as root (make test does)")
 		return 1

@@ -268,7 +268,7 @@ func prepareDir(dir string, job *broker.Job, outputBytes int64, uid, gid uint32)
 	jf := agent.Job{ID: job.ID, Task: job.Task, Params: job.Params, Tools: job.Tools}
 	for i, c := range job.Content {
 		name := strconv.Itoa(i)
-		if err := os.WriteFile(filepath.Join(contentDir, name), c.Data, 0o444); err != nil {
+		if err := writeReadOnly(filepath.Join(contentDir, name), c.Data); err != nil {
 			return paths, err
 		}
 		jf.Content = append(jf.Content, agent.ContentFile{Name: name, MediaType: c.MediaType, Source: c.Source})
@@ -277,7 +277,7 @@ func prepareDir(dir string, job *broker.Job, outputBytes int64, uid, gid uint32)
 	if err != nil {
 		return paths, err
 	}
-	if err := os.WriteFile(filepath.Join(paths.Input, "job.json"), b, 0o444); err != nil {
+	if err := writeReadOnly(filepath.Join(paths.Input, "job.json"), b); err != nil {
 		return paths, err
 	}
 	for _, d := range []string{contentDir, paths.Input} {
@@ -292,6 +292,15 @@ func prepareDir(dir string, job *broker.Job, outputBytes int64, uid, gid uint32)
 		return paths, fmt.Errorf("mount output tmpfs: %w", err)
 	}
 	return paths, nil
+}
+
+// writeReadOnly writes a file the sandbox user may read but nobody may
+// change. The chmod makes the mode independent of the broker's umask.
+func writeReadOnly(path string, data []byte) error {
+	if err := os.WriteFile(path, data, 0o444); err != nil {
+		return err
+	}
+	return os.Chmod(path, 0o444)
 }
 
 func unmount(path string) error {

@@ -63,7 +63,13 @@ func Start(ctx context.Context, dir string) (*Daemon, error) {
 	d.cmd = exec.Command("containerd", "--config", cfg)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM, Setpgid: true}
-	if err := d.cmd.Start(); err != nil {
+	// containerd creates snapshot and rootfs directories under the umask it
+	// inherits; a strict operator umask (077) would make every image
+	// unreadable to the sandbox's non-root user.
+	old := syscall.Umask(0o022)
+	err = d.cmd.Start()
+	syscall.Umask(old)
+	if err != nil {
 		d.log.Close()
 		return nil, fmt.Errorf("start containerd: %w", err)
 	}
