@@ -33,6 +33,8 @@ import (
 // env is the suite's shared world: one containerd, one broker.
 var env struct {
 	stateDir string
+	address  string
+	bin      string
 	canary   string
 	ctrd     *containerd.Client
 	conn     *client.Conn
@@ -57,6 +59,9 @@ func (h hostileRunner) Run(ctx context.Context, job *broker.Job) (*broker.Outcom
 }
 
 func TestMain(m *testing.M) {
+	if os.Getenv(crashHelperEnv) != "" {
+		os.Exit(crashHelper())
+	}
 	os.Exit(run(m))
 }
 
@@ -104,6 +109,7 @@ func teardown() error {
 func setup(dir string) error {
 	ctx := context.Background()
 	bin := filepath.Join(dir, "bin")
+	env.bin = bin
 	for name, pkg := range map[string]string{"airlock-agent": "../cmd/airlock-agent", "hostile": "./hostile"} {
 		cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(bin, name), pkg)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -121,8 +127,18 @@ func setup(dir string) error {
 		return err
 	}
 	stops = append(stops, func() error { return d.Stop(ctx) })
+	// Whatever a failed test left is reaped before containerd stops, so a
+	// red run does not leave sandboxes running on the machine.
+	stops = append(stops, func() error {
+		r, err := sandbox.New(ctx, sandbox.Config{Address: d.Address(), StateDir: filepath.Join(dir, "state")})
+		if err != nil {
+			return err
+		}
+		return r.Close()
+	})
 
 	env.stateDir = filepath.Join(dir, "state")
+	env.address = d.Address()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	runner, err := sandbox.New(ctx, sandbox.Config{
 		Address:  d.Address(),

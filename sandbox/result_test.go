@@ -21,8 +21,12 @@ func TestReadResult(t *testing.T) {
 		wantErr string
 	}{
 		{"regular file", func(d string) error { return os.WriteFile(filepath.Join(d, "result.json"), []byte(`{"a":1}`), 0o644) }, `{"a":1}`, ""},
-		{"at the cap", func(d string) error { return os.WriteFile(filepath.Join(d, "result.json"), []byte(strings.Repeat("x", 16)), 0o644) }, strings.Repeat("x", 16), ""},
-		{"over the cap", func(d string) error { return os.WriteFile(filepath.Join(d, "result.json"), []byte(strings.Repeat("x", 17)), 0o644) }, "", "output byte cap"},
+		{"at the cap", func(d string) error {
+			return os.WriteFile(filepath.Join(d, "result.json"), []byte(strings.Repeat("x", 16)), 0o644)
+		}, strings.Repeat("x", 16), ""},
+		{"over the cap", func(d string) error {
+			return os.WriteFile(filepath.Join(d, "result.json"), []byte(strings.Repeat("x", 17)), 0o644)
+		}, "", "output byte cap"},
 		{"symlink to a host file", func(d string) error { return os.Symlink(secret, filepath.Join(d, "result.json")) }, "", "symlink"},
 		{"fifo", func(d string) error { return syscall.Mkfifo(filepath.Join(d, "result.json"), 0o644) }, "", "not a regular file"},
 		{"directory", func(d string) error { return os.Mkdir(filepath.Join(d, "result.json"), 0o755) }, "", "not a regular file"},
