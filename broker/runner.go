@@ -52,7 +52,9 @@ type Outcome struct {
 	OutputTooLarge bool
 	TimedOut       bool
 	OOMKilled      bool
-	ExitCode       int
+	// PidsLimitHit is set when the pids limit refused a fork.
+	PidsLimitHit bool
+	ExitCode     int
 	// MemoryPeakBytes is the cgroup's peak memory, when known.
 	MemoryPeakBytes int64
 	Wall            time.Duration

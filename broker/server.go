@@ -355,6 +355,8 @@ func (s *Server) verdict(ctx context.Context, pl *plan, out *Outcome, runErr err
 		return set(airlockv1.Verdict_VERDICT_TIMEOUT, "job ran past its %s deadline and was killed", p.Limits.Timeout)
 	case out.OOMKilled:
 		return set(airlockv1.Verdict_VERDICT_OOM, "job exceeded its %d-byte memory limit", p.Limits.MemoryBytes)
+	case out.PidsLimitHit:
+		return set(airlockv1.Verdict_VERDICT_RESOURCE_LIMIT, "job hit its limit of %d processes", p.Limits.Pids)
 	case out.OutputTooLarge:
 		return set(airlockv1.Verdict_VERDICT_OUTPUT_TOO_LARGE, "result is larger than the %d-byte output cap", p.Limits.OutputBytes)
 	case out.ExitCode != 0:

@@ -45,6 +45,7 @@ var env struct {
 var hostileTasks = map[string]bool{
 	"sleep": true, "env": true, "write_rootfs": true, "echo": true,
 	"exit": true, "big_output": true, "symlink_result": true,
+	"proc_status": true, "syscalls": true, "alloc": true, "forkbomb": true,
 }
 
 // hostileRunner routes the hostile image's tasks to it. Production brokers
@@ -78,6 +79,10 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	if err := sandbox.MkdirTraversable(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	if err := setup(dir); err != nil {
 		fmt.Fprintln(os.Stderr, "integration setup:", err)
 		teardown()

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"syscall"
@@ -38,7 +39,6 @@ const (
 	// LabelRun labels containers and leases with the sandbox's own run ID.
 	LabelRun = "airlock/run"
 
-	runtimeName = "io.containerd.runc.v2"
 	snapshotter = "overlayfs"
 	// logCap bounds the stdout and stderr kept for the audit log.
 	logCap = 64 << 10
@@ -88,7 +88,7 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 		log:     cfg.Logger,
 	}
 	ctx = namespaces.WithNamespace(ctx, Namespace)
-	if err := os.MkdirAll(r.jobsDir, 0o700); err != nil {
+	if err := MkdirTraversable(r.jobsDir); err != nil {
 		client.Close()
 		return nil, err
 	}
@@ -145,7 +145,11 @@ func (r *Runner) Run(ctx context.Context, job *broker.Job) (_ *broker.Outcome, r
 
 	dir := filepath.Join(r.jobsDir, runID)
 	u.Push(func(context.Context) error { return os.RemoveAll(dir) })
-	paths, err := prepareDir(dir, job, p.Limits.OutputBytes+outputSlack, p.Isolation.UID, p.Isolation.GID)
+	runtime, err := runtimeFor(p.Isolation.Runtime)
+	if err != nil {
+		return nil, err
+	}
+	paths, err := prepareDir(dir, job, p.Limits.OutputBytes+outputSlack, HostID(p, p.Isolation.UID), HostID(p, p.Isolation.GID))
 	if err != nil {
 		return nil, err
 	}
@@ -163,7 +167,7 @@ func (r *Runner) Run(ctx context.Context, job *broker.Job) (_ *broker.Outcome, r
 		containerd.WithImageConfigLabels(img),
 		containerd.WithSnapshotter(snapshotter),
 		containerd.WithNewSnapshotView(runID, img),
-		containerd.WithRuntime(runtimeName, nil),
+		containerd.WithRuntime(runtime, nil),
 		containerd.WithContainerLabels(labels),
 		containerd.WithNewSpec(SpecFor(job.ID, p, paths)...),
 	)
@@ -222,6 +226,7 @@ func (r *Runner) Run(ctx context.Context, job *broker.Job) (_ *broker.Outcome, r
 	oom, peak := usage(waitCtx, task)
 	out.OOMKilled = oom && !out.TimedOut
 	out.MemoryPeakBytes = int64(peak)
+	out.PidsLimitHit = pidsLimitHit(filepath.Join("/", Namespace, runID))
 	out.Logs = logs.Bytes()
 
 	if !out.TimedOut {
@@ -260,7 +265,10 @@ func (r *Runner) kill(ctx context.Context, task containerd.Task, exitCh <-chan c
 func prepareDir(dir string, job *broker.Job, outputBytes int64, uid, gid uint32) (JobPaths, error) {
 	paths := JobPaths{Input: filepath.Join(dir, "input"), Output: filepath.Join(dir, "output")}
 	contentDir := filepath.Join(paths.Input, "content")
-	for _, d := range []string{dir, contentDir, paths.Output, filepath.Join(dir, "fifo")} {
+	if err := MkdirTraversable(dir); err != nil {
+		return paths, err
+	}
+	for _, d := range []string{contentDir, paths.Output, filepath.Join(dir, "fifo")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return paths, err
 		}
@@ -285,13 +293,21 @@ func prepareDir(dir string, job *broker.Job, outputBytes int64, uid, gid uint32)
 			return paths, err
 		}
 	}
-	// The job dir itself stays 0700 root: the sandbox reaches input and
-	// output only through its bind mounts.
 	opts := fmt.Sprintf("size=%d,mode=0700,uid=%d,gid=%d", outputBytes, uid, gid)
 	if err := unix.Mount("tmpfs", paths.Output, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, opts); err != nil {
 		return paths, fmt.Errorf("mount output tmpfs: %w", err)
 	}
 	return paths, nil
+}
+
+// MkdirTraversable makes dir (and missing parents) mode 0711: nobody but
+// root may list it, but a user-namespaced sandbox, whose root is an
+// unprivileged host uid, can still reach its rootfs and bind mounts below.
+func MkdirTraversable(dir string) error {
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return err
+	}
+	return os.Chmod(dir, 0o711)
 }
 
 // writeReadOnly writes a file the sandbox user may read but nobody may
@@ -309,6 +325,21 @@ func unmount(path string) error {
 		return nil
 	}
 	return fmt.Errorf("unmount %s: %w", path, err)
+}
+
+// runtimeFor maps a policy runtime to a containerd shim, refusing one whose
+// shim is not installed rather than falling back to a weaker runtime.
+func runtimeFor(name string) (string, error) {
+	switch name {
+	case "", "runc":
+		return "io.containerd.runc.v2", nil
+	case "runsc":
+		if _, err := exec.LookPath("containerd-shim-runsc-v1"); err != nil {
+			return "", fmt.Errorf("runtime runsc: gVisor's containerd-shim-runsc-v1 is not installed")
+		}
+		return "io.containerd.runsc.v1", nil
+	}
+	return "", fmt.Errorf("runtime %q is not supported", name)
 }
 
 func ignoreNotFound(err error) error {

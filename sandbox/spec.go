@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/containerd/containerd/containers"
-	"github.com/containerd/containerd/contrib/seccomp"
 	"github.com/containerd/containerd/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -47,7 +47,7 @@ func SpecFor(jobID string, p *policy.Profile, paths JobPaths) []oci.SpecOpts {
 		oci.WithHostname("airlock"),
 		WithEnvOnly(Env(jobID)),
 		oci.WithUIDGID(p.Isolation.UID, p.Isolation.GID),
-		WithNoCapabilities,
+		WithCapabilities(p.Isolation.Capabilities),
 		oci.WithMaskedPaths(masked),
 		WithoutMounts("/run", "/dev/mqueue"),
 		WithTmpfs("/tmp", p.Limits.ScratchBytes, p.Isolation.UID, p.Isolation.GID),
@@ -68,8 +68,10 @@ func SpecFor(jobID string, p *policy.Profile, paths JobPaths) []oci.SpecOpts {
 	if p.Isolation.NoNewPrivileges {
 		opts = append(opts, oci.WithNoNewPrivileges)
 	}
-	opts = append(opts, seccomp.WithDefaultProfile())
-	return opts
+	if p.Isolation.UserNamespace {
+		opts = append(opts, WithUserNamespace(UserNSBase))
+	}
+	return append(opts, WithSeccomp(p.Isolation.Seccomp))
 }
 
 // Env is the whole environment of a sandboxed process. Nothing of the
@@ -89,18 +91,49 @@ func WithEnvOnly(env []string) oci.SpecOpts {
 	}
 }
 
-// WithNoCapabilities clears every capability set, including ambient and
-// inheritable, which oci.WithCapabilities(nil) leaves alone.
-func WithNoCapabilities(_ context.Context, _ oci.Client, _ *containers.Container, s *specs.Spec) error {
-	setProcess(s)
-	s.Process.Capabilities = &specs.LinuxCapabilities{
-		Bounding:    []string{},
-		Effective:   []string{},
-		Inheritable: []string{},
-		Permitted:   []string{},
-		Ambient:     []string{},
+// UserNSBase is the first host uid and gid of the range a user-namespaced
+// sandbox maps its 65536 ids onto. No host account lives there, so uid 0
+// in the sandbox owns nothing outside it.
+const UserNSBase = 1_000_000_000
+
+// HostID is the host uid or gid that id in the sandbox runs as.
+func HostID(p *policy.Profile, id uint32) uint32 {
+	if p.Isolation.UserNamespace {
+		return UserNSBase + id
 	}
-	return nil
+	return id
+}
+
+// WithUserNamespace gives the task a user namespace that maps ids 0-65535
+// to base..base+65535 on the host.
+func WithUserNamespace(base uint32) oci.SpecOpts {
+	m := []specs.LinuxIDMapping{{ContainerID: 0, HostID: base, Size: 65536}}
+	return oci.WithUserNamespace(m, m)
+}
+
+// WithCapabilities sets every capability set to exactly caps (bounding,
+// effective, permitted), and clears inheritable and ambient so nothing
+// survives an exec. The policy loader has already refused any capability
+// outside its audited list.
+func WithCapabilities(caps []string) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *specs.Spec) error {
+		setProcess(s)
+		set := make([]string, 0, len(caps))
+		for _, c := range caps {
+			if !strings.HasPrefix(c, "CAP_") {
+				c = "CAP_" + c
+			}
+			set = append(set, strings.ToUpper(c))
+		}
+		s.Process.Capabilities = &specs.LinuxCapabilities{
+			Bounding:    set,
+			Effective:   slices.Clone(set),
+			Permitted:   slices.Clone(set),
+			Inheritable: []string{},
+			Ambient:     []string{},
+		}
+		return nil
+	}
 }
 
 // WithNoCoreDumps sets RLIMIT_CORE to zero so a crashing agent writes

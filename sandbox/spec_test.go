@@ -50,8 +50,8 @@ func mount(s *specs.Spec, dest string) (specs.Mount, bool) {
 	return specs.Mount{}, false
 }
 
-func TestWithNoCapabilities_ClearsEverySet(t *testing.T) {
-	s := generate(t, oci.WithCapabilities([]string{"CAP_SYS_ADMIN"}), WithNoCapabilities)
+func TestWithCapabilities_NoneClearsEverySet(t *testing.T) {
+	s := generate(t, oci.WithCapabilities([]string{"CAP_SYS_ADMIN"}), WithCapabilities(nil))
 	c := s.Process.Capabilities
 	for name, set := range map[string][]string{
 		"bounding": c.Bounding, "effective": c.Effective, "permitted": c.Permitted,

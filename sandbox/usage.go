@@ -2,6 +2,9 @@ package sandbox
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"strings"
 
 	v1 "github.com/containerd/cgroups/v3/cgroup1/stats"
 	v2 "github.com/containerd/cgroups/v3/cgroup2/stats"
@@ -31,4 +34,24 @@ func usage(ctx context.Context, task containerd.Task) (oom bool, peak uint64) {
 		return s.GetMemoryEvents().GetOomKill() > 0, s.GetMemory().GetUsage()
 	}
 	return false, 0
+}
+
+// pidsLimitHit reports whether the task's pids cgroup refused a fork. The
+// cgroup stats containerd returns carry no such counter, so it is read from
+// pids.events directly, on cgroup v1 and v2 layouts, before teardown
+// removes the cgroup.
+func pidsLimitHit(cgroupPath string) bool {
+	for _, root := range []string{"/sys/fs/cgroup/pids", "/sys/fs/cgroup"} {
+		b, err := os.ReadFile(filepath.Join(root, cgroupPath, "pids.events"))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, " "); ok && k == "max" && strings.TrimSpace(v) != "0" {
+				return true
+			}
+		}
+		return false
+	}
+	return false
 }

@@ -61,7 +61,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		}
 		agentBin = filepath.Join(filepath.Dir(exe), "airlock-agent")
 	}
-	if err := os.MkdirAll(o.stateDir, 0o700); err != nil {
+	if err := sandbox.MkdirTraversable(o.stateDir); err != nil {
 		return fmt.Errorf("state dir: %w", err)
 	}
 	address := o.containerdAddress

@@ -45,8 +45,13 @@ func Start(ctx context.Context, dir string) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	// Execute-only, not 0700: runc reaches a user-namespaced sandbox's
+	// rootfs below this dir as an unprivileged host uid.
+	if err := os.MkdirAll(dir, 0o711); err != nil {
 		return nil, fmt.Errorf("containerd dir: %w", err)
+	}
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return nil, err
 	}
 	d := &Daemon{dir: dir, address: filepath.Join(dir, "containerd.sock"), exited: make(chan struct{})}
 	killStale(dir)
