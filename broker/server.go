@@ -50,6 +50,11 @@ type Config struct {
 	// Retention is how long a finished job's response is kept for GetJob
 	// and for idempotent retries.
 	Retention time.Duration
+	// DefaultProfile serves requests that name none; default secureclaw.
+	DefaultProfile string
+	// ExplainSpec renders the OCI spec a profile produces, for
+	// ExplainProfile. The sandbox provides it; the broker cannot.
+	ExplainSpec func(*policy.Profile) ([]byte, error)
 }
 
 // Server implements airlockv1.BrokerServer.
@@ -61,6 +66,9 @@ type Server struct {
 	log      *slog.Logger
 	slots    chan struct{}
 	jobs     *jobStore
+
+	defaultProfile string
+	explainSpec    func(*policy.Profile) ([]byte, error)
 }
 
 // New returns a Server. It refuses a config without a runner or profiles
@@ -81,12 +89,21 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Retention <= 0 {
 		cfg.Retention = time.Hour
 	}
+	if cfg.DefaultProfile == "" {
+		cfg.DefaultProfile = "secureclaw"
+	}
+	if _, err := cfg.Profiles.Get(cfg.DefaultProfile); err != nil {
+		return nil, fmt.Errorf("broker: default profile %q is not loaded (have %v)", cfg.DefaultProfile, cfg.Profiles.Names())
+	}
 	return &Server{
 		runner:   cfg.Runner,
 		profiles: cfg.Profiles,
 		log:      cfg.Logger,
 		slots:    make(chan struct{}, cfg.MaxJobs),
 		jobs:     newJobStore(cfg.Retention),
+
+		defaultProfile: cfg.DefaultProfile,
+		explainSpec:    cfg.ExplainSpec,
 	}, nil
 }
 
@@ -185,7 +202,15 @@ func (s *Server) ExplainProfile(_ context.Context, req *airlockv1.ExplainProfile
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &airlockv1.ExplainProfileResponse{Policy: effectivePolicy(p), EffectiveJson: string(js)}, nil
+	resp := &airlockv1.ExplainProfileResponse{Policy: effectivePolicy(p), EffectiveJson: string(js)}
+	if s.explainSpec != nil {
+		spec, err := s.explainSpec(p)
+		if err != nil {
+			return nil, toStatus(fmt.Errorf("render OCI spec of %s: %w", p.Name, err))
+		}
+		resp.OciSpecJson = string(spec)
+	}
+	return resp, nil
 }
 
 // spawn validates, deduplicates and runs a job, calling emit for each event.
@@ -248,9 +273,13 @@ func (s *Server) plan(req *airlockv1.SpawnRequest) (*plan, error) {
 	} else if !jobIDPattern.MatchString(id) {
 		return nil, bad("job_id %q must be 1-128 characters of letters, digits, '.', '_' or '-'", id)
 	}
-	base, err := s.profiles.Get(req.GetProfile())
+	name := req.GetProfile()
+	if name == "" {
+		name = s.defaultProfile
+	}
+	base, err := s.profiles.Get(name)
 	if err != nil {
-		return nil, bad("unknown profile %q; known profiles: %v", req.GetProfile(), s.profiles.Names())
+		return nil, bad("unknown profile %q; known profiles: %v", name, s.profiles.Names())
 	}
 	var o policy.Overrides
 	if ov := req.GetOverrides(); ov != nil {
@@ -263,7 +292,11 @@ func (s *Server) plan(req *airlockv1.SpawnRequest) (*plan, error) {
 		if ov.GetMemoryBytes() < 0 {
 			return nil, bad("overrides.memory_bytes must not be negative")
 		}
+		if ov.GetOutputBytes() < 0 {
+			return nil, bad("overrides.output_bytes must not be negative")
+		}
 		o.MemoryBytes = ov.GetMemoryBytes()
+		o.OutputBytes = ov.GetOutputBytes()
 		o.Egress = ov.GetEgress()
 	}
 	p, err := base.Tighten(o)

@@ -277,8 +277,12 @@ func TestSpawn_RejectsBadRequests(t *testing.T) {
 		{"path in job id", func(r *airlockv1.SpawnRequest) { r.JobId = "../../etc" }, "job_id"},
 		{"looser timeout", func(r *airlockv1.SpawnRequest) {
 			r.Overrides = &airlockv1.Overrides{Timeout: durationpb.New(24 * time.Hour)}
-		}, "overrides"},
-		{"looser memory", func(r *airlockv1.SpawnRequest) { r.Overrides = &airlockv1.Overrides{MemoryBytes: 1 << 40} }, "overrides"},
+		}, "limits.timeout"},
+		{"looser memory", func(r *airlockv1.SpawnRequest) { r.Overrides = &airlockv1.Overrides{MemoryBytes: 1 << 40} }, "limits.memory"},
+		{"looser output cap", func(r *airlockv1.SpawnRequest) { r.Overrides = &airlockv1.Overrides{OutputBytes: 1 << 40} }, "limits.output"},
+		{"egress on a no-network profile", func(r *airlockv1.SpawnRequest) {
+			r.Overrides = &airlockv1.Overrides{Egress: []string{"api.example.com"}}
+		}, "network.egress"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -396,5 +400,32 @@ func TestListProfiles_ListsShippedProfiles(t *testing.T) {
 	}
 	if got := strings.Join(names, ","); got != "ironclaw,secureclaw,vanilla" {
 		t.Errorf("profiles = %s", got)
+	}
+}
+
+func TestSpawn_EmptyProfileIsSecureclaw(t *testing.T) {
+	runner := &fakeRunner{outcome: result(`{"title":"T"}`)}
+	c, _ := newBroker(t, runner, testToken, 0)
+	req := request()
+	req.Profile = ""
+	resp, err := c.Spawn(ctx(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Policy.Profile != "secureclaw" || runner.last.Policy.Name != "secureclaw" {
+		t.Errorf("profile = %q (runner got %q), want secureclaw", resp.Policy.Profile, runner.last.Policy.Name)
+	}
+}
+
+func TestSpawn_TighterOutputCapReachesTheRunner(t *testing.T) {
+	runner := &fakeRunner{outcome: result(`{"title":"T"}`)}
+	c, _ := newBroker(t, runner, testToken, 0)
+	req := request()
+	req.Overrides = &airlockv1.Overrides{OutputBytes: 4096}
+	if _, err := c.Spawn(ctx(t), req); err != nil {
+		t.Fatal(err)
+	}
+	if got := runner.last.Policy.Limits.OutputBytes; got != 4096 {
+		t.Errorf("output cap = %d, want 4096", got)
 	}
 }

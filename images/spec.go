@@ -1,7 +1,9 @@
 package images
 
 import (
+	"fmt"
 	"io/fs"
+	"slices"
 )
 
 // AgentPath is where every Airlock image carries its sub-agent binary.
@@ -50,19 +52,24 @@ type Symlink struct {
 // BusyboxPath is where the tools image carries busybox.
 const BusyboxPath = "/bin/busybox"
 
-// ToolApplets are the busybox applets of the tools image: read-only text
-// tools. No shell, nothing that writes files, fetches or spawns others.
+// ToolApplets are the busybox applets a tools image may carry: read-only
+// text tools. No shell, nothing that writes files, fetches or spawns
+// others, whatever a profile's allowlist says.
 var ToolApplets = []string{"cat", "cut", "grep", "head", "sort", "tail", "tr", "uniq", "wc"}
 
-// Tools is the spec of the `tools` image, for profiles that allow exec: the
-// reader image plus a static busybox and links for ToolApplets only.
-func Tools(agentBinary, busybox string) Spec {
-	s := agentSpec("tools", agentBinary)
+// Tools is the spec of a tools image named name, for a profile that allows
+// exec: the reader image plus a static busybox with links for exactly the
+// given applets. An applet outside ToolApplets is refused.
+func Tools(name, agentBinary, busybox string, applets []string) (Spec, error) {
+	s := agentSpec(name, agentBinary)
 	s.Files = append(s.Files, File{Path: BusyboxPath, HostPath: busybox, Mode: 0o555})
-	for _, a := range ToolApplets {
+	for _, a := range applets {
+		if !slices.Contains(ToolApplets, a) {
+			return Spec{}, fmt.Errorf("%w: image %s: command %q is not one the tools image may carry (%v)", ErrInvalidSpec, name, a, ToolApplets)
+		}
 		s.Symlinks = append(s.Symlinks, Symlink{Path: "/bin/" + a, Target: "busybox"})
 	}
-	return s
+	return s, nil
 }
 
 // Reader is the spec of the production `reader` image: the reference

@@ -142,28 +142,29 @@ func setup(dir string) error {
 		return r.Close()
 	})
 
+	profiles, err := policy.Load(policies.FS)
+	if err != nil {
+		return err
+	}
+	specs, err := sandbox.ImagesFor(profiles.All(), filepath.Join(bin, "airlock-agent"), "/bin/busybox")
+	if err != nil {
+		return err
+	}
+	specs = append(specs, images.Hostile(filepath.Join(bin, "hostile")))
 	env.stateDir = filepath.Join(dir, "state")
 	env.address = d.Address()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	runner, err := sandbox.New(ctx, sandbox.Config{
 		Address:  d.Address(),
 		StateDir: env.stateDir,
-		Images: []images.Spec{
-			images.Reader(filepath.Join(bin, "airlock-agent")),
-			images.Tools(filepath.Join(bin, "airlock-agent"), "/bin/busybox"),
-			images.Hostile(filepath.Join(bin, "hostile")),
-		},
-		Logger: log,
+		Images:   specs,
+		Logger:   log,
 	})
 	if err != nil {
 		return err
 	}
 	stops = append(stops, runner.Close)
 
-	profiles, err := policy.Load(policies.FS)
-	if err != nil {
-		return err
-	}
 	srv, err := broker.New(broker.Config{Runner: hostileRunner{runner}, Profiles: profiles, Logger: log})
 	if err != nil {
 		return err

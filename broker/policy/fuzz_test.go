@@ -78,14 +78,14 @@ func checkProfile(t *testing.T, p *Profile, cfg config) {
 	if q, err := p.Tighten(Overrides{}); err != nil || q.Hash() != p.Hash() {
 		t.Fatalf("%s: Tighten with no overrides = %v, %v", p.Name, q, err)
 	}
-	if p.Summary() == "" || (p.Image() != ImageReader && p.Image() != ImageTools) {
+	if p.Summary() == "" || (p.Image() != ImageReader && p.Image() != ImageTools+"-"+p.Name) {
 		t.Fatalf("%s: Summary %q Image %q", p.Name, p.Summary(), p.Image())
 	}
 	tools := p.EffectiveTools([]string{"read", "EXEC", "web_fetch"})
 	if !slices.IsSorted(tools) || slices.ContainsFunc(tools, func(s string) bool { return s != strings.ToLower(s) }) {
 		t.Fatalf("%s: EffectiveTools = %v, want sorted lowercase", p.Name, tools)
 	}
-	if p.ExecAllowed() != (p.Image() == ImageTools) {
+	if p.ExecAllowed() != (p.Image() == ImageTools+"-"+p.Name) {
 		t.Fatalf("%s: ExecAllowed and Image disagree", p.Name)
 	}
 }
@@ -108,7 +108,7 @@ func corpus(t testing.TB) map[string][]byte {
 	return out
 }
 
-func TestLoad_Corpus(t *testing.T) {
+func TestLoadProfile_Corpus(t *testing.T) {
 	for name, data := range corpus(t) {
 		t.Run(name, func(t *testing.T) {
 			first, _, _ := bufio.NewReader(bytes.NewReader(data)).ReadLine()
@@ -127,7 +127,7 @@ func TestLoad_Corpus(t *testing.T) {
 	}
 }
 
-func FuzzLoad(f *testing.F) {
+func FuzzLoadProfile(f *testing.F) {
 	for _, data := range corpus(f) {
 		f.Add(data)
 	}

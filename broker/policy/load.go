@@ -138,6 +138,7 @@ func Load(fsys fs.FS, opts ...Option) (*Set, error) {
 		set.byName[name] = p
 		set.names = append(set.names, name)
 	}
+	errs = append(errs, productionInvariants(set, srcs)...)
 	for _, name := range sortedKeys(srcs) {
 		errs = append(errs, srcs[name].errs...)
 	}
@@ -324,4 +325,35 @@ func joinSorted(errs []error) error {
 	})
 	errs = slices.CompactFunc(errs, func(a, b error) bool { return a.Error() == b.Error() })
 	return errors.Join(errs...)
+}
+
+// productionProfiles may not be loosened into a writable rootfs, by their
+// own file or by any profile that extends them: operators pick them for
+// production on the strength of that promise.
+var productionProfiles = []string{"secureclaw", "ironclaw"}
+
+func productionInvariants(set *Set, srcs map[string]*source) []error {
+	var errs []error
+	for _, name := range set.names {
+		p := set.byName[name]
+		if p.Isolation.ReadOnlyRoot {
+			continue
+		}
+		for anc := p; anc != nil; anc = set.byName[anc.Extends] {
+			if !slices.Contains(productionProfiles, anc.Name) {
+				if anc.Extends == "" {
+					break
+				}
+				continue
+			}
+			file, line := name+".yaml", 0
+			if st, ok := srcs[name].settings["isolation.readOnlyRoot"]; ok {
+				file, line = st.file, st.lines["isolation.readOnlyRoot"]
+			}
+			errs = append(errs, &FieldError{File: file, Line: line, Field: "isolation.readOnlyRoot",
+				Msg: fmt.Sprintf("false is not allowed in %s or a profile extending it: the rootfs must stay read-only", anc.Name)})
+			break
+		}
+	}
+	return errs
 }

@@ -103,6 +103,7 @@ func TestLoad_RejectsUnsafeValues(t *testing.T) {
 		{"privileged", "isolation:\n  privileged: true\n", "p.yaml:2: isolation.privileged: cannot be true: privileged mode"},
 		{"host network", "isolation:\n  hostNetwork: true\n", "p.yaml:2: isolation.hostNetwork: cannot be true: the host network"},
 		{"host pid", "isolation:\n  hostPID: true\n", "p.yaml:2: isolation.hostPID: cannot be true"},
+		{"host ipc", "isolation:\n  hostIPC: true\n", "p.yaml:2: isolation.hostIPC: cannot be true"},
 		{"insecure auth", "allowInsecureAuth: true\n", "p.yaml:1: allowInsecureAuth: cannot be true: it would let callers in"},
 		{"capability sys_admin", "isolation:\n  capabilities: [CAP_SYS_ADMIN]\n", `p.yaml:2: isolation.capabilities[0]: "CAP_SYS_ADMIN" cannot be granted`},
 		{"capability setuid", "isolation:\n  capabilities:\n    - chown\n    - setuid\n", `p.yaml:4: isolation.capabilities[1]: "setuid" cannot be granted`},
@@ -140,6 +141,23 @@ func TestLoad_RejectsUnsafeValues(t *testing.T) {
 				t.Fatalf("Load error:\n%v\nwant it to contain:\n%s", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestLoad_RejectsWritableRootfsInProductionProfiles(t *testing.T) {
+	cases := []map[string]string{
+		{"secureclaw.yaml": "isolation:\n  readOnlyRoot: false\n"},
+		{"ironclaw.yaml": "isolation:\n  readOnlyRoot: false\n"},
+		{"secureclaw.yaml": "isolation:\n  readOnlyRoot: true\n", "mine.yaml": "extends: secureclaw\nisolation:\n  readOnlyRoot: false\n"},
+	}
+	for _, files := range cases {
+		_, err := load(files)
+		if err == nil || !strings.Contains(err.Error(), "isolation.readOnlyRoot: false is not allowed") {
+			t.Errorf("%v: err = %v, want a readOnlyRoot refusal", files, err)
+		}
+	}
+	if _, err := load(map[string]string{"dev.yaml": "isolation:\n  readOnlyRoot: false\n"}); err != nil {
+		t.Errorf("a development profile may have a writable rootfs: %v", err)
 	}
 }
 

@@ -8,7 +8,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"path"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -210,12 +212,30 @@ func (p *Profile) ExecAllowed() bool {
 	return p.Exec.Security != ExecDeny && p.toolAllowed("exec")
 }
 
-// Image is the image the profile runs: a shell only when exec is allowed.
+// Image is the image the profile runs: the reader image, or, when exec is
+// allowed, a tools image of the profile's own that carries only the
+// commands its allowlist names ("tools-<profile>").
 func (p *Profile) Image() string {
 	if p.ExecAllowed() {
-		return ImageTools
+		return ImageTools + "-" + p.Name
 	}
 	return ImageReader
+}
+
+// ExecCommands are the base names of the commands exec.allowedPatterns
+// name (the first word of each pattern), sorted. With exec.security full
+// there is no list, and the caller decides what the image carries.
+func (p *Profile) ExecCommands() []string {
+	var out []string
+	for _, pat := range p.Exec.AllowedPatterns {
+		cmd, _, _ := strings.Cut(strings.TrimSpace(pat), " ")
+		name := path.Base(cmd)
+		if name != "" && name != "." && name != "/" && !slices.Contains(out, name) {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // formatDuration prints whole seconds as "60s" rather than "1m0s", to match

@@ -2,11 +2,15 @@ package policy
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/airlock/airlock/policies"
 )
 
 // mustLoad loads one profile named p.
@@ -142,12 +146,12 @@ func TestImage_ToolsOnlyWhenExecAllowed(t *testing.T) {
 		body string
 		want string
 	}{
-		{"tools: {allowed: [exec]}\nexec: {security: allowlist}\n", ImageTools},
-		{"tools: {allowed: [group:runtime]}\nexec: {security: allowlist}\n", ImageTools},
+		{"tools: {allowed: [exec]}\nexec: {security: allowlist}\n", ImageTools + "-p"},
+		{"tools: {allowed: [group:runtime]}\nexec: {security: allowlist}\n", ImageTools + "-p"},
 		{"tools: {allowed: [exec]}\nexec: {security: deny}\n", ImageReader},
 		{"tools: {allowed: [read]}\nexec: {security: allowlist}\n", ImageReader},
 		{"tools: {allowed: [exec], denied: [EXEC]}\nexec: {security: allowlist}\n", ImageReader},
-		{"tools: {policy: denylist}\nexec: {security: allowlist}\n", ImageTools},
+		{"tools: {policy: denylist}\nexec: {security: allowlist}\n", ImageTools + "-p"},
 	}
 	for _, tt := range tests {
 		if got := mustLoad(t, tt.body).Image(); got != tt.want {
@@ -310,5 +314,50 @@ func TestParseBytes_RoundTrips(t *testing.T) {
 		if _, err := ParseBytes(s); err == nil {
 			t.Errorf("ParseBytes(%q) succeeded", s)
 		}
+	}
+}
+
+func TestDiff_NamesEveryChangedSetting(t *testing.T) {
+	set, err := Load(policies.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := set.Get("vanilla")
+	b, _ := set.Get("ironclaw")
+	lines, err := Diff(a, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	joined := strings.Join(lines, "\n")
+	for _, want := range []string{"limits.memoryBytes: 536870912 -> 134217728", `isolation.seccomp: "default" -> "strict"`, "isolation.userNamespace: false -> true"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("diff lacks %q:\n%s", want, joined)
+		}
+	}
+	if same, _ := Diff(a, a); len(same) != 0 {
+		t.Errorf("a profile differs from itself: %v", same)
+	}
+}
+
+func TestLint_ReportsFileLineAndField(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "custom.yaml")
+	if err := os.WriteFile(bad, []byte("extends: secureclaw\nexec:\n  security: sometimes\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Lint(policies.FS, []string{bad})
+	if err == nil || !strings.Contains(err.Error(), "custom.yaml:3") || !strings.Contains(err.Error(), "exec.security") {
+		t.Fatalf("err = %v, want custom.yaml:3 and exec.security", err)
+	}
+	good := filepath.Join(dir, "tight.yaml")
+	if err := os.WriteFile(good, []byte("extends: secureclaw\nlimits:\n  timeout: 5s\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	set, err := Lint(policies.FS, []string{good})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := set.Get("tight"); p.Limits.Timeout.Seconds() != 5 {
+		t.Errorf("tight timeout = %v", p.Limits.Timeout)
 	}
 }

@@ -18,6 +18,8 @@ type Overrides struct {
 	MemoryBytes int64
 	// Egress must be covered, entry by entry, by the profile's network.egress.
 	Egress []string
+	// OutputBytes must not exceed the profile's limits.output.
+	OutputBytes int64
 }
 
 // Tighten returns a copy of p narrowed by o, validated. An override that
@@ -41,6 +43,14 @@ func (p *Profile) Tighten(o Overrides) (*Profile, error) {
 		return nil, fmt.Errorf("%w: limits.memory: %s is more than the profile's %s", ErrLoosen, FormatBytes(o.MemoryBytes), FormatBytes(p.Limits.MemoryBytes))
 	case o.MemoryBytes > 0:
 		t.Limits.MemoryBytes = o.MemoryBytes
+	}
+	switch {
+	case o.OutputBytes < 0:
+		return nil, fmt.Errorf("%w: limits.output: override %d is negative", ErrInvalid, o.OutputBytes)
+	case o.OutputBytes > p.Limits.OutputBytes:
+		return nil, fmt.Errorf("%w: limits.output: %s is more than the profile's %s", ErrLoosen, FormatBytes(o.OutputBytes), FormatBytes(p.Limits.OutputBytes))
+	case o.OutputBytes > 0:
+		t.Limits.OutputBytes = o.OutputBytes
 	}
 	if len(o.Egress) > 0 {
 		egress, err := p.narrowEgress(o.Egress)

@@ -26,6 +26,7 @@ commands:
   explain   print one profile's effective policy
   get       print a job's state
   cancel    cancel a running job
+  policy    lint, explain and diff profiles locally (airlock policy -h)
 `
 
 func main() {
@@ -40,6 +41,12 @@ func main() {
 		os.Exit(2)
 	}
 	cmd, args := global.Arg(0), global.Args()[1:]
+	if cmd == "policy" {
+		if err := policyCmd(args); err != nil {
+			fail(err)
+		}
+		return
+	}
 	commands := map[string]func(context.Context, airlockv1.BrokerClient, []string) (proto.Message, error){
 		"spawn":    spawn,
 		"profiles": profiles,

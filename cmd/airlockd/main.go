@@ -24,6 +24,7 @@ func main() {
 	flag.StringVar(&o.agentBinary, "agent-binary", "", "static airlock-agent binary for the reader image (default: next to airlockd)")
 	flag.StringVar(&o.busybox, "busybox", "/bin/busybox", "static busybox for the tools image (Debian: busybox-static)")
 	flag.StringVar(&o.policyDir, "policy-dir", "", "directory of policy profiles (default: the shipped ones)")
+	flag.StringVar(&o.defaultProfile, "default-profile", "secureclaw", "profile for requests that name none")
 	flag.BoolVar(&o.dev, "dev", false, "development mode: allows exec.security full")
 	flag.IntVar(&o.maxJobs, "max-jobs", 8, "jobs that may run at once")
 	flag.BoolVar(&o.debug, "debug", false, "debug logging")

@@ -16,7 +16,6 @@ import (
 	"github.com/airlock/airlock/broker/auth"
 	"github.com/airlock/airlock/broker/client"
 	"github.com/airlock/airlock/broker/policy"
-	"github.com/airlock/airlock/images"
 	"github.com/airlock/airlock/policies"
 	"github.com/airlock/airlock/sandbox"
 	"github.com/airlock/airlock/sandbox/daemon"
@@ -26,7 +25,7 @@ type options struct {
 	socket, listen, tokenFile, stateDir string
 	containerdAddress, agentBinary      string
 	busybox                             string
-	policyDir                           string
+	policyDir, defaultProfile           string
 	dev, debug                          bool
 	maxJobs                             int
 }
@@ -78,7 +77,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		address = d.Address()
 		log.Info("embedded containerd started", "address", address)
 	}
-	specs, err := imageSpecs(profiles, agentBin, o.busybox)
+	specs, err := sandbox.ImagesFor(profiles.All(), agentBin, o.busybox)
 	if err != nil {
 		return err
 	}
@@ -93,7 +92,10 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	}
 	defer runner.Close()
 
-	srv, err := broker.New(broker.Config{Runner: runner, Profiles: profiles, Logger: log, MaxJobs: o.maxJobs})
+	srv, err := broker.New(broker.Config{
+		Runner: runner, Profiles: profiles, Logger: log, MaxJobs: o.maxJobs,
+		DefaultProfile: o.defaultProfile, ExplainSpec: sandbox.ExplainJSON,
+	})
 	if err != nil {
 		return err
 	}
@@ -155,24 +157,4 @@ func listen(o options) (net.Listener, error) {
 		return nil, err
 	}
 	return lis, nil
-}
-
-// imageSpecs returns the images the profiles need. A profile whose image
-// cannot be built stops the start: failing every one of its jobs later
-// would be worse.
-func imageSpecs(profiles *policy.Set, agentBin, busybox string) ([]images.Spec, error) {
-	if err := images.CheckStatic(agentBin); err != nil {
-		return nil, fmt.Errorf("agent binary (--agent-binary): %w", err)
-	}
-	specs := []images.Spec{images.Reader(agentBin)}
-	for _, p := range profiles.All() {
-		if p.Image() != policy.ImageTools {
-			continue
-		}
-		if err := images.CheckStatic(busybox); err != nil {
-			return nil, fmt.Errorf("profile %s allows exec and needs the tools image: --busybox: %w", p.Name, err)
-		}
-		return append(specs, images.Tools(agentBin, busybox)), nil
-	}
-	return specs, nil
 }

@@ -163,7 +163,8 @@ type SpawnRequest struct {
 	// Idempotency key. Empty gets a new UUID. A job_id seen before returns
 	// that job's response and does not run again.
 	JobId string `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
-	// Policy profile name, for example "secureclaw".
+	// Policy profile name, for example "ironclaw". Empty is the broker's
+	// default profile, secureclaw unless configured otherwise.
 	Profile string `protobuf:"bytes,2,opt,name=profile,proto3" json:"profile,omitempty"`
 	// What the sub-agent is asked to do.
 	Task *Task `protobuf:"bytes,3,opt,name=task,proto3" json:"task,omitempty"`
@@ -383,7 +384,9 @@ type Overrides struct {
 	// Memory limit in bytes; must not exceed the profile's.
 	MemoryBytes int64 `protobuf:"varint,2,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
 	// Egress entries; each must be allowed by the profile.
-	Egress        []string `protobuf:"bytes,3,rep,name=egress,proto3" json:"egress,omitempty"`
+	Egress []string `protobuf:"bytes,3,rep,name=egress,proto3" json:"egress,omitempty"`
+	// Result byte cap; must not exceed the profile's.
+	OutputBytes   int64 `protobuf:"varint,4,opt,name=output_bytes,json=outputBytes,proto3" json:"output_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -437,6 +440,13 @@ func (x *Overrides) GetEgress() []string {
 		return x.Egress
 	}
 	return nil
+}
+
+func (x *Overrides) GetOutputBytes() int64 {
+	if x != nil {
+		return x.OutputBytes
+	}
+	return 0
 }
 
 // SpawnResponse is the only thing that crosses back from a job.
@@ -1509,6 +1519,9 @@ type ExplainProfileResponse struct {
 	Policy *EffectivePolicy       `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
 	// The resolved profile as JSON.
 	EffectiveJson string `protobuf:"bytes,2,opt,name=effective_json,json=effectiveJson,proto3" json:"effective_json,omitempty"`
+	// The OCI runtime spec a job under this profile runs with, as JSON, with
+	// placeholders for per-run paths and IDs.
+	OciSpecJson   string `protobuf:"bytes,3,opt,name=oci_spec_json,json=ociSpecJson,proto3" json:"oci_spec_json,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1557,6 +1570,13 @@ func (x *ExplainProfileResponse) GetEffectiveJson() string {
 	return ""
 }
 
+func (x *ExplainProfileResponse) GetOciSpecJson() string {
+	if x != nil {
+		return x.OciSpecJson
+	}
+	return ""
+}
+
 var File_airlock_v1_broker_proto protoreflect.FileDescriptor
 
 const file_airlock_v1_broker_proto_rawDesc = "" +
@@ -1584,11 +1604,12 @@ const file_airlock_v1_broker_proto_rawDesc = "" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x1d\n" +
 	"\n" +
 	"media_type\x18\x02 \x01(\tR\tmediaType\x12\x16\n" +
-	"\x06source\x18\x03 \x01(\tR\x06source\"{\n" +
+	"\x06source\x18\x03 \x01(\tR\x06source\"\x9e\x01\n" +
 	"\tOverrides\x123\n" +
 	"\atimeout\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12!\n" +
 	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\x12\x16\n" +
-	"\x06egress\x18\x03 \x03(\tR\x06egress\"\xf5\x02\n" +
+	"\x06egress\x18\x03 \x03(\tR\x06egress\x12!\n" +
+	"\foutput_bytes\x18\x04 \x01(\x03R\voutputBytes\"\xf5\x02\n" +
 	"\rSpawnResponse\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12-\n" +
 	"\averdict\x18\x02 \x01(\x0e2\x13.airlock.v1.VerdictR\averdict\x12/\n" +
@@ -1650,10 +1671,11 @@ const file_airlock_v1_broker_proto_rawDesc = "" +
 	"\x14ListProfilesResponse\x127\n" +
 	"\bprofiles\x18\x01 \x03(\v2\x1b.airlock.v1.EffectivePolicyR\bprofiles\"1\n" +
 	"\x15ExplainProfileRequest\x12\x18\n" +
-	"\aprofile\x18\x01 \x01(\tR\aprofile\"t\n" +
+	"\aprofile\x18\x01 \x01(\tR\aprofile\"\x98\x01\n" +
 	"\x16ExplainProfileResponse\x123\n" +
 	"\x06policy\x18\x01 \x01(\v2\x1b.airlock.v1.EffectivePolicyR\x06policy\x12%\n" +
-	"\x0eeffective_json\x18\x02 \x01(\tR\reffectiveJson*\xfb\x01\n" +
+	"\x0eeffective_json\x18\x02 \x01(\tR\reffectiveJson\x12\"\n" +
+	"\roci_spec_json\x18\x03 \x01(\tR\vociSpecJson*\xfb\x01\n" +
 	"\aVerdict\x12\x17\n" +
 	"\x13VERDICT_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +

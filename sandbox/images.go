@@ -1,0 +1,33 @@
+package sandbox
+
+import (
+	"fmt"
+
+	"github.com/airlock/airlock/broker/policy"
+	"github.com/airlock/airlock/images"
+)
+
+// ImagesFor returns the image specs the profiles need: the reader image,
+// and a tools image per profile that allows exec, carrying only the
+// commands that profile's allowlist names. A profile whose image cannot be
+// built is an error now, not a failure of each of its jobs later.
+func ImagesFor(profiles []*policy.Profile, agentBin, busybox string) ([]images.Spec, error) {
+	if err := images.CheckStatic(agentBin); err != nil {
+		return nil, fmt.Errorf("agent binary: %w", err)
+	}
+	specs := []images.Spec{images.Reader(agentBin)}
+	for _, p := range profiles {
+		if p.Image() == policy.ImageReader {
+			continue
+		}
+		if err := images.CheckStatic(busybox); err != nil {
+			return nil, fmt.Errorf("profile %s allows exec and needs busybox for its tools image: %w", p.Name, err)
+		}
+		spec, err := images.Tools(p.Image(), agentBin, busybox, p.ExecCommands())
+		if err != nil {
+			return nil, fmt.Errorf("profile %s: %w", p.Name, err)
+		}
+		specs = append(specs, spec)
+	}
+	return specs, nil
+}
