@@ -46,7 +46,7 @@ func TestFS_ProfilesMatchTheirIntent(t *testing.T) {
 	}{
 		{"vanilla", "network none", func(p *policy.Profile) bool { return p.Network.Mode == policy.NetworkNone }},
 		{"vanilla", "exec allowlist, ask off, tools image", func(p *policy.Profile) bool {
-			return p.Exec.Security == policy.ExecAllowlist && p.Exec.Ask == policy.AskOff && p.Image() == policy.ImageTools
+			return p.Exec.Security == policy.ExecAllowlist && p.Exec.Ask == policy.AskOff && p.Image() == policy.ImageTools+"-vanilla"
 		}},
 		{"vanilla", "the agent's tools", func(p *policy.Profile) bool {
 			return slices.Equal(p.EffectiveTools(nil), []string{"classify", "exec", "extract_links", "extract_text", "summarize"})
