@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/airlock/airlock/broker/audit"
 	"github.com/airlock/airlock/broker/auth"
 	"github.com/airlock/airlock/broker/policy"
 	"github.com/airlock/airlock/broker/result"
@@ -52,6 +53,8 @@ type Config struct {
 	Retention time.Duration
 	// DefaultProfile serves requests that name none; default secureclaw.
 	DefaultProfile string
+	// Audit receives one record per finished job; nil records nothing.
+	Audit *audit.Log
 	// ExplainSpec renders the OCI spec a profile produces, for
 	// ExplainProfile. The sandbox provides it; the broker cannot.
 	ExplainSpec func(*policy.Profile) ([]byte, error)
@@ -69,6 +72,7 @@ type Server struct {
 
 	defaultProfile string
 	explainSpec    func(*policy.Profile) ([]byte, error)
+	audit          *audit.Log
 }
 
 // New returns a Server. It refuses a config without a runner or profiles
@@ -104,6 +108,7 @@ func New(cfg Config) (*Server, error) {
 
 		defaultProfile: cfg.DefaultProfile,
 		explainSpec:    cfg.ExplainSpec,
+		audit:          cfg.Audit,
 	}, nil
 }
 
@@ -250,9 +255,51 @@ func (s *Server) spawn(ctx context.Context, req *airlockv1.SpawnRequest, emit fu
 	resp := s.verdict(jobCtx, plan, out, runErr)
 	resp.Usage.Wall = durationpb.New(time.Since(start))
 	j.finish(resp)
-	s.log.Info("job finished", "job", j.id, "profile", plan.job.Policy.Name, "verdict", resp.Verdict.String(),
-		"policy_hash", resp.Policy.Hash, "wall", time.Since(start))
+	s.record(req, plan, out, resp)
 	return resp, nil
+}
+
+// record writes the job's audit record. It holds counts and identifiers,
+// never the content or the result.
+func (s *Server) record(req *airlockv1.SpawnRequest, pl *plan, out *Outcome, resp *airlockv1.SpawnResponse) {
+	rec := audit.Record{
+		Time:        time.Now().UTC(),
+		JobID:       resp.JobId,
+		Profile:     pl.job.Policy.Name,
+		PolicyHash:  resp.Policy.GetHash(),
+		Image:       pl.job.Image,
+		Task:        pl.job.Task,
+		Labels:      req.GetLabels(),
+		Verdict:     resp.Verdict.String(),
+		Message:     resp.Message,
+		ExitCode:    int(resp.Usage.GetExitCode()),
+		WallMillis:  resp.Usage.GetWall().AsDuration().Milliseconds(),
+		MemoryPeak:  resp.Usage.GetMemoryPeakBytes(),
+		OutputBytes: resp.Usage.GetOutputBytes(),
+	}
+	if out != nil {
+		rec.ImageDigest = out.ImageDigest
+	}
+	for _, f := range resp.GetSanitization().GetFindings() {
+		if rec.Findings == nil {
+			rec.Findings = map[string]int{}
+		}
+		rec.Findings[f.Kind]++
+	}
+	for _, e := range resp.GetEgress() {
+		if e.Allowed {
+			rec.EgressAllowed++
+		} else {
+			rec.EgressDenied++
+		}
+	}
+	s.log.Info("job finished", "job", rec.JobID, "profile", rec.Profile, "verdict", rec.Verdict,
+		"policy_hash", rec.PolicyHash, "wall_ms", rec.WallMillis)
+	if s.audit != nil {
+		if err := s.audit.Write(rec); err != nil {
+			s.log.Error("audit log write failed", "job", rec.JobID, "err", err)
+		}
+	}
 }
 
 // plan is a validated request, ready to run.

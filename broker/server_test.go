@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/airlock/airlock/broker"
+	"github.com/airlock/airlock/broker/audit"
 	"github.com/airlock/airlock/broker/policy"
 	"github.com/airlock/airlock/policies"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
@@ -62,11 +64,17 @@ func result(raw string) func(*broker.Job) (*broker.Outcome, error) {
 // that sends token (none when empty).
 func newBroker(t *testing.T, runner broker.Runner, token string, maxJobs int) (airlockv1.BrokerClient, *grpc.ClientConn) {
 	t.Helper()
+	return newBrokerWith(t, runner, token, broker.Config{MaxJobs: maxJobs})
+}
+
+func newBrokerWith(t *testing.T, runner broker.Runner, token string, cfg broker.Config) (airlockv1.BrokerClient, *grpc.ClientConn) {
+	t.Helper()
 	profiles, err := policy.Load(policies.FS)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := broker.New(broker.Config{Runner: runner, Profiles: profiles, MaxJobs: maxJobs})
+	cfg.Runner, cfg.Profiles = runner, profiles
+	srv, err := broker.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -427,5 +435,47 @@ func TestSpawn_TighterOutputCapReachesTheRunner(t *testing.T) {
 	}
 	if got := runner.last.Policy.Limits.OutputBytes; got != 4096 {
 		t.Errorf("output cap = %d, want 4096", got)
+	}
+}
+
+// lockedBuffer is an io.Writer safe for the broker's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func TestAudit_RecordCarriesPolicyHashNotContent(t *testing.T) {
+	var buf lockedBuffer
+	runner := &fakeRunner{outcome: func(*broker.Job) (*broker.Outcome, error) {
+		return &broker.Outcome{Result: []byte(`{"title":"T"}`), ImageDigest: "sha256:abc"}, nil
+	}}
+	c, _ := newBrokerWith(t, runner, testToken, broker.Config{Audit: audit.New(&buf)})
+	req := request()
+	req.Content[0].Data = []byte("<title>secret-content-marker</title>")
+	resp, err := c.Spawn(ctx(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec audit.Record
+	if err := json.Unmarshal([]byte(strings.TrimSpace(buf.String())), &rec); err != nil {
+		t.Fatalf("audit %q: %v", buf.String(), err)
+	}
+	if rec.PolicyHash == "" || rec.PolicyHash != resp.Policy.Hash || rec.JobID != resp.JobId || rec.ImageDigest != "sha256:abc" {
+		t.Errorf("record = %+v, want the response's job, policy hash and the image digest", rec)
+	}
+	if strings.Contains(buf.String(), "secret-content-marker") {
+		t.Error("the audit log holds job content")
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/airlock/airlock/broker"
+	"github.com/airlock/airlock/broker/audit"
 	"github.com/airlock/airlock/broker/auth"
 	"github.com/airlock/airlock/broker/client"
 	"github.com/airlock/airlock/broker/policy"
@@ -25,7 +26,7 @@ type options struct {
 	socket, listen, tokenFile, stateDir string
 	containerdAddress, agentBinary      string
 	busybox                             string
-	policyDir, defaultProfile           string
+	policyDir, defaultProfile, auditLog string
 	dev, debug                          bool
 	maxJobs                             int
 }
@@ -92,8 +93,17 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	}
 	defer runner.Close()
 
+	auditPath := o.auditLog
+	if auditPath == "" {
+		auditPath = filepath.Join(o.stateDir, "audit.jsonl")
+	}
+	auditLog, err := audit.Open(auditPath)
+	if err != nil {
+		return err
+	}
+	defer auditLog.Close()
 	srv, err := broker.New(broker.Config{
-		Runner: runner, Profiles: profiles, Logger: log, MaxJobs: o.maxJobs,
+		Runner: runner, Profiles: profiles, Logger: log, MaxJobs: o.maxJobs, Audit: auditLog,
 		DefaultProfile: o.defaultProfile, ExplainSpec: sandbox.ExplainJSON,
 	})
 	if err != nil {
