@@ -91,25 +91,33 @@ func TestProfiles_StrictSeccompRefusesEscapeSyscalls(t *testing.T) {
 }
 
 func TestLimits_MemoryBombIsOOM(t *testing.T) {
-	req := hostileReq("alloc", map[string]string{"mb": "2048"})
-	req.Profile = "ironclaw"
-	resp := spawn(t, req)
-	if resp.Verdict != airlockv1.Verdict_VERDICT_OOM {
-		t.Fatalf("verdict %s (%s), want OOM", resp.Verdict, resp.Message)
+	for _, tt := range shipped {
+		t.Run(tt.profile, func(t *testing.T) {
+			req := hostileReq("alloc", map[string]string{"mb": "2048"})
+			req.Profile = tt.profile
+			resp := spawn(t, req)
+			if resp.Verdict != airlockv1.Verdict_VERDICT_OOM {
+				t.Fatalf("verdict %s (%s), want OOM", resp.Verdict, resp.Message)
+			}
+			requireHealthy(t)
+			requireNothingLeft(t)
+		})
 	}
-	requireHealthy(t)
-	requireNothingLeft(t)
 }
 
 func TestLimits_ForkBombIsStopped(t *testing.T) {
-	req := hostileReq("forkbomb", map[string]string{"n": "5000"})
-	req.Profile = "ironclaw"
-	resp := spawn(t, req)
-	if resp.Verdict != airlockv1.Verdict_VERDICT_RESOURCE_LIMIT {
-		t.Fatalf("verdict %s (%s), want RESOURCE_LIMIT", resp.Verdict, resp.Message)
+	for _, tt := range shipped {
+		t.Run(tt.profile, func(t *testing.T) {
+			req := hostileReq("forkbomb", map[string]string{"n": "5000"})
+			req.Profile = tt.profile
+			resp := spawn(t, req)
+			if resp.Verdict != airlockv1.Verdict_VERDICT_RESOURCE_LIMIT {
+				t.Fatalf("verdict %s (%s), want RESOURCE_LIMIT", resp.Verdict, resp.Message)
+			}
+			requireHealthy(t)
+			requireNothingLeft(t)
+		})
 	}
-	requireHealthy(t)
-	requireNothingLeft(t)
 }
 
 // requireHealthy proves the broker still runs jobs.

@@ -23,7 +23,13 @@ func ImagesFor(profiles []*policy.Profile, agentBin, busybox string) ([]images.S
 		if err := images.CheckStatic(busybox); err != nil {
 			return nil, fmt.Errorf("profile %s allows exec and needs busybox for its tools image: %w", p.Name, err)
 		}
-		spec, err := images.Tools(p.Image(), agentBin, busybox, p.ExecCommands())
+		commands := p.ExecCommands()
+		if p.Exec.Security == policy.ExecFull {
+			// Full exec has no list; the image still carries only the
+			// applets Airlock ever ships.
+			commands = images.ToolApplets
+		}
+		spec, err := images.Tools(p.Image(), agentBin, busybox, commands)
 		if err != nil {
 			return nil, fmt.Errorf("profile %s: %w", p.Name, err)
 		}

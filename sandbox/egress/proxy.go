@@ -1,0 +1,556 @@
+package egress
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultDialTimeout           = 10 * time.Second
+	DefaultReadHeaderTimeout     = 10 * time.Second
+	DefaultResponseHeaderTimeout = 60 * time.Second
+	DefaultIdleTimeout           = 60 * time.Second
+	DefaultMaxConns              = 32
+	DefaultMaxBytes              = 1 << 30
+	DefaultMaxLogEntries         = 10000
+)
+
+// Resolver looks up the addresses of a name; *net.Resolver is one.
+type Resolver interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
+}
+
+// Config configures a Proxy. Zero durations and caps take the defaults
+// above; negative ones are refused.
+type Config struct {
+	// Resolver resolves destination names; net.DefaultResolver if nil.
+	Resolver Resolver
+	// Dialer opens upstream TCP connections to an IP:port that passed the
+	// checks; a net.Dialer if nil.
+	Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Logger receives one record per attempt and per connection problem;
+	// slog.Default() if nil. Records never hold headers or secrets.
+	Logger *slog.Logger
+	// ServiceTLS is the TLS configuration towards https service upstreams;
+	// system roots if nil.
+	ServiceTLS *tls.Config
+
+	// DialTimeout bounds name resolution and each dial.
+	DialTimeout time.Duration
+	// ReadHeaderTimeout bounds reading a request head once it has begun.
+	ReadHeaderTimeout time.Duration
+	// ResponseHeaderTimeout bounds the wait for an upstream's response head.
+	ResponseHeaderTimeout time.Duration
+	// IdleTimeout ends a connection or tunnel on which nothing has moved,
+	// in either direction, for this long.
+	IdleTimeout time.Duration
+
+	// MaxConns caps one job's concurrent connections to the proxy.
+	MaxConns int
+	// MaxBytes caps the bytes one job moves through the proxy, both
+	// directions together, over its whole life.
+	MaxBytes int64
+	// MaxLogEntries caps each session's Log; Stats keeps counting.
+	MaxLogEntries int
+}
+
+// Proxy is the egress proxy shared by all jobs. Its zero value is not
+// usable; call New.
+type Proxy struct {
+	cfg Config
+	log *slog.Logger
+
+	mu        sync.Mutex
+	closed    bool
+	sessions  map[netip.Addr]*Session
+	listeners map[net.Listener]struct{}
+	conns     map[*clientConn]struct{}
+	// wg counts connection goroutines, so Close returns only once they
+	// are gone.
+	wg sync.WaitGroup
+}
+
+// New returns a proxy with no jobs registered.
+func New(cfg Config) (*Proxy, error) {
+	if cfg.DialTimeout < 0 || cfg.ReadHeaderTimeout < 0 || cfg.ResponseHeaderTimeout < 0 || cfg.IdleTimeout < 0 {
+		return nil, errors.New("egress: negative timeout")
+	}
+	if cfg.MaxConns < 0 || cfg.MaxBytes < 0 || cfg.MaxLogEntries < 0 {
+		return nil, errors.New("egress: negative cap (zero takes the default; there is no unlimited)")
+	}
+	setDefault(&cfg.DialTimeout, DefaultDialTimeout)
+	setDefault(&cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	setDefault(&cfg.ResponseHeaderTimeout, DefaultResponseHeaderTimeout)
+	setDefault(&cfg.IdleTimeout, DefaultIdleTimeout)
+	setDefault(&cfg.MaxConns, DefaultMaxConns)
+	setDefault(&cfg.MaxBytes, DefaultMaxBytes)
+	setDefault(&cfg.MaxLogEntries, DefaultMaxLogEntries)
+	if cfg.Resolver == nil {
+		cfg.Resolver = net.DefaultResolver
+	}
+	if cfg.Dialer == nil {
+		cfg.Dialer = (&net.Dialer{}).DialContext
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Proxy{
+		cfg: cfg, log: log,
+		sessions:  map[netip.Addr]*Session{},
+		listeners: map[net.Listener]struct{}{},
+		conns:     map[*clientConn]struct{}{},
+	}, nil
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+// Serve accepts connections on l until l fails or the proxy is closed, and
+// returns ErrProxyClosed in the latter case. It may be called for several
+// listeners at once. Serve closes l.
+func (p *Proxy) Serve(l net.Listener) error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		l.Close()
+		return ErrProxyClosed
+	}
+	p.listeners[l] = struct{}{}
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		delete(p.listeners, l)
+		p.mu.Unlock()
+		l.Close()
+	}()
+
+	var backoff time.Duration
+	for {
+		conn, err := l.Accept()
+		if err != nil {
+			p.mu.Lock()
+			closed := p.closed
+			p.mu.Unlock()
+			if closed {
+				return ErrProxyClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				// Out of file descriptors and the like: wait, as
+				// net/http does, rather than spin or give up.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		if !p.track(conn) {
+			conn.Close()
+			return ErrProxyClosed
+		}
+	}
+}
+
+// track starts serving conn, unless the proxy is closed.
+func (p *Proxy) track(conn net.Conn) bool {
+	ctx, cancel := context.WithCancel(context.Background())
+	ic := newIdleConn(conn, p.cfg.IdleTimeout)
+	c := &clientConn{
+		p: p, conn: ic, ctx: ctx, cancel: cancel,
+		br: bufio.NewReaderSize(ic, maxLineBytes),
+		bw: bufio.NewWriterSize(ic, 32<<10),
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		cancel()
+		return false
+	}
+	p.conns[c] = struct{}{}
+	p.wg.Add(1)
+	go c.serve()
+	return true
+}
+
+// Close stops every Serve, ends every connection and session, and waits
+// for the connection goroutines to finish.
+func (p *Proxy) Close() error {
+	p.mu.Lock()
+	p.closed = true
+	for l := range p.listeners {
+		l.Close()
+	}
+	sessions := make([]*Session, 0, len(p.sessions))
+	for _, s := range p.sessions {
+		sessions = append(sessions, s)
+	}
+	conns := make([]*clientConn, 0, len(p.conns))
+	for c := range p.conns {
+		conns = append(conns, c)
+	}
+	p.mu.Unlock()
+	for _, s := range sessions {
+		s.Close()
+	}
+	for _, c := range conns {
+		c.abort()
+	}
+	p.wg.Wait()
+	return nil
+}
+
+// lookup returns the live session for src, or nil.
+func (p *Proxy) lookup(src netip.Addr) *Session {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.sessions[src.Unmap().WithZone("")]
+}
+
+// resolve looks a name up with the proxy's resolver, never the job's.
+func (p *Proxy) resolve(ctx context.Context, name string) ([]netip.Addr, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.DialTimeout)
+	defer cancel()
+	ips, err := p.cfg.Resolver.LookupNetIP(ctx, "ip", name)
+	if err != nil {
+		return nil, err
+	}
+	if len(ips) == 0 {
+		return nil, fmt.Errorf("no addresses for %q", name)
+	}
+	out := make([]netip.Addr, 0, len(ips))
+	for _, ip := range ips {
+		out = append(out, ip.Unmap().WithZone(""))
+	}
+	return out, nil
+}
+
+// dial connects to the first of addrs that answers. addrs are addresses a
+// check has passed; there is no other way to reach the dialer.
+func (p *Proxy) dial(ctx context.Context, addrs []netip.AddrPort) (net.Conn, error) {
+	if len(addrs) == 0 {
+		return nil, errors.New("egress: no checked destination to dial")
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.DialTimeout)
+	defer cancel()
+	var errs []error
+	for _, a := range addrs {
+		conn, err := p.cfg.Dialer(ctx, "tcp", a.String())
+		if err == nil {
+			return newIdleConn(conn, p.cfg.IdleTimeout), nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, errors.Join(errs...)
+}
+
+func (p *Proxy) logAttempt(jobID string, a Attempt) {
+	level := slog.LevelDebug
+	if !a.Allowed {
+		level = slog.LevelInfo
+	}
+	p.log.Log(context.Background(), level, "egress attempt",
+		"job", jobID, "method", a.Method, "host", a.Host, "port", a.Port,
+		"allowed", a.Allowed, "reason", a.Reason, "up", a.BytesUp, "down", a.BytesDown)
+}
+
+// clientConn is one connection from a job (or from an unknown source).
+type clientConn struct {
+	p    *Proxy
+	conn *idleConn
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	// ctx ends when the connection is aborted, cancelling its upstream
+	// request or tunnel.
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// abort ends the connection from another goroutine.
+func (c *clientConn) abort() {
+	c.cancel()
+	c.conn.Close()
+}
+
+func (c *clientConn) serve() {
+	defer c.p.wg.Done()
+	defer func() {
+		c.p.mu.Lock()
+		delete(c.p.conns, c)
+		c.p.mu.Unlock()
+		c.cancel()
+		c.conn.Close()
+	}()
+	src := addrOf(c.conn.RemoteAddr())
+	s := c.p.lookup(src)
+	capped := false
+	if s != nil {
+		if s.attach(c) {
+			defer s.detach(c)
+		} else {
+			capped = true
+		}
+	}
+	for {
+		if !c.serveRequest(s, src, capped) {
+			return
+		}
+	}
+}
+
+// addrOf is the IP of a connection's remote end.
+func addrOf(a net.Addr) netip.Addr {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.AddrPort().Addr().Unmap()
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// serveRequest handles one request and reports whether the connection can
+// carry another.
+func (c *clientConn) serveRequest(s *Session, src netip.Addr, capped bool) bool {
+	// Between requests the connection may idle; once a request starts, its
+	// head must arrive within ReadHeaderTimeout.
+	if _, err := c.br.Peek(1); err != nil {
+		return false
+	}
+	c.conn.setReadDeadline(time.Now().Add(c.p.cfg.ReadHeaderTimeout))
+	head, err := readHead(c.br)
+	c.conn.setReadDeadline(time.Time{})
+	a := Attempt{Time: time.Now()}
+	if err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isTimeout(err) || errors.Is(err, net.ErrClosed) {
+			return false
+		}
+		status := http.StatusBadRequest
+		if errors.Is(err, errVersion) {
+			status = http.StatusHTTPVersionNotSupported
+		}
+		c.refuse(s, src, a, status, err.Error())
+		return false
+	}
+	a.Method = head.method
+	t, form, err := parseTarget(head)
+	if t.valid() {
+		a.Host, a.Port = t.host(), t.port
+	}
+	if err != nil {
+		c.refuse(s, src, a, http.StatusBadRequest, err.Error())
+		return false
+	}
+	switch {
+	case s == nil:
+		c.refuse(s, src, a, http.StatusForbidden, fmt.Sprintf("source %s is not a registered job", src))
+		return false
+	case capped:
+		c.refuse(s, src, a, http.StatusTooManyRequests, fmt.Sprintf("job has %d connections open, its cap", c.p.cfg.MaxConns))
+		return false
+	case s.isClosed():
+		c.refuse(nil, src, a, http.StatusForbidden, fmt.Sprintf("source %s is not a registered job", src))
+		return false
+	case head.method == "TRACE" || head.method == "TRACK":
+		// TRACE echoes the request, injected credential included.
+		c.refuse(s, src, a, http.StatusForbidden, "method "+head.method+" is not proxied")
+		return false
+	case s.overCap():
+		c.refuse(s, src, a, http.StatusForbidden, fmt.Sprintf("job has moved its cap of %d bytes", c.p.cfg.MaxBytes))
+		return false
+	}
+	if form == formAuthority {
+		c.tunnel(s, head, t, a)
+		return false
+	}
+	return c.forward(s, head, t, a)
+}
+
+// refuse answers a request the proxy will not carry, records the attempt
+// and ends the connection.
+func (c *clientConn) refuse(s *Session, src netip.Addr, a Attempt, status int, reason string) {
+	a.Allowed, a.Reason = false, reason
+	if s != nil {
+		s.record(a)
+	} else {
+		c.p.log.Info("egress attempt from unregistered source", "src", src, "method", a.Method, "host", a.Host, "port", a.Port, "reason", reason)
+	}
+	c.writeRefusal(status, reason)
+	c.lingeringClose()
+}
+
+// writeRefusal writes a response made up by the proxy itself.
+func (c *clientConn) writeRefusal(status int, reason string) {
+	msg := "airlock egress: " + reason + "\n"
+	fmt.Fprintf(c.bw, "HTTP/1.1 %d %s\r\n", status, http.StatusText(status))
+	fmt.Fprintf(c.bw, "Content-Type: text/plain; charset=utf-8\r\n%s: denied\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
+		DeniedHeader, len(msg), msg)
+	c.bw.Flush()
+}
+
+// lingeringClose stops writing and reads a little of what the client is
+// still sending, so that closing with unread data does not reset the
+// connection before the client has read the refusal.
+func (c *clientConn) lingeringClose() {
+	c.conn.closeWrite()
+	c.conn.setReadDeadline(time.Now().Add(500 * time.Millisecond))
+	io.CopyN(io.Discard, c.conn, 256<<10)
+	c.conn.Close()
+}
+
+// Request-target forms (RFC 9112 section 3.2).
+type targetForm int
+
+const (
+	formNone targetForm = iota
+	formAbsolute
+	formAuthority
+)
+
+// parseTarget reads the destination of a proxy request: authority-form for
+// CONNECT, absolute-form http:// for everything else. The Host header must
+// name the same destination, since an upstream would believe it over the
+// target the proxy checked.
+func parseTarget(h *requestHead) (target, targetForm, error) {
+	var (
+		t    target
+		err  error
+		form targetForm
+	)
+	if h.method == http.MethodConnect {
+		form = formAuthority
+		if strings.ContainsAny(h.target, "/?#") {
+			return t, formNone, fmt.Errorf("%w: CONNECT wants host:port", errMalformed)
+		}
+		if h.hasBody() || h.header.Get("Transfer-Encoding") != "" {
+			return t, formNone, fmt.Errorf("%w: CONNECT with a body", errMalformed)
+		}
+		t, err = parseAuthority(h.target, 0)
+	} else {
+		scheme, rest, ok := strings.Cut(h.target, "://")
+		switch {
+		case !ok && strings.HasPrefix(h.target, "/"):
+			return t, formNone, fmt.Errorf("%w: this is a proxy; send absolute-form http:// requests or CONNECT", errMalformed)
+		case !ok:
+			return t, formNone, fmt.Errorf("%w: request target is not an absolute http:// URL", errMalformed)
+		case strings.EqualFold(scheme, "https"):
+			return t, formNone, fmt.Errorf("%w: https:// goes through CONNECT", errMalformed)
+		case !strings.EqualFold(scheme, "http"):
+			return t, formNone, fmt.Errorf("%w: scheme %q is not proxied", errMalformed, scheme)
+		}
+		form = formAbsolute
+		end := strings.IndexAny(rest, "/?#")
+		if end < 0 {
+			end = len(rest)
+		}
+		if strings.Contains(rest[end:], "#") {
+			return t, formNone, fmt.Errorf("%w: fragment in request target", errMalformed)
+		}
+		t, err = parseAuthority(rest[:end], 80)
+	}
+	if err != nil {
+		return t, formNone, err
+	}
+	defPort := uint16(80)
+	if form == formAuthority {
+		defPort = 443
+	}
+	ht, err := parseAuthority(h.header.Get("Host"), defPort)
+	if err != nil || ht != t {
+		return t, form, fmt.Errorf("%w: Host header %.100q disagrees with the request target %s", errMalformed, h.header.Get("Host"), t.hostPort())
+	}
+	return t, form, nil
+}
+
+// idleConn ends a read or write only after IdleTimeout with no progress in
+// either direction, so that a long download is not cut because the other
+// direction is quiet. A fixed deadline, while set, overrides it for reads.
+type idleConn struct {
+	net.Conn
+	idle time.Duration
+	// last is the unix-nano time of the last byte moved either way.
+	last atomic.Int64
+	// fixed, when non-zero, is the unix-nano read deadline.
+	fixed atomic.Int64
+}
+
+func newIdleConn(c net.Conn, idle time.Duration) *idleConn {
+	ic := &idleConn{Conn: c, idle: idle}
+	ic.last.Store(time.Now().UnixNano())
+	return ic
+}
+
+// Read implements net.Conn.
+func (c *idleConn) Read(p []byte) (int, error) {
+	for {
+		if f := c.fixed.Load(); f != 0 {
+			c.Conn.SetReadDeadline(time.Unix(0, f))
+		} else {
+			c.Conn.SetReadDeadline(time.Now().Add(c.idle))
+		}
+		n, err := c.Conn.Read(p)
+		if n > 0 {
+			c.last.Store(time.Now().UnixNano())
+		}
+		if n == 0 && isTimeout(err) && c.fixed.Load() == 0 && time.Since(time.Unix(0, c.last.Load())) < c.idle {
+			continue // the other direction moved meanwhile
+		}
+		return n, err
+	}
+}
+
+// Write implements net.Conn.
+func (c *idleConn) Write(p []byte) (int, error) {
+	c.Conn.SetWriteDeadline(time.Now().Add(c.idle))
+	n, err := c.Conn.Write(p)
+	if n > 0 {
+		c.last.Store(time.Now().UnixNano())
+	}
+	return n, err
+}
+
+// setReadDeadline sets a fixed read deadline, or clears it with the zero
+// time to return to idle timing.
+func (c *idleConn) setReadDeadline(t time.Time) {
+	if t.IsZero() {
+		c.fixed.Store(0)
+		return
+	}
+	c.fixed.Store(t.UnixNano())
+}
+
+// closeWrite half-closes a TCP connection, or closes any other kind.
+func (c *idleConn) closeWrite() {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+		return
+	}
+	c.Conn.Close()
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

@@ -1,0 +1,352 @@
+package egress
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/airlock/airlock/broker/policy"
+)
+
+// AliasDomain is the domain under which a job names its service aliases:
+// http://<alias>.airlock.internal/...
+const AliasDomain = "airlock.internal"
+
+// DeniedHeader is set, with the value "denied", on every response the proxy
+// itself makes up to refuse a request, and stripped from upstream
+// responses, so a client can tell a policy refusal from an upstream's 403.
+const DeniedHeader = "Airlock-Egress"
+
+// JobPolicy is what one job may reach.
+type JobPolicy struct {
+	// JobID names the job in attempts and logs.
+	JobID string
+	// Egress are the job's network.egress entries, as policy.ParseEgress
+	// returns them. None means nothing is reachable but Services.
+	Egress []policy.EgressRule
+	// Services maps an alias to its upstream, secret already resolved.
+	Services map[string]ResolvedService
+	// OnAttempt, if set, is called with every attempt as it ends, on the
+	// connection's goroutine: it must not block for long.
+	OnAttempt func(Attempt)
+}
+
+// ResolvedService is a service alias with its credential in hand.
+type ResolvedService struct {
+	// Upstream is the http or https base URL that alias requests go to; the
+	// request's path is appended to its path.
+	Upstream *url.URL
+	// Header is the credential header the proxy sets; empty for none.
+	Header string
+	// Secret is Header's value. It never leaves the proxy except towards
+	// Upstream.
+	Secret []byte
+}
+
+// Attempt is one request or tunnel a job tried, whatever the outcome.
+type Attempt struct {
+	// Time is when the request head was read.
+	Time time.Time
+	// Method is the HTTP method, CONNECT for a tunnel; empty when the
+	// request could not be parsed.
+	Method string
+	// Host is the normalized target host (the alias host for a service);
+	// empty when no target could be read.
+	Host string
+	// Port is the target port.
+	Port uint16
+	// Allowed is the policy decision. An allowed attempt can still fail
+	// upstream; Reason then says how.
+	Allowed bool
+	// Reason explains the decision and any failure; it never holds a
+	// secret or content.
+	Reason string
+	// BytesUp and BytesDown are body bytes (tunnel bytes for CONNECT) sent
+	// towards and received from the destination.
+	BytesUp, BytesDown int64
+}
+
+// Stats are a session's totals, exact even when its log is full.
+type Stats struct {
+	// Allowed and Denied count attempts by decision.
+	Allowed, Denied int
+	// Dropped counts attempts left out of Log because it was full.
+	Dropped int
+	// BytesUp and BytesDown are what the job has moved, summed.
+	BytesUp, BytesDown int64
+}
+
+// Session is one job's registration with the proxy, from Register to
+// Close. Its policy is fixed at Register: a job's allowlist never changes
+// while it runs.
+type Session struct {
+	p        *Proxy
+	src      netip.Addr
+	jobID    string
+	rules    allowlist
+	services map[string]ResolvedService
+	notify   func(Attempt)
+	// transport carries this job's plain-http and service requests. It is
+	// the job's own, so that no pooled upstream connection is ever shared
+	// between jobs.
+	transport *http.Transport
+
+	mu     sync.Mutex
+	closed bool
+	conns  map[*clientConn]struct{}
+	log    []Attempt
+	stats  Stats
+	// moved is BytesUp+BytesDown, checked against MaxBytes.
+	moved int64
+}
+
+// Register starts routing connections from src to job's policy and returns
+// the session that records them. src is the job's address as the proxy
+// sees it; IPv4-mapped IPv6 is unmapped.
+func (p *Proxy) Register(src netip.Addr, job JobPolicy) (*Session, error) {
+	if !src.IsValid() {
+		return nil, fmt.Errorf("%w: invalid source address", ErrInvalidJob)
+	}
+	src = src.Unmap().WithZone("")
+	if job.JobID == "" {
+		return nil, fmt.Errorf("%w: JobID is required", ErrInvalidJob)
+	}
+	rules, err := newAllowlist(job.Egress)
+	if err != nil {
+		return nil, fmt.Errorf("%w: job %s: %w", ErrInvalidJob, job.JobID, err)
+	}
+	services := make(map[string]ResolvedService, len(job.Services))
+	for alias, svc := range job.Services {
+		if err := checkService(alias, svc); err != nil {
+			return nil, fmt.Errorf("%w: job %s: service %q: %w", ErrInvalidJob, job.JobID, alias, err)
+		}
+		svc.Header = http.CanonicalHeaderKey(svc.Header)
+		svc.Secret = bytes.Clone(svc.Secret)
+		services[strings.ToLower(alias)] = svc
+	}
+	s := &Session{
+		p: p, src: src, jobID: job.JobID, rules: rules, services: services, notify: job.OnAttempt,
+		conns: map[*clientConn]struct{}{},
+	}
+	s.transport = p.newTransport(s)
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, ErrProxyClosed
+	}
+	if old, ok := p.sessions[src]; ok {
+		return nil, fmt.Errorf("%w: %s is held by job %s", ErrSourceInUse, src, old.jobID)
+	}
+	p.sessions[src] = s
+	return s, nil
+}
+
+// checkService refuses a service the proxy could not forward safely.
+func checkService(alias string, svc ResolvedService) error {
+	if !ldhLabel(strings.ToLower(alias)) {
+		return fmt.Errorf("alias is not a DNS label")
+	}
+	u := svc.Upstream
+	if u == nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.Opaque != "" {
+		return fmt.Errorf("upstream must be an absolute http or https URL without userinfo")
+	}
+	if svc.Header == "" {
+		if len(svc.Secret) > 0 {
+			return fmt.Errorf("secret without a header")
+		}
+		return nil
+	}
+	if !isToken(svc.Header) {
+		return fmt.Errorf("header is not a field name")
+	}
+	// A service that names a header but has no secret would make an
+	// unauthenticated call; the job must fail at spawn time instead.
+	if len(svc.Secret) == 0 {
+		return fmt.Errorf("%w: header %s has an empty secret", ErrSecretMissing, svc.Header)
+	}
+	if !validFieldValue(svc.Secret) {
+		return fmt.Errorf("secret holds bytes a header value cannot")
+	}
+	return nil
+}
+
+// validFieldValue reports whether v can be sent as a header value as is.
+func validFieldValue(v []byte) bool {
+	for _, c := range v {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return len(v) > 0 && v[0] != ' ' && v[0] != '\t' && v[len(v)-1] != ' ' && v[len(v)-1] != '\t'
+}
+
+// JobID is the job this session belongs to.
+func (s *Session) JobID() string { return s.jobID }
+
+// Log returns a copy of the attempts so far, oldest first, up to the
+// proxy's MaxLogEntries.
+func (s *Session) Log() []Attempt {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.log)
+}
+
+// Stats returns the session's totals so far.
+func (s *Session) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
+}
+
+// Close unregisters the session and ends its connections and tunnels; a
+// later connection from the same source is answered as unregistered. It
+// is idempotent.
+func (s *Session) Close() error {
+	s.p.mu.Lock()
+	if s.p.sessions[s.src] == s {
+		delete(s.p.sessions, s.src)
+	}
+	s.p.mu.Unlock()
+
+	s.mu.Lock()
+	s.closed = true
+	conns := make([]*clientConn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.abort()
+	}
+	s.transport.CloseIdleConnections()
+	return nil
+}
+
+// attach counts c against MaxConns; false means the cap is reached or the
+// session is closed.
+func (s *Session) attach(c *clientConn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || len(s.conns) >= s.p.cfg.MaxConns {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *Session) detach(c *clientConn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+func (s *Session) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// charge adds n bytes moved in one direction, failing once the job is past
+// MaxBytes. The bytes that overshoot are counted, since they were moved.
+func (s *Session) charge(n int64, up bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.moved += n
+	if up {
+		s.stats.BytesUp += n
+	} else {
+		s.stats.BytesDown += n
+	}
+	if s.moved > s.p.cfg.MaxBytes {
+		return ErrByteCap
+	}
+	return nil
+}
+
+// overCap reports whether the job has used up its bytes already.
+func (s *Session) overCap() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.moved >= s.p.cfg.MaxBytes
+}
+
+// record appends a to the log and passes it on.
+func (s *Session) record(a Attempt) {
+	s.mu.Lock()
+	if a.Allowed {
+		s.stats.Allowed++
+	} else {
+		s.stats.Denied++
+	}
+	if len(s.log) < s.p.cfg.MaxLogEntries {
+		s.log = append(s.log, a)
+	} else {
+		s.stats.Dropped++
+	}
+	s.mu.Unlock()
+	s.p.logAttempt(s.jobID, a)
+	if s.notify != nil {
+		s.notify(a)
+	}
+}
+
+// destKey carries the addresses a request was checked against to the
+// transport's dialer, which dials those and nothing else.
+type destKey struct{}
+
+// decide checks t against the allowlist and, for a name, resolves it and
+// checks every address. It returns the addresses to dial, or an HTTP status
+// and a reason to refuse with.
+func (s *Session) decide(ctx context.Context, t target) (addrs []netip.AddrPort, status int, reason string) {
+	rule, ok := s.rules.match(t)
+	if !ok {
+		return nil, http.StatusForbidden, fmt.Sprintf("host %q port %d is not on this job's allowlist", t.host(), t.port)
+	}
+	if t.name == "" {
+		// The entry names this very address, which is what lets a
+		// special address through.
+		return []netip.AddrPort{netip.AddrPortFrom(t.addr, t.port)}, 0, "allowed by egress entry " + rule.String()
+	}
+	ips, err := s.p.resolve(ctx, t.name)
+	if err != nil {
+		return nil, http.StatusBadGateway, fmt.Sprintf("cannot resolve host %q", t.name)
+	}
+	for _, ip := range ips {
+		if kind := specialKind(ip); kind != "" && !s.rules.namesAddr(ip, t.port) {
+			// One bad answer refuses the lot: a name that mixes public and
+			// special addresses is a rebinding attempt, not a CDN.
+			return nil, http.StatusForbidden, fmt.Sprintf("host %q resolves to %s, a %s address, which only an egress entry naming that address may reach", t.name, ip, kind)
+		}
+		addrs = append(addrs, netip.AddrPortFrom(ip, t.port))
+	}
+	return addrs, 0, "allowed by egress entry " + rule.String()
+}
+
+// newTransport is s's upstream HTTP client side. It never consults proxy
+// environment variables and dials only the addresses in the request's
+// context.
+func (p *Proxy) newTransport(s *Session) *http.Transport {
+	return &http.Transport{
+		Proxy: nil,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			addrs, _ := ctx.Value(destKey{}).([]netip.AddrPort)
+			return p.dial(ctx, addrs)
+		},
+		TLSClientConfig:        p.cfg.ServiceTLS.Clone(),
+		TLSHandshakeTimeout:    p.cfg.DialTimeout,
+		DisableCompression:     true, // pass the job's Accept-Encoding and the body through untouched
+		MaxIdleConnsPerHost:    2,
+		IdleConnTimeout:        p.cfg.IdleTimeout,
+		ResponseHeaderTimeout:  p.cfg.ResponseHeaderTimeout,
+		MaxResponseHeaderBytes: maxHeadBytes,
+	}
+}

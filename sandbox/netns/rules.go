@@ -1,0 +1,345 @@
+package netns
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+	"golang.org/x/sys/unix"
+)
+
+// TableName is the nftables table (family inet) installed in every job's
+// netns. An inet table sees IPv4 and IPv6 alike, so a policy of drop also
+// covers every IPv6 packet without a second ruleset.
+const TableName = "airlock"
+
+// ErrInvalidRules means Ruleset was given an address or port that no proxy
+// can listen on.
+var ErrInvalidRules = errors.New("netns: invalid ruleset parameters")
+
+// Rules is a job netns firewall as data: the table, and its base chains in
+// order, each with its rules. Installing adds nothing but the comments, so
+// the golden dump of Rules is what the kernel gets.
+type Rules struct {
+	Table  *nftables.Table
+	Chains []Chain
+}
+
+// Chain is one base chain and its rules, evaluated in order before the
+// chain's policy.
+type Chain struct {
+	Spec  *nftables.Chain
+	Rules []Rule
+}
+
+// Rule is one nftables rule; Comment says what it is for and is stored in
+// the rule's user data, so `nft list ruleset` inside the netns shows it.
+type Rule struct {
+	Comment string
+	Exprs   []expr.Any
+}
+
+// deniedComment marks the output rule whose counter counts dropped egress.
+const deniedComment = "count and drop all other egress"
+
+// Ruleset returns the firewall of a job whose only way out is TCP to the
+// egress proxy at hostIP:proxyPort. Output and input default to drop;
+// loopback and replies on connections the rules allowed are accepted;
+// forward is dropped outright. DNS, UDP, ICMP, other ports, other addresses
+// and all of IPv6 fall through to drop.
+func Ruleset(hostIP netip.Addr, proxyPort uint16) (Rules, error) {
+	if !hostIP.Is4() || hostIP.IsUnspecified() {
+		return Rules{}, fmt.Errorf("%w: proxy address %v is not a unicast IPv4 address", ErrInvalidRules, hostIP)
+	}
+	if proxyPort == 0 {
+		return Rules{}, fmt.Errorf("%w: proxy port 0", ErrInvalidRules)
+	}
+	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName}
+	drop := nftables.ChainPolicyDrop
+	base := func(name string, hook *nftables.ChainHook) *nftables.Chain {
+		return &nftables.Chain{
+			Name:     name,
+			Table:    t,
+			Type:     nftables.ChainTypeFilter,
+			Hooknum:  hook,
+			Priority: nftables.ChainPriorityFilter,
+			Policy:   &drop,
+		}
+	}
+	ip := hostIP.As4()
+	return Rules{
+		Table: t,
+		Chains: []Chain{
+			{Spec: base("input", nftables.ChainHookInput), Rules: []Rule{
+				{"accept loopback", ifaceIs(expr.MetaKeyIIFNAME, "lo", accept())},
+				{"accept replies on allowed connections", establishedOrRelated(accept())},
+			}},
+			{Spec: base("forward", nftables.ChainHookForward)},
+			{Spec: base("output", nftables.ChainHookOutput), Rules: []Rule{
+				{"accept loopback", ifaceIs(expr.MetaKeyOIFNAME, "lo", accept())},
+				{"accept packets of allowed connections", establishedOrRelated(accept())},
+				{"accept tcp to the egress proxy", []expr.Any{
+					&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}},
+					// ip daddr: offset 16 in the IPv4 header.
+					&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ip[:]},
+					&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+					// tcp dport: offset 2 in the TCP header.
+					&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(proxyPort)},
+					accept(),
+				}},
+				// An explicit drop before the policy, so the broker can
+				// report how much direct egress a job attempted.
+				{deniedComment, []expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop}}},
+			}},
+		},
+	}, nil
+}
+
+func accept() expr.Any { return &expr.Verdict{Kind: expr.VerdictAccept} }
+
+// ifaceIs matches an interface name the way nft does: the whole IFNAMSIZ
+// buffer, zero-padded, so "lo" does not also match "lo0".
+func ifaceIs(key expr.MetaKey, name string, then ...expr.Any) []expr.Any {
+	b := make([]byte, unix.IFNAMSIZ)
+	copy(b, name)
+	return append([]expr.Any{
+		&expr.Meta{Key: key, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: b},
+	}, then...)
+}
+
+// establishedOrRelated is `ct state established,related`. Conntrack state
+// is a host-order bitmask, hence the native byte order.
+func establishedOrRelated(then ...expr.Any) []expr.Any {
+	return append([]expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+		&expr.Bitwise{
+			SourceRegister: 1,
+			DestRegister:   1,
+			Len:            4,
+			Mask:           binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED),
+			Xor:            make([]byte, 4),
+		},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+	}, then...)
+}
+
+// String dumps the rules in a stable text form, one expression a line, for
+// the golden test and for logs.
+func (r Rules) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "table %s %s\n", family(r.Table.Family), r.Table.Name)
+	for _, c := range r.Chains {
+		s := c.Spec
+		fmt.Fprintf(&b, "\nchain %s type %s hook %s priority %d policy %s\n",
+			s.Name, s.Type, hookName(s.Hooknum), *s.Priority, policyName(s.Policy))
+		for _, rule := range c.Rules {
+			fmt.Fprintf(&b, "  rule %q\n", rule.Comment)
+			for _, e := range rule.Exprs {
+				fmt.Fprintf(&b, "    %s\n", exprString(e))
+			}
+		}
+	}
+	return b.String()
+}
+
+func family(f nftables.TableFamily) string {
+	switch f {
+	case nftables.TableFamilyINet:
+		return "inet"
+	case nftables.TableFamilyIPv4:
+		return "ip"
+	case nftables.TableFamilyIPv6:
+		return "ip6"
+	}
+	return fmt.Sprintf("family(%d)", f)
+}
+
+func hookName(h *nftables.ChainHook) string {
+	if h == nil {
+		return "none"
+	}
+	switch *h {
+	case *nftables.ChainHookInput:
+		return "input"
+	case *nftables.ChainHookForward:
+		return "forward"
+	case *nftables.ChainHookOutput:
+		return "output"
+	case *nftables.ChainHookPrerouting:
+		return "prerouting"
+	case *nftables.ChainHookPostrouting:
+		return "postrouting"
+	}
+	return fmt.Sprintf("hook(%d)", *h)
+}
+
+func policyName(p *nftables.ChainPolicy) string {
+	switch {
+	case p == nil:
+		return "none"
+	case *p == nftables.ChainPolicyDrop:
+		return "drop"
+	case *p == nftables.ChainPolicyAccept:
+		return "accept"
+	}
+	return fmt.Sprintf("policy(%d)", *p)
+}
+
+// exprString names the expressions Ruleset uses in the style of
+// `nft --debug=netlink`; anything else falls back to Go syntax, so a new
+// expression still shows up in the golden diff.
+func exprString(e expr.Any) string {
+	switch e := e.(type) {
+	case *expr.Meta:
+		return fmt.Sprintf("meta load %s => reg %d", metaKey(e.Key), e.Register)
+	case *expr.Ct:
+		if e.Key == expr.CtKeySTATE {
+			return fmt.Sprintf("ct load state => reg %d", e.Register)
+		}
+		return fmt.Sprintf("ct load key(%d) => reg %d", e.Key, e.Register)
+	case *expr.Cmp:
+		return fmt.Sprintf("cmp %s reg %d %s", cmpOp(e.Op), e.Register, hexBytes(e.Data))
+	case *expr.Bitwise:
+		return fmt.Sprintf("bitwise reg %d = (reg %d & %s) ^ %s", e.DestRegister, e.SourceRegister, hexBytes(e.Mask), hexBytes(e.Xor))
+	case *expr.Payload:
+		base := map[expr.PayloadBase]string{
+			expr.PayloadBaseLLHeader:        "link",
+			expr.PayloadBaseNetworkHeader:   "network",
+			expr.PayloadBaseTransportHeader: "transport",
+		}[e.Base]
+		return fmt.Sprintf("payload load %db @ %s header + %d => reg %d", e.Len, base, e.Offset, e.DestRegister)
+	case *expr.Counter:
+		return "counter"
+	case *expr.Verdict:
+		switch e.Kind {
+		case expr.VerdictAccept:
+			return "verdict accept"
+		case expr.VerdictDrop:
+			return "verdict drop"
+		}
+		return fmt.Sprintf("verdict %d %s", e.Kind, e.Chain)
+	}
+	return fmt.Sprintf("%T %+v", e, e)
+}
+
+func metaKey(k expr.MetaKey) string {
+	switch k {
+	case expr.MetaKeyIIFNAME:
+		return "iifname"
+	case expr.MetaKeyOIFNAME:
+		return "oifname"
+	case expr.MetaKeyNFPROTO:
+		return "nfproto"
+	case expr.MetaKeyL4PROTO:
+		return "l4proto"
+	}
+	return fmt.Sprintf("key(%d)", k)
+}
+
+func cmpOp(op expr.CmpOp) string {
+	switch op {
+	case expr.CmpOpEq:
+		return "eq"
+	case expr.CmpOpNeq:
+		return "neq"
+	}
+	return fmt.Sprintf("op(%d)", op)
+}
+
+func hexBytes(b []byte) string {
+	var s strings.Builder
+	s.WriteString("0x")
+	for _, c := range b {
+		fmt.Fprintf(&s, "%02x", c)
+	}
+	return s.String()
+}
+
+// apply installs rules in the netns behind nsFD as one netlink batch, so
+// the namespace has either the whole ruleset or none of it, then reads the
+// chains back: a job must not start behind a ruleset that is not there.
+func apply(nsFD int, r Rules) error {
+	c, err := nftables.New(nftables.WithNetNSFd(nsFD))
+	if err != nil {
+		return fmt.Errorf("netns: nftables: %w", err)
+	}
+	c.AddTable(r.Table)
+	for _, ch := range r.Chains {
+		c.AddChain(ch.Spec)
+		for _, rule := range ch.Rules {
+			c.AddRule(&nftables.Rule{
+				Table:    r.Table,
+				Chain:    ch.Spec,
+				Exprs:    rule.Exprs,
+				UserData: userdata.AppendString(nil, userdata.TypeComment, rule.Comment),
+			})
+		}
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("netns: install nftables rules: %w", err)
+	}
+	return verify(c, r)
+}
+
+// verify checks that every chain of r is in the kernel with its hook,
+// policy and number of rules.
+func verify(c *nftables.Conn, r Rules) error {
+	chains, err := c.ListChainsOfTableFamily(r.Table.Family)
+	if err != nil {
+		return fmt.Errorf("netns: list nftables chains: %w", err)
+	}
+	for _, want := range r.Chains {
+		var got *nftables.Chain
+		for _, ch := range chains {
+			if ch.Table.Name == r.Table.Name && ch.Name == want.Spec.Name {
+				got = ch
+			}
+		}
+		if got == nil || got.Hooknum == nil || *got.Hooknum != *want.Spec.Hooknum ||
+			got.Policy == nil || *got.Policy != *want.Spec.Policy {
+			return fmt.Errorf("netns: nftables chain %s missing or not as installed", want.Spec.Name)
+		}
+		rules, err := c.GetRules(r.Table, got)
+		if err != nil {
+			return fmt.Errorf("netns: list nftables rules of %s: %w", want.Spec.Name, err)
+		}
+		if len(rules) != len(want.Rules) {
+			return fmt.Errorf("netns: nftables chain %s has %d rules, want %d", want.Spec.Name, len(rules), len(want.Rules))
+		}
+	}
+	return nil
+}
+
+// deniedPackets reads the counter of the output chain's final drop rule.
+func deniedPackets(nsFD int) (uint64, error) {
+	c, err := nftables.New(nftables.WithNetNSFd(nsFD))
+	if err != nil {
+		return 0, fmt.Errorf("netns: nftables: %w", err)
+	}
+	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName}
+	rules, err := c.GetRules(t, &nftables.Chain{Name: "output", Table: t})
+	if err != nil {
+		return 0, fmt.Errorf("netns: list nftables rules: %w", err)
+	}
+	for _, r := range rules {
+		if s, _ := userdata.GetString(r.UserData, userdata.TypeComment); s != deniedComment {
+			continue
+		}
+		for _, e := range r.Exprs {
+			if ctr, ok := e.(*expr.Counter); ok {
+				return ctr.Packets, nil
+			}
+		}
+	}
+	return 0, errors.New("netns: drop counter not found in the job's ruleset")
+}
