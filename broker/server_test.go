@@ -479,3 +479,19 @@ func TestAudit_RecordCarriesPolicyHashNotContent(t *testing.T) {
 		t.Error("the audit log holds job content")
 	}
 }
+
+func TestExplainProfile_ReturnsResolvedPolicyAndSpec(t *testing.T) {
+	c, _ := newBrokerWith(t, &fakeRunner{outcome: result(`{}`)}, testToken, broker.Config{
+		ExplainSpec: func(p *policy.Profile) ([]byte, error) { return []byte(`{"profile":"` + p.Name + `"}`), nil },
+	})
+	resp, err := c.ExplainProfile(ctx(t), &airlockv1.ExplainProfileRequest{Profile: "ironclaw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(resp.EffectiveJson, `"seccomp": "strict"`) || resp.OciSpecJson != `{"profile":"ironclaw"}` || len(resp.Policy.Hash) != 64 {
+		t.Errorf("explain = %v", resp)
+	}
+	if _, err := c.ExplainProfile(ctx(t), &airlockv1.ExplainProfileRequest{Profile: "nope"}); status.Code(err) != codes.NotFound {
+		t.Errorf("unknown profile: %v, want NotFound", err)
+	}
+}
