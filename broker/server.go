@@ -21,6 +21,7 @@ import (
 
 	"github.com/airlock/airlock/broker/audit"
 	"github.com/airlock/airlock/broker/auth"
+	"github.com/airlock/airlock/broker/metrics"
 	"github.com/airlock/airlock/broker/policy"
 	"github.com/airlock/airlock/broker/result"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
@@ -55,6 +56,8 @@ type Config struct {
 	DefaultProfile string
 	// Audit receives one record per finished job; nil records nothing.
 	Audit *audit.Log
+	// Metrics receives the broker's metrics; nil keeps a private set.
+	Metrics *metrics.Metrics
 	// ExplainSpec renders the OCI spec a profile produces, for
 	// ExplainProfile. The sandbox provides it; the broker cannot.
 	ExplainSpec func(*policy.Profile) ([]byte, error)
@@ -73,6 +76,7 @@ type Server struct {
 	defaultProfile string
 	explainSpec    func(*policy.Profile) ([]byte, error)
 	audit          *audit.Log
+	metrics        *metrics.Metrics
 }
 
 // New returns a Server. It refuses a config without a runner or profiles
@@ -93,6 +97,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Retention <= 0 {
 		cfg.Retention = time.Hour
 	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.New()
+	}
 	if cfg.DefaultProfile == "" {
 		cfg.DefaultProfile = "secureclaw"
 	}
@@ -109,13 +116,16 @@ func New(cfg Config) (*Server, error) {
 		defaultProfile: cfg.DefaultProfile,
 		explainSpec:    cfg.ExplainSpec,
 		audit:          cfg.Audit,
+		metrics:        cfg.Metrics,
 	}, nil
 }
 
 // NewGRPCServer returns a gRPC server with the Broker and health services
 // registered behind bearer-token auth.
 func NewGRPCServer(s *Server, token []byte, opts ...grpc.ServerOption) (*grpc.Server, error) {
-	a, err := auth.New(token)
+	a, err := auth.New(token, auth.WithFailureHook(func(reason string) {
+		s.metrics.AuthFailures.WithLabelValues(reason).Inc()
+	}))
 	if err != nil {
 		return nil, err
 	}
@@ -223,8 +233,10 @@ func (s *Server) spawn(ctx context.Context, req *airlockv1.SpawnRequest, emit fu
 	if req == nil {
 		return nil, fmt.Errorf("%w: spawn request is required", ErrInvalidRequest)
 	}
+	received := time.Now()
 	plan, err := s.plan(req)
 	if err != nil {
+		s.metrics.RejectedSpawns.WithLabelValues("invalid").Inc()
 		return nil, err
 	}
 	j, first := s.jobs.start(plan.job.ID)
@@ -237,6 +249,7 @@ func (s *Server) spawn(ctx context.Context, req *airlockv1.SpawnRequest, emit fu
 	default:
 		j.finish(nil)
 		s.jobs.forget(j.id)
+		s.metrics.RejectedSpawns.WithLabelValues("overloaded").Inc()
 		return nil, fmt.Errorf("%w: %d jobs already running; retry later", ErrOverloaded, cap(s.slots))
 	}
 	defer func() { <-s.slots }()
@@ -246,14 +259,23 @@ func (s *Server) spawn(ctx context.Context, req *airlockv1.SpawnRequest, emit fu
 	jobCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	j.setCancel(cancel)
+	var started time.Time
 	plan.job.OnStart = func() {
+		started = time.Now()
+		s.metrics.Observe("admit", started.Sub(received))
 		emit(&airlockv1.SpawnStreamResponse{JobId: j.id, Event: &airlockv1.SpawnStreamResponse_Started{Started: &airlockv1.JobStarted{}}})
 	}
 
 	start := time.Now()
+	s.metrics.SandboxesLive.Inc()
 	out, runErr := s.runner.Run(jobCtx, plan.job)
+	s.metrics.SandboxesLive.Dec()
 	resp := s.verdict(jobCtx, plan, out, runErr)
 	resp.Usage.Wall = durationpb.New(time.Since(start))
+	if !started.IsZero() {
+		s.metrics.Observe("run", time.Since(started))
+	}
+	s.metrics.Observe("total", time.Since(received))
 	j.finish(resp)
 	s.record(req, plan, out, resp)
 	return resp, nil
@@ -292,6 +314,17 @@ func (s *Server) record(req *airlockv1.SpawnRequest, pl *plan, out *Outcome, res
 		} else {
 			rec.EgressDenied++
 		}
+	}
+	s.metrics.Jobs.WithLabelValues(rec.Profile, rec.Verdict).Inc()
+	for kind, n := range rec.Findings {
+		s.metrics.Sanitizer.WithLabelValues(kind).Add(float64(n))
+	}
+	for _, e := range resp.GetEgress() {
+		decision := "denied"
+		if e.Allowed {
+			decision = "allowed"
+		}
+		s.metrics.Egress.WithLabelValues(e.Host, decision).Inc()
 	}
 	s.log.Info("job finished", "job", rec.JobID, "profile", rec.Profile, "verdict", rec.Verdict,
 		"policy_hash", rec.PolicyHash, "wall_ms", rec.WallMillis)

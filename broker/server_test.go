@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/airlock/airlock/broker"
 	"github.com/airlock/airlock/broker/audit"
+	"github.com/airlock/airlock/broker/metrics"
 	"github.com/airlock/airlock/broker/policy"
 	"github.com/airlock/airlock/policies"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
@@ -493,5 +495,29 @@ func TestExplainProfile_ReturnsResolvedPolicyAndSpec(t *testing.T) {
 	}
 	if _, err := c.ExplainProfile(ctx(t), &airlockv1.ExplainProfileRequest{Profile: "nope"}); status.Code(err) != codes.NotFound {
 		t.Errorf("unknown profile: %v, want NotFound", err)
+	}
+}
+
+func TestMetrics_CountJobsAndAuthFailures(t *testing.T) {
+	m := metrics.New()
+	c, _ := newBrokerWith(t, &fakeRunner{outcome: result(`{"title":"T"}`)}, testToken, broker.Config{Metrics: m})
+	if _, err := c.Spawn(ctx(t), request()); err != nil {
+		t.Fatal(err)
+	}
+	bad, _ := newBrokerWith(t, &fakeRunner{outcome: result(`{}`)}, "", broker.Config{Metrics: m})
+	bad.ListProfiles(ctx(t), &airlockv1.ListProfilesRequest{})
+
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	for _, want := range []string{
+		`airlock_jobs_total{profile="vanilla",verdict="VERDICT_OK"} 1`,
+		`airlock_auth_failures_total{reason="missing"} 1`,
+		`airlock_spawn_seconds_count{phase="total"} 1`,
+		`airlock_sandboxes_live 0`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q", want)
+		}
 	}
 }

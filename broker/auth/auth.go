@@ -46,10 +46,17 @@ var defaultExemptMethods = []string{
 type Option func(*config)
 
 type config struct {
-	exempt map[string]bool
-	limit  int
-	window time.Duration
-	now    func() time.Time
+	exempt    map[string]bool
+	limit     int
+	window    time.Duration
+	now       func() time.Time
+	onFailure func(reason string)
+}
+
+// WithFailureHook calls f with a short reason ("missing", "invalid",
+// "locked_out") for every refused call, for metrics and logs.
+func WithFailureHook(f func(reason string)) Option {
+	return func(c *config) { c.onFailure = f }
 }
 
 // WithExemptMethods sets the methods that need no token, as full gRPC
@@ -81,9 +88,10 @@ func WithFailureLimit(limit int, window time.Duration) Option {
 // up to one window; while locked out, even the right token is refused,
 // because checking it would let guessing go on at full speed.
 type Authenticator struct {
-	digest [sha256.Size]byte
-	exempt map[string]bool
-	limit  *failureLimiter
+	digest    [sha256.Size]byte
+	exempt    map[string]bool
+	limit     *failureLimiter
+	onFailure func(reason string)
 }
 
 // New returns an Authenticator for token, refusing a token that fails
@@ -107,10 +115,17 @@ func New(token []byte, opts ...Option) (*Authenticator, error) {
 		return nil, fmt.Errorf("auth: failure limit must be positive, got %d per %s", c.limit, c.window)
 	}
 	return &Authenticator{
-		digest: sha256.Sum256(token),
-		exempt: c.exempt,
-		limit:  &failureLimiter{limit: c.limit, window: c.window, now: c.now},
+		digest:    sha256.Sum256(token),
+		exempt:    c.exempt,
+		limit:     &failureLimiter{limit: c.limit, window: c.window, now: c.now},
+		onFailure: c.onFailure,
 	}, nil
+}
+
+func (a *Authenticator) failed(reason string) {
+	if a.onFailure != nil {
+		a.onFailure(reason)
+	}
 }
 
 // UnaryServerInterceptor checks the token on unary calls.
@@ -144,9 +159,11 @@ func (a *Authenticator) authenticate(ctx context.Context, method string) (contex
 	if !ok {
 		// Not counted as a failure: without a token nothing is guessed, and
 		// a misconfigured client must not lock everyone out.
+		a.failed("missing")
 		return nil, status.Error(codes.Unauthenticated, "missing bearer token")
 	}
 	if wait := a.limit.lockedFor(); wait > 0 {
+		a.failed("locked_out")
 		return nil, status.Errorf(codes.ResourceExhausted,
 			"too many invalid bearer tokens; retry in %s", (wait + time.Second - 1).Truncate(time.Second))
 	}
@@ -154,6 +171,7 @@ func (a *Authenticator) authenticate(ctx context.Context, method string) (contex
 	got := sha256.Sum256([]byte(tok))
 	if subtle.ConstantTimeCompare(got[:], a.digest[:]) != 1 {
 		a.limit.fail()
+		a.failed("invalid")
 		return nil, status.Error(codes.Unauthenticated, "invalid bearer token")
 	}
 	return context.WithValue(ctx, callerKey{}, TokenCaller), nil

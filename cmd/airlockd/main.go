@@ -26,6 +26,7 @@ func main() {
 	flag.StringVar(&o.policyDir, "policy-dir", "", "directory of policy profiles (default: the shipped ones)")
 	flag.StringVar(&o.defaultProfile, "default-profile", "secureclaw", "profile for requests that name none")
 	flag.StringVar(&o.auditLog, "audit-log", "", "audit log, one JSON line per job (default STATE_DIR/audit.jsonl)")
+	flag.StringVar(&o.metricsListen, "metrics-listen", "", "serve Prometheus metrics on this loopback host:port (off by default)")
 	flag.BoolVar(&o.dev, "dev", false, "development mode: allows exec.security full")
 	flag.IntVar(&o.maxJobs, "max-jobs", 8, "jobs that may run at once")
 	flag.BoolVar(&o.debug, "debug", false, "debug logging")

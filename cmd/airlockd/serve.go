@@ -16,6 +16,7 @@ import (
 	"github.com/airlock/airlock/broker/audit"
 	"github.com/airlock/airlock/broker/auth"
 	"github.com/airlock/airlock/broker/client"
+	"github.com/airlock/airlock/broker/metrics"
 	"github.com/airlock/airlock/broker/policy"
 	"github.com/airlock/airlock/policies"
 	"github.com/airlock/airlock/sandbox"
@@ -27,6 +28,7 @@ type options struct {
 	containerdAddress, agentBinary      string
 	busybox                             string
 	policyDir, defaultProfile, auditLog string
+	metricsListen                       string
 	dev, debug                          bool
 	maxJobs                             int
 }
@@ -93,6 +95,20 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	}
 	defer runner.Close()
 
+	m := metrics.New()
+	if o.metricsListen != "" {
+		ml, err := metrics.Listen(o.metricsListen)
+		if err != nil {
+			return err
+		}
+		defer ml.Close()
+		go func() {
+			if err := m.Serve(ml); err != nil {
+				log.Error("metrics listener", "err", err)
+			}
+		}()
+		log.Info("metrics serving", "addr", ml.Addr().String())
+	}
 	auditPath := o.auditLog
 	if auditPath == "" {
 		auditPath = filepath.Join(o.stateDir, "audit.jsonl")
@@ -103,7 +119,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	}
 	defer auditLog.Close()
 	srv, err := broker.New(broker.Config{
-		Runner: runner, Profiles: profiles, Logger: log, MaxJobs: o.maxJobs, Audit: auditLog,
+		Runner: runner, Profiles: profiles, Logger: log, MaxJobs: o.maxJobs, Audit: auditLog, Metrics: m,
 		DefaultProfile: o.defaultProfile, ExplainSpec: sandbox.ExplainJSON,
 	})
 	if err != nil {
@@ -115,6 +131,8 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	}
 	errCh := make(chan error, 1)
 	go func() { errCh <- g.Serve(lis) }()
+	m.Up.Set(1)
+	defer m.Up.Set(0)
 	log.Info("airlockd serving", "addr", lis.Addr().String(), "profiles", profiles.Names())
 
 	select {

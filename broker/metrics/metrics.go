@@ -1,0 +1,95 @@
+// Package metrics holds the broker's Prometheus metrics and serves them on
+// a loopback listener. Labels never carry job content or caller input
+// beyond bounded names (profile, verdict, egress host).
+package metrics
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics are the broker's instruments, registered on their own registry
+// so tests can create as many as they like.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	Up             prometheus.Gauge
+	Jobs           *prometheus.CounterVec   // profile, verdict
+	SpawnLatency   *prometheus.HistogramVec // phase: admit|run|total
+	SandboxesLive  prometheus.Gauge
+	Egress         *prometheus.CounterVec // host, decision
+	AuthFailures   *prometheus.CounterVec // reason
+	Sanitizer      *prometheus.CounterVec // kind
+	Anomalies      *prometheus.CounterVec // kind
+	RejectedSpawns *prometheus.CounterVec // reason
+}
+
+// New creates and registers every metric.
+func New() *Metrics {
+	r := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry: r,
+		Up:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "airlock_up", Help: "1 while the broker serves."}),
+		Jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "airlock_jobs_total", Help: "Finished jobs by profile and verdict."}, []string{"profile", "verdict"}),
+		SpawnLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "airlock_spawn_seconds", Help: "Spawn latency by phase: admit (request to sandbox start), run, total.",
+			Buckets: []float64{.025, .05, .075, .1, .15, .2, .3, .5, .75, 1, 2, 5, 10, 30, 60}}, []string{"phase"}),
+		SandboxesLive: prometheus.NewGauge(prometheus.GaugeOpts{Name: "airlock_sandboxes_live", Help: "Sandboxes running now."}),
+		Egress: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "airlock_egress_attempts_total", Help: "Egress attempts by destination host and decision."}, []string{"host", "decision"}),
+		AuthFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "airlock_auth_failures_total", Help: "Rejected calls by reason."}, []string{"reason"}),
+		Sanitizer: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "airlock_sanitizer_actions_total", Help: "Sanitizer findings by kind."}, []string{"kind"}),
+		Anomalies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "airlock_anomalies_total", Help: "Bursts over their configured rate, by kind."}, []string{"kind"}),
+		RejectedSpawns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "airlock_spawn_rejected_total", Help: "Spawns refused before running, by reason."}, []string{"reason"}),
+	}
+	r.MustRegister(m.Up, m.Jobs, m.SpawnLatency, m.SandboxesLive, m.Egress, m.AuthFailures, m.Sanitizer, m.Anomalies, m.RejectedSpawns,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Observe records a phase latency.
+func (m *Metrics) Observe(phase string, d time.Duration) {
+	m.SpawnLatency.WithLabelValues(phase).Observe(d.Seconds())
+}
+
+// Handler serves the registry in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
+}
+
+// Listen opens the metrics listener. Only a loopback address is allowed:
+// metrics name profiles and egress hosts, which are nobody else's business.
+func Listen(addr string) (net.Listener, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-listen %q: %w", addr, err)
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return nil, errors.New("--metrics-listen must be a loopback IP address and port, such as 127.0.0.1:9464")
+	}
+	return net.Listen("tcp", addr)
+}
+
+// Serve serves the metrics on l until it is closed.
+func (m *Metrics) Serve(l net.Listener) error {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", m.Handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	err := srv.Serve(l)
+	if errors.Is(err, net.ErrClosed) || errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
