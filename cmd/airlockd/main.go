@@ -17,7 +17,11 @@ import (
 func main() {
 	var o options
 	flag.StringVar(&o.socket, "socket", "", "unix socket to serve on (default $AIRLOCK_SOCKET or "+client.DefaultSocket+")")
-	flag.StringVar(&o.listen, "listen", "", "serve on this loopback host:port instead of the unix socket")
+	flag.StringVar(&o.listen, "listen", "", "serve TCP on host:port instead of the unix socket; non-loopback needs --allow-remote and TLS")
+	flag.BoolVar(&o.allowRemote, "allow-remote", false, "allow --listen on a non-loopback address (requires --tls-cert and --tls-key)")
+	flag.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate for --listen")
+	flag.StringVar(&o.tlsKey, "tls-key", "", "TLS key for --listen")
+	flag.StringVar(&o.tlsClientCA, "tls-client-ca", "", "require client certificates signed by this CA (mTLS)")
 	flag.StringVar(&o.tokenFile, "token-file", "", "file holding the bearer token (default $AIRLOCK_TOKEN_FILE)")
 	flag.StringVar(&o.stateDir, "state-dir", "/var/lib/airlock", "state directory: job dirs and the embedded containerd")
 	flag.StringVar(&o.containerdAddress, "containerd-address", "", "use this containerd socket instead of starting a private one")

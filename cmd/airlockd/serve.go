@@ -2,20 +2,18 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/airlock/airlock/broker"
 	"github.com/airlock/airlock/broker/audit"
 	"github.com/airlock/airlock/broker/auth"
 	"github.com/airlock/airlock/broker/client"
+	"github.com/airlock/airlock/broker/listen"
 	"github.com/airlock/airlock/broker/metrics"
 	"github.com/airlock/airlock/broker/policy"
 	"github.com/airlock/airlock/policies"
@@ -29,6 +27,8 @@ type options struct {
 	busybox                             string
 	policyDir, defaultProfile, auditLog string
 	metricsListen                       string
+	tlsCert, tlsKey, tlsClientCA        string
+	allowRemote                         bool
 	dev, debug                          bool
 	maxJobs                             int
 }
@@ -49,7 +49,10 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("policies: %w", err)
 	}
-	lis, err := listen(o)
+	lis, serverOpts, err := listen.Open(listen.Config{
+		Socket: client.Socket(o.socket), Addr: o.listen, AllowRemote: o.allowRemote,
+		TLSCert: o.tlsCert, TLSKey: o.tlsKey, TLSClientCA: o.tlsClientCA,
+	})
 	if err != nil {
 		return err
 	}
@@ -125,7 +128,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	g, err := broker.NewGRPCServer(srv, token)
+	g, err := broker.NewGRPCServer(srv, token, serverOpts...)
 	if err != nil {
 		return err
 	}
@@ -151,38 +154,4 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		g.Stop()
 	}
 	return nil
-}
-
-// listen opens the unix socket (mode 0600) or the loopback TCP listener.
-func listen(o options) (net.Listener, error) {
-	if o.listen != "" {
-		host, _, err := net.SplitHostPort(o.listen)
-		if err != nil {
-			return nil, fmt.Errorf("--listen %q: %w", o.listen, err)
-		}
-		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-			return nil, fmt.Errorf("--listen %q: only a loopback IP address is allowed; a non-loopback bind would need TLS", o.listen)
-		}
-		return net.Listen("tcp", o.listen)
-	}
-	path := client.Socket(o.socket)
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, err
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("remove stale socket: %w", err)
-	}
-	// The umask closes the window between bind and chmod in which another
-	// local user could connect.
-	old := syscall.Umask(0o177)
-	lis, err := net.Listen("unix", path)
-	syscall.Umask(old)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		lis.Close()
-		return nil, err
-	}
-	return lis, nil
 }

@@ -1,0 +1,138 @@
+// Package listen opens the broker's gRPC listener under its bind policy: a
+// unix socket of mode 0600 by default, loopback TCP on request, and any
+// other address only with TLS and an explicit opt-in.
+package listen
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+)
+
+// ErrRefused means the bind policy forbids the requested listener.
+var ErrRefused = errors.New("bind refused")
+
+// Config says where and how to listen.
+type Config struct {
+	// Socket is the unix socket path, used when Addr is empty.
+	Socket string
+	// Addr is a host:port to serve TCP on.
+	Addr string
+	// AllowRemote must be set to bind a non-loopback address.
+	AllowRemote bool
+	// TLSCert and TLSKey are required for a non-loopback address.
+	TLSCert, TLSKey string
+	// TLSClientCA, when set, requires clients to present a certificate it
+	// signed (mTLS).
+	TLSClientCA string
+}
+
+// Open returns the listener and the server options it needs (TLS
+// credentials for a remote bind).
+func Open(c Config) (net.Listener, []grpc.ServerOption, error) {
+	if c.Addr == "" {
+		l, err := unixSocket(c.Socket)
+		return l, nil, err
+	}
+	host, _, err := net.SplitHostPort(c.Addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--listen %q: %w", c.Addr, err)
+	}
+	if isLoopback(host) {
+		if c.TLSCert != "" {
+			creds, err := serverTLS(c)
+			if err != nil {
+				return nil, nil, err
+			}
+			l, err := net.Listen("tcp", c.Addr)
+			return l, []grpc.ServerOption{grpc.Creds(creds)}, err
+		}
+		l, err := net.Listen("tcp", c.Addr)
+		return l, nil, err
+	}
+	// Anything else, a tailnet or LAN address included, is reachable by
+	// other machines: it needs both the opt-in and TLS.
+	if !c.AllowRemote {
+		return nil, nil, fmt.Errorf("%w: --listen %s is not a loopback address; binding it needs --allow-remote and --tls-cert/--tls-key", ErrRefused, c.Addr)
+	}
+	if c.TLSCert == "" || c.TLSKey == "" {
+		return nil, nil, fmt.Errorf("%w: --listen %s with --allow-remote needs --tls-cert and --tls-key: the token must not cross a network in clear", ErrRefused, c.Addr)
+	}
+	creds, err := serverTLS(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	l, err := net.Listen("tcp", c.Addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	return l, []grpc.ServerOption{grpc.Creds(creds)}, nil
+}
+
+// isLoopback accepts only IP literals in 127.0.0.0/8 or ::1; a name could
+// resolve anywhere.
+func isLoopback(host string) bool {
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func serverTLS(c Config) (credentials.TransportCredentials, error) {
+	cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}
+	if c.TLSClientCA != "" {
+		pem, err := os.ReadFile(c.TLSClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-client-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--tls-client-ca %s: no PEM certificates", c.TLSClientCA)
+		}
+		cfg.ClientCAs = pool
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return credentials.NewTLS(cfg), nil
+}
+
+// unixSocket listens on path with mode 0600, replacing a stale socket but
+// never another kind of file.
+func unixSocket(path string) (net.Listener, error) {
+	if path == "" {
+		return nil, errors.New("no socket path")
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	if st, err := os.Lstat(path); err == nil {
+		if st.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("%w: %s exists and is not a socket", ErrRefused, path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("remove stale socket: %w", err)
+		}
+	}
+	// The umask closes the window between bind and chmod in which another
+	// local user could connect.
+	old := syscall.Umask(0o177)
+	l, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}

@@ -1,0 +1,105 @@
+package listen
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestOpen_UnixSocketIsMode0600(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a.sock")
+	l, opts, err := Open(Config{Socket: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 || len(opts) != 0 {
+		t.Errorf("mode %v opts %d, want 0600 and plaintext", st.Mode().Perm(), len(opts))
+	}
+}
+
+func TestOpen_RefusesToReplaceANonSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a.sock")
+	os.WriteFile(path, []byte("precious"), 0o600)
+	if _, _, err := Open(Config{Socket: path}); !errors.Is(err, ErrRefused) {
+		t.Fatalf("err = %v, want ErrRefused", err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "precious" {
+		t.Error("the file was replaced")
+	}
+}
+
+func TestOpen_Loopback(t *testing.T) {
+	l, _, err := Open(Config{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+}
+
+func TestOpen_BindPolicy(t *testing.T) {
+	cert, key := selfSigned(t)
+	tests := []struct {
+		name string
+		cfg  Config
+		ok   bool
+	}{
+		{"any address without opt-in", Config{Addr: "0.0.0.0:0"}, false},
+		{"a name, not a loopback IP", Config{Addr: "localhost:0"}, false},
+		{"remote opt-in without TLS", Config{Addr: "0.0.0.0:0", AllowRemote: true}, false},
+		{"remote TLS without opt-in", Config{Addr: "0.0.0.0:0", TLSCert: cert, TLSKey: key}, false},
+		{"remote with opt-in and TLS", Config{Addr: "0.0.0.0:0", AllowRemote: true, TLSCert: cert, TLSKey: key}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, opts, err := Open(tt.cfg)
+			if tt.ok {
+				if err != nil || len(opts) != 1 {
+					t.Fatalf("err %v opts %d, want a TLS listener", err, len(opts))
+				}
+				l.Close()
+				return
+			}
+			if !errors.Is(err, ErrRefused) {
+				if l != nil {
+					l.Close()
+				}
+				t.Fatalf("err = %v, want ErrRefused", err)
+			}
+		})
+	}
+}
+
+func selfSigned(t *testing.T) (certPath, keyPath string) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "airlock"},
+		NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(k)
+	dir := t.TempDir()
+	certPath, keyPath = filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
+	os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	return certPath, keyPath
+}
