@@ -29,9 +29,13 @@ const (
 	// LinkPrefix starts the name of the host end of every job veth. With 8
 	// hex digits after it the name stays within the kernel's 15 bytes.
 	LinkPrefix = "al-"
-	// LinkAlias starts the alias of every job veth. Reap deletes a link only
-	// if it is a veth with both LinkPrefix and LinkAlias, so it never
-	// touches a stranger's link that happens to be named al-something.
+	// LinkGroup is the device group (`ip link show group 41377`) of the
+	// host end of every job veth. Unlike an alias it is set in the same
+	// netlink message that creates the link, so even a veth left by a crash
+	// in the middle of Create carries it.
+	LinkGroup = 0xa1a1
+	// LinkAlias starts the alias of every job veth, followed by the job id,
+	// so an operator can tell which job a link belongs to.
 	LinkAlias = "airlock"
 	// JobIf is the name of the job end of the veth, inside the job's netns.
 	JobIf = "eth0"
@@ -188,7 +192,7 @@ func (n *Net) setup(ctx context.Context, id string, rules Rules) error {
 	// The peer is created directly inside the job's namespace, so there is
 	// never a moment when both ends sit in the host namespace.
 	veth := &netlink.Veth{
-		LinkAttrs:     netlink.LinkAttrs{Name: n.HostIf, Alias: LinkAlias + " job " + printable(id)},
+		LinkAttrs:     netlink.LinkAttrs{Name: n.HostIf, Group: LinkGroup},
 		PeerName:      JobIf,
 		PeerNamespace: netlink.NsFd(nsFD),
 	}
@@ -202,6 +206,10 @@ func (n *Net) setup(ctx context.Context, id string, rules Rules) error {
 	hostLink, err := host.LinkByName(n.HostIf)
 	if err != nil {
 		return fmt.Errorf("netns: find %s: %w", n.HostIf, err)
+	}
+	// The kernel ignores an alias in the message that creates a link.
+	if err := host.LinkSetAlias(hostLink, LinkAlias+" job "+printable(id)); err != nil {
+		return fmt.Errorf("netns: alias %s: %w", n.HostIf, err)
 	}
 	// Before the link goes up, so the host end never gets a link-local
 	// address that the job could try to reach.

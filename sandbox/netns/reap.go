@@ -13,9 +13,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Reap removes every job veth (LinkPrefix and LinkAlias) in the caller's
-// namespace and every NamePrefix namespace under Dir. It is for airlockd's
-// start, when no job is live: it would cut off running jobs too.
+// Reap removes every job veth (named LinkPrefix, with LinkGroup or
+// LinkAlias) in the caller's namespace and every NamePrefix namespace under
+// Dir. It is for airlockd's start, when no job is live: it would cut off
+// running jobs too.
 func Reap(ctx context.Context) error {
 	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
@@ -64,7 +65,10 @@ func reap(ctx context.Context, h *netlink.Handle, dir string) error {
 	return errors.Join(errs...)
 }
 
+// isJobLink asks for more than the name, so Reap never deletes a
+// stranger's link that happens to be called al-something.
 func isJobLink(l netlink.Link) bool {
 	a := l.Attrs()
-	return l.Type() == "veth" && strings.HasPrefix(a.Name, LinkPrefix) && strings.HasPrefix(a.Alias, LinkAlias)
+	return l.Type() == "veth" && strings.HasPrefix(a.Name, LinkPrefix) &&
+		(a.Group == LinkGroup || strings.HasPrefix(a.Alias, LinkAlias))
 }
