@@ -34,6 +34,10 @@ func main() {
 }
 
 func run() int {
+	if len(os.Args) > 1 && os.Args[1] == childArg {
+		childSleep()
+		return 0
+	}
 	data, err := os.ReadFile(agent.JobFile)
 	if err != nil {
 		return fail(2, err)
@@ -144,20 +148,33 @@ func exit(params map[string]string) (any, error) {
 }
 
 // bigOutput writes a JSON string of exactly the requested size (at least
-// the two quotes), streamed so the agent's own memory is not what fails
-// first.
+// the two quotes) as result.json.
 func bigOutput(params map[string]string) (any, error) {
 	n, err := intParam(params, "bytes", 1<<20)
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Create(agent.ResultFile)
+	_, err = writeJSONString(agent.ResultFile, n)
+	return nil, err
+}
+
+// writeJSONString writes a JSON string of exactly n bytes (at least the two
+// quotes) to path, streamed so this process's memory is not what fails
+// first. It returns how many bytes it wrote.
+func writeJSONString(path string, n int64) (int64, error) {
+	f, err := os.Create(path)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	defer f.Close()
-	if _, err := f.WriteString(`"`); err != nil {
-		return nil, err
+	var written int64
+	write := func(b []byte) error {
+		k, err := f.Write(b)
+		written += int64(k)
+		return err
+	}
+	if err := write([]byte(`"`)); err != nil {
+		return written, err
 	}
 	chunk := make([]byte, 64<<10)
 	for i := range chunk {
@@ -165,15 +182,15 @@ func bigOutput(params map[string]string) (any, error) {
 	}
 	for left := n - 2; left > 0; {
 		k := min(left, int64(len(chunk)))
-		if _, err := f.Write(chunk[:k]); err != nil {
-			return nil, err
+		if err := write(chunk[:k]); err != nil {
+			return written, err
 		}
 		left -= k
 	}
-	if _, err := f.WriteString(`"`); err != nil {
-		return nil, err
+	if err := write([]byte(`"`)); err != nil {
+		return written, err
 	}
-	return nil, f.Close()
+	return written, f.Close()
 }
 
 func symlinkResult(map[string]string) (any, error) {
