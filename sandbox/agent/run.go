@@ -84,6 +84,7 @@ var tasks = map[string]task{
 	"extract_links": extractLinks,
 	"summarize":     summarize,
 	"classify":      classify,
+	"fetch":         fetchPage,
 }
 
 // Tasks lists the task names Run accepts, sorted.

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/net/idna"
 )
@@ -107,6 +108,10 @@ func parsePort(s string) (uint16, error) {
 func normalizeHost(h string) (name string, addr netip.Addr, err error) {
 	if h == "" || len(h) > maxHostBytes {
 		return "", netip.Addr{}, fmt.Errorf("%w: empty or overlong host", ErrBadHost)
+	}
+	if !utf8.ValidString(h) {
+		// IDNA would encode the replacement character as a label of its own.
+		return "", netip.Addr{}, fmt.Errorf("%w: host is not valid UTF-8", ErrBadHost)
 	}
 	if inner, ok := strings.CutPrefix(h, "["); ok {
 		inner, ok = strings.CutSuffix(inner, "]")

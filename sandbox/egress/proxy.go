@@ -19,17 +19,26 @@ import (
 
 // Defaults for the zero values of Config.
 const (
-	DefaultDialTimeout           = 10 * time.Second
-	DefaultReadHeaderTimeout     = 10 * time.Second
+	// DefaultDialTimeout is Config.DialTimeout's default.
+	DefaultDialTimeout = 10 * time.Second
+	// DefaultReadHeaderTimeout is Config.ReadHeaderTimeout's default.
+	DefaultReadHeaderTimeout = 10 * time.Second
+	// DefaultResponseHeaderTimeout is Config.ResponseHeaderTimeout's
+	// default; a model API may think for a while before it answers.
 	DefaultResponseHeaderTimeout = 60 * time.Second
-	DefaultIdleTimeout           = 60 * time.Second
-	DefaultMaxConns              = 32
-	DefaultMaxBytes              = 1 << 30
-	DefaultMaxLogEntries         = 10000
+	// DefaultIdleTimeout is Config.IdleTimeout's default.
+	DefaultIdleTimeout = 60 * time.Second
+	// DefaultMaxConns is Config.MaxConns's default.
+	DefaultMaxConns = 32
+	// DefaultMaxBytes is Config.MaxBytes's default, 1 GiB.
+	DefaultMaxBytes = 1 << 30
+	// DefaultMaxLogEntries is Config.MaxLogEntries's default.
+	DefaultMaxLogEntries = 10000
 )
 
 // Resolver looks up the addresses of a name; *net.Resolver is one.
 type Resolver interface {
+	// LookupNetIP returns the addresses of host; network is "ip".
 	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
 
@@ -245,7 +254,7 @@ func (p *Proxy) resolve(ctx context.Context, name string) ([]netip.Addr, error) 
 
 // dial connects to the first of addrs that answers. addrs are addresses a
 // check has passed; there is no other way to reach the dialer.
-func (p *Proxy) dial(ctx context.Context, addrs []netip.AddrPort) (net.Conn, error) {
+func (p *Proxy) dial(ctx context.Context, addrs []netip.AddrPort) (*idleConn, error) {
 	if len(addrs) == 0 {
 		return nil, errors.New("egress: no checked destination to dial")
 	}

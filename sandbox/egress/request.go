@@ -11,6 +11,7 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
+	"sync/atomic"
 )
 
 // Request head limits. A request past them is refused, not truncated.
@@ -199,7 +200,9 @@ type body struct {
 	remaining int64
 	br        *bufio.Reader
 	chunked   bool
-	done      bool
+	// done is set once the body has been read to its end. It is atomic
+	// because the transport reads the body on its own goroutine.
+	done atomic.Bool
 }
 
 // newBody returns the body of h, read from br.
@@ -211,14 +214,18 @@ func newBody(h *requestHead, br *bufio.Reader) *body {
 	case h.contentLength > 0:
 		b.r = br
 	default:
-		b.done = true
+		b.done.Store(true)
 	}
 	return b
 }
 
+// finished reports whether the body has been read to its end, so that the
+// next request on the connection starts right after it.
+func (b *body) finished() bool { return b.done.Load() }
+
 // Read implements io.Reader.
 func (b *body) Read(p []byte) (int, error) {
-	if b.done {
+	if b.done.Load() {
 		return 0, io.EOF
 	}
 	if !b.chunked {
@@ -228,7 +235,7 @@ func (b *body) Read(p []byte) (int, error) {
 		n, err := b.r.Read(p)
 		b.remaining -= int64(n)
 		if b.remaining == 0 {
-			b.done = true
+			b.done.Store(true)
 			return n, nil
 		}
 		if errors.Is(err, io.EOF) {
@@ -243,7 +250,7 @@ func (b *body) Read(p []byte) (int, error) {
 		if terr := b.skipTrailer(); terr != nil {
 			return n, terr
 		}
-		b.done = true
+		b.done.Store(true)
 	}
 	return n, err
 }

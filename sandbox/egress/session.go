@@ -21,8 +21,8 @@ import (
 const AliasDomain = "airlock.internal"
 
 // DeniedHeader is set, with the value "denied", on every response the proxy
-// itself makes up to refuse a request, and stripped from upstream
-// responses, so a client can tell a policy refusal from an upstream's 403.
+// writes itself (a refusal or a gateway error) and stripped from upstream
+// responses, so a client can tell the proxy's 403 from an upstream's.
 const DeniedHeader = "Airlock-Egress"
 
 // JobPolicy is what one job may reach.
@@ -30,7 +30,9 @@ type JobPolicy struct {
 	// JobID names the job in attempts and logs.
 	JobID string
 	// Egress are the job's network.egress entries, as policy.ParseEgress
-	// returns them. None means nothing is reachable but Services.
+	// returns them. None means nothing is reachable but Services. An entry
+	// naming an IP address is the one way to reach a special address, by
+	// that literal or by a name that resolves to it on the same port.
 	Egress []policy.EgressRule
 	// Services maps an alias to its upstream, secret already resolved.
 	Services map[string]ResolvedService
@@ -63,8 +65,9 @@ type Attempt struct {
 	Host string
 	// Port is the target port.
 	Port uint16
-	// Allowed is the policy decision. An allowed attempt can still fail
-	// upstream; Reason then says how.
+	// Allowed reports whether the proxy let the attempt through towards a
+	// destination. An allowed attempt can still fail upstream; Reason then
+	// says how. A name that cannot be resolved is not allowed.
 	Allowed bool
 	// Reason explains the decision and any failure; it never holds a
 	// secret or content.
@@ -98,6 +101,10 @@ type Session struct {
 	// the job's own, so that no pooled upstream connection is ever shared
 	// between jobs.
 	transport *http.Transport
+
+	// live counts attached connections, so that Close can wait for their
+	// last attempts to be recorded.
+	live sync.WaitGroup
 
 	mu     sync.Mutex
 	closed bool
@@ -148,6 +155,41 @@ func (p *Proxy) Register(src netip.Addr, job JobPolicy) (*Session, error) {
 	}
 	p.sessions[src] = s
 	return s, nil
+}
+
+// NewJobPolicy builds a job's JobPolicy from its profile's network section,
+// resolving every service secret with ResolveSecret. Any failure fails the
+// whole job: a service without its credential must not run.
+func NewJobPolicy(jobID string, n policy.Network) (JobPolicy, error) {
+	jp := JobPolicy{JobID: jobID}
+	for _, e := range n.Egress {
+		r, err := policy.ParseEgress(e)
+		if err != nil {
+			return JobPolicy{}, fmt.Errorf("%w: egress entry %q: %v", ErrInvalidJob, e, err)
+		}
+		jp.Egress = append(jp.Egress, r)
+	}
+	if len(n.Services) > 0 {
+		jp.Services = make(map[string]ResolvedService, len(n.Services))
+	}
+	for alias, svc := range n.Services {
+		u, err := url.Parse(svc.Upstream)
+		if err != nil {
+			// The upstream is not quoted: it could carry a credential.
+			return JobPolicy{}, fmt.Errorf("%w: service %q: upstream is not a URL", ErrInvalidJob, alias)
+		}
+		rs := ResolvedService{Upstream: u, Header: svc.Inject.Header}
+		if svc.Inject.Header != "" || svc.Inject.SecretRef != "" {
+			if rs.Secret, err = ResolveSecret(svc.Inject.SecretRef); err != nil {
+				return JobPolicy{}, fmt.Errorf("service %q: %w", alias, err)
+			}
+		}
+		if err := checkService(alias, rs); err != nil {
+			return JobPolicy{}, fmt.Errorf("%w: service %q: %w", ErrInvalidJob, alias, err)
+		}
+		jp.Services[alias] = rs
+	}
+	return jp, nil
 }
 
 // checkService refuses a service the proxy could not forward safely.
@@ -207,9 +249,10 @@ func (s *Session) Stats() Stats {
 	return s.stats
 }
 
-// Close unregisters the session and ends its connections and tunnels; a
-// later connection from the same source is answered as unregistered. It
-// is idempotent.
+// Close unregisters the session, ends its connections and tunnels, and
+// waits until their attempts are recorded, so Log and Stats are final once
+// it returns. A later connection from the same source is answered as
+// unregistered. It is idempotent; it must not be called from OnAttempt.
 func (s *Session) Close() error {
 	s.p.mu.Lock()
 	if s.p.sessions[s.src] == s {
@@ -227,6 +270,7 @@ func (s *Session) Close() error {
 	for _, c := range conns {
 		c.abort()
 	}
+	s.live.Wait()
 	s.transport.CloseIdleConnections()
 	return nil
 }
@@ -240,6 +284,7 @@ func (s *Session) attach(c *clientConn) bool {
 		return false
 	}
 	s.conns[c] = struct{}{}
+	s.live.Add(1)
 	return true
 }
 
@@ -247,6 +292,7 @@ func (s *Session) detach(c *clientConn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
+	s.live.Done()
 }
 
 func (s *Session) isClosed() bool {
@@ -339,7 +385,11 @@ func (p *Proxy) newTransport(s *Session) *http.Transport {
 		Proxy: nil,
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			addrs, _ := ctx.Value(destKey{}).([]netip.AddrPort)
-			return p.dial(ctx, addrs)
+			conn, err := p.dial(ctx, addrs)
+			if err != nil {
+				return nil, err // not conn: a nil *idleConn is a non-nil net.Conn
+			}
+			return conn, nil
 		},
 		TLSClientConfig:        p.cfg.ServiceTLS.Clone(),
 		TLSHandshakeTimeout:    p.cfg.DialTimeout,
