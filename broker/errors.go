@@ -17,6 +17,8 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrOverloaded means the broker is running as many jobs as it may.
 	ErrOverloaded = errors.New("broker at capacity")
+	// ErrPermission means the caller may not touch what it named.
+	ErrPermission = errors.New("permission denied")
 )
 
 // toStatus maps an error to a gRPC status. Anything unrecognized is
@@ -36,6 +38,8 @@ func toStatus(err error) error {
 		code = codes.NotFound
 	case errors.Is(err, ErrOverloaded):
 		code = codes.ResourceExhausted
+	case errors.Is(err, ErrPermission):
+		code = codes.PermissionDenied
 	case errors.Is(err, context.Canceled):
 		code = codes.Canceled
 	case errors.Is(err, context.DeadlineExceeded):

@@ -11,8 +11,10 @@ import (
 // job is one job's record: running until done is closed, then resp is
 // set and never changes.
 type job struct {
-	id   string
-	done chan struct{}
+	id string
+	// owner is the name of the token that created the job.
+	owner string
+	done  chan struct{}
 
 	mu       sync.Mutex
 	resp     *airlockv1.SpawnResponse
@@ -88,14 +90,14 @@ func newJobStore(retention time.Duration) *jobStore {
 }
 
 // start returns the job with id, and whether this call created it.
-func (s *jobStore) start(id string) (*job, bool) {
+func (s *jobStore) start(id, owner string) (*job, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.expireLocked(time.Now())
 	if j, ok := s.jobs[id]; ok {
 		return j, false
 	}
-	j := &job{id: id, done: make(chan struct{})}
+	j := &job{id: id, owner: owner, done: make(chan struct{})}
 	s.jobs[id] = j
 	return j, true
 }

@@ -120,15 +120,39 @@ func New(cfg Config) (*Server, error) {
 	}, nil
 }
 
-// NewGRPCServer returns a gRPC server with the Broker and health services
-// registered behind bearer-token auth.
-func NewGRPCServer(s *Server, token []byte, opts ...grpc.ServerOption) (*grpc.Server, error) {
-	a, err := auth.New(token, auth.WithFailureHook(func(reason string) {
+// MethodScopes maps each RPC to the token scope it needs. Cancel needs
+// spawn: a caller may cancel its own jobs, and admin reaches others'.
+var MethodScopes = map[string]auth.Scope{
+	airlockv1.Broker_Spawn_FullMethodName:          auth.ScopeSpawn,
+	airlockv1.Broker_SpawnStream_FullMethodName:    auth.ScopeSpawn,
+	airlockv1.Broker_Cancel_FullMethodName:         auth.ScopeSpawn,
+	airlockv1.Broker_GetJob_FullMethodName:         auth.ScopeRead,
+	airlockv1.Broker_ListProfiles_FullMethodName:   auth.ScopeRead,
+	airlockv1.Broker_ExplainProfile_FullMethodName: auth.ScopeRead,
+	healthpb.Health_List_FullMethodName:            auth.ScopeRead,
+}
+
+// Authenticator returns the auth interceptors' checker for tokens, wired
+// to the broker's scopes and metrics.
+func (s *Server) Authenticator(tokens []auth.Token) (*auth.Authenticator, error) {
+	return auth.NewTokens(tokens, auth.WithMethodScopes(MethodScopes), auth.WithFailureHook(func(reason string) {
 		s.metrics.AuthFailures.WithLabelValues(reason).Inc()
 	}))
+}
+
+// NewGRPCServer returns a gRPC server with the Broker and health services
+// registered behind one all-scopes bearer token.
+func NewGRPCServer(s *Server, token []byte, opts ...grpc.ServerOption) (*grpc.Server, error) {
+	a, err := s.Authenticator([]auth.Token{{Name: auth.TokenCaller, Scopes: auth.AllScopes, Secret: token}})
 	if err != nil {
 		return nil, err
 	}
+	return NewGRPCServerAuth(s, a, opts...), nil
+}
+
+// NewGRPCServerAuth is NewGRPCServer with a prepared Authenticator, whose
+// tokens can then be reloaded while serving.
+func NewGRPCServerAuth(s *Server, a *auth.Authenticator, opts ...grpc.ServerOption) *grpc.Server {
 	opts = append([]grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(a.UnaryServerInterceptor()),
 		grpc.ChainStreamInterceptor(a.StreamServerInterceptor()),
@@ -140,7 +164,7 @@ func NewGRPCServer(s *Server, token []byte, opts ...grpc.ServerOption) (*grpc.Se
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	hs.SetServingStatus(airlockv1.Broker_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(g, hs)
-	return g, nil
+	return g
 }
 
 // Spawn runs a job to completion.
@@ -166,25 +190,25 @@ func (s *Server) SpawnStream(req *airlockv1.SpawnStreamRequest, stream grpc.Serv
 }
 
 // Cancel cancels a running job.
-func (s *Server) Cancel(_ context.Context, req *airlockv1.CancelRequest) (*airlockv1.CancelResponse, error) {
+func (s *Server) Cancel(ctx context.Context, req *airlockv1.CancelRequest) (*airlockv1.CancelResponse, error) {
 	if req.GetJobId() == "" {
 		return nil, toStatus(fmt.Errorf("%w: job_id is required", ErrInvalidRequest))
 	}
-	j, ok := s.jobs.get(req.GetJobId())
-	if !ok {
-		return nil, toStatus(fmt.Errorf("job %q: %w", req.GetJobId(), ErrNotFound))
+	j, err := s.ownedJob(ctx, req.GetJobId())
+	if err != nil {
+		return nil, toStatus(err)
 	}
 	return &airlockv1.CancelResponse{Cancelled: j.cancelJob()}, nil
 }
 
 // GetJob returns a job's state.
-func (s *Server) GetJob(_ context.Context, req *airlockv1.GetJobRequest) (*airlockv1.GetJobResponse, error) {
+func (s *Server) GetJob(ctx context.Context, req *airlockv1.GetJobRequest) (*airlockv1.GetJobResponse, error) {
 	if req.GetJobId() == "" {
 		return nil, toStatus(fmt.Errorf("%w: job_id is required", ErrInvalidRequest))
 	}
-	j, ok := s.jobs.get(req.GetJobId())
-	if !ok {
-		return nil, toStatus(fmt.Errorf("job %q: %w", req.GetJobId(), ErrNotFound))
+	j, err := s.ownedJob(ctx, req.GetJobId())
+	if err != nil {
+		return nil, toStatus(err)
 	}
 	out := &airlockv1.GetJobResponse{JobId: j.id, State: airlockv1.JobState_JOB_STATE_RUNNING}
 	if resp, done := j.response(); done {
@@ -192,6 +216,38 @@ func (s *Server) GetJob(_ context.Context, req *airlockv1.GetJobRequest) (*airlo
 		out.Response = resp
 	}
 	return out, nil
+}
+
+// ownedJob returns the job if the caller owns it or holds admin. Another
+// owner's job is PermissionDenied, not NotFound: job IDs are the caller's
+// own idempotency keys, so confirming one exists tells nothing new.
+func (s *Server) ownedJob(ctx context.Context, id string) (*job, error) {
+	j, ok := s.jobs.get(id)
+	if !ok {
+		return nil, fmt.Errorf("job %q: %w", id, ErrNotFound)
+	}
+	if err := checkOwner(ctx, j); err != nil {
+		return nil, err
+	}
+	return j, nil
+}
+
+// owner is the caller's token name; calls without auth (unit tests that
+// skip the interceptors) share the empty owner.
+func owner(ctx context.Context) (name string, admin bool) {
+	id, ok := auth.Caller(ctx)
+	if !ok {
+		return "", false
+	}
+	return id.Name, id.Has(auth.ScopeAdmin)
+}
+
+func checkOwner(ctx context.Context, j *job) error {
+	name, admin := owner(ctx)
+	if j.owner != name && !admin {
+		return fmt.Errorf("%w: job %q belongs to another caller", ErrPermission, j.id)
+	}
+	return nil
 }
 
 // ListProfiles lists the served profiles.
@@ -239,9 +295,14 @@ func (s *Server) spawn(ctx context.Context, req *airlockv1.SpawnRequest, emit fu
 		s.metrics.RejectedSpawns.WithLabelValues("invalid").Inc()
 		return nil, err
 	}
-	j, first := s.jobs.start(plan.job.ID)
+	name, _ := owner(ctx)
+	j, first := s.jobs.start(plan.job.ID, name)
 	if !first {
-		// Idempotent retry: the first job's response, never a second run.
+		// Idempotent retry: the first job's response, never a second run,
+		// and only to the caller that ran it.
+		if err := checkOwner(ctx, j); err != nil {
+			return nil, err
+		}
 		return j.wait(ctx)
 	}
 	select {
@@ -477,7 +538,7 @@ func (s *Server) verdict(ctx context.Context, pl *plan, out *Outcome, runErr err
 	case out.Result == nil:
 		return set(airlockv1.Verdict_VERDICT_SCHEMA_INVALID, "no result: %s", out.ResultProblem)
 	}
-	st, err := result.Process(out.Result, pl.schema, p.Limits.OutputBytes)
+	st, _, err := result.Process(out.Result, pl.schema, p.Limits.OutputBytes, result.SanitizeOptions{})
 	if err != nil {
 		return set(airlockv1.Verdict_VERDICT_SCHEMA_INVALID, "result rejected: %v", err)
 	}

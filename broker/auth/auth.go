@@ -1,7 +1,7 @@
-// Package auth guards the broker's gRPC API with one shared bearer token:
-// loading and judging the token, a unary and stream server interceptor
-// pair that checks it in constant time and limits guessing, and the client
-// credentials that send it.
+// Package auth guards the broker's gRPC API with named bearer tokens, each
+// with scopes: loading and judging tokens, a unary and stream server
+// interceptor pair that checks them in constant time, enforces scopes and
+// limits guessing per peer, and the client credentials that send a token.
 package auth
 
 import (
@@ -9,20 +9,55 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
+	"net"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
 
-// TokenCaller is the identity of a caller that presented the broker token.
-// There is one token, so there is one identity; it exists so handlers and
-// the audit log already ask Caller, should per-client tokens come later.
-const TokenCaller = "token"
+// TokenCaller is the name New gives its single token.
+const TokenCaller = "default"
+
+// Scope is what a token may do.
+type Scope string
+
+// Scopes. A method needs exactly one; an unmapped method needs ScopeAdmin,
+// so a new RPC is closed until someone decides otherwise.
+const (
+	ScopeSpawn Scope = "spawn"
+	ScopeRead  Scope = "read"
+	ScopeAdmin Scope = "admin"
+)
+
+// AllScopes is every scope, for the single-token setup.
+var AllScopes = []Scope{ScopeSpawn, ScopeRead, ScopeAdmin}
+
+// Token is one named token and what it may do.
+type Token struct {
+	Name   string
+	Scopes []Scope
+	Secret []byte
+}
+
+// Identity is an authenticated caller.
+type Identity struct {
+	Name   string
+	Scopes []Scope
+}
+
+// Has reports whether the caller holds scope s.
+func (i Identity) Has(s Scope) bool { return slices.Contains(i.Scopes, s) }
+
+// DefaultLockout is how long a peer is refused after too many failures.
+const DefaultLockout = 5 * time.Minute
 
 // Defaults for WithFailureLimit: far below what guessing a 192-bit token
 // would need, far above what a misconfigured but honest client produces.
@@ -47,10 +82,17 @@ type Option func(*config)
 
 type config struct {
 	exempt    map[string]bool
+	scopes    map[string]Scope
 	limit     int
 	window    time.Duration
+	lockout   time.Duration
 	now       func() time.Time
 	onFailure func(reason string)
+}
+
+// WithMethodScopes maps full method names to the scope each needs.
+func WithMethodScopes(m map[string]Scope) Option {
+	return func(c *config) { c.scopes = m }
 }
 
 // WithFailureHook calls f with a short reason ("missing", "invalid",
@@ -71,27 +113,37 @@ func WithExemptMethods(methods ...string) Option {
 	}
 }
 
-// WithFailureLimit locks everyone out for the rest of a window once limit
-// invalid tokens arrive within it. See Authenticator for why the lockout is
-// global.
-func WithFailureLimit(limit int, window time.Duration) Option {
+// WithFailureLimit locks a peer out for lockout once limit invalid tokens
+// from it arrive within window.
+func WithFailureLimit(limit int, window, lockout time.Duration) Option {
 	return func(c *config) {
-		c.limit, c.window = limit, window
+		c.limit, c.window, c.lockout = limit, window, lockout
 	}
 }
 
+// withClock replaces time.Now, for tests.
+func withClock(now func() time.Time) Option {
+	return func(c *config) { c.now = now }
+}
+
 // Authenticator checks the bearer token on every call that is not exempt.
-// It keeps only a digest of the token. Its failure limit is global, not per
-// peer: on a unix socket or loopback every peer looks alike, and a global
-// limit caps guessing no matter how many connections an attacker opens. The
-// cost is that a local peer sending bad tokens delays legitimate callers for
-// up to one window; while locked out, even the right token is refused,
-// because checking it would let guessing go on at full speed.
+// It keeps only digests of the tokens, and the token set can be swapped
+// while serving (Reload) without touching calls already authenticated.
+// Failures are limited per peer: a TCP peer by IP, and every unix-socket
+// peer as one, since the socket does not tell them apart. While a peer is
+// locked out even the right token is refused, because checking it would
+// let guessing go on at full speed.
 type Authenticator struct {
-	digest    [sha256.Size]byte
+	tokens    atomic.Pointer[[]entry]
 	exempt    map[string]bool
-	limit     *failureLimiter
+	scopes    map[string]Scope
+	limits    *peerLimiter
 	onFailure func(reason string)
+}
+
+type entry struct {
+	digest [sha256.Size]byte
+	id     Identity
 }
 
 // New returns an Authenticator for token, refusing a token that fails
@@ -99,27 +151,71 @@ type Authenticator struct {
 // Unless options say otherwise, health Check and Watch need no token and
 // DefaultFailureLimit invalid tokens per DefaultFailureWindow lock out.
 func New(token []byte, opts ...Option) (*Authenticator, error) {
-	if err := CheckToken(token); err != nil {
-		return nil, err
-	}
+	return NewTokens([]Token{{Name: TokenCaller, Scopes: AllScopes, Secret: token}}, opts...)
+}
+
+// NewTokens returns an Authenticator for a set of named tokens.
+func NewTokens(tokens []Token, opts ...Option) (*Authenticator, error) {
 	c := config{
-		limit:  DefaultFailureLimit,
-		window: DefaultFailureWindow,
-		now:    time.Now,
+		limit:   DefaultFailureLimit,
+		window:  DefaultFailureWindow,
+		lockout: DefaultLockout,
+		now:     time.Now,
 	}
 	WithExemptMethods(defaultExemptMethods...)(&c)
 	for _, o := range opts {
 		o(&c)
 	}
-	if c.limit <= 0 || c.window <= 0 {
-		return nil, fmt.Errorf("auth: failure limit must be positive, got %d per %s", c.limit, c.window)
+	if c.limit <= 0 || c.window <= 0 || c.lockout <= 0 {
+		return nil, fmt.Errorf("auth: failure limit must be positive, got %d per %s, lockout %s", c.limit, c.window, c.lockout)
 	}
-	return &Authenticator{
-		digest:    sha256.Sum256(token),
+	a := &Authenticator{
 		exempt:    c.exempt,
-		limit:     &failureLimiter{limit: c.limit, window: c.window, now: c.now},
+		scopes:    c.scopes,
+		limits:    newPeerLimiter(c.limit, c.window, c.lockout, c.now),
 		onFailure: c.onFailure,
-	}, nil
+	}
+	if err := a.Reload(tokens); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// Reload replaces the token set. A token no longer in it stops working on
+// the next call; calls in flight are not affected.
+func (a *Authenticator) Reload(tokens []Token) error {
+	if len(tokens) == 0 {
+		return fmt.Errorf("%w: no tokens configured", ErrNoToken)
+	}
+	entries := make([]entry, 0, len(tokens))
+	names := map[string]bool{}
+	for _, t := range tokens {
+		if t.Name == "" || names[t.Name] {
+			return fmt.Errorf("auth: token names must be unique and non-empty (got %q)", t.Name)
+		}
+		names[t.Name] = true
+		if err := CheckToken(t.Secret); err != nil {
+			return fmt.Errorf("token %q: %w", t.Name, err)
+		}
+		if len(t.Scopes) == 0 {
+			return fmt.Errorf("auth: token %q has no scopes", t.Name)
+		}
+		for _, s := range t.Scopes {
+			if !slices.Contains(AllScopes, s) {
+				return fmt.Errorf("auth: token %q: unknown scope %q (want spawn, read or admin)", t.Name, s)
+			}
+		}
+		entries = append(entries, entry{digest: sha256.Sum256(t.Secret), id: Identity{Name: t.Name, Scopes: slices.Clone(t.Scopes)}})
+	}
+	for i := range entries {
+		for j := range entries {
+			if i != j && entries[i].digest == entries[j].digest {
+				return fmt.Errorf("auth: tokens %q and %q are the same secret", entries[i].id.Name, entries[j].id.Name)
+			}
+		}
+	}
+	a.tokens.Store(&entries)
+	return nil
 }
 
 func (a *Authenticator) failed(reason string) {
@@ -162,19 +258,50 @@ func (a *Authenticator) authenticate(ctx context.Context, method string) (contex
 		a.failed("missing")
 		return nil, status.Error(codes.Unauthenticated, "missing bearer token")
 	}
-	if wait := a.limit.lockedFor(); wait > 0 {
+	peer := peerKey(ctx)
+	if wait := a.limits.lockedFor(peer); wait > 0 {
 		a.failed("locked_out")
 		return nil, status.Errorf(codes.ResourceExhausted,
 			"too many invalid bearer tokens; retry in %s", (wait + time.Second - 1).Truncate(time.Second))
 	}
-	// Comparing fixed-size digests keeps the token's length out of the timing.
+	// Comparing fixed-size digests keeps the token's length out of the
+	// timing, and every entry is compared so the position of a match is too.
 	got := sha256.Sum256([]byte(tok))
-	if subtle.ConstantTimeCompare(got[:], a.digest[:]) != 1 {
-		a.limit.fail()
+	var id *Identity
+	for _, e := range *a.tokens.Load() {
+		if subtle.ConstantTimeCompare(got[:], e.digest[:]) == 1 {
+			id = &e.id
+		}
+	}
+	if id == nil {
+		a.limits.fail(peer)
 		a.failed("invalid")
 		return nil, status.Error(codes.Unauthenticated, "invalid bearer token")
 	}
-	return context.WithValue(ctx, callerKey{}, TokenCaller), nil
+	need, ok := a.scopes[method]
+	if !ok {
+		need = ScopeAdmin
+	}
+	if !id.Has(need) {
+		a.failed("scope")
+		return nil, status.Errorf(codes.PermissionDenied, "token %q lacks the %s scope that %s needs", id.Name, need, method)
+	}
+	return context.WithValue(ctx, callerKey{}, *id), nil
+}
+
+// peerKey identifies a caller's origin for failure limiting.
+func peerKey(ctx context.Context) string {
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.Addr == nil {
+		return "unknown"
+	}
+	if p.Addr.Network() == "unix" {
+		return "unix"
+	}
+	if host, _, err := net.SplitHostPort(p.Addr.String()); err == nil {
+		return host
+	}
+	return p.Addr.String()
 }
 
 // bearerToken extracts the token from the one "authorization: Bearer <token>"
@@ -198,9 +325,14 @@ type callerKey struct{}
 
 // Caller returns the authenticated identity carried by ctx; ok is false on
 // calls that were exempt from authentication.
-func Caller(ctx context.Context) (caller string, ok bool) {
-	caller, ok = ctx.Value(callerKey{}).(string)
-	return caller, ok
+func Caller(ctx context.Context) (Identity, bool) {
+	id, ok := ctx.Value(callerKey{}).(Identity)
+	return id, ok
+}
+
+// WithCaller returns ctx carrying id, for tests of handlers.
+func WithCaller(ctx context.Context, id Identity) context.Context {
+	return context.WithValue(ctx, callerKey{}, id)
 }
 
 // authedStream hands handlers the context that carries the caller.

@@ -40,9 +40,9 @@ func newTestServer(t *testing.T, opts ...Option) *testServer {
 	}
 	ts := &testServer{}
 	record := func(ctx context.Context) {
-		c, ok := Caller(ctx)
-		if !ok {
-			c = "<none>"
+		c := "<none>"
+		if id, ok := Caller(ctx); ok {
+			c = id.Name
 		}
 		ts.mu.Lock()
 		ts.callers = append(ts.callers, c)
@@ -194,7 +194,7 @@ func TestAuthenticator_ExemptsHealthProbesByDefault(t *testing.T) {
 }
 
 func TestAuthenticator_LocksOutAfterRepeatedInvalidTokens(t *testing.T) {
-	ts := newTestServer(t, WithExemptMethods(), WithFailureLimit(2, time.Hour))
+	ts := newTestServer(t, WithExemptMethods(), WithFailureLimit(2, time.Hour, time.Hour))
 	wrong := grpc.PerRPCCredentials(Credentials(otherToken))
 	right := grpc.PerRPCCredentials(Credentials(testToken))
 	steps := []struct {
@@ -219,26 +219,41 @@ func TestAuthenticator_LocksOutAfterRepeatedInvalidTokens(t *testing.T) {
 	}
 }
 
-func TestFailureLimiter_UnlocksWhenTheWindowEnds(t *testing.T) {
+func TestPeerLimiter_LocksOutOnePeerForTheLockout(t *testing.T) {
 	now := time.Unix(1000, 0)
-	l := &failureLimiter{limit: 3, window: time.Minute, now: func() time.Time { return now }}
+	l := newPeerLimiter(3, time.Minute, 5*time.Minute, func() time.Time { return now })
 	for i := 0; i < 3; i++ {
-		if d := l.lockedFor(); d != 0 {
+		if d := l.lockedFor("10.0.0.1"); d != 0 {
 			t.Fatalf("locked after %d failures", i)
 		}
-		l.fail()
+		l.fail("10.0.0.1")
 		now = now.Add(10 * time.Second)
 	}
-	if d := l.lockedFor(); d != 30*time.Second {
-		t.Fatalf("lockedFor = %v, want the 30s left in the window", d)
+	if d := l.lockedFor("10.0.0.1"); d != 5*time.Minute-10*time.Second {
+		t.Fatalf("lockedFor = %v, want the rest of the 5m lockout", d)
 	}
-	now = now.Add(30 * time.Second)
-	if d := l.lockedFor(); d != 0 {
-		t.Fatalf("still locked %v after the window ended", d)
+	if d := l.lockedFor("10.0.0.2"); d != 0 {
+		t.Fatalf("another peer is locked out for %v", d)
 	}
-	l.fail()
-	if d := l.lockedFor(); d != 0 {
-		t.Fatalf("one failure in a fresh window locked out for %v", d)
+	now = now.Add(5 * time.Minute)
+	if d := l.lockedFor("10.0.0.1"); d != 0 {
+		t.Fatalf("still locked %v after the lockout", d)
+	}
+	l.fail("10.0.0.1")
+	if d := l.lockedFor("10.0.0.1"); d != 0 {
+		t.Fatalf("one failure after the lockout locked out for %v", d)
+	}
+}
+
+func TestPeerLimiter_FailuresOutsideTheWindowDoNotAddUp(t *testing.T) {
+	now := time.Unix(1000, 0)
+	l := newPeerLimiter(3, time.Minute, 5*time.Minute, func() time.Time { return now })
+	for i := 0; i < 6; i++ {
+		l.fail("p")
+		now = now.Add(45 * time.Second)
+	}
+	if d := l.lockedFor("p"); d != 0 {
+		t.Fatalf("slow failures locked out for %v", d)
 	}
 }
 
@@ -250,8 +265,9 @@ func TestNew_RefusesUnsafeConfiguration(t *testing.T) {
 	}{
 		{name: "empty token", token: nil},
 		{name: "weak token", token: []byte("secret")},
-		{name: "zero failure limit", token: testToken, opts: []Option{WithFailureLimit(0, time.Minute)}},
-		{name: "zero failure window", token: testToken, opts: []Option{WithFailureLimit(5, 0)}},
+		{name: "zero failure limit", token: testToken, opts: []Option{WithFailureLimit(0, time.Minute, time.Minute)}},
+		{name: "zero failure window", token: testToken, opts: []Option{WithFailureLimit(5, 0, time.Minute)}},
+		{name: "zero lockout", token: testToken, opts: []Option{WithFailureLimit(5, time.Minute, 0)}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -23,6 +23,7 @@ func main() {
 	flag.StringVar(&o.tlsKey, "tls-key", "", "TLS key for --listen")
 	flag.StringVar(&o.tlsClientCA, "tls-client-ca", "", "require client certificates signed by this CA (mTLS)")
 	flag.StringVar(&o.tokenFile, "token-file", "", "file holding the bearer token (default $AIRLOCK_TOKEN_FILE)")
+	flag.StringVar(&o.tokensFile, "tokens", "", "YAML file of named tokens with scopes and secretRefs (instead of --token-file); SIGHUP rereads it")
 	flag.StringVar(&o.stateDir, "state-dir", "/var/lib/airlock", "state directory: job dirs and the embedded containerd")
 	flag.StringVar(&o.containerdAddress, "containerd-address", "", "use this containerd socket instead of starting a private one")
 	flag.StringVar(&o.agentBinary, "agent-binary", "", "static airlock-agent binary for the reader image (default: next to airlockd)")

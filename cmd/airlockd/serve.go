@@ -6,7 +6,9 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/airlock/airlock/broker"
@@ -29,6 +31,7 @@ type options struct {
 	metricsListen                       string
 	tlsCert, tlsKey, tlsClientCA        string
 	allowRemote                         bool
+	tokensFile                          string
 	dev, debug                          bool
 	maxJobs                             int
 }
@@ -37,7 +40,17 @@ type options struct {
 // order of start-up is the order of checks a careful operator wants: token
 // and policies first (cheap, and most likely wrong), containerd last.
 func run(ctx context.Context, o options, log *slog.Logger) error {
-	token, err := auth.LoadToken(client.TokenFile(o.tokenFile))
+	loadTokens := func() ([]auth.Token, error) {
+		if o.tokensFile != "" {
+			return auth.LoadTokens(o.tokensFile)
+		}
+		tok, err := auth.LoadToken(client.TokenFile(o.tokenFile))
+		if err != nil {
+			return nil, err
+		}
+		return []auth.Token{{Name: auth.TokenCaller, Scopes: auth.AllScopes, Secret: tok}}, nil
+	}
+	tokens, err := loadTokens()
 	if err != nil {
 		return err
 	}
@@ -128,10 +141,29 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	g, err := broker.NewGRPCServer(srv, token, serverOpts...)
+	authn, err := srv.Authenticator(tokens)
 	if err != nil {
 		return err
 	}
+	g := broker.NewGRPCServerAuth(srv, authn, serverOpts...)
+	// SIGHUP rereads the token files: rotation without a restart. A bad
+	// new set keeps the old one, so a typo never locks everyone out.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			toks, err := loadTokens()
+			if err == nil {
+				err = authn.Reload(toks)
+			}
+			if err != nil {
+				log.Error("token reload failed; keeping the current tokens", "err", err)
+				continue
+			}
+			log.Info("tokens reloaded", "count", len(toks))
+		}
+	}()
 	errCh := make(chan error, 1)
 	go func() { errCh <- g.Serve(lis) }()
 	m.Up.Set(1)
