@@ -19,6 +19,9 @@ var (
 	ErrOverloaded = errors.New("broker at capacity")
 	// ErrPermission means the caller may not touch what it named.
 	ErrPermission = errors.New("permission denied")
+	// ErrPrecondition means the broker's own setup cannot serve the
+	// request, such as a service secret that cannot be read.
+	ErrPrecondition = errors.New("failed precondition")
 )
 
 // toStatus maps an error to a gRPC status. Anything unrecognized is
@@ -40,6 +43,8 @@ func toStatus(err error) error {
 		code = codes.ResourceExhausted
 	case errors.Is(err, ErrPermission):
 		code = codes.PermissionDenied
+	case errors.Is(err, ErrPrecondition):
+		code = codes.FailedPrecondition
 	case errors.Is(err, context.Canceled):
 		code = codes.Canceled
 	case errors.Is(err, context.DeadlineExceeded):

@@ -31,6 +31,30 @@ type Job struct {
 	Policy *policy.Profile
 	// OnStart, when set, is called once the sandboxed task is running.
 	OnStart func()
+	// OnEgress, when set, is called for each egress attempt as it ends.
+	OnEgress func(EgressAttempt)
+	// Services are the profile's service aliases with their secrets
+	// resolved, for the egress proxy to inject. Never passed to the task.
+	Services map[string]Service
+}
+
+// Service is a resolved service alias.
+type Service struct {
+	Upstream string
+	Header   string
+	Secret   []byte
+}
+
+// EgressAttempt is one connection or request the job's egress proxy saw.
+type EgressAttempt struct {
+	Time      time.Time
+	Method    string
+	Host      string
+	Port      uint16
+	Allowed   bool
+	Reason    string
+	BytesUp   int64
+	BytesDown int64
 }
 
 // Content is one piece of untrusted input.
@@ -63,4 +87,6 @@ type Outcome struct {
 	Logs []byte
 	// ImageDigest is the digest of the image the job ran.
 	ImageDigest string
+	// Egress is every egress attempt, allowed or denied.
+	Egress []EgressAttempt
 }

@@ -58,6 +58,9 @@ type Config struct {
 	Audit *audit.Log
 	// Metrics receives the broker's metrics; nil keeps a private set.
 	Metrics *metrics.Metrics
+	// ResolveSecret reads a secret reference (env:NAME or file:/path) for
+	// a profile's service aliases. Nil means no profile may use services.
+	ResolveSecret func(ref string) ([]byte, error)
 	// ExplainSpec renders the OCI spec a profile produces, for
 	// ExplainProfile. The sandbox provides it; the broker cannot.
 	ExplainSpec func(*policy.Profile) ([]byte, error)
@@ -77,6 +80,7 @@ type Server struct {
 	explainSpec    func(*policy.Profile) ([]byte, error)
 	audit          *audit.Log
 	metrics        *metrics.Metrics
+	resolveSecret  func(ref string) ([]byte, error)
 }
 
 // New returns a Server. It refuses a config without a runner or profiles
@@ -117,6 +121,7 @@ func New(cfg Config) (*Server, error) {
 		explainSpec:    cfg.ExplainSpec,
 		audit:          cfg.Audit,
 		metrics:        cfg.Metrics,
+		resolveSecret:  cfg.ResolveSecret,
 	}, nil
 }
 
@@ -321,6 +326,9 @@ func (s *Server) spawn(ctx context.Context, req *airlockv1.SpawnRequest, emit fu
 	defer cancel()
 	j.setCancel(cancel)
 	var started time.Time
+	plan.job.OnEgress = func(a EgressAttempt) {
+		emit(&airlockv1.SpawnStreamResponse{JobId: j.id, Event: &airlockv1.SpawnStreamResponse_Egress{Egress: egressProto(a)}})
+	}
 	plan.job.OnStart = func() {
 		started = time.Now()
 		s.metrics.Observe("admit", started.Sub(received))
@@ -481,22 +489,59 @@ func (s *Server) plan(req *airlockv1.SpawnRequest) (*plan, error) {
 	if err != nil {
 		return nil, bad("result_schema: %v", err)
 	}
+	services, err := s.services(p)
+	if err != nil {
+		return nil, err
+	}
 	return &plan{
 		job: &Job{
-			ID:      id,
-			Image:   p.Image(),
-			Task:    task.GetName(),
-			Params:  task.GetParams(),
-			Content: content,
-			Tools:   p.EffectiveTools(KnownTools),
-			Policy:  p,
+			ID:       id,
+			Image:    p.Image(),
+			Task:     task.GetName(),
+			Params:   task.GetParams(),
+			Content:  content,
+			Tools:    p.EffectiveTools(KnownTools),
+			Policy:   p,
+			Services: services,
 		},
 		schema: schema,
 	}, nil
 }
 
+// services resolves the profile's service aliases. A secret that cannot be
+// read fails the request before any sandbox starts: an alias must never be
+// forwarded without its credential.
+func (s *Server) services(p *policy.Profile) (map[string]Service, error) {
+	if len(p.Network.Services) == 0 {
+		return nil, nil
+	}
+	if s.resolveSecret == nil {
+		return nil, fmt.Errorf("%w: profile %s uses service aliases but this broker has no secret source", ErrPrecondition, p.Name)
+	}
+	out := make(map[string]Service, len(p.Network.Services))
+	for alias, svc := range p.Network.Services {
+		var secret []byte
+		if svc.Inject.SecretRef != "" {
+			v, err := s.resolveSecret(svc.Inject.SecretRef)
+			if err != nil {
+				return nil, fmt.Errorf("%w: service %s of profile %s: %v", ErrPrecondition, alias, p.Name, err)
+			}
+			secret = v
+		}
+		out[alias] = Service{Upstream: svc.Upstream, Header: svc.Inject.Header, Secret: secret}
+	}
+	return out, nil
+}
+
+func egressProto(a EgressAttempt) *airlockv1.EgressAttempt {
+	return &airlockv1.EgressAttempt{
+		Time: timestamppb.New(a.Time), Host: a.Host, Port: uint32(a.Port), Allowed: a.Allowed, Reason: a.Reason,
+		Method: a.Method, BytesUp: a.BytesUp, BytesDown: a.BytesDown,
+	}
+}
+
 // KnownTools are the tools the reference agent implements.
-var KnownTools = []string{"extract_text", "extract_links", "summarize", "classify", "exec", "read", "write"}
+var KnownTools = []string{"extract_text", "extract_links", "summarize", "classify", "fetch", "exec", "read", "write"}
 
 // verdict turns what came out of the sandbox into the response. The raw
 // result is parsed and validated here, and only the validated value can
@@ -520,6 +565,9 @@ func (s *Server) verdict(ctx context.Context, pl *plan, out *Outcome, runErr err
 		}
 		s.log.Error("sandbox failed", "job", pl.job.ID, "err", runErr)
 		return set(airlockv1.Verdict_VERDICT_SANDBOX_ERROR, "sandbox failed: %v", runErr)
+	}
+	for _, a := range out.Egress {
+		resp.Egress = append(resp.Egress, egressProto(a))
 	}
 	resp.Usage.ExitCode = int32(out.ExitCode)
 	resp.Usage.MemoryPeakBytes = out.MemoryPeakBytes

@@ -15,6 +15,7 @@ import (
 
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
 	"github.com/airlock/airlock/sandbox"
+	"github.com/airlock/airlock/sandbox/netns"
 )
 
 const anyObject = `{"type":"object"}`
@@ -88,6 +89,22 @@ func leftovers(ctx context.Context) ([]string, error) {
 	}
 	for _, e := range entries {
 		out = append(out, "job dir "+e.Name())
+	}
+	if nsEntries, err := os.ReadDir(netns.Dir); err == nil {
+		for _, e := range nsEntries {
+			if strings.HasPrefix(e.Name(), netns.NamePrefix) {
+				out = append(out, "netns "+e.Name())
+			}
+		}
+	}
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil, err
+	}
+	for _, i := range ifs {
+		if strings.HasPrefix(i.Name, netns.LinkPrefix) {
+			out = append(out, "veth "+i.Name)
+		}
 	}
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {

@@ -28,6 +28,7 @@ import (
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
 	"github.com/airlock/airlock/sandbox"
 	"github.com/airlock/airlock/sandbox/daemon"
+	"github.com/airlock/airlock/sandbox/egress"
 )
 
 // env is the suite's shared world: one containerd, one broker.
@@ -46,6 +47,7 @@ var hostileTasks = map[string]bool{
 	"sleep": true, "env": true, "write_rootfs": true, "echo": true,
 	"exit": true, "big_output": true, "symlink_result": true,
 	"proc_status": true, "syscalls": true, "alloc": true, "forkbomb": true,
+	"attack": true, "escape_checklist": true,
 }
 
 // hostileRunner routes the hostile image's tasks to it. Production brokers
@@ -142,7 +144,13 @@ func setup(dir string) error {
 		return r.Close()
 	})
 
-	profiles, err := policy.Load(policies.FS)
+	profileFile, err := startServers(dir)
+	stops = append(stops, func() error { stopServers(); return nil })
+	if err != nil {
+		return err
+	}
+	// Dev mode only for the test profile's plain-http service upstream.
+	profiles, err := policy.Lint(policies.FS, []string{profileFile}, policy.WithDevMode(true))
 	if err != nil {
 		return err
 	}
@@ -158,6 +166,7 @@ func setup(dir string) error {
 		Address:  d.Address(),
 		StateDir: env.stateDir,
 		Images:   specs,
+		Egress:   egress.Config{Resolver: testResolver{}},
 		Logger:   log,
 	})
 	if err != nil {
@@ -165,7 +174,7 @@ func setup(dir string) error {
 	}
 	stops = append(stops, runner.Close)
 
-	srv, err := broker.New(broker.Config{Runner: hostileRunner{runner}, Profiles: profiles, Logger: log})
+	srv, err := broker.New(broker.Config{Runner: hostileRunner{runner}, Profiles: profiles, Logger: log, ResolveSecret: egress.ResolveSecret})
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/containerd/containerd"
 	"github.com/containerd/containerd/leases"
+
+	"github.com/airlock/airlock/sandbox/netns"
 )
 
 // Reap removes every container, task, lease and job directory in Airlock's
@@ -42,6 +44,9 @@ func (r *Runner) Reap(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("delete lease %s: %w", l.ID, err))
 		}
 		r.log.Info("reaped lease", "id", l.ID)
+	}
+	if err := netns.Reap(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("reap network namespaces: %w", err))
 	}
 	entries, err := os.ReadDir(r.jobsDir)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -5,11 +5,13 @@
 package sandbox
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,8 +28,11 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/airlock/airlock/broker"
+	"github.com/airlock/airlock/broker/policy"
 	"github.com/airlock/airlock/images"
 	"github.com/airlock/airlock/sandbox/agent"
+	"github.com/airlock/airlock/sandbox/egress"
+	"github.com/airlock/airlock/sandbox/netns"
 )
 
 const (
@@ -56,6 +61,13 @@ type Config struct {
 	// Images are the images jobs may name, built and imported on start.
 	Images []images.Spec
 	Logger *slog.Logger
+	// Egress configures the egress proxy for network.mode allowlist jobs.
+	Egress egress.Config
+	// Pool is the address pool for job veths; zero is netns.DefaultPool.
+	Pool netip.Prefix
+	// ProxyPort is the proxy's port on each job gateway; zero is
+	// DefaultProxyPort.
+	ProxyPort uint16
 }
 
 // Runner runs jobs on containerd. It is safe for concurrent use.
@@ -64,6 +76,10 @@ type Runner struct {
 	jobsDir string
 	images  map[string]containerd.Image
 	log     *slog.Logger
+
+	proxy     *egress.Proxy
+	pool      *netns.Pool
+	proxyPort uint16
 }
 
 var _ broker.Runner = (*Runner)(nil)
@@ -96,6 +112,24 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 		client.Close()
 		return nil, fmt.Errorf("reap leftovers: %w", err)
 	}
+	// The pool is checked against the host's addresses only after the
+	// reap, since a predecessor's leftover veths would overlap it.
+	prefix := cfg.Pool
+	if !prefix.IsValid() {
+		prefix = netns.DefaultPool
+	}
+	if r.pool, err = netns.NewPool(prefix); err != nil {
+		client.Close()
+		return nil, err
+	}
+	r.proxyPort = cmp.Or(cfg.ProxyPort, DefaultProxyPort)
+	if cfg.Egress.Logger == nil {
+		cfg.Egress.Logger = cfg.Logger
+	}
+	if r.proxy, err = egress.New(cfg.Egress); err != nil {
+		client.Close()
+		return nil, err
+	}
 	for _, spec := range cfg.Images {
 		img, err := r.ensureImage(ctx, spec)
 		if err != nil {
@@ -107,8 +141,14 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 	return r, nil
 }
 
-// Close closes the containerd connection.
-func (r *Runner) Close() error { return r.client.Close() }
+// Close stops the egress proxy and closes the containerd connection.
+func (r *Runner) Close() error {
+	var errs []error
+	if r.proxy != nil {
+		errs = append(errs, r.proxy.Close())
+	}
+	return errors.Join(append(errs, r.client.Close())...)
+}
 
 // ImageDigest returns the manifest digest of a loaded image.
 func (r *Runner) ImageDigest(name string) (string, bool) {
@@ -154,6 +194,14 @@ func (r *Runner) Run(ctx context.Context, job *broker.Job) (_ *broker.Outcome, r
 		return nil, err
 	}
 	u.Push(func(context.Context) error { return unmount(paths.Output) })
+
+	var jn *jobNet
+	if p.Network.Mode == policy.NetworkAllowlist {
+		if jn, err = r.setupNetwork(ctx, &u, runID, job); err != nil {
+			return nil, err
+		}
+		paths.NetNS, paths.ProxyURL = jn.net.Path, jn.proxyURL
+	}
 
 	labels := map[string]string{LabelJob: job.ID, LabelRun: runID}
 	lctx, done, err := r.client.WithLease(ctx, leases.WithID(runID), leases.WithLabels(labels), leases.WithExpiration(24*time.Hour))
@@ -223,6 +271,14 @@ func (r *Runner) Run(ctx context.Context, job *broker.Job) (_ *broker.Outcome, r
 		return nil, fmt.Errorf("task exit: %w", err)
 	}
 	out.ExitCode = int(code)
+	if jn != nil {
+		// Closing the session ends the job's tunnels and makes its log
+		// final; the deferred close is then a no-op.
+		_ = jn.session.Close()
+		for _, a := range jn.session.Log() {
+			out.Egress = append(out.Egress, attempt(a))
+		}
+	}
 	oom, peak := usage(waitCtx, task)
 	out.OOMKilled = oom && !out.TimedOut
 	out.MemoryPeakBytes = int64(peak)

@@ -23,6 +23,8 @@ type JobPaths struct {
 	// NetNS is the path of the job's network namespace; empty gives the
 	// task a fresh namespace with loopback only.
 	NetNS string
+	// ProxyURL is the job's egress proxy, for HTTP_PROXY; empty for none.
+	ProxyURL string
 }
 
 // defaultMaskedPaths hides kernel and hardware information under /proc and
@@ -45,7 +47,7 @@ func SpecFor(jobID string, p *policy.Profile, paths JobPaths) []oci.SpecOpts {
 		oci.WithProcessArgs("/airlock-agent"),
 		oci.WithProcessCwd("/"),
 		oci.WithHostname("airlock"),
-		WithEnvOnly(Env(jobID)),
+		WithEnvOnly(append(Env(jobID), ProxyEnv(paths.ProxyURL)...)),
 		oci.WithUIDGID(p.Isolation.UID, p.Isolation.GID),
 		WithCapabilities(p.Isolation.Capabilities),
 		oci.WithMaskedPaths(masked),

@@ -122,7 +122,7 @@ func TestEffectiveTools(t *testing.T) {
 		exec  string
 		want  []string
 	}{
-		{"allowlist expands groups", "{allowed: [group:fs, group:web]}", "deny", []string{"apply_patch", "edit", "read", "web_fetch", "web_search", "write"}},
+		{"allowlist expands groups", "{allowed: [group:fs, group:web]}", "deny", []string{"apply_patch", "edit", "fetch", "read", "web_fetch", "web_search", "write"}},
 		{"deny wins over allow", "{allowed: [group:fs], denied: [write]}", "deny", []string{"apply_patch", "edit", "read"}},
 		{"deny group wins over allowed name", "{allowed: [read, web_fetch], denied: [group:web]}", "deny", []string{"read"}},
 		{"case-insensitive", "{allowed: [READ, Group:Agent], denied: [SUMMARIZE]}", "deny", []string{"classify", "extract_links", "extract_text", "read"}},

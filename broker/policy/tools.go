@@ -14,7 +14,7 @@ var toolGroups = map[string][]string{
 	"group:agent":   {"classify", "extract_links", "extract_text", "summarize"},
 	"group:fs":      {"apply_patch", "edit", "read", "write"},
 	"group:runtime": {"exec", "process"},
-	"group:web":     {"web_fetch", "web_search"},
+	"group:web":     {"web_fetch", "web_search", "fetch"},
 }
 
 // execTools are meaningless without exec, so EffectiveTools drops them when

@@ -21,6 +21,7 @@ import (
 	"github.com/airlock/airlock/policies"
 	"github.com/airlock/airlock/sandbox"
 	"github.com/airlock/airlock/sandbox/daemon"
+	"github.com/airlock/airlock/sandbox/egress"
 )
 
 type options struct {
@@ -136,7 +137,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	defer auditLog.Close()
 	srv, err := broker.New(broker.Config{
 		Runner: runner, Profiles: profiles, Logger: log, MaxJobs: o.maxJobs, Audit: auditLog, Metrics: m,
-		DefaultProfile: o.defaultProfile, ExplainSpec: sandbox.ExplainJSON,
+		DefaultProfile: o.defaultProfile, ExplainSpec: sandbox.ExplainJSON, ResolveSecret: egress.ResolveSecret,
 	})
 	if err != nil {
 		return err

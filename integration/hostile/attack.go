@@ -185,7 +185,7 @@ func errnoOr(err error) string {
 // run parses attack, carries out its ops in order and writes the report.
 func (a *attacker) run(attack string) error {
 	var steps []step
-	if err := json.Unmarshal([]byte(attack), &steps); err != nil {
+	if err := json.Unmarshal([]byte(proxyPlaceholders(attack)), &steps); err != nil {
 		return fmt.Errorf("param attack: %w", err)
 	}
 	report := []outcome{}
@@ -303,6 +303,8 @@ func grepFS(a *attacker, s step) outcome {
 			return nil // unreadable: not this op's business
 		case d.IsDir() && skipSpecial && (p == "/proc" || p == "/sys"):
 			return filepath.SkipDir
+		case p == "/input/job.json":
+			return nil // the attack's own instructions hold the pattern
 		case !d.Type().IsRegular():
 			return nil
 		case files >= maxFiles:
@@ -569,4 +571,20 @@ func writeResultBytes(a *attacker, s step) outcome {
 	}
 	o.done(err)
 	return o
+}
+
+// proxyPlaceholders fills {{PROXY_HOST}} and {{PROXY_PORT_PLUS_1}}, which
+// only the sandbox can know: the gateway is assigned per job, and the
+// sandbox learns it from HTTP_PROXY.
+func proxyPlaceholders(attack string) string {
+	u, err := proxyURL()
+	if err != nil {
+		return attack
+	}
+	port, _ := strconv.Atoi(u.Port())
+	return strings.NewReplacer(
+		"{{PROXY_HOST}}", u.Hostname(),
+		`"{{PROXY_PORT_PLUS_1}}"`, strconv.Itoa(port+1),
+		"{{PROXY_PORT_PLUS_1}}", strconv.Itoa(port+1),
+	).Replace(attack)
 }

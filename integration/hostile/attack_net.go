@@ -202,7 +202,9 @@ func rawProxyRequest(_ *attacker, s step) outcome {
 	if len(f) >= 2 {
 		o.Status, _ = strconv.Atoi(f[1])
 	}
-	o.DeniedByProxy = o.Status == http.StatusForbidden
+	// Only the proxy answers here, so any 4xx is its refusal: a 400 for a
+	// malformed or ambiguous request, a 403 for policy.
+	o.DeniedByProxy = o.Status >= 400 && o.Status < 500
 	if o.OK = o.Status/100 == 2; !o.OK {
 		o.Error = line
 	}

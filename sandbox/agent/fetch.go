@@ -116,17 +116,25 @@ func fetchPage(params map[string]string, _ []document) (any, error) {
 }
 
 // newFetchClient goes through the proxy named by HTTP_PROXY or HTTPS_PROXY
-// and nowhere else. The variables are read on each call with the rules of
-// http.ProxyFromEnvironment, which reads them only once per process.
+// and nowhere else. The variables are read on each call, since
+// http.ProxyFromEnvironment reads them only once per process; and unlike
+// it, loopback and NO_PROXY are not exempt: inside the sandbox the proxy
+// is the only route, and it decides what a loopback URL may reach.
 func newFetchClient() *http.Client {
-	proxyFor := httpproxy.FromEnvironment().ProxyFunc()
+	env := httpproxy.FromEnvironment()
 	tr := &http.Transport{
 		Proxy: func(r *http.Request) (*url.URL, error) {
-			p, err := proxyFor(r.URL)
-			if err == nil && p == nil {
-				err = fmt.Errorf("%w for %s", ErrNoProxy, r.URL.Redacted())
+			raw := env.HTTPProxy
+			if r.URL.Scheme == "https" {
+				raw = env.HTTPSProxy
 			}
-			return p, err
+			if raw == "" {
+				return nil, fmt.Errorf("%w for %s", ErrNoProxy, r.URL.Redacted())
+			}
+			if !strings.Contains(raw, "://") {
+				raw = "http://" + raw
+			}
+			return url.Parse(raw)
 		},
 		OnProxyConnectResponse: func(_ context.Context, _ *url.URL, _ *http.Request, resp *http.Response) error {
 			if resp.StatusCode == http.StatusOK {

@@ -176,10 +176,14 @@ func TestFetch_NeverConnectsWithoutTheProxy(t *testing.T) {
 	if _, err := Run(fetchJob("http://direct.test/"), nil); !errors.Is(err, ErrNoProxy) {
 		t.Errorf("err = %v, want ErrNoProxy", err)
 	}
+	// NO_PROXY and loopback are not exempt: the request still goes to the
+	// proxy, which refuses it, rather than being dialled directly.
 	newFakeProxy(t, nil)
-	t.Setenv("NO_PROXY", "exempt.test")
-	if _, err := Run(fetchJob("http://exempt.test/"), nil); !errors.Is(err, ErrNoProxy) {
-		t.Errorf("NO_PROXY host: err = %v, want ErrNoProxy", err)
+	t.Setenv("NO_PROXY", "exempt.test,127.0.0.1")
+	for _, u := range []string{"http://exempt.test/", "http://127.0.0.1:9/"} {
+		if _, err := Run(fetchJob(u), nil); !errors.Is(err, ErrEgressRefused) {
+			t.Errorf("%s: err = %v, want the proxy's refusal", u, err)
+		}
 	}
 }
 

@@ -262,7 +262,8 @@ func (x *SpawnRequest) GetLabels() map[string]string {
 // Task names a task the image understands, with its parameters.
 type Task struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// For the reference agent: extract_text, extract_links, summarize, classify.
+	// For the reference agent: extract_text, extract_links, summarize,
+	// classify, fetch.
 	Name          string            `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	Params        map[string]string `protobuf:"bytes,2,rep,name=params,proto3" json:"params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
@@ -662,12 +663,16 @@ func (x *SanitizationFinding) GetDetail() string {
 
 // EgressAttempt is one connection attempt through the egress proxy.
 type EgressAttempt struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Time          *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
-	Host          string                 `protobuf:"bytes,2,opt,name=host,proto3" json:"host,omitempty"`
-	Port          uint32                 `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
-	Allowed       bool                   `protobuf:"varint,4,opt,name=allowed,proto3" json:"allowed,omitempty"`
-	Reason        string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Time    *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	Host    string                 `protobuf:"bytes,2,opt,name=host,proto3" json:"host,omitempty"`
+	Port    uint32                 `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
+	Allowed bool                   `protobuf:"varint,4,opt,name=allowed,proto3" json:"allowed,omitempty"`
+	Reason  string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// HTTP method, or CONNECT for a tunnel.
+	Method        string `protobuf:"bytes,6,opt,name=method,proto3" json:"method,omitempty"`
+	BytesUp       int64  `protobuf:"varint,7,opt,name=bytes_up,json=bytesUp,proto3" json:"bytes_up,omitempty"`
+	BytesDown     int64  `protobuf:"varint,8,opt,name=bytes_down,json=bytesDown,proto3" json:"bytes_down,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -735,6 +740,27 @@ func (x *EgressAttempt) GetReason() string {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *EgressAttempt) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *EgressAttempt) GetBytesUp() int64 {
+	if x != nil {
+		return x.BytesUp
+	}
+	return 0
+}
+
+func (x *EgressAttempt) GetBytesDown() int64 {
+	if x != nil {
+		return x.BytesDown
+	}
+	return 0
 }
 
 // Usage is what the job consumed.
@@ -1624,13 +1650,17 @@ const file_airlock_v1_broker_proto_rawDesc = "" +
 	"\x13SanitizationFinding\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x16\n" +
-	"\x06detail\x18\x03 \x01(\tR\x06detail\"\x99\x01\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\"\xeb\x01\n" +
 	"\rEgressAttempt\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
 	"\x04host\x18\x02 \x01(\tR\x04host\x12\x12\n" +
 	"\x04port\x18\x03 \x01(\rR\x04port\x12\x18\n" +
 	"\aallowed\x18\x04 \x01(\bR\aallowed\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xa2\x01\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x16\n" +
+	"\x06method\x18\x06 \x01(\tR\x06method\x12\x19\n" +
+	"\bbytes_up\x18\a \x01(\x03R\abytesUp\x12\x1d\n" +
+	"\n" +
+	"bytes_down\x18\b \x01(\x03R\tbytesDown\"\xa2\x01\n" +
 	"\x05Usage\x12-\n" +
 	"\x04wall\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x04wall\x12\x1b\n" +
 	"\texit_code\x18\x02 \x01(\x05R\bexitCode\x12!\n" +

@@ -1,0 +1,166 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
+)
+
+// attackReq asks the hostile image to carry out ops under profile.
+func attackReq(profile string, ops ...map[string]any) *airlockv1.SpawnRequest {
+	b, err := json.Marshal(ops)
+	if err != nil {
+		panic(err)
+	}
+	req := hostileReq("attack", map[string]string{"attack": string(b)})
+	req.Profile = profile
+	return req
+}
+
+// opOutcomes returns the hostile report's per-op outcomes.
+func opOutcomes(t *testing.T, resp *airlockv1.SpawnResponse) []map[string]any {
+	t.Helper()
+	if resp.Verdict != airlockv1.Verdict_VERDICT_OK {
+		t.Fatalf("verdict %s: %s", resp.Verdict, resp.Message)
+	}
+	var out []map[string]any
+	for _, v := range resp.Result.Fields["ops"].GetListValue().GetValues() {
+		out = append(out, v.GetStructValue().AsMap())
+	}
+	return out
+}
+
+func egressLog(resp *airlockv1.SpawnResponse) string {
+	var lines []string
+	for _, e := range resp.Egress {
+		lines = append(lines, fmt.Sprintf("%s %s:%d allowed=%v %s", e.Method, e.Host, e.Port, e.Allowed, e.Reason))
+	}
+	return strings.Join(lines, "\n")
+}
+
+func TestEgress_FetchOfAllowlistedServerSucceeds(t *testing.T) {
+	before := world.allowed.hits.Load()
+	resp := spawn(t, &airlockv1.SpawnRequest{
+		Profile:      "egresstest",
+		Task:         &airlockv1.Task{Name: "fetch", Params: map[string]string{"url": world.allowed.URL + "/page"}},
+		Content:      []*airlockv1.Content{{Data: []byte("fetch it"), MediaType: "text/plain"}},
+		ResultSchema: anyObject,
+	})
+	if resp.Verdict != airlockv1.Verdict_VERDICT_OK {
+		t.Fatalf("verdict %s: %s", resp.Verdict, resp.Message)
+	}
+	if got := str(resp, "title"); got != "Allowed Page" {
+		t.Errorf("title = %q", got)
+	}
+	if world.allowed.hits.Load() != before+1 {
+		t.Errorf("allowed server hits %d -> %d, want one more", before, world.allowed.hits.Load())
+	}
+	if !strings.Contains(egressLog(resp), "allowed=true") {
+		t.Errorf("egress log lacks the allowed attempt:\n%s", egressLog(resp))
+	}
+	requireNothingLeft(t)
+}
+
+func TestEgress_ForbiddenServerGetsZeroHits(t *testing.T) {
+	forbidden := fmt.Sprintf("127.0.0.1:%d", world.forbidden.port())
+	// The job's gateway is its only route; a direct connection to the
+	// forbidden server's port there must be dropped by the job's rules.
+	resp := spawn(t, attackReq("egresstest",
+		map[string]any{"op": "http_post", "url": "http://" + forbidden + "/", "via_proxy": true, "body": "doc"},
+		map[string]any{"op": "http_get", "url": "http://" + forbidden + "/", "via_proxy": true},
+		map[string]any{"op": "connect_tcp", "host": "127.0.0.1", "port": world.forbidden.port(), "bypass_proxy": true},
+		map[string]any{"op": "raw_proxy_request", "request": "CONNECT " + forbidden + " HTTP/1.1\r\nHost: " +
+			fmt.Sprintf("127.0.0.1:%d", world.allowed.port()) + "\r\n\r\n"},
+		map[string]any{"op": "dns_query", "name": "x.example", "server": "127.0.0.1"},
+	))
+	ops := opOutcomes(t, resp)
+	for i, o := range ops {
+		if o["ok"] == true {
+			t.Errorf("op %d %v succeeded: %v", i, o["op"], o)
+		}
+	}
+	for _, i := range []int{0, 1, 3} {
+		if ops[i]["denied_by_proxy"] != true {
+			t.Errorf("op %d %v was not refused by the proxy: %v", i, ops[i]["op"], ops[i])
+		}
+	}
+	if !strings.Contains(egressLog(resp), "allowed=false") {
+		t.Errorf("egress log lacks the denials:\n%s", egressLog(resp))
+	}
+	requireNoForbiddenHits(t)
+}
+
+func TestEgress_DirectConnectionToGatewayIsDropped(t *testing.T) {
+	resp := spawn(t, attackReq("egresstest",
+		map[string]any{"op": "connect_tcp", "host": "{{PROXY_HOST}}", "port": world.forbidden.port(), "bypass_proxy": true},
+		map[string]any{"op": "connect_tcp", "host": "{{PROXY_HOST}}", "port": "{{PROXY_PORT_PLUS_1}}", "bypass_proxy": true},
+	))
+	for i, o := range opOutcomes(t, resp) {
+		if o["ok"] == true {
+			t.Errorf("op %d reached the host directly: %v", i, o)
+		}
+	}
+	requireNoForbiddenHits(t)
+}
+
+func TestEgress_RebindingNameIsDenied(t *testing.T) {
+	url := fmt.Sprintf("http://%s:%d/", rebindName, world.forbidden.port())
+	ops := opOutcomes(t, spawn(t, attackReq("egresstest", map[string]any{"op": "http_get", "url": url, "via_proxy": true})))
+	if ops[0]["ok"] == true || ops[0]["denied_by_proxy"] != true {
+		t.Errorf("rebinding fetch: %v, want a proxy denial", ops[0])
+	}
+	requireNoForbiddenHits(t)
+}
+
+func TestEgress_ServiceAliasInjectsKeyTheSandboxNeverSees(t *testing.T) {
+	before := len(world.upstream.seenHeaders())
+	resp := spawn(t, attackReq("egresstest",
+		map[string]any{"op": "http_get", "url": "http://llm.airlock.internal/echo-headers", "via_proxy": true, "into_result": "summary"},
+		map[string]any{"op": "env_dump", "into_result": "summary"},
+		map[string]any{"op": "grep_fs", "root": "/", "pattern": world.serviceKey, "max_files": 5000},
+	))
+	ops := opOutcomes(t, resp)
+	if ops[0]["ok"] != true {
+		t.Fatalf("alias request failed: %v", ops[0])
+	}
+	seen := world.upstream.seenHeaders()
+	if len(seen) != before+1 || seen[len(seen)-1].Get("X-Api-Key") != world.serviceKey {
+		t.Fatalf("upstream did not see the injected key (saw %d requests)", len(seen)-before)
+	}
+	if ops[2]["ok"] == true {
+		t.Errorf("the key was found inside the sandbox: %v", ops[2])
+	}
+	if strings.Contains(resp.String(), world.serviceKey) {
+		t.Error("the service key crossed back in the response")
+	}
+}
+
+func TestEgress_KilledJobsLeaveNoNetwork(t *testing.T) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 4)
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rand.IntN(1500))*time.Millisecond)
+			defer cancel()
+			req := hostileReq("sleep", map[string]string{"seconds": "30"})
+			req.Profile = "egresstest"
+			env.brokerOf.Spawn(ctx, req)
+		}()
+	}
+	wg.Wait()
+	requireNothingLeft(t)
+	requireHealthy(t)
+}
