@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"os"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -519,5 +520,33 @@ func TestMetrics_CountJobsAndAuthFailures(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q", want)
 		}
+	}
+}
+
+func TestSpawn_MissingServiceSecretIsFailedPrecondition(t *testing.T) {
+	dir := t.TempDir()
+	file := dir + "/svc.yaml"
+	if err := os.WriteFile(file, []byte("extends: secureclaw\nnetwork:\n  mode: allowlist\n  services:\n    llm:\n      upstream: https://model.example\n      inject: {header: X-Api-Key, secretRef: 'env:AIRLOCK_TEST_UNSET_KEY'}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	profiles, err := policy.Lint(policies.FS, []string{file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runner := &fakeRunner{outcome: result(`{"title":"T"}`)}
+	srv, err := broker.New(broker.Config{Runner: runner, Profiles: profiles, ResolveSecret: func(ref string) ([]byte, error) {
+		return nil, errors.New(ref + " is unset")
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := request()
+	req.Profile = "svc"
+	_, err = srv.Spawn(context.Background(), req)
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "service llm") {
+		t.Fatalf("err = %v, want FailedPrecondition naming the service", err)
+	}
+	if runner.runs.Load() != 0 {
+		t.Error("a job ran without its service secret")
 	}
 }

@@ -7,11 +7,14 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/airlock/airlock/broker/client"
+	"github.com/airlock/airlock/sandbox"
+	"github.com/airlock/airlock/sandbox/netns"
 )
 
 func main() {
@@ -35,7 +38,17 @@ func main() {
 	flag.BoolVar(&o.dev, "dev", false, "development mode: allows exec.security full")
 	flag.IntVar(&o.maxJobs, "max-jobs", 8, "jobs that may run at once")
 	flag.BoolVar(&o.debug, "debug", false, "debug logging")
+	flag.Func("egress-pool", "address pool for job veths, one /30 per job (default "+netns.DefaultPool.String()+"); must overlap nothing on the host", func(v string) error {
+		p, err := netip.ParsePrefix(v)
+		o.egressPool = p
+		return err
+	})
+	flag.UintVar(&o.proxyPort, "proxy-port", sandbox.DefaultProxyPort, "egress proxy port on each job's gateway")
 	flag.Parse()
+	if o.proxyPort == 0 || o.proxyPort > 65535 {
+		fmt.Fprintln(os.Stderr, "airlockd: --proxy-port must be 1-65535")
+		os.Exit(2)
+	}
 
 	level := slog.LevelInfo
 	if o.debug {

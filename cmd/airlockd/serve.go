@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -33,6 +34,8 @@ type options struct {
 	tlsCert, tlsKey, tlsClientCA        string
 	allowRemote                         bool
 	tokensFile                          string
+	egressPool                          netip.Prefix
+	proxyPort                           uint
 	dev, debug                          bool
 	maxJobs                             int
 }
@@ -102,10 +105,12 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		return err
 	}
 	runner, err := sandbox.New(ctx, sandbox.Config{
-		Address:  address,
-		StateDir: o.stateDir,
-		Images:   specs,
-		Logger:   log,
+		Address:   address,
+		StateDir:  o.stateDir,
+		Images:    specs,
+		Logger:    log,
+		Pool:      o.egressPool,
+		ProxyPort: uint16(o.proxyPort),
 	})
 	if err != nil {
 		return err
