@@ -33,13 +33,14 @@ import (
 
 // env is the suite's shared world: one containerd, one broker.
 var env struct {
-	stateDir string
-	address  string
-	bin      string
-	canary   string
-	ctrd     *containerd.Client
-	conn     *client.Conn
-	brokerOf airlockv1.BrokerClient
+	stateDir    string
+	address     string
+	bin         string
+	profileFile string
+	canary      string
+	ctrd        *containerd.Client
+	conn        *client.Conn
+	brokerOf    airlockv1.BrokerClient
 }
 
 // hostileTasks are served by the test-only hostile image instead of reader.
@@ -117,7 +118,7 @@ func setup(dir string) error {
 	ctx := context.Background()
 	bin := filepath.Join(dir, "bin")
 	env.bin = bin
-	for name, pkg := range map[string]string{"airlock-agent": "../cmd/airlock-agent", "hostile": "./hostile"} {
+	for name, pkg := range map[string]string{"airlock-agent": "../cmd/airlock-agent", "hostile": "./hostile", "airlockd": "../cmd/airlockd"} {
 		cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(bin, name), pkg)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -145,6 +146,7 @@ func setup(dir string) error {
 	})
 
 	profileFile, err := startServers(dir)
+	env.profileFile = profileFile
 	stops = append(stops, func() error { stopServers(); return nil })
 	if err != nil {
 		return err

@@ -118,13 +118,14 @@ network:
   egress:
     - "127.0.0.1:%d"
     - "%s:%d"
+    - "localhost:%d"
   services:
     llm:
       upstream: "http://127.0.0.1:%d"
       inject:
         header: X-Api-Key
         secretRef: env:AIRLOCK_TEST_SERVICE_KEY
-`, world.allowed.port(), rebindName, world.forbidden.port(), world.upstream.port())
+`, world.allowed.port(), rebindName, world.forbidden.port(), world.forbidden.port(), world.upstream.port())
 	path := filepath.Join(dir, "egresstest.yaml")
 	return path, os.WriteFile(path, []byte(profile), 0o600)
 }

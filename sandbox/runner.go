@@ -285,7 +285,13 @@ func (r *Runner) Run(ctx context.Context, job *broker.Job) (_ *broker.Outcome, r
 	out.PidsLimitHit = pidsLimitHit(filepath.Join("/", Namespace, runID))
 	out.Logs = logs.Bytes()
 
-	if !out.TimedOut {
+	// Half the slack absorbs tmpfs rounding every file up to whole pages.
+	if used := outputUsed(paths.Output); used > p.Limits.OutputBytes+outputSlack/2 {
+		// The job filled /output past the cap, whatever it named its files:
+		// its result, if any, is not to be trusted as complete.
+		out.OutputTooLarge = true
+		out.ResultProblem = fmt.Sprintf("the job wrote %d bytes to /output, over the %d-byte cap", used, p.Limits.OutputBytes)
+	} else if !out.TimedOut {
 		res, err := readResult(paths.Output, filepath.Base(agent.ResultFile), p.Limits.OutputBytes)
 		switch {
 		case errors.Is(err, errTooLarge):
@@ -354,6 +360,35 @@ func prepareDir(dir string, job *broker.Job, outputBytes int64, uid, gid uint32)
 		return paths, fmt.Errorf("mount output tmpfs: %w", err)
 	}
 	return paths, nil
+}
+
+// outputUsed is how many bytes the job's output tmpfs holds.
+func outputUsed(dir string) int64 {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0
+	}
+	return int64(st.Blocks-st.Bfree) * st.Bsize
+}
+
+// CheckTraversable returns an error naming the first ancestor of dir that
+// other users cannot search. A user-namespaced sandbox's root is an
+// unprivileged host uid, and runc reaches the rootfs and mounts below dir
+// as that uid.
+func CheckTraversable(dir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	for d := abs; ; d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		if err == nil && st.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("%s is not searchable by other users (mode %#o): a profile with isolation.userNamespace needs every directory above the state dir to be, e.g. chmod o+x %s", d, st.Mode().Perm(), d)
+		}
+		if d == "/" {
+			return nil
+		}
+	}
 }
 
 // MkdirTraversable makes dir (and missing parents) mode 0711: nobody but

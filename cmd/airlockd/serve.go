@@ -86,6 +86,14 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	if err := sandbox.MkdirTraversable(o.stateDir); err != nil {
 		return fmt.Errorf("state dir: %w", err)
 	}
+	for _, p := range profiles.All() {
+		if p.Isolation.UserNamespace {
+			if err := sandbox.CheckTraversable(o.stateDir); err != nil {
+				return fmt.Errorf("profile %s: %w", p.Name, err)
+			}
+			break
+		}
+	}
 	address := o.containerdAddress
 	if address == "" {
 		d, err := daemon.Start(ctx, filepath.Join(o.stateDir, "containerd"))

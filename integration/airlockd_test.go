@@ -1,0 +1,168 @@
+//go:build integration
+
+package integration
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/airlock/airlock/broker/client"
+	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
+)
+
+// daemon is a real airlockd process, started from its binary with the
+// hostile agent as its agent binary, so every image it builds carries the
+// hostile sub-agent. The corpus runs against it over its real socket.
+type daemonProc struct {
+	dir, sock, tokenFile, auditLog string
+	canary, canaryFile             string
+	token                          string
+	metricsPort                    int
+	cmd                            *exec.Cmd
+	log                            *bytes.Buffer
+	conn                           *client.Conn
+}
+
+var (
+	daemonOnce sync.Once
+	theDaemon  *daemonProc
+	daemonErr  error
+)
+
+// airlockd returns the suite's airlockd, starting it on first use.
+func airlockd(t *testing.T) *daemonProc {
+	t.Helper()
+	daemonOnce.Do(func() {
+		theDaemon, daemonErr = startDaemon()
+		if theDaemon != nil {
+			stops = append(stops, theDaemon.stop)
+		}
+	})
+	if daemonErr != nil {
+		t.Fatalf("airlockd: %v", daemonErr)
+	}
+	return theDaemon
+}
+
+func startDaemon() (*daemonProc, error) {
+	dir, err := os.MkdirTemp("", "airlockd-it-")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return nil, err
+	}
+	d := &daemonProc{dir: dir, sock: filepath.Join(dir, "airlock.sock"), tokenFile: filepath.Join(dir, "token"),
+		auditLog: filepath.Join(dir, "audit.jsonl"), canaryFile: filepath.Join(dir, "canary.txt")}
+	d.token = randHex(32)
+	d.canary = "canary-" + randHex(16)
+	if err := os.WriteFile(d.tokenFile, []byte(d.token), 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(d.canaryFile, []byte(d.canary), 0o600); err != nil {
+		return nil, err
+	}
+	policyDir := filepath.Join(dir, "policies")
+	if err := os.MkdirAll(policyDir, 0o755); err != nil {
+		return nil, err
+	}
+	for _, name := range []string{"vanilla.yaml", "secureclaw.yaml", "ironclaw.yaml"} {
+		if err := copyFile(filepath.Join("..", "policies", name), filepath.Join(policyDir, name)); err != nil {
+			return nil, err
+		}
+	}
+	if err := copyFile(env.profileFile, filepath.Join(policyDir, "egresstest.yaml")); err != nil {
+		return nil, err
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	d.metricsPort = l.Addr().(*net.TCPAddr).Port
+	l.Close()
+
+	d.log = &bytes.Buffer{}
+	d.cmd = exec.Command(filepath.Join(env.bin, "airlockd"),
+		"--state-dir", filepath.Join(dir, "state"),
+		"--socket", d.sock,
+		"--token-file", d.tokenFile,
+		"--agent-binary", filepath.Join(env.bin, "hostile"),
+		"--policy-dir", policyDir,
+		"--audit-log", d.auditLog,
+		"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", d.metricsPort),
+		"--egress-pool", "10.214.0.0/16",
+		"--max-jobs", "24",
+		"--dev", // the test profile's service upstream is plain http
+	)
+	// The canary sits in airlockd's own environment.
+	d.cmd.Env = append(os.Environ(), "AIRLOCK_CANARY="+d.canary, "AIRLOCK_TEST_SERVICE_KEY="+world.serviceKey)
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	if err := d.cmd.Start(); err != nil {
+		return nil, err
+	}
+	if err := d.waitReady(); err != nil {
+		d.stop()
+		return nil, fmt.Errorf("%w\n%s", err, d.log.String())
+	}
+	return d, nil
+}
+
+func (d *daemonProc) waitReady() error {
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := os.Stat(d.sock); err == nil {
+			conn, err := client.Dial(d.sock, "", d.tokenFile)
+			if err == nil {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				_, err = conn.Broker.ListProfiles(ctx, &airlockv1.ListProfilesRequest{})
+				cancel()
+				if err == nil {
+					d.conn = conn
+					return nil
+				}
+				conn.Close()
+			}
+		}
+		if d.cmd.ProcessState != nil {
+			return fmt.Errorf("airlockd exited")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("airlockd did not answer within 60s")
+}
+
+// stop ends airlockd with SIGTERM, as an operator would.
+func (d *daemonProc) stop() error {
+	if d.conn != nil {
+		d.conn.Close()
+	}
+	if d.cmd.Process != nil && d.cmd.ProcessState == nil {
+		d.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { d.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(60 * time.Second):
+			d.cmd.Process.Kill()
+			<-done
+		}
+	}
+	return os.RemoveAll(d.dir)
+}
+
+func copyFile(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, 0o644)
+}
