@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -16,10 +18,11 @@ const MaxDepth = 64
 // and json.Number. It accepts only what encoding/json accepts, and refuses
 // more: invalid UTF-8 (which encoding/json would silently replace), any data
 // after the first value, duplicate keys (which parsers resolve differently,
-// so a validator and a consumer could see different documents) and nesting
-// past MaxDepth. Numbers stay json.Number so the schema judges the exact
-// text. Escaped lone surrogates such as "\ud800" decode to U+FFFD, as in
-// encoding/json.
+// so a validator and a consumer could see different documents), nesting
+// past MaxDepth and numbers beyond float64 range. NaN and Infinity are not
+// JSON and are refused like any other bare word. Numbers stay json.Number
+// so the schema judges the exact text. Escaped lone surrogates such as
+// "\ud800" decode to U+FFFD, as in encoding/json.
 //
 // It is a hand-written parser rather than a walk over json.Decoder.Token
 // because the latter is an order of magnitude slower, and the input is
@@ -250,7 +253,24 @@ func (p *parser) number() (json.Number, error) {
 		}
 		p.digits()
 	}
-	return json.Number(p.data[start:p.pos]), nil
+	n := json.Number(p.data[start:p.pos])
+	if !fitsFloat64(string(n)) {
+		return "", fmt.Errorf("%w: at %s (byte %d)", ErrNumberRange, formatPath(p.path), start)
+	}
+	return n, nil
+}
+
+// fitsFloat64 reports whether the JSON number s is within float64 range, so
+// that every consumer, whatever its number type, reads the same value.
+// Numbers that underflow to zero are accepted: they are in range, merely
+// imprecise, like any long decimal.
+func fitsFloat64(s string) bool {
+	// Without an exponent, fewer than 309 digits is below 1e308.
+	if len(s) < 309 && strings.IndexAny(s, "eE") < 0 {
+		return true
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	return err == nil || !math.IsInf(f, 0)
 }
 
 func (p *parser) digits() {

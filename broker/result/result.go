@@ -2,6 +2,12 @@
 // the value the broker returns, or into a precise refusal. Those bytes are
 // hostile: every step fails closed, and errors never echo more of them than a
 // person needs to fix the job.
+//
+// Process reads, parses and validates a result, then Sanitize cleans every
+// string and key in it (escape sequences, invisible characters, chat-template
+// tokens, secrets, credentials, links) and reports, by JSON path, what it
+// changed and what merely looks like instructions, so that the caller can
+// hand the result to a model as data.
 package result
 
 import (
@@ -24,6 +30,9 @@ var (
 	ErrDuplicateKey = errors.New("duplicate key")
 	// ErrTooDeep means the result nests more than MaxDepth arrays and objects.
 	ErrTooDeep = errors.New("nested too deeply")
+	// ErrNumberRange means a number is beyond float64 range, which consumers
+	// would read as infinity, an error or a different value.
+	ErrNumberRange = errors.New("number out of float64 range")
 	// ErrSchemaInvalid means the result does not match the job's schema.
 	ErrSchemaInvalid = errors.New("does not match schema")
 	// ErrBadSchema means a schema is not usable: not strict JSON, not valid, or not self-contained.
@@ -47,28 +56,53 @@ func Read(r io.Reader, maxBytes int64) ([]byte, error) {
 }
 
 // Process turns raw into the result the broker returns: size check, Parse,
-// Validate, then ToStruct. A nil schema is refused: the caller picks the
-// default schema, so that "no schema" never silently means "anything goes".
-func Process(raw []byte, schema *Schema, maxBytes int64) (*structpb.Struct, error) {
+// Validate, Sanitize, then ToStruct. A nil schema is refused: the caller
+// picks the default schema, so that "no schema" never silently means
+// "anything goes".
+//
+// The schema judges what the sandbox wrote, before Sanitize rewrites it.
+// If sanitizing changed anything, the result is validated again: a
+// truncated string, a redacted value that no longer matches a pattern or a
+// removed member may break the schema, and the caller was promised a
+// result that matches it. That failure wraps ErrSchemaInvalid and says that
+// sanitizing caused it. The findings are returned with it, since they
+// explain it and hold nothing of what was removed.
+func Process(raw []byte, schema *Schema, maxBytes int64, opts SanitizeOptions) (*structpb.Struct, []Finding, error) {
 	if schema == nil {
-		return nil, errors.New("result: no schema: the caller must supply one, even if it is a permissive default")
+		return nil, nil, errors.New("result: no schema: the caller must supply one, even if it is a permissive default")
 	}
 	if maxBytes <= 0 {
-		return nil, fmt.Errorf("result: maxBytes must be positive, got %d", maxBytes)
+		return nil, nil, fmt.Errorf("result: maxBytes must be positive, got %d", maxBytes)
 	}
 	if int64(len(raw)) > maxBytes {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(raw), maxBytes)
+		return nil, nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(raw), maxBytes)
 	}
 	v, err := Parse(raw)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := schema.Validate(v); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	// Sanitize belongs here. After validation, so the schema judges what the
-	// sandbox wrote rather than the broker's rewrite of it; before ToStruct,
-	// so it walks plain Go values and reports changes by the same JSON paths
-	// that Parse and Validate use.
-	return ToStruct(v)
+	clean, findings := Sanitize(v, opts)
+	if changedValue(findings) {
+		if err := schema.Validate(clean); err != nil {
+			return nil, findings, fmt.Errorf("after sanitizing: %w", err)
+		}
+	}
+	st, err := ToStruct(clean)
+	if err != nil {
+		return nil, findings, err
+	}
+	return st, findings, nil
+}
+
+// changedValue reports whether any finding is a change rather than a flag.
+func changedValue(fs []Finding) bool {
+	for _, f := range fs {
+		if f.Kind != KindFlagged {
+			return true
+		}
+	}
+	return false
 }

@@ -1,0 +1,299 @@
+package result
+
+import (
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
+)
+
+// Details of stripped findings.
+const (
+	detailControl   = "control_character"
+	detailEscape    = "escape_sequence"
+	detailInvisible = "invisible_character"
+	detailInvalid   = "invalid_utf8"
+	detailNFKC      = "nfkc"
+)
+
+// clean strips what a reader cannot see or a terminal would execute, then
+// NFKC-normalizes, so that every later rule looks at the text a person or a
+// model actually reads: "ｓｋ-…" is a key and "<｜im_start｜>" a token.
+//
+// Stripping comes first because NFKC is idempotent only on the stripped
+// text: removing a zero-width joiner after normalizing could leave a letter
+// and a combining mark side by side that NFKC would then compose.
+func clean(s string, ns *notes) string {
+	i, inert := scanClean(s)
+	if i == len(s) && inert {
+		// Nothing to strip, and every character is its own NFKC form
+		// whatever its neighbours: the common case, which this avoids
+		// copying or even looking at twice.
+		return s
+	}
+	t := s
+	if i < len(s) {
+		t = strip(s, i, ns)
+	}
+	// NFKC never yields a character strip removes (TestNFKC_NeverYieldsStrippedRunes
+	// checks every rune), so a second round is a safety net that stops at once.
+	for range 3 {
+		if isNFKC(t) {
+			break
+		}
+		ns.add(KindNormalized, detailNFKC, 1)
+		t = norm.NFKC.String(t)
+		if u, _ := scanClean(t); u < len(t) {
+			t = strip(t, u, ns)
+		}
+	}
+	return t
+}
+
+// isNFKC reports whether s is NFKC-normalized. ASCII never combines with a
+// following ASCII byte, so the check starts at the last ASCII byte before
+// the first non-ASCII one, which could combine with what follows.
+func isNFKC(s string) bool {
+	i := 0
+	for i < len(s) && s[i] < utf8.RuneSelf {
+		i++
+	}
+	if i == len(s) {
+		return true
+	}
+	return norm.NFKC.IsNormalString(s[max(0, i-1):])
+}
+
+// Masks for testing eight bytes at once.
+const (
+	lsb8 = 0x0101010101010101
+	msb8 = 0x8080808080808080
+)
+
+// scanClean returns the offset of the first byte strip would act on (or
+// len(s)), and whether every character before it is inert: printable ASCII
+// or one of inertRunes, which NFKC leaves alone next to anything else
+// inert. Printable ASCII goes eight bytes at a time.
+func scanClean(s string) (int, bool) {
+	inert := true
+	i := 0
+	for i < len(s) {
+		if i+8 <= len(s) {
+			x := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+				uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+			// No byte >= 0x80, none < 0x20 and none == 0x7f.
+			y := x ^ (0x7f * lsb8)
+			if (x|(x-0x20*lsb8)|(y-lsb8)&^y)&msb8 == 0 {
+				i += 8
+				continue
+			}
+		}
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c < 0x20 && c != '\t' && c != '\n' || c == 0x7f {
+				return i, inert
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 || isStrippedRune(r) {
+			return i, inert
+		}
+		if inert && !isInertRune(r) {
+			inert = false
+		}
+		i += n
+	}
+	return len(s), inert
+}
+
+// isInertRune reports whether r is one of the common non-ASCII characters
+// of ordinary text that are their own NFKC form and compose with neither
+// ASCII nor each other (TestInertRunes checks every pair): Latin-1 letters
+// and typographic punctuation.
+func isInertRune(r rune) bool {
+	switch {
+	case 0xc0 <= r && r <= 0xff:
+		return true
+	case 0x2013 <= r && r <= 0x2014, 0x2018 <= r && r <= 0x2019, 0x201c <= r && r <= 0x201d,
+		0x2020 <= r && r <= 0x2022:
+		return true
+	}
+	switch r {
+	case 0xa3, 0xa5, 0xa7, 0xa9, 0xae, 0xb0, 0xb1, 0xb6, 0x20ac:
+		return true
+	}
+	return false
+}
+
+// strip removes, from offset i on, escape sequences whole, C0 and C1
+// controls other than tab and newline, and invisible characters; it
+// replaces invalid UTF-8 with U+FFFD. s[:i] must need no stripping.
+func strip(s string, i int, ns *notes) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	b.WriteString(s[:i])
+	var nCtl, nEsc, nInv, nBad int
+	for i < len(s) {
+		// Copy printable ASCII runs without decoding.
+		j := i
+		for j < len(s) {
+			c := s[j]
+			if c >= utf8.RuneSelf || c < 0x20 && c != '\t' && c != '\n' || c == 0x7f {
+				break
+			}
+			j++
+		}
+		b.WriteString(s[i:j])
+		if i = j; i == len(s) {
+			break
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			b.WriteRune(utf8.RuneError)
+			nBad++
+			i++
+		case r == 0x1b || isC1Introducer(r):
+			i = escapeEnd(s, i)
+			nEsc++
+		case r < 0x20 || 0x7f <= r && r <= 0x9f:
+			i += n
+			nCtl++
+		case isInvisible(r):
+			i += n
+			nInv++
+		default:
+			b.WriteString(s[i : i+n])
+			i += n
+		}
+	}
+	ns.add(KindStripped, detailEscape, nEsc)
+	ns.add(KindStripped, detailControl, nCtl)
+	ns.add(KindStripped, detailInvisible, nInv)
+	ns.add(KindStripped, detailInvalid, nBad)
+	return b.String()
+}
+
+// isStrippedRune reports whether strip removes r (escape introducers included).
+func isStrippedRune(r rune) bool {
+	return r < 0x20 && r != '\t' && r != '\n' || 0x7f <= r && r <= 0x9f || isInvisible(r)
+}
+
+// isC1Introducer reports whether r opens an 8-bit escape sequence: CSI,
+// OSC, DCS, SOS, PM or APC.
+func isC1Introducer(r rune) bool {
+	switch r {
+	case 0x9b, 0x9d, 0x90, 0x98, 0x9e, 0x9f:
+		return true
+	}
+	return false
+}
+
+// escapeEnd returns the offset just past the escape sequence that starts at
+// s[i] (ESC or a C1 introducer), following ECMA-48 as terminals do, so that
+// no parameter bytes are left behind as visible debris or, worse, as the
+// start of a sequence in whatever displays the result next.
+func escapeEnd(s string, i int) int {
+	r, n := utf8.DecodeRuneInString(s[i:])
+	j := i + n
+	switch r {
+	case 0x9b:
+		return csiEnd(s, j)
+	case 0x9d, 0x90, 0x98, 0x9e, 0x9f:
+		return stringEnd(s, j)
+	}
+	// ESC.
+	if j == len(s) {
+		return j
+	}
+	switch c := s[j]; {
+	case c == '[':
+		return csiEnd(s, j+1)
+	case c == ']' || c == 'P' || c == 'X' || c == '^' || c == '_':
+		return stringEnd(s, j+1)
+	case 0x20 <= c && c <= 0x2f:
+		// nF: intermediates, then one final byte.
+		for j < len(s) && 0x20 <= s[j] && s[j] <= 0x2f {
+			j++
+		}
+		if j < len(s) && 0x30 <= s[j] && s[j] <= 0x7e {
+			j++
+		}
+		return j
+	case 0x30 <= c && c <= 0x7e:
+		// Fp, Fe and Fs: a single final byte, such as ESC c (reset).
+		return j + 1
+	}
+	return j
+}
+
+// csiEnd skips CSI parameter and intermediate bytes and the final byte. A
+// sequence broken off by any other character ends before that character.
+func csiEnd(s string, j int) int {
+	for j < len(s) && 0x30 <= s[j] && s[j] <= 0x3f {
+		j++
+	}
+	for j < len(s) && 0x20 <= s[j] && s[j] <= 0x2f {
+		j++
+	}
+	if j < len(s) && 0x40 <= s[j] && s[j] <= 0x7e {
+		j++
+	}
+	return j
+}
+
+// stringEnd skips the body of an OSC, DCS, SOS, PM or APC string up to and
+// including its terminator: BEL, ST (ESC \ or U+009C), CAN or SUB. Another
+// ESC ends the string and starts a new sequence. An unterminated string runs
+// to the end, as it would swallow the rest of the text on a terminal.
+func stringEnd(s string, j int) int {
+	for j < len(s) {
+		switch s[j] {
+		case 0x07, 0x18, 0x1a:
+			return j + 1
+		case 0x1b:
+			if j+1 < len(s) && s[j+1] == '\\' {
+				return j + 2
+			}
+			return j
+		case 0xc2:
+			if j+1 < len(s) && s[j+1] == 0x9c {
+				return j + 2
+			}
+		}
+		j++
+	}
+	return j
+}
+
+// isInvisible reports whether r is a character that changes what text
+// means without being seen: Unicode tags (which can spell out hidden ASCII),
+// bidi controls (which reorder what is displayed), zero-width and other
+// format characters, variation selectors (which can encode hidden bytes) and
+// blank fillers.
+func isInvisible(r rune) bool {
+	switch {
+	case r < 0xad:
+		return false
+	case r == 0xad, // soft hyphen
+		r == 0x61c,               // Arabic letter mark
+		r == 0x115f, r == 0x1160, // Hangul fillers
+		r == 0x17b4, r == 0x17b5, // Khmer inherent vowels
+		0x180b <= r && r <= 0x180f, // Mongolian variation selectors, vowel separator
+		0x200b <= r && r <= 0x200f, // zero-width space, joiners, LRM, RLM
+		0x202a <= r && r <= 0x202e, // bidi embeddings and overrides
+		0x2060 <= r && r <= 0x206f, // word joiner, invisible operators, bidi isolates
+		r == 0x3164, r == 0xffa0,   // Hangul fillers
+		0xfe00 <= r && r <= 0xfe0f,   // variation selectors
+		r == 0xfeff,                  // zero-width no-break space (BOM)
+		0xfff0 <= r && r <= 0xfffb,   // interlinear annotation
+		0x1bca0 <= r && r <= 0x1bca3, // shorthand format controls
+		0x1d173 <= r && r <= 0x1d17a, // musical format controls
+		0xe0000 <= r && r <= 0xe0fff: // tags and variation selectors supplement
+		return true
+	}
+	return unicode.Is(unicode.Cf, r)
+}
