@@ -35,6 +35,8 @@ const (
 	maxSchemaBytes  = 256 << 10
 	maxParams       = 64
 	maxParamBytes   = 4 << 10
+	// maxAuditLogBytes caps the task output kept in an audit record.
+	maxAuditLogBytes = 4 << 10
 )
 
 var (
@@ -58,6 +60,10 @@ type Config struct {
 	Audit *audit.Log
 	// Metrics receives the broker's metrics; nil keeps a private set.
 	Metrics *metrics.Metrics
+	// Secrets returns every secret the broker holds (its tokens, service
+	// credentials), to be redacted from results and logs wherever they
+	// appear. Called per job, so rotated tokens are covered.
+	Secrets func() [][]byte
 	// ResolveSecret reads a secret reference (env:NAME or file:/path) for
 	// a profile's service aliases. Nil means no profile may use services.
 	ResolveSecret func(ref string) ([]byte, error)
@@ -81,6 +87,7 @@ type Server struct {
 	audit          *audit.Log
 	metrics        *metrics.Metrics
 	resolveSecret  func(ref string) ([]byte, error)
+	secrets        func() [][]byte
 }
 
 // New returns a Server. It refuses a config without a runner or profiles
@@ -122,6 +129,7 @@ func New(cfg Config) (*Server, error) {
 		audit:          cfg.Audit,
 		metrics:        cfg.Metrics,
 		resolveSecret:  cfg.ResolveSecret,
+		secrets:        cfg.Secrets,
 	}, nil
 }
 
@@ -370,6 +378,13 @@ func (s *Server) record(req *airlockv1.SpawnRequest, pl *plan, out *Outcome, res
 	}
 	if out != nil {
 		rec.ImageDigest = out.ImageDigest
+		// The task's own output is hostile text: it is recorded capped,
+		// and sanitized and redacted like a result, never raw.
+		logs := out.Logs
+		if len(logs) > maxAuditLogBytes {
+			logs = logs[:maxAuditLogBytes]
+		}
+		rec.Logs = result.SanitizeText(string(logs), s.sanitizeOptions(pl.job))
 	}
 	for _, f := range resp.GetSanitization().GetFindings() {
 		if rec.Findings == nil {
@@ -540,6 +555,44 @@ func egressProto(a EgressAttempt) *airlockv1.EgressAttempt {
 	}
 }
 
+// sanitizeOptions is how a job's result is cleaned: every secret the
+// broker holds and the job's service secrets are redacted, links are kept
+// only to the job's egress hosts, strings are capped by the profile.
+func (s *Server) sanitizeOptions(job *Job) result.SanitizeOptions {
+	p := job.Policy
+	opts := result.SanitizeOptions{MaxStringLength: p.Result.MaxStringLength, KeepLinks: p.Result.KeepLinks}
+	if s.secrets != nil {
+		opts.Secrets = append(opts.Secrets, s.secrets()...)
+	}
+	for _, svc := range job.Services {
+		if len(svc.Secret) > 0 {
+			opts.Secrets = append(opts.Secrets, svc.Secret)
+		}
+	}
+	var rules []policy.EgressRule
+	for _, e := range p.Network.Egress {
+		if r, err := policy.ParseEgress(e); err == nil {
+			rules = append(rules, r)
+		}
+	}
+	opts.AllowedHosts = func(host string) bool {
+		for _, r := range rules {
+			if r.Matches(host, r.Port) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, pat := range p.Result.RedactPatterns {
+		// Validated at load; a pattern that fails here is skipped rather
+		// than failing every job.
+		if re, err := regexp.Compile(pat); err == nil {
+			opts.ExtraPatterns = append(opts.ExtraPatterns, re)
+		}
+	}
+	return opts
+}
+
 // KnownTools are the tools the reference agent implements.
 var KnownTools = []string{"extract_text", "extract_links", "summarize", "classify", "fetch", "exec", "read", "write"}
 
@@ -586,7 +639,11 @@ func (s *Server) verdict(ctx context.Context, pl *plan, out *Outcome, runErr err
 	case out.Result == nil:
 		return set(airlockv1.Verdict_VERDICT_SCHEMA_INVALID, "no result: %s", out.ResultProblem)
 	}
-	st, _, err := result.Process(out.Result, pl.schema, p.Limits.OutputBytes, result.SanitizeOptions{})
+	st, findings, err := result.Process(out.Result, pl.schema, p.Limits.OutputBytes, s.sanitizeOptions(pl.job))
+	for _, f := range findings {
+		resp.Sanitization.Findings = append(resp.Sanitization.Findings, &airlockv1.SanitizationFinding{
+			Path: f.Path, Kind: f.Kind, Detail: f.Detail, Count: int32(f.Count)})
+	}
 	if err != nil {
 		return set(airlockv1.Verdict_VERDICT_SCHEMA_INVALID, "result rejected: %v", err)
 	}

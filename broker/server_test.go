@@ -550,3 +550,51 @@ func TestSpawn_MissingServiceSecretIsFailedPrecondition(t *testing.T) {
 		t.Error("a job ran without its service secret")
 	}
 }
+
+func TestAudit_TaskLogsAreSanitizedAndRedacted(t *testing.T) {
+	var buf lockedBuffer
+	secret := []byte("s3cr3t-" + strings.Repeat("k", 40))
+	runner := &fakeRunner{outcome: func(*broker.Job) (*broker.Outcome, error) {
+		return &broker.Outcome{Result: []byte(`{"title":"T"}`), Logs: []byte("leak " + string(secret) + " \x1b]52;c;ZXZpbA==\x07 done")}, nil
+	}}
+	c, _ := newBrokerWith(t, runner, testToken, broker.Config{Audit: audit.New(&buf), Secrets: func() [][]byte { return [][]byte{secret} }})
+	if _, err := c.Spawn(ctx(t), request()); err != nil {
+		t.Fatal(err)
+	}
+	var rec audit.Record
+	if err := json.Unmarshal([]byte(strings.TrimSpace(buf.String())), &rec); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(buf.String(), string(secret)) || strings.ContainsAny(rec.Logs, "\x1b\x07") {
+		t.Errorf("audit logs = %q: the secret or an escape survived", rec.Logs)
+	}
+	if !strings.Contains(rec.Logs, "leak") || !strings.Contains(rec.Logs, "done") {
+		t.Errorf("audit logs = %q: the task output is gone entirely", rec.Logs)
+	}
+}
+
+func TestSpawn_ResultIsSanitizedWithReport(t *testing.T) {
+	secret := []byte("tok-" + strings.Repeat("z", 40))
+	runner := &fakeRunner{outcome: result(`{"title":"\u001b[2Jhi ` + string(secret) + ` ![x](https://attacker.example/p.png?d=1)"}`)}
+	c, _ := newBrokerWith(t, runner, testToken, broker.Config{Secrets: func() [][]byte { return [][]byte{secret} }})
+	resp, err := c.Spawn(ctx(t), request())
+	if err != nil {
+		t.Fatal(err)
+	}
+	title := resp.Result.Fields["title"].GetStringValue()
+	if strings.Contains(title, "\x1b") || strings.Contains(title, string(secret)) || strings.Contains(title, "https://attacker.example") {
+		t.Errorf("title = %q, not sanitized", title)
+	}
+	kinds := map[string]bool{}
+	for _, f := range resp.Sanitization.Findings {
+		if f.Path != "$.title" {
+			t.Errorf("finding at %q, want $.title", f.Path)
+		}
+		kinds[f.Kind] = true
+	}
+	for _, k := range []string{"stripped", "redacted", "neutralized"} {
+		if !kinds[k] {
+			t.Errorf("report lacks %q: %v", k, resp.Sanitization.Findings)
+		}
+	}
+}

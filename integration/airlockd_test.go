@@ -28,6 +28,7 @@ type daemonProc struct {
 	token                          string
 	metricsPort                    int
 	cmd                            *exec.Cmd
+	exited                         chan struct{}
 	log                            *bytes.Buffer
 	conn                           *client.Conn
 }
@@ -90,6 +91,16 @@ func startDaemon() (*daemonProc, error) {
 	d.metricsPort = l.Addr().(*net.TCPAddr).Port
 	l.Close()
 
+	if err := d.start(); err != nil {
+		d.stop()
+		return nil, err
+	}
+	return d, nil
+}
+
+// start starts (or restarts) airlockd on the daemon's dir.
+func (d *daemonProc) start() error {
+	dir, policyDir := d.dir, filepath.Join(d.dir, "policies")
 	d.log = &bytes.Buffer{}
 	d.cmd = exec.Command(filepath.Join(env.bin, "airlockd"),
 		"--state-dir", filepath.Join(dir, "state"),
@@ -107,13 +118,24 @@ func startDaemon() (*daemonProc, error) {
 	d.cmd.Env = append(os.Environ(), "AIRLOCK_CANARY="+d.canary, "AIRLOCK_TEST_SERVICE_KEY="+world.serviceKey)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
-		return nil, err
+		return err
 	}
+	d.exited = make(chan struct{})
+	go func(exited chan struct{}) { d.cmd.Wait(); close(exited) }(d.exited)
 	if err := d.waitReady(); err != nil {
-		d.stop()
-		return nil, fmt.Errorf("%w\n%s", err, d.log.String())
+		return fmt.Errorf("%w\n%s", err, d.log.String())
 	}
-	return d, nil
+	return nil
+}
+
+// kill9 kills airlockd the hard way: no cleanup runs.
+func (d *daemonProc) kill9() {
+	if d.conn != nil {
+		d.conn.Close()
+		d.conn = nil
+	}
+	d.cmd.Process.Signal(syscall.SIGKILL)
+	<-d.exited
 }
 
 func (d *daemonProc) waitReady() error {
@@ -132,8 +154,10 @@ func (d *daemonProc) waitReady() error {
 				conn.Close()
 			}
 		}
-		if d.cmd.ProcessState != nil {
+		select {
+		case <-d.exited:
 			return fmt.Errorf("airlockd exited")
+		default:
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -145,15 +169,13 @@ func (d *daemonProc) stop() error {
 	if d.conn != nil {
 		d.conn.Close()
 	}
-	if d.cmd.Process != nil && d.cmd.ProcessState == nil {
+	if d.exited != nil {
 		d.cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { d.cmd.Wait(); close(done) }()
 		select {
-		case <-done:
+		case <-d.exited:
 		case <-time.After(60 * time.Second):
 			d.cmd.Process.Kill()
-			<-done
+			<-d.exited
 		}
 	}
 	return os.RemoveAll(d.dir)

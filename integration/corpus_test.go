@@ -411,3 +411,72 @@ func mustJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// TestCorpus_ConcurrentWithBenignJobs runs attacks 8 at a time mixed with
+// benign jobs: every benign job must succeed with its correct result.
+func TestCorpus_ConcurrentWithBenignJobs(t *testing.T) {
+	d := airlockd(t)
+	corpus := loadCorpus(t)
+	type benign struct {
+		latency time.Duration
+		err     string
+	}
+	var (
+		mu      sync.Mutex
+		benigns []benign
+		wg      sync.WaitGroup
+		sem     = make(chan struct{}, 8)
+	)
+	run := func(req *airlockv1.SpawnRequest, check func(*airlockv1.SpawnResponse) string) {
+		defer wg.Done()
+		sem <- struct{}{}
+		defer func() { <-sem }()
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		start := time.Now()
+		resp, err := d.conn.Broker.Spawn(ctx, req)
+		if check == nil {
+			return
+		}
+		b := benign{latency: time.Since(start)}
+		if err != nil {
+			b.err = err.Error()
+		} else {
+			b.err = check(resp)
+		}
+		mu.Lock()
+		benigns = append(benigns, b)
+		mu.Unlock()
+	}
+	for i, p := range corpus {
+		profile := profilesFor(p)[i%len(profilesFor(p))]
+		wg.Add(2)
+		go run(corpusReq(t, d, p, profile), nil)
+		want := fmt.Sprintf("benign-%d", i)
+		go run(&airlockv1.SpawnRequest{
+			Profile: "secureclaw",
+			Task: &airlockv1.Task{Name: "attack", Params: map[string]string{
+				"attack": `[{"op":"write_result","result":{"title":"` + want + `","summary":"fine"}}]`}},
+			Content: []*airlockv1.Content{{Data: []byte("benign")}}, ResultSchema: corpusSchema,
+		}, func(r *airlockv1.SpawnResponse) string {
+			if r.Verdict != airlockv1.Verdict_VERDICT_OK || r.Result.Fields["title"].GetStringValue() != want {
+				return fmt.Sprintf("verdict %s title %q: %s", r.Verdict, r.Result.GetFields()["title"].GetStringValue(), r.Message)
+			}
+			return ""
+		})
+	}
+	wg.Wait()
+	var lat []time.Duration
+	for _, b := range benigns {
+		if b.err != "" {
+			t.Errorf("benign job under attack: %s", b.err)
+		}
+		lat = append(lat, b.latency)
+	}
+	slices.Sort(lat)
+	if len(lat) > 0 {
+		t.Logf("benign jobs under attack: %d, latency p50 %v p95 %v max %v", len(lat), lat[len(lat)/2], lat[len(lat)*95/100], lat[len(lat)-1])
+	}
+	requireNoForbiddenHits(t)
+	requireDaemonNothingLeft(t, d)
+}

@@ -176,15 +176,16 @@ func setup(dir string) error {
 	}
 	stops = append(stops, runner.Close)
 
-	srv, err := broker.New(broker.Config{Runner: hostileRunner{runner}, Profiles: profiles, Logger: log, ResolveSecret: egress.ResolveSecret})
-	if err != nil {
-		return err
-	}
 	tokenFile := filepath.Join(dir, "token")
 	if err := os.WriteFile(tokenFile, []byte(randHex(32)), 0o600); err != nil {
 		return err
 	}
 	token, err := os.ReadFile(tokenFile)
+	if err != nil {
+		return err
+	}
+	srv, err := broker.New(broker.Config{Runner: hostileRunner{runner}, Profiles: profiles, Logger: log, ResolveSecret: egress.ResolveSecret,
+		Secrets: func() [][]byte { return [][]byte{token, []byte(world.serviceKey)} }})
 	if err != nil {
 		return err
 	}

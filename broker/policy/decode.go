@@ -96,6 +96,8 @@ var leaves = map[string]leaf{
 	"isolation.hostIPC":         {decode: mustBeFalse("the host IPC namespace would expose host memory; no profile can enable it")},
 
 	"result.maxStringLength": leafOf(decInt, func(p *Profile, v int64) { p.Result.MaxStringLength = int(v) }),
+	"result.keepLinks":       leafOf(decBool, func(p *Profile, v bool) { p.Result.KeepLinks = v }),
+	"result.redactPatterns":  leafOf(decStrings, func(p *Profile, v []string) { p.Result.RedactPatterns = v }),
 }
 
 // children lists the keys allowed under each mapping path ("" is the top),

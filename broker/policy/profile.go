@@ -147,6 +147,12 @@ type Isolation struct {
 type Result struct {
 	// MaxStringLength caps every string in the sanitized result.
 	MaxStringLength int `json:"maxStringLength"`
+	// KeepLinks leaves links to hosts off the egress allowlist clickable;
+	// data: and javascript: URLs are neutralized regardless.
+	KeepLinks bool `json:"keepLinks,omitempty"`
+	// RedactPatterns are extra regular expressions (RE2) whose matches are
+	// redacted from the result.
+	RedactPatterns []string `json:"redactPatterns,omitempty"`
 }
 
 // DefaultMaskedPaths returns the paths every sandbox masks, as containerd's
@@ -178,6 +184,7 @@ func (p *Profile) Clone() *Profile {
 	c.Network.Services = maps.Clone(p.Network.Services) // Service holds no references
 	c.Isolation.Capabilities = slices.Clone(p.Isolation.Capabilities)
 	c.Isolation.MaskedPaths = slices.Clone(p.Isolation.MaskedPaths)
+	c.Result.RedactPatterns = slices.Clone(p.Result.RedactPatterns)
 	return &c
 }
 

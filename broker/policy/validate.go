@@ -5,6 +5,7 @@ import (
 	"math"
 	"net/url"
 	"path"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -124,6 +125,13 @@ func validate(p *Profile, cfg config, at func(field string) pos) []error {
 	checkIsolation(c, &p.Isolation)
 	if v := p.Result.MaxStringLength; v < minStringLength || v > maxStringLength {
 		c.fail("result.maxStringLength", "%d is not in %d-%d", v, minStringLength, maxStringLength)
+	}
+	for i, pat := range p.Result.RedactPatterns {
+		if _, err := regexp.Compile(pat); err != nil {
+			c.fail(fmt.Sprintf("result.redactPatterns[%d]", i), "not a valid regular expression: %v", err)
+		} else if regexp.MustCompile(pat).MatchString("") {
+			c.fail(fmt.Sprintf("result.redactPatterns[%d]", i), "matches the empty string, so it would redact everywhere")
+		}
 	}
 	return c.errs
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -58,6 +59,8 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	var current atomic.Pointer[[]auth.Token]
+	current.Store(&tokens)
 	var pfs fs.FS = policies.FS
 	if o.policyDir != "" {
 		pfs = os.DirFS(o.policyDir)
@@ -151,6 +154,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	srv, err := broker.New(broker.Config{
 		Runner: runner, Profiles: profiles, Logger: log, MaxJobs: o.maxJobs, Audit: auditLog, Metrics: m,
 		DefaultProfile: o.defaultProfile, ExplainSpec: sandbox.ExplainJSON, ResolveSecret: egress.ResolveSecret,
+		Secrets: func() [][]byte { return knownSecrets(*current.Load(), profiles) },
 	})
 	if err != nil {
 		return err
@@ -170,6 +174,9 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 			toks, err := loadTokens()
 			if err == nil {
 				err = authn.Reload(toks)
+			}
+			if err == nil {
+				current.Store(&toks)
 			}
 			if err != nil {
 				log.Error("token reload failed; keeping the current tokens", "err", err)
@@ -200,4 +207,22 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		g.Stop()
 	}
 	return nil
+}
+
+// knownSecrets is every secret airlockd holds: its tokens and every service
+// credential a profile names. Results and logs are redacted of all of them,
+// not only the job's own.
+func knownSecrets(tokens []auth.Token, profiles *policy.Set) [][]byte {
+	var out [][]byte
+	for _, t := range tokens {
+		out = append(out, t.Secret)
+	}
+	for _, p := range profiles.All() {
+		for _, svc := range p.Network.Services {
+			if v, err := egress.ResolveSecret(svc.Inject.SecretRef); err == nil {
+				out = append(out, v)
+			}
+		}
+	}
+	return out
 }

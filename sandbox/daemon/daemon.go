@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -71,10 +72,25 @@ func Start(ctx context.Context, dir string) (*Daemon, error) {
 	// containerd creates snapshot and rootfs directories under the umask it
 	// inherits; a strict operator umask (077) would make every image
 	// unreadable to the sandbox's non-root user.
-	old := syscall.Umask(0o022)
-	err = d.cmd.Start()
-	syscall.Umask(old)
-	if err != nil {
+	//
+	// Pdeathsig fires when the forking *thread* exits, not the process, and
+	// the Go runtime retires threads that a goroutine locked and left (the
+	// netns code does). So containerd is started from a thread locked for
+	// its whole life: only the broker's death, or containerd's, ends it.
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		old := syscall.Umask(0o022)
+		err := d.cmd.Start()
+		syscall.Umask(old)
+		started <- err
+		if err != nil {
+			return
+		}
+		_ = d.cmd.Wait()
+		close(d.exited)
+	}()
+	if err := <-started; err != nil {
 		d.log.Close()
 		return nil, fmt.Errorf("start containerd: %w", err)
 	}
@@ -82,10 +98,6 @@ func Start(ctx context.Context, dir string) (*Daemon, error) {
 		d.Stop(ctx)
 		return nil, err
 	}
-	go func() {
-		_ = d.cmd.Wait()
-		close(d.exited)
-	}()
 	if err := d.waitReady(ctx); err != nil {
 		d.Stop(context.WithoutCancel(ctx))
 		return nil, err

@@ -603,9 +603,14 @@ type SanitizationFinding struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// JSON path of the value, for example "$.summary".
 	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	// What was done: "stripped_control", "redacted", "flagged_instruction", ...
-	Kind          string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
-	Detail        string `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	// What was done: stripped, normalized, redacted, neutralized, removed,
+	// truncated or flagged.
+	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	// Why, from a fixed vocabulary (for example "jwt", "link",
+	// "instruction_like"); never the removed text itself.
+	Detail string `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	// How many times at this path.
+	Count         int32 `protobuf:"varint,4,opt,name=count,proto3" json:"count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -659,6 +664,13 @@ func (x *SanitizationFinding) GetDetail() string {
 		return x.Detail
 	}
 	return ""
+}
+
+func (x *SanitizationFinding) GetCount() int32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
 }
 
 // EgressAttempt is one connection attempt through the egress proxy.
@@ -1646,11 +1658,12 @@ const file_airlock_v1_broker_proto_rawDesc = "" +
 	"\x05usage\x18\a \x01(\v2\x11.airlock.v1.UsageR\x05usage\x123\n" +
 	"\x06policy\x18\b \x01(\v2\x1b.airlock.v1.EffectivePolicyR\x06policy\"Q\n" +
 	"\x12SanitizationReport\x12;\n" +
-	"\bfindings\x18\x01 \x03(\v2\x1f.airlock.v1.SanitizationFindingR\bfindings\"U\n" +
+	"\bfindings\x18\x01 \x03(\v2\x1f.airlock.v1.SanitizationFindingR\bfindings\"k\n" +
 	"\x13SanitizationFinding\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x16\n" +
-	"\x06detail\x18\x03 \x01(\tR\x06detail\"\xeb\x01\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\x12\x14\n" +
+	"\x05count\x18\x04 \x01(\x05R\x05count\"\xeb\x01\n" +
 	"\rEgressAttempt\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
 	"\x04host\x18\x02 \x01(\tR\x04host\x12\x12\n" +

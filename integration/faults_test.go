@@ -1,0 +1,107 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
+)
+
+func sleepReq(profile string) *airlockv1.SpawnRequest {
+	return &airlockv1.SpawnRequest{
+		Profile:      profile,
+		Task:         &airlockv1.Task{Name: "attack", Params: map[string]string{"attack": `[{"op":"sleep","seconds":600}]`}},
+		Content:      []*airlockv1.Content{{Data: []byte("x")}},
+		ResultSchema: corpusSchema,
+		Overrides:    &airlockv1.Overrides{Timeout: durationpb.New(14 * time.Second)},
+	}
+}
+
+// agentsUnder counts sandboxed agent processes whose containerd is d's.
+func agentsUnder(d *daemonProc) int {
+	n := 0
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil || !strings.HasPrefix(string(b), "/usr/bin/containerd-shim-runc-v2") {
+			continue
+		}
+		if strings.Contains(string(b), d.dir) {
+			n++
+		}
+	}
+	return n
+}
+
+func TestAirlockdKilled_RestartReapsWithin10s(t *testing.T) {
+	d, err := startDaemon()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.stop()
+	var wg sync.WaitGroup
+	profiles := []string{"vanilla", "secureclaw", "ironclaw", "egresstest", "egresstest"}
+	for _, p := range profiles {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			resp, err := d.conn.Broker.Spawn(ctx, sleepReq(p))
+			t.Logf("%s: %v %v", p, resp.GetVerdict(), err)
+			if resp != nil {
+				t.Logf("%s: %s", p, resp.Message)
+			}
+		}()
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for agentsUnder(d) < len(profiles) {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d jobs started\n%s", agentsUnder(d), len(profiles), d.log.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	d.kill9()
+	wg.Wait()
+	if len(daemonLeftovers(d)) == 0 && agentsUnder(d) == 0 {
+		t.Fatal("the killed airlockd left nothing: the test proves nothing")
+	}
+
+	start := time.Now()
+	if err := d.start(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		left := daemonLeftovers(d)
+		if agentsUnder(d) > 0 {
+			left = append(left, "sandbox shims running")
+		}
+		if len(left) == 0 {
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			out, _ := exec.Command("sh", "-c", "ps -eo pid,ppid,stat,args | grep -E \"shim|airlock-agent\" | grep -v grep").CombinedOutput()
+			t.Fatalf("10s after restart, still left: %v\n%s\n%s", left, out, d.log.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("reaped %d jobs' sandboxes within %v of restart", len(profiles), time.Since(start))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	resp, err := d.conn.Broker.Spawn(ctx, &airlockv1.SpawnRequest{
+		Profile: "ironclaw", Task: &airlockv1.Task{Name: "attack", Params: map[string]string{"attack": `[{"op":"write_result","result":{"title":"after","summary":"restart"}}]`}},
+		Content: []*airlockv1.Content{{Data: []byte("x")}}, ResultSchema: corpusSchema,
+	})
+	if err != nil || resp.Verdict != airlockv1.Verdict_VERDICT_OK {
+		t.Fatalf("a new job after restart: %v %v", resp, err)
+	}
+}
