@@ -56,11 +56,8 @@ func TestAirlockdKilled_RestartReapsWithin10s(t *testing.T) {
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			resp, err := d.conn.Broker.Spawn(ctx, sleepReq(p))
-			t.Logf("%s: %v %v", p, resp.GetVerdict(), err)
-			if resp != nil {
-				t.Logf("%s: %s", p, resp.Message)
-			}
+			// The call dies with airlockd; what matters is what it leaves.
+			_, _ = d.conn.Broker.Spawn(ctx, sleepReq(p))
 		}()
 	}
 	deadline := time.Now().Add(60 * time.Second)

@@ -4,8 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
 
 	"github.com/containerd/containerd"
 	"github.com/containerd/containerd/leases"
@@ -45,6 +51,10 @@ func (r *Runner) Reap(ctx context.Context) error {
 		}
 		r.log.Info("reaped lease", "id", l.ID)
 	}
+	// What containerd no longer knows of can still run: a predecessor
+	// killed with -9 mid-job may leave tasks whose shim containerd failed
+	// to reconnect. Their cgroups and shims are found by name and ended.
+	errs = append(errs, r.reapCgroups(), r.reapShims())
 	if err := netns.Reap(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("reap network namespaces: %w", err))
 	}
@@ -64,4 +74,102 @@ func (r *Runner) Reap(ctx context.Context) error {
 		r.log.Info("reaped job dir", "dir", dir)
 	}
 	return errors.Join(errs...)
+}
+
+// reapCgroups kills every process in this runner's cgroup subtree and
+// removes the cgroups. It runs only at start, when no job of ours is live.
+func (r *Runner) reapCgroups() error {
+	var errs []error
+	roots, _ := filepath.Glob("/sys/fs/cgroup/*/" + Namespace + "/" + r.instance)
+	if st, err := os.Stat("/sys/fs/cgroup/" + Namespace + "/" + r.instance); err == nil && st.IsDir() {
+		roots = append(roots, "/sys/fs/cgroup/"+Namespace+"/"+r.instance)
+	}
+	for _, root := range roots {
+		runs, _ := os.ReadDir(root)
+		for _, run := range runs {
+			if !run.IsDir() {
+				continue
+			}
+			dir := filepath.Join(root, run.Name())
+			killCgroup(dir)
+			if err := removeCgroup(dir); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			r.log.Info("reaped cgroup", "path", dir)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// killCgroup SIGKILLs every process in dir, and in its children.
+func killCgroup(dir string) {
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || d.Name() != "cgroup.procs" {
+			return nil
+		}
+		b, _ := os.ReadFile(p)
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		return nil
+	})
+}
+
+// removeCgroup removes dir and its children, deepest first, waiting
+// briefly for killed processes to leave.
+func removeCgroup(dir string) error {
+	var dirs []string
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			dirs = append(dirs, p)
+		}
+		return nil
+	})
+	var err error
+	for i := len(dirs) - 1; i >= 0; i-- {
+		for try := 0; try < 50; try++ {
+			if err = os.Remove(dirs[i]); err == nil || errors.Is(err, os.ErrNotExist) {
+				err = nil
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("remove cgroup %s: %w", dir, err)
+	}
+	return nil
+}
+
+// reapShims kills runc shims serving this runner's containerd that
+// outlived their tasks.
+func (r *Runner) reapShims() error {
+	if r.address == "" {
+		return nil
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if len(args) == 0 || filepath.Base(args[0]) != "containerd-shim-runc-v2" ||
+			!slices.Contains(args, "-namespace") || !slices.Contains(args, Namespace) || !slices.Contains(args, r.address) {
+			continue
+		}
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		r.log.Info("reaped shim", "pid", pid)
+	}
+	return nil
 }

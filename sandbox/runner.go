@@ -7,6 +7,8 @@ package sandbox
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +26,7 @@ import (
 	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/containerd/leases"
 	"github.com/containerd/containerd/namespaces"
+	"github.com/containerd/containerd/oci"
 	"github.com/google/uuid"
 	"golang.org/x/sys/unix"
 
@@ -80,6 +83,12 @@ type Runner struct {
 	proxy     *egress.Proxy
 	pool      *netns.Pool
 	proxyPort uint16
+
+	// address is containerd's socket, which names this runner's shims.
+	address string
+	// instance names this runner's cgroup subtree, /airlock/<instance>, so
+	// that reaping never touches another broker's sandboxes.
+	instance string
 }
 
 var _ broker.Runner = (*Runner)(nil)
@@ -98,10 +107,12 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 		return nil, fmt.Errorf("connect to containerd at %s: %w", cfg.Address, err)
 	}
 	r := &Runner{
-		client:  client,
-		jobsDir: filepath.Join(cfg.StateDir, "jobs"),
-		images:  map[string]containerd.Image{},
-		log:     cfg.Logger,
+		client:   client,
+		jobsDir:  filepath.Join(cfg.StateDir, "jobs"),
+		address:  cfg.Address,
+		instance: instanceID(cfg.StateDir),
+		images:   map[string]containerd.Image{},
+		log:      cfg.Logger,
 	}
 	ctx = namespaces.WithNamespace(ctx, Namespace)
 	if err := MkdirTraversable(r.jobsDir); err != nil {
@@ -139,6 +150,22 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 		r.images[spec.Name] = img
 	}
 	return r, nil
+}
+
+// cgroupPath is where a run's cgroup lives.
+func (r *Runner) cgroupPath(runID string) string {
+	return "/" + Namespace + "/" + r.instance + "/" + runID
+}
+
+// instanceID is stable for a state dir, so a restarted broker finds its
+// predecessor's cgroups.
+func instanceID(stateDir string) string {
+	abs, err := filepath.Abs(stateDir)
+	if err != nil {
+		abs = stateDir
+	}
+	sum := sha256.Sum256([]byte(abs))
+	return hex.EncodeToString(sum[:6])
 }
 
 // Close stops the egress proxy and closes the containerd connection.
@@ -217,7 +244,7 @@ func (r *Runner) Run(ctx context.Context, job *broker.Job) (_ *broker.Outcome, r
 		containerd.WithNewSnapshotView(runID, img),
 		containerd.WithRuntime(runtime, nil),
 		containerd.WithContainerLabels(labels),
-		containerd.WithNewSpec(SpecFor(job.ID, p, paths)...),
+		containerd.WithNewSpec(append(SpecFor(job.ID, p, paths), oci.WithCgroup(r.cgroupPath(runID)))...),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("create container: %w", err)
@@ -282,7 +309,7 @@ func (r *Runner) Run(ctx context.Context, job *broker.Job) (_ *broker.Outcome, r
 	oom, peak := usage(waitCtx, task)
 	out.OOMKilled = oom && !out.TimedOut
 	out.MemoryPeakBytes = int64(peak)
-	out.PidsLimitHit = pidsLimitHit(filepath.Join("/", Namespace, runID))
+	out.PidsLimitHit = pidsLimitHit(r.cgroupPath(runID))
 	out.Logs = logs.Bytes()
 
 	// Half the slack absorbs tmpfs rounding every file up to whole pages.
