@@ -494,13 +494,17 @@ func (s *Server) plan(req *airlockv1.SpawnRequest) (*plan, error) {
 	if total > maxContentBytes {
 		return nil, bad("content is %d bytes; at most %d", total, maxContentBytes)
 	}
-	if req.GetResultSchema() == "" {
-		return nil, bad("result_schema is required: the JSON Schema the result must fit")
+	schemaText := req.GetResultSchema()
+	if schemaText == "" {
+		schemaText = p.Result.DefaultSchema
 	}
-	if len(req.GetResultSchema()) > maxSchemaBytes {
+	if schemaText == "" {
+		return nil, bad("result_schema is required: profile %s has no default schema", p.Name)
+	}
+	if len(schemaText) > maxSchemaBytes {
 		return nil, bad("result_schema is longer than %d bytes", maxSchemaBytes)
 	}
-	schema, err := result.CompileSchema(req.GetResultSchema())
+	schema, err := result.CompileSchema(schemaText)
 	if err != nil {
 		return nil, bad("result_schema: %v", err)
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"log/slog"
 	"net"
 	"net/http/httptest"
 	"os"
@@ -77,6 +79,9 @@ func newBrokerWith(t *testing.T, runner broker.Runner, token string, cfg broker.
 		t.Fatal(err)
 	}
 	cfg.Runner, cfg.Profiles = runner, profiles
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
 	srv, err := broker.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -282,7 +287,6 @@ func TestSpawn_RejectsBadRequests(t *testing.T) {
 	}{
 		{"unknown profile", func(r *airlockv1.SpawnRequest) { r.Profile = "openclaw-yolo" }, "unknown profile"},
 		{"unparseable schema", func(r *airlockv1.SpawnRequest) { r.ResultSchema = `{"type":` }, "result_schema"},
-		{"empty schema", func(r *airlockv1.SpawnRequest) { r.ResultSchema = "" }, "result_schema"},
 		{"no content", func(r *airlockv1.SpawnRequest) { r.Content = nil }, "content"},
 		{"no task", func(r *airlockv1.SpawnRequest) { r.Task = nil }, "task.name"},
 		{"path in job id", func(r *airlockv1.SpawnRequest) { r.JobId = "../../etc" }, "job_id"},
@@ -596,5 +600,20 @@ func TestSpawn_ResultIsSanitizedWithReport(t *testing.T) {
 		if !kinds[k] {
 			t.Errorf("report lacks %q: %v", k, resp.Sanitization.Findings)
 		}
+	}
+}
+
+func TestSpawn_EmptySchemaUsesTheProfileDefault(t *testing.T) {
+	runner := &fakeRunner{outcome: result(`{"title":"T"}`)}
+	c, _ := newBroker(t, runner, testToken, 0)
+	req := request()
+	req.ResultSchema = ""
+	req.Profile = "ironclaw" // its default needs title and summary
+	resp, err := c.Spawn(ctx(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Verdict != airlockv1.Verdict_VERDICT_SCHEMA_INVALID || !strings.Contains(resp.Message, "summary") {
+		t.Errorf("verdict %s (%s), want ironclaw's default schema to demand a summary", resp.Verdict, resp.Message)
 	}
 }

@@ -97,6 +97,7 @@ var leaves = map[string]leaf{
 
 	"result.maxStringLength": leafOf(decInt, func(p *Profile, v int64) { p.Result.MaxStringLength = int(v) }),
 	"result.keepLinks":       leafOf(decBool, func(p *Profile, v bool) { p.Result.KeepLinks = v }),
+	"result.defaultSchema":   leafOf(decString, func(p *Profile, v string) { p.Result.DefaultSchema = v }),
 	"result.redactPatterns":  leafOf(decStrings, func(p *Profile, v []string) { p.Result.RedactPatterns = v }),
 }
 

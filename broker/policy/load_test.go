@@ -129,6 +129,8 @@ func TestLoad_RejectsUnsafeValues(t *testing.T) {
 		{"allowed with denylist", "tools:\n  policy: denylist\n  allowed: [read]\n", "p.yaml:3: tools.allowed: has no effect with tools.policy denylist"},
 		{"patterns without allowlist", "exec:\n  allowedPatterns: [/bin/cat]\n", "p.yaml:2: exec.allowedPatterns: has no effect unless exec.security is allowlist"},
 		{"ask with deny", "exec:\n  ask: always\n", "p.yaml:2: exec.ask: always has no effect when exec.security is deny"},
+		{"bad default schema", "result:\n  defaultSchema: '{\"type\":'\n", "p.yaml:2: result.defaultSchema"},
+		{"empty-matching redact pattern", "result:\n  redactPatterns: ['x*']\n", "p.yaml:2: result.redactPatterns[0]: matches the empty string"},
 		{"relative masked path", "isolation:\n  maskedPaths: [proc/x]\n", `p.yaml:2: isolation.maskedPaths[0]: "proc/x" is not a clean absolute path`},
 	}
 	for _, tt := range tests {

@@ -150,6 +150,9 @@ type Result struct {
 	// KeepLinks leaves links to hosts off the egress allowlist clickable;
 	// data: and javascript: URLs are neutralized regardless.
 	KeepLinks bool `json:"keepLinks,omitempty"`
+	// DefaultSchema is the JSON Schema for jobs that send none. Empty means
+	// every job must send its own.
+	DefaultSchema string `json:"defaultSchema,omitempty"`
 	// RedactPatterns are extra regular expressions (RE2) whose matches are
 	// redacted from the result.
 	RedactPatterns []string `json:"redactPatterns,omitempty"`

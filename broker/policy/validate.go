@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"github.com/airlock/airlock/broker/result"
 	"math"
 	"net/url"
 	"path"
@@ -125,6 +126,11 @@ func validate(p *Profile, cfg config, at func(field string) pos) []error {
 	checkIsolation(c, &p.Isolation)
 	if v := p.Result.MaxStringLength; v < minStringLength || v > maxStringLength {
 		c.fail("result.maxStringLength", "%d is not in %d-%d", v, minStringLength, maxStringLength)
+	}
+	if p.Result.DefaultSchema != "" {
+		if _, err := result.CompileSchema(p.Result.DefaultSchema); err != nil {
+			c.fail("result.defaultSchema", "%v", err)
+		}
 	}
 	for i, pat := range p.Result.RedactPatterns {
 		if _, err := regexp.Compile(pat); err != nil {
