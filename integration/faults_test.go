@@ -4,6 +4,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -100,5 +101,70 @@ func TestAirlockdKilled_RestartReapsWithin10s(t *testing.T) {
 	})
 	if err != nil || resp.Verdict != airlockv1.Verdict_VERDICT_OK {
 		t.Fatalf("a new job after restart: %v %v", resp, err)
+	}
+}
+
+func TestContainerdKilled_JobsFailClearlyAndBrokerRecovers(t *testing.T) {
+	d, err := startDaemon()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.stop()
+	const jobs = 3
+	verdicts := make(chan *airlockv1.SpawnResponse, jobs)
+	for i := 0; i < jobs; i++ {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			resp, err := d.conn.Broker.Spawn(ctx, sleepReq("vanilla"))
+			if err != nil {
+				resp = &airlockv1.SpawnResponse{Message: "rpc error: " + err.Error()}
+			}
+			verdicts <- resp
+		}()
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for agentsUnder(d) < jobs {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d jobs started", agentsUnder(d), jobs)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	pid, err := os.ReadFile(d.dir + "/state/containerd/containerd.pid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("kill", "-9", strings.TrimSpace(string(pid))).CombinedOutput(); err != nil {
+		t.Fatalf("kill containerd: %v %s", err, out)
+	}
+	for i := 0; i < jobs; i++ {
+		r := <-verdicts
+		if r.Verdict != airlockv1.Verdict_VERDICT_SANDBOX_ERROR || r.Message == "" {
+			t.Errorf("job in flight when containerd died: verdict %s message %q, want SANDBOX_ERROR with a reason", r.Verdict, r.Message)
+		}
+	}
+	// The broker recovers by itself: a new job succeeds.
+	var last error
+	for start := time.Now(); time.Since(start) < 30*time.Second; time.Sleep(500 * time.Millisecond) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		resp, err := d.conn.Broker.Spawn(ctx, &airlockv1.SpawnRequest{
+			Profile: "vanilla", Task: &airlockv1.Task{Name: "attack", Params: map[string]string{"attack": `[{"op":"write_result","result":{"title":"back","summary":"ok"}}]`}},
+			Content: []*airlockv1.Content{{Data: []byte("x")}}, ResultSchema: corpusSchema,
+		})
+		cancel()
+		if err == nil && resp.Verdict == airlockv1.Verdict_VERDICT_OK {
+			last = nil
+			break
+		}
+		last = fmt.Errorf("%v %v", resp, err)
+	}
+	if last != nil {
+		t.Fatalf("broker did not recover: %v", last)
+	}
+	requireDaemonNothingLeft(t, d)
+	for start := time.Now(); agentsUnder(d) > 0; time.Sleep(200 * time.Millisecond) {
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("%d sandboxes still running after recovery", agentsUnder(d))
+		}
 	}
 }

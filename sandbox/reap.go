@@ -144,9 +144,29 @@ func removeCgroup(dir string) error {
 	return nil
 }
 
+// reapRun ends whatever of one run outlived its teardown through
+// containerd: processes left in its cgroup and its shim. It matters when
+// containerd died mid-job and came back without the task.
+func (r *Runner) reapRun(runID string) error {
+	roots, _ := filepath.Glob("/sys/fs/cgroup/*" + r.cgroupPath(runID))
+	if st, err := os.Stat("/sys/fs/cgroup" + r.cgroupPath(runID)); err == nil && st.IsDir() {
+		roots = append(roots, "/sys/fs/cgroup"+r.cgroupPath(runID))
+	}
+	var errs []error
+	for _, dir := range roots {
+		killCgroup(dir)
+		errs = append(errs, removeCgroup(dir))
+	}
+	errs = append(errs, r.killShims(runID))
+	return errors.Join(errs...)
+}
+
 // reapShims kills runc shims serving this runner's containerd that
 // outlived their tasks.
-func (r *Runner) reapShims() error {
+func (r *Runner) reapShims() error { return r.killShims("") }
+
+// killShims kills this runner's shims: all of them, or the one of runID.
+func (r *Runner) killShims(runID string) error {
 	if r.address == "" {
 		return nil
 	}
@@ -165,7 +185,8 @@ func (r *Runner) reapShims() error {
 		}
 		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
 		if len(args) == 0 || filepath.Base(args[0]) != "containerd-shim-runc-v2" ||
-			!slices.Contains(args, "-namespace") || !slices.Contains(args, Namespace) || !slices.Contains(args, r.address) {
+			!slices.Contains(args, "-namespace") || !slices.Contains(args, Namespace) || !slices.Contains(args, r.address) ||
+			runID != "" && !slices.Contains(args, runID) {
 			continue
 		}
 		_ = syscall.Kill(pid, syscall.SIGKILL)

@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -29,6 +30,8 @@ import (
 	"github.com/containerd/containerd/oci"
 	"github.com/google/uuid"
 	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	grpcstatus "google.golang.org/grpc/status"
 
 	"github.com/airlock/airlock/broker"
 	"github.com/airlock/airlock/broker/policy"
@@ -210,6 +213,8 @@ func (r *Runner) Run(ctx context.Context, job *broker.Job) (_ *broker.Outcome, r
 		}
 	}()
 
+	// Pushed first, so it runs last: a backstop for a task containerd lost.
+	u.Push(func(context.Context) error { return r.reapRun(runID) })
 	dir := filepath.Join(r.jobsDir, runID)
 	u.Push(func(context.Context) error { return os.RemoveAll(dir) })
 	runtime, err := runtimeFor(p.Isolation.Runtime)
@@ -235,7 +240,9 @@ func (r *Runner) Run(ctx context.Context, job *broker.Job) (_ *broker.Outcome, r
 	if err != nil {
 		return nil, fmt.Errorf("lease: %w", err)
 	}
-	u.Push(func(c context.Context) error { return done(leases.WithLease(c, runID)) })
+	u.Push(func(c context.Context) error {
+		return retryUnavailable(c, func() error { return done(leases.WithLease(c, runID)) })
+	})
 
 	container, err := r.client.NewContainer(lctx, runID,
 		containerd.WithImage(img),
@@ -250,7 +257,7 @@ func (r *Runner) Run(ctx context.Context, job *broker.Job) (_ *broker.Outcome, r
 		return nil, fmt.Errorf("create container: %w", err)
 	}
 	u.Push(func(c context.Context) error {
-		return ignoreNotFound(container.Delete(c, containerd.WithSnapshotCleanup))
+		return retryUnavailable(c, func() error { return ignoreNotFound(container.Delete(c, containerd.WithSnapshotCleanup)) })
 	})
 
 	logs := newCappedBuffer(logCap)
@@ -259,8 +266,10 @@ func (r *Runner) Run(ctx context.Context, job *broker.Job) (_ *broker.Outcome, r
 		return nil, fmt.Errorf("create task: %w", err)
 	}
 	u.Push(func(c context.Context) error {
-		_, err := task.Delete(c, containerd.WithProcessKill)
-		return ignoreNotFound(err)
+		return retryUnavailable(c, func() error {
+			_, err := task.Delete(c, containerd.WithProcessKill)
+			return ignoreNotFound(err)
+		})
 	})
 
 	// Wait outlives the caller's context so that, after a kill, the exit is
@@ -458,6 +467,31 @@ func runtimeFor(name string) (string, error) {
 		return "io.containerd.runsc.v1", nil
 	}
 	return "", fmt.Errorf("runtime %q is not supported", name)
+}
+
+// retryUnavailable retries f while containerd is unreachable, until ctx
+// ends: a containerd that died under the broker is restarted within a
+// second or so, and the job's teardown must still happen.
+func retryUnavailable(ctx context.Context, f func() error) error {
+	for {
+		err := f()
+		if err == nil || !unavailable(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func unavailable(err error) bool {
+	if errdefs.IsUnavailable(err) {
+		return true
+	}
+	return grpcstatus.Code(errors.Unwrap(err)) == codes.Unavailable || grpcstatus.Code(err) == codes.Unavailable ||
+		strings.Contains(err.Error(), "connection refused") || strings.Contains(err.Error(), "transport is closing")
 }
 
 func ignoreNotFound(err error) error {

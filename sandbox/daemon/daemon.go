@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -21,13 +22,36 @@ import (
 // ErrNotInstalled means a required binary is not on PATH.
 var ErrNotInstalled = errors.New("not installed")
 
-// Daemon is a running private containerd. Stop it exactly once.
+// Daemon is a running private containerd, restarted if it dies under the
+// broker. Stop it exactly once.
 type Daemon struct {
 	dir     string
 	address string
-	cmd     *exec.Cmd
+	config  string
 	exited  chan struct{}
 	log     *os.File
+
+	mu       sync.Mutex
+	cmd      *exec.Cmd
+	stopping bool
+	restarts int
+}
+
+// Restarts is how many times containerd died and was started again.
+func (d *Daemon) Restarts() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.restarts
+}
+
+// Pid is the running containerd's process id.
+func (d *Daemon) Pid() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cmd == nil || d.cmd.Process == nil {
+		return 0
+	}
+	return d.cmd.Process.Pid
 }
 
 // Address is the daemon's gRPC socket.
@@ -64,45 +88,80 @@ func Start(ctx context.Context, dir string) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Not CommandContext: the daemon must outlive the start-up context and is
-	// stopped by Stop, with a grace period for its shims.
-	d.cmd = exec.Command("containerd", "--config", cfg)
-	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM, Setpgid: true}
+	d.config = cfg
 	// containerd creates snapshot and rootfs directories under the umask it
 	// inherits; a strict operator umask (077) would make every image
 	// unreadable to the sandbox's non-root user.
 	//
 	// Pdeathsig fires when the forking *thread* exits, not the process, and
 	// the Go runtime retires threads that a goroutine locked and left (the
-	// netns code does). So containerd is started from a thread locked for
-	// its whole life: only the broker's death, or containerd's, ends it.
+	// netns code does). So containerd is started, and restarted, from one
+	// thread locked for the daemon's whole life.
 	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		old := syscall.Umask(0o022)
-		err := d.cmd.Start()
-		syscall.Umask(old)
-		started <- err
-		if err != nil {
-			return
-		}
-		_ = d.cmd.Wait()
-		close(d.exited)
-	}()
+	go d.supervise(started)
 	if err := <-started; err != nil {
 		d.log.Close()
 		return nil, fmt.Errorf("start containerd: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "containerd.pid"), []byte(fmt.Sprint(d.cmd.Process.Pid)), 0o600); err != nil {
-		d.Stop(ctx)
-		return nil, err
 	}
 	if err := d.waitReady(ctx); err != nil {
 		d.Stop(context.WithoutCancel(ctx))
 		return nil, err
 	}
 	return d, nil
+}
+
+// supervise runs containerd and starts it again whenever it dies while
+// the broker still needs it: jobs in flight fail, but the broker recovers
+// without a restart of its own.
+func (d *Daemon) supervise(started chan<- error) {
+	runtime.LockOSThread()
+	first := true
+	for {
+		// Not CommandContext: the daemon outlives any request context and is
+		// stopped by Stop, with a grace period for its shims.
+		cmd := exec.Command("containerd", "--config", d.config)
+		cmd.Stdout, cmd.Stderr = d.log, d.log
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM, Setpgid: true}
+		old := syscall.Umask(0o022)
+		err := cmd.Start()
+		syscall.Umask(old)
+		if err == nil {
+			d.mu.Lock()
+			d.cmd = cmd
+			d.mu.Unlock()
+			_ = os.WriteFile(filepath.Join(d.dir, "containerd.pid"), []byte(fmt.Sprint(cmd.Process.Pid)), 0o600)
+		}
+		if first {
+			started <- err
+			first = false
+			if err != nil {
+				close(d.exited)
+				return
+			}
+		}
+		if err == nil {
+			_ = cmd.Wait()
+		}
+		d.mu.Lock()
+		stopping := d.stopping
+		if !stopping {
+			d.restarts++
+		}
+		d.mu.Unlock()
+		if stopping {
+			close(d.exited)
+			return
+		}
+		fmt.Fprintf(d.log, "airlock: containerd exited (%v); restarting\n", cmd.ProcessState)
+		time.Sleep(200 * time.Millisecond)
+		d.mu.Lock()
+		stopping = d.stopping
+		d.mu.Unlock()
+		if stopping {
+			close(d.exited)
+			return
+		}
+	}
 }
 
 func (d *Daemon) waitReady(ctx context.Context) error {
@@ -136,17 +195,21 @@ func (d *Daemon) waitReady(ctx context.Context) error {
 func (d *Daemon) Stop(ctx context.Context) error {
 	defer d.log.Close()
 	defer os.Remove(filepath.Join(d.dir, "containerd.pid"))
-	if d.cmd.Process == nil {
+	d.mu.Lock()
+	d.stopping = true
+	cmd := d.cmd
+	d.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
 		return nil
 	}
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	select {
 	case <-d.exited:
 		return nil
 	case <-ctx.Done():
-		_ = d.cmd.Process.Kill()
+		_ = cmd.Process.Kill()
 		<-d.exited
 		return fmt.Errorf("containerd did not stop in time and was killed")
 	}
