@@ -3,9 +3,12 @@ package broker
 import (
 	"context"
 	"errors"
+	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // Sentinel errors of the broker. They are mapped to gRPC codes in one
@@ -19,6 +22,8 @@ var (
 	ErrOverloaded = errors.New("broker at capacity")
 	// ErrPermission means the caller may not touch what it named.
 	ErrPermission = errors.New("permission denied")
+	// ErrUnavailable means the broker is not taking jobs right now.
+	ErrUnavailable = errors.New("unavailable")
 	// ErrPrecondition means the broker's own setup cannot serve the
 	// request, such as a service secret that cannot be read.
 	ErrPrecondition = errors.New("failed precondition")
@@ -40,7 +45,16 @@ func toStatus(err error) error {
 	case errors.Is(err, ErrNotFound):
 		code = codes.NotFound
 	case errors.Is(err, ErrOverloaded):
+		// A retry hint, so well-behaved clients back off instead of
+		// hammering a full broker.
+		st, derr := status.New(codes.ResourceExhausted, err.Error()+"; retry in 1s").WithDetails(
+			&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
+		if derr == nil {
+			return st.Err()
+		}
 		code = codes.ResourceExhausted
+	case errors.Is(err, ErrUnavailable):
+		code = codes.Unavailable
 	case errors.Is(err, ErrPermission):
 		code = codes.PermissionDenied
 	case errors.Is(err, ErrPrecondition):

@@ -125,3 +125,16 @@ func (s *jobStore) expireLocked(now time.Time) {
 		}
 	}
 }
+
+// cancelAll cancels every running job.
+func (s *jobStore) cancelAll() {
+	s.mu.Lock()
+	jobs := make([]*job, 0, len(s.jobs))
+	for _, j := range s.jobs {
+		jobs = append(jobs, j)
+	}
+	s.mu.Unlock()
+	for _, j := range jobs {
+		j.cancelJob()
+	}
+}

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -19,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/airlock/airlock/broker/anomaly"
 	"github.com/airlock/airlock/broker/audit"
 	"github.com/airlock/airlock/broker/auth"
 	"github.com/airlock/airlock/broker/metrics"
@@ -49,8 +52,16 @@ type Config struct {
 	Runner   Runner
 	Profiles *policy.Set
 	Logger   *slog.Logger
-	// MaxJobs is how many jobs may run at once; more is ResourceExhausted.
+	// MaxJobs is how many sandboxes may run at once (default 8).
 	MaxJobs int
+	// MaxQueue is how many spawns may wait for a sandbox slot (default
+	// 2*MaxJobs); more is ResourceExhausted with a retry hint.
+	MaxQueue int
+	// MaxPerOwner caps one token's concurrent jobs; 0 is no cap.
+	MaxPerOwner int
+	// Anomalies are burst thresholds by kind: auth_failures,
+	// egress_denials (per owner) and owner_jobs (per owner).
+	Anomalies map[string]anomaly.Rule
 	// Retention is how long a finished job's response is kept for GetJob
 	// and for idempotent retries.
 	Retention time.Duration
@@ -80,7 +91,16 @@ type Server struct {
 	profiles *policy.Set
 	log      *slog.Logger
 	slots    chan struct{}
-	jobs     *jobStore
+	queued   atomic.Int64
+	maxQueue int64
+
+	mu          sync.Mutex
+	draining    bool
+	running     int
+	perOwner    map[string]int
+	maxPerOwner int
+	anomalies   *anomaly.Detector
+	jobs        *jobStore
 
 	defaultProfile string
 	explainSpec    func(*policy.Profile) ([]byte, error)
@@ -105,6 +125,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxJobs <= 0 {
 		cfg.MaxJobs = 8
 	}
+	if cfg.MaxQueue <= 0 {
+		cfg.MaxQueue = 2 * cfg.MaxJobs
+	}
 	if cfg.Retention <= 0 {
 		cfg.Retention = time.Hour
 	}
@@ -117,12 +140,16 @@ func New(cfg Config) (*Server, error) {
 	if _, err := cfg.Profiles.Get(cfg.DefaultProfile); err != nil {
 		return nil, fmt.Errorf("broker: default profile %q is not loaded (have %v)", cfg.DefaultProfile, cfg.Profiles.Names())
 	}
-	return &Server{
+	srv := &Server{
 		runner:   cfg.Runner,
 		profiles: cfg.Profiles,
 		log:      cfg.Logger,
 		slots:    make(chan struct{}, cfg.MaxJobs),
-		jobs:     newJobStore(cfg.Retention),
+		maxQueue: int64(cfg.MaxQueue),
+
+		perOwner:    map[string]int{},
+		maxPerOwner: cfg.MaxPerOwner,
+		jobs:        newJobStore(cfg.Retention),
 
 		defaultProfile: cfg.DefaultProfile,
 		explainSpec:    cfg.ExplainSpec,
@@ -130,7 +157,43 @@ func New(cfg Config) (*Server, error) {
 		metrics:        cfg.Metrics,
 		resolveSecret:  cfg.ResolveSecret,
 		secrets:        cfg.Secrets,
-	}, nil
+	}
+	srv.anomalies = anomaly.New(cfg.Anomalies, func(kind, key string, n int) {
+		srv.metrics.Anomalies.WithLabelValues(kind).Inc()
+		srv.log.Warn("anomaly: burst over the configured rate", "kind", kind, "key", key, "count", n)
+	})
+	return srv, nil
+}
+
+// DefaultAnomalies are the burst thresholds airlockd uses unless told
+// otherwise.
+var DefaultAnomalies = map[string]anomaly.Rule{
+	"auth_failures":  {Limit: 20, Window: time.Minute},
+	"egress_denials": {Limit: 50, Window: time.Minute},
+	"owner_jobs":     {Limit: 600, Window: time.Minute},
+}
+
+// Drain stops admitting jobs, waits for the running ones until ctx ends,
+// then cancels those still running and waits for their teardown.
+func (s *Server) Drain(ctx context.Context) {
+	s.mu.Lock()
+	s.draining = true
+	s.mu.Unlock()
+	cancelled := false
+	for {
+		s.mu.Lock()
+		n := s.running
+		s.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		if ctx.Err() != nil && !cancelled {
+			s.log.Warn("drain grace period over; cancelling jobs", "running", n)
+			s.jobs.cancelAll()
+			cancelled = true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // MethodScopes maps each RPC to the token scope it needs. Cancel needs
@@ -143,14 +206,23 @@ var MethodScopes = map[string]auth.Scope{
 	airlockv1.Broker_ListProfiles_FullMethodName:   auth.ScopeRead,
 	airlockv1.Broker_ExplainProfile_FullMethodName: auth.ScopeRead,
 	healthpb.Health_List_FullMethodName:            auth.ScopeRead,
+	// Reflection, when airlockd serves it, describes the API and nothing
+	// else.
+	"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo":      auth.ScopeRead,
+	"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": auth.ScopeRead,
 }
 
 // Authenticator returns the auth interceptors' checker for tokens, wired
 // to the broker's scopes and metrics.
 func (s *Server) Authenticator(tokens []auth.Token) (*auth.Authenticator, error) {
-	return auth.NewTokens(tokens, auth.WithMethodScopes(MethodScopes), auth.WithFailureHook(func(reason string) {
-		s.metrics.AuthFailures.WithLabelValues(reason).Inc()
-	}))
+	return auth.NewTokens(tokens, auth.WithMethodScopes(MethodScopes), auth.WithFailureHook(s.authFailed))
+}
+
+func (s *Server) authFailed(reason string) {
+	s.metrics.AuthFailures.WithLabelValues(reason).Inc()
+	if reason != "scope" {
+		s.anomalies.Observe("auth_failures", "")
+	}
 }
 
 // NewGRPCServer returns a gRPC server with the Broker and health services
@@ -318,15 +390,14 @@ func (s *Server) spawn(ctx context.Context, req *airlockv1.SpawnRequest, emit fu
 		}
 		return j.wait(ctx)
 	}
-	select {
-	case s.slots <- struct{}{}:
-	default:
+	release, err := s.admit(ctx, name)
+	if err != nil {
 		j.finish(nil)
 		s.jobs.forget(j.id)
-		s.metrics.RejectedSpawns.WithLabelValues("overloaded").Inc()
-		return nil, fmt.Errorf("%w: %d jobs already running; retry later", ErrOverloaded, cap(s.slots))
+		return nil, err
 	}
-	defer func() { <-s.slots }()
+	defer release()
+	s.anomalies.Observe("owner_jobs", name)
 
 	emit(&airlockv1.SpawnStreamResponse{JobId: j.id, Event: &airlockv1.SpawnStreamResponse_Accepted{
 		Accepted: &airlockv1.JobAccepted{Policy: effectivePolicy(plan.job.Policy)}}})
@@ -354,16 +425,17 @@ func (s *Server) spawn(ctx context.Context, req *airlockv1.SpawnRequest, emit fu
 	}
 	s.metrics.Observe("total", time.Since(received))
 	j.finish(resp)
-	s.record(req, plan, out, resp)
+	s.record(req, plan, out, resp, j.owner)
 	return resp, nil
 }
 
 // record writes the job's audit record. It holds counts and identifiers,
 // never the content or the result.
-func (s *Server) record(req *airlockv1.SpawnRequest, pl *plan, out *Outcome, resp *airlockv1.SpawnResponse) {
+func (s *Server) record(req *airlockv1.SpawnRequest, pl *plan, out *Outcome, resp *airlockv1.SpawnResponse, owner string) {
 	rec := audit.Record{
 		Time:        time.Now().UTC(),
 		JobID:       resp.JobId,
+		Owner:       owner,
 		Profile:     pl.job.Policy.Name,
 		PolicyHash:  resp.Policy.GetHash(),
 		Image:       pl.job.Image,
@@ -407,6 +479,8 @@ func (s *Server) record(req *airlockv1.SpawnRequest, pl *plan, out *Outcome, res
 		decision := "denied"
 		if e.Allowed {
 			decision = "allowed"
+		} else {
+			s.anomalies.Observe("egress_denials", owner)
 		}
 		s.metrics.Egress.WithLabelValues(e.Host, decision).Inc()
 	}
@@ -416,6 +490,52 @@ func (s *Server) record(req *airlockv1.SpawnRequest, pl *plan, out *Outcome, res
 		if err := s.audit.Write(rec); err != nil {
 			s.log.Error("audit log write failed", "job", rec.JobID, "err", err)
 		}
+	}
+}
+
+// admit takes a sandbox slot for owner, waiting in the bounded queue if
+// all are busy. The returned func gives everything back.
+func (s *Server) admit(ctx context.Context, owner string) (func(), error) {
+	s.mu.Lock()
+	if s.draining {
+		s.mu.Unlock()
+		s.metrics.RejectedSpawns.WithLabelValues("draining").Inc()
+		return nil, fmt.Errorf("%w: the broker is shutting down; retry against its successor", ErrUnavailable)
+	}
+	if s.maxPerOwner > 0 && s.perOwner[owner] >= s.maxPerOwner {
+		s.mu.Unlock()
+		s.metrics.RejectedSpawns.WithLabelValues("owner_quota").Inc()
+		return nil, fmt.Errorf("%w: %q already runs %d jobs, its quota", ErrOverloaded, owner, s.maxPerOwner)
+	}
+	s.running++
+	s.perOwner[owner]++
+	s.mu.Unlock()
+	undo := func() {
+		s.mu.Lock()
+		s.running--
+		if s.perOwner[owner]--; s.perOwner[owner] <= 0 {
+			delete(s.perOwner, owner)
+		}
+		s.mu.Unlock()
+	}
+	select {
+	case s.slots <- struct{}{}:
+		return func() { <-s.slots; undo() }, nil
+	default:
+	}
+	if s.queued.Add(1) > s.maxQueue {
+		s.queued.Add(-1)
+		undo()
+		s.metrics.RejectedSpawns.WithLabelValues("overloaded").Inc()
+		return nil, fmt.Errorf("%w: %d jobs running and %d waiting", ErrOverloaded, cap(s.slots), s.maxQueue)
+	}
+	defer s.queued.Add(-1)
+	select {
+	case s.slots <- struct{}{}:
+		return func() { <-s.slots; undo() }, nil
+	case <-ctx.Done():
+		undo()
+		return nil, ctx.Err()
 	}
 }
 

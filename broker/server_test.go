@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -25,7 +26,9 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/airlock/airlock/broker"
+	"github.com/airlock/airlock/broker/anomaly"
 	"github.com/airlock/airlock/broker/audit"
+	"github.com/airlock/airlock/broker/auth"
 	"github.com/airlock/airlock/broker/metrics"
 	"github.com/airlock/airlock/broker/policy"
 	"github.com/airlock/airlock/policies"
@@ -330,17 +333,103 @@ func TestSpawn_TighterOverridesReachTheRunner(t *testing.T) {
 	}
 }
 
-func TestSpawn_OverCapacityIsResourceExhausted(t *testing.T) {
+func TestSpawn_OverCapacityQueuesThenIsResourceExhaustedWithRetryHint(t *testing.T) {
 	runner := &fakeRunner{outcome: result(`{"title":"T"}`), block: make(chan struct{})}
-	defer close(runner.block)
-	c, _ := newBroker(t, runner, testToken, 1)
-	go c.Spawn(ctx(t), request())
+	c, _ := newBrokerWith(t, runner, testToken, broker.Config{MaxJobs: 1, MaxQueue: 1})
+	done := make(chan error, 2)
+	for i := 0; i < 2; i++ { // one runs, one waits in the queue
+		go func() {
+			_, err := c.Spawn(ctx(t), request())
+			done <- err
+		}()
+	}
 	for runner.runs.Load() == 0 {
 		time.Sleep(time.Millisecond)
 	}
+	time.Sleep(50 * time.Millisecond)
 	_, err := c.Spawn(ctx(t), request())
-	if status.Code(err) != codes.ResourceExhausted {
-		t.Fatalf("err = %v, want ResourceExhausted", err)
+	st := status.Convert(err)
+	if st.Code() != codes.ResourceExhausted || len(st.Details()) != 1 {
+		t.Fatalf("err = %v (details %v), want ResourceExhausted with a retry hint", err, st.Details())
+	}
+	if ri, ok := st.Details()[0].(*errdetails.RetryInfo); !ok || ri.RetryDelay.AsDuration() <= 0 {
+		t.Errorf("detail %v is not a RetryInfo", st.Details()[0])
+	}
+	close(runner.block)
+	for i := 0; i < 2; i++ {
+		if err := <-done; err != nil {
+			t.Errorf("admitted or queued job: %v", err)
+		}
+	}
+	if n := runner.runs.Load(); n != 2 {
+		t.Errorf("runs = %d, want the running and the queued job", n)
+	}
+}
+
+func TestSpawn_PerOwnerQuota(t *testing.T) {
+	runner := &fakeRunner{outcome: result(`{"title":"T"}`), block: make(chan struct{})}
+	defer close(runner.block)
+	profiles, _ := policy.Load(policies.FS)
+	srv, err := broker.New(broker.Config{Runner: runner, Profiles: profiles, MaxPerOwner: 1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := auth.WithCaller(context.Background(), auth.Identity{Name: "alice", Scopes: auth.AllScopes})
+	bob := auth.WithCaller(context.Background(), auth.Identity{Name: "bob", Scopes: auth.AllScopes})
+	go srv.Spawn(alice, request())
+	for runner.runs.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := srv.Spawn(alice, request()); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("alice's second job: %v, want ResourceExhausted", err)
+	}
+	go srv.Spawn(bob, request())
+	for runner.runs.Load() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestDrain_RefusesNewJobsAndCancelsAfterGrace(t *testing.T) {
+	runner := &fakeRunner{outcome: result(`{"title":"T"}`), block: make(chan struct{})}
+	defer close(runner.block)
+	profiles, _ := policy.Load(policies.FS)
+	srv, err := broker.New(broker.Config{Runner: runner, Profiles: profiles, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan *airlockv1.SpawnResponse, 1)
+	go func() {
+		r, _ := srv.Spawn(context.Background(), request())
+		done <- r
+	}()
+	for runner.runs.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	grace, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	drained := make(chan struct{})
+	go func() { srv.Drain(grace); close(drained) }()
+	time.Sleep(20 * time.Millisecond)
+	if _, err := srv.Spawn(context.Background(), request()); status.Code(err) != codes.Unavailable {
+		t.Errorf("spawn while draining: %v, want Unavailable", err)
+	}
+	<-drained
+	if r := <-done; r.GetVerdict() != airlockv1.Verdict_VERDICT_CANCELLED {
+		t.Errorf("job past the grace period: %v, want CANCELLED", r.GetVerdict())
+	}
+}
+
+func TestAnomaly_AuthFailureBurstIsCounted(t *testing.T) {
+	m := metrics.New()
+	c, _ := newBrokerWith(t, &fakeRunner{outcome: result(`{}`)}, strings.Repeat("f", 64), broker.Config{
+		Metrics: m, Anomalies: map[string]anomaly.Rule{"auth_failures": {Limit: 3, Window: time.Minute}}})
+	for i := 0; i < 5; i++ {
+		c.ListProfiles(ctx(t), &airlockv1.ListProfilesRequest{})
+	}
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if !strings.Contains(rec.Body.String(), `airlock_anomalies_total{kind="auth_failures"} 1`) {
+		t.Errorf("no auth-failure anomaly counted")
 	}
 }
 

@@ -111,7 +111,7 @@ func (d *daemonProc) start() error {
 		"--audit-log", d.auditLog,
 		"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", d.metricsPort),
 		"--egress-pool", "10.214.0.0/16",
-		"--max-jobs", "24",
+		"--max-concurrent", "24", "--max-queue", "64",
 		"--dev", // the test profile's service upstream is plain http
 	)
 	// The canary sits in airlockd's own environment.

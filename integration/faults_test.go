@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -166,5 +167,54 @@ func TestContainerdKilled_JobsFailClearlyAndBrokerRecovers(t *testing.T) {
 		if time.Since(start) > 30*time.Second {
 			t.Fatalf("%d sandboxes still running after recovery", agentsUnder(d))
 		}
+	}
+}
+
+func TestAirlockdSIGTERM_DrainsRunningJobs(t *testing.T) {
+	d, err := startDaemon()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.stop()
+	results := make(chan *airlockv1.SpawnResponse, 2)
+	for i := 0; i < 2; i++ {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			resp, err := d.conn.Broker.Spawn(ctx, &airlockv1.SpawnRequest{
+				Profile: "vanilla", Task: &airlockv1.Task{Name: "attack", Params: map[string]string{
+					"attack": `[{"op":"sleep","seconds":2},{"op":"write_result","result":{"title":"finished","summary":"ok"}}]`}},
+				Content: []*airlockv1.Content{{Data: []byte("x")}}, ResultSchema: corpusSchema,
+			})
+			if err != nil {
+				resp = &airlockv1.SpawnResponse{Message: err.Error()}
+			}
+			results <- resp
+		}()
+	}
+	for start := time.Now(); agentsUnder(d) < 2; time.Sleep(50 * time.Millisecond) {
+		if time.Since(start) > time.Minute {
+			t.Fatal("jobs did not start")
+		}
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	for i := 0; i < 2; i++ {
+		if r := <-results; r.Verdict != airlockv1.Verdict_VERDICT_OK || r.Result.Fields["title"].GetStringValue() != "finished" {
+			t.Errorf("a job running at SIGTERM: %s %s, want it to finish", r.Verdict, r.Message)
+		}
+	}
+	select {
+	case <-d.exited:
+	case <-time.After(60 * time.Second):
+		t.Fatal("airlockd did not exit after draining")
+	}
+	if left := daemonLeftovers(d); len(left) != 0 && !(len(left) == 1 && strings.HasPrefix(left[0], "metrics unreachable")) {
+		t.Errorf("left after a drained shutdown: %v", left)
+	}
+	if n := agentsUnder(d); n != 0 {
+		t.Errorf("%d sandboxes running after shutdown", n)
+	}
+	if pids, _ := exec.Command("pgrep", "-f", d.dir+"/state/containerd/config.toml").Output(); len(pids) != 0 {
+		t.Errorf("the embedded containerd still runs: %s", pids)
 	}
 }

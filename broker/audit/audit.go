@@ -4,6 +4,7 @@
 package audit
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 type Record struct {
 	Time        time.Time         `json:"time"`
 	JobID       string            `json:"jobId"`
+	Owner       string            `json:"owner,omitempty"`
 	Profile     string            `json:"profile"`
 	PolicyHash  string            `json:"policyHash"`
 	Image       string            `json:"image,omitempty"`
@@ -43,6 +45,7 @@ type Log struct {
 	mu sync.Mutex
 	w  io.Writer
 	c  io.Closer
+	f  *os.File
 }
 
 // Open appends to the file at path, creating it with mode 0600.
@@ -51,7 +54,7 @@ func Open(path string) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
-	return &Log{w: f, c: f}, nil
+	return &Log{w: f, c: f, f: f}, nil
 }
 
 // New writes records to w.
@@ -66,8 +69,30 @@ func (l *Log) Write(r Record) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	_, err = l.w.Write(append(b, '\n'))
-	return err
+	if _, err := l.w.Write(append(b, '\n')); err != nil {
+		return err
+	}
+	// Synced per record: an audit trail that loses its last entries on a
+	// crash loses exactly the ones that explain it.
+	if l.f != nil {
+		return l.f.Sync()
+	}
+	return nil
+}
+
+// Read returns the records in r, oldest first, skipping lines that do not
+// parse (a torn last line after a crash).
+func Read(r io.Reader) ([]Record, error) {
+	var out []Record
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		var rec Record
+		if json.Unmarshal(sc.Bytes(), &rec) == nil {
+			out = append(out, rec)
+		}
+	}
+	return out, sc.Err()
 }
 
 // Close closes the underlying file, if Open made one.

@@ -27,6 +27,7 @@ commands:
   get       print a job's state
   cancel    cancel a running job
   policy    lint, explain and diff profiles locally (airlock policy -h)
+  audit     read the audit log locally: tail, show JOB
 `
 
 func main() {
@@ -41,8 +42,8 @@ func main() {
 		os.Exit(2)
 	}
 	cmd, args := global.Arg(0), global.Args()[1:]
-	if cmd == "policy" {
-		if err := policyCmd(args); err != nil {
+	if local, ok := map[string]func([]string) error{"policy": policyCmd, "audit": auditCmd}[cmd]; ok {
+		if err := local(args); err != nil {
 			fail(err)
 		}
 		return

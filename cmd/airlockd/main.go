@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/airlock/airlock/broker/client"
 	"github.com/airlock/airlock/sandbox"
@@ -36,7 +37,11 @@ func main() {
 	flag.StringVar(&o.auditLog, "audit-log", "", "audit log, one JSON line per job (default STATE_DIR/audit.jsonl)")
 	flag.StringVar(&o.metricsListen, "metrics-listen", "", "serve Prometheus metrics on this loopback host:port (off by default)")
 	flag.BoolVar(&o.dev, "dev", false, "development mode: allows exec.security full")
-	flag.IntVar(&o.maxJobs, "max-jobs", 8, "jobs that may run at once")
+	flag.IntVar(&o.maxConcurrent, "max-concurrent", 8, "sandboxes that may run at once")
+	flag.IntVar(&o.maxQueue, "max-queue", 16, "spawns that may wait for a sandbox; more get ResourceExhausted")
+	flag.IntVar(&o.maxPerOwner, "max-per-owner", 0, "concurrent jobs per token name (0: no quota)")
+	flag.DurationVar(&o.drainGrace, "drain-grace", 30*time.Second, "on SIGTERM, how long running jobs may finish before they are cancelled")
+	flag.BoolVar(&o.reflection, "reflection", false, "serve gRPC reflection (for grpcurl); needs a token like every call")
 	flag.BoolVar(&o.debug, "debug", false, "debug logging")
 	flag.Func("egress-pool", "address pool for job veths, one /30 per job (default "+netns.DefaultPool.String()+"); must overlap nothing on the host", func(v string) error {
 		p, err := netip.ParsePrefix(v)

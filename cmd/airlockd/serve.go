@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/grpc/reflection"
+
 	"github.com/airlock/airlock/broker"
 	"github.com/airlock/airlock/broker/audit"
 	"github.com/airlock/airlock/broker/auth"
@@ -27,18 +29,20 @@ import (
 )
 
 type options struct {
-	socket, listen, tokenFile, stateDir string
-	containerdAddress, agentBinary      string
-	busybox                             string
-	policyDir, defaultProfile, auditLog string
-	metricsListen                       string
-	tlsCert, tlsKey, tlsClientCA        string
-	allowRemote                         bool
-	tokensFile                          string
-	egressPool                          netip.Prefix
-	proxyPort                           uint
-	dev, debug                          bool
-	maxJobs                             int
+	socket, listen, tokenFile, stateDir  string
+	containerdAddress, agentBinary       string
+	busybox                              string
+	policyDir, defaultProfile, auditLog  string
+	metricsListen                        string
+	tlsCert, tlsKey, tlsClientCA         string
+	allowRemote                          bool
+	tokensFile                           string
+	egressPool                           netip.Prefix
+	proxyPort                            uint
+	dev, debug                           bool
+	maxConcurrent, maxQueue, maxPerOwner int
+	drainGrace                           time.Duration
+	reflection                           bool
 }
 
 // run wires the broker to a sandbox runner and serves until ctx ends. The
@@ -152,7 +156,8 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	}
 	defer auditLog.Close()
 	srv, err := broker.New(broker.Config{
-		Runner: runner, Profiles: profiles, Logger: log, MaxJobs: o.maxJobs, Audit: auditLog, Metrics: m,
+		Runner: runner, Profiles: profiles, Logger: log, Audit: auditLog, Metrics: m,
+		MaxJobs: o.maxConcurrent, MaxQueue: o.maxQueue, MaxPerOwner: o.maxPerOwner, Anomalies: broker.DefaultAnomalies,
 		DefaultProfile: o.defaultProfile, ExplainSpec: sandbox.ExplainJSON, ResolveSecret: egress.ResolveSecret,
 		Secrets: func() [][]byte { return knownSecrets(*current.Load(), profiles) },
 	})
@@ -164,6 +169,11 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		return err
 	}
 	g := broker.NewGRPCServerAuth(srv, authn, serverOpts...)
+	if o.reflection {
+		// Reflection lists the API to anyone holding a token; it is off
+		// unless asked for, for grpcurl.
+		reflection.Register(g)
+	}
 	// SIGHUP rereads the token files: rotation without a restart. A bad
 	// new set keeps the old one, so a typo never locks everyone out.
 	hup := make(chan os.Signal, 1)
@@ -196,16 +206,21 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("shutting down")
-	// Running jobs get a grace period; then their RPCs are cut, which
-	// cancels them and runs their cleanup before the runner closes.
+	log.Info("draining", "grace", o.drainGrace)
+	// No new jobs; running ones get the grace period, then are cancelled,
+	// and Drain returns only once their sandboxes are torn down, before
+	// the runner and containerd stop (the deferred calls).
+	grace, cancel := context.WithTimeout(context.Background(), o.drainGrace)
+	srv.Drain(grace)
+	cancel()
 	stopped := make(chan struct{})
 	go func() { g.GracefulStop(); close(stopped) }()
 	select {
 	case <-stopped:
-	case <-time.After(30 * time.Second):
+	case <-time.After(5 * time.Second):
 		g.Stop()
 	}
+	log.Info("stopped")
 	return nil
 }
 
