@@ -148,7 +148,7 @@ func checkDNSName(s string) error {
 	}
 	labels := strings.Split(s, ".")
 	for _, l := range labels {
-		if !validLabel(l) {
+		if !ValidLabel(l) {
 			return fmt.Errorf("host %q is not a valid DNS name", s)
 		}
 	}
@@ -158,10 +158,10 @@ func checkDNSName(s string) error {
 	return nil
 }
 
-// validLabel reports whether l is a DNS label of lowercase letters, digits
+// ValidLabel reports whether l is a DNS label of lowercase letters, digits
 // and inner hyphens. Profile names and service aliases use the same rule,
 // so that both can appear in host names.
-func validLabel(l string) bool {
+func ValidLabel(l string) bool {
 	if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
 		return false
 	}

@@ -111,7 +111,7 @@ func Load(fsys fs.FS, opts ...Option) (*Set, error) {
 			continue
 		}
 		src := decodeFile(file, name, data)
-		if !validLabel(name) {
+		if !ValidLabel(name) {
 			src.errs = append(src.errs, &FieldError{File: file, Msg: fmt.Sprintf("%q is not a valid profile name (want lowercase letters, digits and inner hyphens before .yaml)", name)})
 		}
 		if s, ok := src.settings["name"]; ok && s.val != name {

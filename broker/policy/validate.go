@@ -116,7 +116,7 @@ func validate(p *Profile, cfg config, at func(field string) pos) []error {
 		at = func(string) pos { return pos{} }
 	}
 	c := &checker{cfg: cfg, at: at}
-	if !validLabel(p.Name) {
+	if !ValidLabel(p.Name) {
 		c.fail("name", "%q is not a valid profile name (want lowercase letters, digits and inner hyphens)", p.Name)
 	}
 	checkTools(c, &p.Tools)
@@ -204,7 +204,7 @@ func checkNetwork(c *checker, n *Network) {
 // checkService never quotes the upstream or the secret reference: either
 // may hold the very secret that the rule is about.
 func checkService(c *checker, field, alias string, s Service) {
-	if !validLabel(alias) {
+	if !ValidLabel(alias) {
 		c.fail(field, "alias %q is not a DNS label (want lowercase letters, digits and inner hyphens)", alias)
 	}
 	u, err := url.Parse(s.Upstream)

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"strings"
 	"testing"
+
+	"github.com/airlock/airlock/broker/policy"
 )
 
 // FuzzNormalizeHost checks that normalization is total and idempotent: a
@@ -31,7 +33,7 @@ func FuzzNormalizeHost(f *testing.F) {
 			return
 		}
 		for _, l := range strings.Split(name, ".") {
-			if !ldhLabel(l) {
+			if !policy.ValidLabel(l) {
 				t.Fatalf("normalizeHost(%q) = %q: label %q is not LDH", in, name, l)
 			}
 		}

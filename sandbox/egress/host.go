@@ -8,6 +8,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/airlock/airlock/broker/policy"
 	"golang.org/x/net/idna"
 )
 
@@ -143,7 +144,7 @@ func normalizeHost(h string) (name string, addr netip.Addr, err error) {
 		return "", netip.Addr{}, fmt.Errorf("%w: %q is longer than 253 bytes", ErrBadHost, h)
 	}
 	for _, l := range labels {
-		if !ldhLabel(l) {
+		if !policy.ValidLabel(l) {
 			return "", netip.Addr{}, fmt.Errorf("%w: %q is not a valid DNS name", ErrBadHost, h)
 		}
 	}
@@ -205,20 +206,6 @@ func parseIPv4Number(s string) (uint64, bool) {
 	}
 	n, err := strconv.ParseUint(s, base, 64)
 	return n, err == nil
-}
-
-// ldhLabel reports whether l is a lowercase letters-digits-hyphen label.
-func ldhLabel(l string) bool {
-	if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
-		return false
-	}
-	for i := 0; i < len(l); i++ {
-		c := l[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 // specialRange is an address block that a name may not resolve into.

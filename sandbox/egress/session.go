@@ -194,7 +194,7 @@ func NewJobPolicy(jobID string, n policy.Network) (JobPolicy, error) {
 
 // checkService refuses a service the proxy could not forward safely.
 func checkService(alias string, svc ResolvedService) error {
-	if !ldhLabel(strings.ToLower(alias)) {
+	if !policy.ValidLabel(strings.ToLower(alias)) {
 		return fmt.Errorf("alias is not a DNS label")
 	}
 	u := svc.Upstream
