@@ -220,6 +220,7 @@ func (s *Server) Authenticator(tokens []auth.Token) (*auth.Authenticator, error)
 
 func (s *Server) authFailed(reason string) {
 	s.metrics.AuthFailures.WithLabelValues(reason).Inc()
+	s.log.Info("auth failure", "reason", reason)
 	if reason != "scope" {
 		s.anomalies.Observe("auth_failures", "")
 	}
