@@ -6,6 +6,9 @@ set -euo pipefail
 bin=${1:?usage: demo.sh BIN_DIR}
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d /tmp/airlock-demo.XXXXXX)
+# Searchable, not listable: ironclaw's user-namespaced sandboxes reach their
+# rootfs below it as an unprivileged uid.
+chmod 711 "$work"
 pid=""
 cleanup() {
 	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
