@@ -194,3 +194,14 @@ func (r *Runner) killShims(runID string) error {
 	}
 	return nil
 }
+
+// removeInstanceCgroups removes this runner's cgroup subtree once it is
+// empty, so a broker that stops leaves no cgroup directory behind. Live
+// runs keep it (rmdir of a non-empty cgroup fails, harmlessly).
+func (r *Runner) removeInstanceCgroups() {
+	roots, _ := filepath.Glob("/sys/fs/cgroup/*/" + Namespace + "/" + r.instance)
+	roots = append(roots, "/sys/fs/cgroup/"+Namespace+"/"+r.instance)
+	for _, root := range roots {
+		_ = os.Remove(root)
+	}
+}

@@ -173,6 +173,7 @@ func instanceID(stateDir string) string {
 
 // Close stops the egress proxy and closes the containerd connection.
 func (r *Runner) Close() error {
+	r.removeInstanceCgroups()
 	var errs []error
 	if r.proxy != nil {
 		errs = append(errs, r.proxy.Close())

@@ -28,6 +28,7 @@ commands:
   cancel    cancel a running job
   policy    lint, explain and diff profiles locally (airlock policy -h)
   audit     read the audit log locally: tail, show JOB
+  doctor    check the host and the configuration (--json for machines)
 `
 
 func main() {
@@ -42,7 +43,7 @@ func main() {
 		os.Exit(2)
 	}
 	cmd, args := global.Arg(0), global.Args()[1:]
-	if local, ok := map[string]func([]string) error{"policy": policyCmd, "audit": auditCmd}[cmd]; ok {
+	if local, ok := map[string]func([]string) error{"policy": policyCmd, "audit": auditCmd, "doctor": doctorCmd}[cmd]; ok {
 		if err := local(args); err != nil {
 			fail(err)
 		}
