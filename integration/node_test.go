@@ -84,11 +84,12 @@ func TestNodeClient(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &resp); err != nil {
 		t.Fatalf("spawn.js printed no JSON document: %v\n%s", err, stdout)
 	}
+	t.Logf("spawn.js printed:\n%s", stdout)
 	if resp.Verdict != "VERDICT_OK" {
-		t.Fatalf("verdict %q (%s), want VERDICT_OK\n%s", resp.Verdict, resp.Message, stdout)
+		t.Fatalf("verdict %q (%s), want VERDICT_OK", resp.Verdict, resp.Message)
 	}
 	if got := resp.Result["title"]; got != "from node" {
-		t.Errorf("result.title = %#v, want \"from node\"\n%s", got, stdout)
+		t.Errorf("result.title = %#v, want \"from node\"", got)
 	}
 	if got := resp.Result["summary"]; got != "ok" {
 		t.Errorf("result.summary = %#v, want \"ok\"", got)

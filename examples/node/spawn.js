@@ -1,0 +1,278 @@
+#!/usr/bin/env node
+// spawn.js: run one Airlock job and print its SpawnResponse as JSON.
+//
+//   AIRLOCK_TOKEN_FILE=/etc/airlock/token \
+//   AIRLOCK_ADDR=unix:///run/airlock/airlock.sock \
+//     node spawn.js [--profile P] [--task T] [--param k=v]... [--schema FILE] \
+//                   [--media-type TYPE] [--source URL] [--deadline SECONDS] CONTENT_FILE
+//
+// CONTENT_FILE is the untrusted content ("-" reads stdin). The response goes
+// to stdout as one JSON document, with `result` as plain JSON. Exit status:
+// 0 for verdict VERDICT_OK, 3 for any other verdict (the JSON is still
+// printed), 1 when the call itself failed (the gRPC status goes to stderr),
+// 2 for bad usage.
+//
+// As a module, require('./spawn.js').spawnJob({...}) does the same call and
+// resolves to the same JSON (see README.md).
+'use strict';
+
+const fs = require('fs');
+const net = require('net');
+const path = require('path');
+const grpc = require('@grpc/grpc-js');
+const protoLoader = require('@grpc/proto-loader');
+
+// The repository's proto root. broker.proto imports only Google's
+// well-known types (duration, struct, timestamp); protobufjs, which
+// proto-loader loads with, carries those bundled, so the include path needs
+// only this directory.
+const PROTO_ROOT = path.resolve(__dirname, '..', '..', 'proto');
+const DEFAULT_ADDR = 'unix:///run/airlock/airlock.sock';
+
+// The result schema used when --schema is not given: what `summarize`
+// returns.
+const SUMMARY_SCHEMA = {
+  type: 'object',
+  required: ['title', 'summary'],
+  additionalProperties: false,
+  properties: {
+    title: { type: 'string', maxLength: 500 },
+    summary: { type: 'string', maxLength: 4000 },
+  },
+};
+
+const USAGE = `usage: node spawn.js [--profile P] [--task T] [--param k=v]... [--schema FILE]
+                     [--media-type TYPE] [--source URL] [--deadline SECONDS] CONTENT_FILE
+
+environment:
+  AIRLOCK_TOKEN_FILE  file holding the bearer token (required)
+  AIRLOCK_ADDR        broker address (default ${DEFAULT_ADDR}; or 127.0.0.1:PORT)
+  AIRLOCK_TLS_CA      CA bundle: use TLS (needed for a non-loopback address)
+  AIRLOCK_TLS_CERT, AIRLOCK_TLS_KEY   client certificate and key for mTLS`;
+
+class UsageError extends Error {}
+
+function parseArgs(argv) {
+  const opts = { profile: 'secureclaw', task: 'summarize', params: {}, schema: null,
+    mediaType: null, source: '', deadline: 300, content: null };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const value = () => {
+      if (i + 1 >= argv.length) throw new UsageError(`${arg} needs a value`);
+      return argv[++i];
+    };
+    switch (arg) {
+      case '--profile': opts.profile = value(); break;
+      case '--task': opts.task = value(); break;
+      case '--param': {
+        const kv = value();
+        const eq = kv.indexOf('=');
+        if (eq <= 0) throw new UsageError(`--param ${kv}: want key=value`);
+        opts.params[kv.slice(0, eq)] = kv.slice(eq + 1);
+        break;
+      }
+      case '--schema': opts.schema = value(); break;
+      case '--media-type': opts.mediaType = value(); break;
+      case '--source': opts.source = value(); break;
+      case '--deadline': {
+        opts.deadline = Number(value());
+        if (!(opts.deadline > 0)) throw new UsageError('--deadline wants a positive number of seconds');
+        break;
+      }
+      case '-h': case '--help': throw new UsageError('');
+      default:
+        if (arg.startsWith('--')) throw new UsageError(`unknown flag ${arg}`);
+        if (opts.content !== null) throw new UsageError('one content file only');
+        opts.content = arg;
+    }
+  }
+  if (opts.content === null) throw new UsageError('missing CONTENT_FILE');
+  return opts;
+}
+
+function mediaTypeOf(file) {
+  switch (path.extname(file).toLowerCase()) {
+    case '.html': case '.htm': return 'text/html';
+    case '.md': return 'text/markdown';
+    case '.json': return 'application/json';
+    default: return 'text/plain';
+  }
+}
+
+function readToken(file) {
+  if (!file) throw new UsageError('set AIRLOCK_TOKEN_FILE to the file holding the bearer token');
+  const token = fs.readFileSync(file, 'utf8').trim();
+  if (!token) throw new Error(`token file ${file} is empty`);
+  return token;
+}
+
+// credentialsFor returns the channel credentials for addr. The broker speaks
+// plaintext gRPC on its unix socket and on loopback; anything else needs TLS.
+function credentialsFor(addr) {
+  const ca = process.env.AIRLOCK_TLS_CA;
+  if (ca) {
+    const cert = process.env.AIRLOCK_TLS_CERT;
+    const key = process.env.AIRLOCK_TLS_KEY;
+    return grpc.credentials.createSsl(fs.readFileSync(ca),
+      key ? fs.readFileSync(key) : null, cert ? fs.readFileSync(cert) : null);
+  }
+  if (!addr.startsWith('unix:')) {
+    const host = addr.replace(/^dns:(\/\/\/)?/, '').replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
+    const loopback = host === 'localhost' || (net.isIPv4(host) && host.startsWith('127.')) || host === '::1';
+    if (!loopback) throw new Error(`${addr} is not loopback: the broker speaks plaintext gRPC there; set AIRLOCK_TLS_CA to use TLS`);
+  }
+  return grpc.credentials.createInsecure();
+}
+
+// The response as plain JSON.
+function valueToJS(v) {
+  switch (v && v.kind) {
+    case 'nullValue': return null;
+    case 'numberValue': return v.numberValue;
+    case 'stringValue': return v.stringValue;
+    case 'boolValue': return v.boolValue;
+    case 'structValue': return structToJS(v.structValue);
+    case 'listValue': return ((v.listValue && v.listValue.values) || []).map(valueToJS);
+    default: return null;
+  }
+}
+
+function structToJS(s) {
+  if (!s) return null;
+  const out = {};
+  for (const [k, v] of Object.entries(s.fields || {})) out[k] = valueToJS(v);
+  return out;
+}
+
+function durationToJS(d) {
+  if (!d) return null;
+  return `${(Number(d.seconds) + d.nanos / 1e9).toFixed(3)}s`;
+}
+
+function timestampToJS(t) {
+  if (!t) return null;
+  return new Date(Number(t.seconds) * 1000 + Math.floor(t.nanos / 1e6)).toISOString();
+}
+
+const WELL_KNOWN = {
+  'google.protobuf.Struct': structToJS,
+  'google.protobuf.Value': valueToJS,
+  'google.protobuf.Duration': durationToJS,
+  'google.protobuf.Timestamp': timestampToJS,
+};
+
+// messageToJS walks a decoded message by its descriptor, so fields added to
+// the proto later come out right too: Struct as plain JSON, Duration as
+// "1.500s", Timestamp as RFC 3339.
+function messageToJS(msg, typeName) {
+  if (msg === null || msg === undefined) return null;
+  if (WELL_KNOWN[typeName]) return WELL_KNOWN[typeName](msg);
+  const def = packageDefinition[typeName] || packageDefinition[`airlock.v1.${typeName}`];
+  if (!def || !def.type) return msg;
+  const out = {};
+  for (const f of def.type.field) {
+    const v = msg[f.name];
+    if (f.type !== 'TYPE_MESSAGE') out[f.name] = v;
+    else if (f.label === 'LABEL_REPEATED') out[f.name] = Array.isArray(v) ? v.map((x) => messageToJS(x, f.typeName)) : v; // a map stays an object
+    else out[f.name] = messageToJS(v, f.typeName);
+  }
+  return out;
+}
+
+let packageDefinition = null;
+
+function brokerClient(addr) {
+  if (!packageDefinition) {
+    packageDefinition = protoLoader.loadSync('airlock/v1/broker.proto', {
+      includeDirs: [PROTO_ROOT],
+      keepCase: true, // field names as in the proto: result_schema, job_id
+      enums: String, // VERDICT_OK, not 1
+      longs: String, // int64 without precision loss
+      defaults: true,
+      oneofs: true,
+    });
+  }
+  const { Broker } = grpc.loadPackageDefinition(packageDefinition).airlock.v1;
+  return new Broker(addr, credentialsFor(addr), {
+    'grpc.max_receive_message_length': 64 << 20,
+    'grpc.max_send_message_length': 64 << 20,
+  });
+}
+
+// spawnJob runs one job and resolves to its SpawnResponse as plain JSON. It
+// rejects only when the call failed (err.code is the gRPC status code); a
+// job that failed in its sandbox resolves with a verdict other than
+// VERDICT_OK.
+//
+//   content     Buffer or string: the untrusted content
+//   schema      the result's JSON Schema, as an object or a JSON string
+//   addr        default $AIRLOCK_ADDR, else the default unix socket
+//   tokenFile   default $AIRLOCK_TOKEN_FILE
+//   profile, task, params, mediaType, source, deadlineSeconds: as the flags
+function spawnJob({ content, schema = SUMMARY_SCHEMA, addr = process.env.AIRLOCK_ADDR || DEFAULT_ADDR,
+  tokenFile = process.env.AIRLOCK_TOKEN_FILE, profile = 'secureclaw', task = 'summarize', params = {},
+  mediaType = 'text/plain', source = '', deadlineSeconds = 300 }) {
+  return new Promise((resolve, reject) => {
+    const token = readToken(tokenFile);
+    const client = brokerClient(addr);
+    // The token goes in per-call metadata. (grpc-js does not compose call
+    // credentials with plaintext channel credentials, which the unix socket
+    // uses.)
+    const md = new grpc.Metadata();
+    md.set('authorization', `Bearer ${token}`);
+    const req = {
+      profile,
+      task: { name: task, params },
+      content: [{ data: Buffer.from(content), media_type: mediaType, source }],
+      result_schema: typeof schema === 'string' ? schema : JSON.stringify(schema),
+    };
+    const deadline = new Date(Date.now() + deadlineSeconds * 1000);
+    client.Spawn(req, md, { deadline }, (err, resp) => {
+      client.close();
+      if (err) reject(err);
+      else resolve(messageToJS(resp, 'airlock.v1.SpawnResponse'));
+    });
+  });
+}
+
+async function main() {
+  const opts = parseArgs(process.argv.slice(2));
+  let resp;
+  try {
+    resp = await spawnJob({
+      content: fs.readFileSync(opts.content === '-' ? 0 : opts.content),
+      schema: opts.schema ? fs.readFileSync(opts.schema, 'utf8') : SUMMARY_SCHEMA,
+      profile: opts.profile,
+      task: opts.task,
+      params: opts.params,
+      mediaType: opts.mediaType || mediaTypeOf(opts.content),
+      source: opts.source || (opts.content === '-' ? 'stdin' : path.basename(opts.content)),
+      deadlineSeconds: opts.deadline,
+    });
+  } catch (err) {
+    if (typeof err.code !== 'number') throw err; // not a gRPC status
+    console.error(`airlock: Spawn: ${grpc.status[err.code] || err.code}: ${err.details || err.message}`);
+    process.exitCode = 1;
+    return;
+  }
+  process.stdout.write(JSON.stringify(resp, null, 2) + '\n');
+  process.exitCode = resp.verdict === 'VERDICT_OK' ? 0 : 3;
+}
+
+module.exports = { spawnJob, SUMMARY_SCHEMA };
+
+if (require.main === module) {
+  main().catch((err) => {
+    if (err instanceof UsageError) {
+      if (!err.message) {
+        console.log(USAGE); // --help
+      } else {
+        console.error(`airlock: ${err.message}\n${USAGE}`);
+        process.exitCode = 2;
+      }
+    } else {
+      console.error(`airlock: ${err.message}`);
+      process.exitCode = 1;
+    }
+  });
+}
