@@ -36,6 +36,30 @@ type Job struct {
 	// Services are the profile's service aliases with their secrets
 	// resolved, for the egress proxy to inject. Never passed to the task.
 	Services map[string]Service
+	// OnExec decides a command the job asks to run through its tool
+	// gateway. The Runner runs the command only when it returns Allow, and
+	// a nil OnExec allows nothing. It may block (waiting for a caller's
+	// approval) until ctx ends, and is safe for concurrent use.
+	OnExec func(ctx context.Context, req ExecRequest) ExecDecision
+}
+
+// ExecRequest is one command a job asks the broker to run. Every field
+// comes from the sandbox and is hostile.
+type ExecRequest struct {
+	// Argv is the command; it runs without a shell.
+	Argv []string
+	// Cwd is the directory inside the sandbox; empty is "/".
+	Cwd string
+}
+
+// ExecDecision is the broker's answer to an ExecRequest.
+type ExecDecision struct {
+	Allow bool
+	// Reason says why, for the job and the audit log.
+	Reason string
+	// Done, when set, is called once with the exit code after an allowed
+	// command ran, or -1 when it could not be run.
+	Done func(exitCode int)
 }
 
 // Service is a resolved service alias.
@@ -81,7 +105,9 @@ type Outcome struct {
 	ExitCode     int
 	// MemoryPeakBytes is the cgroup's peak memory, when known.
 	MemoryPeakBytes int64
-	Wall            time.Duration
+	// CPU is the CPU time the job's cgroup used, when known.
+	CPU  time.Duration
+	Wall time.Duration
 	// Logs is the task's stdout and stderr, capped. It goes to the audit log
 	// only, never to the caller.
 	Logs []byte
@@ -89,4 +115,8 @@ type Outcome struct {
 	ImageDigest string
 	// Egress is every egress attempt, allowed or denied.
 	Egress []EgressAttempt
+	// GatewayRefused counts the requests the job's tool gateway refused
+	// before they reached OnExec (a wrong capability, flooding), by
+	// reason.
+	GatewayRefused map[string]int
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -81,6 +82,10 @@ type Config struct {
 	// ExplainSpec renders the OCI spec a profile produces, for
 	// ExplainProfile. The sandbox provides it; the broker cannot.
 	ExplainSpec func(*policy.Profile) ([]byte, error)
+	// ApprovalTimeout is how long a command that needs approval waits for
+	// Approve before exec.askFallback applies; default
+	// DefaultApprovalTimeout.
+	ApprovalTimeout time.Duration
 }
 
 // Server implements airlockv1.BrokerServer.
@@ -108,6 +113,9 @@ type Server struct {
 	metrics        *metrics.Metrics
 	resolveSecret  func(ref string) ([]byte, error)
 	secrets        func() [][]byte
+
+	approvalTimeout time.Duration
+	gates           gates
 }
 
 // New returns a Server. It refuses a config without a runner or profiles
@@ -137,6 +145,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.DefaultProfile == "" {
 		cfg.DefaultProfile = "secureclaw"
 	}
+	if cfg.ApprovalTimeout <= 0 {
+		cfg.ApprovalTimeout = DefaultApprovalTimeout
+	}
 	if _, err := cfg.Profiles.Get(cfg.DefaultProfile); err != nil {
 		return nil, fmt.Errorf("broker: default profile %q is not loaded (have %v)", cfg.DefaultProfile, cfg.Profiles.Names())
 	}
@@ -157,6 +168,8 @@ func New(cfg Config) (*Server, error) {
 		metrics:        cfg.Metrics,
 		resolveSecret:  cfg.ResolveSecret,
 		secrets:        cfg.Secrets,
+
+		approvalTimeout: cfg.ApprovalTimeout,
 	}
 	srv.anomalies = anomaly.New(cfg.Anomalies, func(kind, key string, n int) {
 		srv.metrics.Anomalies.WithLabelValues(kind).Inc()
@@ -196,12 +209,14 @@ func (s *Server) Drain(ctx context.Context) {
 	}
 }
 
-// MethodScopes maps each RPC to the token scope it needs. Cancel needs
-// spawn: a caller may cancel its own jobs, and admin reaches others'.
+// MethodScopes maps each RPC to the token scope it needs. Cancel and
+// Approve need spawn: a caller may cancel or approve for its own jobs, and
+// admin reaches others'.
 var MethodScopes = map[string]auth.Scope{
 	airlockv1.Broker_Spawn_FullMethodName:          auth.ScopeSpawn,
 	airlockv1.Broker_SpawnStream_FullMethodName:    auth.ScopeSpawn,
 	airlockv1.Broker_Cancel_FullMethodName:         auth.ScopeSpawn,
+	airlockv1.Broker_Approve_FullMethodName:        auth.ScopeSpawn,
 	airlockv1.Broker_GetJob_FullMethodName:         auth.ScopeRead,
 	airlockv1.Broker_ListProfiles_FullMethodName:   auth.ScopeRead,
 	airlockv1.Broker_ExplainProfile_FullMethodName: auth.ScopeRead,
@@ -255,19 +270,25 @@ func NewGRPCServerAuth(s *Server, a *auth.Authenticator, opts ...grpc.ServerOpti
 
 // Spawn runs a job to completion.
 func (s *Server) Spawn(ctx context.Context, req *airlockv1.SpawnRequest) (*airlockv1.SpawnResponse, error) {
-	resp, err := s.spawn(ctx, req, func(*airlockv1.SpawnStreamResponse) {})
+	// Nobody can answer an approval on a unary call: askFallback decides.
+	resp, err := s.spawn(ctx, req, false, func(*airlockv1.SpawnStreamResponse) {})
 	return resp, toStatus(err)
 }
 
 // SpawnStream runs a job and streams its events.
 func (s *Server) SpawnStream(req *airlockv1.SpawnStreamRequest, stream grpc.ServerStreamingServer[airlockv1.SpawnStreamResponse]) error {
+	// Events come from the runner, the egress proxy and the tool gateway
+	// at once, and a stream's Send is not safe for concurrent use.
+	var mu sync.Mutex
 	send := func(ev *airlockv1.SpawnStreamResponse) {
+		mu.Lock()
+		defer mu.Unlock()
 		ev.Time = timestamppb.Now()
 		if err := stream.Send(ev); err != nil {
 			s.log.Debug("stream send", "err", err)
 		}
 	}
-	resp, err := s.spawn(stream.Context(), req.GetSpawn(), send)
+	resp, err := s.spawn(stream.Context(), req.GetSpawn(), true, send)
 	if err != nil {
 		return toStatus(err)
 	}
@@ -371,7 +392,8 @@ func (s *Server) ExplainProfile(_ context.Context, req *airlockv1.ExplainProfile
 }
 
 // spawn validates, deduplicates and runs a job, calling emit for each event.
-func (s *Server) spawn(ctx context.Context, req *airlockv1.SpawnRequest, emit func(*airlockv1.SpawnStreamResponse)) (*airlockv1.SpawnResponse, error) {
+// interactive says the caller reads the events and can answer approvals.
+func (s *Server) spawn(ctx context.Context, req *airlockv1.SpawnRequest, interactive bool, emit func(*airlockv1.SpawnStreamResponse)) (*airlockv1.SpawnResponse, error) {
 	if req == nil {
 		return nil, fmt.Errorf("%w: spawn request is required", ErrInvalidRequest)
 	}
@@ -411,28 +433,36 @@ func (s *Server) spawn(ctx context.Context, req *airlockv1.SpawnRequest, emit fu
 	}
 	plan.job.OnStart = func() {
 		started = time.Now()
-		s.metrics.Observe("admit", started.Sub(received))
+		s.metrics.Observe("spawn", started.Sub(received))
 		emit(&airlockv1.SpawnStreamResponse{JobId: j.id, Event: &airlockv1.SpawnStreamResponse_Started{Started: &airlockv1.JobStarted{}}})
 	}
+
+	gate := newExecGate(j.id, plan.job.Policy, interactive, s.approvalTimeout, emit, s.sanitizeOptions(plan.job))
+	s.gates.add(gate)
+	plan.job.OnExec = gate.decide
 
 	start := time.Now()
 	s.metrics.SandboxesLive.Inc()
 	out, runErr := s.runner.Run(jobCtx, plan.job)
 	s.metrics.SandboxesLive.Dec()
+	gate.close()
+	s.gates.remove(gate)
 	resp := s.verdict(jobCtx, plan, out, runErr)
+	var execCounts map[string]int
+	resp.Exec, execCounts = gate.results()
 	resp.Usage.Wall = durationpb.New(time.Since(start))
 	if !started.IsZero() {
 		s.metrics.Observe("run", time.Since(started))
 	}
 	s.metrics.Observe("total", time.Since(received))
 	j.finish(resp)
-	s.record(req, plan, out, resp, j.owner)
+	s.record(req, plan, out, resp, j.owner, execCounts)
 	return resp, nil
 }
 
 // record writes the job's audit record. It holds counts and identifiers,
 // never the content or the result.
-func (s *Server) record(req *airlockv1.SpawnRequest, pl *plan, out *Outcome, resp *airlockv1.SpawnResponse, owner string) {
+func (s *Server) record(req *airlockv1.SpawnRequest, pl *plan, out *Outcome, resp *airlockv1.SpawnResponse, owner string, execCounts map[string]int) {
 	rec := audit.Record{
 		Time:        time.Now().UTC(),
 		JobID:       resp.JobId,
@@ -447,7 +477,21 @@ func (s *Server) record(req *airlockv1.SpawnRequest, pl *plan, out *Outcome, res
 		ExitCode:    int(resp.Usage.GetExitCode()),
 		WallMillis:  resp.Usage.GetWall().AsDuration().Milliseconds(),
 		MemoryPeak:  resp.Usage.GetMemoryPeakBytes(),
+		CPUMillis:   resp.Usage.GetCpu().AsDuration().Milliseconds(),
 		OutputBytes: resp.Usage.GetOutputBytes(),
+	}
+	if out != nil && len(out.GatewayRefused) > 0 {
+		if execCounts == nil {
+			execCounts = map[string]int{}
+		}
+		for reason, n := range out.GatewayRefused {
+			execCounts["GATEWAY_REFUSED_"+strings.ToUpper(reason)] += n
+		}
+		s.log.Warn("tool gateway refused requests", "job", resp.JobId, "refused", out.GatewayRefused)
+	}
+	if len(execCounts) > 0 {
+		// Counts by verdict, never the commands: they are the job's words.
+		rec.Exec = execCounts
 	}
 	if out != nil {
 		rec.ImageDigest = out.ImageDigest
@@ -749,6 +793,7 @@ func (s *Server) verdict(ctx context.Context, pl *plan, out *Outcome, runErr err
 	}
 	resp.Usage.ExitCode = int32(out.ExitCode)
 	resp.Usage.MemoryPeakBytes = out.MemoryPeakBytes
+	resp.Usage.Cpu = durationpb.New(out.CPU)
 	resp.Usage.OutputBytes = int64(len(out.Result))
 	switch {
 	case out.TimedOut:

@@ -43,6 +43,7 @@ type entry struct {
 	data []byte
 	// link, when set, makes the entry a symlink to it.
 	link string
+	gid  int
 }
 
 // layerTree collects the skeleton and spec files, refusing any overlap, so
@@ -76,7 +77,7 @@ func layerTree(spec Spec) (map[string]*entry, error) {
 		if mode == 0 {
 			mode = 0o444
 		}
-		tree[f.Path] = &entry{mode: mode, data: data}
+		tree[f.Path] = &entry{mode: mode, data: data, gid: f.GID}
 	}
 	for _, l := range spec.Symlinks {
 		if err := checkImagePath(l.Path); err != nil {
@@ -180,6 +181,7 @@ func writeLayer(tree map[string]*entry) ([]byte, error) {
 		hdr := &tar.Header{
 			Name:    name,
 			Mode:    e.mode,
+			Gid:     e.gid,
 			ModTime: epoch,
 			Format:  tar.FormatPAX,
 		}

@@ -41,6 +41,8 @@ type File struct {
 	HostPath string
 	// Mode holds permission bits only; zero means 0444.
 	Mode fs.FileMode
+	// GID is the file's group; zero is root's.
+	GID int
 }
 
 // Symlink is one symbolic link inside the image.
@@ -52,6 +54,17 @@ type Symlink struct {
 // BusyboxPath is where the tools image carries busybox.
 const BusyboxPath = "/bin/busybox"
 
+// ToolsGID is the group that alone may execute the tools image's busybox.
+// Busybox runs any applet when called by its own name, so an agent that
+// could execute it would have a shell whatever the applet links say. The
+// agent never holds this group; only the commands the broker runs for it
+// through the tool gateway do. The file is execute-only, which also makes
+// those processes non-dumpable, so the agent cannot ptrace or read them.
+const ToolsGID = 65533
+
+// busyboxMode is execute for ToolsGID only.
+const busyboxMode fs.FileMode = 0o010
+
 // ToolApplets are the busybox applets a tools image may carry: read-only
 // text tools. No shell, nothing that writes files, fetches or spawns
 // others, whatever a profile's allowlist says.
@@ -62,7 +75,7 @@ var ToolApplets = []string{"cat", "cut", "grep", "head", "sort", "tail", "tr", "
 // given applets. An applet outside ToolApplets is refused.
 func Tools(name, agentBinary, busybox string, applets []string) (Spec, error) {
 	s := agentSpec(name, agentBinary)
-	s.Files = append(s.Files, File{Path: BusyboxPath, HostPath: busybox, Mode: 0o555})
+	s.Files = append(s.Files, File{Path: BusyboxPath, HostPath: busybox, Mode: busyboxMode, GID: ToolsGID})
 	for _, a := range applets {
 		if !slices.Contains(ToolApplets, a) {
 			return Spec{}, fmt.Errorf("%w: image %s: command %q is not one the tools image may carry (%v)", ErrInvalidSpec, name, a, ToolApplets)

@@ -48,6 +48,9 @@ func TestSummarize_ReturnsTitleOfInjectedPage(t *testing.T) {
 			t.Errorf("summary carries hidden text %q: %q", hidden, summary)
 		}
 	}
+	if resp.Usage.GetCpu().AsDuration() <= 0 || resp.Usage.GetMemoryPeakBytes() <= 0 {
+		t.Errorf("usage = %v, want the sandbox's CPU time and peak memory", resp.Usage)
+	}
 	if resp.Policy.GetHash() == "" || resp.Policy.GetProfile() != "vanilla" {
 		t.Errorf("policy = %+v, want vanilla with a hash", resp.Policy)
 	}

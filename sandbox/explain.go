@@ -13,7 +13,11 @@ import (
 )
 
 // ExplainPaths are the placeholder host paths an explained spec shows.
-var ExplainPaths = JobPaths{Input: "/var/lib/airlock/jobs/<run>/input", Output: "/var/lib/airlock/jobs/<run>/output"}
+var ExplainPaths = JobPaths{
+	Input:  "/var/lib/airlock/jobs/<run>/input",
+	Output: "/var/lib/airlock/jobs/<run>/output",
+	Run:    "/var/lib/airlock/jobs/<run>/run",
+}
 
 // Explain returns the OCI spec a job under p runs with, apart from the
 // per-run paths and IDs. It is what `airlock policy explain` and the

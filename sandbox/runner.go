@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -39,6 +40,7 @@ import (
 	"github.com/airlock/airlock/sandbox/agent"
 	"github.com/airlock/airlock/sandbox/egress"
 	"github.com/airlock/airlock/sandbox/netns"
+	"github.com/airlock/airlock/sandbox/toolgw"
 )
 
 const (
@@ -222,11 +224,28 @@ func (r *Runner) Run(ctx context.Context, job *broker.Job) (_ *broker.Outcome, r
 	if err != nil {
 		return nil, err
 	}
-	paths, err := prepareDir(dir, job, p.Limits.OutputBytes+outputSlack, HostID(p, p.Isolation.UID), HostID(p, p.Isolation.GID))
+	// A job that may exec gets a tool gateway: a capability in its
+	// job.json, and a run directory for the socket.
+	var capability, runDir string
+	if p.ExecAllowed() {
+		if p.Isolation.GID == images.ToolsGID {
+			return nil, fmt.Errorf("profile %s runs as gid %d, the tools group: its agent could execute busybox directly", p.Name, images.ToolsGID)
+		}
+		if capability, err = toolgw.NewCapability(); err != nil {
+			return nil, err
+		}
+	}
+	paths, err := prepareDir(dir, job, p.Limits.OutputBytes+outputSlack, HostID(p, p.Isolation.UID), HostID(p, p.Isolation.GID), gatewayFor(capability))
 	if err != nil {
 		return nil, err
 	}
 	u.Push(func(context.Context) error { return unmount(paths.Output) })
+	if capability != "" {
+		if runDir, err = prepareRunDir(dir); err != nil {
+			return nil, err
+		}
+		paths.Run = runDir
+	}
 
 	var jn *jobNet
 	if p.Network.Mode == policy.NetworkAllowlist {
@@ -273,6 +292,35 @@ func (r *Runner) Run(ctx context.Context, job *broker.Job) (_ *broker.Outcome, r
 		})
 	})
 
+	// The gateway listens before the task starts, so the agent never finds
+	// it missing; it is closed, ending its requests, before the task is
+	// deleted.
+	var gw *toolgw.Gateway
+	var deadlineAt atomic.Pointer[time.Time]
+	if runDir != "" {
+		spec, err := container.Spec(lctx)
+		if err != nil {
+			return nil, fmt.Errorf("container spec: %w", err)
+		}
+		gw, err = toolgw.Listen(toolgw.Config{
+			Socket:     filepath.Join(runDir, toolsSocket),
+			Capability: capability,
+			Handler: r.toolHandler(job, task, spec.Process, filepath.Join(dir, "fifo"), func() time.Time {
+				if t := deadlineAt.Load(); t != nil {
+					return *t
+				}
+				return time.Now().Add(p.Limits.Timeout)
+			}),
+			UID:    int(HostID(p, p.Isolation.UID)),
+			GID:    int(HostID(p, p.Isolation.GID)),
+			Logger: log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		u.Push(func(context.Context) error { return gw.Close() })
+	}
+
 	// Wait outlives the caller's context so that, after a kill, the exit is
 	// still collected before teardown.
 	waitCtx, stopWait := context.WithCancel(context.WithoutCancel(lctx))
@@ -282,6 +330,8 @@ func (r *Runner) Run(ctx context.Context, job *broker.Job) (_ *broker.Outcome, r
 		return nil, fmt.Errorf("wait task: %w", err)
 	}
 	start := time.Now()
+	end := start.Add(p.Limits.Timeout)
+	deadlineAt.Store(&end)
 	if err := task.Start(lctx); err != nil {
 		return nil, fmt.Errorf("start task: %w", err)
 	}
@@ -308,6 +358,14 @@ func (r *Runner) Run(ctx context.Context, job *broker.Job) (_ *broker.Outcome, r
 		return nil, fmt.Errorf("task exit: %w", err)
 	}
 	out.ExitCode = int(code)
+	if gw != nil {
+		// Ends the requests still waiting (for an approval, say) now that
+		// the job is gone; the deferred close is then a no-op.
+		_ = gw.Close()
+		if st := gw.Stats(); len(st.Refused) > 0 {
+			out.GatewayRefused = st.Refused
+		}
+	}
 	if jn != nil {
 		// Closing the session ends the job's tunnels and makes its log
 		// final; the deferred close is then a no-op.
@@ -316,7 +374,8 @@ func (r *Runner) Run(ctx context.Context, job *broker.Job) (_ *broker.Outcome, r
 			out.Egress = append(out.Egress, attempt(a))
 		}
 	}
-	oom, peak := usage(waitCtx, task)
+	oom, peak, cpu := usage(waitCtx, task)
+	out.CPU = cpu
 	out.OOMKilled = oom && !out.TimedOut
 	out.MemoryPeakBytes = int64(peak)
 	out.PidsLimitHit = pidsLimitHit(r.cgroupPath(runID))
@@ -361,7 +420,7 @@ func (r *Runner) kill(ctx context.Context, task containerd.Task, exitCh <-chan c
 // prepareDir lays out a job directory: input/job.json and input/content/N,
 // read-only to the sandbox user, and output/ as a size-capped tmpfs owned by
 // it.
-func prepareDir(dir string, job *broker.Job, outputBytes int64, uid, gid uint32) (JobPaths, error) {
+func prepareDir(dir string, job *broker.Job, outputBytes int64, uid, gid uint32, gateway *agent.Gateway) (JobPaths, error) {
 	paths := JobPaths{Input: filepath.Join(dir, "input"), Output: filepath.Join(dir, "output")}
 	contentDir := filepath.Join(paths.Input, "content")
 	if err := MkdirTraversable(dir); err != nil {
@@ -372,7 +431,7 @@ func prepareDir(dir string, job *broker.Job, outputBytes int64, uid, gid uint32)
 			return paths, err
 		}
 	}
-	jf := agent.Job{ID: job.ID, Task: job.Task, Params: job.Params, Tools: job.Tools}
+	jf := agent.Job{ID: job.ID, Task: job.Task, Params: job.Params, Tools: job.Tools, Gateway: gateway}
 	for i, c := range job.Content {
 		name := strconv.Itoa(i)
 		if err := writeReadOnly(filepath.Join(contentDir, name), c.Data); err != nil {

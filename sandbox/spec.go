@@ -12,6 +12,7 @@ import (
 
 	"github.com/airlock/airlock/broker/policy"
 	"github.com/airlock/airlock/sandbox/agent"
+	"github.com/airlock/airlock/sandbox/toolgw"
 )
 
 // JobPaths are the host paths a job's spec mounts.
@@ -25,6 +26,9 @@ type JobPaths struct {
 	NetNS string
 	// ProxyURL is the job's egress proxy, for HTTP_PROXY; empty for none.
 	ProxyURL string
+	// Run is the job's run directory, holding the tool gateway's socket
+	// at airlock/tools.sock. Required when the profile allows exec.
+	Run string
 }
 
 // defaultMaskedPaths hides kernel and hardware information under /proc and
@@ -55,6 +59,7 @@ func SpecFor(jobID string, p *policy.Profile, paths JobPaths) []oci.SpecOpts {
 		WithTmpfs("/tmp", p.Limits.ScratchBytes, p.Isolation.UID, p.Isolation.GID),
 		WithBind(paths.Input, agent.InputDir, true),
 		WithBind(paths.Output, agent.OutputDir, false),
+		WithToolGateway(p, paths.Run),
 		WithNetNS(paths.NetNS),
 		oci.WithPidsLimit(p.Limits.Pids),
 		oci.WithMemoryLimit(uint64(p.Limits.MemoryBytes)),
@@ -203,6 +208,18 @@ func WithBind(src, dest string, readOnly bool) oci.SpecOpts {
 		})
 		return nil
 	}
+}
+
+// WithToolGateway mounts the job's run directory, which holds only the tool
+// gateway's socket, read-only on /run, when the profile allows exec. A
+// socket can be connected to on a read-only mount, and the job can put
+// nothing of its own beside it. Without exec, /run stays the image's empty
+// directory and the job has no socket at all.
+func WithToolGateway(p *policy.Profile, runDir string) oci.SpecOpts {
+	if !p.ExecAllowed() {
+		return func(context.Context, oci.Client, *containers.Container, *specs.Spec) error { return nil }
+	}
+	return WithBind(runDir, toolgw.SandboxRunDir, true)
 }
 
 // WithNetNS joins the network namespace at path, or, when path is empty,

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	v1 "github.com/containerd/cgroups/v3/cgroup1/stats"
 	v2 "github.com/containerd/cgroups/v3/cgroup2/stats"
@@ -15,25 +16,27 @@ import (
 // usage reads the stopped task's cgroup before it is deleted: whether the
 // kernel OOM-killed something in it, and its peak memory. A failure to read
 // reports no OOM: the exit status still tells the broker the job failed.
-func usage(ctx context.Context, task containerd.Task) (oom bool, peak uint64) {
+func usage(ctx context.Context, task containerd.Task) (oom bool, peak uint64, cpu time.Duration) {
 	m, err := task.Metrics(ctx)
 	if err != nil {
-		return false, 0
+		return false, 0, 0
 	}
 	data, err := typeurl.UnmarshalAny(m.Data)
 	if err != nil {
-		return false, 0
+		return false, 0, 0
 	}
 	switch s := data.(type) {
 	case *v1.Metrics:
 		if s.GetMemory().GetUsage() != nil {
 			peak = s.GetMemory().GetUsage().GetMax()
 		}
-		return s.GetMemoryOomControl().GetOomKill() > 0, peak
+		cpu = time.Duration(s.GetCPU().GetUsage().GetTotal())
+		return s.GetMemoryOomControl().GetOomKill() > 0, peak, cpu
 	case *v2.Metrics:
-		return s.GetMemoryEvents().GetOomKill() > 0, s.GetMemory().GetUsage()
+		cpu = time.Duration(s.GetCPU().GetUsageUsec()) * time.Microsecond
+		return s.GetMemoryEvents().GetOomKill() > 0, s.GetMemory().GetUsage(), cpu
 	}
-	return false, 0
+	return false, 0, 0
 }
 
 // pidsLimitHit reports whether the task's pids cgroup refused a fork. The

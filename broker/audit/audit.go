@@ -29,12 +29,18 @@ type Record struct {
 	ExitCode    int               `json:"exitCode"`
 	WallMillis  int64             `json:"wallMs"`
 	MemoryPeak  int64             `json:"memoryPeakBytes,omitempty"`
+	CPUMillis   int64             `json:"cpuMs"`
 	OutputBytes int64             `json:"outputBytes"`
 	// Findings counts the sanitizer's changes by kind.
 	Findings map[string]int `json:"findings,omitempty"`
 	// EgressAllowed and EgressDenied count the job's egress attempts.
 	EgressAllowed int `json:"egressAllowed"`
 	EgressDenied  int `json:"egressDenied"`
+	// Exec counts the commands the job asked to run, by decision
+	// (EXEC_VERDICT_ALLOWED, EXEC_VERDICT_FALLBACK, ...), and the requests
+	// its tool gateway refused outright (GATEWAY_REFUSED_WRONG_CAPABILITY,
+	// GATEWAY_REFUSED_RATE_LIMITED, ...).
+	Exec map[string]int `json:"exec,omitempty"`
 	// Logs is the task's stdout and stderr, capped and sanitized by the
 	// caller before it is recorded.
 	Logs string `json:"logs,omitempty"`

@@ -22,7 +22,7 @@ type Metrics struct {
 
 	Up             prometheus.Gauge
 	Jobs           *prometheus.CounterVec   // profile, verdict
-	SpawnLatency   *prometheus.HistogramVec // phase: admit|run|total
+	SpawnLatency   *prometheus.HistogramVec // phase: spawn|run|total
 	SandboxesLive  prometheus.Gauge
 	Egress         *prometheus.CounterVec // host, decision
 	AuthFailures   *prometheus.CounterVec // reason
@@ -40,7 +40,7 @@ func New() *Metrics {
 		Jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "airlock_jobs_total", Help: "Finished jobs by profile and verdict."}, []string{"profile", "verdict"}),
 		SpawnLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "airlock_spawn_seconds", Help: "Spawn latency by phase: admit (request to sandbox start), run, total.",
+			Name: "airlock_spawn_seconds", Help: "Spawn latency by phase: spawn (request to sandbox start), run, total.",
 			Buckets: []float64{.025, .05, .075, .1, .15, .2, .3, .5, .75, 1, 2, 5, 10, 30, 60}}, []string{"phase"}),
 		SandboxesLive: prometheus.NewGauge(prometheus.GaugeOpts{Name: "airlock_sandboxes_live", Help: "Sandboxes running now."}),
 		Egress: prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -26,6 +26,7 @@ commands:
   explain   print one profile's effective policy
   get       print a job's state
   cancel    cancel a running job
+  approve   answer a job's approval request: approve JOB REQUEST allow|deny
   policy    lint, explain and diff profiles locally (airlock policy -h)
   audit     read the audit log locally: tail, show JOB
   doctor    check the host and the configuration (--json for machines)
@@ -55,6 +56,7 @@ func main() {
 		"explain":  explain,
 		"get":      get,
 		"cancel":   cancel,
+		"approve":  approve,
 	}
 	f, ok := commands[cmd]
 	if !ok {
@@ -175,4 +177,21 @@ func cancel(ctx context.Context, b airlockv1.BrokerClient, args []string) (proto
 		return nil, fmt.Errorf("cancel needs one job id")
 	}
 	return b.Cancel(ctx, &airlockv1.CancelRequest{JobId: args[0]})
+}
+
+// approve answers one ApprovalNeeded event of a job streamed by its caller.
+// allow runs that command once; a repeat of it asks again.
+func approve(ctx context.Context, b airlockv1.BrokerClient, args []string) (proto.Message, error) {
+	if len(args) != 3 {
+		return nil, fmt.Errorf("approve needs a job id, a request id and allow or deny")
+	}
+	decisions := map[string]airlockv1.ApprovalDecision{
+		"allow": airlockv1.ApprovalDecision_APPROVAL_DECISION_ALLOW_ONCE,
+		"deny":  airlockv1.ApprovalDecision_APPROVAL_DECISION_DENY,
+	}
+	d, ok := decisions[args[2]]
+	if !ok {
+		return nil, fmt.Errorf("approve: decision %q: want allow (this once) or deny", args[2])
+	}
+	return b.Approve(ctx, &airlockv1.ApproveRequest{JobId: args[0], RequestId: args[1], Decision: d})
 }

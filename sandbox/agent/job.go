@@ -8,6 +8,8 @@ const (
 	ContentDir = "/input/content"
 	OutputDir  = "/output"
 	ResultFile = "/output/result.json"
+	// ScratchDir is the sandbox's size-capped scratch tmpfs.
+	ScratchDir = "/tmp"
 )
 
 // Job is /input/job.json: everything the agent is told about its job. The
@@ -20,6 +22,18 @@ type Job struct {
 	Content []ContentFile     `json:"content"`
 	// Tools are the tool names the policy allows; anything else is refused.
 	Tools []string `json:"tools"`
+	// Gateway is the job's tool gateway, set only when the policy allows
+	// exec: the one way to run a command.
+	Gateway *Gateway `json:"gateway,omitempty"`
+}
+
+// Gateway says how to reach the job's tool gateway.
+type Gateway struct {
+	// Socket is the gateway's unix socket inside the sandbox.
+	Socket string `json:"socket"`
+	// Capability authenticates this job's requests; it is worthless
+	// outside this job's sandbox.
+	Capability string `json:"capability"`
 }
 
 // ContentFile is one content item, stored at ContentDir/Name.

@@ -39,9 +39,14 @@ type sandboxPaths struct {
 	job, contentDir, result string
 }
 
-// Main runs the job described by the sandbox's job.json, writes result.json
-// and returns the process exit code.
+// Main restricts the agent with Landlock, runs the job described by the
+// sandbox's job.json, writes result.json and returns the process exit code.
 func Main() int {
+	// First, before any content is read: whatever the content makes of
+	// the agent later, it cannot execute a file or write outside these.
+	if _, err := Restrict([]string{OutputDir, ScratchDir}); err != nil {
+		fmt.Fprintf(os.Stderr, "airlock-agent: warning: running without a Landlock restriction: %v\n", err)
+	}
 	return runJob(sandboxPaths{job: JobFile, contentDir: ContentDir, result: ResultFile}, os.Stderr)
 }
 

@@ -89,8 +89,11 @@ var tasks = map[string]task{
 
 // Tasks lists the task names Run accepts, sorted.
 func Tasks() []string {
-	names := make([]string, 0, len(tasks))
+	names := make([]string, 0, len(tasks)+len(jobTasks))
 	for name := range tasks {
+		names = append(names, name)
+	}
+	for name := range jobTasks {
 		names = append(names, name)
 	}
 	slices.Sort(names)
@@ -100,6 +103,10 @@ func Tasks() []string {
 // Run carries out job's task over its content, read through readContent,
 // and returns the value to write as result.json.
 func Run(job Job, readContent func(name string) ([]byte, error)) (any, error) {
+	if jt, ok := jobTasks[job.Task]; ok {
+		// It reads no content: what it reads, it reads through the tools.
+		return jt(job)
+	}
 	t, ok := tasks[job.Task]
 	if !ok {
 		return nil, fmt.Errorf("%w %q (known: %s)", ErrUnknownTask, job.Task, strings.Join(Tasks(), ", "))

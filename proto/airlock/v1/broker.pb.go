@@ -107,6 +107,124 @@ func (Verdict) EnumDescriptor() ([]byte, []int) {
 	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{0}
 }
 
+// ExecVerdict is what the broker decided about one command.
+type ExecVerdict int32
+
+const (
+	ExecVerdict_EXEC_VERDICT_UNSPECIFIED ExecVerdict = 0
+	// The command matched exec.allowedPatterns (or exec.security is full).
+	ExecVerdict_EXEC_VERDICT_ALLOWED ExecVerdict = 1
+	// The caller approved it once with Approve.
+	ExecVerdict_EXEC_VERDICT_APPROVED ExecVerdict = 2
+	// The policy refused it: exec.security deny, or a miss with ask off, or
+	// a command line the matcher refuses.
+	ExecVerdict_EXEC_VERDICT_DENIED ExecVerdict = 3
+	// The caller denied it with Approve.
+	ExecVerdict_EXEC_VERDICT_DENIED_BY_CALLER ExecVerdict = 4
+	// Nobody could answer (unary Spawn) or nobody answered in time, and
+	// exec.askFallback decided.
+	ExecVerdict_EXEC_VERDICT_FALLBACK ExecVerdict = 5
+)
+
+// Enum value maps for ExecVerdict.
+var (
+	ExecVerdict_name = map[int32]string{
+		0: "EXEC_VERDICT_UNSPECIFIED",
+		1: "EXEC_VERDICT_ALLOWED",
+		2: "EXEC_VERDICT_APPROVED",
+		3: "EXEC_VERDICT_DENIED",
+		4: "EXEC_VERDICT_DENIED_BY_CALLER",
+		5: "EXEC_VERDICT_FALLBACK",
+	}
+	ExecVerdict_value = map[string]int32{
+		"EXEC_VERDICT_UNSPECIFIED":      0,
+		"EXEC_VERDICT_ALLOWED":          1,
+		"EXEC_VERDICT_APPROVED":         2,
+		"EXEC_VERDICT_DENIED":           3,
+		"EXEC_VERDICT_DENIED_BY_CALLER": 4,
+		"EXEC_VERDICT_FALLBACK":         5,
+	}
+)
+
+func (x ExecVerdict) Enum() *ExecVerdict {
+	p := new(ExecVerdict)
+	*p = x
+	return p
+}
+
+func (x ExecVerdict) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ExecVerdict) Descriptor() protoreflect.EnumDescriptor {
+	return file_airlock_v1_broker_proto_enumTypes[1].Descriptor()
+}
+
+func (ExecVerdict) Type() protoreflect.EnumType {
+	return &file_airlock_v1_broker_proto_enumTypes[1]
+}
+
+func (x ExecVerdict) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ExecVerdict.Descriptor instead.
+func (ExecVerdict) EnumDescriptor() ([]byte, []int) {
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{1}
+}
+
+// ApprovalDecision is a caller's answer to ApprovalNeeded.
+type ApprovalDecision int32
+
+const (
+	ApprovalDecision_APPROVAL_DECISION_UNSPECIFIED ApprovalDecision = 0
+	// Run the command this once; a repeat asks again.
+	ApprovalDecision_APPROVAL_DECISION_ALLOW_ONCE ApprovalDecision = 1
+	// Do not run it.
+	ApprovalDecision_APPROVAL_DECISION_DENY ApprovalDecision = 2
+)
+
+// Enum value maps for ApprovalDecision.
+var (
+	ApprovalDecision_name = map[int32]string{
+		0: "APPROVAL_DECISION_UNSPECIFIED",
+		1: "APPROVAL_DECISION_ALLOW_ONCE",
+		2: "APPROVAL_DECISION_DENY",
+	}
+	ApprovalDecision_value = map[string]int32{
+		"APPROVAL_DECISION_UNSPECIFIED": 0,
+		"APPROVAL_DECISION_ALLOW_ONCE":  1,
+		"APPROVAL_DECISION_DENY":        2,
+	}
+)
+
+func (x ApprovalDecision) Enum() *ApprovalDecision {
+	p := new(ApprovalDecision)
+	*p = x
+	return p
+}
+
+func (x ApprovalDecision) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ApprovalDecision) Descriptor() protoreflect.EnumDescriptor {
+	return file_airlock_v1_broker_proto_enumTypes[2].Descriptor()
+}
+
+func (ApprovalDecision) Type() protoreflect.EnumType {
+	return &file_airlock_v1_broker_proto_enumTypes[2]
+}
+
+func (x ApprovalDecision) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ApprovalDecision.Descriptor instead.
+func (ApprovalDecision) EnumDescriptor() ([]byte, []int) {
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{2}
+}
+
 // JobState is where a job is in its life.
 type JobState int32
 
@@ -141,11 +259,11 @@ func (x JobState) String() string {
 }
 
 func (JobState) Descriptor() protoreflect.EnumDescriptor {
-	return file_airlock_v1_broker_proto_enumTypes[1].Descriptor()
+	return file_airlock_v1_broker_proto_enumTypes[3].Descriptor()
 }
 
 func (JobState) Type() protoreflect.EnumType {
-	return &file_airlock_v1_broker_proto_enumTypes[1]
+	return &file_airlock_v1_broker_proto_enumTypes[3]
 }
 
 func (x JobState) Number() protoreflect.EnumNumber {
@@ -154,7 +272,7 @@ func (x JobState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use JobState.Descriptor instead.
 func (JobState) EnumDescriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{1}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{3}
 }
 
 // SpawnRequest describes one job.
@@ -458,11 +576,14 @@ type SpawnResponse struct {
 	// The sanitized result; set only when verdict is OK.
 	Result *structpb.Struct `protobuf:"bytes,3,opt,name=result,proto3" json:"result,omitempty"`
 	// Why the verdict is not OK, for a person to act on.
-	Message       string              `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
-	Sanitization  *SanitizationReport `protobuf:"bytes,5,opt,name=sanitization,proto3" json:"sanitization,omitempty"`
-	Egress        []*EgressAttempt    `protobuf:"bytes,6,rep,name=egress,proto3" json:"egress,omitempty"`
-	Usage         *Usage              `protobuf:"bytes,7,opt,name=usage,proto3" json:"usage,omitempty"`
-	Policy        *EffectivePolicy    `protobuf:"bytes,8,opt,name=policy,proto3" json:"policy,omitempty"`
+	Message      string              `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	Sanitization *SanitizationReport `protobuf:"bytes,5,opt,name=sanitization,proto3" json:"sanitization,omitempty"`
+	Egress       []*EgressAttempt    `protobuf:"bytes,6,rep,name=egress,proto3" json:"egress,omitempty"`
+	Usage        *Usage              `protobuf:"bytes,7,opt,name=usage,proto3" json:"usage,omitempty"`
+	Policy       *EffectivePolicy    `protobuf:"bytes,8,opt,name=policy,proto3" json:"policy,omitempty"`
+	// Every command the job asked the broker to run, in order, with what
+	// was decided.
+	Exec          []*ExecDecision `protobuf:"bytes,9,rep,name=exec,proto3" json:"exec,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -553,6 +674,119 @@ func (x *SpawnResponse) GetPolicy() *EffectivePolicy {
 	return nil
 }
 
+func (x *SpawnResponse) GetExec() []*ExecDecision {
+	if x != nil {
+		return x.Exec
+	}
+	return nil
+}
+
+// ExecDecision is one command the job asked to run. Its words come from
+// the sandbox and are sanitized like a result's strings.
+type ExecDecision struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Time    *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	Argv    []string               `protobuf:"bytes,2,rep,name=argv,proto3" json:"argv,omitempty"`
+	Cwd     string                 `protobuf:"bytes,3,opt,name=cwd,proto3" json:"cwd,omitempty"`
+	Verdict ExecVerdict            `protobuf:"varint,4,opt,name=verdict,proto3,enum=airlock.v1.ExecVerdict" json:"verdict,omitempty"`
+	// Whether the command was run; false for every denial.
+	Allowed bool `protobuf:"varint,5,opt,name=allowed,proto3" json:"allowed,omitempty"`
+	// Why, for a person: the matched pattern or the miss.
+	Reason string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Set when the decision went through ApprovalNeeded.
+	RequestId string `protobuf:"bytes,7,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// The command's exit code, when it ran.
+	ExitCode      int32 `protobuf:"varint,8,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecDecision) Reset() {
+	*x = ExecDecision{}
+	mi := &file_airlock_v1_broker_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecDecision) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecDecision) ProtoMessage() {}
+
+func (x *ExecDecision) ProtoReflect() protoreflect.Message {
+	mi := &file_airlock_v1_broker_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecDecision.ProtoReflect.Descriptor instead.
+func (*ExecDecision) Descriptor() ([]byte, []int) {
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ExecDecision) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *ExecDecision) GetArgv() []string {
+	if x != nil {
+		return x.Argv
+	}
+	return nil
+}
+
+func (x *ExecDecision) GetCwd() string {
+	if x != nil {
+		return x.Cwd
+	}
+	return ""
+}
+
+func (x *ExecDecision) GetVerdict() ExecVerdict {
+	if x != nil {
+		return x.Verdict
+	}
+	return ExecVerdict_EXEC_VERDICT_UNSPECIFIED
+}
+
+func (x *ExecDecision) GetAllowed() bool {
+	if x != nil {
+		return x.Allowed
+	}
+	return false
+}
+
+func (x *ExecDecision) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ExecDecision) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *ExecDecision) GetExitCode() int32 {
+	if x != nil {
+		return x.ExitCode
+	}
+	return 0
+}
+
 // SanitizationReport lists every change the sanitizer made to the result.
 type SanitizationReport struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -563,7 +797,7 @@ type SanitizationReport struct {
 
 func (x *SanitizationReport) Reset() {
 	*x = SanitizationReport{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[5]
+	mi := &file_airlock_v1_broker_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -575,7 +809,7 @@ func (x *SanitizationReport) String() string {
 func (*SanitizationReport) ProtoMessage() {}
 
 func (x *SanitizationReport) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[5]
+	mi := &file_airlock_v1_broker_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -588,7 +822,7 @@ func (x *SanitizationReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SanitizationReport.ProtoReflect.Descriptor instead.
 func (*SanitizationReport) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{5}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SanitizationReport) GetFindings() []*SanitizationFinding {
@@ -617,7 +851,7 @@ type SanitizationFinding struct {
 
 func (x *SanitizationFinding) Reset() {
 	*x = SanitizationFinding{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[6]
+	mi := &file_airlock_v1_broker_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -629,7 +863,7 @@ func (x *SanitizationFinding) String() string {
 func (*SanitizationFinding) ProtoMessage() {}
 
 func (x *SanitizationFinding) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[6]
+	mi := &file_airlock_v1_broker_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -642,7 +876,7 @@ func (x *SanitizationFinding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SanitizationFinding.ProtoReflect.Descriptor instead.
 func (*SanitizationFinding) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{6}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SanitizationFinding) GetPath() string {
@@ -691,7 +925,7 @@ type EgressAttempt struct {
 
 func (x *EgressAttempt) Reset() {
 	*x = EgressAttempt{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[7]
+	mi := &file_airlock_v1_broker_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -703,7 +937,7 @@ func (x *EgressAttempt) String() string {
 func (*EgressAttempt) ProtoMessage() {}
 
 func (x *EgressAttempt) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[7]
+	mi := &file_airlock_v1_broker_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -716,7 +950,7 @@ func (x *EgressAttempt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EgressAttempt.ProtoReflect.Descriptor instead.
 func (*EgressAttempt) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{7}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *EgressAttempt) GetTime() *timestamppb.Timestamp {
@@ -782,13 +1016,15 @@ type Usage struct {
 	ExitCode        int32                  `protobuf:"varint,2,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
 	OutputBytes     int64                  `protobuf:"varint,3,opt,name=output_bytes,json=outputBytes,proto3" json:"output_bytes,omitempty"`
 	MemoryPeakBytes int64                  `protobuf:"varint,4,opt,name=memory_peak_bytes,json=memoryPeakBytes,proto3" json:"memory_peak_bytes,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// CPU time the sandbox used.
+	Cpu           *durationpb.Duration `protobuf:"bytes,5,opt,name=cpu,proto3" json:"cpu,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Usage) Reset() {
 	*x = Usage{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[8]
+	mi := &file_airlock_v1_broker_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -800,7 +1036,7 @@ func (x *Usage) String() string {
 func (*Usage) ProtoMessage() {}
 
 func (x *Usage) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[8]
+	mi := &file_airlock_v1_broker_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -813,7 +1049,7 @@ func (x *Usage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Usage.ProtoReflect.Descriptor instead.
 func (*Usage) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{8}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Usage) GetWall() *durationpb.Duration {
@@ -844,6 +1080,13 @@ func (x *Usage) GetMemoryPeakBytes() int64 {
 	return 0
 }
 
+func (x *Usage) GetCpu() *durationpb.Duration {
+	if x != nil {
+		return x.Cpu
+	}
+	return nil
+}
+
 // EffectivePolicy identifies the policy a job ran under.
 type EffectivePolicy struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -858,7 +1101,7 @@ type EffectivePolicy struct {
 
 func (x *EffectivePolicy) Reset() {
 	*x = EffectivePolicy{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[9]
+	mi := &file_airlock_v1_broker_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -870,7 +1113,7 @@ func (x *EffectivePolicy) String() string {
 func (*EffectivePolicy) ProtoMessage() {}
 
 func (x *EffectivePolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[9]
+	mi := &file_airlock_v1_broker_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -883,7 +1126,7 @@ func (x *EffectivePolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EffectivePolicy.ProtoReflect.Descriptor instead.
 func (*EffectivePolicy) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{9}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *EffectivePolicy) GetProfile() string {
@@ -917,7 +1160,7 @@ type SpawnStreamRequest struct {
 
 func (x *SpawnStreamRequest) Reset() {
 	*x = SpawnStreamRequest{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[10]
+	mi := &file_airlock_v1_broker_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -929,7 +1172,7 @@ func (x *SpawnStreamRequest) String() string {
 func (*SpawnStreamRequest) ProtoMessage() {}
 
 func (x *SpawnStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[10]
+	mi := &file_airlock_v1_broker_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -942,7 +1185,7 @@ func (x *SpawnStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpawnStreamRequest.ProtoReflect.Descriptor instead.
 func (*SpawnStreamRequest) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{10}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SpawnStreamRequest) GetSpawn() *SpawnRequest {
@@ -971,7 +1214,7 @@ type SpawnStreamResponse struct {
 
 func (x *SpawnStreamResponse) Reset() {
 	*x = SpawnStreamResponse{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[11]
+	mi := &file_airlock_v1_broker_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -983,7 +1226,7 @@ func (x *SpawnStreamResponse) String() string {
 func (*SpawnStreamResponse) ProtoMessage() {}
 
 func (x *SpawnStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[11]
+	mi := &file_airlock_v1_broker_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -996,7 +1239,7 @@ func (x *SpawnStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpawnStreamResponse.ProtoReflect.Descriptor instead.
 func (*SpawnStreamResponse) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{11}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SpawnStreamResponse) GetJobId() string {
@@ -1109,7 +1352,7 @@ type JobAccepted struct {
 
 func (x *JobAccepted) Reset() {
 	*x = JobAccepted{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[12]
+	mi := &file_airlock_v1_broker_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1121,7 +1364,7 @@ func (x *JobAccepted) String() string {
 func (*JobAccepted) ProtoMessage() {}
 
 func (x *JobAccepted) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[12]
+	mi := &file_airlock_v1_broker_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1134,7 +1377,7 @@ func (x *JobAccepted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobAccepted.ProtoReflect.Descriptor instead.
 func (*JobAccepted) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{12}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *JobAccepted) GetPolicy() *EffectivePolicy {
@@ -1153,7 +1396,7 @@ type JobStarted struct {
 
 func (x *JobStarted) Reset() {
 	*x = JobStarted{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[13]
+	mi := &file_airlock_v1_broker_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1165,7 +1408,7 @@ func (x *JobStarted) String() string {
 func (*JobStarted) ProtoMessage() {}
 
 func (x *JobStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[13]
+	mi := &file_airlock_v1_broker_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1178,20 +1421,34 @@ func (x *JobStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobStarted.ProtoReflect.Descriptor instead.
 func (*JobStarted) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{13}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{14}
 }
 
-// ApprovalNeeded says the job waits for an approval.
+// ApprovalNeeded says the job waits for an approval: answer it with
+// Approve(job_id, request_id) before timeout, or exec.askFallback decides.
+// Its words come from the sandbox: they are sanitized, but they are the
+// hostile job's words, to be read as data.
 type ApprovalNeeded struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Request       string                 `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The command, shell-quoted, for a person to read.
+	Request string `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	// Identifies this request to Approve; unique within the job.
+	RequestId string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// The command as the job asked for it.
+	Argv []string `protobuf:"bytes,3,rep,name=argv,proto3" json:"argv,omitempty"`
+	// The directory inside the sandbox it would run in.
+	Cwd string `protobuf:"bytes,4,opt,name=cwd,proto3" json:"cwd,omitempty"`
+	// Why it needs approval, for example that it matches no pattern.
+	Reason string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// How long the broker waits for an answer.
+	Timeout       *durationpb.Duration `protobuf:"bytes,6,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ApprovalNeeded) Reset() {
 	*x = ApprovalNeeded{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[14]
+	mi := &file_airlock_v1_broker_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1203,7 +1460,7 @@ func (x *ApprovalNeeded) String() string {
 func (*ApprovalNeeded) ProtoMessage() {}
 
 func (x *ApprovalNeeded) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[14]
+	mi := &file_airlock_v1_broker_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1216,7 +1473,7 @@ func (x *ApprovalNeeded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApprovalNeeded.ProtoReflect.Descriptor instead.
 func (*ApprovalNeeded) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{14}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ApprovalNeeded) GetRequest() string {
@@ -1224,6 +1481,139 @@ func (x *ApprovalNeeded) GetRequest() string {
 		return x.Request
 	}
 	return ""
+}
+
+func (x *ApprovalNeeded) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *ApprovalNeeded) GetArgv() []string {
+	if x != nil {
+		return x.Argv
+	}
+	return nil
+}
+
+func (x *ApprovalNeeded) GetCwd() string {
+	if x != nil {
+		return x.Cwd
+	}
+	return ""
+}
+
+func (x *ApprovalNeeded) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ApprovalNeeded) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
+// ApproveRequest answers one ApprovalNeeded event.
+type ApproveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	RequestId     string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Decision      ApprovalDecision       `protobuf:"varint,3,opt,name=decision,proto3,enum=airlock.v1.ApprovalDecision" json:"decision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveRequest) Reset() {
+	*x = ApproveRequest{}
+	mi := &file_airlock_v1_broker_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveRequest) ProtoMessage() {}
+
+func (x *ApproveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_airlock_v1_broker_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveRequest.ProtoReflect.Descriptor instead.
+func (*ApproveRequest) Descriptor() ([]byte, []int) {
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ApproveRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *ApproveRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *ApproveRequest) GetDecision() ApprovalDecision {
+	if x != nil {
+		return x.Decision
+	}
+	return ApprovalDecision_APPROVAL_DECISION_UNSPECIFIED
+}
+
+// ApproveResponse says the answer was taken.
+type ApproveResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveResponse) Reset() {
+	*x = ApproveResponse{}
+	mi := &file_airlock_v1_broker_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveResponse) ProtoMessage() {}
+
+func (x *ApproveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_airlock_v1_broker_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveResponse.ProtoReflect.Descriptor instead.
+func (*ApproveResponse) Descriptor() ([]byte, []int) {
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{17}
 }
 
 // CancelRequest names a job.
@@ -1236,7 +1626,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[15]
+	mi := &file_airlock_v1_broker_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1248,7 +1638,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[15]
+	mi := &file_airlock_v1_broker_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1261,7 +1651,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{15}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CancelRequest) GetJobId() string {
@@ -1282,7 +1672,7 @@ type CancelResponse struct {
 
 func (x *CancelResponse) Reset() {
 	*x = CancelResponse{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[16]
+	mi := &file_airlock_v1_broker_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1294,7 +1684,7 @@ func (x *CancelResponse) String() string {
 func (*CancelResponse) ProtoMessage() {}
 
 func (x *CancelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[16]
+	mi := &file_airlock_v1_broker_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1307,7 +1697,7 @@ func (x *CancelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelResponse.ProtoReflect.Descriptor instead.
 func (*CancelResponse) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{16}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CancelResponse) GetCancelled() bool {
@@ -1327,7 +1717,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[17]
+	mi := &file_airlock_v1_broker_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1339,7 +1729,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[17]
+	mi := &file_airlock_v1_broker_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1352,7 +1742,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{17}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetJobRequest) GetJobId() string {
@@ -1375,7 +1765,7 @@ type GetJobResponse struct {
 
 func (x *GetJobResponse) Reset() {
 	*x = GetJobResponse{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[18]
+	mi := &file_airlock_v1_broker_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1387,7 +1777,7 @@ func (x *GetJobResponse) String() string {
 func (*GetJobResponse) ProtoMessage() {}
 
 func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[18]
+	mi := &file_airlock_v1_broker_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1400,7 +1790,7 @@ func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobResponse.ProtoReflect.Descriptor instead.
 func (*GetJobResponse) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{18}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetJobResponse) GetJobId() string {
@@ -1433,7 +1823,7 @@ type ListProfilesRequest struct {
 
 func (x *ListProfilesRequest) Reset() {
 	*x = ListProfilesRequest{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[19]
+	mi := &file_airlock_v1_broker_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1445,7 +1835,7 @@ func (x *ListProfilesRequest) String() string {
 func (*ListProfilesRequest) ProtoMessage() {}
 
 func (x *ListProfilesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[19]
+	mi := &file_airlock_v1_broker_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1458,7 +1848,7 @@ func (x *ListProfilesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProfilesRequest.ProtoReflect.Descriptor instead.
 func (*ListProfilesRequest) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{19}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{22}
 }
 
 // ListProfilesResponse lists profiles.
@@ -1471,7 +1861,7 @@ type ListProfilesResponse struct {
 
 func (x *ListProfilesResponse) Reset() {
 	*x = ListProfilesResponse{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[20]
+	mi := &file_airlock_v1_broker_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1483,7 +1873,7 @@ func (x *ListProfilesResponse) String() string {
 func (*ListProfilesResponse) ProtoMessage() {}
 
 func (x *ListProfilesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[20]
+	mi := &file_airlock_v1_broker_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1496,7 +1886,7 @@ func (x *ListProfilesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProfilesResponse.ProtoReflect.Descriptor instead.
 func (*ListProfilesResponse) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{20}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListProfilesResponse) GetProfiles() []*EffectivePolicy {
@@ -1516,7 +1906,7 @@ type ExplainProfileRequest struct {
 
 func (x *ExplainProfileRequest) Reset() {
 	*x = ExplainProfileRequest{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[21]
+	mi := &file_airlock_v1_broker_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1528,7 +1918,7 @@ func (x *ExplainProfileRequest) String() string {
 func (*ExplainProfileRequest) ProtoMessage() {}
 
 func (x *ExplainProfileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[21]
+	mi := &file_airlock_v1_broker_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1541,7 +1931,7 @@ func (x *ExplainProfileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainProfileRequest.ProtoReflect.Descriptor instead.
 func (*ExplainProfileRequest) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{21}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ExplainProfileRequest) GetProfile() string {
@@ -1566,7 +1956,7 @@ type ExplainProfileResponse struct {
 
 func (x *ExplainProfileResponse) Reset() {
 	*x = ExplainProfileResponse{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[22]
+	mi := &file_airlock_v1_broker_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1578,7 +1968,7 @@ func (x *ExplainProfileResponse) String() string {
 func (*ExplainProfileResponse) ProtoMessage() {}
 
 func (x *ExplainProfileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[22]
+	mi := &file_airlock_v1_broker_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1591,7 +1981,7 @@ func (x *ExplainProfileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainProfileResponse.ProtoReflect.Descriptor instead.
 func (*ExplainProfileResponse) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{22}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ExplainProfileResponse) GetPolicy() *EffectivePolicy {
@@ -1647,7 +2037,7 @@ const file_airlock_v1_broker_proto_rawDesc = "" +
 	"\atimeout\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12!\n" +
 	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\x12\x16\n" +
 	"\x06egress\x18\x03 \x03(\tR\x06egress\x12!\n" +
-	"\foutput_bytes\x18\x04 \x01(\x03R\voutputBytes\"\xf5\x02\n" +
+	"\foutput_bytes\x18\x04 \x01(\x03R\voutputBytes\"\xa3\x03\n" +
 	"\rSpawnResponse\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12-\n" +
 	"\averdict\x18\x02 \x01(\x0e2\x13.airlock.v1.VerdictR\averdict\x12/\n" +
@@ -1656,7 +2046,18 @@ const file_airlock_v1_broker_proto_rawDesc = "" +
 	"\fsanitization\x18\x05 \x01(\v2\x1e.airlock.v1.SanitizationReportR\fsanitization\x121\n" +
 	"\x06egress\x18\x06 \x03(\v2\x19.airlock.v1.EgressAttemptR\x06egress\x12'\n" +
 	"\x05usage\x18\a \x01(\v2\x11.airlock.v1.UsageR\x05usage\x123\n" +
-	"\x06policy\x18\b \x01(\v2\x1b.airlock.v1.EffectivePolicyR\x06policy\"Q\n" +
+	"\x06policy\x18\b \x01(\v2\x1b.airlock.v1.EffectivePolicyR\x06policy\x12,\n" +
+	"\x04exec\x18\t \x03(\v2\x18.airlock.v1.ExecDecisionR\x04exec\"\x85\x02\n" +
+	"\fExecDecision\x12.\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
+	"\x04argv\x18\x02 \x03(\tR\x04argv\x12\x10\n" +
+	"\x03cwd\x18\x03 \x01(\tR\x03cwd\x121\n" +
+	"\averdict\x18\x04 \x01(\x0e2\x17.airlock.v1.ExecVerdictR\averdict\x12\x18\n" +
+	"\aallowed\x18\x05 \x01(\bR\aallowed\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\a \x01(\tR\trequestId\x12\x1b\n" +
+	"\texit_code\x18\b \x01(\x05R\bexitCode\"Q\n" +
 	"\x12SanitizationReport\x12;\n" +
 	"\bfindings\x18\x01 \x03(\v2\x1f.airlock.v1.SanitizationFindingR\bfindings\"k\n" +
 	"\x13SanitizationFinding\x12\x12\n" +
@@ -1673,12 +2074,13 @@ const file_airlock_v1_broker_proto_rawDesc = "" +
 	"\x06method\x18\x06 \x01(\tR\x06method\x12\x19\n" +
 	"\bbytes_up\x18\a \x01(\x03R\abytesUp\x12\x1d\n" +
 	"\n" +
-	"bytes_down\x18\b \x01(\x03R\tbytesDown\"\xa2\x01\n" +
+	"bytes_down\x18\b \x01(\x03R\tbytesDown\"\xcf\x01\n" +
 	"\x05Usage\x12-\n" +
 	"\x04wall\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x04wall\x12\x1b\n" +
 	"\texit_code\x18\x02 \x01(\x05R\bexitCode\x12!\n" +
 	"\foutput_bytes\x18\x03 \x01(\x03R\voutputBytes\x12*\n" +
-	"\x11memory_peak_bytes\x18\x04 \x01(\x03R\x0fmemoryPeakBytes\"Y\n" +
+	"\x11memory_peak_bytes\x18\x04 \x01(\x03R\x0fmemoryPeakBytes\x12+\n" +
+	"\x03cpu\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x03cpu\"Y\n" +
 	"\x0fEffectivePolicy\x12\x18\n" +
 	"\aprofile\x18\x01 \x01(\tR\aprofile\x12\x12\n" +
 	"\x04hash\x18\x02 \x01(\tR\x04hash\x12\x18\n" +
@@ -1697,9 +2099,21 @@ const file_airlock_v1_broker_proto_rawDesc = "" +
 	"\vJobAccepted\x123\n" +
 	"\x06policy\x18\x01 \x01(\v2\x1b.airlock.v1.EffectivePolicyR\x06policy\"\f\n" +
 	"\n" +
-	"JobStarted\"*\n" +
+	"JobStarted\"\xbc\x01\n" +
 	"\x0eApprovalNeeded\x12\x18\n" +
-	"\arequest\x18\x01 \x01(\tR\arequest\"&\n" +
+	"\arequest\x18\x01 \x01(\tR\arequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\x12\x12\n" +
+	"\x04argv\x18\x03 \x03(\tR\x04argv\x12\x10\n" +
+	"\x03cwd\x18\x04 \x01(\tR\x03cwd\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x123\n" +
+	"\atimeout\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\atimeout\"\x80\x01\n" +
+	"\x0eApproveRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\x128\n" +
+	"\bdecision\x18\x03 \x01(\x0e2\x1c.airlock.v1.ApprovalDecisionR\bdecision\"\x11\n" +
+	"\x0fApproveResponse\"&\n" +
 	"\rCancelRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\".\n" +
 	"\x0eCancelResponse\x12\x1c\n" +
@@ -1730,18 +2144,30 @@ const file_airlock_v1_broker_proto_rawDesc = "" +
 	"\x15VERDICT_SANDBOX_ERROR\x10\x06\x12\x19\n" +
 	"\x15VERDICT_POLICY_DENIED\x10\a\x12\x15\n" +
 	"\x11VERDICT_CANCELLED\x10\b\x12\x1c\n" +
-	"\x18VERDICT_OUTPUT_TOO_LARGE\x10\t*T\n" +
+	"\x18VERDICT_OUTPUT_TOO_LARGE\x10\t*\xb7\x01\n" +
+	"\vExecVerdict\x12\x1c\n" +
+	"\x18EXEC_VERDICT_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14EXEC_VERDICT_ALLOWED\x10\x01\x12\x19\n" +
+	"\x15EXEC_VERDICT_APPROVED\x10\x02\x12\x17\n" +
+	"\x13EXEC_VERDICT_DENIED\x10\x03\x12!\n" +
+	"\x1dEXEC_VERDICT_DENIED_BY_CALLER\x10\x04\x12\x19\n" +
+	"\x15EXEC_VERDICT_FALLBACK\x10\x05*s\n" +
+	"\x10ApprovalDecision\x12!\n" +
+	"\x1dAPPROVAL_DECISION_UNSPECIFIED\x10\x00\x12 \n" +
+	"\x1cAPPROVAL_DECISION_ALLOW_ONCE\x10\x01\x12\x1a\n" +
+	"\x16APPROVAL_DECISION_DENY\x10\x02*T\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11JOB_STATE_RUNNING\x10\x01\x12\x16\n" +
-	"\x12JOB_STATE_FINISHED\x10\x022\xc6\x03\n" +
+	"\x12JOB_STATE_FINISHED\x10\x022\x8a\x04\n" +
 	"\x06Broker\x12<\n" +
 	"\x05Spawn\x12\x18.airlock.v1.SpawnRequest\x1a\x19.airlock.v1.SpawnResponse\x12P\n" +
 	"\vSpawnStream\x12\x1e.airlock.v1.SpawnStreamRequest\x1a\x1f.airlock.v1.SpawnStreamResponse0\x01\x12?\n" +
 	"\x06Cancel\x12\x19.airlock.v1.CancelRequest\x1a\x1a.airlock.v1.CancelResponse\x12?\n" +
 	"\x06GetJob\x12\x19.airlock.v1.GetJobRequest\x1a\x1a.airlock.v1.GetJobResponse\x12Q\n" +
 	"\fListProfiles\x12\x1f.airlock.v1.ListProfilesRequest\x1a .airlock.v1.ListProfilesResponse\x12W\n" +
-	"\x0eExplainProfile\x12!.airlock.v1.ExplainProfileRequest\x1a\".airlock.v1.ExplainProfileResponseB\x9d\x01\n" +
+	"\x0eExplainProfile\x12!.airlock.v1.ExplainProfileRequest\x1a\".airlock.v1.ExplainProfileResponse\x12B\n" +
+	"\aApprove\x12\x1a.airlock.v1.ApproveRequest\x1a\x1b.airlock.v1.ApproveResponseB\x9d\x01\n" +
 	"\x0ecom.airlock.v1B\vBrokerProtoP\x01Z5github.com/airlock/airlock/proto/airlock/v1;airlockv1\xa2\x02\x03AXX\xaa\x02\n" +
 	"Airlock.V1\xca\x02\n" +
 	"Airlock\\V1\xe2\x02\x16Airlock\\V1\\GPBMetadata\xea\x02\vAirlock::V1b\x06proto3"
@@ -1758,85 +2184,98 @@ func file_airlock_v1_broker_proto_rawDescGZIP() []byte {
 	return file_airlock_v1_broker_proto_rawDescData
 }
 
-var file_airlock_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_airlock_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_airlock_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_airlock_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_airlock_v1_broker_proto_goTypes = []any{
 	(Verdict)(0),                   // 0: airlock.v1.Verdict
-	(JobState)(0),                  // 1: airlock.v1.JobState
-	(*SpawnRequest)(nil),           // 2: airlock.v1.SpawnRequest
-	(*Task)(nil),                   // 3: airlock.v1.Task
-	(*Content)(nil),                // 4: airlock.v1.Content
-	(*Overrides)(nil),              // 5: airlock.v1.Overrides
-	(*SpawnResponse)(nil),          // 6: airlock.v1.SpawnResponse
-	(*SanitizationReport)(nil),     // 7: airlock.v1.SanitizationReport
-	(*SanitizationFinding)(nil),    // 8: airlock.v1.SanitizationFinding
-	(*EgressAttempt)(nil),          // 9: airlock.v1.EgressAttempt
-	(*Usage)(nil),                  // 10: airlock.v1.Usage
-	(*EffectivePolicy)(nil),        // 11: airlock.v1.EffectivePolicy
-	(*SpawnStreamRequest)(nil),     // 12: airlock.v1.SpawnStreamRequest
-	(*SpawnStreamResponse)(nil),    // 13: airlock.v1.SpawnStreamResponse
-	(*JobAccepted)(nil),            // 14: airlock.v1.JobAccepted
-	(*JobStarted)(nil),             // 15: airlock.v1.JobStarted
-	(*ApprovalNeeded)(nil),         // 16: airlock.v1.ApprovalNeeded
-	(*CancelRequest)(nil),          // 17: airlock.v1.CancelRequest
-	(*CancelResponse)(nil),         // 18: airlock.v1.CancelResponse
-	(*GetJobRequest)(nil),          // 19: airlock.v1.GetJobRequest
-	(*GetJobResponse)(nil),         // 20: airlock.v1.GetJobResponse
-	(*ListProfilesRequest)(nil),    // 21: airlock.v1.ListProfilesRequest
-	(*ListProfilesResponse)(nil),   // 22: airlock.v1.ListProfilesResponse
-	(*ExplainProfileRequest)(nil),  // 23: airlock.v1.ExplainProfileRequest
-	(*ExplainProfileResponse)(nil), // 24: airlock.v1.ExplainProfileResponse
-	nil,                            // 25: airlock.v1.SpawnRequest.LabelsEntry
-	nil,                            // 26: airlock.v1.Task.ParamsEntry
-	(*durationpb.Duration)(nil),    // 27: google.protobuf.Duration
-	(*structpb.Struct)(nil),        // 28: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil),  // 29: google.protobuf.Timestamp
+	(ExecVerdict)(0),               // 1: airlock.v1.ExecVerdict
+	(ApprovalDecision)(0),          // 2: airlock.v1.ApprovalDecision
+	(JobState)(0),                  // 3: airlock.v1.JobState
+	(*SpawnRequest)(nil),           // 4: airlock.v1.SpawnRequest
+	(*Task)(nil),                   // 5: airlock.v1.Task
+	(*Content)(nil),                // 6: airlock.v1.Content
+	(*Overrides)(nil),              // 7: airlock.v1.Overrides
+	(*SpawnResponse)(nil),          // 8: airlock.v1.SpawnResponse
+	(*ExecDecision)(nil),           // 9: airlock.v1.ExecDecision
+	(*SanitizationReport)(nil),     // 10: airlock.v1.SanitizationReport
+	(*SanitizationFinding)(nil),    // 11: airlock.v1.SanitizationFinding
+	(*EgressAttempt)(nil),          // 12: airlock.v1.EgressAttempt
+	(*Usage)(nil),                  // 13: airlock.v1.Usage
+	(*EffectivePolicy)(nil),        // 14: airlock.v1.EffectivePolicy
+	(*SpawnStreamRequest)(nil),     // 15: airlock.v1.SpawnStreamRequest
+	(*SpawnStreamResponse)(nil),    // 16: airlock.v1.SpawnStreamResponse
+	(*JobAccepted)(nil),            // 17: airlock.v1.JobAccepted
+	(*JobStarted)(nil),             // 18: airlock.v1.JobStarted
+	(*ApprovalNeeded)(nil),         // 19: airlock.v1.ApprovalNeeded
+	(*ApproveRequest)(nil),         // 20: airlock.v1.ApproveRequest
+	(*ApproveResponse)(nil),        // 21: airlock.v1.ApproveResponse
+	(*CancelRequest)(nil),          // 22: airlock.v1.CancelRequest
+	(*CancelResponse)(nil),         // 23: airlock.v1.CancelResponse
+	(*GetJobRequest)(nil),          // 24: airlock.v1.GetJobRequest
+	(*GetJobResponse)(nil),         // 25: airlock.v1.GetJobResponse
+	(*ListProfilesRequest)(nil),    // 26: airlock.v1.ListProfilesRequest
+	(*ListProfilesResponse)(nil),   // 27: airlock.v1.ListProfilesResponse
+	(*ExplainProfileRequest)(nil),  // 28: airlock.v1.ExplainProfileRequest
+	(*ExplainProfileResponse)(nil), // 29: airlock.v1.ExplainProfileResponse
+	nil,                            // 30: airlock.v1.SpawnRequest.LabelsEntry
+	nil,                            // 31: airlock.v1.Task.ParamsEntry
+	(*durationpb.Duration)(nil),    // 32: google.protobuf.Duration
+	(*structpb.Struct)(nil),        // 33: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil),  // 34: google.protobuf.Timestamp
 }
 var file_airlock_v1_broker_proto_depIdxs = []int32{
-	3,  // 0: airlock.v1.SpawnRequest.task:type_name -> airlock.v1.Task
-	4,  // 1: airlock.v1.SpawnRequest.content:type_name -> airlock.v1.Content
-	5,  // 2: airlock.v1.SpawnRequest.overrides:type_name -> airlock.v1.Overrides
-	25, // 3: airlock.v1.SpawnRequest.labels:type_name -> airlock.v1.SpawnRequest.LabelsEntry
-	26, // 4: airlock.v1.Task.params:type_name -> airlock.v1.Task.ParamsEntry
-	27, // 5: airlock.v1.Overrides.timeout:type_name -> google.protobuf.Duration
+	5,  // 0: airlock.v1.SpawnRequest.task:type_name -> airlock.v1.Task
+	6,  // 1: airlock.v1.SpawnRequest.content:type_name -> airlock.v1.Content
+	7,  // 2: airlock.v1.SpawnRequest.overrides:type_name -> airlock.v1.Overrides
+	30, // 3: airlock.v1.SpawnRequest.labels:type_name -> airlock.v1.SpawnRequest.LabelsEntry
+	31, // 4: airlock.v1.Task.params:type_name -> airlock.v1.Task.ParamsEntry
+	32, // 5: airlock.v1.Overrides.timeout:type_name -> google.protobuf.Duration
 	0,  // 6: airlock.v1.SpawnResponse.verdict:type_name -> airlock.v1.Verdict
-	28, // 7: airlock.v1.SpawnResponse.result:type_name -> google.protobuf.Struct
-	7,  // 8: airlock.v1.SpawnResponse.sanitization:type_name -> airlock.v1.SanitizationReport
-	9,  // 9: airlock.v1.SpawnResponse.egress:type_name -> airlock.v1.EgressAttempt
-	10, // 10: airlock.v1.SpawnResponse.usage:type_name -> airlock.v1.Usage
-	11, // 11: airlock.v1.SpawnResponse.policy:type_name -> airlock.v1.EffectivePolicy
-	8,  // 12: airlock.v1.SanitizationReport.findings:type_name -> airlock.v1.SanitizationFinding
-	29, // 13: airlock.v1.EgressAttempt.time:type_name -> google.protobuf.Timestamp
-	27, // 14: airlock.v1.Usage.wall:type_name -> google.protobuf.Duration
-	2,  // 15: airlock.v1.SpawnStreamRequest.spawn:type_name -> airlock.v1.SpawnRequest
-	29, // 16: airlock.v1.SpawnStreamResponse.time:type_name -> google.protobuf.Timestamp
-	14, // 17: airlock.v1.SpawnStreamResponse.accepted:type_name -> airlock.v1.JobAccepted
-	15, // 18: airlock.v1.SpawnStreamResponse.started:type_name -> airlock.v1.JobStarted
-	9,  // 19: airlock.v1.SpawnStreamResponse.egress:type_name -> airlock.v1.EgressAttempt
-	16, // 20: airlock.v1.SpawnStreamResponse.approval_needed:type_name -> airlock.v1.ApprovalNeeded
-	6,  // 21: airlock.v1.SpawnStreamResponse.finished:type_name -> airlock.v1.SpawnResponse
-	11, // 22: airlock.v1.JobAccepted.policy:type_name -> airlock.v1.EffectivePolicy
-	1,  // 23: airlock.v1.GetJobResponse.state:type_name -> airlock.v1.JobState
-	6,  // 24: airlock.v1.GetJobResponse.response:type_name -> airlock.v1.SpawnResponse
-	11, // 25: airlock.v1.ListProfilesResponse.profiles:type_name -> airlock.v1.EffectivePolicy
-	11, // 26: airlock.v1.ExplainProfileResponse.policy:type_name -> airlock.v1.EffectivePolicy
-	2,  // 27: airlock.v1.Broker.Spawn:input_type -> airlock.v1.SpawnRequest
-	12, // 28: airlock.v1.Broker.SpawnStream:input_type -> airlock.v1.SpawnStreamRequest
-	17, // 29: airlock.v1.Broker.Cancel:input_type -> airlock.v1.CancelRequest
-	19, // 30: airlock.v1.Broker.GetJob:input_type -> airlock.v1.GetJobRequest
-	21, // 31: airlock.v1.Broker.ListProfiles:input_type -> airlock.v1.ListProfilesRequest
-	23, // 32: airlock.v1.Broker.ExplainProfile:input_type -> airlock.v1.ExplainProfileRequest
-	6,  // 33: airlock.v1.Broker.Spawn:output_type -> airlock.v1.SpawnResponse
-	13, // 34: airlock.v1.Broker.SpawnStream:output_type -> airlock.v1.SpawnStreamResponse
-	18, // 35: airlock.v1.Broker.Cancel:output_type -> airlock.v1.CancelResponse
-	20, // 36: airlock.v1.Broker.GetJob:output_type -> airlock.v1.GetJobResponse
-	22, // 37: airlock.v1.Broker.ListProfiles:output_type -> airlock.v1.ListProfilesResponse
-	24, // 38: airlock.v1.Broker.ExplainProfile:output_type -> airlock.v1.ExplainProfileResponse
-	33, // [33:39] is the sub-list for method output_type
-	27, // [27:33] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	33, // 7: airlock.v1.SpawnResponse.result:type_name -> google.protobuf.Struct
+	10, // 8: airlock.v1.SpawnResponse.sanitization:type_name -> airlock.v1.SanitizationReport
+	12, // 9: airlock.v1.SpawnResponse.egress:type_name -> airlock.v1.EgressAttempt
+	13, // 10: airlock.v1.SpawnResponse.usage:type_name -> airlock.v1.Usage
+	14, // 11: airlock.v1.SpawnResponse.policy:type_name -> airlock.v1.EffectivePolicy
+	9,  // 12: airlock.v1.SpawnResponse.exec:type_name -> airlock.v1.ExecDecision
+	34, // 13: airlock.v1.ExecDecision.time:type_name -> google.protobuf.Timestamp
+	1,  // 14: airlock.v1.ExecDecision.verdict:type_name -> airlock.v1.ExecVerdict
+	11, // 15: airlock.v1.SanitizationReport.findings:type_name -> airlock.v1.SanitizationFinding
+	34, // 16: airlock.v1.EgressAttempt.time:type_name -> google.protobuf.Timestamp
+	32, // 17: airlock.v1.Usage.wall:type_name -> google.protobuf.Duration
+	32, // 18: airlock.v1.Usage.cpu:type_name -> google.protobuf.Duration
+	4,  // 19: airlock.v1.SpawnStreamRequest.spawn:type_name -> airlock.v1.SpawnRequest
+	34, // 20: airlock.v1.SpawnStreamResponse.time:type_name -> google.protobuf.Timestamp
+	17, // 21: airlock.v1.SpawnStreamResponse.accepted:type_name -> airlock.v1.JobAccepted
+	18, // 22: airlock.v1.SpawnStreamResponse.started:type_name -> airlock.v1.JobStarted
+	12, // 23: airlock.v1.SpawnStreamResponse.egress:type_name -> airlock.v1.EgressAttempt
+	19, // 24: airlock.v1.SpawnStreamResponse.approval_needed:type_name -> airlock.v1.ApprovalNeeded
+	8,  // 25: airlock.v1.SpawnStreamResponse.finished:type_name -> airlock.v1.SpawnResponse
+	14, // 26: airlock.v1.JobAccepted.policy:type_name -> airlock.v1.EffectivePolicy
+	32, // 27: airlock.v1.ApprovalNeeded.timeout:type_name -> google.protobuf.Duration
+	2,  // 28: airlock.v1.ApproveRequest.decision:type_name -> airlock.v1.ApprovalDecision
+	3,  // 29: airlock.v1.GetJobResponse.state:type_name -> airlock.v1.JobState
+	8,  // 30: airlock.v1.GetJobResponse.response:type_name -> airlock.v1.SpawnResponse
+	14, // 31: airlock.v1.ListProfilesResponse.profiles:type_name -> airlock.v1.EffectivePolicy
+	14, // 32: airlock.v1.ExplainProfileResponse.policy:type_name -> airlock.v1.EffectivePolicy
+	4,  // 33: airlock.v1.Broker.Spawn:input_type -> airlock.v1.SpawnRequest
+	15, // 34: airlock.v1.Broker.SpawnStream:input_type -> airlock.v1.SpawnStreamRequest
+	22, // 35: airlock.v1.Broker.Cancel:input_type -> airlock.v1.CancelRequest
+	24, // 36: airlock.v1.Broker.GetJob:input_type -> airlock.v1.GetJobRequest
+	26, // 37: airlock.v1.Broker.ListProfiles:input_type -> airlock.v1.ListProfilesRequest
+	28, // 38: airlock.v1.Broker.ExplainProfile:input_type -> airlock.v1.ExplainProfileRequest
+	20, // 39: airlock.v1.Broker.Approve:input_type -> airlock.v1.ApproveRequest
+	8,  // 40: airlock.v1.Broker.Spawn:output_type -> airlock.v1.SpawnResponse
+	16, // 41: airlock.v1.Broker.SpawnStream:output_type -> airlock.v1.SpawnStreamResponse
+	23, // 42: airlock.v1.Broker.Cancel:output_type -> airlock.v1.CancelResponse
+	25, // 43: airlock.v1.Broker.GetJob:output_type -> airlock.v1.GetJobResponse
+	27, // 44: airlock.v1.Broker.ListProfiles:output_type -> airlock.v1.ListProfilesResponse
+	29, // 45: airlock.v1.Broker.ExplainProfile:output_type -> airlock.v1.ExplainProfileResponse
+	21, // 46: airlock.v1.Broker.Approve:output_type -> airlock.v1.ApproveResponse
+	40, // [40:47] is the sub-list for method output_type
+	33, // [33:40] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_airlock_v1_broker_proto_init() }
@@ -1844,7 +2283,7 @@ func file_airlock_v1_broker_proto_init() {
 	if File_airlock_v1_broker_proto != nil {
 		return
 	}
-	file_airlock_v1_broker_proto_msgTypes[11].OneofWrappers = []any{
+	file_airlock_v1_broker_proto_msgTypes[12].OneofWrappers = []any{
 		(*SpawnStreamResponse_Accepted)(nil),
 		(*SpawnStreamResponse_Started)(nil),
 		(*SpawnStreamResponse_Egress)(nil),
@@ -1856,8 +2295,8 @@ func file_airlock_v1_broker_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_airlock_v1_broker_proto_rawDesc), len(file_airlock_v1_broker_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   25,
+			NumEnums:      4,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

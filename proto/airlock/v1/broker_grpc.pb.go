@@ -28,6 +28,7 @@ const (
 	Broker_GetJob_FullMethodName         = "/airlock.v1.Broker/GetJob"
 	Broker_ListProfiles_FullMethodName   = "/airlock.v1.Broker/ListProfiles"
 	Broker_ExplainProfile_FullMethodName = "/airlock.v1.Broker/ExplainProfile"
+	Broker_Approve_FullMethodName        = "/airlock.v1.Broker/Approve"
 )
 
 // BrokerClient is the client API for Broker service.
@@ -58,6 +59,13 @@ type BrokerClient interface {
 	// ExplainProfile returns one profile's effective policy. Errors:
 	// NOT_FOUND for an unknown profile.
 	ExplainProfile(ctx context.Context, in *ExplainProfileRequest, opts ...grpc.CallOption) (*ExplainProfileResponse, error)
+	// Approve answers an ApprovalNeeded event of a job the caller runs on
+	// SpawnStream. An answer allows or denies that one command only: a
+	// repeat of it asks again. Errors: INVALID_ARGUMENT for an empty job_id
+	// or request_id or an unspecified decision, NOT_FOUND for an unknown job
+	// or a request that is not waiting (already answered, timed out, or its
+	// job finished), PERMISSION_DENIED for another caller's job.
+	Approve(ctx context.Context, in *ApproveRequest, opts ...grpc.CallOption) (*ApproveResponse, error)
 }
 
 type brokerClient struct {
@@ -137,6 +145,16 @@ func (c *brokerClient) ExplainProfile(ctx context.Context, in *ExplainProfileReq
 	return out, nil
 }
 
+func (c *brokerClient) Approve(ctx context.Context, in *ApproveRequest, opts ...grpc.CallOption) (*ApproveResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApproveResponse)
+	err := c.cc.Invoke(ctx, Broker_Approve_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BrokerServer is the server API for Broker service.
 // All implementations must embed UnimplementedBrokerServer
 // for forward compatibility.
@@ -165,6 +183,13 @@ type BrokerServer interface {
 	// ExplainProfile returns one profile's effective policy. Errors:
 	// NOT_FOUND for an unknown profile.
 	ExplainProfile(context.Context, *ExplainProfileRequest) (*ExplainProfileResponse, error)
+	// Approve answers an ApprovalNeeded event of a job the caller runs on
+	// SpawnStream. An answer allows or denies that one command only: a
+	// repeat of it asks again. Errors: INVALID_ARGUMENT for an empty job_id
+	// or request_id or an unspecified decision, NOT_FOUND for an unknown job
+	// or a request that is not waiting (already answered, timed out, or its
+	// job finished), PERMISSION_DENIED for another caller's job.
+	Approve(context.Context, *ApproveRequest) (*ApproveResponse, error)
 	mustEmbedUnimplementedBrokerServer()
 }
 
@@ -192,6 +217,9 @@ func (UnimplementedBrokerServer) ListProfiles(context.Context, *ListProfilesRequ
 }
 func (UnimplementedBrokerServer) ExplainProfile(context.Context, *ExplainProfileRequest) (*ExplainProfileResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ExplainProfile not implemented")
+}
+func (UnimplementedBrokerServer) Approve(context.Context, *ApproveRequest) (*ApproveResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Approve not implemented")
 }
 func (UnimplementedBrokerServer) mustEmbedUnimplementedBrokerServer() {}
 func (UnimplementedBrokerServer) testEmbeddedByValue()                {}
@@ -315,6 +343,24 @@ func _Broker_ExplainProfile_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Broker_Approve_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApproveRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerServer).Approve(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Broker_Approve_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerServer).Approve(ctx, req.(*ApproveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Broker_ServiceDesc is the grpc.ServiceDesc for Broker service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -341,6 +387,10 @@ var Broker_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ExplainProfile",
 			Handler:    _Broker_ExplainProfile_Handler,
+		},
+		{
+			MethodName: "Approve",
+			Handler:    _Broker_Approve_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

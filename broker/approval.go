@@ -1,0 +1,339 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/airlock/airlock/broker/execpolicy"
+	"github.com/airlock/airlock/broker/policy"
+	"github.com/airlock/airlock/broker/result"
+	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
+)
+
+// Bounds on what one job's commands cost the broker and the caller. The
+// gateway also rate-limits requests; these bound what gets past it.
+const (
+	// DefaultApprovalTimeout is how long a command waits for Approve.
+	DefaultApprovalTimeout = 60 * time.Second
+	// maxPendingApprovals caps one job's unanswered approval requests: a
+	// job cannot bury its caller in prompts.
+	maxPendingApprovals = 4
+	// maxApprovalRequests caps one job's approval requests in all; later
+	// ones fall back without asking.
+	maxApprovalRequests = 64
+	// maxExecRecords caps the decisions kept for the response; the audit
+	// record still counts every one.
+	maxExecRecords = 256
+	// maxShownArgs and maxShownArgRunes cap the words of a command shown
+	// to the caller: they are the hostile job's words.
+	maxShownArgs     = 64
+	maxShownArgRunes = 1024
+)
+
+// execGate decides one job's commands. It lives as long as the job's run,
+// and answers every request still pending with the fallback when closed.
+type execGate struct {
+	jobID       string
+	policy      *policy.Profile
+	interactive bool
+	timeout     time.Duration
+	emit        func(*airlockv1.SpawnStreamResponse)
+	sanitize    result.SanitizeOptions
+
+	mu      sync.Mutex
+	closed  bool
+	seq     int
+	asked   int
+	pending map[string]chan airlockv1.ApprovalDecision
+	records []*airlockv1.ExecDecision
+	counts  map[string]int
+	dropped int
+	closing chan struct{}
+}
+
+func newExecGate(jobID string, p *policy.Profile, interactive bool, timeout time.Duration, emit func(*airlockv1.SpawnStreamResponse), opts result.SanitizeOptions) *execGate {
+	if opts.MaxStringLength <= 0 || opts.MaxStringLength > maxShownArgRunes {
+		opts.MaxStringLength = maxShownArgRunes
+	}
+	return &execGate{
+		jobID: jobID, policy: p, interactive: interactive, timeout: timeout, emit: emit, sanitize: opts,
+		pending: map[string]chan airlockv1.ApprovalDecision{},
+		counts:  map[string]int{},
+		closing: make(chan struct{}),
+	}
+}
+
+// decide is the job's Job.OnExec: the profile's exec policy, then the
+// caller when it asks for one.
+func (g *execGate) decide(ctx context.Context, req ExecRequest) ExecDecision {
+	argv, cwd := g.shown(req)
+	rec := &airlockv1.ExecDecision{Time: timestamppb.Now(), Argv: argv, Cwd: cwd}
+	verdict, reason := g.policyVerdict(req)
+	if verdict == airlockv1.ExecVerdict_EXEC_VERDICT_UNSPECIFIED {
+		verdict, reason = g.ask(ctx, rec, reason)
+	}
+	rec.Verdict, rec.Reason = verdict, reason
+	rec.Allowed = verdict == airlockv1.ExecVerdict_EXEC_VERDICT_ALLOWED || verdict == airlockv1.ExecVerdict_EXEC_VERDICT_APPROVED
+	g.record(rec)
+	d := ExecDecision{Allow: rec.Allowed, Reason: reason}
+	if d.Allow {
+		d.Done = func(code int) {
+			g.mu.Lock()
+			rec.ExitCode = int32(code)
+			g.mu.Unlock()
+		}
+	}
+	return d
+}
+
+// policyVerdict applies the profile alone. UNSPECIFIED means the caller
+// must be asked, for the reason returned.
+func (g *execGate) policyVerdict(req ExecRequest) (airlockv1.ExecVerdict, string) {
+	p := g.policy
+	denied := airlockv1.ExecVerdict_EXEC_VERDICT_DENIED
+	if !p.ExecAllowed() {
+		return denied, "the profile does not allow exec (exec.security deny, or the exec tool is not allowed)"
+	}
+	if p.Exec.Security == policy.ExecFull {
+		// Loads only in development mode; the loader enforces that.
+		return airlockv1.ExecVerdict_EXEC_VERDICT_ALLOWED, "exec.security is full"
+	}
+	if p.Exec.Security != policy.ExecAllowlist {
+		return denied, fmt.Sprintf("exec.security %q allows nothing", p.Exec.Security)
+	}
+	d, err := execpolicy.MatchArgv(p.Exec.AllowedPatterns, req.Argv)
+	if err != nil {
+		// Not a command that can be shown or run; nobody is asked.
+		return denied, err.Error()
+	}
+	matched := ""
+	if d.Allowed {
+		matched = d.Segments[0].Pattern
+	}
+	switch {
+	case p.Exec.Ask == policy.AskAlways:
+		if matched != "" {
+			return airlockv1.ExecVerdict_EXEC_VERDICT_UNSPECIFIED, "exec.ask is always (matches " + strconv.Quote(matched) + ")"
+		}
+		return airlockv1.ExecVerdict_EXEC_VERDICT_UNSPECIFIED, "exec.ask is always; " + d.Reason
+	case matched != "":
+		return airlockv1.ExecVerdict_EXEC_VERDICT_ALLOWED, "matches allowed pattern " + strconv.Quote(matched)
+	case p.Exec.Ask == policy.AskOnMiss:
+		return airlockv1.ExecVerdict_EXEC_VERDICT_UNSPECIFIED, d.Reason
+	default:
+		return denied, d.Reason + "; exec.ask is off"
+	}
+}
+
+// ask emits ApprovalNeeded and waits for Approve, the timeout, or the
+// job's end. Without a stream to ask on, askFallback decides at once.
+func (g *execGate) ask(ctx context.Context, rec *airlockv1.ExecDecision, why string) (airlockv1.ExecVerdict, string) {
+	fallback := func(reason string) (airlockv1.ExecVerdict, string) {
+		// askFallback has one value, deny, which the loader enforces.
+		return airlockv1.ExecVerdict_EXEC_VERDICT_FALLBACK, fmt.Sprintf("%s; %s, so exec.askFallback (%s) applies", why, reason, g.policy.Exec.AskFallback)
+	}
+	if !g.interactive {
+		return fallback("no caller to ask on a unary Spawn")
+	}
+	g.mu.Lock()
+	switch {
+	case g.closed:
+		g.mu.Unlock()
+		return fallback("the job is ending")
+	case g.asked >= maxApprovalRequests:
+		g.mu.Unlock()
+		return fallback(fmt.Sprintf("the job already asked %d times", maxApprovalRequests))
+	case len(g.pending) >= maxPendingApprovals:
+		g.mu.Unlock()
+		return fallback(fmt.Sprintf("%d approvals are already waiting", maxPendingApprovals))
+	}
+	g.seq++
+	g.asked++
+	id := "exec-" + strconv.Itoa(g.seq)
+	answer := make(chan airlockv1.ApprovalDecision, 1)
+	g.pending[id] = answer
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		delete(g.pending, id)
+		g.mu.Unlock()
+	}()
+	rec.RequestId = id
+
+	g.emit(&airlockv1.SpawnStreamResponse{JobId: g.jobID, Event: &airlockv1.SpawnStreamResponse_ApprovalNeeded{
+		ApprovalNeeded: &airlockv1.ApprovalNeeded{
+			Request: shellQuote(rec.Argv), RequestId: id, Argv: rec.Argv, Cwd: rec.Cwd,
+			Reason: why, Timeout: durationpb.New(g.timeout),
+		}}})
+	timer := time.NewTimer(g.timeout)
+	defer timer.Stop()
+	select {
+	case d := <-answer:
+		if d == airlockv1.ApprovalDecision_APPROVAL_DECISION_ALLOW_ONCE {
+			return airlockv1.ExecVerdict_EXEC_VERDICT_APPROVED, why + "; approved once by the caller"
+		}
+		return airlockv1.ExecVerdict_EXEC_VERDICT_DENIED_BY_CALLER, why + "; denied by the caller"
+	case <-timer.C:
+		return fallback(fmt.Sprintf("no answer within %s", g.timeout))
+	case <-ctx.Done():
+		return fallback("the job ended before an answer")
+	case <-g.closing:
+		return fallback("the job is ending")
+	}
+}
+
+// answer delivers a caller's decision to a waiting request, and reports
+// whether one was waiting.
+func (g *execGate) answer(requestID string, d airlockv1.ApprovalDecision) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	ch, ok := g.pending[requestID]
+	if !ok {
+		return false
+	}
+	// Deleted here so that a second answer to the same request is
+	// NotFound, not a second decision.
+	delete(g.pending, requestID)
+	ch <- d
+	return true
+}
+
+// close ends every wait; later requests fall back at once.
+func (g *execGate) close() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.closed {
+		g.closed = true
+		close(g.closing)
+	}
+}
+
+func (g *execGate) record(rec *airlockv1.ExecDecision) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.counts[rec.Verdict.String()]++
+	if len(g.records) < maxExecRecords {
+		g.records = append(g.records, rec)
+	} else {
+		g.dropped++
+	}
+}
+
+// results returns copies of the decisions and the counts by verdict.
+func (g *execGate) results() ([]*airlockv1.ExecDecision, map[string]int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	recs := make([]*airlockv1.ExecDecision, 0, len(g.records))
+	for _, r := range g.records {
+		recs = append(recs, proto.CloneOf(r))
+	}
+	counts := make(map[string]int, len(g.counts))
+	for k, v := range g.counts {
+		counts[k] = v
+	}
+	return recs, counts
+}
+
+// shown is the request's argv and cwd as the caller may see them:
+// sanitized like a result's strings, and capped.
+func (g *execGate) shown(req ExecRequest) ([]string, string) {
+	n := min(len(req.Argv), maxShownArgs)
+	words := make([]any, 0, n+1)
+	for _, a := range req.Argv[:n] {
+		words = append(words, a)
+	}
+	words = append(words, req.Cwd)
+	clean, _ := result.Sanitize(words, g.sanitize)
+	out := make([]string, 0, n+1)
+	list, _ := clean.([]any)
+	for _, w := range list {
+		s, _ := w.(string)
+		out = append(out, s)
+	}
+	if len(out) != n+1 {
+		// Sanitize keeps a list's length; refuse to show a misaligned one.
+		return []string{"[unprintable]"}, ""
+	}
+	argv, cwd := out[:n], out[n]
+	if extra := len(req.Argv) - n; extra > 0 {
+		argv = append(argv, fmt.Sprintf("[%d more arguments]", extra))
+	}
+	return argv, cwd
+}
+
+// shellQuote renders argv as one line a person can read and paste.
+func shellQuote(argv []string) string {
+	var b strings.Builder
+	for i, a := range argv {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		if a != "" && strings.IndexFunc(a, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-=:,+@%", r))
+		}) < 0 {
+			b.WriteString(a)
+			continue
+		}
+		b.WriteString("'" + strings.ReplaceAll(a, "'", `'\''`) + "'")
+	}
+	return b.String()
+}
+
+// gates indexes the running jobs' gates by job ID, for Approve.
+type gates struct {
+	mu sync.Mutex
+	m  map[string]*execGate
+}
+
+func (gs *gates) add(g *execGate) {
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	if gs.m == nil {
+		gs.m = map[string]*execGate{}
+	}
+	gs.m[g.jobID] = g
+}
+
+func (gs *gates) remove(g *execGate) {
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	if gs.m[g.jobID] == g {
+		delete(gs.m, g.jobID)
+	}
+}
+
+func (gs *gates) get(jobID string) *execGate {
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	return gs.m[jobID]
+}
+
+// Approve answers a job's pending approval request.
+func (s *Server) Approve(ctx context.Context, req *airlockv1.ApproveRequest) (*airlockv1.ApproveResponse, error) {
+	switch {
+	case req.GetJobId() == "":
+		return nil, toStatus(fmt.Errorf("%w: job_id is required", ErrInvalidRequest))
+	case req.GetRequestId() == "":
+		return nil, toStatus(fmt.Errorf("%w: request_id is required", ErrInvalidRequest))
+	case req.GetDecision() != airlockv1.ApprovalDecision_APPROVAL_DECISION_ALLOW_ONCE &&
+		req.GetDecision() != airlockv1.ApprovalDecision_APPROVAL_DECISION_DENY:
+		return nil, toStatus(fmt.Errorf("%w: decision must be ALLOW_ONCE or DENY", ErrInvalidRequest))
+	}
+	if _, err := s.ownedJob(ctx, req.GetJobId()); err != nil {
+		return nil, toStatus(err)
+	}
+	g := s.gates.get(req.GetJobId())
+	if g == nil || !g.answer(req.GetRequestId(), req.GetDecision()) {
+		return nil, toStatus(fmt.Errorf("%w: job %q has no approval request %q waiting", ErrNotFound, req.GetJobId(), req.GetRequestId()))
+	}
+	s.log.Info("exec approval answered", "job", req.GetJobId(), "request", req.GetRequestId(), "decision", req.GetDecision().String())
+	return &airlockv1.ApproveResponse{}, nil
+}
