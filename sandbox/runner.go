@@ -286,10 +286,7 @@ func (r *Runner) Run(ctx context.Context, job *broker.Job) (_ *broker.Outcome, r
 		return nil, fmt.Errorf("create task: %w", err)
 	}
 	u.Push(func(c context.Context) error {
-		return retryUnavailable(c, func() error {
-			_, err := task.Delete(c, containerd.WithProcessKill)
-			return ignoreNotFound(err)
-		})
+		return retryUnavailable(c, func() error { return deleteTask(c, task) })
 	})
 
 	// The gateway listens before the task starts, so the agent never finds
@@ -527,6 +524,27 @@ func runtimeFor(name string) (string, error) {
 		return "io.containerd.runsc.v1", nil
 	}
 	return "", fmt.Errorf("runtime %q is not supported", name)
+}
+
+// deleteTask deletes the task, killing it first. A task whose start was
+// still in flight when the caller went away can report "running" to the
+// first delete; it is killed again until it is stopped, or ctx ends.
+func deleteTask(ctx context.Context, task containerd.Task) error {
+	for {
+		_, err := task.Delete(ctx, containerd.WithProcessKill)
+		if err == nil || errdefs.IsNotFound(err) {
+			return nil
+		}
+		if !errdefs.IsFailedPrecondition(err) {
+			return err
+		}
+		_ = task.Kill(ctx, syscall.SIGKILL, containerd.WithKillAll)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // retryUnavailable retries f while containerd is unreachable, until ctx
