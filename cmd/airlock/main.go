@@ -30,6 +30,7 @@ commands:
   policy    lint, explain and diff profiles locally (airlock policy -h)
   audit     read the audit log locally: tail, show JOB
   doctor    check the host and the configuration (--json for machines)
+  bench     measure spawn latency against raw runc and containerd baselines
 `
 
 func main() {
@@ -44,7 +45,7 @@ func main() {
 		os.Exit(2)
 	}
 	cmd, args := global.Arg(0), global.Args()[1:]
-	if local, ok := map[string]func([]string) error{"policy": policyCmd, "audit": auditCmd, "doctor": doctorCmd}[cmd]; ok {
+	if local, ok := map[string]func([]string) error{"policy": policyCmd, "audit": auditCmd, "doctor": doctorCmd, "bench": benchCmd}[cmd]; ok {
 		if err := local(args); err != nil {
 			fail(err)
 		}
