@@ -106,7 +106,7 @@ func corpusReq(t *testing.T, d *daemonProc, p payload, profile string) *airlockv
 		ResultSchema: corpusSchema,
 		// No attack needs long: a short deadline keeps the endless ones
 		// (res-forever, fork bombs) to seconds.
-		Overrides: &airlockv1.Overrides{Timeout: durationpb.New(5 * time.Second)},
+		Overrides: &airlockv1.Overrides{Timeout: durationpb.New(10 * time.Second)},
 		Labels:    map[string]string{"payload": p.ID},
 	}
 }
