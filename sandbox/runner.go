@@ -277,7 +277,7 @@ func (r *Runner) Run(ctx context.Context, job *broker.Job) (_ *broker.Outcome, r
 		return nil, fmt.Errorf("create container: %w", err)
 	}
 	u.Push(func(c context.Context) error {
-		return retryUnavailable(c, func() error { return ignoreNotFound(container.Delete(c, containerd.WithSnapshotCleanup)) })
+		return retryUnavailable(c, func() error { return deleteContainer(c, container) })
 	})
 
 	logs := newCappedBuffer(logCap)
@@ -524,6 +524,23 @@ func runtimeFor(name string) (string, error) {
 		return "io.containerd.runsc.v1", nil
 	}
 	return "", fmt.Errorf("runtime %q is not supported", name)
+}
+
+// deleteContainer deletes the container and its snapshot. A task whose
+// creation was still in flight when the caller went away exists in
+// containerd though NewTask returned an error; it is found and deleted
+// first, since containerd refuses to delete a container with a task.
+func deleteContainer(ctx context.Context, container containerd.Container) error {
+	err := ignoreNotFound(container.Delete(ctx, containerd.WithSnapshotCleanup))
+	if !errdefs.IsFailedPrecondition(err) {
+		return err
+	}
+	if task, terr := container.Task(ctx, nil); terr == nil {
+		if derr := deleteTask(ctx, task); derr != nil {
+			return derr
+		}
+	}
+	return ignoreNotFound(container.Delete(ctx, containerd.WithSnapshotCleanup))
 }
 
 // deleteTask deletes the task, killing it first. A task whose start was
