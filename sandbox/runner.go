@@ -256,14 +256,30 @@ func (r *Runner) Run(ctx context.Context, job *broker.Job) (_ *broker.Outcome, r
 	}
 
 	labels := map[string]string{LabelJob: job.ID, LabelRun: runID}
-	lctx, done, err := r.client.WithLease(ctx, leases.WithID(runID), leases.WithLabels(labels), leases.WithExpiration(24*time.Hour))
+	// Deleted by ID, and pushed before the create, for the same reason as
+	// the container below: a cancelled create may still have happened.
+	u.Push(func(c context.Context) error {
+		return retryUnavailable(c, func() error {
+			return ignoreNotFound(r.client.LeasesService().Delete(c, leases.Lease{ID: runID}, leases.SynchronousDelete))
+		})
+	})
+	lctx, _, err := r.client.WithLease(ctx, leases.WithID(runID), leases.WithLabels(labels), leases.WithExpiration(24*time.Hour))
 	if err != nil {
 		return nil, fmt.Errorf("lease: %w", err)
 	}
-	u.Push(func(c context.Context) error {
-		return retryUnavailable(c, func() error { return done(leases.WithLease(c, runID)) })
-	})
 
+	// Pushed before the create: a create the caller's cancellation cut short
+	// on this side may still have happened on containerd's, so teardown
+	// looks the container up by its ID rather than trusting the return.
+	u.Push(func(c context.Context) error {
+		return retryUnavailable(c, func() error {
+			ctr, err := r.client.LoadContainer(c, runID)
+			if err != nil {
+				return ignoreNotFound(err)
+			}
+			return deleteContainer(c, ctr)
+		})
+	})
 	container, err := r.client.NewContainer(lctx, runID,
 		containerd.WithImage(img),
 		containerd.WithImageConfigLabels(img),
@@ -276,9 +292,6 @@ func (r *Runner) Run(ctx context.Context, job *broker.Job) (_ *broker.Outcome, r
 	if err != nil {
 		return nil, fmt.Errorf("create container: %w", err)
 	}
-	u.Push(func(c context.Context) error {
-		return retryUnavailable(c, func() error { return deleteContainer(c, container) })
-	})
 
 	logs := newCappedBuffer(logCap)
 	task, err := container.NewTask(lctx, cio.NewCreator(cio.WithStreams(nil, logs, logs), cio.WithFIFODir(filepath.Join(dir, "fifo"))))
