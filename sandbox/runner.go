@@ -115,7 +115,7 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 		client:   client,
 		jobsDir:  filepath.Join(cfg.StateDir, "jobs"),
 		address:  cfg.Address,
-		instance: instanceID(cfg.StateDir),
+		instance: InstanceID(cfg.StateDir),
 		images:   map[string]containerd.Image{},
 		log:      cfg.Logger,
 	}
@@ -162,9 +162,9 @@ func (r *Runner) cgroupPath(runID string) string {
 	return "/" + Namespace + "/" + r.instance + "/" + runID
 }
 
-// instanceID is stable for a state dir, so a restarted broker finds its
+// InstanceID names a state dir's cgroup subtree. It is stable for a state dir, so a restarted broker finds its
 // predecessor's cgroups.
-func instanceID(stateDir string) string {
+func InstanceID(stateDir string) string {
 	abs, err := filepath.Abs(stateDir)
 	if err != nil {
 		abs = stateDir

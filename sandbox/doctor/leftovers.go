@@ -3,8 +3,6 @@ package doctor
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -73,10 +71,8 @@ func checkLeftoverVeth(_ context.Context, e *env) result {
 	}
 	var found []string
 	for _, l := range links {
-		a := l.Attrs()
-		if l.Type() == "veth" && strings.HasPrefix(a.Name, netns.LinkPrefix) &&
-			(a.Group == netns.LinkGroup || strings.HasPrefix(a.Alias, netns.LinkAlias)) {
-			found = append(found, a.Name)
+		if netns.IsJobLink(l) {
+			found = append(found, l.Attrs().Name)
 		}
 	}
 	return leftover(e, "job veths", found, "ip link delete NAME")
@@ -164,13 +160,8 @@ func checkLeftoverCgroups(_ context.Context, e *env) result {
 	return r
 }
 
-// cgroupInstance is the cgroup level naming the broker of a state dir, as
-// the sandbox runner derives it: the first 6 bytes of the SHA-256 of the
-// absolute state dir, in hex.
-func cgroupInstance(stateDir string) string {
-	sum := sha256.Sum256([]byte(absPath(stateDir)))
-	return hex.EncodeToString(sum[:6])
-}
+// cgroupInstance is the cgroup level naming the broker of a state dir.
+func cgroupInstance(stateDir string) string { return sandbox.InstanceID(absPath(stateDir)) }
 
 // unescapeMountinfo undoes the octal escapes (\040 for a space) the
 // kernel writes in mountinfo paths.

@@ -40,7 +40,7 @@ func reap(ctx context.Context, h *netlink.Handle, dir string) error {
 	// Links first, so a namespace still held by a stray process is cut off
 	// before its name goes.
 	for _, l := range links {
-		if !isJobLink(l) {
+		if !IsJobLink(l) {
 			continue
 		}
 		if err := h.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
@@ -65,9 +65,9 @@ func reap(ctx context.Context, h *netlink.Handle, dir string) error {
 	return errors.Join(errs...)
 }
 
-// isJobLink asks for more than the name, so Reap never deletes a
+// IsJobLink reports whether l is a job veth. It asks for more than the name, so Reap never deletes a
 // stranger's link that happens to be called al-something.
-func isJobLink(l netlink.Link) bool {
+func IsJobLink(l netlink.Link) bool {
 	a := l.Attrs()
 	return l.Type() == "veth" && strings.HasPrefix(a.Name, LinkPrefix) &&
 		(a.Group == LinkGroup || strings.HasPrefix(a.Alias, LinkAlias))

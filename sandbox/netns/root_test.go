@@ -591,7 +591,7 @@ func TestCreate_JobNetnsHasLoopbackVethAndDefaultRoute(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a := hl.Attrs(); a.Group != LinkGroup || !strings.HasPrefix(a.Alias, LinkAlias+" job ") || !isJobLink(hl) {
+	if a := hl.Attrs(); a.Group != LinkGroup || !strings.HasPrefix(a.Alias, LinkAlias+" job ") || !IsJobLink(hl) {
 		t.Errorf("host end %s (group %#x, alias %q) not labelled as Airlock's", n.HostIf, a.Group, a.Alias)
 	}
 	err = doInNetNS(n.Path, func() error {
