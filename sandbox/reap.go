@@ -55,7 +55,7 @@ func (r *Runner) Reap(ctx context.Context) error {
 	// killed with -9 mid-job may leave tasks whose shim containerd failed
 	// to reconnect. Their cgroups and shims are found by name and ended.
 	errs = append(errs, r.reapCgroups(), r.reapShims())
-	if err := netns.Reap(ctx); err != nil {
+	if err := netns.Reap(ctx, r.instance); err != nil {
 		errs = append(errs, fmt.Errorf("reap network namespaces: %w", err))
 	}
 	entries, err := os.ReadDir(r.jobsDir)

@@ -134,7 +134,7 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 	if !prefix.IsValid() {
 		prefix = netns.DefaultPool
 	}
-	if r.pool, err = netns.NewPool(prefix); err != nil {
+	if r.pool, err = netns.NewPool(prefix, r.instance); err != nil {
 		client.Close()
 		return nil, err
 	}

@@ -94,14 +94,14 @@ func Create(ctx context.Context, id string, pool *Pool, proxyPort uint16) (*Net,
 	}
 	short := shortID(id)
 	n := &Net{
-		Path:   filepath.Join(Dir, NamePrefix+short),
+		Path:   filepath.Join(Dir, nsName(pool.scope, short)),
 		HostIP: lease.HostIP,
 		JobIP:  lease.JobIP,
 		HostIf: LinkPrefix + short,
 		pool:   pool,
 		lease:  lease,
 	}
-	if err := n.setup(ctx, id, rules); err != nil {
+	if err := n.setup(ctx, aliasOf(pool.scope, id), rules); err != nil {
 		return nil, n.undo(ctx, err)
 	}
 	return n, nil
@@ -146,7 +146,7 @@ func (n *Net) undo(ctx context.Context, err error) error {
 	return err
 }
 
-func (n *Net) setup(ctx context.Context, id string, rules Rules) error {
+func (n *Net) setup(ctx context.Context, alias string, rules Rules) error {
 	if err := newNamedNS(n.Path); err != nil {
 		return err
 	}
@@ -208,7 +208,7 @@ func (n *Net) setup(ctx context.Context, id string, rules Rules) error {
 		return fmt.Errorf("netns: find %s: %w", n.HostIf, err)
 	}
 	// The kernel ignores an alias in the message that creates a link.
-	if err := host.LinkSetAlias(hostLink, LinkAlias+" job "+printable(id)); err != nil {
+	if err := host.LinkSetAlias(hostLink, alias); err != nil {
 		return fmt.Errorf("netns: alias %s: %w", n.HostIf, err)
 	}
 	// Before the link goes up, so the host end never gets a link-local
@@ -306,6 +306,37 @@ func deleteLink(ctx context.Context, name string) error {
 	// Deleting one end of a veth deletes the other.
 	if err := h.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
 		return fmt.Errorf("netns: delete %s: %w", name, err)
+	}
+	return nil
+}
+
+// nsName is the file name of a job's namespace under Dir.
+func nsName(scope, short string) string {
+	if scope == "" {
+		return NamePrefix + short
+	}
+	return NamePrefix + scope + "-" + short
+}
+
+// aliasOf is the alias of a job's host veth: it names the job, and the
+// scope of the broker that owns it.
+func aliasOf(scope, id string) string {
+	if scope == "" {
+		return LinkAlias + " job " + printable(id)
+	}
+	return LinkAlias + " " + scope + " job " + printable(id)
+}
+
+// checkScope keeps a scope usable in a file name and a link alias, and
+// unambiguous as a name prefix.
+func checkScope(scope string) error {
+	for _, r := range scope {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9') {
+			return fmt.Errorf("%w: scope %q: want lowercase letters and digits", ErrInvalidPool, scope)
+		}
+	}
+	if len(scope) > 32 {
+		return fmt.Errorf("%w: scope %q is over 32 characters", ErrInvalidPool, scope)
 	}
 	return nil
 }

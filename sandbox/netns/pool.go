@@ -46,6 +46,9 @@ type Lease struct {
 // concurrent use.
 type Pool struct {
 	prefix netip.Prefix
+	// scope is in the name of every namespace and veth alias made from
+	// this pool, so that one broker's Reap leaves another's jobs alone.
+	scope string
 
 	mu   sync.Mutex
 	used []bool
@@ -59,12 +62,18 @@ type Pool struct {
 // NewPool returns a pool over prefix after checking the host (the caller's
 // network namespace): an address or a non-default route of the host that
 // overlaps prefix is an ErrPoolOverlap. Call Reap first, since the veths of
-// a crashed broker count as the host's.
-func NewPool(prefix netip.Prefix) (*Pool, error) {
+// a crashed broker count as the host's. scope names the broker: its
+// namespaces are NamePrefix+scope+"-"+hash, and Reap(ctx, scope) removes
+// those only.
+func NewPool(prefix netip.Prefix, scope string) (*Pool, error) {
+	if err := checkScope(scope); err != nil {
+		return nil, err
+	}
 	p, err := poolOf(prefix)
 	if err != nil {
 		return nil, err
 	}
+	p.scope = scope
 	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, fmt.Errorf("netns: open netlink: %w", err)

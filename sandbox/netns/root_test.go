@@ -52,7 +52,7 @@ func cleanupCtx() (context.Context, context.CancelFunc) {
 func newJobNet(t *testing.T, prefix netip.Prefix, proxyPort uint16) (*Net, *Pool) {
 	t.Helper()
 	requireRoot(t)
-	pool, err := NewPool(prefix)
+	pool, err := NewPool(prefix, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -693,7 +693,7 @@ func netnsInode(t *testing.T, path string) string {
 
 func TestClose_LeavesNothingBehind(t *testing.T) {
 	requireRoot(t)
-	pool, err := NewPool(netip.MustParsePrefix("10.214.251.0/30")) // room for one job
+	pool, err := NewPool(netip.MustParsePrefix("10.214.251.0/30"), "") // room for one job
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -747,7 +747,7 @@ func TestClose_LeavesNothingBehind(t *testing.T) {
 
 func TestCreate_SameIDTwiceFailsWithoutHarmingTheFirst(t *testing.T) {
 	requireRoot(t)
-	pool, err := NewPool(testPrefix)
+	pool, err := NewPool(testPrefix, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -787,7 +787,7 @@ func TestCreate_SameIDTwiceFailsWithoutHarmingTheFirst(t *testing.T) {
 
 func TestCreate_ExhaustedPoolIsAnError(t *testing.T) {
 	requireRoot(t)
-	pool, err := NewPool(netip.MustParsePrefix("10.214.251.0/30"))
+	pool, err := NewPool(netip.MustParsePrefix("10.214.251.0/30"), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -918,7 +918,7 @@ func TestNewPool_RefusesOverlapWithHostAddressOrRoute(t *testing.T) {
 
 func TestNewPool_AcceptsDefaultPoolOnThisHost(t *testing.T) {
 	requireRoot(t)
-	if _, err := NewPool(DefaultPool); err != nil {
+	if _, err := NewPool(DefaultPool, ""); err != nil {
 		t.Fatalf("the default pool is not usable here: %v", err)
 	}
 }
@@ -954,7 +954,7 @@ func TestReap_RemovesLeftoversAndNothingElse(t *testing.T) {
 		t.Cleanup(func() { removeNamedNS(filepath.Join(dir, name)) })
 	}
 
-	if err := reap(context.Background(), h, dir); err != nil {
+	if err := reap(context.Background(), h, dir, ""); err != nil {
 		t.Fatal(err)
 	}
 
@@ -992,7 +992,7 @@ func TestReap_RemovesLeftoversAndNothingElse(t *testing.T) {
 
 func TestCreate_CancelledContextLeavesNothing(t *testing.T) {
 	requireRoot(t)
-	pool, err := NewPool(netip.MustParsePrefix("10.214.251.0/30"))
+	pool, err := NewPool(netip.MustParsePrefix("10.214.251.0/30"), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1022,7 +1022,7 @@ func TestCreate_CancelledContextLeavesNothing(t *testing.T) {
 
 func TestCreate_ConcurrentJobsGetSeparateNetworks(t *testing.T) {
 	requireRoot(t)
-	pool, err := NewPool(testPrefix)
+	pool, err := NewPool(testPrefix, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1077,7 +1077,7 @@ func BenchmarkCreateClose(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Fatal("needs root")
 	}
-	pool, err := NewPool(testPrefix)
+	pool, err := NewPool(testPrefix, "")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -1089,6 +1089,68 @@ func BenchmarkCreateClose(b *testing.B) {
 		}
 		if err := n.Close(ctx); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+func TestReap_LeavesOtherScopes(t *testing.T) {
+	dir, _, h := throwawayNS(t)
+	for name, alias := range map[string]string{
+		"al-0000000a": aliasOf("mine", "run-a"),
+		"al-0000000b": aliasOf("other", "run-b"),
+		"al-0000000c": aliasOf("", "run-c"),
+	} {
+		l := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name, Group: LinkGroup}, PeerName: "p" + name[2:]}
+		if err := h.LinkAdd(l); err != nil {
+			t.Fatalf("add %s: %v", name, err)
+		}
+		if err := h.LinkSetAlias(l, alias); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range []string{nsName("mine", "0000000a"), nsName("other", "0000000b"), nsName("", "0000000c")} {
+		if err := newNamedNS(filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { removeNamedNS(filepath.Join(dir, name)) })
+	}
+
+	if err := reap(context.Background(), h, dir, "mine"); err != nil {
+		t.Fatal(err)
+	}
+
+	links, err := h.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, l := range links {
+		names = append(names, l.Attrs().Name)
+	}
+	got := strings.Join(names, ",")
+	if strings.Contains(got, "al-0000000a") {
+		t.Errorf("own scope's veth not reaped (links %s)", got)
+	}
+	for _, kept := range []string{"al-0000000b", "al-0000000c"} {
+		if !strings.Contains(got, kept) {
+			t.Errorf("reaped %s, another scope's (links %s)", kept, got)
+		}
+	}
+	entries, _ := os.ReadDir(dir)
+	var files []string
+	for _, e := range entries {
+		files = append(files, e.Name())
+	}
+	want := "airlock-0000000c,airlock-other-0000000b,host"
+	if strings.Join(files, ",") != want {
+		t.Errorf("netns files after reap: %v, want %s", files, want)
+	}
+}
+
+func TestNewPool_RejectsBadScope(t *testing.T) {
+	for _, s := range []string{"Upper", "a-b", "a/b", strings.Repeat("a", 33)} {
+		if _, err := NewPool(netip.MustParsePrefix("10.214.251.0/30"), s); !errors.Is(err, ErrInvalidPool) {
+			t.Errorf("scope %q: %v, want ErrInvalidPool", s, err)
 		}
 	}
 }
