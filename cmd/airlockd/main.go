@@ -36,6 +36,7 @@ func main() {
 	flag.StringVar(&o.defaultProfile, "default-profile", "secureclaw", "profile for requests that name none")
 	flag.StringVar(&o.auditLog, "audit-log", "", "audit log, one JSON line per job (default STATE_DIR/audit.jsonl)")
 	flag.StringVar(&o.metricsListen, "metrics-listen", "", "serve Prometheus metrics on this loopback host:port (off by default)")
+	flag.StringVar(&o.pprofListen, "pprof", "", "serve net/http/pprof under /debug/pprof/ on this loopback host:port (off by default)")
 	flag.BoolVar(&o.dev, "dev", false, "development mode: allows exec.security full")
 	flag.IntVar(&o.maxConcurrent, "max-concurrent", 8, "sandboxes that may run at once")
 	flag.IntVar(&o.maxQueue, "max-queue", 16, "spawns that may wait for a sandbox; more get ResourceExhausted")

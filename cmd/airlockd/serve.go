@@ -33,7 +33,7 @@ type options struct {
 	containerdAddress, agentBinary       string
 	busybox                              string
 	policyDir, defaultProfile, auditLog  string
-	metricsListen                        string
+	metricsListen, pprofListen           string
 	tlsCert, tlsKey, tlsClientCA         string
 	allowRemote                          bool
 	tokensFile                           string
@@ -81,6 +81,16 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		return err
 	}
 	defer lis.Close()
+	if o.pprofListen != "" {
+		// Before containerd and the image import, so start-up can be
+		// profiled too.
+		pl, err := listenPprof(o.pprofListen)
+		if err != nil {
+			return err
+		}
+		defer servePprof(pl, log)()
+		log.Info("pprof serving", "addr", pl.Addr().String())
+	}
 
 	agentBin := o.agentBinary
 	if agentBin == "" {
