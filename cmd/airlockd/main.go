@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/airlock/airlock/broker"
 	"github.com/airlock/airlock/broker/client"
 	"github.com/airlock/airlock/sandbox"
 	"github.com/airlock/airlock/sandbox/netns"
@@ -41,6 +43,7 @@ func main() {
 	flag.IntVar(&o.maxConcurrent, "max-concurrent", 8, "sandboxes that may run at once")
 	flag.IntVar(&o.maxQueue, "max-queue", 16, "spawns that may wait for a sandbox; more get ResourceExhausted")
 	flag.IntVar(&o.maxPerOwner, "max-per-owner", 0, "concurrent jobs per token name (0: no quota)")
+	flag.DurationVar(&o.approvalTimeout, "approval-timeout", broker.DefaultApprovalTimeout, "how long a command that needs approval waits for Approve before it is denied")
 	flag.DurationVar(&o.drainGrace, "drain-grace", 30*time.Second, "on SIGTERM, how long running jobs may finish before they are cancelled")
 	flag.BoolVar(&o.reflection, "reflection", false, "serve gRPC reflection (for grpcurl); needs a token like every call")
 	flag.BoolVar(&o.debug, "debug", false, "debug logging")
@@ -51,8 +54,8 @@ func main() {
 	})
 	flag.UintVar(&o.proxyPort, "proxy-port", sandbox.DefaultProxyPort, "egress proxy port on each job's gateway")
 	flag.Parse()
-	if o.proxyPort == 0 || o.proxyPort > 65535 {
-		fmt.Fprintln(os.Stderr, "airlockd: --proxy-port must be 1-65535")
+	if err := o.validate(); err != nil {
+		fmt.Fprintln(os.Stderr, "airlockd:", err)
 		os.Exit(2)
 	}
 
@@ -67,4 +70,18 @@ func main() {
 		fmt.Fprintln(os.Stderr, "airlockd:", err)
 		os.Exit(1)
 	}
+}
+
+// validate refuses flag values that parse but mean nothing, before any
+// work starts.
+func (o *options) validate() error {
+	if o.proxyPort == 0 || o.proxyPort > 65535 {
+		return errors.New("--proxy-port must be 1-65535")
+	}
+	// The broker would quietly take a zero for its default; an operator
+	// who typed one meant something else.
+	if o.approvalTimeout <= 0 {
+		return fmt.Errorf("--approval-timeout %v: must be positive, such as %v", o.approvalTimeout, broker.DefaultApprovalTimeout)
+	}
+	return nil
 }

@@ -41,7 +41,7 @@ type options struct {
 	proxyPort                            uint
 	dev, debug                           bool
 	maxConcurrent, maxQueue, maxPerOwner int
-	drainGrace                           time.Duration
+	drainGrace, approvalTimeout          time.Duration
 	reflection                           bool
 }
 
@@ -168,7 +168,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	srv, err := broker.New(broker.Config{
 		Runner: runner, Profiles: profiles, Logger: log, Audit: auditLog, Metrics: m,
 		MaxJobs: o.maxConcurrent, MaxQueue: o.maxQueue, MaxPerOwner: o.maxPerOwner, Anomalies: broker.DefaultAnomalies,
-		DefaultProfile: o.defaultProfile, ExplainSpec: sandbox.ExplainJSON, ResolveSecret: egress.ResolveSecret,
+		ApprovalTimeout: o.approvalTimeout, DefaultProfile: o.defaultProfile, ExplainSpec: sandbox.ExplainJSON, ResolveSecret: egress.ResolveSecret,
 		Secrets: func() [][]byte { return knownSecrets(*current.Load(), profiles) },
 	})
 	if err != nil {
