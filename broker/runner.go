@@ -36,16 +36,22 @@ type Job struct {
 	// Services are the profile's service aliases with their secrets
 	// resolved, for the egress proxy to inject. Never passed to the task.
 	Services map[string]Service
-	// OnExec decides a command the job asks to run through its tool
-	// gateway. The Runner runs the command only when it returns Allow, and
-	// a nil OnExec allows nothing. It may block (waiting for a caller's
-	// approval) until ctx ends, and is safe for concurrent use.
+	// OnExec decides a call the job makes through its tool gateway: a
+	// command, which the Runner runs only when it returns Allow, or a file
+	// tool or fetch, which the agent carries out itself once allowed. A nil
+	// OnExec allows nothing. It may block (waiting for a caller's approval)
+	// until ctx ends, and is safe for concurrent use.
 	OnExec func(ctx context.Context, req ExecRequest) ExecDecision
 }
 
-// ExecRequest is one command a job asks the broker to run. Every field
-// comes from the sandbox and is hostile.
+// ExecRequest is one call a job makes through its tool gateway. Every
+// field comes from the sandbox and is hostile.
 type ExecRequest struct {
+	// Tool is empty for a command; otherwise a tool the agent carries out
+	// itself (policy.ToolRead and the like), with Target and no Argv.
+	Tool string
+	// Target is the tool's path or URL; never the content it would write.
+	Target string
 	// Argv is the command; it runs without a shell.
 	Argv []string
 	// Cwd is the directory inside the sandbox; empty is "/".
@@ -58,7 +64,8 @@ type ExecDecision struct {
 	// Reason says why, for the job and the audit log.
 	Reason string
 	// Done, when set, is called once with the exit code after an allowed
-	// command ran, or -1 when it could not be run.
+	// command ran, or -1 when it could not be run. A tool call has none:
+	// only the agent knows how it went.
 	Done func(exitCode int)
 }
 
@@ -119,4 +126,16 @@ type Outcome struct {
 	// before they reached OnExec (a wrong capability, flooding), by
 	// reason.
 	GatewayRefused map[string]int
+	// Warm is set when the job ran in a sandbox made ahead of it by a
+	// warm pool.
+	Warm bool
+	// Phases are where the sandbox's time went, in order. A warm job's
+	// list starts at its claim: its sandbox was made before it arrived.
+	Phases []Phase
+}
+
+// Phase is one step of a sandbox's life and how long it took.
+type Phase struct {
+	Name     string
+	Duration time.Duration
 }

@@ -25,7 +25,7 @@ var ExplainPaths = JobPaths{
 func Explain(p *policy.Profile) (*specs.Spec, error) {
 	ctx := namespaces.WithNamespace(context.Background(), Namespace)
 	return oci.GenerateSpecWithPlatform(ctx, nil, "linux/amd64", &containers.Container{ID: "<run>"},
-		SpecFor("<job>", p, ExplainPaths)...)
+		SpecFor("<run>", p, ExplainPaths)...)
 }
 
 // ExplainJSON is Explain as indented JSON.

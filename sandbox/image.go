@@ -7,6 +7,7 @@ import (
 
 	"github.com/containerd/containerd"
 	"github.com/containerd/containerd/errdefs"
+	"github.com/opencontainers/image-spec/identity"
 
 	"github.com/airlock/airlock/images"
 )
@@ -14,7 +15,7 @@ import (
 // ensureImage builds spec and imports it unless containerd already holds an
 // image of that name with the same digest. Builds are deterministic, so an
 // unchanged agent binary is never imported twice.
-func (r *Runner) ensureImage(ctx context.Context, spec images.Spec) (containerd.Image, error) {
+func (r *Runner) ensureImage(ctx context.Context, spec images.Spec) (*loadedImage, error) {
 	var buf bytes.Buffer
 	dgst, err := images.Build(&buf, spec)
 	if err != nil {
@@ -47,5 +48,9 @@ func (r *Runner) ensureImage(ctx context.Context, spec images.Spec) (containerd.
 			return nil, fmt.Errorf("unpack: %w", err)
 		}
 	}
-	return img, nil
+	diffIDs, err := img.RootFS(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("root filesystem of %s: %w", ref, err)
+	}
+	return &loadedImage{Image: img, chainID: identity.ChainID(diffIDs).String()}, nil
 }

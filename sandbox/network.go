@@ -1,66 +1,18 @@
 package sandbox
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"net/url"
 
 	"github.com/airlock/airlock/broker"
 	"github.com/airlock/airlock/broker/policy"
 	"github.com/airlock/airlock/sandbox/egress"
-	"github.com/airlock/airlock/sandbox/netns"
 )
 
 // DefaultProxyPort is the egress proxy's port on each job's gateway.
 const DefaultProxyPort = 3128
-
-// jobNet is a job's network: its namespace, the proxy listener on its
-// gateway, and its proxy session.
-type jobNet struct {
-	net     *netns.Net
-	lis     net.Listener
-	session *egress.Session
-	// proxyURL is what HTTP_PROXY says inside the sandbox.
-	proxyURL string
-}
-
-// setupNetwork gives an allowlist job its namespace, rules, proxy listener
-// and session, pushing each teardown onto u. The rules are in place before
-// this returns, and so before the task exists.
-func (r *Runner) setupNetwork(ctx context.Context, u *undo, runID string, job *broker.Job) (*jobNet, error) {
-	if r.proxy == nil || r.pool == nil {
-		return nil, fmt.Errorf("network.mode allowlist needs the egress proxy, which this runner was started without")
-	}
-	jp, err := jobPolicy(job)
-	if err != nil {
-		return nil, err
-	}
-	n, err := netns.Create(ctx, runID, r.pool, r.proxyPort)
-	if err != nil {
-		return nil, fmt.Errorf("network namespace: %w", err)
-	}
-	u.Push(n.Close)
-	addr := netip.AddrPortFrom(n.HostIP, r.proxyPort)
-	lis, err := net.Listen("tcp", addr.String())
-	if err != nil {
-		return nil, fmt.Errorf("egress proxy listener on %s: %w", addr, err)
-	}
-	u.Push(func(context.Context) error { return ignoreClosed(lis.Close()) })
-	go func() {
-		if err := r.proxy.Serve(lis); err != nil {
-			r.log.Debug("egress listener ended", "addr", addr, "err", err)
-		}
-	}()
-	sess, err := r.proxy.Register(n.JobIP, jp)
-	if err != nil {
-		return nil, fmt.Errorf("egress session: %w", err)
-	}
-	u.Push(func(context.Context) error { return sess.Close() })
-	return &jobNet{net: n, lis: lis, session: sess, proxyURL: "http://" + addr.String()}, nil
-}
 
 // jobPolicy is the proxy's view of the job: its (possibly tightened)
 // egress entries and the services the broker resolved.

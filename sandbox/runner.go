@@ -9,7 +9,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,30 +16,22 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/containerd/containerd"
-	"github.com/containerd/containerd/cio"
 	"github.com/containerd/containerd/errdefs"
-	"github.com/containerd/containerd/leases"
 	"github.com/containerd/containerd/namespaces"
-	"github.com/containerd/containerd/oci"
-	"github.com/google/uuid"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	grpcstatus "google.golang.org/grpc/status"
 
 	"github.com/airlock/airlock/broker"
-	"github.com/airlock/airlock/broker/policy"
 	"github.com/airlock/airlock/images"
-	"github.com/airlock/airlock/sandbox/agent"
 	"github.com/airlock/airlock/sandbox/egress"
 	"github.com/airlock/airlock/sandbox/netns"
-	"github.com/airlock/airlock/sandbox/toolgw"
 )
 
 const (
@@ -82,7 +73,7 @@ type Config struct {
 type Runner struct {
 	client  *containerd.Client
 	jobsDir string
-	images  map[string]containerd.Image
+	images  map[string]*loadedImage
 	log     *slog.Logger
 
 	proxy     *egress.Proxy
@@ -94,6 +85,10 @@ type Runner struct {
 	// instance names this runner's cgroup subtree, /airlock/<instance>, so
 	// that reaping never touches another broker's sandboxes.
 	instance string
+
+	poolsMu     sync.Mutex
+	pools       map[string]*warmPool // by profile name
+	poolMetrics *poolMetrics
 }
 
 var _ broker.Runner = (*Runner)(nil)
@@ -116,8 +111,10 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 		jobsDir:  filepath.Join(cfg.StateDir, "jobs"),
 		address:  cfg.Address,
 		instance: InstanceID(cfg.StateDir),
-		images:   map[string]containerd.Image{},
+		images:   map[string]*loadedImage{},
 		log:      cfg.Logger,
+
+		poolMetrics: newPoolMetrics(),
 	}
 	ctx = namespaces.WithNamespace(ctx, Namespace)
 	if err := MkdirTraversable(r.jobsDir); err != nil {
@@ -173,8 +170,10 @@ func InstanceID(stateDir string) string {
 	return hex.EncodeToString(sum[:6])
 }
 
-// Close stops the egress proxy and closes the containerd connection.
+// Close drains the warm pools, stops the egress proxy and closes the
+// containerd connection.
 func (r *Runner) Close() error {
+	r.closePools()
 	r.removeInstanceCgroups()
 	var errs []error
 	if r.proxy != nil {
@@ -192,225 +191,38 @@ func (r *Runner) ImageDigest(name string) (string, bool) {
 	return img.Target().Digest.String(), true
 }
 
-// Run runs one job. See broker.Runner.
-func (r *Runner) Run(ctx context.Context, job *broker.Job) (_ *broker.Outcome, retErr error) {
-	img, ok := r.images[job.Image]
-	if !ok {
-		return nil, fmt.Errorf("image %q is not loaded", job.Image)
-	}
-	p := job.Policy
-	if p == nil {
+// Run runs one job. See broker.Runner. It claims a warm sandbox made for
+// the job's exact policy when a pool has one, and makes one otherwise.
+func (r *Runner) Run(ctx context.Context, job *broker.Job) (out *broker.Outcome, retErr error) {
+	if job.Policy == nil {
 		return nil, errors.New("job has no policy")
 	}
 	ctx = namespaces.WithNamespace(ctx, Namespace)
-	runID := "airlock-" + uuid.NewString()
-	log := r.log.With("job", job.ID, "run", runID)
-
-	var u undo
+	claimed := time.Now()
+	b := r.claim(job)
+	warm := b != nil
+	if warm {
+		b.mark = claimed
+		b.log.Debug("claimed warm sandbox", "job", job.ID)
+	} else {
+		var err error
+		if b, err = r.newBox(ctx, job.Image, job.Policy, job.ID); err != nil {
+			return nil, err
+		}
+	}
 	defer func() {
-		if err := u.Run(ctx); err != nil {
-			log.Error("sandbox cleanup failed", "err", err)
+		if err := b.u.Run(ctx); err != nil {
+			b.log.Error("sandbox cleanup failed", "job", job.ID, "err", err)
 			if retErr == nil {
-				retErr = fmt.Errorf("cleanup: %w", err)
+				out, retErr = nil, fmt.Errorf("cleanup: %w", err)
 			}
+		}
+		if out != nil {
+			b.phase("teardown")
+			out.Warm, out.Phases = warm, b.phases
 		}
 	}()
-
-	// Pushed first, so it runs last: a backstop for a task containerd lost.
-	u.Push(func(context.Context) error { return r.reapRun(runID) })
-	dir := filepath.Join(r.jobsDir, runID)
-	u.Push(func(context.Context) error { return os.RemoveAll(dir) })
-	runtime, err := runtimeFor(p.Isolation.Runtime)
-	if err != nil {
-		return nil, err
-	}
-	// A job that may exec gets a tool gateway: a capability in its
-	// job.json, and a run directory for the socket.
-	var capability, runDir string
-	if p.ExecAllowed() {
-		if p.Isolation.GID == images.ToolsGID {
-			return nil, fmt.Errorf("profile %s runs as gid %d, the tools group: its agent could execute busybox directly", p.Name, images.ToolsGID)
-		}
-		if capability, err = toolgw.NewCapability(); err != nil {
-			return nil, err
-		}
-	}
-	paths, err := prepareDir(dir, job, p.Limits.OutputBytes+outputSlack, HostID(p, p.Isolation.UID), HostID(p, p.Isolation.GID), gatewayFor(capability))
-	if err != nil {
-		return nil, err
-	}
-	u.Push(func(context.Context) error { return unmount(paths.Output) })
-	if capability != "" {
-		if runDir, err = prepareRunDir(dir); err != nil {
-			return nil, err
-		}
-		paths.Run = runDir
-	}
-
-	var jn *jobNet
-	if p.Network.Mode == policy.NetworkAllowlist {
-		if jn, err = r.setupNetwork(ctx, &u, runID, job); err != nil {
-			return nil, err
-		}
-		paths.NetNS, paths.ProxyURL = jn.net.Path, jn.proxyURL
-	}
-
-	labels := map[string]string{LabelJob: job.ID, LabelRun: runID}
-	// Deleted by ID, and pushed before the create, for the same reason as
-	// the container below: a cancelled create may still have happened.
-	u.Push(func(c context.Context) error {
-		return retryUnavailable(c, func() error {
-			return ignoreNotFound(r.client.LeasesService().Delete(c, leases.Lease{ID: runID}, leases.SynchronousDelete))
-		})
-	})
-	lctx, _, err := r.client.WithLease(ctx, leases.WithID(runID), leases.WithLabels(labels), leases.WithExpiration(24*time.Hour))
-	if err != nil {
-		return nil, fmt.Errorf("lease: %w", err)
-	}
-
-	// Pushed before the create: a create the caller's cancellation cut short
-	// on this side may still have happened on containerd's, so teardown
-	// looks the container up by its ID rather than trusting the return.
-	u.Push(func(c context.Context) error {
-		return retryUnavailable(c, func() error {
-			ctr, err := r.client.LoadContainer(c, runID)
-			if err != nil {
-				return ignoreNotFound(err)
-			}
-			return deleteContainer(c, ctr)
-		})
-	})
-	container, err := r.client.NewContainer(lctx, runID,
-		containerd.WithImage(img),
-		containerd.WithImageConfigLabels(img),
-		containerd.WithSnapshotter(snapshotter),
-		containerd.WithNewSnapshotView(runID, img),
-		containerd.WithRuntime(runtime, nil),
-		containerd.WithContainerLabels(labels),
-		containerd.WithNewSpec(append(SpecFor(job.ID, p, paths), oci.WithCgroup(r.cgroupPath(runID)))...),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("create container: %w", err)
-	}
-
-	logs := newCappedBuffer(logCap)
-	task, err := container.NewTask(lctx, cio.NewCreator(cio.WithStreams(nil, logs, logs), cio.WithFIFODir(filepath.Join(dir, "fifo"))))
-	if err != nil {
-		return nil, fmt.Errorf("create task: %w", err)
-	}
-	u.Push(func(c context.Context) error {
-		return retryUnavailable(c, func() error { return deleteTask(c, task) })
-	})
-
-	// The gateway listens before the task starts, so the agent never finds
-	// it missing; it is closed, ending its requests, before the task is
-	// deleted.
-	var gw *toolgw.Gateway
-	var deadlineAt atomic.Pointer[time.Time]
-	if runDir != "" {
-		spec, err := container.Spec(lctx)
-		if err != nil {
-			return nil, fmt.Errorf("container spec: %w", err)
-		}
-		gw, err = toolgw.Listen(toolgw.Config{
-			Socket:     filepath.Join(runDir, toolsSocket),
-			Capability: capability,
-			Handler: r.toolHandler(job, task, spec.Process, filepath.Join(dir, "fifo"), func() time.Time {
-				if t := deadlineAt.Load(); t != nil {
-					return *t
-				}
-				return time.Now().Add(p.Limits.Timeout)
-			}),
-			UID:    int(HostID(p, p.Isolation.UID)),
-			GID:    int(HostID(p, p.Isolation.GID)),
-			Logger: log,
-		})
-		if err != nil {
-			return nil, err
-		}
-		u.Push(func(context.Context) error { return gw.Close() })
-	}
-
-	// Wait outlives the caller's context so that, after a kill, the exit is
-	// still collected before teardown.
-	waitCtx, stopWait := context.WithCancel(context.WithoutCancel(lctx))
-	defer stopWait()
-	exitCh, err := task.Wait(waitCtx)
-	if err != nil {
-		return nil, fmt.Errorf("wait task: %w", err)
-	}
-	start := time.Now()
-	end := start.Add(p.Limits.Timeout)
-	deadlineAt.Store(&end)
-	if err := task.Start(lctx); err != nil {
-		return nil, fmt.Errorf("start task: %w", err)
-	}
-	if job.OnStart != nil {
-		job.OnStart()
-	}
-
-	out := &broker.Outcome{ImageDigest: img.Target().Digest.String()}
-	deadline := time.NewTimer(p.Limits.Timeout)
-	defer deadline.Stop()
-	var status containerd.ExitStatus
-	select {
-	case status = <-exitCh:
-	case <-deadline.C:
-		out.TimedOut = true
-		status = r.kill(waitCtx, task, exitCh, log)
-	case <-ctx.Done():
-		r.kill(waitCtx, task, exitCh, log)
-		return nil, ctx.Err()
-	}
-	out.Wall = time.Since(start)
-	code, _, err := status.Result()
-	if err != nil {
-		return nil, fmt.Errorf("task exit: %w", err)
-	}
-	out.ExitCode = int(code)
-	if gw != nil {
-		// Ends the requests still waiting (for an approval, say) now that
-		// the job is gone; the deferred close is then a no-op.
-		_ = gw.Close()
-		if st := gw.Stats(); len(st.Refused) > 0 {
-			out.GatewayRefused = st.Refused
-		}
-	}
-	if jn != nil {
-		// Closing the session ends the job's tunnels and makes its log
-		// final; the deferred close is then a no-op.
-		_ = jn.session.Close()
-		for _, a := range jn.session.Log() {
-			out.Egress = append(out.Egress, attempt(a))
-		}
-	}
-	oom, peak, cpu := usage(waitCtx, task)
-	out.CPU = cpu
-	out.OOMKilled = oom && !out.TimedOut
-	out.MemoryPeakBytes = int64(peak)
-	out.PidsLimitHit = pidsLimitHit(r.cgroupPath(runID))
-	out.Logs = logs.Bytes()
-
-	// Half the slack absorbs tmpfs rounding every file up to whole pages.
-	if used := outputUsed(paths.Output); used > p.Limits.OutputBytes+outputSlack/2 {
-		// The job filled /output past the cap, whatever it named its files:
-		// its result, if any, is not to be trusted as complete.
-		out.OutputTooLarge = true
-		out.ResultProblem = fmt.Sprintf("the job wrote %d bytes to /output, over the %d-byte cap", used, p.Limits.OutputBytes)
-	} else if !out.TimedOut {
-		res, err := readResult(paths.Output, filepath.Base(agent.ResultFile), p.Limits.OutputBytes)
-		switch {
-		case errors.Is(err, errTooLarge):
-			out.OutputTooLarge = true
-			out.ResultProblem = err.Error()
-		case err != nil:
-			out.ResultProblem = err.Error()
-		default:
-			out.Result = res
-		}
-	}
-	log.Debug("job ran", "exit", out.ExitCode, "timeout", out.TimedOut, "oom", out.OOMKilled, "wall", out.Wall)
-	return out, nil
+	return r.run(ctx, b, job)
 }
 
 // kill ends the task and waits briefly for its exit status.
@@ -427,10 +239,10 @@ func (r *Runner) kill(ctx context.Context, task containerd.Task, exitCh <-chan c
 	}
 }
 
-// prepareDir lays out a job directory: input/job.json and input/content/N,
-// read-only to the sandbox user, and output/ as a size-capped tmpfs owned by
-// it.
-func prepareDir(dir string, job *broker.Job, outputBytes int64, uid, gid uint32, gateway *agent.Gateway) (JobPaths, error) {
+// prepareDir lays out a job directory: input/ and input/content/, where
+// only the broker may write (writeInput fills them once the job is known),
+// and output/ as a size-capped tmpfs owned by the sandbox user.
+func prepareDir(dir string, outputBytes int64, uid, gid uint32) (JobPaths, error) {
 	paths := JobPaths{Input: filepath.Join(dir, "input"), Output: filepath.Join(dir, "output")}
 	contentDir := filepath.Join(paths.Input, "content")
 	if err := MkdirTraversable(dir); err != nil {
@@ -440,21 +252,6 @@ func prepareDir(dir string, job *broker.Job, outputBytes int64, uid, gid uint32,
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return paths, err
 		}
-	}
-	jf := agent.Job{ID: job.ID, Task: job.Task, Params: job.Params, Tools: job.Tools, Gateway: gateway}
-	for i, c := range job.Content {
-		name := strconv.Itoa(i)
-		if err := writeReadOnly(filepath.Join(contentDir, name), c.Data); err != nil {
-			return paths, err
-		}
-		jf.Content = append(jf.Content, agent.ContentFile{Name: name, MediaType: c.MediaType, Source: c.Source})
-	}
-	b, err := json.Marshal(jf)
-	if err != nil {
-		return paths, err
-	}
-	if err := writeReadOnly(filepath.Join(paths.Input, "job.json"), b); err != nil {
-		return paths, err
 	}
 	for _, d := range []string{contentDir, paths.Input} {
 		if err := os.Chmod(d, 0o555); err != nil {

@@ -42,7 +42,7 @@ var defaultMaskedPaths = []string{
 
 // SpecFor maps a job's policy to the OCI spec options, in order. Every
 // option narrows the spec; none is conditional on the content.
-func SpecFor(jobID string, p *policy.Profile, paths JobPaths) []oci.SpecOpts {
+func SpecFor(runID string, p *policy.Profile, paths JobPaths) []oci.SpecOpts {
 	masked := defaultMaskedPaths
 	if len(p.Isolation.MaskedPaths) > 0 {
 		masked = mergePaths(defaultMaskedPaths, p.Isolation.MaskedPaths)
@@ -51,7 +51,7 @@ func SpecFor(jobID string, p *policy.Profile, paths JobPaths) []oci.SpecOpts {
 		oci.WithProcessArgs("/airlock-agent"),
 		oci.WithProcessCwd("/"),
 		oci.WithHostname("airlock"),
-		WithEnvOnly(append(Env(jobID), ProxyEnv(paths.ProxyURL)...)),
+		WithEnvOnly(append(Env(runID), ProxyEnv(paths.ProxyURL)...)),
 		oci.WithUIDGID(p.Isolation.UID, p.Isolation.GID),
 		WithCapabilities(p.Isolation.Capabilities),
 		oci.WithMaskedPaths(masked),
@@ -83,9 +83,12 @@ func SpecFor(jobID string, p *policy.Profile, paths JobPaths) []oci.SpecOpts {
 
 // Env is the whole environment of a sandboxed process. Nothing of the
 // broker's environment is inherited. HOME is pinned because runc sets it
-// from the image's passwd file whenever the spec leaves it out.
-func Env(jobID string) []string {
-	return []string{"PATH=/bin", "LANG=C.UTF-8", "HOME=/", "AIRLOCK_JOB_ID=" + jobID}
+// from the image's passwd file whenever the spec leaves it out. The run ID
+// names the sandbox (its container and cgroup), not the job: a warm
+// sandbox is made before its job is known, which it reads from
+// /input/job.json.
+func Env(runID string) []string {
+	return []string{"PATH=/bin", "LANG=C.UTF-8", "HOME=/", "AIRLOCK_RUN_ID=" + runID}
 }
 
 // WithEnvOnly replaces the process environment, dropping whatever the image

@@ -65,7 +65,7 @@ func TestWithCapabilities_NoneClearsEverySet(t *testing.T) {
 
 func TestWithEnvOnly_DropsEverythingElse(t *testing.T) {
 	s := generate(t, oci.WithEnv([]string{"AWS_SECRET_ACCESS_KEY=x", "HOME=/root"}), WithEnvOnly(Env("job-1")))
-	want := []string{"PATH=/bin", "LANG=C.UTF-8", "HOME=/", "AIRLOCK_JOB_ID=job-1"}
+	want := []string{"PATH=/bin", "LANG=C.UTF-8", "HOME=/", "AIRLOCK_RUN_ID=job-1"}
 	if !slices.Equal(s.Process.Env, want) {
 		t.Fatalf("env = %v, want %v", s.Process.Env, want)
 	}

@@ -486,8 +486,8 @@ func setnsPID1(*attacker, step) outcome {
 // outside a sandbox, where it would kill the user's own session.
 func killAll(*attacker, step) outcome {
 	o := outcome{Detail: map[string]any{"pid": os.Getpid()}}
-	if os.Getenv("AIRLOCK_JOB_ID") == "" {
-		o.fail(errors.New("refused: AIRLOCK_JOB_ID unset, not in a sandbox"))
+	if os.Getenv("AIRLOCK_RUN_ID") == "" {
+		o.fail(errors.New("refused: AIRLOCK_RUN_ID unset, not in a sandbox"))
 		return o
 	}
 	o.done(os.NewSyscallError("kill", unix.Kill(-1, unix.SIGKILL)))

@@ -68,6 +68,9 @@ type Net struct {
 	mu    sync.Mutex
 	pool  *Pool
 	lease Lease
+	// alias and rules are what Setup gives the veth and the namespace.
+	alias string
+	rules Rules
 	// ownNS and ownLink say what this Net created and has not yet removed,
 	// so that a failed Create never removes a namespace or link of the
 	// same name that belongs to someone else, and Close can be retried.
@@ -75,11 +78,26 @@ type Net struct {
 }
 
 // Create makes the network of a job in allowlist mode: a namespace named
-// NamePrefix plus a short hash of id, a veth pair with addresses leased from
-// pool, a default route to the host end, IPv6 disabled, and the rules of
-// Ruleset(HostIP, proxyPort) installed inside the namespace before anything
-// connects it to the host. On error nothing is left behind.
+// NamePrefix plus the pool's scope and a short hash of id, a veth pair with
+// addresses leased from pool, a default route to the host end, IPv6
+// disabled, and the rules of Ruleset(HostIP, proxyPort) installed inside
+// the namespace before anything connects it to the host. On error nothing
+// is left behind. It is Prepare followed by Setup.
 func Create(ctx context.Context, id string, pool *Pool, proxyPort uint16) (*Net, error) {
+	n, err := Prepare(id, pool, proxyPort)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.Setup(ctx); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// Prepare leases the job's addresses and names its namespace, creating
+// nothing in the kernel yet, so that a container's spec can name the
+// namespace while Setup builds it. Close releases the lease.
+func Prepare(id string, pool *Pool, proxyPort uint16) (*Net, error) {
 	if id == "" || pool == nil || proxyPort == 0 {
 		return nil, fmt.Errorf("%w: need an id, a pool and a proxy port", ErrInvalidJob)
 	}
@@ -93,18 +111,28 @@ func Create(ctx context.Context, id string, pool *Pool, proxyPort uint16) (*Net,
 		return nil, err
 	}
 	short := shortID(id)
-	n := &Net{
+	return &Net{
 		Path:   filepath.Join(Dir, nsName(pool.scope, short)),
 		HostIP: lease.HostIP,
 		JobIP:  lease.JobIP,
 		HostIf: LinkPrefix + short,
 		pool:   pool,
 		lease:  lease,
+		alias:  aliasOf(pool.scope, id),
+		rules:  rules,
+	}, nil
+}
+
+// Setup builds what Prepare named. On error it removes what it made and
+// releases the lease. A Close that races it waits for it to finish.
+func (n *Net) Setup(ctx context.Context) error {
+	n.mu.Lock()
+	err := n.setup(ctx, n.alias, n.rules)
+	n.mu.Unlock()
+	if err != nil {
+		return n.undo(ctx, err)
 	}
-	if err := n.setup(ctx, aliasOf(pool.scope, id), rules); err != nil {
-		return nil, n.undo(ctx, err)
-	}
-	return n, nil
+	return nil
 }
 
 // CreateLoopbackOnly makes the namespace of a job in network mode none:

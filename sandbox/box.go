@@ -1,0 +1,410 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/containerd/containerd"
+	"github.com/containerd/containerd/cio"
+	"github.com/containerd/containerd/containers"
+	"github.com/containerd/containerd/leases"
+	"github.com/containerd/containerd/oci"
+	"github.com/google/uuid"
+
+	"github.com/airlock/airlock/broker"
+	"github.com/airlock/airlock/broker/policy"
+	"github.com/airlock/airlock/images"
+	"github.com/airlock/airlock/sandbox/agent"
+	"github.com/airlock/airlock/sandbox/egress"
+	"github.com/airlock/airlock/sandbox/netns"
+	"github.com/airlock/airlock/sandbox/toolgw"
+)
+
+// box is one sandbox, made before its job is known: the job directory, the
+// network, the lease, the container and a created task whose init waits
+// for start. bind gives it its one job; it is never reused. Everything it
+// holds is on u, which tears it down.
+type box struct {
+	runID string
+	image string
+	// hash is the policy hash the box was made for: a job claims a warm box
+	// only under exactly that policy.
+	hash string
+	p    *policy.Profile
+	img  *loadedImage
+	dir  string
+
+	paths      JobPaths
+	capability string
+	net        *netns.Net
+	proxyURL   string
+
+	container containerd.Container
+	task      containerd.Task
+	logs      *cappedBuffer
+
+	u      undo
+	phases []broker.Phase
+	mark   time.Time
+	log    *slog.Logger
+}
+
+// loadedImage is an image with what making a container from it needs,
+// read once at start rather than from the content store on every job.
+type loadedImage struct {
+	containerd.Image
+	// chainID names the image's unpacked snapshot, the parent of every
+	// job's read-only view.
+	chainID string
+}
+
+// phase records the time since the previous mark as the named phase.
+func (b *box) phase(name string) {
+	now := time.Now()
+	b.phases = append(b.phases, broker.Phase{Name: name, Duration: now.Sub(b.mark)})
+	b.mark = now
+}
+
+// newBox makes a sandbox for policy p up to a created task. jobID labels
+// its lease and container when the job is already known; a warm pool's box
+// has none. On error, nothing it made is left.
+func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jobID string) (_ *box, retErr error) {
+	img, ok := r.images[image]
+	if !ok {
+		return nil, fmt.Errorf("image %q is not loaded", image)
+	}
+	runID := "airlock-" + uuid.NewString()
+	b := &box{
+		runID: runID, image: image, hash: p.Hash(), p: p, img: img,
+		dir: filepath.Join(r.jobsDir, runID), mark: time.Now(),
+		log: r.log.With("run", runID),
+	}
+	// netDone carries the result of the namespace's setup, which runs
+	// alongside the container's creation; it is always received before
+	// teardown, so Close never races Setup.
+	var netDone chan error
+	awaitNet := func() error {
+		if netDone == nil {
+			return nil
+		}
+		err := <-netDone
+		netDone = nil
+		return err
+	}
+	defer func() {
+		if retErr == nil {
+			return
+		}
+		_ = awaitNet()
+		if err := b.u.Run(ctx); err != nil {
+			b.log.Error("sandbox cleanup failed", "err", err)
+			retErr = errors.Join(retErr, fmt.Errorf("cleanup: %w", err))
+		}
+	}()
+
+	// Pushed first, so it runs last: a backstop for a task containerd lost.
+	b.u.Push(func(context.Context) error { return r.reapRun(runID) })
+	b.u.Push(func(context.Context) error { return os.RemoveAll(b.dir) })
+	runtime, err := runtimeFor(p.Isolation.Runtime)
+	if err != nil {
+		return nil, err
+	}
+	// A job that may exec gets a tool gateway: a capability in its
+	// job.json, and a run directory for the socket.
+	if p.ExecAllowed() {
+		if p.Isolation.GID == images.ToolsGID {
+			return nil, fmt.Errorf("profile %s runs as gid %d, the tools group: its agent could execute busybox directly", p.Name, images.ToolsGID)
+		}
+		if b.capability, err = toolgw.NewCapability(); err != nil {
+			return nil, err
+		}
+	}
+	b.paths, err = prepareDir(b.dir, p.Limits.OutputBytes+outputSlack, HostID(p, p.Isolation.UID), HostID(p, p.Isolation.GID))
+	if err != nil {
+		return nil, err
+	}
+	b.u.Push(func(context.Context) error { return unmount(b.paths.Output) })
+	if b.capability != "" {
+		if b.paths.Run, err = prepareRunDir(b.dir); err != nil {
+			return nil, err
+		}
+	}
+	b.phase("prepare")
+
+	if p.Network.Mode == policy.NetworkAllowlist {
+		if r.proxy == nil || r.pool == nil {
+			return nil, fmt.Errorf("network.mode allowlist needs the egress proxy, which this runner was started without")
+		}
+		n, err := netns.Prepare(runID, r.pool, r.proxyPort)
+		if err != nil {
+			return nil, fmt.Errorf("network namespace: %w", err)
+		}
+		b.u.Push(n.Close)
+		b.net = n
+		b.proxyURL = "http://" + netip.AddrPortFrom(n.HostIP, r.proxyPort).String()
+		b.paths.NetNS, b.paths.ProxyURL = n.Path, b.proxyURL
+		netDone = make(chan error, 1)
+		go func() { netDone <- n.Setup(ctx) }()
+	}
+
+	labels := map[string]string{LabelRun: runID}
+	if jobID != "" {
+		labels[LabelJob] = jobID
+	}
+	// Deleted by ID, and pushed before the create, for the same reason as
+	// the container below: a cancelled create may still have happened.
+	b.u.Push(func(c context.Context) error {
+		return retryUnavailable(c, func() error {
+			return ignoreNotFound(r.client.LeasesService().Delete(c, leases.Lease{ID: runID}, leases.SynchronousDelete))
+		})
+	})
+	if _, err := r.client.LeasesService().Create(ctx, leases.WithID(runID), leases.WithLabels(labels), leases.WithExpiration(24*time.Hour)); err != nil {
+		return nil, fmt.Errorf("lease: %w", err)
+	}
+	lctx := leases.WithLease(ctx, runID)
+
+	// Pushed before the create: a create the caller's cancellation cut short
+	// on this side may still have happened on containerd's, so teardown
+	// looks the container up by its ID rather than trusting the return.
+	b.u.Push(func(c context.Context) error {
+		return retryUnavailable(c, func() error {
+			ctr, err := r.client.LoadContainer(c, runID)
+			if err != nil {
+				return ignoreNotFound(err)
+			}
+			return deleteContainer(c, ctr)
+		})
+	})
+	b.container, err = r.client.NewContainer(lctx, runID,
+		containerd.WithImageName(img.Name()),
+		withSnapshotView(runID, img.chainID),
+		containerd.WithRuntime(runtime, nil),
+		containerd.WithContainerLabels(labels),
+		containerd.WithNewSpec(append(SpecFor(runID, p, b.paths), oci.WithCgroup(r.cgroupPath(runID)))...),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("create container: %w", err)
+	}
+	b.phase("container")
+
+	if b.net != nil {
+		if err := awaitNet(); err != nil {
+			return nil, fmt.Errorf("network namespace: %w", err)
+		}
+		if err := r.listenProxy(b); err != nil {
+			return nil, err
+		}
+		b.phase("network")
+	}
+
+	b.logs = newCappedBuffer(logCap)
+	b.task, err = b.container.NewTask(lctx, cio.NewCreator(cio.WithStreams(nil, b.logs, b.logs), cio.WithFIFODir(filepath.Join(b.dir, "fifo"))))
+	if err != nil {
+		return nil, fmt.Errorf("create task: %w", err)
+	}
+	task := b.task
+	b.u.Push(func(c context.Context) error {
+		return retryUnavailable(c, func() error { return deleteTask(c, task) })
+	})
+	b.phase("task")
+	return b, nil
+}
+
+// withSnapshotView gives the container a read-only view of the image's
+// unpacked snapshot, named by the chain ID read at start: containerd's
+// WithNewSnapshotView would read the manifest and config again per job.
+func withSnapshotView(id, parent string) containerd.NewContainerOpts {
+	return func(ctx context.Context, client *containerd.Client, c *containers.Container) error {
+		if _, err := client.SnapshotService(snapshotter).View(ctx, id, parent); err != nil {
+			return err
+		}
+		c.Snapshotter, c.SnapshotKey = snapshotter, id
+		return nil
+	}
+}
+
+// listenProxy opens the egress proxy's listener on the job's gateway
+// address, which exists once the namespace is set up.
+func (r *Runner) listenProxy(b *box) error {
+	addr := netip.AddrPortFrom(b.net.HostIP, r.proxyPort)
+	lis, err := net.Listen("tcp", addr.String())
+	if err != nil {
+		return fmt.Errorf("egress proxy listener on %s: %w", addr, err)
+	}
+	b.u.Push(func(context.Context) error { return ignoreClosed(lis.Close()) })
+	go func() {
+		if err := r.proxy.Serve(lis); err != nil {
+			r.log.Debug("egress listener ended", "addr", addr, "err", err)
+		}
+	}()
+	return nil
+}
+
+// run gives the box its job and runs it to its end: the job's input, its
+// egress session and its tool gateway, then start, wait and collect.
+// Teardown is the caller's, through b.u.
+func (r *Runner) run(ctx context.Context, b *box, job *broker.Job) (*broker.Outcome, error) {
+	p := b.p
+	log := b.log.With("job", job.ID)
+	if err := writeInput(b.paths.Input, job, gatewayFor(b.capability)); err != nil {
+		return nil, fmt.Errorf("job input: %w", err)
+	}
+	var session *egress.Session
+	if b.net != nil {
+		jp, err := jobPolicy(job)
+		if err != nil {
+			return nil, err
+		}
+		sess, err := r.proxy.Register(b.net.JobIP, jp)
+		if err != nil {
+			return nil, fmt.Errorf("egress session: %w", err)
+		}
+		b.u.Push(func(context.Context) error { return sess.Close() })
+		session = sess
+	}
+	lctx := leases.WithLease(ctx, b.runID)
+
+	// The gateway listens before the task starts, so the agent never finds
+	// it missing; it is closed, ending its requests, before the task is
+	// deleted.
+	var gw *toolgw.Gateway
+	var deadlineAt atomic.Pointer[time.Time]
+	if b.paths.Run != "" {
+		spec, err := b.container.Spec(lctx)
+		if err != nil {
+			return nil, fmt.Errorf("container spec: %w", err)
+		}
+		gw, err = toolgw.Listen(toolgw.Config{
+			Socket:     filepath.Join(b.paths.Run, toolsSocket),
+			Capability: b.capability,
+			Handler: r.toolHandler(job, b.task, spec.Process, filepath.Join(b.dir, "fifo"), func() time.Time {
+				if t := deadlineAt.Load(); t != nil {
+					return *t
+				}
+				return time.Now().Add(p.Limits.Timeout)
+			}),
+			UID:    int(HostID(p, p.Isolation.UID)),
+			GID:    int(HostID(p, p.Isolation.GID)),
+			Logger: log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		b.u.Push(func(context.Context) error { return gw.Close() })
+	}
+	b.phase("bind")
+
+	// Wait outlives the caller's context so that, after a kill, the exit is
+	// still collected before teardown.
+	waitCtx, stopWait := context.WithCancel(context.WithoutCancel(lctx))
+	defer stopWait()
+	exitCh, err := b.task.Wait(waitCtx)
+	if err != nil {
+		return nil, fmt.Errorf("wait task: %w", err)
+	}
+	start := time.Now()
+	end := start.Add(p.Limits.Timeout)
+	deadlineAt.Store(&end)
+	if err := b.task.Start(lctx); err != nil {
+		return nil, fmt.Errorf("start task: %w", err)
+	}
+	b.phase("start")
+	if job.OnStart != nil {
+		job.OnStart()
+	}
+
+	out := &broker.Outcome{ImageDigest: b.img.Target().Digest.String()}
+	deadline := time.NewTimer(p.Limits.Timeout)
+	defer deadline.Stop()
+	var status containerd.ExitStatus
+	select {
+	case status = <-exitCh:
+	case <-deadline.C:
+		out.TimedOut = true
+		status = r.kill(waitCtx, b.task, exitCh, log)
+	case <-ctx.Done():
+		r.kill(waitCtx, b.task, exitCh, log)
+		return nil, ctx.Err()
+	}
+	out.Wall = time.Since(start)
+	b.phase("run")
+	code, _, err := status.Result()
+	if err != nil {
+		return nil, fmt.Errorf("task exit: %w", err)
+	}
+	out.ExitCode = int(code)
+	if gw != nil {
+		// Ends the requests still waiting (for an approval, say) now that
+		// the job is gone; the deferred close is then a no-op.
+		_ = gw.Close()
+		if st := gw.Stats(); len(st.Refused) > 0 {
+			out.GatewayRefused = st.Refused
+		}
+	}
+	if session != nil {
+		// Closing the session ends the job's tunnels and makes its log
+		// final; the deferred close is then a no-op.
+		_ = session.Close()
+		for _, a := range session.Log() {
+			out.Egress = append(out.Egress, attempt(a))
+		}
+	}
+	oom, peak, cpu := usage(waitCtx, b.task)
+	out.CPU = cpu
+	out.OOMKilled = oom && !out.TimedOut
+	out.MemoryPeakBytes = int64(peak)
+	out.PidsLimitHit = pidsLimitHit(r.cgroupPath(b.runID))
+	out.Logs = b.logs.Bytes()
+
+	// Half the slack absorbs tmpfs rounding every file up to whole pages.
+	if used := outputUsed(b.paths.Output); used > p.Limits.OutputBytes+outputSlack/2 {
+		// The job filled /output past the cap, whatever it named its files:
+		// its result, if any, is not to be trusted as complete.
+		out.OutputTooLarge = true
+		out.ResultProblem = fmt.Sprintf("the job wrote %d bytes to /output, over the %d-byte cap", used, p.Limits.OutputBytes)
+	} else if !out.TimedOut {
+		res, err := readResult(b.paths.Output, filepath.Base(agent.ResultFile), p.Limits.OutputBytes)
+		switch {
+		case errors.Is(err, errTooLarge):
+			out.OutputTooLarge = true
+			out.ResultProblem = err.Error()
+		case err != nil:
+			out.ResultProblem = err.Error()
+		default:
+			out.Result = res
+		}
+	}
+	b.phase("collect")
+	log.Debug("job ran", "exit", out.ExitCode, "timeout", out.TimedOut, "oom", out.OOMKilled, "wall", out.Wall)
+	return out, nil
+}
+
+// writeInput writes the job's input/job.json and input/content/N, read-only
+// to the sandbox user. The directories are already mode 0555, which only
+// the broker, as root, may still write into.
+func writeInput(input string, job *broker.Job, gateway *agent.Gateway) error {
+	contentDir := filepath.Join(input, "content")
+	jf := agent.Job{ID: job.ID, Task: job.Task, Params: job.Params, Tools: job.Tools, Gateway: gateway}
+	for i, c := range job.Content {
+		name := strconv.Itoa(i)
+		if err := writeReadOnly(filepath.Join(contentDir, name), c.Data); err != nil {
+			return err
+		}
+		jf.Content = append(jf.Content, agent.ContentFile{Name: name, MediaType: c.MediaType, Source: c.Source})
+	}
+	b, err := json.Marshal(jf)
+	if err != nil {
+		return err
+	}
+	return writeReadOnly(filepath.Join(input, "job.json"), b)
+}
