@@ -41,8 +41,10 @@ const (
 // execGate decides one job's commands. It lives as long as the job's run,
 // and answers every request still pending with the fallback when closed.
 type execGate struct {
-	jobID       string
-	policy      *policy.Profile
+	jobID  string
+	policy *policy.Profile
+	// tools are the job's effective tools, as its job.json lists them.
+	tools       []string
 	interactive bool
 	timeout     time.Duration
 	emit        func(*airlockv1.SpawnStreamResponse)
@@ -64,19 +66,31 @@ func newExecGate(jobID string, p *policy.Profile, interactive bool, timeout time
 		opts.MaxStringLength = maxShownArgRunes
 	}
 	return &execGate{
-		jobID: jobID, policy: p, interactive: interactive, timeout: timeout, emit: emit, sanitize: opts,
+		jobID: jobID, policy: p, tools: p.EffectiveTools(KnownTools), interactive: interactive, timeout: timeout, emit: emit, sanitize: opts,
 		pending: map[string]chan airlockv1.ApprovalDecision{},
 		counts:  map[string]int{},
 		closing: make(chan struct{}),
 	}
 }
 
-// decide is the job's Job.OnExec: the profile's exec policy, then the
-// caller when it asks for one.
+// decide is the job's Job.OnExec: the profile's exec or tool policy, then
+// the caller when it asks for one. A tool call is recorded and shown like a
+// command, as its tool name and target ("read", "/tmp/x"), with no cwd.
 func (g *execGate) decide(ctx context.Context, req ExecRequest) ExecDecision {
-	argv, cwd := g.shown(req)
+	isTool := req.Tool != ""
+	shown := req
+	if isTool {
+		shown = ExecRequest{Argv: []string{req.Tool, req.Target}}
+	}
+	argv, cwd := g.shown(shown)
 	rec := &airlockv1.ExecDecision{Time: timestamppb.Now(), Argv: argv, Cwd: cwd}
-	verdict, reason := g.policyVerdict(req)
+	var verdict airlockv1.ExecVerdict
+	var reason string
+	if isTool {
+		verdict, reason = g.toolVerdict(req)
+	} else {
+		verdict, reason = g.policyVerdict(req)
+	}
 	if verdict == airlockv1.ExecVerdict_EXEC_VERDICT_UNSPECIFIED {
 		verdict, reason = g.ask(ctx, rec, reason)
 	}
@@ -84,7 +98,7 @@ func (g *execGate) decide(ctx context.Context, req ExecRequest) ExecDecision {
 	rec.Allowed = verdict == airlockv1.ExecVerdict_EXEC_VERDICT_ALLOWED || verdict == airlockv1.ExecVerdict_EXEC_VERDICT_APPROVED
 	g.record(rec)
 	d := ExecDecision{Allow: rec.Allowed, Reason: reason}
-	if d.Allow {
+	if d.Allow && !isTool {
 		d.Done = func(code int) {
 			g.mu.Lock()
 			rec.ExitCode = int32(code)
@@ -130,6 +144,26 @@ func (g *execGate) policyVerdict(req ExecRequest) (airlockv1.ExecVerdict, string
 		return airlockv1.ExecVerdict_EXEC_VERDICT_UNSPECIFIED, d.Reason
 	default:
 		return denied, d.Reason + "; exec.ask is off"
+	}
+}
+
+// toolVerdict applies the profile to a file tool or fetch call. Like a
+// command, a call outside the tool's bounds is a miss that exec.ask
+// decides; a tool the job does not have, or a malformed target, is denied
+// without asking anyone.
+func (g *execGate) toolVerdict(req ExecRequest) (airlockv1.ExecVerdict, string) {
+	check, why := g.policy.CheckToolCall(g.tools, req.Tool, req.Target)
+	switch {
+	case check == policy.ToolRefused:
+		return airlockv1.ExecVerdict_EXEC_VERDICT_DENIED, why
+	case g.policy.Exec.Ask == policy.AskAlways:
+		return airlockv1.ExecVerdict_EXEC_VERDICT_UNSPECIFIED, "exec.ask is always; " + why
+	case check == policy.ToolWithin:
+		return airlockv1.ExecVerdict_EXEC_VERDICT_ALLOWED, why
+	case g.policy.Exec.Ask == policy.AskOnMiss:
+		return airlockv1.ExecVerdict_EXEC_VERDICT_UNSPECIFIED, why
+	default:
+		return airlockv1.ExecVerdict_EXEC_VERDICT_DENIED, why + "; exec.ask is off"
 	}
 }
 

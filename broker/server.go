@@ -763,7 +763,7 @@ func (s *Server) sanitizeOptions(job *Job) result.SanitizeOptions {
 }
 
 // KnownTools are the tools the reference agent implements.
-var KnownTools = []string{"extract_text", "extract_links", "summarize", "classify", "fetch", "exec", "read", "write"}
+var KnownTools = []string{"extract_text", "extract_links", "summarize", "classify", "fetch", "exec", "read", "write", "edit"}
 
 // verdict turns what came out of the sandbox into the response. The raw
 // result is parsed and validated here, and only the validated value can
