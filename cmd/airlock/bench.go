@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -24,6 +25,12 @@ client and through raw runc, then prints latency percentiles, jobs per
 second, the ratios of Airlock to each baseline, and airlockd's CPU and
 memory per sandbox. The baselines need root and airlockd's containerd.
 
+With --growth it instead runs N jobs one at a time (default 1000, after 10
+warm-up) and checks that they leave airlockd's goroutines, descriptors and
+memory, and the host's mounts, job dirs, netns and veths, where they were;
+it exits non-zero on a FAIL. It needs --metrics-url, and --pprof-url to
+judge the heap.
+
 flags:
 `
 
@@ -44,18 +51,35 @@ func benchCmd(args []string) error {
 	addr := fs.String("addr", "", "broker loopback host:port, instead of the socket")
 	tokenFile := fs.String("token-file", "", "bearer token file (default $AIRLOCK_TOKEN_FILE)")
 	ctdAddr := fs.String("containerd-address", "", "containerd socket for the baselines (default: the one airlockd uses, from its command line)")
-	stateDir := fs.String("state-dir", "", "airlockd's --state-dir, to find its embedded containerd (default: from airlockd's command line, else "+bench.DefaultStateDir+")")
+	stateDir := fs.String("state-dir", "", "airlockd's --state-dir, to find its embedded containerd and, with --growth, its leftovers (default: from airlockd's command line, else "+bench.DefaultStateDir+")")
 	pid := fs.Int("airlockd-pid", 0, "airlockd's pid, for its CPU and memory (default: the process listening on --socket)")
 	metricsURL := fs.String("metrics-url", "", "airlockd's metrics endpoint, e.g. http://127.0.0.1:9464/metrics, for a phase breakdown")
 	workDir := fs.String("work-dir", "", "directory for the baselines' bundles (default: the system temp dir)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	timeout := fs.Duration("timeout", 30*time.Minute, "give up after this long")
+	growth := fs.Bool("growth", false, "check that N sequential jobs leave no growth in airlockd or on the host, instead of timing them")
+	pprofURL := fs.String("pprof-url", "", "with --growth: airlockd's --pprof server, e.g. http://127.0.0.1:6060, to force a GC before each heap sample")
+	settle := fs.Duration("settle", bench.DefaultSettle, "with --growth: longest wait before each sample for airlockd's goroutines and descriptors to stop dropping")
 	var contents, params multi
 	fs.Var(&contents, "content", "content file (repeatable; default: a small built-in HTML page)")
 	fs.Var(&params, "param", "task parameter key=value (repeatable)")
 	_ = fs.Parse(args)
 	if fs.NArg() > 0 {
 		return fmt.Errorf("bench takes no arguments, got %q", fs.Args())
+	}
+
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if *growth {
+		if set["c"] && *c != 1 || set["rounds"] && *rounds != 1 {
+			return errors.New("--growth runs jobs one at a time: -c and --rounds do not apply")
+		}
+		if !set["n"] {
+			*n = growthJobs
+		}
+		if !set["warmup"] {
+			*warmup = growthWarmup
+		}
 	}
 
 	o := bench.Options{N: *n, Concurrency: *c, Profile: *profile, Task: *task, Schema: bench.DefaultSchema}
@@ -98,6 +122,13 @@ func benchCmd(args []string) error {
 		return err
 	}
 	defer conn.Close()
+	if *growth {
+		return benchGrowth(conn.Broker, growthFlags{
+			options: o, warmup: *warmup, metricsURL: *metricsURL, pprofURL: *pprofURL,
+			stateDir: *stateDir, pid: *pid, socket: sock, tcp: *addr != "", settle: *settle,
+			timeout: *timeout, json: *asJSON,
+		})
+	}
 	if *pid == 0 && *addr == "" {
 		if *pid, err = bench.ListenerPID(sock); err != nil {
 			fmt.Fprintf(os.Stderr, "airlock bench: airlockd's CPU and memory will not be measured: %v (set --airlockd-pid)\n", err)

@@ -1,0 +1,122 @@
+package bench
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/airlock/airlock/sandbox/netns"
+)
+
+// Leftovers counts what jobs leave on the host that a broker's metrics do
+// not show. Containers and tasks are left out: seeing them needs a client
+// of airlockd's containerd, and the job dirs and mounts they hold are
+// counted instead.
+type Leftovers struct {
+	// Mounts are mount points under airlockd's state dir, as this process
+	// sees them in /proc/self/mountinfo: a job's output tmpfs, a task's
+	// rootfs, and whatever the embedded containerd keeps there.
+	Mounts int
+	// JobDirs are the entries of STATE_DIR/jobs.
+	JobDirs int
+	// Netns are the job network namespaces under netns.Dir, and Veths the
+	// host ends of job veths. Both are host-wide: another broker's jobs
+	// carry the same names.
+	Netns, Veths int
+}
+
+// CountLeftovers counts leftovers of the airlockd whose --state-dir is
+// stateDir. Listing the job dirs needs airlockd's user, usually root.
+func CountLeftovers(stateDir string) (Leftovers, error) {
+	var l Leftovers
+	dir, err := filepath.Abs(stateDir)
+	if err != nil {
+		return l, err
+	}
+	if real, err := filepath.EvalSymlinks(dir); err == nil {
+		dir = real
+	}
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return l, err
+	}
+	defer f.Close()
+	if l.Mounts, err = countMountsUnder(f, dir); err != nil {
+		return l, fmt.Errorf("mountinfo: %w", err)
+	}
+	jobs, err := os.ReadDir(filepath.Join(dir, "jobs"))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return l, fmt.Errorf("job dirs: %w", err)
+	}
+	l.JobDirs = len(jobs)
+	ns, err := os.ReadDir(netns.Dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return l, fmt.Errorf("network namespaces: %w", err)
+	}
+	for _, e := range ns {
+		if strings.HasPrefix(e.Name(), netns.NamePrefix) {
+			l.Netns++
+		}
+	}
+	links, err := netlink.LinkList()
+	if err != nil {
+		return l, fmt.Errorf("links: %w", err)
+	}
+	for _, link := range links {
+		// Recognised as netns.Reap recognises them, not by name alone.
+		if netns.IsJobLink(link) {
+			l.Veths++
+		}
+	}
+	return l, nil
+}
+
+// countMountsUnder counts the mount points in a mountinfo listing that
+// are dir or below it.
+func countMountsUnder(r io.Reader, dir string) (int, error) {
+	dir = strings.TrimSuffix(dir, "/")
+	n := 0
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		// "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw":
+		// the fifth field is the mount point.
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		mp := unescapeMountinfo(fields[4])
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			n++
+		}
+	}
+	return n, sc.Err()
+}
+
+// unescapeMountinfo undoes the octal escapes (\040 for a space) that the
+// kernel writes in mountinfo paths.
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
