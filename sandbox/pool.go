@@ -62,10 +62,12 @@ type warmPool struct {
 	done chan struct{}
 }
 
-// poolMetrics are the pools' instruments, by profile.
+// poolMetrics are the runner's instruments: the pools' by profile, and
+// where each sandbox's time went.
 type poolMetrics struct {
 	ready  *prometheus.GaugeVec
 	claims *prometheus.CounterVec
+	phases *prometheus.HistogramVec
 }
 
 func newPoolMetrics() *poolMetrics {
@@ -74,13 +76,16 @@ func newPoolMetrics() *poolMetrics {
 			Name: "airlock_pool_ready", Help: "Warm sandboxes ready to claim, by profile."}, []string{"profile"}),
 		claims: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "airlock_pool_claims_total", Help: "Jobs of a pooled profile by whether a warm sandbox was ready (hit) or not (miss)."}, []string{"profile", "result"}),
+		phases: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "airlock_sandbox_phase_seconds", Help: "Time per sandbox phase (prepare, container, network, task, bind, start, run, collect, teardown), by whether the sandbox was warm.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10, 60}}, []string{"phase", "warm"}),
 	}
 }
 
 // Collectors are the runner's Prometheus instruments, for the broker's
 // registry.
 func (r *Runner) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{r.poolMetrics.ready, r.poolMetrics.claims}
+	return []prometheus.Collector{r.poolMetrics.ready, r.poolMetrics.claims, r.poolMetrics.phases}
 }
 
 // StartPool keeps cfg.Size sandboxes ready for jobs under profile p (as
@@ -275,4 +280,18 @@ func readMemAvailable() (int64, error) {
 		return kb << 10, nil
 	}
 	return 0, errors.New("meminfo: no MemAvailable")
+}
+
+// PoolReady is how many warm sandboxes the profile's pool holds now; zero
+// without a pool.
+func (r *Runner) PoolReady(profile string) int {
+	r.poolsMu.Lock()
+	wp := r.pools[profile]
+	r.poolsMu.Unlock()
+	if wp == nil {
+		return 0
+	}
+	wp.mu.Lock()
+	defer wp.mu.Unlock()
+	return len(wp.ready)
 }

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -202,7 +203,8 @@ func (r *Runner) Run(ctx context.Context, job *broker.Job) (out *broker.Outcome,
 	b := r.claim(job)
 	warm := b != nil
 	if warm {
-		b.mark = claimed
+		// The list starts at the claim: making it was nobody's wait.
+		b.phases, b.mark = nil, claimed
 		b.log.Debug("claimed warm sandbox", "job", job.ID)
 	} else {
 		var err error
@@ -220,6 +222,9 @@ func (r *Runner) Run(ctx context.Context, job *broker.Job) (out *broker.Outcome,
 		if out != nil {
 			b.phase("teardown")
 			out.Warm, out.Phases = warm, b.phases
+			for _, ph := range b.phases {
+				r.poolMetrics.phases.WithLabelValues(ph.Name, strconv.FormatBool(warm)).Observe(ph.Duration.Seconds())
+			}
 		}
 	}()
 	return r.run(ctx, b, job)

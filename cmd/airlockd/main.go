@@ -11,11 +11,14 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/airlock/airlock/broker"
 	"github.com/airlock/airlock/broker/client"
+	"github.com/airlock/airlock/broker/policy"
 	"github.com/airlock/airlock/sandbox"
 	"github.com/airlock/airlock/sandbox/netns"
 )
@@ -52,6 +55,18 @@ func main() {
 		o.egressPool = p
 		return err
 	})
+	flag.Func("pool", "keep warm sandboxes for a profile: NAME=SIZE, repeatable or comma-separated (jobs under that profile, without overrides, skip the sandbox's creation)", func(v string) error {
+		return parsePools(v, &o.pools)
+	})
+	flag.DurationVar(&o.poolIdle, "pool-idle", 10*time.Minute, "drain a warm pool nobody claimed from for this long, until its next claim (0: never)")
+	flag.Func("pool-min-available", "drain warm pools while the host's MemAvailable is under this (default 512Mi)", func(v string) error {
+		n, err := policy.ParseBytes(v)
+		if err == nil && n <= 0 {
+			err = errors.New("want a positive size such as 512Mi")
+		}
+		o.poolMinAvailable = n
+		return err
+	})
 	flag.UintVar(&o.proxyPort, "proxy-port", sandbox.DefaultProxyPort, "egress proxy port on each job's gateway")
 	flag.Parse()
 	if err := o.validate(); err != nil {
@@ -82,6 +97,25 @@ func (o *options) validate() error {
 	// who typed one meant something else.
 	if o.approvalTimeout <= 0 {
 		return fmt.Errorf("--approval-timeout %v: must be positive, such as %v", o.approvalTimeout, broker.DefaultApprovalTimeout)
+	}
+	return nil
+}
+
+// parsePools adds NAME=SIZE entries, comma-separated, to pools.
+func parsePools(v string, pools *map[string]int) error {
+	if *pools == nil {
+		*pools = map[string]int{}
+	}
+	for _, e := range strings.Split(v, ",") {
+		name, size, ok := strings.Cut(strings.TrimSpace(e), "=")
+		n, err := strconv.Atoi(size)
+		if !ok || name == "" || err != nil || n < 1 || n > 64 {
+			return fmt.Errorf("%q: want PROFILE=SIZE with SIZE from 1 to 64, such as secureclaw=2", e)
+		}
+		if _, dup := (*pools)[name]; dup {
+			return fmt.Errorf("%q: profile %s named twice", e, name)
+		}
+		(*pools)[name] = n
 	}
 	return nil
 }

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -43,6 +45,10 @@ type options struct {
 	maxConcurrent, maxQueue, maxPerOwner int
 	drainGrace, approvalTimeout          time.Duration
 	reflection                           bool
+	// pools maps a profile name to its warm pool size.
+	pools            map[string]int
+	poolIdle         time.Duration
+	poolMinAvailable int64
 }
 
 // run wires the broker to a sandbox runner and serves until ctx ends. The
@@ -141,8 +147,19 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		return err
 	}
 	defer runner.Close()
+	for _, name := range slices.Sorted(maps.Keys(o.pools)) {
+		p, err := profiles.Get(name)
+		if err != nil {
+			return fmt.Errorf("--pool %s: %w", name, err)
+		}
+		if err := runner.StartPool(p, sandbox.PoolConfig{Size: o.pools[name], MaxIdle: o.poolIdle, MinAvailable: o.poolMinAvailable}); err != nil {
+			return err
+		}
+		log.Info("warm pool started", "profile", name, "size", o.pools[name], "idle", o.poolIdle)
+	}
 
 	m := metrics.New()
+	m.Registry.MustRegister(runner.Collectors()...)
 	if o.metricsListen != "" {
 		ml, err := metrics.Listen(o.metricsListen)
 		if err != nil {

@@ -1,0 +1,327 @@
+//go:build integration
+
+package integration
+
+import (
+	"encoding/json"
+	"log/slog"
+	"maps"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd"
+	"github.com/containerd/containerd/namespaces"
+
+	"github.com/airlock/airlock/broker"
+	"github.com/airlock/airlock/broker/policy"
+	"github.com/airlock/airlock/policies"
+	"github.com/airlock/airlock/sandbox"
+	"github.com/airlock/airlock/sandbox/egress"
+)
+
+// poolWorld is a runner of its own with warm pools, on the suite's
+// containerd, so its ready sandboxes never count as the suite's leftovers.
+type poolWorld struct {
+	runner   *sandbox.Runner
+	profiles *policy.Set
+	stateDir string
+	closed   bool
+}
+
+func newPoolWorld(t *testing.T, pools map[string]sandbox.PoolConfig) *poolWorld {
+	t.Helper()
+	ctx := testContext(t)
+	dir := t.TempDir()
+	if err := sandbox.MkdirTraversable(dir); err != nil {
+		t.Fatal(err)
+	}
+	profiles, err := policy.Lint(policies.FS, []string{env.profileFile}, policy.WithDevMode(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs, err := sandbox.ImagesFor(profiles.All(), filepath.Join(env.bin, "airlock-agent"), "/bin/busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &poolWorld{profiles: profiles, stateDir: filepath.Join(dir, "state")}
+	w.runner, err = sandbox.New(ctx, sandbox.Config{
+		Address: env.address, StateDir: w.stateDir, Images: specs,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Egress: egress.Config{Resolver: testResolver{}},
+		Pool:   netip.MustParsePrefix("10.214.250.0/24"), ProxyPort: 3130,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if !w.closed {
+			w.runner.Close()
+		}
+	})
+	for name, cfg := range pools {
+		if err := w.runner.StartPool(w.profile(t, name), cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return w
+}
+
+func (w *poolWorld) profile(t *testing.T, name string) *policy.Profile {
+	t.Helper()
+	p, err := w.profiles.Get(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// job is a broker job as the broker would hand it over, with no overrides.
+func (w *poolWorld) job(t *testing.T, profile, task string, params map[string]string, content string) *broker.Job {
+	p := w.profile(t, profile)
+	services := map[string]broker.Service{}
+	for alias, svc := range p.Network.Services {
+		services[alias] = broker.Service{Upstream: svc.Upstream, Header: svc.Inject.Header, Secret: []byte(world.serviceKey)}
+	}
+	return &broker.Job{
+		ID: "pool-" + randHex(4), Image: p.Image(), Task: task, Params: params,
+		Content: []broker.Content{{Data: []byte(content), MediaType: "text/html"}},
+		Tools:   p.EffectiveTools(broker.KnownTools), Policy: p, Services: services,
+	}
+}
+
+// waitReady waits for the pool to hold n sandboxes. It only waits for
+// the refill; no duration is asserted.
+func (w *poolWorld) waitReady(t *testing.T, profile string, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if w.runner.PoolReady(profile) == n {
+			return
+		}
+	}
+	t.Fatalf("pool %s holds %d sandboxes, want %d", profile, w.runner.PoolReady(profile), n)
+}
+
+// containers lists the IDs of the containers on the suite's containerd,
+// with the status of their tasks.
+func poolContainers(t *testing.T) map[string]containerd.ProcessStatus {
+	t.Helper()
+	ctx := namespaces.WithNamespace(testContext(t), sandbox.Namespace)
+	cs, err := env.ctrd.Containers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]containerd.ProcessStatus{}
+	for _, c := range cs {
+		st := containerd.ProcessStatus("no task")
+		if task, err := c.Task(ctx, nil); err == nil {
+			if s, err := task.Status(ctx); err == nil {
+				st = s.Status
+			}
+		}
+		out[c.ID()] = st
+	}
+	return out
+}
+
+func resultTitle(t *testing.T, out *broker.Outcome) string {
+	t.Helper()
+	var r struct {
+		Title string `json:"title"`
+	}
+	if err := json.Unmarshal(out.Result, &r); err != nil {
+		t.Fatalf("result %q (%s): %v", out.Result, out.ResultProblem, err)
+	}
+	return r.Title
+}
+
+func TestWarmPool_JobsClaimFreshSandboxesNeverReused(t *testing.T) {
+	w := newPoolWorld(t, map[string]sandbox.PoolConfig{"ironclaw": {Size: 2}})
+	w.waitReady(t, "ironclaw", 2)
+	ready := poolContainers(t)
+	if len(ready) != 2 {
+		t.Fatalf("containers with a full pool: %v, want 2", ready)
+	}
+	for id, st := range ready {
+		// Created, not started: the agent has not run and read nothing.
+		if st != containerd.Created {
+			t.Errorf("pooled sandbox %s is %s, want created", id, st)
+		}
+	}
+
+	seen := map[string]bool{}
+	for id := range ready {
+		seen[id] = true
+	}
+	for i, title := range []string{"First Page", "Second Page", "Third Page"} {
+		ctx := testContext(t)
+		before := poolContainers(t)
+		out, err := w.runner.Run(ctx, w.job(t, "ironclaw", "extract_text", nil, "<title>"+title+"</title><p>body</p>"))
+		if err != nil {
+			t.Fatalf("job %d: %v", i, err)
+		}
+		if !out.Warm {
+			t.Errorf("job %d ran cold with a pool of 2", i)
+		}
+		// Each job sees its own input, not a predecessor's.
+		if got := resultTitle(t, out); got != title {
+			t.Errorf("job %d title %q, want %q", i, got, title)
+		}
+		if len(out.Phases) == 0 || out.Phases[0].Name != "bind" {
+			t.Errorf("warm job phases %v, want them to start at bind", out.Phases)
+		}
+		// The claimed sandbox is gone, and nothing that ran a job remains.
+		after := poolContainers(t)
+		for id := range before {
+			if _, ok := after[id]; !ok {
+				continue
+			}
+			if after[id] != containerd.Created {
+				t.Errorf("sandbox %s is %s after job %d, want only created ones left", id, after[id], i)
+			}
+		}
+		if len(after) > len(before) {
+			t.Errorf("containers %d -> %d over one job", len(before), len(after))
+		}
+		w.waitReady(t, "ironclaw", 2)
+		for id := range poolContainers(t) {
+			if _, old := before[id]; !old && seen[id] {
+				t.Errorf("sandbox %s came back after it ran a job", id)
+			}
+			seen[id] = true
+		}
+	}
+	if len(seen) != 2+3 {
+		t.Errorf("%d distinct sandboxes for a pool of 2 and 3 jobs, want 5", len(seen))
+	}
+}
+
+func TestWarmPool_OverriddenPolicyRunsCold(t *testing.T) {
+	w := newPoolWorld(t, map[string]sandbox.PoolConfig{"ironclaw": {Size: 1}})
+	w.waitReady(t, "ironclaw", 1)
+	job := w.job(t, "ironclaw", "extract_text", nil, "<title>Cold</title>")
+	tight, err := job.Policy.Tighten(policy.Overrides{Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	job.Policy = tight
+	out, err := w.runner.Run(testContext(t), job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Warm {
+		t.Error("a job with overrides claimed a sandbox made for the plain profile")
+	}
+	if got := resultTitle(t, out); got != "Cold" {
+		t.Errorf("title %q", got)
+	}
+	if w.runner.PoolReady("ironclaw") != 1 {
+		t.Errorf("pool holds %d after a cold job, want its 1 untouched", w.runner.PoolReady("ironclaw"))
+	}
+}
+
+func TestWarmPool_EgressIsTheClaimingJobs(t *testing.T) {
+	w := newPoolWorld(t, map[string]sandbox.PoolConfig{"egresstest": {Size: 1}})
+	w.waitReady(t, "egresstest", 1)
+	var attempts []broker.EgressAttempt
+	job := w.job(t, "egresstest", "fetch", map[string]string{"url": world.allowed.URL + "/page"}, "fetch it")
+	job.OnEgress = func(a broker.EgressAttempt) { attempts = append(attempts, a) }
+	before := world.allowed.hits.Load()
+	out, err := w.runner.Run(testContext(t), job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !out.Warm {
+		t.Fatal("job ran cold")
+	}
+	if got := resultTitle(t, out); got != "Allowed Page" {
+		t.Errorf("title %q (logs %s)", got, out.Logs)
+	}
+	if world.allowed.hits.Load() != before+1 {
+		t.Errorf("allowed server hits %d -> %d, want one more", before, world.allowed.hits.Load())
+	}
+	if len(out.Egress) == 0 || len(attempts) != len(out.Egress) {
+		t.Errorf("egress log %v, callbacks %v: want the job's attempts in both", out.Egress, attempts)
+	}
+
+	forbiddenBefore := world.forbidden.conns.Load()
+	w.waitReady(t, "egresstest", 1)
+	job = w.job(t, "egresstest", "fetch", map[string]string{"url": world.forbidden.URL + "/"}, "fetch it")
+	out, err = w.runner.Run(testContext(t), job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !out.Warm || len(out.Egress) == 0 || out.Egress[0].Allowed {
+		t.Errorf("warm=%v egress %v: want a denied attempt", out.Warm, out.Egress)
+	}
+	if n := world.forbidden.conns.Load() - forbiddenBefore; n != 0 {
+		t.Errorf("forbidden server got %d connections from a warm sandbox", n)
+	}
+}
+
+func TestWarmPool_IdleAndMemoryPressureDrain(t *testing.T) {
+	w := newPoolWorld(t, map[string]sandbox.PoolConfig{
+		"ironclaw":   {Size: 1, MaxIdle: 2 * time.Second},
+		"secureclaw": {Size: 1, MinAvailable: 1 << 62}, // more than any host has
+	})
+	w.waitReady(t, "ironclaw", 1)
+	// Idle: drained without a claim, and nothing of it is left once the
+	// drain's teardown is through.
+	w.waitReady(t, "ironclaw", 0)
+	var got map[string]containerd.ProcessStatus
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if got = poolContainers(t); len(got) == 0 {
+			break
+		}
+	}
+	if len(got) != 0 {
+		t.Errorf("containers after the idle drain: %v", got)
+	}
+	if w.runner.PoolReady("secureclaw") != 0 {
+		t.Error("a pool under memory pressure filled")
+	}
+	// A claim wakes the idle pool: the job runs cold, the pool refills.
+	out, err := w.runner.Run(testContext(t), w.job(t, "ironclaw", "extract_text", nil, "<title>Wake</title>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Warm {
+		t.Error("a job claimed from a drained pool")
+	}
+	w.waitReady(t, "ironclaw", 1)
+}
+
+func TestWarmPool_CloseLeavesNothing(t *testing.T) {
+	w := newPoolWorld(t, map[string]sandbox.PoolConfig{"ironclaw": {Size: 2}, "egresstest": {Size: 2}})
+	w.waitReady(t, "ironclaw", 2)
+	w.waitReady(t, "egresstest", 2)
+	if got := poolContainers(t); len(got) != 4 {
+		t.Fatalf("containers with full pools: %v, want 4", got)
+	}
+	w.closed = true
+	if err := w.runner.Close(); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(filepath.Join(w.stateDir, "jobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dirs []string
+	for _, e := range entries {
+		dirs = append(dirs, e.Name())
+	}
+	if len(dirs) != 0 {
+		t.Errorf("job dirs left by the pools: %v", dirs)
+	}
+	if mi, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(mi), w.stateDir) {
+		t.Error("mounts left under the pool runner's state dir")
+	}
+	if got := poolContainers(t); len(got) != 0 {
+		t.Errorf("containers after Close: %v", slices.Sorted(maps.Keys(got)))
+	}
+	requireNothingLeft(t)
+}
