@@ -88,14 +88,25 @@ func toolProcess(base *specs.Process, argv []string, cwd string) *specs.Process 
 
 // toolHandler serves one job's gateway: the broker decides through
 // job.OnExec, and an allowed command runs in the job's container with
-// task.Exec, until the job's deadline at most.
+// task.Exec, until the job's deadline at most. Another tool's call is only
+// decided here: the agent carries it out itself, confined by the sandbox's
+// read-only root and input and its own Landlock restriction, whatever it
+// was told.
 func (r *Runner) toolHandler(job *broker.Job, task containerd.Task, base *specs.Process, fifoDir string, deadline func() time.Time) toolgw.Handler {
 	var seq atomic.Int64
-	return func(ctx context.Context, argv []string, cwd string) toolgw.Response {
+	return func(ctx context.Context, req toolgw.Request) toolgw.Response {
 		refused := func(reason string) toolgw.Response { return toolgw.Response{ExitCode: -1, Reason: reason} }
 		if job.OnExec == nil {
-			return refused("the broker runs no commands for this job")
+			return refused("the broker decides no tool calls for this job")
 		}
+		if !req.IsExec() {
+			d := job.OnExec(ctx, broker.ExecRequest{Tool: req.Tool, Target: req.Target})
+			if !d.Allow {
+				return refused(d.Reason)
+			}
+			return toolgw.Response{Allowed: true, Reason: d.Reason}
+		}
+		argv, cwd := req.Argv, req.Cwd
 		d := job.OnExec(ctx, broker.ExecRequest{Argv: argv, Cwd: cwd})
 		if !d.Allow {
 			return refused(d.Reason)

@@ -1,11 +1,18 @@
 package agent
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"slices"
+	"strings"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/airlock/airlock/sandbox/toolgw"
 )
@@ -16,6 +23,20 @@ const (
 	MaxCalls = 64
 	// MaxCallsParamBytes caps the calls param.
 	MaxCallsParamBytes = 4 << 10
+	// MaxToolTextBytes caps what one read or fetch call returns, as the
+	// gateway caps a command's output.
+	MaxToolTextBytes = toolgw.MaxOutputBytes
+	// MaxEditBytes is the largest file edit rewrites.
+	MaxEditBytes = 1 << 20
+)
+
+// The tools a run call may name. Each must be among the job's tools.
+const (
+	ToolExec  = toolgw.ToolExec
+	ToolRead  = "read"
+	ToolWrite = "write"
+	ToolEdit  = "edit"
+	ToolFetch = "fetch"
 )
 
 // callTimeout bounds one gateway call, an approval wait included. The
@@ -23,8 +44,7 @@ const (
 // gateway that stopped answering. A variable so tests can shorten it.
 var callTimeout = 10 * time.Minute
 
-// ErrNoGateway is returned, wrapped, when the job has no tool gateway or
-// the policy does not allow the exec tool.
+// ErrNoGateway is returned, wrapped, when the job has no tool gateway.
 var ErrNoGateway = errors.New("no tool gateway")
 
 // RunResult is the result of run.
@@ -33,16 +53,48 @@ type RunResult struct {
 	Calls []CallResult `json:"calls"`
 }
 
-// CallResult is one tool call and the gateway's answer.
+// CallResult is one tool call and how it went.
 type CallResult struct {
-	Argv []string `json:"argv"`
-	// Allowed says the broker allowed and ran the command.
+	// Tool is the call's tool; exec for an argv.
+	Tool string   `json:"tool"`
+	Argv []string `json:"argv,omitempty"`
+	// Path is the target of read, write and edit; URL that of fetch.
+	Path string `json:"path,omitempty"`
+	URL  string `json:"url,omitempty"`
+	// Allowed says the broker allowed the call and it was carried out.
 	Allowed bool `json:"allowed"`
-	// ExitCode is the command's; -1 when it did not run.
+	// ExitCode is the command's; for another tool 0 when it was done;
+	// -1 when it was not.
 	ExitCode int    `json:"exit_code"`
 	Stdout   string `json:"stdout"`
+	// Text is what read or fetch returned, at most MaxToolTextBytes.
+	Text string `json:"text,omitempty"`
+	// Truncated says Stdout or Text was cut.
+	Truncated bool `json:"truncated,omitempty"`
 	// Reason is the broker's explanation, or why the call failed.
 	Reason string `json:"reason"`
+}
+
+// call is one parsed entry of the calls param.
+type call struct {
+	tool string
+	argv []string
+	// target is the path or URL the gateway is asked about.
+	target   string
+	content  string
+	old, new string
+}
+
+// callObject is the JSON form of every call but exec. A field missing is
+// told apart from an empty one, since writing an empty file is a call but
+// writing a missing content is a mistake.
+type callObject struct {
+	Tool    string  `json:"tool"`
+	Path    *string `json:"path"`
+	Content *string `json:"content"`
+	Old     *string `json:"old"`
+	New     *string `json:"new"`
+	URL     *string `json:"url"`
 }
 
 // jobTasks need the job itself, not only its params and content.
@@ -50,35 +102,260 @@ var jobTasks = map[string]func(Job) (any, error){
 	"run": runCalls,
 }
 
-// runCalls executes params["calls"], a JSON list of argv arrays, each
-// through the tool gateway: the agent runs no command itself, and a
-// refused call is reported, not an error.
-func runCalls(job Job) (any, error) {
-	if job.Gateway == nil || !slices.Contains(job.Tools, "exec") {
-		return nil, fmt.Errorf("%w: the policy does not allow this job to run commands", ErrNoGateway)
-	}
-	raw := job.Params["calls"]
+// parseCalls reads the calls param: a JSON list whose entries are argv
+// arrays (exec) or objects naming another tool and exactly its fields.
+func parseCalls(raw string) ([]call, error) {
 	if len(raw) > MaxCallsParamBytes {
 		return nil, fmt.Errorf("%w: calls is over %d bytes", ErrBadParam, MaxCallsParamBytes)
 	}
-	var calls [][]string
-	if err := json.Unmarshal([]byte(raw), &calls); err != nil {
-		return nil, fmt.Errorf("%w: calls: want a JSON list of argv arrays: %v", ErrBadParam, err)
+	var entries []json.RawMessage
+	if err := json.Unmarshal([]byte(raw), &entries); err != nil {
+		return nil, fmt.Errorf("%w: calls: want a JSON list of argv arrays and tool objects: %v", ErrBadParam, err)
 	}
-	if len(calls) == 0 || len(calls) > MaxCalls {
-		return nil, fmt.Errorf("%w: calls: want 1 to %d calls, got %d", ErrBadParam, MaxCalls, len(calls))
+	if len(entries) == 0 || len(entries) > MaxCalls {
+		return nil, fmt.Errorf("%w: calls: want 1 to %d calls, got %d", ErrBadParam, MaxCalls, len(entries))
+	}
+	calls := make([]call, 0, len(entries))
+	for i, e := range entries {
+		c, err := parseCall(e)
+		if err != nil {
+			return nil, fmt.Errorf("%w: calls[%d]: %v", ErrBadParam, i, err)
+		}
+		calls = append(calls, c)
+	}
+	return calls, nil
+}
+
+func parseCall(e json.RawMessage) (call, error) {
+	e = bytes.TrimLeft(e, " \t\r\n")
+	if len(e) > 0 && e[0] == '[' {
+		var argv []string
+		if err := json.Unmarshal(e, &argv); err != nil {
+			return call{}, fmt.Errorf("want an argv array of strings: %v", err)
+		}
+		if len(argv) == 0 {
+			return call{}, errors.New("an empty argv")
+		}
+		return call{tool: ToolExec, argv: argv}, nil
+	}
+	if len(e) == 0 || e[0] != '{' {
+		return call{}, errors.New("want an argv array or a tool object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(e))
+	dec.DisallowUnknownFields()
+	var o callObject
+	if err := dec.Decode(&o); err != nil {
+		return call{}, err
+	}
+	// Each tool takes exactly its own fields, so that a call never means
+	// something other than it says.
+	has := map[string]bool{"path": o.Path != nil, "content": o.Content != nil, "old": o.Old != nil, "new": o.New != nil, "url": o.URL != nil}
+	want := map[string][]string{
+		ToolRead:  {"path"},
+		ToolWrite: {"path", "content"},
+		ToolEdit:  {"path", "old", "new"},
+		ToolFetch: {"url"},
+	}[o.Tool]
+	if want == nil {
+		return call{}, fmt.Errorf("unknown tool %q (want read, write, edit or fetch, or an argv array for exec)", o.Tool)
+	}
+	for field, set := range has {
+		if set != slices.Contains(want, field) {
+			return call{}, fmt.Errorf("%s takes exactly %s", o.Tool, strings.Join(want, ", "))
+		}
+	}
+	c := call{tool: o.Tool}
+	switch o.Tool {
+	case ToolFetch:
+		c.target = *o.URL
+	default:
+		c.target = *o.Path
+	}
+	if c.target == "" {
+		return call{}, fmt.Errorf("%s: an empty %s", o.Tool, want[0])
+	}
+	if o.Content != nil {
+		c.content = *o.Content
+	}
+	if o.Old != nil {
+		if *o.Old == "" {
+			return call{}, errors.New("edit: old must not be empty")
+		}
+		c.old, c.new = *o.Old, *o.New
+	}
+	return c, nil
+}
+
+// result is the call's entry in RunResult, before it is carried out.
+func (c call) result() CallResult {
+	r := CallResult{Tool: c.tool, Argv: c.argv, ExitCode: -1}
+	if c.tool == ToolFetch {
+		r.URL = c.target
+	} else if c.tool != ToolExec {
+		r.Path = c.target
+	}
+	return r
+}
+
+// runCalls carries out params["calls"] in order. Each call is refused here
+// unless its tool is one of the job's, then asked of the tool gateway: a
+// command the broker runs, any other tool the agent carries out once the
+// broker allows it. A refused or failed call is reported, not an error.
+func runCalls(job Job) (any, error) {
+	if job.Gateway == nil {
+		return nil, fmt.Errorf("%w: the policy gives this job no tool gateway", ErrNoGateway)
+	}
+	calls, err := parseCalls(job.Params["calls"])
+	if err != nil {
+		return nil, err
 	}
 	out := RunResult{Calls: make([]CallResult, 0, len(calls))}
-	for i, argv := range calls {
-		if len(argv) == 0 {
-			return nil, fmt.Errorf("%w: calls[%d] is an empty argv", ErrBadParam, i)
-		}
-		resp, err := toolgw.Call(job.Gateway.Socket, toolgw.Request{Cap: job.Gateway.Capability, Argv: argv, Cwd: "/"}, callTimeout)
-		if err != nil {
-			out.Calls = append(out.Calls, CallResult{Argv: argv, ExitCode: -1, Reason: "tool gateway: " + err.Error()})
-			continue
-		}
-		out.Calls = append(out.Calls, CallResult{Argv: argv, Allowed: resp.Allowed, ExitCode: resp.ExitCode, Stdout: resp.Stdout, Reason: resp.Reason})
+	for _, c := range calls {
+		out.Calls = append(out.Calls, runCall(job, c))
 	}
 	return out, nil
+}
+
+func runCall(job Job, c call) CallResult {
+	res := c.result()
+	if !slices.Contains(job.Tools, c.tool) {
+		// The gateway would refuse it too; asking would only spend the
+		// job's approvals and the caller's attention.
+		res.Reason = fmt.Sprintf("refused by the agent: the job's tools do not include %s", c.tool)
+		return res
+	}
+	req := toolgw.Request{Cap: job.Gateway.Capability, Argv: c.argv, Cwd: "/"}
+	if c.tool != ToolExec {
+		req = toolgw.Request{Cap: job.Gateway.Capability, Tool: c.tool, Target: c.target}
+	}
+	resp, err := toolgw.Call(job.Gateway.Socket, req, callTimeout)
+	if err != nil {
+		res.Reason = "tool gateway: " + err.Error()
+		return res
+	}
+	res.Reason = resp.Reason
+	if c.tool == ToolExec {
+		res.Allowed, res.ExitCode, res.Stdout, res.Truncated = resp.Allowed, resp.ExitCode, resp.Stdout, resp.Truncated
+		return res
+	}
+	if !resp.Allowed {
+		return res
+	}
+	text, cut, err := c.do()
+	if err != nil {
+		res.Reason = fmt.Sprintf("allowed (%s), but %s failed: %v", resp.Reason, c.tool, err)
+		return res
+	}
+	res.Allowed, res.ExitCode, res.Text, res.Truncated = true, 0, text, cut
+	return res
+}
+
+// do carries out an allowed call of a tool other than exec. Whatever the
+// broker allowed, the kernel has the last word: the root and /input are
+// read-only mounts, and Landlock keeps the agent's writes in /tmp and
+// /output.
+func (c call) do() (string, bool, error) {
+	switch c.tool {
+	case ToolRead:
+		return readTool(c.target)
+	case ToolWrite:
+		return "", false, writeTool(c.target, c.content)
+	case ToolEdit:
+		return "", false, editTool(c.target, c.old, c.new)
+	case ToolFetch:
+		r, err := fetchPage(map[string]string{"url": c.target}, nil)
+		if err != nil {
+			return "", false, err
+		}
+		text := r.(FetchResult).Text
+		return truncateBytes(text, MaxToolTextBytes), len(text) > MaxToolTextBytes, nil
+	}
+	return "", false, fmt.Errorf("no tool %q", c.tool)
+}
+
+func readTool(name string) (string, bool, error) {
+	f, err := openRegular(name, os.O_RDONLY, 0)
+	if err != nil {
+		return "", false, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxToolTextBytes+1))
+	if err != nil {
+		return "", false, err
+	}
+	return truncateBytes(string(data), MaxToolTextBytes), len(data) > MaxToolTextBytes, nil
+}
+
+func writeTool(name, content string) error {
+	f, err := openRegular(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, werr := f.WriteString(content)
+	return errors.Join(werr, f.Close())
+}
+
+// editTool replaces the one occurrence of old in the file by new. Zero or
+// several occurrences are an error: a replacement must land where meant.
+func editTool(name, old, new string) error {
+	f, err := openRegular(name, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxEditBytes+1))
+	if err != nil {
+		return err
+	}
+	if len(data) > MaxEditBytes {
+		return fmt.Errorf("%w: the file is over %d bytes", ErrTooLarge, MaxEditBytes)
+	}
+	if n := strings.Count(string(data), old); n != 1 {
+		return fmt.Errorf("old occurs %d times in the file; edit replaces exactly one", n)
+	}
+	edited := strings.Replace(string(data), old, new, 1)
+	if _, err := f.WriteAt([]byte(edited), 0); err != nil {
+		return err
+	}
+	if err := f.Truncate(int64(len(edited))); err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// openRegular opens name without following a symlink anywhere in it, and
+// only as a regular file: a link planted by a command cannot redirect a
+// tool elsewhere than the broker allowed, and a FIFO cannot hang it.
+// Where openat2 is missing or filtered, only the last component is held.
+func openRegular(name string, flags int, perm os.FileMode) (*os.File, error) {
+	flags |= unix.O_CLOEXEC | unix.O_NONBLOCK
+	fd, err := unix.Openat2(unix.AT_FDCWD, name, &unix.OpenHow{
+		Flags: uint64(flags), Mode: uint64(perm), Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	var f *os.File
+	switch {
+	case err == nil:
+		f = os.NewFile(uintptr(fd), name)
+	case errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM):
+		if f, err = os.OpenFile(name, flags|syscall.O_NOFOLLOW, perm); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, &os.PathError{Op: "open", Path: name, Err: err}
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%s: not a regular file", name)
+	}
+	// Blocking again, so reads and writes are plain file I/O.
+	if err := unix.SetNonblock(int(f.Fd()), false); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }

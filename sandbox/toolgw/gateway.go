@@ -46,9 +46,10 @@ const (
 	ReasonClosing = "job_ending"
 )
 
-// Handler decides and, when allowed, runs one authenticated request. It
-// must return once ctx ends.
-type Handler func(ctx context.Context, argv []string, cwd string) Response
+// Handler decides one authenticated, well-formed request and, when it is
+// an allowed command, runs it. It gets the request without its capability.
+// It must return once ctx ends.
+type Handler func(ctx context.Context, req Request) Response
 
 // Config configures a Gateway.
 type Config struct {
@@ -257,7 +258,7 @@ func (g *Gateway) handle(conn net.Conn) {
 		g.refuse(conn, reason)
 		return
 	}
-	if len(req.Argv) == 0 {
+	if !req.wellFormed() {
 		g.refuse(conn, ReasonMalformed)
 		return
 	}
@@ -272,7 +273,9 @@ func (g *Gateway) handle(conn net.Conn) {
 
 	// The client may hang up while a command waits for approval; the
 	// request then ends with the job, not with the connection.
-	resp := g.cfg.Handler(g.ctx, req.Argv, req.Cwd)
+	// The capability goes no further: nothing past here can log it.
+	req.Cap = ""
+	resp := g.cfg.Handler(g.ctx, req)
 	_ = conn.SetWriteDeadline(time.Now().Add(g.cfg.ReadTimeout))
 	if err := WriteFrame(conn, resp, MaxResponseBytes); err != nil {
 		g.log.Debug("tool gateway reply", "err", err)

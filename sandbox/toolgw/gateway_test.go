@@ -15,9 +15,13 @@ import (
 
 const testCap = "0123456789abcdef0123456789abcdef"
 
-// echo allows everything and answers with the argv.
-func echo(_ context.Context, argv []string, cwd string) Response {
-	return Response{Allowed: true, Stdout: strings.Join(argv, " ") + "@" + cwd, Reason: "test"}
+// echo allows everything and answers with what it was asked, and the
+// capability it was given, which must be none.
+func echo(_ context.Context, req Request) Response {
+	if req.Cap != "" {
+		return Response{ExitCode: -1, Reason: "the handler was given the capability"}
+	}
+	return Response{Allowed: true, Stdout: req.Tool + ":" + req.Target + ":" + strings.Join(req.Argv, " ") + "@" + req.Cwd, Reason: "test"}
 }
 
 func listen(t *testing.T, cfg Config) (*Gateway, string) {
@@ -44,7 +48,7 @@ func TestGateway_RunsARequestWithTheJobsCapability(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !resp.Allowed || resp.Stdout != "wc -c@/input" {
+	if !resp.Allowed || resp.Stdout != "::wc -c@/input" {
 		t.Fatalf("response = %+v", resp)
 	}
 	st, err := os.Stat(sock)
@@ -56,11 +60,23 @@ func TestGateway_RunsARequestWithTheJobsCapability(t *testing.T) {
 	}
 }
 
+func TestGateway_PassesAToolCallWithoutItsCapability(t *testing.T) {
+	_, sock := listen(t, Config{})
+	resp, err := Call(sock, Request{Cap: testCap, Tool: "write", Target: "/tmp/a"}, 5*time.Second)
+	if err != nil || !resp.Allowed || resp.Stdout != "write:/tmp/a:@" {
+		t.Fatalf("response = %+v, %v", resp, err)
+	}
+	resp, err = Call(sock, Request{Cap: testCap, Tool: ToolExec, Argv: []string{"wc"}}, 5*time.Second)
+	if err != nil || !resp.Allowed || resp.Stdout != "exec::wc@" {
+		t.Fatalf("exec named as a tool: %+v, %v", resp, err)
+	}
+}
+
 func TestGateway_RefusesAForgedCapabilityAndLocksAfterRepeatedGuesses(t *testing.T) {
 	var handled atomic.Int32
-	g, sock := listen(t, Config{Handler: func(ctx context.Context, argv []string, cwd string) Response {
+	g, sock := listen(t, Config{Handler: func(ctx context.Context, req Request) Response {
 		handled.Add(1)
-		return echo(ctx, argv, cwd)
+		return echo(ctx, req)
 	}})
 	for i := range MaxBadCapabilities {
 		resp, err := Call(sock, Request{Cap: "another-jobs-capability-0000000000", Argv: []string{"cat"}}, 5*time.Second)
@@ -124,13 +140,13 @@ func TestGateway_RefusesAFloodAndKeepsServing(t *testing.T) {
 
 func TestGateway_RefusesRequestsOverTheInFlightCap(t *testing.T) {
 	started, release := make(chan struct{}), make(chan struct{})
-	_, sock := listen(t, Config{MaxInFlight: 1, Handler: func(ctx context.Context, argv []string, cwd string) Response {
+	_, sock := listen(t, Config{MaxInFlight: 1, Handler: func(ctx context.Context, req Request) Response {
 		close(started)
 		select {
 		case <-release:
 		case <-ctx.Done():
 		}
-		return echo(ctx, argv, cwd)
+		return echo(ctx, req)
 	}})
 	done := make(chan Response, 1)
 	go func() {
@@ -156,6 +172,11 @@ func TestGateway_RefusesMalformedAndOversizedFrames(t *testing.T) {
 		{"not JSON", frame([]byte("cat /etc/passwd"))},
 		{"unknown field", frame([]byte(`{"cap":"` + testCap + `","argv":["cat"],"uid":0}`))},
 		{"empty argv", frame([]byte(`{"cap":"` + testCap + `","argv":[]}`))},
+		{"exec with a target", frame([]byte(`{"cap":"` + testCap + `","tool":"exec","argv":["cat"],"target":"/tmp/a"}`))},
+		{"tool without a target", frame([]byte(`{"cap":"` + testCap + `","tool":"read"}`))},
+		{"tool with an argv", frame([]byte(`{"cap":"` + testCap + `","tool":"read","target":"/tmp/a","argv":["cat"]}`))},
+		{"tool with a cwd", frame([]byte(`{"cap":"` + testCap + `","tool":"read","target":"a","cwd":"/tmp"}`))},
+		{"tool with content", frame([]byte(`{"cap":"` + testCap + `","tool":"write","target":"/tmp/a","content":"x"}`))},
 		{"oversized length", func() []byte {
 			b := make([]byte, 4)
 			binary.BigEndian.PutUint32(b, MaxRequestBytes+1)
@@ -188,7 +209,7 @@ func TestGateway_RefusesMalformedAndOversizedFrames(t *testing.T) {
 
 func TestGateway_CloseEndsRequestsInFlight(t *testing.T) {
 	started := make(chan struct{})
-	g, sock := listen(t, Config{Handler: func(ctx context.Context, argv []string, cwd string) Response {
+	g, sock := listen(t, Config{Handler: func(ctx context.Context, req Request) Response {
 		close(started)
 		<-ctx.Done()
 		return Response{ExitCode: -1, Reason: ReasonClosing}

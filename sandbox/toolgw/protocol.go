@@ -1,10 +1,12 @@
 // Package toolgw is the per-job tool gateway: the one channel through which
 // a sandboxed agent asks the broker to run a command, instead of running it
-// itself. The sandbox runner serves a Gateway on a unix socket that only
-// that job's sandbox can reach; each request carries the job's random
-// capability and goes to a Handler, which decides and runs it. The gateway
-// itself only frames, authenticates and rate-limits, so that a hostile job
-// can neither impersonate another nor flood the broker.
+// itself, and asks before it uses any other tool (read, write, edit,
+// fetch), which it then carries out itself under the sandbox's kernel
+// confinement. The sandbox runner serves a Gateway on a unix socket that
+// only that job's sandbox can reach; each request carries the job's random
+// capability and goes to a Handler, which decides, and runs a command. The
+// gateway itself only frames, authenticates and rate-limits, so that a
+// hostile job can neither impersonate another nor flood the broker.
 //
 // The protocol is one request per connection: a 4-byte big-endian length
 // and a JSON Request, answered by a length and a JSON Response. The package
@@ -41,24 +43,49 @@ const (
 	MaxResponseBytes = 12*MaxOutputBytes + 16<<10
 )
 
+// ToolExec names a command run by the broker; a Request with no Tool is
+// one too. Every other tool is the agent's own.
+const ToolExec = "exec"
+
 // ErrFrameTooLarge means a frame's length prefix is over its cap.
 var ErrFrameTooLarge = errors.New("frame too large")
 
-// Request asks the broker to run one command.
+// Request asks the broker to run one command, or whether the agent may
+// use another tool on one target.
 type Request struct {
 	// Cap is the job's capability, from job.json.
 	Cap string `json:"cap"`
+	// Tool is empty or ToolExec for the command in Argv; otherwise a tool
+	// the agent carries out itself, named with its Target and no Argv.
+	Tool string `json:"tool,omitempty"`
+	// Target is the tool's path or URL. What a tool would write is never
+	// sent: the broker decides on the tool and its target alone.
+	Target string `json:"target,omitempty"`
 	// Argv is the command, run without a shell.
-	Argv []string `json:"argv"`
+	Argv []string `json:"argv,omitempty"`
 	// Cwd is the directory to run it in; empty is "/".
 	Cwd string `json:"cwd,omitempty"`
 }
 
+// IsExec says the request is for a command.
+func (r Request) IsExec() bool { return r.Tool == "" || r.Tool == ToolExec }
+
+// wellFormed holds for a command with an argv, or another tool with a
+// target; anything else never reaches the Handler.
+func (r Request) wellFormed() bool {
+	if r.IsExec() {
+		return len(r.Argv) > 0 && r.Target == ""
+	}
+	return r.Target != "" && len(r.Argv) == 0 && r.Cwd == ""
+}
+
 // Response is the broker's answer.
 type Response struct {
-	// Allowed says the command was allowed and run.
+	// Allowed says the command was allowed and run, or the tool call
+	// allowed.
 	Allowed bool `json:"allowed"`
-	// ExitCode is the command's exit code; -1 when it did not run.
+	// ExitCode is the command's exit code; -1 when it did not run, and 0
+	// for an allowed tool call.
 	ExitCode int `json:"exit_code"`
 	// Stdout and Stderr are the command's output, each capped at
 	// MaxOutputBytes; Truncated says one was cut.
