@@ -7,11 +7,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,6 +30,7 @@ import (
 	"github.com/airlock/airlock/broker/audit"
 	"github.com/airlock/airlock/broker/client"
 	"github.com/airlock/airlock/broker/policy"
+	"github.com/airlock/airlock/images"
 	"github.com/airlock/airlock/policies"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
 	"github.com/airlock/airlock/sandbox"
@@ -49,6 +53,20 @@ exec:
   askFallback: deny
 `
 
+// fileToolsProfile is vanilla with the file tools; fetch stays denied.
+// fileToolsAskProfile asks the caller on a miss.
+const (
+	fileToolsProfile = `extends: vanilla
+tools:
+  allowed: [group:agent, exec, read, write, edit]
+`
+	fileToolsAskProfile = `extends: filetools
+exec:
+  ask: on-miss
+  askFallback: deny
+`
+)
+
 // toolWorld is a broker of its own on the suite's containerd, with a short
 // approval timeout, so that the suite's broker keeps its defaults. Its
 // profiles have no network, so it needs no address pool of the suite's.
@@ -67,11 +85,15 @@ func newToolWorld(t *testing.T) *toolWorld {
 	if err := sandbox.MkdirTraversable(dir); err != nil {
 		t.Fatal(err)
 	}
-	profFile := filepath.Join(dir, "toolsask.yaml")
-	if err := os.WriteFile(profFile, []byte(askProfile), 0o600); err != nil {
-		t.Fatal(err)
+	var profFiles []string
+	for name, body := range map[string]string{"toolsask": askProfile, "filetools": fileToolsProfile, "filetoolsask": fileToolsAskProfile} {
+		f := filepath.Join(dir, name+".yaml")
+		if err := os.WriteFile(f, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		profFiles = append(profFiles, f)
 	}
-	profiles, err := policy.Lint(policies.FS, []string{profFile})
+	profiles, err := policy.Lint(policies.FS, profFiles)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,6 +142,15 @@ func newToolWorld(t *testing.T) *toolWorld {
 
 // runReq asks the reference agent to make calls through its gateway.
 func runReq(profile string, calls ...[]string) *airlockv1.SpawnRequest {
+	mixed := make([]any, len(calls))
+	for i, c := range calls {
+		mixed[i] = c
+	}
+	return toolCallsReq(profile, mixed...)
+}
+
+// toolCallsReq is runReq with calls that are argv arrays or tool objects.
+func toolCallsReq(profile string, calls ...any) *airlockv1.SpawnRequest {
 	b, err := json.Marshal(calls)
 	if err != nil {
 		panic(err)
@@ -269,6 +300,142 @@ func TestToolGateway(t *testing.T) {
 		}
 	})
 
+	t.Run("file tools: a write to /tmp reads back; writes elsewhere are refused, and fetch is not the job's", func(t *testing.T) {
+		resp, err := w.broker.Spawn(testContext(t), toolCallsReq("filetools",
+			writeCall("/tmp/note", "hello tools"),
+			readCall("/tmp/note"),
+			editCall("/tmp/note", "hello", "bye"),
+			readCall("/tmp/note"),
+			writeCall("/output/out.txt", "kept"),
+			readCall("/input/content/0"),
+			writeCall("/etc/x", "pwned"),
+			writeCall("/input/x", "pwned"),
+			editCall("/tmp/../etc/passwd", "root", "toor"),
+			map[string]string{"tool": "fetch", "url": "http://example.com/"},
+		))
+		if err != nil {
+			t.Fatal(err)
+		}
+		calls := callsOf(t, resp)
+		if len(calls) != 10 {
+			t.Fatalf("calls = %+v", calls)
+		}
+		for i, want := range []string{"", "hello tools", "", "bye tools", "", "twelve bytes"} {
+			if c := calls[i]; !c.Allowed || c.ExitCode != 0 || c.Text != want {
+				t.Errorf("call %d (%s %s): %+v, want allowed with text %q", i, c.Tool, c.Path, c, want)
+			}
+		}
+		for i, want := range []string{"outside /tmp, /output; exec.ask is off", "outside /tmp, /output; exec.ask is off", "not clean"} {
+			if c := calls[6+i]; c.Allowed || c.ExitCode != -1 || !strings.Contains(c.Reason, want) {
+				t.Errorf("call %d (%s %s): %+v, want refused by the broker: %q", 6+i, c.Tool, c.Path, c, want)
+			}
+		}
+		// Not among the job's tools: the agent refuses it without asking.
+		if c := calls[9]; c.Allowed || !strings.Contains(c.Reason, "refused by the agent") {
+			t.Errorf("fetch: %+v", c)
+		}
+		if v := execVerdicts(resp); v != "ALLOWED,ALLOWED,ALLOWED,ALLOWED,ALLOWED,ALLOWED,DENIED,DENIED,DENIED" {
+			t.Errorf("decisions = %s", v)
+		}
+		if e := resp.Exec[6]; strings.Join(e.Argv, " ") != "write /etc/x" || e.Allowed || e.Cwd != "" {
+			t.Errorf("decision on write /etc/x: %v", e)
+		}
+		rec := auditRecordOf(t, w, resp.JobId)
+		if rec.Exec["EXEC_VERDICT_ALLOWED"] != 6 || rec.Exec["EXEC_VERDICT_DENIED"] != 3 {
+			t.Errorf("audit exec counts = %v", rec.Exec)
+		}
+	})
+
+	t.Run("file tools on-miss: a miss asks; an approved write outside /tmp and /output fails in the kernel; a denied tool is refused", func(t *testing.T) {
+		ctx := testContext(t)
+		stream, err := w.broker.SpawnStream(ctx, &airlockv1.SpawnStreamRequest{Spawn: toolCallsReq("filetoolsask",
+			writeCall("/etc/x", "pwned"),
+			writeCall("/input/x", "pwned"),
+			writeCall("/dev/shm/x", "pwned"),
+			readCall("/etc/hostname"),
+			writeCall("/tmp/ok", "fine"),
+		)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		allow, deny := airlockv1.ApprovalDecision_APPROVAL_DECISION_ALLOW_ONCE, airlockv1.ApprovalDecision_APPROVAL_DECISION_DENY
+		var inputDir string
+		asked, resp := approveEach(t, w.broker, stream, func(jobID string) {
+			dir, job := jobOf(t, w.stateDir, jobID)
+			inputDir = filepath.Join(dir, "input")
+			if want := []string{"classify", "edit", "exec", "extract_links", "extract_text", "read", "summarize", "write"}; !slices.Equal(job.Tools, want) {
+				t.Errorf("job.json tools = %v, want the profile's effective tools %v", job.Tools, want)
+			}
+			hostileFileMoves(t, ctx, w, jobID)
+		}, allow, allow, allow, deny)
+		if len(asked) != 4 {
+			t.Fatalf("asked %d times, want 4: every miss, never the write to /tmp", len(asked))
+		}
+		for i, want := range []string{"write /etc/x", "write /input/x", "write /dev/shm/x", "read /etc/hostname"} {
+			if a := asked[i]; a.Request != want || strings.Join(a.Argv, " ") != want || a.Cwd != "" || !strings.Contains(a.Reason, "outside") {
+				t.Errorf("approval %d: %v, want %q", i, a, want)
+			}
+		}
+		calls := callsOf(t, resp)
+		// Approved, so the agent tried: the read-only root and input
+		// refuse it whatever the broker said.
+		for _, c := range calls[:2] {
+			if c.Allowed || c.ExitCode != -1 || !strings.Contains(c.Reason, "approved once") || !strings.Contains(c.Reason, "read-only file system") {
+				t.Errorf("%s %s: %+v, want approved and refused by the kernel", c.Tool, c.Path, c)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(inputDir, "x")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("/input/x reached the job's input dir: %v", err)
+		}
+		// /dev/shm is writable for the agent's user: only Landlock keeps
+		// the agent's writes in /tmp and /output.
+		if strings.Contains(w.audit.String(), "without a Landlock restriction") {
+			t.Logf("no Landlock on this kernel; write /dev/shm/x: %+v", calls[2])
+		} else if c := calls[2]; c.Allowed || !strings.Contains(c.Reason, "permission denied") {
+			t.Errorf("write /dev/shm/x under Landlock: %+v, want permission denied", c)
+		}
+		if c := calls[3]; c.Allowed || !strings.Contains(c.Reason, "denied by the caller") {
+			t.Errorf("read /etc/hostname, denied: %+v", c)
+		}
+		if c := calls[4]; !c.Allowed || c.ExitCode != 0 {
+			t.Errorf("write /tmp/ok: %+v", c)
+		}
+		// The job's own calls, and the hostile requests made while the
+		// first one waited, each decided once.
+		got := map[string]string{}
+		for _, e := range resp.Exec {
+			got[strings.Join(e.Argv, " ")] = strings.TrimPrefix(e.Verdict.String(), "EXEC_VERDICT_")
+		}
+		want := map[string]string{
+			"write /etc/x": "APPROVED", "write /input/x": "APPROVED", "write /dev/shm/x": "APPROVED",
+			"read /etc/hostname": "DENIED_BY_CALLER", "write /tmp/ok": "ALLOWED",
+			"fetch hxxp[:]//example[.]com/": "DENIED", "write /tmp/../etc/x": "DENIED", "edit input": "DENIED",
+		}
+		if !maps.Equal(got, want) {
+			t.Errorf("decisions = %v\nwant %v", got, want)
+		}
+		if rec := auditRecordOf(t, w, resp.JobId); rec.Exec["EXEC_VERDICT_APPROVED"] != 3 || rec.Exec["EXEC_VERDICT_DENIED"] != 3 {
+			t.Errorf("audit exec counts = %v", rec.Exec)
+		}
+	})
+
+	t.Run("file tools on a unary Spawn: a miss falls back at once", func(t *testing.T) {
+		resp, err := w.broker.Spawn(testContext(t), toolCallsReq("filetoolsask", writeCall("/input/x", "pwned"), readCall("/input/content/0")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		calls := callsOf(t, resp)
+		if c := calls[0]; c.Allowed || !strings.Contains(c.Reason, "unary") || !strings.Contains(c.Reason, "askFallback (deny)") {
+			t.Errorf("write /input/x: %+v", c)
+		}
+		if c := calls[1]; !c.Allowed || c.Text != "twelve bytes" {
+			t.Errorf("read /input/content/0: %+v", c)
+		}
+		if v := execVerdicts(resp); v != "FALLBACK,ALLOWED" {
+			t.Errorf("decisions = %s", v)
+		}
+	})
+
 	t.Run("the broker is healthy and nothing is left", func(t *testing.T) {
 		if _, err := w.broker.ListProfiles(testContext(t), &airlockv1.ListProfilesRequest{}); err != nil {
 			t.Fatal(err)
@@ -355,6 +522,102 @@ func hostileMoves(t *testing.T, ctx context.Context, w *toolWorld, jobID string)
 	}
 	// The bucket refills before the job's next calls.
 	time.Sleep(2500 * time.Millisecond)
+}
+
+func writeCall(path, content string) map[string]string {
+	return map[string]string{"tool": "write", "path": path, "content": content}
+}
+
+func readCall(path string) map[string]string {
+	return map[string]string{"tool": "read", "path": path}
+}
+
+func editCall(path, old, new string) map[string]string {
+	return map[string]string{"tool": "edit", "path": path, "old": old, "new": new}
+}
+
+// hostileFileMoves is what a compromised agent would try with the file
+// tools while its job waits for an approval: ask the gateway directly for
+// a tool the job does not have and for malformed paths, and write outside
+// /tmp and /output with a process of its own. Each must fail.
+func hostileFileMoves(t *testing.T, ctx context.Context, w *toolWorld, jobID string) {
+	t.Helper()
+	sock, capability := socketOf(t, w.stateDir, jobID)
+	for _, tc := range []struct {
+		tool, target, want string
+	}{
+		{"fetch", "http://example.com/", "does not allow the fetch tool"},
+		{"write", "/tmp/../etc/x", "not clean"},
+		{"edit", "input", "not absolute"},
+	} {
+		resp, err := toolgw.Call(sock, toolgw.Request{Cap: capability, Tool: tc.tool, Target: tc.target}, 10*time.Second)
+		if err != nil || resp.Allowed || !strings.Contains(resp.Reason, tc.want) {
+			t.Errorf("direct %s %s: %+v, %v; want refused: %q", tc.tool, tc.target, resp, err, tc.want)
+		}
+	}
+	// A write with the agent's own user, in the only group that can run
+	// busybox, and without the agent's Landlock restriction: the
+	// read-only root and input still refuse it.
+	c := jobContainer(t, ctx, jobID)
+	for _, target := range []string{"/etc/x", "/input/x"} {
+		code, stderr := execInToolsGroup(t, ctx, c, "/bin/busybox", "touch", target)
+		t.Logf("direct touch %s: exit %d, %s", target, code, strings.TrimSpace(stderr))
+		if code == 0 || !strings.Contains(strings.ToLower(stderr), "read-only file system") {
+			t.Errorf("direct touch %s: exit %d, %q; want refused as read-only", target, code, stderr)
+		}
+	}
+}
+
+// execInToolsGroup runs argv in the job's container as the agent's user in
+// the tools group, and returns its exit code and stderr.
+func execInToolsGroup(t *testing.T, ctx context.Context, c containerd.Container, argv ...string) (int, string) {
+	t.Helper()
+	task, err := c.Task(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := c.Spec(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := *spec.Process
+	ps.Args = argv
+	ps.User.GID, ps.User.AdditionalGids = images.ToolsGID, nil
+	var stderr lockedBuffer
+	id := "direct-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	p, err := task.Exec(ctx, id, &ps, cio.NewCreator(cio.WithStreams(nil, io.Discard, &stderr)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Delete(context.WithoutCancel(ctx), containerd.WithProcessKill)
+	exitCh, err := p.Wait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case st := <-exitCh:
+		p.IO().Wait()
+		return int(st.ExitCode()), stderr.String()
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%q still running", argv)
+		return 0, ""
+	}
+}
+
+// auditRecordOf returns the tool world's audit record of a job.
+func auditRecordOf(t *testing.T, w *toolWorld, jobID string) audit.Record {
+	t.Helper()
+	for _, line := range strings.Split(w.audit.String(), "\n") {
+		var rec audit.Record
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.JobID == jobID {
+			return rec
+		}
+	}
+	t.Fatalf("no audit record of job %s", jobID)
+	return audit.Record{}
 }
 
 // waitingJob starts a job that waits for an approval and returns its ID
@@ -474,6 +737,23 @@ func execAsAgent(t *testing.T, ctx context.Context, c containerd.Container, argv
 // capability in its job.json.
 func socketOf(t *testing.T, stateDir, jobID string) (string, string) {
 	t.Helper()
+	d, j := jobOf(t, stateDir, jobID)
+	if j.Gateway == nil {
+		t.Fatalf("job %s has no gateway", jobID)
+	}
+	// The socket's host path is longer than connect takes; a short link
+	// to its directory reaches it.
+	link := filepath.Join(os.TempDir(), "tgw-"+randHex(6))
+	if err := os.Symlink(filepath.Join(d, "run", "airlock"), link); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(link) })
+	return filepath.Join(link, "tools.sock"), j.Gateway.Capability
+}
+
+// jobOf returns a running job's directory and its job.json.
+func jobOf(t *testing.T, stateDir, jobID string) (string, agent.Job) {
+	t.Helper()
 	dirs, err := filepath.Glob(filepath.Join(stateDir, "jobs", "airlock-*"))
 	if err != nil {
 		t.Fatal(err)
@@ -484,19 +764,12 @@ func socketOf(t *testing.T, stateDir, jobID string) (string, string) {
 			continue
 		}
 		var j agent.Job
-		if json.Unmarshal(b, &j) == nil && j.ID == jobID && j.Gateway != nil {
-			// The socket's host path is longer than connect takes; a
-			// short link to its directory reaches it.
-			link := filepath.Join(os.TempDir(), "tgw-"+randHex(6))
-			if err := os.Symlink(filepath.Join(d, "run", "airlock"), link); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { os.Remove(link) })
-			return filepath.Join(link, "tools.sock"), j.Gateway.Capability
+		if json.Unmarshal(b, &j) == nil && j.ID == jobID {
+			return d, j
 		}
 	}
 	t.Fatalf("no job dir of %s under %s", jobID, stateDir)
-	return "", ""
+	return "", agent.Job{}
 }
 
 // lockedBuffer is an audit log the test can read while the broker writes.
