@@ -8,11 +8,9 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/airlock/airlock/broker/client"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
@@ -21,7 +19,7 @@ import (
 const usage = `usage: airlock [--socket PATH | --addr HOST:PORT] [--token-file FILE] COMMAND [flags]
 
 commands:
-  spawn     run a job and print the response as JSON
+  spawn     run a job and print the response as JSON (--stream: events too)
   profiles  list the broker's policy profiles
   explain   print one profile's effective policy
   get       print a job's state
@@ -92,68 +90,6 @@ type multi []string
 
 func (m *multi) String() string     { return strings.Join(*m, ",") }
 func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
-
-func spawn(ctx context.Context, b airlockv1.BrokerClient, args []string) (proto.Message, error) {
-	fs := flag.NewFlagSet("spawn", flag.ExitOnError)
-	profile := fs.String("profile", "secureclaw", "policy profile")
-	task := fs.String("task", "", "task name, e.g. summarize")
-	schema := fs.String("schema", "", "JSON Schema file the result must fit")
-	jobID := fs.String("job-id", "", "idempotency key (default: a new UUID)")
-	mediaType := fs.String("media-type", "", "media type of the content (default: by file extension)")
-	timeout := fs.Duration("timeout", 0, "tighten the profile's wall timeout")
-	var contents, params multi
-	fs.Var(&contents, "content", "content file (repeatable)")
-	fs.Var(&params, "param", "task parameter key=value (repeatable)")
-	_ = fs.Parse(args)
-	if *task == "" || *schema == "" || len(contents) == 0 {
-		return nil, fmt.Errorf("spawn needs --task, --schema and at least one --content")
-	}
-	sb, err := os.ReadFile(*schema)
-	if err != nil {
-		return nil, err
-	}
-	req := &airlockv1.SpawnRequest{
-		JobId:        *jobID,
-		Profile:      *profile,
-		Task:         &airlockv1.Task{Name: *task, Params: map[string]string{}},
-		ResultSchema: string(sb),
-	}
-	for _, p := range params {
-		k, v, ok := strings.Cut(p, "=")
-		if !ok {
-			return nil, fmt.Errorf("--param %q: want key=value", p)
-		}
-		req.Task.Params[k] = v
-	}
-	for _, c := range contents {
-		data, err := os.ReadFile(c)
-		if err != nil {
-			return nil, err
-		}
-		mt := *mediaType
-		if mt == "" {
-			mt = mediaTypeOf(c)
-		}
-		req.Content = append(req.Content, &airlockv1.Content{Data: data, MediaType: mt, Source: "file:" + c})
-	}
-	if *timeout > 0 {
-		req.Overrides = &airlockv1.Overrides{Timeout: durationpb.New(*timeout)}
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-	defer cancel()
-	return b.Spawn(ctx, req)
-}
-
-func mediaTypeOf(name string) string {
-	switch {
-	case strings.HasSuffix(name, ".html"), strings.HasSuffix(name, ".htm"):
-		return "text/html"
-	case strings.HasSuffix(name, ".json"):
-		return "application/json"
-	default:
-		return "text/plain"
-	}
-}
 
 func profiles(ctx context.Context, b airlockv1.BrokerClient, _ []string) (proto.Message, error) {
 	return b.ListProfiles(ctx, &airlockv1.ListProfilesRequest{})

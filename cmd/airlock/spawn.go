@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
+)
+
+func spawn(ctx context.Context, b airlockv1.BrokerClient, args []string) (proto.Message, error) {
+	fs := flag.NewFlagSet("spawn", flag.ExitOnError)
+	profile := fs.String("profile", "secureclaw", "policy profile")
+	task := fs.String("task", "", "task name, e.g. summarize")
+	schema := fs.String("schema", "", "JSON Schema file the result must fit")
+	jobID := fs.String("job-id", "", "idempotency key (default: a new UUID)")
+	mediaType := fs.String("media-type", "", "media type of the content (default: by file extension)")
+	timeout := fs.Duration("timeout", 0, "tighten the profile's wall timeout")
+	stream := fs.Bool("stream", false, "stream the job's events to stderr as they come, one line each; approval requests can then be answered with airlock approve")
+	var contents, params multi
+	fs.Var(&contents, "content", "content file (repeatable)")
+	fs.Var(&params, "param", "task parameter key=value (repeatable)")
+	_ = fs.Parse(args)
+	if *task == "" || *schema == "" || len(contents) == 0 {
+		return nil, fmt.Errorf("spawn needs --task, --schema and at least one --content")
+	}
+	sb, err := os.ReadFile(*schema)
+	if err != nil {
+		return nil, err
+	}
+	req := &airlockv1.SpawnRequest{
+		JobId:        *jobID,
+		Profile:      *profile,
+		Task:         &airlockv1.Task{Name: *task, Params: map[string]string{}},
+		ResultSchema: string(sb),
+	}
+	for _, p := range params {
+		k, v, ok := strings.Cut(p, "=")
+		if !ok {
+			return nil, fmt.Errorf("--param %q: want key=value", p)
+		}
+		req.Task.Params[k] = v
+	}
+	for _, c := range contents {
+		data, err := os.ReadFile(c)
+		if err != nil {
+			return nil, err
+		}
+		mt := *mediaType
+		if mt == "" {
+			mt = mediaTypeOf(c)
+		}
+		req.Content = append(req.Content, &airlockv1.Content{Data: data, MediaType: mt, Source: "file:" + c})
+	}
+	if *timeout > 0 {
+		req.Overrides = &airlockv1.Overrides{Timeout: durationpb.New(*timeout)}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	if !*stream {
+		return b.Spawn(ctx, req)
+	}
+	events, err := b.SpawnStream(ctx, &airlockv1.SpawnStreamRequest{Spawn: req})
+	if err != nil {
+		return nil, err
+	}
+	return followStream(os.Stderr, events)
+}
+
+// followStream prints each event of a streamed job as one line on w and
+// returns the finished response, which the caller prints like Spawn's.
+func followStream(w io.Writer, events grpc.ServerStreamingClient[airlockv1.SpawnStreamResponse]) (*airlockv1.SpawnResponse, error) {
+	for {
+		ev, err := events.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("the stream ended without the job's response")
+		}
+		if err != nil {
+			return nil, err
+		}
+		if f := ev.GetFinished(); f != nil {
+			return f, nil
+		}
+		if line := eventLine(ev); line != "" {
+			fmt.Fprintln(w, line)
+		}
+	}
+}
+
+// eventLine renders one event for a person. The broker has sanitized what
+// came from the sandbox, but it is the hostile job's words: anything that
+// is not printable ASCII is quoted, so no byte of it reaches the terminal
+// as itself.
+func eventLine(ev *airlockv1.SpawnStreamResponse) string {
+	job := shown(ev.GetJobId())
+	switch e := ev.GetEvent().(type) {
+	case *airlockv1.SpawnStreamResponse_Accepted:
+		p := e.Accepted.GetPolicy()
+		return fmt.Sprintf("job %s accepted: profile %s (%s)", job, shown(p.GetProfile()), shown(p.GetSummary()))
+	case *airlockv1.SpawnStreamResponse_Started:
+		return fmt.Sprintf("job %s started", job)
+	case *airlockv1.SpawnStreamResponse_Egress:
+		verdict := "denied"
+		if e.Egress.GetAllowed() {
+			verdict = "allowed"
+		}
+		return fmt.Sprintf("job %s egress %s: %s %s:%d: %s", job, verdict, shown(e.Egress.GetMethod()),
+			shown(e.Egress.GetHost()), e.Egress.GetPort(), shown(e.Egress.GetReason()))
+	case *airlockv1.SpawnStreamResponse_ApprovalNeeded:
+		a := e.ApprovalNeeded
+		return fmt.Sprintf("job %s approval needed: %s (%s); within %s: airlock approve %s %s allow|deny", job,
+			shown(a.GetRequest()), shown(a.GetReason()), a.GetTimeout().AsDuration(), job, shown(a.GetRequestId()))
+	}
+	return ""
+}
+
+// shown is s as is when it is printable ASCII, else Go-quoted in ASCII.
+func shown(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] < ' ' || s[i] > '~' {
+			return strconv.QuoteToASCII(s)
+		}
+	}
+	return s
+}
+
+func mediaTypeOf(name string) string {
+	switch {
+	case strings.HasSuffix(name, ".html"), strings.HasSuffix(name, ".htm"):
+		return "text/html"
+	case strings.HasSuffix(name, ".json"):
+		return "application/json"
+	default:
+		return "text/plain"
+	}
+}
