@@ -11,9 +11,12 @@ import (
 // never depends on how sandboxes are made; package sandbox implements it on
 // containerd, and unit tests use a fake.
 type Runner interface {
-	// Run runs job to completion and removes everything it created before
-	// returning, whatever the outcome. A job that ran and failed is an
-	// Outcome; an error means the sandbox could not run the job at all.
+	// Run runs job to completion and removes everything it created,
+	// whatever the outcome: before returning an error, and after an
+	// Outcome at the latest by the time the Runner is closed, since the
+	// job's processes are gone once its result is read. A job that ran and
+	// failed is an Outcome; an error means the sandbox could not run the
+	// job at all.
 	Run(ctx context.Context, job *Job) (*Outcome, error)
 }
 

@@ -84,6 +84,11 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 		return nil, fmt.Errorf("image %q is not loaded", image)
 	}
 	runID := "airlock-" + uuid.NewString()
+	// Each containerd call runs to its end under cctx, and the caller's
+	// cancellation is honoured between calls: a create abandoned in flight
+	// could land on containerd's side after teardown looked for it.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), createTimeout)
+	defer cancel()
 	b := &box{
 		runID: runID, image: image, hash: p.Hash(), p: p, img: img,
 		dir: filepath.Join(r.jobsDir, runID), mark: time.Now(),
@@ -154,7 +159,7 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 		b.proxyURL = "http://" + netip.AddrPortFrom(n.HostIP, r.proxyPort).String()
 		b.paths.NetNS, b.paths.ProxyURL = n.Path, b.proxyURL
 		netDone = make(chan error, 1)
-		go func() { netDone <- n.Setup(ctx) }()
+		go func() { netDone <- n.Setup(cctx) }()
 	}
 
 	labels := map[string]string{LabelRun: runID}
@@ -168,10 +173,13 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 			return ignoreNotFound(r.client.LeasesService().Delete(c, leases.Lease{ID: runID}, leases.SynchronousDelete))
 		})
 	})
-	if _, err := r.client.LeasesService().Create(ctx, leases.WithID(runID), leases.WithLabels(labels), leases.WithExpiration(24*time.Hour)); err != nil {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if _, err := r.client.LeasesService().Create(cctx, leases.WithID(runID), leases.WithLabels(labels), leases.WithExpiration(24*time.Hour)); err != nil {
 		return nil, fmt.Errorf("lease: %w", err)
 	}
-	lctx := leases.WithLease(ctx, runID)
+	lctx := leases.WithLease(cctx, runID)
 
 	// Pushed before the create: a create the caller's cancellation cut short
 	// on this side may still have happened on containerd's, so teardown
@@ -185,6 +193,9 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 			return deleteContainer(c, ctr)
 		})
 	})
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	b.container, err = r.client.NewContainer(lctx, runID,
 		containerd.WithImageName(img.Name()),
 		withSnapshotView(runID, img.chainID),
@@ -207,6 +218,9 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 		b.phase("network")
 	}
 
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	b.logs = newCappedBuffer(logCap)
 	b.task, err = b.container.NewTask(lctx, cio.NewCreator(cio.WithStreams(nil, b.logs, b.logs), cio.WithFIFODir(filepath.Join(b.dir, "fifo"))))
 	if err != nil {
@@ -217,8 +231,15 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 		return retryUnavailable(c, func() error { return deleteTask(c, task) })
 	})
 	b.phase("task")
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	return b, nil
 }
+
+// createTimeout bounds one sandbox's creation, which the caller's
+// cancellation does not interrupt mid-call.
+const createTimeout = 2 * time.Minute
 
 // withSnapshotView gives the container a read-only view of the image's
 // unpacked snapshot, named by the chain ID read at start: containerd's

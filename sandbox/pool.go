@@ -68,6 +68,9 @@ type poolMetrics struct {
 	ready  *prometheus.GaugeVec
 	claims *prometheus.CounterVec
 	phases *prometheus.HistogramVec
+	// cleanupFailures counts teardowns that failed, including those that
+	// ran after their job returned, which no caller sees.
+	cleanupFailures prometheus.Counter
 }
 
 func newPoolMetrics() *poolMetrics {
@@ -79,13 +82,15 @@ func newPoolMetrics() *poolMetrics {
 		phases: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "airlock_sandbox_phase_seconds", Help: "Time per sandbox phase (prepare, container, network, task, bind, start, run, collect, teardown), by whether the sandbox was warm.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10, 60}}, []string{"phase", "warm"}),
+		cleanupFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "airlock_sandbox_cleanup_failures_total", Help: "Sandbox teardowns that failed; the start-up reap removes what they left."}),
 	}
 }
 
 // Collectors are the runner's Prometheus instruments, for the broker's
 // registry.
 func (r *Runner) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{r.poolMetrics.ready, r.poolMetrics.claims, r.poolMetrics.phases}
+	return []prometheus.Collector{r.poolMetrics.ready, r.poolMetrics.claims, r.poolMetrics.phases, r.poolMetrics.cleanupFailures}
 }
 
 // StartPool keeps cfg.Size sandboxes ready for jobs under profile p (as

@@ -68,7 +68,13 @@ type Config struct {
 	// ProxyPort is the proxy's port on each job gateway; zero is
 	// DefaultProxyPort.
 	ProxyPort uint16
+	// MaxTeardownsBehind bounds the sandboxes still being torn down after
+	// their jobs returned; zero is DefaultTeardownsBehind.
+	MaxTeardownsBehind int
 }
+
+// DefaultTeardownsBehind is Config.MaxTeardownsBehind when zero.
+const DefaultTeardownsBehind = 8
 
 // Runner runs jobs on containerd. It is safe for concurrent use.
 type Runner struct {
@@ -86,6 +92,11 @@ type Runner struct {
 	// instance names this runner's cgroup subtree, /airlock/<instance>, so
 	// that reaping never touches another broker's sandboxes.
 	instance string
+
+	// behind bounds the teardowns that run after their job's Run has
+	// returned; teardowns waits for them on Close.
+	behind    chan struct{}
+	teardowns sync.WaitGroup
 
 	poolsMu     sync.Mutex
 	pools       map[string]*warmPool // by profile name
@@ -116,6 +127,7 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 		log:      cfg.Logger,
 
 		poolMetrics: newPoolMetrics(),
+		behind:      make(chan struct{}, cmp.Or(cfg.MaxTeardownsBehind, DefaultTeardownsBehind)),
 	}
 	ctx = namespaces.WithNamespace(ctx, Namespace)
 	if err := MkdirTraversable(r.jobsDir); err != nil {
@@ -175,6 +187,7 @@ func InstanceID(stateDir string) string {
 // containerd connection.
 func (r *Runner) Close() error {
 	r.closePools()
+	r.teardowns.Wait()
 	r.removeInstanceCgroups()
 	var errs []error
 	if r.proxy != nil {
@@ -213,21 +226,53 @@ func (r *Runner) Run(ctx context.Context, job *broker.Job) (out *broker.Outcome,
 		}
 	}
 	defer func() {
-		if err := b.u.Run(ctx); err != nil {
-			b.log.Error("sandbox cleanup failed", "job", job.ID, "err", err)
-			if retErr == nil {
-				out, retErr = nil, fmt.Errorf("cleanup: %w", err)
+		if out == nil {
+			// A job that failed to run is torn down before the error
+			// returns, so the caller's retry never meets its remains.
+			if err := r.teardown(ctx, b, warm); err != nil {
+				retErr = errors.Join(retErr, fmt.Errorf("cleanup: %w", err))
 			}
+			return
 		}
-		if out != nil {
-			b.phase("teardown")
-			out.Warm, out.Phases = warm, b.phases
-			for _, ph := range b.phases {
-				r.poolMetrics.phases.WithLabelValues(ph.Name, strconv.FormatBool(warm)).Observe(ph.Duration.Seconds())
+		out.Warm, out.Phases = warm, b.phases
+		r.observe(b.phases, warm)
+		// The task has exited, so nothing of the job runs any more and its
+		// result is read: the rest of the teardown need not delay the
+		// caller. A bounded number run behind; past that, callers wait.
+		select {
+		case r.behind <- struct{}{}:
+			r.teardowns.Add(1)
+			go func() {
+				defer r.teardowns.Done()
+				defer func() { <-r.behind }()
+				_ = r.teardown(ctx, b, warm)
+			}()
+		default:
+			if err := r.teardown(ctx, b, warm); err != nil {
+				out, retErr = nil, fmt.Errorf("cleanup: %w", err)
 			}
 		}
 	}()
 	return r.run(ctx, b, job)
+}
+
+// teardown removes everything of the box, under a context the caller's
+// cancellation cannot cut short, and records how long that took.
+func (r *Runner) teardown(ctx context.Context, b *box, warm bool) error {
+	start := time.Now()
+	err := b.u.Run(ctx)
+	r.observe([]broker.Phase{{Name: "teardown", Duration: time.Since(start)}}, warm)
+	if err != nil {
+		r.poolMetrics.cleanupFailures.Inc()
+		b.log.Error("sandbox cleanup failed", "err", err)
+	}
+	return err
+}
+
+func (r *Runner) observe(phases []broker.Phase, warm bool) {
+	for _, ph := range phases {
+		r.poolMetrics.phases.WithLabelValues(ph.Name, strconv.FormatBool(warm)).Observe(ph.Duration.Seconds())
+	}
 }
 
 // kill ends the task and waits briefly for its exit status.
