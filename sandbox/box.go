@@ -124,10 +124,11 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 	if err != nil {
 		return nil, err
 	}
-	// A job that may exec gets a tool gateway: a capability in its
-	// job.json, and a run directory for the socket.
-	if p.ExecAllowed() {
-		if p.Isolation.GID == images.ToolsGID {
+	// A job that may exec, or use a tool the broker decides, gets a tool
+	// gateway: a capability in its job.json, and a run directory for the
+	// socket.
+	if p.ToolGateway() {
+		if p.ExecAllowed() && p.Isolation.GID == images.ToolsGID {
 			return nil, fmt.Errorf("profile %s runs as gid %d, the tools group: its agent could execute busybox directly", p.Name, images.ToolsGID)
 		}
 		if b.capability, err = toolgw.NewCapability(); err != nil {
@@ -162,7 +163,7 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 		go func() { netDone <- n.Setup(cctx) }()
 	}
 
-	labels := map[string]string{LabelRun: runID}
+	labels := map[string]string{LabelRun: runID, LabelInstance: r.instance}
 	if jobID != "" {
 		labels[LabelJob] = jobID
 	}

@@ -19,20 +19,23 @@ import (
 	"github.com/airlock/airlock/sandbox/netns"
 )
 
-// Reap removes every container, task, lease and job directory in Airlock's
-// namespace and state dir. It runs on start, when no job can be live: after
-// a kill -9 of the broker these are the leftovers of jobs that will never
-// finish. Snapshots go with their leases and containers.
+// Reap removes every container, task, lease and job directory of this
+// runner's instance (its state dir) in Airlock's namespace. It runs on
+// start, when none of its jobs can be live: after a kill -9 of the broker
+// these are the leftovers of jobs that will never finish. Another broker's
+// sandboxes on the same containerd are left alone. Snapshots go with their
+// leases and containers.
 func (r *Runner) Reap(ctx context.Context) error {
 	var errs []error
-	containers, err := r.client.Containers(ctx)
+	mine := fmt.Sprintf("labels.%q==%s", LabelInstance, r.instance)
+	containers, err := r.client.Containers(ctx, mine)
 	if err != nil {
 		return fmt.Errorf("list containers: %w", err)
 	}
 	for _, c := range containers {
 		if task, err := c.Task(ctx, nil); err == nil {
-			if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil {
-				errs = append(errs, fmt.Errorf("delete task %s: %w", c.ID(), ignoreNotFound(err)))
+			if _, err := task.Delete(ctx, containerd.WithProcessKill); ignoreNotFound(err) != nil {
+				errs = append(errs, fmt.Errorf("delete task %s: %w", c.ID(), err))
 			}
 		}
 		if err := ignoreNotFound(c.Delete(ctx, containerd.WithSnapshotCleanup)); err != nil {
@@ -41,7 +44,7 @@ func (r *Runner) Reap(ctx context.Context) error {
 		r.log.Info("reaped container", "id", c.ID())
 	}
 	ls := r.client.LeasesService()
-	all, err := ls.List(ctx, fmt.Sprintf("labels.%q", LabelRun))
+	all, err := ls.List(ctx, mine)
 	if err != nil {
 		return fmt.Errorf("list leases: %w", err)
 	}

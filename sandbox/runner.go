@@ -43,6 +43,10 @@ const (
 	LabelJob = "airlock/job"
 	// LabelRun labels containers and leases with the sandbox's own run ID.
 	LabelRun = "airlock/run"
+	// LabelInstance labels containers and leases with the instance of the
+	// runner that made them (see InstanceID), so a runner's start-up reap
+	// touches only its own.
+	LabelInstance = "airlock/instance"
 
 	snapshotter = "overlayfs"
 	// logCap bounds the stdout and stderr kept for the audit log.

@@ -55,7 +55,9 @@ func SpecFor(runID string, p *policy.Profile, paths JobPaths) []oci.SpecOpts {
 		oci.WithUIDGID(p.Isolation.UID, p.Isolation.GID),
 		WithCapabilities(p.Isolation.Capabilities),
 		oci.WithMaskedPaths(masked),
-		WithoutMounts("/run", "/dev/mqueue"),
+		// /dev/shm is a world-writable tmpfs by default: a place to write
+		// outside /tmp and /output, and outside the scratch size limit.
+		WithoutMounts("/run", "/dev/mqueue", "/dev/shm"),
 		WithTmpfs("/tmp", p.Limits.ScratchBytes, p.Isolation.UID, p.Isolation.GID),
 		WithBind(paths.Input, agent.InputDir, true),
 		WithBind(paths.Output, agent.OutputDir, false),
@@ -214,12 +216,12 @@ func WithBind(src, dest string, readOnly bool) oci.SpecOpts {
 }
 
 // WithToolGateway mounts the job's run directory, which holds only the tool
-// gateway's socket, read-only on /run, when the profile allows exec. A
-// socket can be connected to on a read-only mount, and the job can put
-// nothing of its own beside it. Without exec, /run stays the image's empty
-// directory and the job has no socket at all.
+// gateway's socket, read-only on /run, when the profile allows exec or
+// another gateway tool. A socket can be connected to on a read-only mount,
+// and the job can put nothing of its own beside it. Otherwise /run stays
+// the image's empty directory and the job has no socket at all.
 func WithToolGateway(p *policy.Profile, runDir string) oci.SpecOpts {
-	if !p.ExecAllowed() {
+	if !p.ToolGateway() {
 		return func(context.Context, oci.Client, *containers.Container, *specs.Spec) error { return nil }
 	}
 	return WithBind(runDir, toolgw.SandboxRunDir, true)

@@ -222,6 +222,24 @@ func (p *Profile) ExecAllowed() bool {
 	return p.Exec.Security != ExecDeny && p.toolAllowed("exec")
 }
 
+// GatewayTools are the tools whose calls go through the job's tool
+// gateway, besides exec.
+var GatewayTools = []string{"read", "write", "edit", "fetch"}
+
+// ToolGateway reports whether a job needs a tool gateway: the profile
+// allows exec or a tool the broker decides call by call.
+func (p *Profile) ToolGateway() bool {
+	if p.ExecAllowed() {
+		return true
+	}
+	for _, t := range GatewayTools {
+		if p.toolAllowed(t) {
+			return true
+		}
+	}
+	return false
+}
+
 // Image is the image the profile runs: the reader image, or, when exec is
 // allowed, a tools image of the profile's own that carries only the
 // commands its allowlist names ("tools-<profile>").
