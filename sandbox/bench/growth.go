@@ -180,7 +180,8 @@ type growthSampler struct {
 // dropping, then forces a collection if it can and takes the sample. It
 // is not a timed assertion: it only lets teardown still in flight finish.
 func (s growthSampler) settled(ctx context.Context, bound time.Duration) (GrowthSample, error) {
-	if err := settle(ctx, s.gauges, settleInterval, bound); err != nil {
+	goroutines, fds, err := settle(ctx, s.gauges, settleInterval, bound)
+	if err != nil {
 		return GrowthSample{}, err
 	}
 	if s.pprofURL != "" {
@@ -192,6 +193,9 @@ func (s growthSampler) settled(ctx context.Context, bound time.Duration) (Growth
 	if err != nil {
 		return GrowthSample{}, err
 	}
+	// The counts come from the settled polls: this scrape may still see
+	// the connection of the one before it closing.
+	g[GaugeGoroutines], g[GaugeOpenFDs] = goroutines, fds
 	l, err := CountLeftovers(s.stateDir)
 	if err != nil {
 		return GrowthSample{}, err
@@ -200,31 +204,37 @@ func (s growthSampler) settled(ctx context.Context, bound time.Duration) (Growth
 }
 
 // settle polls every interval until goroutines and descriptors have not
-// dropped for settleSteady polls in a row, or bound has passed.
-func settle(ctx context.Context, read func(context.Context) (map[string]float64, error), interval, bound time.Duration) error {
+// dropped for settleSteady polls in a row, or bound has passed. It returns
+// the least of each over those last polls: a leak is in every one of them,
+// work in flight, such as a previous request's connection closing, in
+// some only.
+func settle(ctx context.Context, read func(context.Context) (map[string]float64, error), interval, bound time.Duration) (goroutines, fds float64, err error) {
 	prev, err := read(ctx)
 	if err != nil {
-		return err
+		return 0, 0, err
 	}
+	goroutines, fds = prev[GaugeGoroutines], prev[GaugeOpenFDs]
 	deadline := time.Now().Add(bound)
 	for steady := 0; steady < settleSteady && time.Now().Before(deadline); {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return 0, 0, ctx.Err()
 		case <-time.After(interval):
 		}
 		cur, err := read(ctx)
 		if err != nil {
-			return err
+			return 0, 0, err
 		}
-		if cur[GaugeGoroutines] < prev[GaugeGoroutines] || cur[GaugeOpenFDs] < prev[GaugeOpenFDs] {
-			steady = 0
+		g, f := cur[GaugeGoroutines], cur[GaugeOpenFDs]
+		if g < prev[GaugeGoroutines] || f < prev[GaugeOpenFDs] {
+			steady, goroutines, fds = 0, g, f
 		} else {
 			steady++
+			goroutines, fds = min(goroutines, g), min(fds, f)
 		}
 		prev = cur
 	}
-	return nil
+	return goroutines, fds, nil
 }
 
 // forceGC asks airlockd's pprof server for a heap profile after a

@@ -214,14 +214,16 @@ func TestCountMountsUnder(t *testing.T) {
 
 func TestSettle(t *testing.T) {
 	tests := []struct {
-		name       string
-		goroutines []float64
-		bound      time.Duration
-		wantReads  int
+		name           string
+		goroutines     []float64
+		bound          time.Duration
+		wantReads      int
+		wantGoroutines float64
 	}{
-		{"stops once the drops stop", []float64{60, 58, 57, 57, 57, 57, 57, 57}, time.Minute, 6},
-		{"a rise is not a drop", []float64{57, 58, 59, 60}, time.Minute, 4},
-		{"gives up at the bound", nil, 20 * time.Millisecond, 0},
+		{"stops once the drops stop", []float64{60, 58, 57, 57, 57, 57, 57, 57}, time.Minute, 6, 57},
+		{"a rise is not a drop", []float64{57, 58, 59, 60}, time.Minute, 4, 57},
+		{"work in flight at the end is not counted", []float64{60, 57, 57, 58, 58}, time.Minute, 5, 57},
+		{"gives up at the bound", nil, 20 * time.Millisecond, 0, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -234,14 +236,21 @@ func TestSettle(t *testing.T) {
 				reads++
 				return map[string]float64{GaugeGoroutines: g, GaugeOpenFDs: 31}, nil
 			}
-			if err := settle(context.Background(), read, time.Millisecond, tt.bound); err != nil {
+			g, fds, err := settle(context.Background(), read, time.Millisecond, tt.bound)
+			if err != nil {
 				t.Fatal(err)
 			}
-			if tt.wantReads > 0 && reads != tt.wantReads {
-				t.Errorf("%d reads, want %d", reads, tt.wantReads)
+			if fds != 31 {
+				t.Errorf("fds = %v, want 31", fds)
 			}
-			if tt.wantReads == 0 && reads < 2 {
-				t.Errorf("%d reads before giving up", reads)
+			if tt.wantReads == 0 {
+				if reads < 2 {
+					t.Errorf("%d reads before giving up", reads)
+				}
+				return
+			}
+			if reads != tt.wantReads || g != tt.wantGoroutines {
+				t.Errorf("%d reads, goroutines %v; want %d reads, %v", reads, g, tt.wantReads, tt.wantGoroutines)
 			}
 		})
 	}
