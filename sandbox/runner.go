@@ -77,8 +77,9 @@ type Config struct {
 	MaxTeardownsBehind int
 }
 
-// DefaultTeardownsBehind is Config.MaxTeardownsBehind when zero.
-const DefaultTeardownsBehind = 8
+// DefaultTeardownsBehind is Config.MaxTeardownsBehind when zero. A box
+// waiting for teardown holds a stopped task's shim, a few MiB.
+const DefaultTeardownsBehind = 64
 
 // Runner runs jobs on containerd. It is safe for concurrent use.
 type Runner struct {
@@ -97,10 +98,11 @@ type Runner struct {
 	// that reaping never touches another broker's sandboxes.
 	instance string
 
-	// behind bounds the teardowns that run after their job's Run has
-	// returned; teardowns waits for them on Close.
-	behind    chan struct{}
-	teardowns sync.WaitGroup
+	// behind queues the teardowns that run after their job's Run has
+	// returned, for teardownWorkers; Close waits for them.
+	behind      chan teardownJob
+	closeBehind sync.Once
+	teardowns   sync.WaitGroup
 
 	poolsMu     sync.Mutex
 	pools       map[string]*warmPool // by profile name
@@ -131,7 +133,16 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 		log:      cfg.Logger,
 
 		poolMetrics: newPoolMetrics(),
-		behind:      make(chan struct{}, cmp.Or(cfg.MaxTeardownsBehind, DefaultTeardownsBehind)),
+		behind:      make(chan teardownJob, cmp.Or(cfg.MaxTeardownsBehind, DefaultTeardownsBehind)),
+	}
+	for range teardownWorkers {
+		r.teardowns.Add(1)
+		go func() {
+			defer r.teardowns.Done()
+			for t := range r.behind {
+				_ = r.teardown(t.ctx, t.b, t.warm)
+			}
+		}()
 	}
 	ctx = namespaces.WithNamespace(ctx, Namespace)
 	if err := MkdirTraversable(r.jobsDir); err != nil {
@@ -191,6 +202,7 @@ func InstanceID(stateDir string) string {
 // containerd connection.
 func (r *Runner) Close() error {
 	r.closePools()
+	r.closeBehind.Do(func() { close(r.behind) })
 	r.teardowns.Wait()
 	r.removeInstanceCgroups()
 	var errs []error
@@ -242,15 +254,9 @@ func (r *Runner) Run(ctx context.Context, job *broker.Job) (out *broker.Outcome,
 		r.observe(b.phases, warm)
 		// The task has exited, so nothing of the job runs any more and its
 		// result is read: the rest of the teardown need not delay the
-		// caller. A bounded number run behind; past that, callers wait.
+		// caller. A bounded number wait behind; past that, callers wait.
 		select {
-		case r.behind <- struct{}{}:
-			r.teardowns.Add(1)
-			go func() {
-				defer r.teardowns.Done()
-				defer func() { <-r.behind }()
-				_ = r.teardown(ctx, b, warm)
-			}()
+		case r.behind <- teardownJob{ctx: context.WithoutCancel(ctx), b: b, warm: warm}:
 		default:
 			if err := r.teardown(ctx, b, warm); err != nil {
 				out, retErr = nil, fmt.Errorf("cleanup: %w", err)
@@ -259,6 +265,18 @@ func (r *Runner) Run(ctx context.Context, job *broker.Job) (out *broker.Outcome,
 	}()
 	return r.run(ctx, b, job)
 }
+
+// teardownJob is a box whose job has returned, queued for teardown.
+type teardownJob struct {
+	ctx  context.Context
+	b    *box
+	warm bool
+}
+
+// teardownWorkers tear queued boxes down. Teardown is mostly containerd's,
+// the shim's and runc's work; more of them at once than the two cores
+// this runs on only slow the jobs being started.
+const teardownWorkers = 2
 
 // teardown removes everything of the box, under a context the caller's
 // cancellation cannot cut short, and records how long that took.
