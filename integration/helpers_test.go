@@ -7,6 +7,7 @@ import (
 	"context"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -104,6 +105,14 @@ func leftovers(ctx context.Context) ([]string, error) {
 	for _, i := range ifs {
 		if strings.HasPrefix(i.Name, netns.LinkPrefix) {
 			out = append(out, "veth "+i.Name)
+		}
+	}
+	// A run's cgroup outlives a teardown that lost track of its task.
+	inst := sandbox.InstanceID(env.stateDir)
+	for _, pattern := range []string{"/sys/fs/cgroup/*/airlock/" + inst + "/*/", "/sys/fs/cgroup/airlock/" + inst + "/*/"} {
+		dirs, _ := filepath.Glob(pattern)
+		for _, d := range dirs {
+			out = append(out, "cgroup "+d)
 		}
 	}
 	f, err := os.Open("/proc/self/mountinfo")
