@@ -48,6 +48,9 @@ func (j *job) finish(resp *airlockv1.SpawnResponse) {
 	defer j.mu.Unlock()
 	j.resp = resp
 	j.finished = time.Now()
+	// The cancel func holds the request's context, and with it the
+	// caller's stream, for as long as the record is kept.
+	j.cancel = nil
 	close(j.done)
 }
 
@@ -76,17 +79,26 @@ func (j *job) wait(ctx context.Context) (*airlockv1.SpawnResponse, error) {
 	return nil, ErrOverloaded
 }
 
+// DefaultRetainJobs is Config.RetainJobs when zero.
+const DefaultRetainJobs = 10000
+
 // jobStore holds jobs by ID for idempotency, Cancel and GetJob. Finished
-// jobs are kept for the retention period, then dropped.
+// jobs are kept for the retention period, and at most maxFinished of them,
+// the oldest dropped first, so the store's memory is bounded whatever the
+// job rate.
 type jobStore struct {
-	retention time.Duration
+	retention   time.Duration
+	maxFinished int
 
 	mu   sync.Mutex
 	jobs map[string]*job
+	// order is the IDs of the jobs in the order they started, for the
+	// cap; an ID whose job is gone is skipped.
+	order []string
 }
 
-func newJobStore(retention time.Duration) *jobStore {
-	return &jobStore{retention: retention, jobs: map[string]*job{}}
+func newJobStore(retention time.Duration, maxFinished int) *jobStore {
+	return &jobStore{retention: retention, maxFinished: maxFinished, jobs: map[string]*job{}}
 }
 
 // start returns the job with id, and whether this call created it.
@@ -99,6 +111,7 @@ func (s *jobStore) start(id, owner string) (*job, bool) {
 	}
 	j := &job{id: id, owner: owner, done: make(chan struct{})}
 	s.jobs[id] = j
+	s.order = append(s.order, id)
 	return j, true
 }
 
@@ -115,15 +128,43 @@ func (s *jobStore) forget(id string) {
 	delete(s.jobs, id)
 }
 
+// expireLocked drops finished jobs past the retention, then the oldest
+// finished ones past the cap. Running jobs are never dropped.
 func (s *jobStore) expireLocked(now time.Time) {
+	finished := 0
 	for id, j := range s.jobs {
 		j.mu.Lock()
-		old := !j.finished.IsZero() && now.Sub(j.finished) > s.retention
+		done := !j.finished.IsZero()
+		old := done && now.Sub(j.finished) > s.retention
 		j.mu.Unlock()
-		if old {
+		switch {
+		case old:
 			delete(s.jobs, id)
+		case done:
+			finished++
 		}
 	}
+	kept := s.order[:0]
+	for _, id := range s.order {
+		j, ok := s.jobs[id]
+		if !ok {
+			continue
+		}
+		if finished > s.maxFinished {
+			j.mu.Lock()
+			done := !j.finished.IsZero()
+			j.mu.Unlock()
+			if done {
+				delete(s.jobs, id)
+				finished--
+				continue
+			}
+		}
+		kept = append(kept, id)
+	}
+	// Zeroed so the dropped IDs' strings can be collected.
+	clear(s.order[len(kept):])
+	s.order = kept
 }
 
 // cancelAll cancels every running job.

@@ -66,6 +66,9 @@ type Config struct {
 	// Retention is how long a finished job's response is kept for GetJob
 	// and for idempotent retries.
 	Retention time.Duration
+	// RetainJobs caps how many finished jobs are kept, the oldest dropped
+	// first; zero is DefaultRetainJobs.
+	RetainJobs int
 	// DefaultProfile serves requests that name none; default secureclaw.
 	DefaultProfile string
 	// Audit receives one record per finished job; nil records nothing.
@@ -139,6 +142,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Retention <= 0 {
 		cfg.Retention = time.Hour
 	}
+	if cfg.RetainJobs <= 0 {
+		cfg.RetainJobs = DefaultRetainJobs
+	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.New()
 	}
@@ -160,7 +166,7 @@ func New(cfg Config) (*Server, error) {
 
 		perOwner:    map[string]int{},
 		maxPerOwner: cfg.MaxPerOwner,
-		jobs:        newJobStore(cfg.Retention),
+		jobs:        newJobStore(cfg.Retention, cfg.RetainJobs),
 
 		defaultProfile: cfg.DefaultProfile,
 		explainSpec:    cfg.ExplainSpec,

@@ -46,6 +46,8 @@ func main() {
 	flag.IntVar(&o.maxConcurrent, "max-concurrent", 8, "sandboxes that may run at once")
 	flag.IntVar(&o.maxQueue, "max-queue", 16, "spawns that may wait for a sandbox; more get ResourceExhausted")
 	flag.IntVar(&o.maxPerOwner, "max-per-owner", 0, "concurrent jobs per token name (0: no quota)")
+	flag.DurationVar(&o.jobRetention, "job-retention", time.Hour, "how long a finished job's response is kept for GetJob and idempotent retries")
+	flag.IntVar(&o.retainJobs, "retain-jobs", broker.DefaultRetainJobs, "most finished jobs kept, the oldest dropped first; bounds the broker's memory")
 	flag.DurationVar(&o.approvalTimeout, "approval-timeout", broker.DefaultApprovalTimeout, "how long a command that needs approval waits for Approve before it is denied")
 	flag.DurationVar(&o.drainGrace, "drain-grace", 30*time.Second, "on SIGTERM, how long running jobs may finish before they are cancelled")
 	flag.BoolVar(&o.reflection, "reflection", false, "serve gRPC reflection (for grpcurl); needs a token like every call")
@@ -95,6 +97,9 @@ func (o *options) validate() error {
 	}
 	// The broker would quietly take a zero for its default; an operator
 	// who typed one meant something else.
+	if o.jobRetention <= 0 || o.retainJobs <= 0 {
+		return fmt.Errorf("--job-retention %v and --retain-jobs %d: both must be positive", o.jobRetention, o.retainJobs)
+	}
 	if o.approvalTimeout <= 0 {
 		return fmt.Errorf("--approval-timeout %v: must be positive, such as %v", o.approvalTimeout, broker.DefaultApprovalTimeout)
 	}

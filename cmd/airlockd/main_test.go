@@ -9,7 +9,7 @@ import (
 )
 
 func TestValidate_RefusesFlagsThatMeanNothing(t *testing.T) {
-	ok := options{proxyPort: 3128, approvalTimeout: broker.DefaultApprovalTimeout}
+	ok := options{proxyPort: 3128, approvalTimeout: broker.DefaultApprovalTimeout, jobRetention: time.Hour, retainJobs: broker.DefaultRetainJobs}
 	tests := []struct {
 		name    string
 		edit    func(*options)
@@ -17,6 +17,7 @@ func TestValidate_RefusesFlagsThatMeanNothing(t *testing.T) {
 	}{
 		{"defaults", func(*options) {}, ""},
 		{"a short approval timeout", func(o *options) { o.approvalTimeout = time.Second }, ""},
+		{"zero retained jobs", func(o *options) { o.retainJobs = 0 }, "--retain-jobs 0: both must be positive"},
 		{"zero approval timeout", func(o *options) { o.approvalTimeout = 0 }, "--approval-timeout 0s: must be positive"},
 		{"negative approval timeout", func(o *options) { o.approvalTimeout = -time.Second }, "--approval-timeout -1s: must be positive"},
 		{"zero proxy port", func(o *options) { o.proxyPort = 0 }, "--proxy-port"},

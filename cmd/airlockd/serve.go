@@ -44,6 +44,8 @@ type options struct {
 	dev, debug                           bool
 	maxConcurrent, maxQueue, maxPerOwner int
 	drainGrace, approvalTimeout          time.Duration
+	jobRetention                         time.Duration
+	retainJobs                           int
 	reflection                           bool
 	// pools maps a profile name to its warm pool size.
 	pools            map[string]int
@@ -185,6 +187,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	srv, err := broker.New(broker.Config{
 		Runner: runner, Profiles: profiles, Logger: log, Audit: auditLog, Metrics: m,
 		MaxJobs: o.maxConcurrent, MaxQueue: o.maxQueue, MaxPerOwner: o.maxPerOwner, Anomalies: broker.DefaultAnomalies,
+		Retention: o.jobRetention, RetainJobs: o.retainJobs,
 		ApprovalTimeout: o.approvalTimeout, DefaultProfile: o.defaultProfile, ExplainSpec: sandbox.ExplainJSON, ResolveSecret: egress.ResolveSecret,
 		Secrets: func() [][]byte { return knownSecrets(*current.Load(), profiles) },
 	})
