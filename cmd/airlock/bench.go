@@ -46,6 +46,7 @@ func benchCmd(args []string) error {
 	mediaType := fs.String("media-type", "", "media type of --content (default: by file extension)")
 	warmup := fs.Int("warmup", 2, "unmeasured jobs per system first, one at a time")
 	rounds := fs.Int("rounds", 1, "split the jobs into rounds in which the systems take turns")
+	interval := fs.Duration("interval", 0, "least time between two jobs' starts, for every system (0: back to back); gives a warm pool time to refill")
 	noBaselines := fs.Bool("no-baselines", false, "measure airlockd only: no containerd or runc baseline (no root needed)")
 	socket := fs.String("socket", "", "broker unix socket (default $AIRLOCK_SOCKET or "+client.DefaultSocket+")")
 	addr := fs.String("addr", "", "broker loopback host:port, instead of the socket")
@@ -82,7 +83,10 @@ func benchCmd(args []string) error {
 		}
 	}
 
-	o := bench.Options{N: *n, Concurrency: *c, Profile: *profile, Task: *task, Schema: bench.DefaultSchema}
+	if *interval < 0 {
+		return errors.New("--interval must not be negative")
+	}
+	o := bench.Options{N: *n, Concurrency: *c, Profile: *profile, Task: *task, Schema: bench.DefaultSchema, Interval: *interval}
 	if *schema != "" {
 		b, err := os.ReadFile(*schema)
 		if err != nil {

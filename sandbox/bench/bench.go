@@ -96,6 +96,8 @@ type BrokerUsage struct {
 type Report struct {
 	Profile, PolicySummary, Image  string
 	N, Concurrency, Warmup, Rounds int
+	// Interval is the pace of job starts; zero is back to back.
+	Interval time.Duration
 	// CPUs and the load averages around the run say how busy the host was.
 	CPUs                  int
 	LoadBefore, LoadAfter string
@@ -135,10 +137,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep := &Report{
 		Profile: p.Name, PolicySummary: p.Summary(), Image: images.ImageRef(p.Image()),
-		N: o.N, Concurrency: o.Concurrency, Warmup: cfg.Warmup, Rounds: rounds,
+		N: o.N, Concurrency: o.Concurrency, Warmup: cfg.Warmup, Rounds: rounds, Interval: o.Interval,
 		CPUs: runtime.NumCPU(), LoadBefore: loadAvg(),
 	}
-	base := Baseline{Profile: p, Task: o.Task, Params: o.Params, Content: o.Content}
+	base := Baseline{Profile: p, Task: o.Task, Params: o.Params, Content: o.Content, Interval: o.Interval}
 
 	type system struct {
 		name string
@@ -345,6 +347,7 @@ func (r *Report) MarshalJSON() ([]byte, error) {
 		Concurrency   int                `json:"concurrency"`
 		Warmup        int                `json:"warmup"`
 		Rounds        int                `json:"rounds"`
+		IntervalMS    float64            `json:"interval_ms,omitempty"`
 		CPUs          int                `json:"cpus"`
 		LoadBefore    string             `json:"load_before"`
 		LoadAfter     string             `json:"load_after"`
@@ -353,7 +356,7 @@ func (r *Report) MarshalJSON() ([]byte, error) {
 		Broker        *brokerJSON        `json:"broker,omitempty"`
 		Phases        map[string]float64 `json:"phases_mean_ms,omitempty"`
 	}{Profile: r.Profile, PolicySummary: r.PolicySummary, Image: r.Image, N: r.N, Concurrency: r.Concurrency,
-		Warmup: r.Warmup, Rounds: r.Rounds, CPUs: r.CPUs, LoadBefore: r.LoadBefore, LoadAfter: r.LoadAfter}
+		Warmup: r.Warmup, Rounds: r.Rounds, IntervalMS: ms(r.Interval), CPUs: r.CPUs, LoadBefore: r.LoadBefore, LoadAfter: r.LoadAfter}
 	for _, res := range r.Results {
 		out.Results = append(out.Results, result{res.System, res.Stats, ms(res.ContainerdCPUPerJob)})
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/airlock/airlock/broker/policy"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
@@ -34,6 +35,10 @@ type Options struct {
 	Content []*airlockv1.Content
 	// Schema is the result schema; empty uses the profile's default.
 	Schema string
+	// Interval, when set, is the least time between two jobs' starts:
+	// jobs arrive at a pace instead of back to back, which is what a warm
+	// pool is for. Every system gets the same pace.
+	Interval time.Duration
 }
 
 // DefaultJobContent is DefaultContent as a request's content list.
@@ -57,7 +62,7 @@ func RunBroker(ctx context.Context, conn airlockv1.BrokerClient, o Options) (Sta
 	if len(content) == 0 {
 		content = DefaultJobContent()
 	}
-	return drive(ctx, o.N, o.Concurrency, func(ctx context.Context) error {
+	return drive(ctx, o.N, o.Concurrency, o.Interval, func(ctx context.Context) error {
 		// A fresh request per call: an empty job_id makes each one a new
 		// job, never an idempotent replay of an earlier response.
 		resp, err := conn.Spawn(ctx, &airlockv1.SpawnRequest{

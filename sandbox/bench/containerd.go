@@ -37,7 +37,7 @@ func RunContainerd(ctx context.Context, address, image string, b Baseline) (Stat
 		return Stats{}, err
 	}
 	defer cb.Close()
-	st, err := drive(ctx, b.N, b.Concurrency, cb.run)
+	st, err := drive(ctx, b.N, b.Concurrency, b.Interval, cb.run)
 	cb.phases.into(&st)
 	return st, err
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/google/uuid"
 	"golang.org/x/sys/unix"
@@ -31,6 +32,8 @@ type Baseline struct {
 	Task    string
 	Params  map[string]string
 	Content []*airlockv1.Content
+	// Interval paces the jobs, as in Options.
+	Interval time.Duration
 }
 
 func (b Baseline) check() error {
@@ -70,7 +73,7 @@ func newJobDir(root string, b Baseline) (*jobDir, error) {
 	if err := os.MkdirAll(filepath.Join(root, "runs"), 0o711); err != nil {
 		return nil, err
 	}
-	if p.ExecAllowed() {
+	if p.ToolGateway() {
 		d.run = filepath.Join(root, "run")
 		if err := sandbox.MkdirTraversable(d.run); err != nil {
 			return nil, err

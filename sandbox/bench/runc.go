@@ -91,7 +91,7 @@ func RunRunc(ctx context.Context, bundleRoot string, b Baseline) (Stats, error) 
 		return Stats{}, err
 	}
 	defer rb.Close()
-	return drive(ctx, b.N, b.Concurrency, rb.run)
+	return drive(ctx, b.N, b.Concurrency, b.Interval, rb.run)
 }
 
 // runcBench is what every raw runc run shares: the job directory, runc's

@@ -188,9 +188,10 @@ func round(v float64, digits int) float64 {
 }
 
 // drive runs n jobs on c workers and times each call of job, which returns
-// an error for a job that failed. It stops handing out jobs once ctx ends,
-// and then returns ctx's error.
-func drive(ctx context.Context, n, c int, job func(ctx context.Context) error) (Stats, error) {
+// an error for a job that failed. With an interval, it hands out a job at
+// most once per interval. It stops handing out jobs once ctx ends, and then
+// returns ctx's error.
+func drive(ctx context.Context, n, c int, interval time.Duration, job func(ctx context.Context) error) (Stats, error) {
 	if n < 1 || c < 1 {
 		return Stats{}, fmt.Errorf("bench: need at least one job and one worker, have %d and %d", n, c)
 	}
@@ -226,6 +227,13 @@ func drive(ctx context.Context, n, c int, job func(ctx context.Context) error) (
 	handed := 0
 feed:
 	for ; handed < n; handed++ {
+		if interval > 0 && handed > 0 {
+			select {
+			case <-time.After(interval):
+			case <-ctx.Done():
+				break feed
+			}
+		}
 		select {
 		case next <- struct{}{}:
 		case <-ctx.Done():

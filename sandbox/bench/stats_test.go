@@ -120,7 +120,7 @@ func TestStats_JSONInMilliseconds(t *testing.T) {
 
 func TestDrive_RunsEveryJobWithinConcurrency(t *testing.T) {
 	var running, peak, calls atomic.Int32
-	s, err := drive(context.Background(), 12, 3, func(context.Context) error {
+	s, err := drive(context.Background(), 12, 3, 0, func(context.Context) error {
 		n := running.Add(1)
 		defer running.Add(-1)
 		for {
@@ -152,7 +152,7 @@ func TestDrive_RunsEveryJobWithinConcurrency(t *testing.T) {
 func TestDrive_StopsWhenContextEnds(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var calls atomic.Int32
-	_, err := drive(ctx, 100, 1, func(context.Context) error {
+	_, err := drive(ctx, 100, 1, 0, func(context.Context) error {
 		if calls.Add(1) == 2 {
 			cancel()
 		}
@@ -168,7 +168,7 @@ func TestDrive_StopsWhenContextEnds(t *testing.T) {
 
 func TestDrive_RefusesNoJobsOrWorkers(t *testing.T) {
 	for _, nc := range [][2]int{{0, 1}, {1, 0}} {
-		if _, err := drive(context.Background(), nc[0], nc[1], func(context.Context) error { return nil }); err == nil {
+		if _, err := drive(context.Background(), nc[0], nc[1], 0, func(context.Context) error { return nil }); err == nil {
 			t.Errorf("drive(n=%d, c=%d) did not fail", nc[0], nc[1])
 		}
 	}

@@ -14,8 +14,12 @@ import (
 func (r *Report) WriteTable(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "profile %s (%s), image %s\n", r.Profile, r.PolicySummary, r.Image)
-	fmt.Fprintf(&b, "%d jobs per system at concurrency %d, %d warm-up, %d round(s); %d CPUs, load %s -> %s\n\n",
-		r.N, r.Concurrency, r.Warmup, r.Rounds, r.CPUs, r.LoadBefore, r.LoadAfter)
+	pace := ""
+	if r.Interval > 0 {
+		pace = fmt.Sprintf(", a job started every %s at most", r.Interval)
+	}
+	fmt.Fprintf(&b, "%d jobs per system at concurrency %d%s, %d warm-up, %d round(s); %d CPUs, load %s -> %s\n\n",
+		r.N, r.Concurrency, pace, r.Warmup, r.Rounds, r.CPUs, r.LoadBefore, r.LoadAfter)
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "system\tok/n\tp50\tp95\tp99\tmean\tjobs/s\twall\tcontainerd CPU/job\t")
 	for _, res := range r.Results {
