@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -642,6 +643,9 @@ func (s *Server) plan(req *airlockv1.SpawnRequest) (*plan, error) {
 	if !taskNamePattern.MatchString(task.GetName()) {
 		return nil, bad("task.name %q must be a lowercase task name such as summarize", task.GetName())
 	}
+	if err := checkTask(p, task.GetName()); err != nil {
+		return nil, err
+	}
 	if len(task.GetParams()) > maxParams {
 		return nil, bad("task.params has %d entries; at most %d", len(task.GetParams()), maxParams)
 	}
@@ -830,4 +834,22 @@ func (s *Server) verdict(ctx context.Context, pl *plan, out *Outcome, runErr err
 
 func effectivePolicy(p *policy.Profile) *airlockv1.EffectivePolicy {
 	return &airlockv1.EffectivePolicy{Profile: p.Name, Hash: p.Hash(), Summary: p.Summary()}
+}
+
+// checkTask refuses a task the profile's tool policy rules out: a task
+// that is itself a tool (extract_text, fetch, ...) must be one of the
+// job's tools, and run, which only makes tool calls, needs a tool gateway.
+func checkTask(p *policy.Profile, name string) error {
+	if name == "run" {
+		if !p.ToolGateway() {
+			return fmt.Errorf("%w: task run makes tool calls, and profile %s allows none that the broker decides (exec, %s)",
+				ErrPermission, p.Name, strings.Join(policy.GatewayTools, ", "))
+		}
+		return nil
+	}
+	if slices.Contains(KnownTools, name) && !slices.Contains(p.EffectiveTools(KnownTools), name) {
+		return fmt.Errorf("%w: task %s is a tool that profile %s does not allow (its tools: %s)",
+			ErrPermission, name, p.Name, strings.Join(p.EffectiveTools(KnownTools), ", "))
+	}
+	return nil
 }

@@ -970,3 +970,36 @@ func TestAudit_RecordCountsExecDecisions(t *testing.T) {
 		t.Errorf("audit record holds the job's commands: %s", buf.String())
 	}
 }
+
+func TestSpawn_RefusesTasksTheProfileDoesNotAllow(t *testing.T) {
+	tests := []struct {
+		profile, task string
+		want          codes.Code
+	}{
+		{"ironclaw", "fetch", codes.PermissionDenied},   // group:web denied
+		{"ironclaw", "run", codes.PermissionDenied},     // no gateway tool
+		{"secureclaw", "fetch", codes.PermissionDenied}, // group:web denied
+		{"secureclaw", "run", codes.OK},                 // exec
+		{"ironclaw", "summarize", codes.OK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.profile+"/"+tt.task, func(t *testing.T) {
+			runner := &fakeRunner{outcome: result(`{"title":"T"}`)}
+			c, _ := newBroker(t, runner, testToken, 0)
+			req := request()
+			req.Profile, req.Task.Name = tt.profile, tt.task
+			_, err := c.Spawn(ctx(t), req)
+			if status.Code(err) != tt.want {
+				t.Fatalf("err = %v, want %s", err, tt.want)
+			}
+			if tt.want != codes.OK {
+				if !strings.Contains(err.Error(), tt.task) || !strings.Contains(err.Error(), tt.profile) {
+					t.Errorf("message %q names neither the task nor the profile", err)
+				}
+				if runner.runs.Load() != 0 {
+					t.Error("a refused task ran")
+				}
+			}
+		})
+	}
+}

@@ -113,6 +113,10 @@ func startServers(dir string) (string, error) {
 	os.Setenv("AIRLOCK_TEST_SERVICE_KEY", world.serviceKey)
 	profile := fmt.Sprintf(`# The integration suite's allowlist profile.
 extends: secureclaw
+tools:
+  policy: allowlist
+  allowed: [group:agent, exec, fetch]
+  denied: [group:fs]
 network:
   mode: allowlist
   egress:
