@@ -225,3 +225,35 @@ func repeat(s string, n int) string {
 	}
 	return string(b)
 }
+
+func TestParseChain_RefusesPipesAndWhatParseRefuses(t *testing.T) {
+	tests := []struct {
+		cmdline string
+		ops     []Operator
+		err     error
+	}{
+		{"cat a && wc -l b || head c; tail d", []Operator{OpNone, OpAnd, OpOr, OpSeq}, nil},
+		{"cat a\nwc b", []Operator{OpNone, OpSeq}, nil},
+		{"cat a | wc -l", nil, ErrUnsupported},
+		{"cat a && wc b | head", nil, ErrUnsupported},
+		{"cat '|' && wc", []Operator{OpNone, OpAnd}, nil},
+		{"cat $(id)", nil, ErrUnsupported},
+		{"cat `id`", nil, ErrUnsupported},
+		{"cat a > /tmp/x", nil, ErrUnsupported},
+		{"cat a &&", nil, ErrSyntax},
+	}
+	for _, tt := range tests {
+		segs, err := ParseChain(tt.cmdline)
+		if !errors.Is(err, tt.err) || (tt.err == nil) != (err == nil) {
+			t.Errorf("ParseChain(%q): %v, want %v", tt.cmdline, err, tt.err)
+			continue
+		}
+		var ops []Operator
+		for _, s := range segs {
+			ops = append(ops, s.Op)
+		}
+		if !slices.Equal(ops, tt.ops) {
+			t.Errorf("ParseChain(%q) operators = %q, want %q", tt.cmdline, ops, tt.ops)
+		}
+	}
+}

@@ -78,6 +78,22 @@ func Parse(cmdline string) ([]Segment, error) {
 	return p.segs, nil
 }
 
+// ParseChain is Parse for a runner that runs the segments itself, one after
+// another and without a shell: it refuses a pipe, which would need a shell
+// to connect one command's output to the next.
+func ParseChain(cmdline string) ([]Segment, error) {
+	segs, err := Parse(cmdline)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range segs {
+		if s.Op == OpPipe {
+			return nil, fmt.Errorf("%w: pipe |; commands joined by &&, || and ; are run one after another, never connected", ErrUnsupported)
+		}
+	}
+	return segs, nil
+}
+
 type parser struct {
 	in   string
 	i    int
