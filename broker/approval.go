@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -75,14 +76,25 @@ func newExecGate(jobID string, p *policy.Profile, interactive bool, timeout time
 
 // decide is the job's Job.OnExec: the profile's exec or tool policy, then
 // the caller when it asks for one. A tool call is recorded and shown like a
-// command, as its tool name and target ("read", "/tmp/x"), with no cwd.
+// command, as its tool name and target ("read", "/tmp/x"), with no cwd. A
+// command line is recorded as one word, the line itself, so that the caller
+// sees the whole chain it decides on, operators included.
 func (g *execGate) decide(ctx context.Context, req ExecRequest) ExecDecision {
 	isTool := req.Tool != ""
+	isLine := !isTool && req.Command != ""
 	shown := req
-	if isTool {
+	switch {
+	case isTool:
 		shown = ExecRequest{Argv: []string{req.Tool, req.Target}}
+	case isLine:
+		shown = ExecRequest{Argv: []string{req.Command}, Cwd: req.Cwd}
 	}
 	argv, cwd := g.shown(shown)
+	request := shellQuote(argv)
+	if isLine {
+		// Already shell syntax; quoting it would hide the operators.
+		request = argv[0]
+	}
 	rec := &airlockv1.ExecDecision{Time: timestamppb.Now(), Argv: argv, Cwd: cwd}
 	var verdict airlockv1.ExecVerdict
 	var reason string
@@ -92,7 +104,7 @@ func (g *execGate) decide(ctx context.Context, req ExecRequest) ExecDecision {
 		verdict, reason = g.policyVerdict(req)
 	}
 	if verdict == airlockv1.ExecVerdict_EXEC_VERDICT_UNSPECIFIED {
-		verdict, reason = g.ask(ctx, rec, reason)
+		verdict, reason = g.ask(ctx, rec, request, reason)
 	}
 	rec.Verdict, rec.Reason = verdict, reason
 	rec.Allowed = verdict == airlockv1.ExecVerdict_EXEC_VERDICT_ALLOWED || verdict == airlockv1.ExecVerdict_EXEC_VERDICT_APPROVED
@@ -109,12 +121,23 @@ func (g *execGate) decide(ctx context.Context, req ExecRequest) ExecDecision {
 }
 
 // policyVerdict applies the profile alone. UNSPECIFIED means the caller
-// must be asked, for the reason returned.
+// must be asked, for the reason returned. A command line is decided as a
+// whole: every segment must match, and a line the runner could not run as
+// parsed (a refused construct, a pipe) is denied before anyone is asked.
 func (g *execGate) policyVerdict(req ExecRequest) (airlockv1.ExecVerdict, string) {
 	p := g.policy
 	denied := airlockv1.ExecVerdict_EXEC_VERDICT_DENIED
 	if !p.ExecAllowed() {
 		return denied, "the profile does not allow exec (exec.security deny, or the exec tool is not allowed)"
+	}
+	isLine := req.Command != ""
+	if isLine {
+		if len(req.Argv) > 0 {
+			return denied, "both an argv and a command line"
+		}
+		if _, err := execpolicy.ParseChain(req.Command); err != nil {
+			return denied, err.Error()
+		}
 	}
 	if p.Exec.Security == policy.ExecFull {
 		// Loads only in development mode; the loader enforces that.
@@ -123,28 +146,50 @@ func (g *execGate) policyVerdict(req ExecRequest) (airlockv1.ExecVerdict, string
 	if p.Exec.Security != policy.ExecAllowlist {
 		return denied, fmt.Sprintf("exec.security %q allows nothing", p.Exec.Security)
 	}
-	d, err := execpolicy.MatchArgv(p.Exec.AllowedPatterns, req.Argv)
+	var d execpolicy.Decision
+	var err error
+	if isLine {
+		d, err = execpolicy.Match(p.Exec.AllowedPatterns, req.Command)
+	} else {
+		d, err = execpolicy.MatchArgv(p.Exec.AllowedPatterns, req.Argv)
+	}
 	if err != nil {
 		// Not a command that can be shown or run; nobody is asked.
 		return denied, err.Error()
 	}
-	matched := ""
-	if d.Allowed {
-		matched = d.Segments[0].Pattern
+	matched, n := matchedPatterns(d)
+	word := "pattern"
+	if n > 1 {
+		word = "patterns"
 	}
 	switch {
 	case p.Exec.Ask == policy.AskAlways:
 		if matched != "" {
-			return airlockv1.ExecVerdict_EXEC_VERDICT_UNSPECIFIED, "exec.ask is always (matches " + strconv.Quote(matched) + ")"
+			return airlockv1.ExecVerdict_EXEC_VERDICT_UNSPECIFIED, "exec.ask is always (matches " + matched + ")"
 		}
 		return airlockv1.ExecVerdict_EXEC_VERDICT_UNSPECIFIED, "exec.ask is always; " + d.Reason
 	case matched != "":
-		return airlockv1.ExecVerdict_EXEC_VERDICT_ALLOWED, "matches allowed pattern " + strconv.Quote(matched)
+		return airlockv1.ExecVerdict_EXEC_VERDICT_ALLOWED, "matches allowed " + word + " " + matched
 	case p.Exec.Ask == policy.AskOnMiss:
 		return airlockv1.ExecVerdict_EXEC_VERDICT_UNSPECIFIED, d.Reason
 	default:
 		return denied, d.Reason + "; exec.ask is off"
 	}
+}
+
+// matchedPatterns quotes the distinct patterns an allowed decision matched,
+// in the order of its segments, and counts them; empty for a miss.
+func matchedPatterns(d execpolicy.Decision) (string, int) {
+	if !d.Allowed {
+		return "", 0
+	}
+	var quoted []string
+	for _, s := range d.Segments {
+		if q := strconv.Quote(s.Pattern); !slices.Contains(quoted, q) {
+			quoted = append(quoted, q)
+		}
+	}
+	return strings.Join(quoted, ", "), len(quoted)
 }
 
 // toolVerdict applies the profile to a file tool or fetch call. Like a
@@ -167,9 +212,10 @@ func (g *execGate) toolVerdict(req ExecRequest) (airlockv1.ExecVerdict, string) 
 	}
 }
 
-// ask emits ApprovalNeeded and waits for Approve, the timeout, or the
-// job's end. Without a stream to ask on, askFallback decides at once.
-func (g *execGate) ask(ctx context.Context, rec *airlockv1.ExecDecision, why string) (airlockv1.ExecVerdict, string) {
+// ask emits ApprovalNeeded, showing request, and waits for Approve, the
+// timeout, or the job's end. Without a stream to ask on, askFallback
+// decides at once.
+func (g *execGate) ask(ctx context.Context, rec *airlockv1.ExecDecision, request, why string) (airlockv1.ExecVerdict, string) {
 	fallback := func(reason string) (airlockv1.ExecVerdict, string) {
 		// askFallback has one value, deny, which the loader enforces.
 		return airlockv1.ExecVerdict_EXEC_VERDICT_FALLBACK, fmt.Sprintf("%s; %s, so exec.askFallback (%s) applies", why, reason, g.policy.Exec.AskFallback)
@@ -204,7 +250,7 @@ func (g *execGate) ask(ctx context.Context, rec *airlockv1.ExecDecision, why str
 
 	g.emit(&airlockv1.SpawnStreamResponse{JobId: g.jobID, Event: &airlockv1.SpawnStreamResponse_ApprovalNeeded{
 		ApprovalNeeded: &airlockv1.ApprovalNeeded{
-			Request: shellQuote(rec.Argv), RequestId: id, Argv: rec.Argv, Cwd: rec.Cwd,
+			Request: request, RequestId: id, Argv: rec.Argv, Cwd: rec.Cwd,
 			Reason: why, Timeout: durationpb.New(g.timeout),
 		}}})
 	timer := time.NewTimer(g.timeout)

@@ -57,6 +57,10 @@ type ExecRequest struct {
 	Target string
 	// Argv is the command; it runs without a shell.
 	Argv []string
+	// Command, instead of Argv, is a command line of simple commands
+	// joined by &&, || and ;. It is decided as a whole and run segment by
+	// segment, also without a shell.
+	Command string
 	// Cwd is the directory inside the sandbox; empty is "/".
 	Cwd string
 }
