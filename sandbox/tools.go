@@ -86,12 +86,96 @@ func toolProcess(base *specs.Process, argv []string, cwd string) *specs.Process 
 	return &p
 }
 
+// toolChain is what the runner will run for a command request: its
+// segments, each argv with its binary resolved, and their directory. An
+// argv is a chain of one. A command line is parsed again here, with the
+// broker's own parser, so that what runs is what was decided; every
+// segment must pass toolCommand before any runs, so that a refused one
+// cannot stop a line halfway.
+func toolChain(req toolgw.Request) ([]execpolicy.Segment, string, error) {
+	segs := []execpolicy.Segment{{Argv: req.Argv}}
+	if req.Command != "" {
+		if len(req.Argv) > 0 {
+			return nil, "", errors.New("both an argv and a command line")
+		}
+		var err error
+		if segs, err = execpolicy.ParseChain(req.Command); err != nil {
+			return nil, "", err
+		}
+	}
+	dir := ""
+	for i, s := range segs {
+		bin, d, err := toolCommand(s.Argv, req.Cwd)
+		if err != nil {
+			if len(segs) > 1 {
+				return nil, "", fmt.Errorf("command %d of the line, so none of it ran: %w", i+1, err)
+			}
+			return nil, "", err
+		}
+		segs[i].Argv = append([]string{bin}, s.Argv[1:]...)
+		dir = d
+	}
+	return segs, dir, nil
+}
+
+// runChain runs segments in order as a shell would, without one: a
+// segment after && runs only when the last one run exited 0, after || only
+// when it did not, after ; always. The result has the exit code of the
+// last one run and the outputs of all, together capped at
+// toolgw.MaxOutputBytes each. It stops at the first segment exec cannot
+// run, or when ctx ends between segments, and returns what ran so far with
+// the error.
+func runChain(ctx context.Context, segs []execpolicy.Segment, exec func(argv []string) (toolgw.Response, error)) (toolgw.Response, error) {
+	res := toolgw.Response{ExitCode: -1}
+	ran := false
+	for i, s := range segs {
+		if s.Op == execpolicy.OpAnd && res.ExitCode != 0 || s.Op == execpolicy.OpOr && res.ExitCode == 0 {
+			continue
+		}
+		fail := func(err error) (toolgw.Response, error) {
+			res.ExitCode = -1
+			if len(segs) > 1 {
+				err = fmt.Errorf("command %d of the line: %w", i+1, err)
+			}
+			return res, err
+		}
+		if err := ctx.Err(); err != nil && ran {
+			return fail(err)
+		}
+		if s.Op == execpolicy.OpPipe {
+			// ParseChain refuses pipes; a caller that skipped it still
+			// gets no unconnected half of one.
+			return fail(fmt.Errorf("%w: pipe |", execpolicy.ErrUnsupported))
+		}
+		r, err := exec(s.Argv)
+		if err != nil {
+			return fail(err)
+		}
+		ran = true
+		var outCut, errCut bool
+		res.Stdout, outCut = appendCapped(res.Stdout, r.Stdout, toolgw.MaxOutputBytes)
+		res.Stderr, errCut = appendCapped(res.Stderr, r.Stderr, toolgw.MaxOutputBytes)
+		res.Truncated = res.Truncated || r.Truncated || outCut || errCut
+		res.ExitCode = r.ExitCode
+	}
+	return res, nil
+}
+
+// appendCapped appends add to s, keeping at most max bytes in all, and
+// reports whether it dropped any.
+func appendCapped(s, add string, limit int) (string, bool) {
+	if room := limit - len(s); len(add) > room {
+		return s + add[:max(room, 0)], true
+	}
+	return s + add, false
+}
+
 // toolHandler serves one job's gateway: the broker decides through
-// job.OnExec, and an allowed command runs in the job's container with
-// task.Exec, until the job's deadline at most. Another tool's call is only
-// decided here: the agent carries it out itself, confined by the sandbox's
-// read-only root and input and its own Landlock restriction, whatever it
-// was told.
+// job.OnExec, and an allowed command, or each command of an allowed
+// command line, runs in the job's container with task.Exec, until the
+// job's deadline at most. Another tool's call is only decided here: the
+// agent carries it out itself, confined by the sandbox's read-only root
+// and input and its own Landlock restriction, whatever it was told.
 func (r *Runner) toolHandler(job *broker.Job, task containerd.Task, base *specs.Process, fifoDir string, deadline func() time.Time) toolgw.Handler {
 	var seq atomic.Int64
 	return func(ctx context.Context, req toolgw.Request) toolgw.Response {
@@ -106,8 +190,7 @@ func (r *Runner) toolHandler(job *broker.Job, task containerd.Task, base *specs.
 			}
 			return toolgw.Response{Allowed: true, Reason: d.Reason}
 		}
-		argv, cwd := req.Argv, req.Cwd
-		d := job.OnExec(ctx, broker.ExecRequest{Argv: argv, Cwd: cwd})
+		d := job.OnExec(ctx, broker.ExecRequest{Argv: req.Argv, Command: req.Command, Cwd: req.Cwd})
 		if !d.Allow {
 			return refused(d.Reason)
 		}
@@ -116,18 +199,33 @@ func (r *Runner) toolHandler(job *broker.Job, task containerd.Task, base *specs.
 				d.Done(code)
 			}
 		}
-		bin, dir, err := toolCommand(argv, cwd)
+		segs, dir, err := toolChain(req)
 		if err != nil {
 			done(-1)
 			return refused(fmt.Sprintf("allowed (%s), but the sandbox refuses it: %v", d.Reason, err))
 		}
-		run := append([]string{bin}, argv[1:]...)
-		id := "tool-" + strconv.FormatInt(seq.Add(1), 10)
-		res, err := execTool(ctx, task, toolProcess(base, run, dir), id, fifoDir, deadline())
+		first := true
+		res, err := runChain(ctx, segs, func(argv []string) (toolgw.Response, error) {
+			id := "tool-" + strconv.FormatInt(seq.Add(1), 10)
+			end := deadline()
+			// The first command runs as a lone argv always has: killed at
+			// once if late. Later ones are not started to be killed.
+			if !first && !time.Now().Before(end) {
+				return toolgw.Response{}, errors.New("the job's deadline passed before it could start")
+			}
+			first = false
+			res, err := execTool(ctx, task, toolProcess(base, argv, dir), id, fifoDir, end)
+			if err != nil {
+				r.log.Warn("tool exec failed", "job", job.ID, "exec", id, "err", err)
+			}
+			return res, err
+		})
 		if err != nil {
-			r.log.Warn("tool exec failed", "job", job.ID, "exec", id, "err", err)
 			done(-1)
-			return refused(fmt.Sprintf("allowed (%s), but it could not run: %v", d.Reason, err))
+			// What ran before the failure is still the job's to see.
+			out := refused(fmt.Sprintf("allowed (%s), but it could not run: %v", d.Reason, err))
+			out.Stdout, out.Stderr, out.Truncated = res.Stdout, res.Stderr, res.Truncated
+			return out
 		}
 		done(res.ExitCode)
 		res.Allowed, res.Reason = true, d.Reason

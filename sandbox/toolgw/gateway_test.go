@@ -60,6 +60,22 @@ func TestGateway_RunsARequestWithTheJobsCapability(t *testing.T) {
 	}
 }
 
+func TestGateway_PassesACommandLineAsIs(t *testing.T) {
+	line := "cat /input/job.json && wc -c '/input/a b'"
+	var got Request
+	_, sock := listen(t, Config{Handler: func(_ context.Context, req Request) Response {
+		got = req
+		return Response{Allowed: true, Reason: "test"}
+	}})
+	resp, err := Call(sock, Request{Cap: testCap, Command: line, Cwd: "/"}, 5*time.Second)
+	if err != nil || !resp.Allowed {
+		t.Fatalf("response = %+v, %v", resp, err)
+	}
+	if got.Command != line || len(got.Argv) != 0 || got.Cap != "" || !got.IsExec() {
+		t.Fatalf("handler got %+v", got)
+	}
+}
+
 func TestGateway_PassesAToolCallWithoutItsCapability(t *testing.T) {
 	_, sock := listen(t, Config{})
 	resp, err := Call(sock, Request{Cap: testCap, Tool: "write", Target: "/tmp/a"}, 5*time.Second)
@@ -176,6 +192,10 @@ func TestGateway_RefusesMalformedAndOversizedFrames(t *testing.T) {
 		{"tool without a target", frame([]byte(`{"cap":"` + testCap + `","tool":"read"}`))},
 		{"tool with an argv", frame([]byte(`{"cap":"` + testCap + `","tool":"read","target":"/tmp/a","argv":["cat"]}`))},
 		{"tool with a cwd", frame([]byte(`{"cap":"` + testCap + `","tool":"read","target":"a","cwd":"/tmp"}`))},
+		{"argv and a command line", frame([]byte(`{"cap":"` + testCap + `","argv":["cat"],"command":"cat"}`))},
+		{"neither argv nor a command line", frame([]byte(`{"cap":"` + testCap + `","tool":"exec","cwd":"/"}`))},
+		{"command line over its cap", frame([]byte(`{"cap":"` + testCap + `","command":"cat ` + strings.Repeat("a", MaxCommandBytes) + `"}`))},
+		{"tool with a command line", frame([]byte(`{"cap":"` + testCap + `","tool":"read","target":"/tmp/a","command":"cat"}`))},
 		{"tool with content", frame([]byte(`{"cap":"` + testCap + `","tool":"write","target":"/tmp/a","content":"x"}`))},
 		{"oversized length", func() []byte {
 			b := make([]byte, 4)

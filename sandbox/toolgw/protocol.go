@@ -36,6 +36,9 @@ const (
 const (
 	// MaxRequestBytes caps a request frame: an argv is at most 16 KiB.
 	MaxRequestBytes = 64 << 10
+	// MaxCommandBytes caps a command line, as the broker's matcher does:
+	// a longer one could never be allowed, so it is not passed on.
+	MaxCommandBytes = 16 << 10
 	// MaxOutputBytes caps a command's stdout, and separately its stderr.
 	MaxOutputBytes = 64 << 10
 	// MaxResponseBytes caps a response frame: both outputs, JSON-escaped
@@ -63,6 +66,10 @@ type Request struct {
 	Target string `json:"target,omitempty"`
 	// Argv is the command, run without a shell.
 	Argv []string `json:"argv,omitempty"`
+	// Command is a command line instead of Argv: simple commands joined by
+	// &&, || and ;, which the broker parses, decides as a whole and runs
+	// segment by segment, still without a shell.
+	Command string `json:"command,omitempty"`
 	// Cwd is the directory to run it in; empty is "/".
 	Cwd string `json:"cwd,omitempty"`
 }
@@ -70,13 +77,14 @@ type Request struct {
 // IsExec says the request is for a command.
 func (r Request) IsExec() bool { return r.Tool == "" || r.Tool == ToolExec }
 
-// wellFormed holds for a command with an argv, or another tool with a
-// target; anything else never reaches the Handler.
+// wellFormed holds for a command with either an argv or a command line,
+// or another tool with a target; anything else never reaches the Handler.
 func (r Request) wellFormed() bool {
 	if r.IsExec() {
-		return len(r.Argv) > 0 && r.Target == ""
+		hasArgv, hasLine := len(r.Argv) > 0, r.Command != ""
+		return hasArgv != hasLine && len(r.Command) <= MaxCommandBytes && r.Target == ""
 	}
-	return r.Target != "" && len(r.Argv) == 0 && r.Cwd == ""
+	return r.Target != "" && len(r.Argv) == 0 && r.Command == "" && r.Cwd == ""
 }
 
 // Response is the broker's answer.
