@@ -55,9 +55,10 @@ type RunResult struct {
 
 // CallResult is one tool call and how it went.
 type CallResult struct {
-	// Tool is the call's tool; exec for an argv.
-	Tool string   `json:"tool"`
-	Argv []string `json:"argv,omitempty"`
+	// Tool is the call's tool; exec for an argv or a command line.
+	Tool    string   `json:"tool"`
+	Argv    []string `json:"argv,omitempty"`
+	Command string   `json:"command,omitempty"`
 	// Path is the target of read, write and edit; URL that of fetch.
 	Path string `json:"path,omitempty"`
 	URL  string `json:"url,omitempty"`
@@ -79,16 +80,21 @@ type CallResult struct {
 type call struct {
 	tool string
 	argv []string
+	// command is a command line, sent instead of argv for the broker to
+	// parse, decide as a whole and run command by command.
+	command string
 	// target is the path or URL the gateway is asked about.
 	target   string
 	content  string
 	old, new string
 }
 
-// callObject is the JSON form of every call but exec. A field missing is
-// told apart from an empty one, since writing an empty file is a call but
-// writing a missing content is a mistake.
+// callObject is the JSON form of every call but an argv: a command line,
+// or another tool. A field missing is told apart from an empty one, since
+// writing an empty file is a call but writing a missing content is a
+// mistake.
 type callObject struct {
+	Command *string `json:"command"`
 	Tool    string  `json:"tool"`
 	Path    *string `json:"path"`
 	Content *string `json:"content"`
@@ -103,7 +109,8 @@ var jobTasks = map[string]func(Job) (any, error){
 }
 
 // parseCalls reads the calls param: a JSON list whose entries are argv
-// arrays (exec) or objects naming another tool and exactly its fields.
+// arrays (exec), {"command": line} objects (exec of a command line), or
+// objects naming another tool and exactly its fields.
 func parseCalls(raw string) ([]call, error) {
 	if len(raw) > MaxCallsParamBytes {
 		return nil, fmt.Errorf("%w: calls is over %d bytes", ErrBadParam, MaxCallsParamBytes)
@@ -147,6 +154,20 @@ func parseCall(e json.RawMessage) (call, error) {
 	if err := dec.Decode(&o); err != nil {
 		return call{}, err
 	}
+	if o.Command != nil {
+		// Parsed and judged by the broker alone: what the agent would make
+		// of it is beside the point.
+		if o.Tool != "" || o.Path != nil || o.Content != nil || o.Old != nil || o.New != nil || o.URL != nil {
+			return call{}, errors.New("a command line takes exactly command")
+		}
+		switch {
+		case *o.Command == "":
+			return call{}, errors.New("an empty command")
+		case len(*o.Command) > toolgw.MaxCommandBytes:
+			return call{}, fmt.Errorf("command is over %d bytes", toolgw.MaxCommandBytes)
+		}
+		return call{tool: ToolExec, command: *o.Command}, nil
+	}
 	// Each tool takes exactly its own fields, so that a call never means
 	// something other than it says.
 	has := map[string]bool{"path": o.Path != nil, "content": o.Content != nil, "old": o.Old != nil, "new": o.New != nil, "url": o.URL != nil}
@@ -157,7 +178,7 @@ func parseCall(e json.RawMessage) (call, error) {
 		ToolFetch: {"url"},
 	}[o.Tool]
 	if want == nil {
-		return call{}, fmt.Errorf("unknown tool %q (want read, write, edit or fetch, or an argv array for exec)", o.Tool)
+		return call{}, fmt.Errorf("unknown tool %q (want read, write, edit or fetch, or an argv array or a command for exec)", o.Tool)
 	}
 	for field, set := range has {
 		if set != slices.Contains(want, field) {
@@ -188,7 +209,7 @@ func parseCall(e json.RawMessage) (call, error) {
 
 // result is the call's entry in RunResult, before it is carried out.
 func (c call) result() CallResult {
-	r := CallResult{Tool: c.tool, Argv: c.argv, ExitCode: -1}
+	r := CallResult{Tool: c.tool, Argv: c.argv, Command: c.command, ExitCode: -1}
 	if c.tool == ToolFetch {
 		r.URL = c.target
 	} else if c.tool != ToolExec {
@@ -224,7 +245,7 @@ func runCall(job Job, c call) CallResult {
 		res.Reason = fmt.Sprintf("refused by the agent: the job's tools do not include %s", c.tool)
 		return res
 	}
-	req := toolgw.Request{Cap: job.Gateway.Capability, Argv: c.argv, Cwd: "/"}
+	req := toolgw.Request{Cap: job.Gateway.Capability, Argv: c.argv, Command: c.command, Cwd: "/"}
 	if c.tool != ToolExec {
 		req = toolgw.Request{Cap: job.Gateway.Capability, Tool: c.tool, Target: c.target}
 	}

@@ -37,6 +37,8 @@ func newFakeGateway(t *testing.T, allowedPrefix string) *fakeGateway {
 			f.seen = append(f.seen, req)
 			f.mu.Unlock()
 			switch {
+			case req.IsExec() && req.Command != "":
+				return toolgw.Response{Allowed: true, Stdout: "line: " + req.Command, Reason: "every command matches"}
 			case req.IsExec() && req.Argv[0] == "wc":
 				return toolgw.Response{Allowed: true, Stdout: strings.Join(req.Argv, " "), Reason: "matches /bin/wc"}
 			case req.IsExec():
@@ -97,6 +99,29 @@ func TestRun_SendsEachCallThroughTheGateway(t *testing.T) {
 	}
 	if c := calls[1]; c.Allowed || c.ExitCode != -1 || c.Reason != "matches no allowed pattern" {
 		t.Errorf("refused call = %+v", c)
+	}
+}
+
+func TestRun_SendsACommandLineWholeForTheBrokerToParse(t *testing.T) {
+	gw := newFakeGateway(t, "")
+	line := "cat /input/job.json && wc -c '/input/a b' || head $(id)"
+	calls := runCallsOf(t, runTaskJob(gw.sock, testCapability, callsJSON(t, map[string]string{"command": line}), "exec"))
+	if len(calls) != 1 {
+		t.Fatalf("calls = %+v", calls)
+	}
+	if c := calls[0]; !c.Allowed || c.Tool != ToolExec || c.Command != line || c.Argv != nil || c.Stdout != "line: "+line {
+		t.Errorf("command call = %+v", c)
+	}
+	if got := gw.requests(); len(got) != 1 || got[0].Command != line || got[0].Argv != nil || got[0].Cwd != "/" || got[0].Tool != "" {
+		t.Errorf("gateway was asked %+v", got)
+	}
+}
+
+func TestRun_RefusesACommandLineLocallyWhenExecIsNotTheJobs(t *testing.T) {
+	gw := newFakeGateway(t, "")
+	calls := runCallsOf(t, runTaskJob(gw.sock, testCapability, `[{"command":"wc x"}]`, "read"))
+	if c := calls[0]; c.Allowed || !strings.Contains(c.Reason, "refused by the agent") || len(gw.requests()) != 0 {
+		t.Errorf("call = %+v, gateway asked %d times", c, len(gw.requests()))
 	}
 }
 
@@ -280,6 +305,7 @@ func TestRun_FetchGoesThroughTheProxyOnceAllowed(t *testing.T) {
 
 func TestParseCalls_MixesArgvArraysAndToolObjects(t *testing.T) {
 	raw := `[["wc","-c","/input/content/0"],
+		{"command":"cat /input/job.json && wc -c /input/job.json"},
 		{"tool":"read","path":"/input/content/0"},
 		{"tool":"write","path":"/tmp/a","content":""},
 		{"tool":"edit","path":"/output/r.md","old":"x","new":""},
@@ -290,6 +316,7 @@ func TestParseCalls_MixesArgvArraysAndToolObjects(t *testing.T) {
 	}
 	want := []call{
 		{tool: ToolExec, argv: []string{"wc", "-c", "/input/content/0"}},
+		{tool: ToolExec, command: "cat /input/job.json && wc -c /input/job.json"},
 		{tool: ToolRead, target: "/input/content/0"},
 		{tool: ToolWrite, target: "/tmp/a"},
 		{tool: ToolEdit, target: "/output/r.md", old: "x"},
@@ -321,6 +348,14 @@ var badCalls = []string{
 	`[{"tool":"fetch","path":"/tmp/a"}]`,
 	`[{"tool":"fetch","url":"http://x/","path":"/tmp/a"}]`,
 	`[{"tool":"read","path":"/tmp/a"} {"tool":"read","path":"/tmp/b"}]`,
+	`[{"command":""}]`,
+	`[{"command":null}]`,
+	`[{"command":["cat","x"]}]`,
+	`[{"command":"cat x","tool":"exec"}]`,
+	`[{"command":"cat x","path":"/tmp/a"}]`,
+	`[{"command":"cat x","argv":["cat"]}]`,
+	`[{"command":"cat x","cwd":"/tmp"}]`,
+	`[{"tool":"read","path":"/tmp/a","command":"cat x"}]`,
 }
 
 var goodCalls = []string{
@@ -328,6 +363,7 @@ var goodCalls = []string{
 	`[{"tool":"read","path":"/tmp/a"},["cat","x"]]`,
 	`[{"tool":"write","path":"/tmp/a","content":""},{"tool":"edit","path":"/tmp/a","old":"a","new":"b"}]`,
 	`[{"tool":"fetch","url":"http://x/"}]`,
+	`[{"command":"cat a && wc -c b; head c || tail d"},["wc"]]`,
 }
 
 func TestParseCalls_RefusesBadCalls(t *testing.T) {
@@ -362,9 +398,9 @@ func FuzzParseCalls(f *testing.F) {
 		}
 		for _, c := range calls {
 			switch {
-			case c.tool == ToolExec && (len(c.argv) == 0 || c.target != ""):
+			case c.tool == ToolExec && ((len(c.argv) == 0) == (c.command == "") || c.target != ""):
 				t.Fatalf("exec call %+v", c)
-			case c.tool != ToolExec && (c.target == "" || c.argv != nil):
+			case c.tool != ToolExec && (c.target == "" || c.argv != nil || c.command != ""):
 				t.Fatalf("%s call %+v", c.tool, c)
 			case !slices.Contains(allTools, c.tool):
 				t.Fatalf("unknown tool in %+v", c)
