@@ -435,6 +435,103 @@ func TestToolGateway(t *testing.T) {
 		}
 	})
 
+	t.Run("a command line: an allowlisted chain runs both; && and || short-circuit on the exit code; ; runs on", func(t *testing.T) {
+		lines := []string{
+			"cat /input/content/0 && wc -c /input/content/0",
+			"grep -q absent /input/content/0 && cat /input/content/0",
+			"grep -q absent /input/content/0 || wc -c /input/content/0",
+			"grep -q twelve /input/content/0 || cat /input/content/0",
+			"cat /input/absent ; head -c 6 /input/content/0",
+		}
+		calls := make([]any, len(lines))
+		for i, l := range lines {
+			calls[i] = map[string]string{"command": l}
+		}
+		resp, err := w.broker.Spawn(testContext(t), toolCallsReq("vanilla", calls...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := callsOf(t, resp)
+		want := []struct {
+			code   int
+			stdout string
+		}{
+			{0, "twelve bytes12 /input/content/0\n"},
+			{1, ""},
+			{0, "12 /input/content/0\n"},
+			{0, ""},
+			{0, "twelve"},
+		}
+		if len(got) != len(want) {
+			t.Fatalf("calls = %+v", got)
+		}
+		for i, c := range got {
+			if c.Command != lines[i] || !c.Allowed || c.ExitCode != want[i].code || c.Stdout != want[i].stdout {
+				t.Errorf("%q: %+v, want exit %d, stdout %q", lines[i], c, want[i].code, want[i].stdout)
+			}
+		}
+		if v := execVerdicts(resp); v != "ALLOWED,ALLOWED,ALLOWED,ALLOWED,ALLOWED" {
+			t.Errorf("exec decisions = %s", v)
+		}
+		for i, e := range resp.Exec {
+			if strings.Join(e.Argv, " ") != lines[i] || int(e.ExitCode) != want[i].code || !strings.Contains(e.Reason, "matches allowed pattern") {
+				t.Errorf("decision %d: %v, want the line with exit %d", i, e, want[i].code)
+			}
+		}
+	})
+
+	t.Run("a command line on-miss asks once with the whole line; substitution and redirection are refused unasked and create nothing", func(t *testing.T) {
+		chain := "cat /input/content/0 && head -n 1 /input/content/0"
+		lines := []string{
+			"cat /input/content/0 $(cat /input/job.json > /tmp/pwned)",
+			"cat /input/content/0 `wc -c /input/job.json > /tmp/pwned`",
+			"cat /input/content/0 > /tmp/pwned",
+			chain,
+		}
+		calls := make([]any, 0, len(lines)+1)
+		for _, l := range lines {
+			calls = append(calls, map[string]string{"command": l})
+		}
+		calls = append(calls, []string{"cat", "/tmp/pwned"})
+		stream, err := w.broker.SpawnStream(testContext(t), &airlockv1.SpawnStreamRequest{Spawn: toolCallsReq("toolsask", calls...)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		asked, resp := approveEach(t, w.broker, stream, nil, airlockv1.ApprovalDecision_APPROVAL_DECISION_ALLOW_ONCE)
+		if len(asked) != 1 {
+			t.Fatalf("asked %d times, want once: the chain with a miss, never a refused construct", len(asked))
+		}
+		if a := asked[0]; a.Request != chain || len(a.Argv) != 1 || a.Argv[0] != chain || a.Cwd != "/" ||
+			!strings.Contains(a.Reason, "/bin/head matches no allowed pattern") {
+			t.Errorf("approval event: %v, want the whole line %q", a, chain)
+		}
+		got := callsOf(t, resp)
+		if len(got) != len(calls) {
+			t.Fatalf("calls = %+v", got)
+		}
+		for i, want := range []string{"command substitution $(", "command substitution `", "redirection >"} {
+			if c := got[i]; c.Allowed || c.ExitCode != -1 || c.Stdout != "" || !strings.Contains(c.Reason, want) {
+				t.Errorf("%q: %+v, want refused: %q", lines[i], c, want)
+			}
+		}
+		if c := got[3]; !c.Allowed || c.ExitCode != 0 || c.Stdout != "twelve bytestwelve bytes" || !strings.Contains(c.Reason, "approved once") {
+			t.Errorf("approved chain: %+v", c)
+		}
+		// Nothing wrote the file any of the refused lines named.
+		if c := got[4]; !c.Allowed || c.ExitCode != 1 || c.Stdout != "" {
+			t.Errorf("cat /tmp/pwned: %+v, want it to find no file", c)
+		}
+		if v := execVerdicts(resp); v != "DENIED,DENIED,DENIED,APPROVED,ALLOWED" {
+			t.Errorf("exec decisions = %s", v)
+		}
+		if e := resp.Exec[3]; strings.Join(e.Argv, " ") != chain || e.RequestId != asked[0].RequestId || e.ExitCode != 0 {
+			t.Errorf("decision on the approved chain: %v", e)
+		}
+		if rec := auditRecordOf(t, w, resp.JobId); rec.Exec["EXEC_VERDICT_DENIED"] != 3 || rec.Exec["EXEC_VERDICT_APPROVED"] != 1 {
+			t.Errorf("audit exec counts = %v", rec.Exec)
+		}
+	})
+
 	t.Run("the broker is healthy and nothing is left", func(t *testing.T) {
 		if _, err := w.broker.ListProfiles(testContext(t), &airlockv1.ListProfilesRequest{}); err != nil {
 			t.Fatal(err)
