@@ -373,22 +373,6 @@ func TestWriteJSON_CarriesTheVerdictAndEveryField(t *testing.T) {
 	}
 }
 
-func TestUnescapeMountinfo_DecodesOctalEscapes(t *testing.T) {
-	tests := map[string]string{
-		`/var/lib/airlock/jobs/a/output`: "/var/lib/airlock/jobs/a/output",
-		`/var/lib/air\040lock/jobs`:      "/var/lib/air lock/jobs",
-		`/x\134y`:                        `/x\y`,
-		`/trailing\04`:                   `/trailing\04`,
-		`/tab\011and\012newline`:         "/tab\tand\nnewline",
-		`/not\999octal`:                  `/not\999octal`,
-	}
-	for in, want := range tests {
-		if got := unescapeMountinfo(in); got != want {
-			t.Errorf("unescapeMountinfo(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestMajorMinor_ParsesDistributionVersions(t *testing.T) {
 	tests := []struct {
 		in   string

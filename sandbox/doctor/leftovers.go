@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/vishvananda/netlink"
@@ -100,7 +99,7 @@ func checkLeftoverMounts(_ context.Context, e *env) result {
 		if len(fields) < 5 {
 			continue
 		}
-		mp := unescapeMountinfo(fields[4])
+		mp := sandbox.UnescapeMountinfo(fields[4])
 		if strings.HasPrefix(mp, jobs+"/") {
 			found = append(found, mp)
 		}
@@ -162,23 +161,3 @@ func checkLeftoverCgroups(_ context.Context, e *env) result {
 
 // cgroupInstance is the cgroup level naming the broker of a state dir.
 func cgroupInstance(stateDir string) string { return sandbox.InstanceID(absPath(stateDir)) }
-
-// unescapeMountinfo undoes the octal escapes (\040 for a space) the
-// kernel writes in mountinfo paths.
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
