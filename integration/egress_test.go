@@ -164,3 +164,44 @@ func TestEgress_KilledJobsLeaveNoNetwork(t *testing.T) {
 	requireNothingLeft(t)
 	requireHealthy(t)
 }
+
+// A fetch tool call in a run task is decided by the broker through the
+// job's gateway, then made through the proxy, which still has the last
+// word: the forbidden server is allowed as a tool call and refused on the
+// wire.
+func TestEgress_RunFetchCallsGoThroughGatewayAndProxy(t *testing.T) {
+	allowedBefore, forbiddenBefore := world.allowed.hits.Load(), world.forbidden.conns.Load()
+	resp := spawn(t, toolCallsReq("egresstest",
+		map[string]string{"tool": "fetch", "url": world.allowed.URL + "/page"},
+		map[string]string{"tool": "fetch", "url": world.forbidden.URL + "/"},
+	))
+	calls := callsOf(t, resp)
+	if len(calls) != 2 {
+		t.Fatalf("calls %+v, want 2", calls)
+	}
+	if c := calls[0]; !c.Allowed || !strings.Contains(c.Text, "Allowed Page") {
+		t.Errorf("fetch of the allowed server: %+v", c)
+	}
+	if c := calls[1]; c.Allowed || c.Text != "" {
+		t.Errorf("fetch of the forbidden server: %+v, want refused with nothing fetched", c)
+	}
+	if n := world.allowed.hits.Load() - allowedBefore; n != 1 {
+		t.Errorf("allowed server hits +%d, want +1", n)
+	}
+	if n := world.forbidden.conns.Load() - forbiddenBefore; n != 0 {
+		t.Errorf("forbidden server got %d connections", n)
+	}
+	var decided int
+	for _, d := range resp.Exec {
+		if len(d.Argv) > 0 && d.Argv[0] == "fetch" {
+			decided++
+		}
+	}
+	if decided != 2 {
+		t.Errorf("exec decisions %v: want both fetch calls recorded", resp.Exec)
+	}
+	if !strings.Contains(egressLog(resp), "allowed=false") {
+		t.Errorf("egress log lacks the refused attempt:\n%s", egressLog(resp))
+	}
+	requireNothingLeft(t)
+}

@@ -56,6 +56,10 @@ type warmPool struct {
 	// idle is set once the pool drained for lack of claims; the next
 	// claim clears it.
 	idle bool
+	// running counts claimed sandboxes whose jobs have not finished. A
+	// refill waits for them while the pool still has a sandbox to give,
+	// so that making one does not take the cores from a job starting.
+	running int
 
 	kick chan struct{}
 	stop context.CancelFunc
@@ -125,24 +129,26 @@ func (r *Runner) StartPool(p *policy.Profile, cfg PoolConfig) error {
 	return nil
 }
 
-// claim takes a ready sandbox for job, or returns nil.
-func (r *Runner) claim(job *broker.Job) *box {
+// claim takes a ready sandbox for job, or returns nil. The caller calls
+// done once the job has finished, which lets the pool refill.
+func (r *Runner) claim(job *broker.Job) (b *box, done func()) {
 	r.poolsMu.Lock()
 	wp := r.pools[job.Policy.Name]
 	r.poolsMu.Unlock()
 	if wp == nil || wp.image != job.Image || wp.hash != job.Policy.Hash() {
-		return nil
+		return nil, func() {}
 	}
-	b := wp.take()
+	b = wp.take()
 	result := "hit"
 	if b == nil {
 		result = "miss"
 	}
 	r.poolMetrics.claims.WithLabelValues(wp.p.Name, result).Inc()
-	return b
+	return b, wp.finished
 }
 
-// take pops the oldest ready sandbox and asks for a refill.
+// take pops the oldest ready sandbox. Only an empty pool is refilled at
+// once; otherwise the refill waits for the job to finish.
 func (wp *warmPool) take() *box {
 	wp.mu.Lock()
 	var b *box
@@ -150,14 +156,29 @@ func (wp *warmPool) take() *box {
 		b, wp.ready = wp.ready[0], wp.ready[1:]
 	}
 	wp.lastClaim, wp.idle = time.Now(), false
+	wp.running++
 	n := len(wp.ready)
 	wp.mu.Unlock()
 	wp.r.poolMetrics.ready.WithLabelValues(wp.p.Name).Set(float64(n))
+	if n == 0 {
+		wp.wake()
+	}
+	return b
+}
+
+// finished records that a claiming job has finished, and wakes the refill.
+func (wp *warmPool) finished() {
+	wp.mu.Lock()
+	wp.running--
+	wp.mu.Unlock()
+	wp.wake()
+}
+
+func (wp *warmPool) wake() {
 	select {
 	case wp.kick <- struct{}{}:
 	default:
 	}
-	return b
 }
 
 // loop refills the pool one sandbox at a time, so that refilling never
@@ -221,7 +242,7 @@ func (wp *warmPool) shouldDrain() string {
 func (wp *warmPool) wants() bool {
 	wp.mu.Lock()
 	defer wp.mu.Unlock()
-	return !wp.idle && len(wp.ready) < wp.cfg.Size
+	return !wp.idle && len(wp.ready) < wp.cfg.Size && (wp.running == 0 || len(wp.ready) == 0)
 }
 
 func (wp *warmPool) put(b *box) {

@@ -229,7 +229,8 @@ func (r *Runner) Run(ctx context.Context, job *broker.Job) (out *broker.Outcome,
 	}
 	ctx = namespaces.WithNamespace(ctx, Namespace)
 	claimed := time.Now()
-	b := r.claim(job)
+	b, claimDone := r.claim(job)
+	defer claimDone()
 	warm := b != nil
 	if warm {
 		// The list starts at the claim: making it was nobody's wait.
