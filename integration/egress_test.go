@@ -179,7 +179,7 @@ func TestEgress_RunFetchCallsGoThroughGatewayAndProxy(t *testing.T) {
 	if len(calls) != 2 {
 		t.Fatalf("calls %+v, want 2", calls)
 	}
-	if c := calls[0]; !c.Allowed || !strings.Contains(c.Text, "Allowed Page") {
+	if c := calls[0]; !c.Allowed || !strings.Contains(c.Text, "It works") {
 		t.Errorf("fetch of the allowed server: %+v", c)
 	}
 	if c := calls[1]; c.Allowed || c.Text != "" {
