@@ -111,6 +111,11 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	if err := sandbox.MkdirTraversable(o.stateDir); err != nil {
 		return fmt.Errorf("state dir: %w", err)
 	}
+	unlock, err := lockStateDir(o.stateDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	for _, p := range profiles.All() {
 		if p.Isolation.UserNamespace {
 			if err := sandbox.CheckTraversable(o.stateDir); err != nil {
