@@ -27,10 +27,12 @@ type daemonProc struct {
 	canary, canaryFile             string
 	token                          string
 	metricsPort                    int
-	cmd                            *exec.Cmd
-	exited                         chan struct{}
-	log                            *bytes.Buffer
-	conn                           *client.Conn
+	// args are extra airlockd flags, for the next start.
+	args   []string
+	cmd    *exec.Cmd
+	exited chan struct{}
+	log    *bytes.Buffer
+	conn   *client.Conn
 }
 
 var (
@@ -54,7 +56,7 @@ func airlockd(t *testing.T) *daemonProc {
 	return theDaemon
 }
 
-func startDaemon() (*daemonProc, error) {
+func startDaemon(args ...string) (*daemonProc, error) {
 	dir, err := os.MkdirTemp("", "airlockd-it-")
 	if err != nil {
 		return nil, err
@@ -62,7 +64,7 @@ func startDaemon() (*daemonProc, error) {
 	if err := os.Chmod(dir, 0o711); err != nil {
 		return nil, err
 	}
-	d := &daemonProc{dir: dir, sock: filepath.Join(dir, "airlock.sock"), tokenFile: filepath.Join(dir, "token"),
+	d := &daemonProc{args: args, dir: dir, sock: filepath.Join(dir, "airlock.sock"), tokenFile: filepath.Join(dir, "token"),
 		auditLog: filepath.Join(dir, "audit.jsonl"), canaryFile: filepath.Join(dir, "canary.txt")}
 	d.token = randHex(32)
 	d.canary = "canary-" + randHex(16)
@@ -100,20 +102,8 @@ func startDaemon() (*daemonProc, error) {
 
 // start starts (or restarts) airlockd on the daemon's dir.
 func (d *daemonProc) start() error {
-	dir, policyDir := d.dir, filepath.Join(d.dir, "policies")
 	d.log = &bytes.Buffer{}
-	d.cmd = exec.Command(filepath.Join(env.bin, "airlockd"),
-		"--state-dir", filepath.Join(dir, "state"),
-		"--socket", d.sock,
-		"--token-file", d.tokenFile,
-		"--agent-binary", filepath.Join(env.bin, "hostile"),
-		"--policy-dir", policyDir,
-		"--audit-log", d.auditLog,
-		"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", d.metricsPort),
-		"--egress-pool", "10.214.0.0/16",
-		"--max-concurrent", "24", "--max-queue", "64",
-		"--dev", // the test profile's service upstream is plain http
-	)
+	d.cmd = exec.Command(filepath.Join(env.bin, "airlockd"), append(d.flags(), d.args...)...)
 	// The canary sits in airlockd's own environment.
 	d.cmd.Env = append(os.Environ(), "AIRLOCK_CANARY="+d.canary, "AIRLOCK_TEST_SERVICE_KEY="+world.serviceKey)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
@@ -126,6 +116,22 @@ func (d *daemonProc) start() error {
 		return fmt.Errorf("%w\n%s", err, d.log.String())
 	}
 	return nil
+}
+
+// flags are the airlockd flags every start of the daemon uses.
+func (d *daemonProc) flags() []string {
+	return []string{
+		"--state-dir", filepath.Join(d.dir, "state"),
+		"--socket", d.sock,
+		"--token-file", d.tokenFile,
+		"--agent-binary", filepath.Join(env.bin, "hostile"),
+		"--policy-dir", filepath.Join(d.dir, "policies"),
+		"--audit-log", d.auditLog,
+		"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", d.metricsPort),
+		"--egress-pool", "10.214.0.0/16",
+		"--max-concurrent", "24", "--max-queue", "64",
+		"--dev", // the test profile's service upstream is plain http
+	}
 }
 
 // kill9 kills airlockd the hard way: no cleanup runs.

@@ -5,8 +5,13 @@ package integration
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -217,4 +222,110 @@ func TestAirlockdSIGTERM_DrainsRunningJobs(t *testing.T) {
 	if pids, _ := exec.Command("pgrep", "-f", d.dir+"/state/containerd/config.toml").Output(); len(pids) != 0 {
 		t.Errorf("the embedded containerd still runs: %s", pids)
 	}
+}
+
+// poolReady sums airlock_pool_ready over the daemon's pools.
+func poolReady(t *testing.T, d *daemonProc) int {
+	t.Helper()
+	body := scrapeMetrics(t, d)
+	n := 0
+	for _, line := range strings.Split(body, "\n") {
+		if rest, ok := strings.CutPrefix(line, "airlock_pool_ready{"); ok {
+			if f := strings.Fields(rest); len(f) == 2 {
+				v, _ := strconv.Atoi(f[1])
+				n += v
+			}
+		}
+	}
+	return n
+}
+
+func waitPoolReady(t *testing.T, d *daemonProc, want int) {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); poolReady(t, d) != want; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("pools hold %d sandboxes, want %d\n%s", poolReady(t, d), want, d.log.String())
+		}
+	}
+}
+
+// A warm sandbox holds what a cold one does, under the hostile agent, and
+// a kill -9 of airlockd with full pools leaves nothing after a restart. A
+// second airlockd on the same state dir is refused rather than reaping
+// the first's sandboxes.
+func TestAirlockdKilled_WarmPoolsReapedAndHeldShut(t *testing.T) {
+	d, err := startDaemon("--pool", "ironclaw=2,egresstest=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.stop()
+	waitPoolReady(t, d, 4)
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, profile := range []string{"ironclaw", "egresstest"} {
+		req := hostileReq("env", nil)
+		req.Profile = profile
+		resp, err := d.conn.Broker.Spawn(ctx, req)
+		if err != nil || resp.Verdict != airlockv1.Verdict_VERDICT_OK {
+			t.Fatalf("%s: warm env job: %v %v", profile, resp, err)
+		}
+		var names []string
+		for _, v := range resp.Result.Fields["env"].GetListValue().GetValues() {
+			names = append(names, strings.SplitN(v.GetStringValue(), "=", 2)[0])
+		}
+		slices.Sort(names)
+		want := []string{"AIRLOCK_RUN_ID", "HOME", "LANG", "PATH"}
+		if profile == "egresstest" {
+			want = []string{"AIRLOCK_RUN_ID", "HOME", "HTTPS_PROXY", "HTTP_PROXY", "LANG", "NO_PROXY", "PATH", "http_proxy", "https_proxy", "no_proxy"}
+		}
+		if !slices.Equal(names, want) {
+			t.Errorf("%s: warm sandbox env %v, want %v", profile, names, want)
+		}
+		if strings.Contains(resp.String(), d.canary) || strings.Contains(resp.String(), world.serviceKey) {
+			t.Errorf("%s: a secret crossed from a warm sandbox", profile)
+		}
+	}
+	if !strings.Contains(scrapeMetrics(t, d), `airlock_pool_claims_total{profile="ironclaw",result="hit"} 1`) {
+		t.Errorf("the ironclaw job did not run warm:\n%s", scrapeMetrics(t, d))
+	}
+	waitPoolReady(t, d, 4)
+
+	second := exec.Command(filepath.Join(env.bin, "airlockd"), append(d.flags(), "--socket", filepath.Join(d.dir, "second.sock"))...)
+	out, err := second.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "in use by another airlockd") {
+		t.Fatalf("a second airlockd on the same state dir: %v\n%s", err, out)
+	}
+	if n := poolReady(t, d); n != 4 {
+		t.Errorf("pools hold %d after the refused second broker, want 4", n)
+	}
+
+	d.kill9()
+	if left := daemonLeftovers(d); len(left) < 4 {
+		t.Fatalf("the killed airlockd left %v: the test proves nothing", left)
+	}
+	d.args = nil
+	if err := d.start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		left := daemonLeftovers(d)
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("10s after restart, still left: %v\n%s", left, d.log.String())
+		}
+	}
+}
+
+func scrapeMetrics(t *testing.T, d *daemonProc) string {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", d.metricsPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }
