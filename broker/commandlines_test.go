@@ -1,9 +1,7 @@
 package broker_test
 
 import (
-	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -11,28 +9,10 @@ import (
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
 )
 
-// lineRunner is a fake runner whose job asks for command lines in order, as
-// the agent would through the tool gateway, and records the broker's
-// answers.
+// lineRunner is requestRunner for command lines, each reported as exiting
+// with 3.
 func lineRunner(reqs ...broker.ExecRequest) (*fakeRunner, func() []broker.ExecDecision) {
-	var mu sync.Mutex
-	var got []broker.ExecDecision
-	r := &fakeRunner{outcome: result(`{"title":"T"}`), during: func(ctx context.Context, job *broker.Job) {
-		for _, req := range reqs {
-			d := job.OnExec(ctx, req)
-			if d.Allow && d.Done != nil {
-				d.Done(3)
-			}
-			mu.Lock()
-			got = append(got, d)
-			mu.Unlock()
-		}
-	}}
-	return r, func() []broker.ExecDecision {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]broker.ExecDecision(nil), got...)
-	}
+	return requestRunner(3, reqs...)
 }
 
 func line(cmd string) broker.ExecRequest { return broker.ExecRequest{Command: cmd, Cwd: "/"} }

@@ -716,16 +716,17 @@ func TestSpawn_EmptySchemaUsesTheProfileDefault(t *testing.T) {
 	}
 }
 
-// execRunner is a fake runner whose job asks for cmds in order, as an agent
-// would through the tool gateway, and records the broker's answers.
-func execRunner(cmds ...[]string) (*fakeRunner, func() []broker.ExecDecision) {
+// requestRunner is a fake runner whose job asks for each request in
+// order, as the agent would through the tool gateway, reports exitCode for
+// each one allowed, and records the broker's answers.
+func requestRunner(exitCode int, reqs ...broker.ExecRequest) (*fakeRunner, func() []broker.ExecDecision) {
 	var mu sync.Mutex
 	var got []broker.ExecDecision
 	r := &fakeRunner{outcome: result(`{"title":"T"}`), during: func(ctx context.Context, job *broker.Job) {
-		for _, argv := range cmds {
-			d := job.OnExec(ctx, broker.ExecRequest{Argv: argv, Cwd: "/"})
+		for _, req := range reqs {
+			d := job.OnExec(ctx, req)
 			if d.Allow && d.Done != nil {
-				d.Done(0)
+				d.Done(exitCode)
 			}
 			mu.Lock()
 			got = append(got, d)
@@ -737,6 +738,15 @@ func execRunner(cmds ...[]string) (*fakeRunner, func() []broker.ExecDecision) {
 		defer mu.Unlock()
 		return append([]broker.ExecDecision(nil), got...)
 	}
+}
+
+// execRunner is requestRunner for commands given as argv.
+func execRunner(cmds ...[]string) (*fakeRunner, func() []broker.ExecDecision) {
+	reqs := make([]broker.ExecRequest, 0, len(cmds))
+	for _, argv := range cmds {
+		reqs = append(reqs, broker.ExecRequest{Argv: argv, Cwd: "/"})
+	}
+	return requestRunner(0, reqs...)
 }
 
 func verdicts(resp *airlockv1.SpawnResponse) []string {

@@ -1,11 +1,9 @@
 package broker_test
 
 import (
-	"context"
 	"encoding/json"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,24 +24,13 @@ var fileToolProfiles = map[string]string{
 // toolCall is one call a fake agent makes: a tool and its target.
 type toolCall struct{ tool, target string }
 
-// toolRunner is a fake runner whose job makes calls in order, as the agent
-// would through the tool gateway, and records the broker's answers.
+// toolRunner is requestRunner for tool calls.
 func toolRunner(calls ...toolCall) (*fakeRunner, func() []broker.ExecDecision) {
-	var mu sync.Mutex
-	var got []broker.ExecDecision
-	r := &fakeRunner{outcome: result(`{"title":"T"}`), during: func(ctx context.Context, job *broker.Job) {
-		for _, c := range calls {
-			d := job.OnExec(ctx, broker.ExecRequest{Tool: c.tool, Target: c.target})
-			mu.Lock()
-			got = append(got, d)
-			mu.Unlock()
-		}
-	}}
-	return r, func() []broker.ExecDecision {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]broker.ExecDecision(nil), got...)
+	reqs := make([]broker.ExecRequest, 0, len(calls))
+	for _, c := range calls {
+		reqs = append(reqs, broker.ExecRequest{Tool: c.tool, Target: c.target})
 	}
+	return requestRunner(0, reqs...)
 }
 
 func TestToolCall_PolicyDecidesWithoutAsking(t *testing.T) {

@@ -1,9 +1,27 @@
 package sandbox
 
 import (
+	"bufio"
+	"io"
 	"strconv"
 	"strings"
 )
+
+// MountPoints returns the mount points of a /proc/*/mountinfo listing,
+// unescaped, in order.
+func MountPoints(r io.Reader) ([]string, error) {
+	var out []string
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		// "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw":
+		// the fifth field is the mount point.
+		if fields := strings.Fields(sc.Text()); len(fields) >= 5 {
+			out = append(out, UnescapeMountinfo(fields[4]))
+		}
+	}
+	return out, sc.Err()
+}
 
 // UnescapeMountinfo undoes the octal escapes (\040 for a space) that the
 // kernel writes in /proc/*/mountinfo paths.

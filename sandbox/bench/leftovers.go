@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -83,20 +82,12 @@ func CountLeftovers(stateDir string) (Leftovers, error) {
 // are dir or below it.
 func countMountsUnder(r io.Reader, dir string) (int, error) {
 	dir = strings.TrimSuffix(dir, "/")
+	mps, err := sandbox.MountPoints(r)
 	n := 0
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		// "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw":
-		// the fifth field is the mount point.
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := sandbox.UnescapeMountinfo(fields[4])
+	for _, mp := range mps {
 		if mp == dir || strings.HasPrefix(mp, dir+"/") {
 			n++
 		}
 	}
-	return n, sc.Err()
+	return n, err
 }

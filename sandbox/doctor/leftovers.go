@@ -1,7 +1,6 @@
 package doctor
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -91,15 +90,11 @@ func checkLeftoverMounts(_ context.Context, e *env) result {
 	}
 	defer f.Close()
 	var found []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		// "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw": the fifth field is the mount point.
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := sandbox.UnescapeMountinfo(fields[4])
+	mps, err := sandbox.MountPoints(f)
+	if err != nil {
+		return result{sev: Warn, detail: fmt.Sprintf("cannot read mountinfo: %v", err), fix: "mount /proc"}
+	}
+	for _, mp := range mps {
 		if strings.HasPrefix(mp, jobs+"/") {
 			found = append(found, mp)
 		}
