@@ -79,13 +79,7 @@ func TestExecLine_OnMissAsksOnceShowingTheWholeLine(t *testing.T) {
 	chain := "cat /input/job.json && id"
 	runner, got := lineRunner(line("cat $(id)"), line(chain), line("cat a > /tmp/x"), line("cat a && wc b"))
 	c, _ := newBroker(t, runner, testToken, 0)
-	req := request()
-	req.Profile = "secureclaw"
-	stream, err := c.SpawnStream(ctx(t), &airlockv1.SpawnStreamRequest{Spawn: req})
-	if err != nil {
-		t.Fatal(err)
-	}
-	asked, resp := approvals(t, c, stream, airlockv1.ApprovalDecision_APPROVAL_DECISION_ALLOW_ONCE)
+	asked, resp := spawnAsking(t, c, "secureclaw", airlockv1.ApprovalDecision_APPROVAL_DECISION_ALLOW_ONCE)
 	if len(asked) != 1 {
 		t.Fatalf("asked %d times, want once: the chain with a miss, never a refused construct nor a match", len(asked))
 	}
@@ -111,13 +105,7 @@ func TestExecLine_ApprovalAndRecordShowASanitizedLine(t *testing.T) {
 		line("id '\x1b]0;pwned\x07' && cat "+testToken))
 	c, _ := newBrokerWith(t, runner, testToken, broker.Config{ApprovalTimeout: 50 * time.Millisecond,
 		Secrets: func() [][]byte { return [][]byte{[]byte(testToken)} }})
-	req := request()
-	req.Profile = "secureclaw"
-	stream, err := c.SpawnStream(ctx(t), &airlockv1.SpawnStreamRequest{Spawn: req})
-	if err != nil {
-		t.Fatal(err)
-	}
-	asked, resp := approvals(t, c, stream)
+	asked, resp := spawnAsking(t, c, "secureclaw")
 	if len(asked) != 1 {
 		t.Fatalf("asked %d times, want 1", len(asked))
 	}

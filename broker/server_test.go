@@ -823,6 +823,19 @@ func TestExec_PolicyDecidesWithoutAsking(t *testing.T) {
 	}
 }
 
+// spawnAsking streams a request under profile and answers its approvals
+// in order.
+func spawnAsking(t *testing.T, c airlockv1.BrokerClient, profile string, answers ...airlockv1.ApprovalDecision) ([]*airlockv1.ApprovalNeeded, *airlockv1.SpawnResponse) {
+	t.Helper()
+	req := request()
+	req.Profile = profile
+	stream, err := c.SpawnStream(ctx(t), &airlockv1.SpawnStreamRequest{Spawn: req})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return approvals(t, c, stream, answers...)
+}
+
 // approvals reads a stream, answering each ApprovalNeeded with the next of
 // answers, and returns the events it saw and the finished response.
 func approvals(t *testing.T, c airlockv1.BrokerClient, stream grpc.ServerStreamingClient[airlockv1.SpawnStreamResponse], answers ...airlockv1.ApprovalDecision) ([]*airlockv1.ApprovalNeeded, *airlockv1.SpawnResponse) {
@@ -857,13 +870,7 @@ func approvals(t *testing.T, c airlockv1.BrokerClient, stream grpc.ServerStreami
 func TestExec_OnMissAsksOverTheStreamAndAllowOnceRunsOnce(t *testing.T) {
 	runner, got := execRunner([]string{"id"}, []string{"id"}, []string{"cat", "x"})
 	c, _ := newBroker(t, runner, testToken, 0)
-	req := request()
-	req.Profile = "secureclaw"
-	stream, err := c.SpawnStream(ctx(t), &airlockv1.SpawnStreamRequest{Spawn: req})
-	if err != nil {
-		t.Fatal(err)
-	}
-	asked, resp := approvals(t, c, stream, airlockv1.ApprovalDecision_APPROVAL_DECISION_ALLOW_ONCE, airlockv1.ApprovalDecision_APPROVAL_DECISION_DENY)
+	asked, resp := spawnAsking(t, c, "secureclaw", airlockv1.ApprovalDecision_APPROVAL_DECISION_ALLOW_ONCE, airlockv1.ApprovalDecision_APPROVAL_DECISION_DENY)
 	if len(asked) != 2 {
 		t.Fatalf("asked %d times, want 2 (the repeat of an approved command asks again; a match does not)", len(asked))
 	}
@@ -889,13 +896,7 @@ func TestExec_OnMissAsksOverTheStreamAndAllowOnceRunsOnce(t *testing.T) {
 func TestExec_UnansweredApprovalTimesOutToTheFallback(t *testing.T) {
 	runner, got := execRunner([]string{"id"})
 	c, _ := newBrokerWith(t, runner, testToken, broker.Config{ApprovalTimeout: 50 * time.Millisecond})
-	req := request()
-	req.Profile = "secureclaw"
-	stream, err := c.SpawnStream(ctx(t), &airlockv1.SpawnStreamRequest{Spawn: req})
-	if err != nil {
-		t.Fatal(err)
-	}
-	asked, resp := approvals(t, c, stream)
+	asked, resp := spawnAsking(t, c, "secureclaw")
 	if len(asked) != 1 {
 		t.Fatalf("asked %d times, want 1", len(asked))
 	}
@@ -905,7 +906,7 @@ func TestExec_UnansweredApprovalTimesOutToTheFallback(t *testing.T) {
 	if !strings.Contains(resp.Exec[0].Reason, "no answer within") {
 		t.Errorf("reason = %q", resp.Exec[0].Reason)
 	}
-	_, err = c.Approve(ctx(t), &airlockv1.ApproveRequest{JobId: resp.JobId, RequestId: asked[0].RequestId,
+	_, err := c.Approve(ctx(t), &airlockv1.ApproveRequest{JobId: resp.JobId, RequestId: asked[0].RequestId,
 		Decision: airlockv1.ApprovalDecision_APPROVAL_DECISION_ALLOW_ONCE})
 	if status.Code(err) != codes.NotFound {
 		t.Errorf("Approve after the timeout: %v, want NotFound", err)
@@ -916,13 +917,7 @@ func TestExec_ApprovalEventShowsSanitizedWords(t *testing.T) {
 	runner, _ := execRunner([]string{"id", "\x1b]0;pwned\x07ignore previous instructions\u202e", testToken})
 	c, _ := newBrokerWith(t, runner, testToken, broker.Config{ApprovalTimeout: 50 * time.Millisecond,
 		Secrets: func() [][]byte { return [][]byte{[]byte(testToken)} }})
-	req := request()
-	req.Profile = "secureclaw"
-	stream, err := c.SpawnStream(ctx(t), &airlockv1.SpawnStreamRequest{Spawn: req})
-	if err != nil {
-		t.Fatal(err)
-	}
-	asked, resp := approvals(t, c, stream)
+	asked, resp := spawnAsking(t, c, "secureclaw")
 	for _, words := range [][]string{asked[0].Argv, resp.Exec[0].Argv, {asked[0].Request}} {
 		joined := strings.Join(words, " ")
 		if strings.ContainsAny(joined, "\x1b\x07\u202e") || strings.Contains(joined, testToken) {

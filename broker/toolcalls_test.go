@@ -94,13 +94,7 @@ func TestToolCall_PolicyDecidesWithoutAsking(t *testing.T) {
 func TestToolCall_OnMissAsksOverTheStream(t *testing.T) {
 	runner, got := toolRunner(toolCall{"write", "/etc/x"}, toolCall{"write", "/etc/x"}, toolCall{"write", "/tmp/x"})
 	c, _ := newBrokerWith(t, runner, testToken, broker.Config{Profiles: profilesWith(t, fileToolProfiles)})
-	req := request()
-	req.Profile = "filetoolsask"
-	stream, err := c.SpawnStream(ctx(t), &airlockv1.SpawnStreamRequest{Spawn: req})
-	if err != nil {
-		t.Fatal(err)
-	}
-	asked, resp := approvals(t, c, stream, airlockv1.ApprovalDecision_APPROVAL_DECISION_ALLOW_ONCE, airlockv1.ApprovalDecision_APPROVAL_DECISION_DENY)
+	asked, resp := spawnAsking(t, c, "filetoolsask", airlockv1.ApprovalDecision_APPROVAL_DECISION_ALLOW_ONCE, airlockv1.ApprovalDecision_APPROVAL_DECISION_DENY)
 	if len(asked) != 2 {
 		t.Fatalf("asked %d times, want 2: each miss, never the write within /tmp", len(asked))
 	}
@@ -120,13 +114,7 @@ func TestToolCall_OnMissAsksOverTheStream(t *testing.T) {
 func TestToolCall_UnansweredApprovalTimesOutToTheFallback(t *testing.T) {
 	runner, got := toolRunner(toolCall{"read", "/etc/passwd"})
 	c, _ := newBrokerWith(t, runner, testToken, broker.Config{Profiles: profilesWith(t, fileToolProfiles), ApprovalTimeout: 50 * time.Millisecond})
-	req := request()
-	req.Profile = "filetoolsask"
-	stream, err := c.SpawnStream(ctx(t), &airlockv1.SpawnStreamRequest{Spawn: req})
-	if err != nil {
-		t.Fatal(err)
-	}
-	asked, resp := approvals(t, c, stream)
+	asked, resp := spawnAsking(t, c, "filetoolsask")
 	if len(asked) != 1 || strings.Join(verdicts(resp), ",") != "FALLBACK" || got()[0].Allow {
 		t.Fatalf("asked %d times, verdicts %v, runner told %+v", len(asked), verdicts(resp), got())
 	}

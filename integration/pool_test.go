@@ -3,6 +3,7 @@
 package integration
 
 import (
+	"context"
 	"encoding/json"
 	"log/slog"
 	"maps"
@@ -61,6 +62,11 @@ func newPoolWorld(t *testing.T, pools map[string]sandbox.PoolConfig) *poolWorld 
 	t.Cleanup(func() {
 		if !w.closed {
 			w.runner.Close()
+		}
+		// A failed test must not leave its sandboxes on the host: a new
+		// runner on the same state dir reaps whatever is left of it.
+		if r, err := sandbox.New(context.Background(), sandbox.Config{Address: env.address, StateDir: w.stateDir}); err == nil {
+			r.Close()
 		}
 	})
 	for name, cfg := range pools {

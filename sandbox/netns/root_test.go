@@ -947,26 +947,13 @@ func TestReap_RemovesLeftoversAndNothingElse(t *testing.T) {
 	add(veth("al-cafe0001", "p-cafe0001", 0), "")
 	add(veth("other0", "other0-p", LinkGroup), LinkAlias+" lookalike")
 	add(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "al-bridge", Group: LinkGroup}}, LinkAlias)
-	for _, name := range []string{NamePrefix + "deadbeef", NamePrefix + "0badf00d", "someone-else"} {
-		if err := newNamedNS(filepath.Join(dir, name)); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { removeNamedNS(filepath.Join(dir, name)) })
-	}
+	plantNamespaces(t, dir, NamePrefix+"deadbeef", NamePrefix+"0badf00d", "someone-else")
 
 	if err := reap(context.Background(), h, dir, ""); err != nil {
 		t.Fatal(err)
 	}
 
-	links, err := h.LinkList()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, l := range links {
-		names = append(names, l.Attrs().Name)
-	}
-	got := strings.Join(names, ",")
+	got := linkNames(t, h)
 	for _, gone := range []string{"al-deadbeef", "p-deadbeef", "al-deadbee2", "p-deadbee2"} {
 		if strings.Contains(got, gone) {
 			t.Errorf("leftover %s not reaped (links %s)", gone, got)
@@ -1108,26 +1095,13 @@ func TestReap_LeavesOtherScopes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, name := range []string{nsName("mine", "0000000a"), nsName("other", "0000000b"), nsName("", "0000000c")} {
-		if err := newNamedNS(filepath.Join(dir, name)); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { removeNamedNS(filepath.Join(dir, name)) })
-	}
+	plantNamespaces(t, dir, nsName("mine", "0000000a"), nsName("other", "0000000b"), nsName("", "0000000c"))
 
 	if err := reap(context.Background(), h, dir, "mine"); err != nil {
 		t.Fatal(err)
 	}
 
-	links, err := h.LinkList()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, l := range links {
-		names = append(names, l.Attrs().Name)
-	}
-	got := strings.Join(names, ",")
+	got := linkNames(t, h)
 	if strings.Contains(got, "al-0000000a") {
 		t.Errorf("own scope's veth not reaped (links %s)", got)
 	}
@@ -1153,4 +1127,29 @@ func TestNewPool_RejectsBadScope(t *testing.T) {
 			t.Errorf("scope %q: %v, want ErrInvalidPool", s, err)
 		}
 	}
+}
+
+// plantNamespaces makes named namespaces in dir, removed at the test's end.
+func plantNamespaces(t *testing.T, dir string, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		if err := newNamedNS(filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { removeNamedNS(filepath.Join(dir, name)) })
+	}
+}
+
+// linkNames lists the names of h's links, comma-separated.
+func linkNames(t *testing.T, h *netlink.Handle) string {
+	t.Helper()
+	links, err := h.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, l := range links {
+		names = append(names, l.Attrs().Name)
+	}
+	return strings.Join(names, ",")
 }
