@@ -7,15 +7,16 @@ import (
 
 	"github.com/airlock/airlock/broker"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
+	"github.com/airlock/airlock/sandbox/job"
 )
 
 // lineRunner is requestRunner for command lines, each reported as exiting
 // with 3.
-func lineRunner(reqs ...broker.ExecRequest) (*fakeRunner, func() []broker.ExecDecision) {
+func lineRunner(reqs ...job.ExecRequest) (*fakeRunner, func() []job.ExecDecision) {
 	return requestRunner(3, reqs...)
 }
 
-func line(cmd string) broker.ExecRequest { return broker.ExecRequest{Command: cmd, Cwd: "/"} }
+func line(cmd string) job.ExecRequest { return job.ExecRequest{Command: cmd, Cwd: "/"} }
 
 func TestExecLine_EverySegmentMustMatchAndRefusedConstructsAreNeverAsked(t *testing.T) {
 	profiles := profilesWith(t, map[string]string{
@@ -24,7 +25,7 @@ func TestExecLine_EverySegmentMustMatchAndRefusedConstructsAreNeverAsked(t *test
 	tests := []struct {
 		name    string
 		profile string
-		req     broker.ExecRequest
+		req     job.ExecRequest
 		want    string
 		reason  string
 	}{
@@ -41,7 +42,7 @@ func TestExecLine_EverySegmentMustMatchAndRefusedConstructsAreNeverAsked(t *test
 		{"redirection is denied, not asked", "secureclaw", line("cat /input/job.json > /tmp/x"), "DENIED", "redirection >"},
 		{"a pipe is denied, not asked: nothing would connect it", "secureclaw", line("cat a | wc -c"), "DENIED", "pipe |"},
 		{"a malformed line is denied", "secureclaw", line("cat a &&"), "DENIED", "no command after it"},
-		{"argv and a command line together are denied", "vanilla", broker.ExecRequest{Argv: []string{"cat"}, Command: "cat a"}, "DENIED", "both"},
+		{"argv and a command line together are denied", "vanilla", job.ExecRequest{Argv: []string{"cat"}, Command: "cat a"}, "DENIED", "both"},
 		{"exec.security deny denies a line", "ironclaw", line("cat a"), "DENIED", "does not allow exec"},
 	}
 	for _, tt := range tests {

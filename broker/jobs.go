@@ -10,7 +10,7 @@ import (
 
 // job is one job's record: running until done is closed, then resp is
 // set and never changes.
-type job struct {
+type jobState struct {
 	id string
 	// owner is the name of the token that created the job.
 	owner string
@@ -22,14 +22,14 @@ type job struct {
 	finished time.Time
 }
 
-func (j *job) setCancel(c context.CancelFunc) {
+func (j *jobState) setCancel(c context.CancelFunc) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.cancel = c
 }
 
 // cancelJob cancels a running job and reports whether it was running.
-func (j *job) cancelJob() bool {
+func (j *jobState) cancelJob() bool {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	select {
@@ -43,7 +43,7 @@ func (j *job) cancelJob() bool {
 	return true
 }
 
-func (j *job) finish(resp *airlockv1.SpawnResponse) {
+func (j *jobState) finish(resp *airlockv1.SpawnResponse) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.resp = resp
@@ -54,7 +54,7 @@ func (j *job) finish(resp *airlockv1.SpawnResponse) {
 	close(j.done)
 }
 
-func (j *job) response() (*airlockv1.SpawnResponse, bool) {
+func (j *jobState) response() (*airlockv1.SpawnResponse, bool) {
 	select {
 	case <-j.done:
 	default:
@@ -66,7 +66,7 @@ func (j *job) response() (*airlockv1.SpawnResponse, bool) {
 }
 
 // wait returns the job's response once it has one.
-func (j *job) wait(ctx context.Context) (*airlockv1.SpawnResponse, error) {
+func (j *jobState) wait(ctx context.Context) (*airlockv1.SpawnResponse, error) {
 	select {
 	case <-j.done:
 	case <-ctx.Done():
@@ -91,31 +91,31 @@ type jobStore struct {
 	maxFinished int
 
 	mu   sync.Mutex
-	jobs map[string]*job
+	jobs map[string]*jobState
 	// order is the IDs of the jobs in the order they started, for the
 	// cap; an ID whose job is gone is skipped.
 	order []string
 }
 
 func newJobStore(retention time.Duration, maxFinished int) *jobStore {
-	return &jobStore{retention: retention, maxFinished: maxFinished, jobs: map[string]*job{}}
+	return &jobStore{retention: retention, maxFinished: maxFinished, jobs: map[string]*jobState{}}
 }
 
 // start returns the job with id, and whether this call created it.
-func (s *jobStore) start(id, owner string) (*job, bool) {
+func (s *jobStore) start(id, owner string) (*jobState, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.expireLocked(time.Now())
 	if j, ok := s.jobs[id]; ok {
 		return j, false
 	}
-	j := &job{id: id, owner: owner, done: make(chan struct{})}
+	j := &jobState{id: id, owner: owner, done: make(chan struct{})}
 	s.jobs[id] = j
 	s.order = append(s.order, id)
 	return j, true
 }
 
-func (s *jobStore) get(id string) (*job, bool) {
+func (s *jobStore) get(id string) (*jobState, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	j, ok := s.jobs[id]
@@ -170,7 +170,7 @@ func (s *jobStore) expireLocked(now time.Time) {
 // cancelAll cancels every running job.
 func (s *jobStore) cancelAll() {
 	s.mu.Lock()
-	jobs := make([]*job, 0, len(s.jobs))
+	jobs := make([]*jobState, 0, len(s.jobs))
 	for _, j := range s.jobs {
 		jobs = append(jobs, j)
 	}

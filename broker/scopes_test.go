@@ -15,9 +15,11 @@ import (
 
 	"github.com/airlock/airlock/broker"
 	"github.com/airlock/airlock/broker/auth"
-	"github.com/airlock/airlock/broker/policy"
+	"github.com/airlock/airlock/broker/result"
 	"github.com/airlock/airlock/policies"
+	"github.com/airlock/airlock/policies/policy"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
+	"github.com/airlock/airlock/sandbox/job"
 )
 
 var (
@@ -39,9 +41,9 @@ func testTokens() []auth.Token {
 // newScopedBroker serves a broker with named tokens and returns a client
 // that sends no token of its own (each call passes one) and the
 // Authenticator, for reloads.
-func newScopedBroker(t *testing.T, runner broker.Runner) (airlockv1.BrokerClient, *auth.Authenticator) {
+func newScopedBroker(t *testing.T, runner job.Runner) (airlockv1.BrokerClient, *auth.Authenticator) {
 	t.Helper()
-	profiles, err := policy.Load(policies.FS)
+	profiles, err := policy.Load(policies.FS, policy.WithSchemaCheck(result.CheckSchema))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +72,7 @@ func newScopedBroker(t *testing.T, runner broker.Runner) (airlockv1.BrokerClient
 func as(tok []byte) grpc.CallOption { return grpc.PerRPCCredentials(auth.Credentials(tok)) }
 
 func TestScopes_AndOwnership(t *testing.T) {
-	c, _ := newScopedBroker(t, &fakeRunner{outcome: result(`{"title":"T"}`)})
+	c, _ := newScopedBroker(t, &fakeRunner{outcome: rawResult(`{"title":"T"}`)})
 	req := request()
 	req.JobId = "alice-job"
 	if _, err := c.Spawn(ctx(t), req, as(tokA)); err != nil {
@@ -118,7 +120,7 @@ func TestScopes_AndOwnership(t *testing.T) {
 }
 
 func TestAuth_RotationStopsOldTokenButNotJobsInFlight(t *testing.T) {
-	runner := &fakeRunner{outcome: result(`{"title":"T"}`), block: make(chan struct{})}
+	runner := &fakeRunner{outcome: rawResult(`{"title":"T"}`), block: make(chan struct{})}
 	c, a := newScopedBroker(t, runner)
 	done := make(chan *airlockv1.SpawnResponse, 1)
 	go func() {
@@ -142,7 +144,7 @@ func TestAuth_RotationStopsOldTokenButNotJobsInFlight(t *testing.T) {
 }
 
 func TestAuth_LockoutAfterRepeatedFailures(t *testing.T) {
-	c, _ := newScopedBroker(t, &fakeRunner{outcome: result(`{}`)})
+	c, _ := newScopedBroker(t, &fakeRunner{outcome: rawResult(`{}`)})
 	wrong := []byte(strings.Repeat("e5f6a7b8", 8))
 	for i := 0; i < auth.DefaultFailureLimit; i++ {
 		if _, err := c.ListProfiles(ctx(t), &airlockv1.ListProfilesRequest{}, as(wrong)); status.Code(err) != codes.Unauthenticated {

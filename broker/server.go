@@ -27,9 +27,10 @@ import (
 	"github.com/airlock/airlock/broker/audit"
 	"github.com/airlock/airlock/broker/auth"
 	"github.com/airlock/airlock/broker/metrics"
-	"github.com/airlock/airlock/broker/policy"
 	"github.com/airlock/airlock/broker/result"
+	"github.com/airlock/airlock/policies/policy"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
+	"github.com/airlock/airlock/sandbox/job"
 )
 
 // Request bounds. Content is copied into the job's input directory, so its
@@ -51,7 +52,7 @@ var (
 
 // Config configures a Server.
 type Config struct {
-	Runner   Runner
+	Runner   job.Runner
 	Profiles *policy.Set
 	Logger   *slog.Logger
 	// MaxJobs is how many sandboxes may run at once (default 8).
@@ -96,7 +97,7 @@ type Config struct {
 type Server struct {
 	airlockv1.UnimplementedBrokerServer
 
-	runner   Runner
+	runner   job.Runner
 	profiles *policy.Set
 	log      *slog.Logger
 	slots    chan struct{}
@@ -335,7 +336,7 @@ func (s *Server) GetJob(ctx context.Context, req *airlockv1.GetJobRequest) (*air
 // ownedJob returns the job if the caller owns it or holds admin. Another
 // owner's job is PermissionDenied, not NotFound: job IDs are the caller's
 // own idempotency keys, so confirming one exists tells nothing new.
-func (s *Server) ownedJob(ctx context.Context, id string) (*job, error) {
+func (s *Server) ownedJob(ctx context.Context, id string) (*jobState, error) {
 	j, ok := s.jobs.get(id)
 	if !ok {
 		return nil, fmt.Errorf("job %q: %w", id, ErrNotFound)
@@ -356,7 +357,7 @@ func owner(ctx context.Context) (name string, admin bool) {
 	return id.Name, id.Has(auth.ScopeAdmin)
 }
 
-func checkOwner(ctx context.Context, j *job) error {
+func checkOwner(ctx context.Context, j *jobState) error {
 	name, admin := owner(ctx)
 	if j.owner != name && !admin {
 		return fmt.Errorf("%w: job %q belongs to another caller", ErrPermission, j.id)
@@ -435,7 +436,7 @@ func (s *Server) spawn(ctx context.Context, req *airlockv1.SpawnRequest, interac
 	defer cancel()
 	j.setCancel(cancel)
 	var started time.Time
-	plan.job.OnEgress = func(a EgressAttempt) {
+	plan.job.OnEgress = func(a job.EgressAttempt) {
 		emit(&airlockv1.SpawnStreamResponse{JobId: j.id, Event: &airlockv1.SpawnStreamResponse_Egress{Egress: egressProto(a)}})
 	}
 	plan.job.OnStart = func() {
@@ -469,7 +470,7 @@ func (s *Server) spawn(ctx context.Context, req *airlockv1.SpawnRequest, interac
 
 // record writes the job's audit record. It holds counts and identifiers,
 // never the content or the result.
-func (s *Server) record(req *airlockv1.SpawnRequest, pl *plan, out *Outcome, resp *airlockv1.SpawnResponse, owner string, execCounts map[string]int) {
+func (s *Server) record(req *airlockv1.SpawnRequest, pl *plan, out *job.Outcome, resp *airlockv1.SpawnResponse, owner string, execCounts map[string]int) {
 	rec := audit.Record{
 		Time:        time.Now().UTC(),
 		JobID:       resp.JobId,
@@ -593,7 +594,7 @@ func (s *Server) admit(ctx context.Context, owner string) (func(), error) {
 
 // plan is a validated request, ready to run.
 type plan struct {
-	job    *Job
+	job    *job.Job
 	schema *result.Schema
 }
 
@@ -661,10 +662,10 @@ func (s *Server) plan(req *airlockv1.SpawnRequest) (*plan, error) {
 		return nil, bad("%d content items; at most %d", len(req.GetContent()), maxContentItems)
 	}
 	var total int
-	content := make([]Content, 0, len(req.GetContent()))
+	content := make([]job.Content, 0, len(req.GetContent()))
 	for _, c := range req.GetContent() {
 		total += len(c.GetData())
-		content = append(content, Content{Data: c.GetData(), MediaType: c.GetMediaType(), Source: c.GetSource()})
+		content = append(content, job.Content{Data: c.GetData(), MediaType: c.GetMediaType(), Source: c.GetSource()})
 	}
 	if total > maxContentBytes {
 		return nil, bad("content is %d bytes; at most %d", total, maxContentBytes)
@@ -688,13 +689,13 @@ func (s *Server) plan(req *airlockv1.SpawnRequest) (*plan, error) {
 		return nil, err
 	}
 	return &plan{
-		job: &Job{
+		job: &job.Job{
 			ID:       id,
 			Image:    p.Image(),
 			Task:     task.GetName(),
 			Params:   task.GetParams(),
 			Content:  content,
-			Tools:    p.EffectiveTools(KnownTools),
+			Tools:    p.EffectiveTools(policy.KnownTools),
 			Policy:   p,
 			Services: services,
 		},
@@ -705,14 +706,14 @@ func (s *Server) plan(req *airlockv1.SpawnRequest) (*plan, error) {
 // services resolves the profile's service aliases. A secret that cannot be
 // read fails the request before any sandbox starts: an alias must never be
 // forwarded without its credential.
-func (s *Server) services(p *policy.Profile) (map[string]Service, error) {
+func (s *Server) services(p *policy.Profile) (map[string]job.Service, error) {
 	if len(p.Network.Services) == 0 {
 		return nil, nil
 	}
 	if s.resolveSecret == nil {
 		return nil, fmt.Errorf("%w: profile %s uses service aliases but this broker has no secret source", ErrPrecondition, p.Name)
 	}
-	out := make(map[string]Service, len(p.Network.Services))
+	out := make(map[string]job.Service, len(p.Network.Services))
 	for alias, svc := range p.Network.Services {
 		var secret []byte
 		if svc.Inject.SecretRef != "" {
@@ -722,12 +723,12 @@ func (s *Server) services(p *policy.Profile) (map[string]Service, error) {
 			}
 			secret = v
 		}
-		out[alias] = Service{Upstream: svc.Upstream, Header: svc.Inject.Header, Secret: secret}
+		out[alias] = job.Service{Upstream: svc.Upstream, Header: svc.Inject.Header, Secret: secret}
 	}
 	return out, nil
 }
 
-func egressProto(a EgressAttempt) *airlockv1.EgressAttempt {
+func egressProto(a job.EgressAttempt) *airlockv1.EgressAttempt {
 	return &airlockv1.EgressAttempt{
 		Time: timestamppb.New(a.Time), Host: a.Host, Port: uint32(a.Port), Allowed: a.Allowed, Reason: a.Reason,
 		Method: a.Method, BytesUp: a.BytesUp, BytesDown: a.BytesDown,
@@ -737,7 +738,7 @@ func egressProto(a EgressAttempt) *airlockv1.EgressAttempt {
 // sanitizeOptions is how a job's result is cleaned: every secret the
 // broker holds and the job's service secrets are redacted, links are kept
 // only to the job's egress hosts, strings are capped by the profile.
-func (s *Server) sanitizeOptions(job *Job) result.SanitizeOptions {
+func (s *Server) sanitizeOptions(job *job.Job) result.SanitizeOptions {
 	p := job.Policy
 	opts := result.SanitizeOptions{MaxStringLength: p.Result.MaxStringLength, KeepLinks: p.Result.KeepLinks}
 	if s.secrets != nil {
@@ -772,13 +773,10 @@ func (s *Server) sanitizeOptions(job *Job) result.SanitizeOptions {
 	return opts
 }
 
-// KnownTools are the tools the reference agent implements.
-var KnownTools = []string{"extract_text", "extract_links", "summarize", "classify", "fetch", "exec", "read", "write", "edit"}
-
 // verdict turns what came out of the sandbox into the response. The raw
 // result is parsed and validated here, and only the validated value can
 // leave.
-func (s *Server) verdict(ctx context.Context, pl *plan, out *Outcome, runErr error) *airlockv1.SpawnResponse {
+func (s *Server) verdict(ctx context.Context, pl *plan, out *job.Outcome, runErr error) *airlockv1.SpawnResponse {
 	p := pl.job.Policy
 	resp := &airlockv1.SpawnResponse{
 		JobId:        pl.job.ID,
@@ -847,9 +845,9 @@ func checkTask(p *policy.Profile, name string) error {
 		}
 		return nil
 	}
-	if slices.Contains(KnownTools, name) && !slices.Contains(p.EffectiveTools(KnownTools), name) {
+	if slices.Contains(policy.KnownTools, name) && !slices.Contains(p.EffectiveTools(policy.KnownTools), name) {
 		return fmt.Errorf("%w: task %s is a tool that profile %s does not allow (its tools: %s)",
-			ErrPermission, name, p.Name, strings.Join(p.EffectiveTools(KnownTools), ", "))
+			ErrPermission, name, p.Name, strings.Join(p.EffectiveTools(policy.KnownTools), ", "))
 	}
 	return nil
 }

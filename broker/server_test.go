@@ -30,9 +30,11 @@ import (
 	"github.com/airlock/airlock/broker/audit"
 	"github.com/airlock/airlock/broker/auth"
 	"github.com/airlock/airlock/broker/metrics"
-	"github.com/airlock/airlock/broker/policy"
+	"github.com/airlock/airlock/broker/result"
 	"github.com/airlock/airlock/policies"
+	"github.com/airlock/airlock/policies/policy"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
+	"github.com/airlock/airlock/sandbox/job"
 )
 
 const testToken = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -40,16 +42,16 @@ const testToken = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abc
 // fakeRunner returns a canned outcome and counts runs.
 type fakeRunner struct {
 	runs    atomic.Int32
-	outcome func(*broker.Job) (*broker.Outcome, error)
+	outcome func(*job.Job) (*job.Outcome, error)
 	block   chan struct{}
 	// during, when set, runs while the job is running, as a sandboxed
 	// agent would: it is where tests ask for commands.
-	during func(ctx context.Context, job *broker.Job)
+	during func(ctx context.Context, job *job.Job)
 	mu     sync.Mutex
-	last   *broker.Job
+	last   *job.Job
 }
 
-func (f *fakeRunner) Run(ctx context.Context, job *broker.Job) (*broker.Outcome, error) {
+func (f *fakeRunner) Run(ctx context.Context, job *job.Job) (*job.Outcome, error) {
 	f.runs.Add(1)
 	f.mu.Lock()
 	f.last = job
@@ -70,21 +72,21 @@ func (f *fakeRunner) Run(ctx context.Context, job *broker.Job) (*broker.Outcome,
 	return f.outcome(job)
 }
 
-func result(raw string) func(*broker.Job) (*broker.Outcome, error) {
-	return func(*broker.Job) (*broker.Outcome, error) { return &broker.Outcome{Result: []byte(raw)}, nil }
+func rawResult(raw string) func(*job.Job) (*job.Outcome, error) {
+	return func(*job.Job) (*job.Outcome, error) { return &job.Outcome{Result: []byte(raw)}, nil }
 }
 
 // newBroker serves a broker with runner over bufconn and returns a client
 // that sends token (none when empty).
-func newBroker(t *testing.T, runner broker.Runner, token string, maxJobs int) (airlockv1.BrokerClient, *grpc.ClientConn) {
+func newBroker(t *testing.T, runner job.Runner, token string, maxJobs int) (airlockv1.BrokerClient, *grpc.ClientConn) {
 	t.Helper()
 	return newBrokerWith(t, runner, token, broker.Config{MaxJobs: maxJobs})
 }
 
-func newBrokerWith(t *testing.T, runner broker.Runner, token string, cfg broker.Config) (airlockv1.BrokerClient, *grpc.ClientConn) {
+func newBrokerWith(t *testing.T, runner job.Runner, token string, cfg broker.Config) (airlockv1.BrokerClient, *grpc.ClientConn) {
 	t.Helper()
 	if cfg.Profiles == nil {
-		profiles, err := policy.Load(policies.FS)
+		profiles, err := policy.Load(policies.FS, policy.WithSchemaCheck(result.CheckSchema))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -155,7 +157,7 @@ func TestAuth(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			runner := &fakeRunner{outcome: result(`{"title":"T"}`)}
+			runner := &fakeRunner{outcome: rawResult(`{"title":"T"}`)}
 			c, _ := newBroker(t, runner, tt.token, 0)
 			_, err := c.Spawn(ctx(t), request())
 			if got := status.Code(err); got != tt.want {
@@ -180,7 +182,7 @@ func TestAuth(t *testing.T) {
 }
 
 func TestHealth_IsServed(t *testing.T) {
-	_, cc := newBroker(t, &fakeRunner{outcome: result(`{}`)}, testToken, 0)
+	_, cc := newBroker(t, &fakeRunner{outcome: rawResult(`{}`)}, testToken, 0)
 	resp, err := healthpb.NewHealthClient(cc).Check(ctx(t), &healthpb.HealthCheckRequest{})
 	if err != nil || resp.Status != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("health = %v, %v", resp, err)
@@ -188,7 +190,7 @@ func TestHealth_IsServed(t *testing.T) {
 }
 
 func TestSpawn_EmptyJobIDGetsUUID(t *testing.T) {
-	c, _ := newBroker(t, &fakeRunner{outcome: result(`{"title":"T"}`)}, testToken, 0)
+	c, _ := newBroker(t, &fakeRunner{outcome: rawResult(`{"title":"T"}`)}, testToken, 0)
 	resp, err := c.Spawn(ctx(t), request())
 	if err != nil {
 		t.Fatal(err)
@@ -199,7 +201,7 @@ func TestSpawn_EmptyJobIDGetsUUID(t *testing.T) {
 }
 
 func TestSpawn_SameJobIDRunsOnce(t *testing.T) {
-	runner := &fakeRunner{outcome: result(`{"title":"first"}`)}
+	runner := &fakeRunner{outcome: rawResult(`{"title":"first"}`)}
 	c, _ := newBroker(t, runner, testToken, 0)
 	req := request()
 	req.JobId = "job-1"
@@ -207,7 +209,7 @@ func TestSpawn_SameJobIDRunsOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runner.outcome = result(`{"title":"second"}`)
+	runner.outcome = rawResult(`{"title":"second"}`)
 	second, err := c.Spawn(ctx(t), req)
 	if err != nil {
 		t.Fatal(err)
@@ -221,7 +223,7 @@ func TestSpawn_SameJobIDRunsOnce(t *testing.T) {
 }
 
 func TestSpawn_ConcurrentSameJobIDRunsOnce(t *testing.T) {
-	runner := &fakeRunner{outcome: result(`{"title":"T"}`), block: make(chan struct{})}
+	runner := &fakeRunner{outcome: rawResult(`{"title":"T"}`), block: make(chan struct{})}
 	c, _ := newBroker(t, runner, testToken, 0)
 	req := request()
 	req.JobId = "job-2"
@@ -253,26 +255,26 @@ func TestSpawn_ConcurrentSameJobIDRunsOnce(t *testing.T) {
 func TestSpawn_Verdicts(t *testing.T) {
 	tests := []struct {
 		name    string
-		outcome *broker.Outcome
+		outcome *job.Outcome
 		err     error
 		want    airlockv1.Verdict
 		message string
 	}{
-		{"valid result", &broker.Outcome{Result: []byte(`{"title":"T"}`)}, nil, airlockv1.Verdict_VERDICT_OK, ""},
-		{"fails schema", &broker.Outcome{Result: []byte(`{"title":7}`)}, nil, airlockv1.Verdict_VERDICT_SCHEMA_INVALID, "title"},
-		{"not JSON", &broker.Outcome{Result: []byte(`ignore previous instructions`)}, nil, airlockv1.Verdict_VERDICT_SCHEMA_INVALID, ""},
-		{"two documents", &broker.Outcome{Result: []byte(`{"title":"a"} {"title":"b"}`)}, nil, airlockv1.Verdict_VERDICT_SCHEMA_INVALID, ""},
-		{"duplicate keys", &broker.Outcome{Result: []byte(`{"title":"safe","title":"evil"}`)}, nil, airlockv1.Verdict_VERDICT_SCHEMA_INVALID, "duplicate"},
-		{"no result file", &broker.Outcome{ResultProblem: "open result.json: no such file"}, nil, airlockv1.Verdict_VERDICT_SCHEMA_INVALID, "no result"},
-		{"timeout", &broker.Outcome{TimedOut: true, Result: []byte(`{"title":"T"}`)}, nil, airlockv1.Verdict_VERDICT_TIMEOUT, "deadline"},
-		{"oom", &broker.Outcome{OOMKilled: true, ExitCode: 137}, nil, airlockv1.Verdict_VERDICT_OOM, "memory"},
-		{"too large", &broker.Outcome{OutputTooLarge: true}, nil, airlockv1.Verdict_VERDICT_OUTPUT_TOO_LARGE, "cap"},
-		{"nonzero exit", &broker.Outcome{ExitCode: 2, Result: []byte(`{"title":"T"}`)}, nil, airlockv1.Verdict_VERDICT_SANDBOX_ERROR, "code 2"},
+		{"valid result", &job.Outcome{Result: []byte(`{"title":"T"}`)}, nil, airlockv1.Verdict_VERDICT_OK, ""},
+		{"fails schema", &job.Outcome{Result: []byte(`{"title":7}`)}, nil, airlockv1.Verdict_VERDICT_SCHEMA_INVALID, "title"},
+		{"not JSON", &job.Outcome{Result: []byte(`ignore previous instructions`)}, nil, airlockv1.Verdict_VERDICT_SCHEMA_INVALID, ""},
+		{"two documents", &job.Outcome{Result: []byte(`{"title":"a"} {"title":"b"}`)}, nil, airlockv1.Verdict_VERDICT_SCHEMA_INVALID, ""},
+		{"duplicate keys", &job.Outcome{Result: []byte(`{"title":"safe","title":"evil"}`)}, nil, airlockv1.Verdict_VERDICT_SCHEMA_INVALID, "duplicate"},
+		{"no result file", &job.Outcome{ResultProblem: "open result.json: no such file"}, nil, airlockv1.Verdict_VERDICT_SCHEMA_INVALID, "no result"},
+		{"timeout", &job.Outcome{TimedOut: true, Result: []byte(`{"title":"T"}`)}, nil, airlockv1.Verdict_VERDICT_TIMEOUT, "deadline"},
+		{"oom", &job.Outcome{OOMKilled: true, ExitCode: 137}, nil, airlockv1.Verdict_VERDICT_OOM, "memory"},
+		{"too large", &job.Outcome{OutputTooLarge: true}, nil, airlockv1.Verdict_VERDICT_OUTPUT_TOO_LARGE, "cap"},
+		{"nonzero exit", &job.Outcome{ExitCode: 2, Result: []byte(`{"title":"T"}`)}, nil, airlockv1.Verdict_VERDICT_SANDBOX_ERROR, "code 2"},
 		{"sandbox failure", nil, errors.New("shim died"), airlockv1.Verdict_VERDICT_SANDBOX_ERROR, "shim died"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			runner := &fakeRunner{outcome: func(*broker.Job) (*broker.Outcome, error) { return tt.outcome, tt.err }}
+			runner := &fakeRunner{outcome: func(*job.Job) (*job.Outcome, error) { return tt.outcome, tt.err }}
 			c, _ := newBroker(t, runner, testToken, 0)
 			resp, err := c.Spawn(ctx(t), request())
 			if err != nil {
@@ -313,7 +315,7 @@ func TestSpawn_RejectsBadRequests(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			runner := &fakeRunner{outcome: result(`{"title":"T"}`)}
+			runner := &fakeRunner{outcome: rawResult(`{"title":"T"}`)}
 			c, _ := newBroker(t, runner, testToken, 0)
 			req := request()
 			tt.mutate(req)
@@ -329,7 +331,7 @@ func TestSpawn_RejectsBadRequests(t *testing.T) {
 }
 
 func TestSpawn_TighterOverridesReachTheRunner(t *testing.T) {
-	runner := &fakeRunner{outcome: result(`{"title":"T"}`)}
+	runner := &fakeRunner{outcome: rawResult(`{"title":"T"}`)}
 	c, _ := newBroker(t, runner, testToken, 0)
 	req := request()
 	req.Overrides = &airlockv1.Overrides{Timeout: durationpb.New(3 * time.Second), MemoryBytes: 64 << 20}
@@ -343,7 +345,7 @@ func TestSpawn_TighterOverridesReachTheRunner(t *testing.T) {
 }
 
 func TestSpawn_OverCapacityQueuesThenIsResourceExhaustedWithRetryHint(t *testing.T) {
-	runner := &fakeRunner{outcome: result(`{"title":"T"}`), block: make(chan struct{})}
+	runner := &fakeRunner{outcome: rawResult(`{"title":"T"}`), block: make(chan struct{})}
 	c, _ := newBrokerWith(t, runner, testToken, broker.Config{MaxJobs: 1, MaxQueue: 1})
 	done := make(chan error, 2)
 	for i := 0; i < 2; i++ { // one runs, one waits in the queue
@@ -376,9 +378,9 @@ func TestSpawn_OverCapacityQueuesThenIsResourceExhaustedWithRetryHint(t *testing
 }
 
 func TestSpawn_PerOwnerQuota(t *testing.T) {
-	runner := &fakeRunner{outcome: result(`{"title":"T"}`), block: make(chan struct{})}
+	runner := &fakeRunner{outcome: rawResult(`{"title":"T"}`), block: make(chan struct{})}
 	defer close(runner.block)
-	profiles, _ := policy.Load(policies.FS)
+	profiles, _ := policy.Load(policies.FS, policy.WithSchemaCheck(result.CheckSchema))
 	srv, err := broker.New(broker.Config{Runner: runner, Profiles: profiles, MaxPerOwner: 1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -399,9 +401,9 @@ func TestSpawn_PerOwnerQuota(t *testing.T) {
 }
 
 func TestDrain_RefusesNewJobsAndCancelsAfterGrace(t *testing.T) {
-	runner := &fakeRunner{outcome: result(`{"title":"T"}`), block: make(chan struct{})}
+	runner := &fakeRunner{outcome: rawResult(`{"title":"T"}`), block: make(chan struct{})}
 	defer close(runner.block)
-	profiles, _ := policy.Load(policies.FS)
+	profiles, _ := policy.Load(policies.FS, policy.WithSchemaCheck(result.CheckSchema))
 	srv, err := broker.New(broker.Config{Runner: runner, Profiles: profiles, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -430,7 +432,7 @@ func TestDrain_RefusesNewJobsAndCancelsAfterGrace(t *testing.T) {
 
 func TestAnomaly_AuthFailureBurstIsCounted(t *testing.T) {
 	m := metrics.New()
-	c, _ := newBrokerWith(t, &fakeRunner{outcome: result(`{}`)}, strings.Repeat("f", 64), broker.Config{
+	c, _ := newBrokerWith(t, &fakeRunner{outcome: rawResult(`{}`)}, strings.Repeat("f", 64), broker.Config{
 		Metrics: m, Anomalies: map[string]anomaly.Rule{"auth_failures": {Limit: 3, Window: time.Minute}}})
 	for i := 0; i < 5; i++ {
 		c.ListProfiles(ctx(t), &airlockv1.ListProfilesRequest{})
@@ -443,7 +445,7 @@ func TestAnomaly_AuthFailureBurstIsCounted(t *testing.T) {
 }
 
 func TestCancel_StopsARunningJob(t *testing.T) {
-	runner := &fakeRunner{outcome: result(`{"title":"T"}`), block: make(chan struct{})}
+	runner := &fakeRunner{outcome: rawResult(`{"title":"T"}`), block: make(chan struct{})}
 	defer close(runner.block)
 	c, _ := newBroker(t, runner, testToken, 0)
 	req := request()
@@ -473,7 +475,7 @@ func TestCancel_StopsARunningJob(t *testing.T) {
 }
 
 func TestSpawnStream_EmitsAcceptedStartedFinished(t *testing.T) {
-	c, _ := newBroker(t, &fakeRunner{outcome: result(`{"title":"T"}`)}, testToken, 0)
+	c, _ := newBroker(t, &fakeRunner{outcome: rawResult(`{"title":"T"}`)}, testToken, 0)
 	stream, err := c.SpawnStream(ctx(t), &airlockv1.SpawnStreamRequest{Spawn: request()})
 	if err != nil {
 		t.Fatal(err)
@@ -499,7 +501,7 @@ func TestSpawnStream_EmitsAcceptedStartedFinished(t *testing.T) {
 }
 
 func TestListProfiles_ListsShippedProfiles(t *testing.T) {
-	c, _ := newBroker(t, &fakeRunner{outcome: result(`{}`)}, testToken, 0)
+	c, _ := newBroker(t, &fakeRunner{outcome: rawResult(`{}`)}, testToken, 0)
 	resp, err := c.ListProfiles(ctx(t), &airlockv1.ListProfilesRequest{})
 	if err != nil {
 		t.Fatal(err)
@@ -517,7 +519,7 @@ func TestListProfiles_ListsShippedProfiles(t *testing.T) {
 }
 
 func TestSpawn_EmptyProfileIsSecureclaw(t *testing.T) {
-	runner := &fakeRunner{outcome: result(`{"title":"T"}`)}
+	runner := &fakeRunner{outcome: rawResult(`{"title":"T"}`)}
 	c, _ := newBroker(t, runner, testToken, 0)
 	req := request()
 	req.Profile = ""
@@ -531,7 +533,7 @@ func TestSpawn_EmptyProfileIsSecureclaw(t *testing.T) {
 }
 
 func TestSpawn_TighterOutputCapReachesTheRunner(t *testing.T) {
-	runner := &fakeRunner{outcome: result(`{"title":"T"}`)}
+	runner := &fakeRunner{outcome: rawResult(`{"title":"T"}`)}
 	c, _ := newBroker(t, runner, testToken, 0)
 	req := request()
 	req.Overrides = &airlockv1.Overrides{OutputBytes: 4096}
@@ -563,8 +565,8 @@ func (l *lockedBuffer) String() string {
 
 func TestAudit_RecordCarriesPolicyHashNotContent(t *testing.T) {
 	var buf lockedBuffer
-	runner := &fakeRunner{outcome: func(*broker.Job) (*broker.Outcome, error) {
-		return &broker.Outcome{Result: []byte(`{"title":"T"}`), ImageDigest: "sha256:abc"}, nil
+	runner := &fakeRunner{outcome: func(*job.Job) (*job.Outcome, error) {
+		return &job.Outcome{Result: []byte(`{"title":"T"}`), ImageDigest: "sha256:abc"}, nil
 	}}
 	c, _ := newBrokerWith(t, runner, testToken, broker.Config{Audit: audit.New(&buf)})
 	req := request()
@@ -586,7 +588,7 @@ func TestAudit_RecordCarriesPolicyHashNotContent(t *testing.T) {
 }
 
 func TestExplainProfile_ReturnsResolvedPolicyAndSpec(t *testing.T) {
-	c, _ := newBrokerWith(t, &fakeRunner{outcome: result(`{}`)}, testToken, broker.Config{
+	c, _ := newBrokerWith(t, &fakeRunner{outcome: rawResult(`{}`)}, testToken, broker.Config{
 		ExplainSpec: func(p *policy.Profile) ([]byte, error) { return []byte(`{"profile":"` + p.Name + `"}`), nil },
 	})
 	resp, err := c.ExplainProfile(ctx(t), &airlockv1.ExplainProfileRequest{Profile: "ironclaw"})
@@ -603,11 +605,11 @@ func TestExplainProfile_ReturnsResolvedPolicyAndSpec(t *testing.T) {
 
 func TestMetrics_CountJobsAndAuthFailures(t *testing.T) {
 	m := metrics.New()
-	c, _ := newBrokerWith(t, &fakeRunner{outcome: result(`{"title":"T"}`)}, testToken, broker.Config{Metrics: m})
+	c, _ := newBrokerWith(t, &fakeRunner{outcome: rawResult(`{"title":"T"}`)}, testToken, broker.Config{Metrics: m})
 	if _, err := c.Spawn(ctx(t), request()); err != nil {
 		t.Fatal(err)
 	}
-	bad, _ := newBrokerWith(t, &fakeRunner{outcome: result(`{}`)}, "", broker.Config{Metrics: m})
+	bad, _ := newBrokerWith(t, &fakeRunner{outcome: rawResult(`{}`)}, "", broker.Config{Metrics: m})
 	bad.ListProfiles(ctx(t), &airlockv1.ListProfilesRequest{})
 
 	rec := httptest.NewRecorder()
@@ -631,11 +633,11 @@ func TestSpawn_MissingServiceSecretIsFailedPrecondition(t *testing.T) {
 	if err := os.WriteFile(file, []byte("extends: secureclaw\nnetwork:\n  mode: allowlist\n  services:\n    llm:\n      upstream: https://model.example\n      inject: {header: X-Api-Key, secretRef: 'env:AIRLOCK_TEST_UNSET_KEY'}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	profiles, err := policy.Lint(policies.FS, []string{file})
+	profiles, err := policy.Lint(policies.FS, []string{file}, policy.WithSchemaCheck(result.CheckSchema))
 	if err != nil {
 		t.Fatal(err)
 	}
-	runner := &fakeRunner{outcome: result(`{"title":"T"}`)}
+	runner := &fakeRunner{outcome: rawResult(`{"title":"T"}`)}
 	srv, err := broker.New(broker.Config{Runner: runner, Profiles: profiles, ResolveSecret: func(ref string) ([]byte, error) {
 		return nil, errors.New(ref + " is unset")
 	}})
@@ -656,8 +658,8 @@ func TestSpawn_MissingServiceSecretIsFailedPrecondition(t *testing.T) {
 func TestAudit_TaskLogsAreSanitizedAndRedacted(t *testing.T) {
 	var buf lockedBuffer
 	secret := []byte("s3cr3t-" + strings.Repeat("k", 40))
-	runner := &fakeRunner{outcome: func(*broker.Job) (*broker.Outcome, error) {
-		return &broker.Outcome{Result: []byte(`{"title":"T"}`), Logs: []byte("leak " + string(secret) + " \x1b]52;c;ZXZpbA==\x07 done")}, nil
+	runner := &fakeRunner{outcome: func(*job.Job) (*job.Outcome, error) {
+		return &job.Outcome{Result: []byte(`{"title":"T"}`), Logs: []byte("leak " + string(secret) + " \x1b]52;c;ZXZpbA==\x07 done")}, nil
 	}}
 	c, _ := newBrokerWith(t, runner, testToken, broker.Config{Audit: audit.New(&buf), Secrets: func() [][]byte { return [][]byte{secret} }})
 	if _, err := c.Spawn(ctx(t), request()); err != nil {
@@ -677,7 +679,7 @@ func TestAudit_TaskLogsAreSanitizedAndRedacted(t *testing.T) {
 
 func TestSpawn_ResultIsSanitizedWithReport(t *testing.T) {
 	secret := []byte("tok-" + strings.Repeat("z", 40))
-	runner := &fakeRunner{outcome: result(`{"title":"\u001b[2Jhi ` + string(secret) + ` ![x](https://attacker.example/p.png?d=1)"}`)}
+	runner := &fakeRunner{outcome: rawResult(`{"title":"\u001b[2Jhi ` + string(secret) + ` ![x](https://attacker.example/p.png?d=1)"}`)}
 	c, _ := newBrokerWith(t, runner, testToken, broker.Config{Secrets: func() [][]byte { return [][]byte{secret} }})
 	resp, err := c.Spawn(ctx(t), request())
 	if err != nil {
@@ -702,7 +704,7 @@ func TestSpawn_ResultIsSanitizedWithReport(t *testing.T) {
 }
 
 func TestSpawn_EmptySchemaUsesTheProfileDefault(t *testing.T) {
-	runner := &fakeRunner{outcome: result(`{"title":"T"}`)}
+	runner := &fakeRunner{outcome: rawResult(`{"title":"T"}`)}
 	c, _ := newBroker(t, runner, testToken, 0)
 	req := request()
 	req.ResultSchema = ""
@@ -719,10 +721,10 @@ func TestSpawn_EmptySchemaUsesTheProfileDefault(t *testing.T) {
 // requestRunner is a fake runner whose job asks for each request in
 // order, as the agent would through the tool gateway, reports exitCode for
 // each one allowed, and records the broker's answers.
-func requestRunner(exitCode int, reqs ...broker.ExecRequest) (*fakeRunner, func() []broker.ExecDecision) {
+func requestRunner(exitCode int, reqs ...job.ExecRequest) (*fakeRunner, func() []job.ExecDecision) {
 	var mu sync.Mutex
-	var got []broker.ExecDecision
-	r := &fakeRunner{outcome: result(`{"title":"T"}`), during: func(ctx context.Context, job *broker.Job) {
+	var got []job.ExecDecision
+	r := &fakeRunner{outcome: rawResult(`{"title":"T"}`), during: func(ctx context.Context, job *job.Job) {
 		for _, req := range reqs {
 			d := job.OnExec(ctx, req)
 			if d.Allow && d.Done != nil {
@@ -733,18 +735,18 @@ func requestRunner(exitCode int, reqs ...broker.ExecRequest) (*fakeRunner, func(
 			mu.Unlock()
 		}
 	}}
-	return r, func() []broker.ExecDecision {
+	return r, func() []job.ExecDecision {
 		mu.Lock()
 		defer mu.Unlock()
-		return append([]broker.ExecDecision(nil), got...)
+		return append([]job.ExecDecision(nil), got...)
 	}
 }
 
 // execRunner is requestRunner for commands given as argv.
-func execRunner(cmds ...[]string) (*fakeRunner, func() []broker.ExecDecision) {
-	reqs := make([]broker.ExecRequest, 0, len(cmds))
+func execRunner(cmds ...[]string) (*fakeRunner, func() []job.ExecDecision) {
+	reqs := make([]job.ExecRequest, 0, len(cmds))
 	for _, argv := range cmds {
-		reqs = append(reqs, broker.ExecRequest{Argv: argv, Cwd: "/"})
+		reqs = append(reqs, job.ExecRequest{Argv: argv, Cwd: "/"})
 	}
 	return requestRunner(0, reqs...)
 }
@@ -769,7 +771,7 @@ func profilesWith(t *testing.T, extra map[string]string) *policy.Set {
 		}
 		files = append(files, f)
 	}
-	set, err := policy.Lint(policies.FS, files)
+	set, err := policy.Lint(policies.FS, files, policy.WithSchemaCheck(result.CheckSchema))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -927,7 +929,7 @@ func TestExec_ApprovalEventShowsSanitizedWords(t *testing.T) {
 }
 
 func TestApprove_RefusesBadAndForeignRequests(t *testing.T) {
-	c, _ := newScopedBroker(t, &fakeRunner{outcome: result(`{"title":"T"}`)})
+	c, _ := newScopedBroker(t, &fakeRunner{outcome: rawResult(`{"title":"T"}`)})
 	req := request()
 	req.JobId = "alice-job"
 	if _, err := c.Spawn(ctx(t), req, as(tokA)); err != nil {
@@ -989,7 +991,7 @@ func TestSpawn_RefusesTasksTheProfileDoesNotAllow(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.profile+"/"+tt.task, func(t *testing.T) {
-			runner := &fakeRunner{outcome: result(`{"title":"T"}`)}
+			runner := &fakeRunner{outcome: rawResult(`{"title":"T"}`)}
 			c, _ := newBroker(t, runner, testToken, 0)
 			req := request()
 			req.Profile, req.Task.Name = tt.profile, tt.task

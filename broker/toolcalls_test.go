@@ -10,6 +10,7 @@ import (
 	"github.com/airlock/airlock/broker"
 	"github.com/airlock/airlock/broker/audit"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
+	"github.com/airlock/airlock/sandbox/job"
 )
 
 // fileToolProfiles allow the file tools beside vanilla's commands, with
@@ -25,10 +26,10 @@ var fileToolProfiles = map[string]string{
 type toolCall struct{ tool, target string }
 
 // toolRunner is requestRunner for tool calls.
-func toolRunner(calls ...toolCall) (*fakeRunner, func() []broker.ExecDecision) {
-	reqs := make([]broker.ExecRequest, 0, len(calls))
+func toolRunner(calls ...toolCall) (*fakeRunner, func() []job.ExecDecision) {
+	reqs := make([]job.ExecRequest, 0, len(calls))
 	for _, c := range calls {
-		reqs = append(reqs, broker.ExecRequest{Tool: c.tool, Target: c.target})
+		reqs = append(reqs, job.ExecRequest{Tool: c.tool, Target: c.target})
 	}
 	return requestRunner(0, reqs...)
 }
@@ -124,7 +125,7 @@ func TestToolCall_UnansweredApprovalTimesOutToTheFallback(t *testing.T) {
 }
 
 func TestToolCall_JobToolsAreTheEffectiveTools(t *testing.T) {
-	runner := &fakeRunner{outcome: result(`{"title":"T"}`)}
+	runner := &fakeRunner{outcome: rawResult(`{"title":"T"}`)}
 	c, _ := newBrokerWith(t, runner, testToken, broker.Config{Profiles: profilesWith(t, fileToolProfiles)})
 	for profile, want := range map[string][]string{
 		"filetools":    {"classify", "edit", "exec", "extract_links", "extract_text", "read", "summarize", "write"},

@@ -13,11 +13,12 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/airlock/airlock/broker"
-	"github.com/airlock/airlock/broker/policy"
+	"github.com/airlock/airlock/broker/result"
 	"github.com/airlock/airlock/images"
 	"github.com/airlock/airlock/policies"
+	"github.com/airlock/airlock/policies/policy"
 	"github.com/airlock/airlock/sandbox"
+	"github.com/airlock/airlock/sandbox/job"
 )
 
 // crashHelperEnv makes the test binary act as a broker that starts a long
@@ -37,18 +38,18 @@ func crashHelper() int {
 		fmt.Println("error:", err)
 		return 1
 	}
-	profiles, err := policy.Load(policies.FS)
+	profiles, err := policy.Load(policies.FS, policy.WithSchemaCheck(result.CheckSchema))
 	if err != nil {
 		fmt.Println("error:", err)
 		return 1
 	}
 	p, _ := profiles.Get("vanilla")
-	job := &broker.Job{
+	j := &job.Job{
 		ID: "crash", Image: "hostile", Task: "sleep", Params: map[string]string{"seconds": "600"},
-		Content: []broker.Content{{Data: []byte("x")}}, Policy: p,
+		Content: []job.Content{{Data: []byte("x")}}, Policy: p,
 		OnStart: func() { fmt.Println("started") },
 	}
-	_, err = runner.Run(ctx, job)
+	_, err = runner.Run(ctx, j)
 	fmt.Println("error: job returned:", err)
 	return 1
 }

@@ -22,13 +22,15 @@ import (
 
 	"github.com/airlock/airlock/broker"
 	"github.com/airlock/airlock/broker/client"
-	"github.com/airlock/airlock/broker/policy"
+	"github.com/airlock/airlock/broker/result"
 	"github.com/airlock/airlock/images"
 	"github.com/airlock/airlock/policies"
+	"github.com/airlock/airlock/policies/policy"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
 	"github.com/airlock/airlock/sandbox"
-	"github.com/airlock/airlock/sandbox/daemon"
 	"github.com/airlock/airlock/sandbox/egress"
+	"github.com/airlock/airlock/sandbox/embedded"
+	"github.com/airlock/airlock/sandbox/job"
 )
 
 // env is the suite's shared world: one containerd, one broker.
@@ -53,13 +55,13 @@ var hostileTasks = map[string]bool{
 
 // hostileRunner routes the hostile image's tasks to it. Production brokers
 // pick the image from the policy only.
-type hostileRunner struct{ broker.Runner }
+type hostileRunner struct{ job.Runner }
 
-func (h hostileRunner) Run(ctx context.Context, job *broker.Job) (*broker.Outcome, error) {
-	if hostileTasks[job.Task] {
-		job.Image = "hostile"
+func (h hostileRunner) Run(ctx context.Context, j *job.Job) (*job.Outcome, error) {
+	if hostileTasks[j.Task] {
+		j.Image = "hostile"
 	}
-	return h.Runner.Run(ctx, job)
+	return h.Runner.Run(ctx, j)
 }
 
 func TestMain(m *testing.M) {
@@ -130,7 +132,7 @@ func setup(dir string) error {
 	env.canary = "canary-" + randHex(16)
 	os.Setenv("AIRLOCK_TEST_CANARY", env.canary)
 
-	d, err := daemon.Start(ctx, filepath.Join(dir, "containerd"))
+	d, err := embedded.Start(ctx, filepath.Join(dir, "containerd"))
 	if err != nil {
 		return err
 	}
@@ -152,7 +154,7 @@ func setup(dir string) error {
 		return err
 	}
 	// Dev mode only for the test profile's plain-http service upstream.
-	profiles, err := policy.Lint(policies.FS, []string{profileFile}, policy.WithDevMode(true))
+	profiles, err := policy.Lint(policies.FS, []string{profileFile}, policy.WithDevMode(true), policy.WithSchemaCheck(result.CheckSchema))
 	if err != nil {
 		return err
 	}

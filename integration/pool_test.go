@@ -18,11 +18,12 @@ import (
 	"github.com/containerd/containerd"
 	"github.com/containerd/containerd/namespaces"
 
-	"github.com/airlock/airlock/broker"
-	"github.com/airlock/airlock/broker/policy"
+	"github.com/airlock/airlock/broker/result"
 	"github.com/airlock/airlock/policies"
+	"github.com/airlock/airlock/policies/policy"
 	"github.com/airlock/airlock/sandbox"
 	"github.com/airlock/airlock/sandbox/egress"
+	"github.com/airlock/airlock/sandbox/job"
 )
 
 // poolWorld is a runner of its own with warm pools, on the suite's
@@ -41,7 +42,7 @@ func newPoolWorld(t *testing.T, pools map[string]sandbox.PoolConfig) *poolWorld 
 	if err := sandbox.MkdirTraversable(dir); err != nil {
 		t.Fatal(err)
 	}
-	profiles, err := policy.Lint(policies.FS, []string{env.profileFile}, policy.WithDevMode(true))
+	profiles, err := policy.Lint(policies.FS, []string{env.profileFile}, policy.WithDevMode(true), policy.WithSchemaCheck(result.CheckSchema))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,9 +53,9 @@ func newPoolWorld(t *testing.T, pools map[string]sandbox.PoolConfig) *poolWorld 
 	w := &poolWorld{profiles: profiles, stateDir: filepath.Join(dir, "state")}
 	w.runner, err = sandbox.New(ctx, sandbox.Config{
 		Address: env.address, StateDir: w.stateDir, Images: specs,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Egress: egress.Config{Resolver: testResolver{}},
-		Pool:   netip.MustParsePrefix("10.214.250.0/24"), ProxyPort: 3130,
+		Logger:     slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Egress:     egress.Config{Resolver: testResolver{}},
+		VethPrefix: netip.MustParsePrefix("10.214.250.0/24"), ProxyPort: 3130,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -87,16 +88,16 @@ func (w *poolWorld) profile(t *testing.T, name string) *policy.Profile {
 }
 
 // job is a broker job as the broker would hand it over, with no overrides.
-func (w *poolWorld) job(t *testing.T, profile, task string, params map[string]string, content string) *broker.Job {
+func (w *poolWorld) job(t *testing.T, profile, task string, params map[string]string, content string) *job.Job {
 	p := w.profile(t, profile)
-	services := map[string]broker.Service{}
+	services := map[string]job.Service{}
 	for alias, svc := range p.Network.Services {
-		services[alias] = broker.Service{Upstream: svc.Upstream, Header: svc.Inject.Header, Secret: []byte(world.serviceKey)}
+		services[alias] = job.Service{Upstream: svc.Upstream, Header: svc.Inject.Header, Secret: []byte(world.serviceKey)}
 	}
-	return &broker.Job{
+	return &job.Job{
 		ID: "pool-" + randHex(4), Image: p.Image(), Task: task, Params: params,
-		Content: []broker.Content{{Data: []byte(content), MediaType: "text/html"}},
-		Tools:   p.EffectiveTools(broker.KnownTools), Policy: p, Services: services,
+		Content: []job.Content{{Data: []byte(content), MediaType: "text/html"}},
+		Tools:   p.EffectiveTools(policy.KnownTools), Policy: p, Services: services,
 	}
 }
 
@@ -134,7 +135,7 @@ func poolContainers(t *testing.T) map[string]containerd.ProcessStatus {
 	return out
 }
 
-func resultTitle(t *testing.T, out *broker.Outcome) string {
+func resultTitle(t *testing.T, out *job.Outcome) string {
 	t.Helper()
 	var r struct {
 		Title string `json:"title"`
@@ -211,13 +212,13 @@ func TestWarmPool_JobsClaimFreshSandboxesNeverReused(t *testing.T) {
 func TestWarmPool_OverriddenPolicyRunsCold(t *testing.T) {
 	w := newPoolWorld(t, map[string]sandbox.PoolConfig{"ironclaw": {Size: 1}})
 	w.waitReady(t, "ironclaw", 1)
-	job := w.job(t, "ironclaw", "extract_text", nil, "<title>Cold</title>")
-	tight, err := job.Policy.Tighten(policy.Overrides{Timeout: 5 * time.Second})
+	j := w.job(t, "ironclaw", "extract_text", nil, "<title>Cold</title>")
+	tight, err := j.Policy.Tighten(policy.Overrides{Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	job.Policy = tight
-	out, err := w.runner.Run(testContext(t), job)
+	j.Policy = tight
+	out, err := w.runner.Run(testContext(t), j)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,11 +236,11 @@ func TestWarmPool_OverriddenPolicyRunsCold(t *testing.T) {
 func TestWarmPool_EgressIsTheClaimingJobs(t *testing.T) {
 	w := newPoolWorld(t, map[string]sandbox.PoolConfig{"egresstest": {Size: 1}})
 	w.waitReady(t, "egresstest", 1)
-	var attempts []broker.EgressAttempt
-	job := w.job(t, "egresstest", "fetch", map[string]string{"url": world.allowed.URL + "/page"}, "fetch it")
-	job.OnEgress = func(a broker.EgressAttempt) { attempts = append(attempts, a) }
+	var attempts []job.EgressAttempt
+	j := w.job(t, "egresstest", "fetch", map[string]string{"url": world.allowed.URL + "/page"}, "fetch it")
+	j.OnEgress = func(a job.EgressAttempt) { attempts = append(attempts, a) }
 	before := world.allowed.hits.Load()
-	out, err := w.runner.Run(testContext(t), job)
+	out, err := w.runner.Run(testContext(t), j)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,8 +259,8 @@ func TestWarmPool_EgressIsTheClaimingJobs(t *testing.T) {
 
 	forbiddenBefore := world.forbidden.conns.Load()
 	w.waitReady(t, "egresstest", 1)
-	job = w.job(t, "egresstest", "fetch", map[string]string{"url": world.forbidden.URL + "/"}, "fetch it")
-	out, err = w.runner.Run(testContext(t), job)
+	j = w.job(t, "egresstest", "fetch", map[string]string{"url": world.forbidden.URL + "/"}, "fetch it")
+	out, err = w.runner.Run(testContext(t), j)
 	if err != nil {
 		t.Fatal(err)
 	}

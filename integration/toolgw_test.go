@@ -29,9 +29,10 @@ import (
 	"github.com/airlock/airlock/broker"
 	"github.com/airlock/airlock/broker/audit"
 	"github.com/airlock/airlock/broker/client"
-	"github.com/airlock/airlock/broker/policy"
+	"github.com/airlock/airlock/broker/result"
 	"github.com/airlock/airlock/images"
 	"github.com/airlock/airlock/policies"
+	"github.com/airlock/airlock/policies/policy"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
 	"github.com/airlock/airlock/sandbox"
 	"github.com/airlock/airlock/sandbox/agent"
@@ -93,7 +94,7 @@ func newToolWorld(t *testing.T) *toolWorld {
 		}
 		profFiles = append(profFiles, f)
 	}
-	profiles, err := policy.Lint(policies.FS, profFiles)
+	profiles, err := policy.Lint(policies.FS, profFiles, policy.WithSchemaCheck(result.CheckSchema))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +106,7 @@ func newToolWorld(t *testing.T) *toolWorld {
 	stateDir := filepath.Join(dir, "state")
 	runner, err := sandbox.New(ctx, sandbox.Config{
 		Address: env.address, StateDir: stateDir, Images: specs, Logger: log,
-		Pool: netip.MustParsePrefix("10.214.251.0/24"), ProxyPort: 3129,
+		VethPrefix: netip.MustParsePrefix("10.214.251.0/24"), ProxyPort: 3129,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -361,10 +362,10 @@ func TestToolGateway(t *testing.T) {
 		allow, deny := airlockv1.ApprovalDecision_APPROVAL_DECISION_ALLOW_ONCE, airlockv1.ApprovalDecision_APPROVAL_DECISION_DENY
 		var inputDir string
 		asked, resp := approveEach(t, w.broker, stream, func(jobID string) {
-			dir, job := jobOf(t, w.stateDir, jobID)
+			dir, j := jobOf(t, w.stateDir, jobID)
 			inputDir = filepath.Join(dir, "input")
-			if want := []string{"classify", "edit", "exec", "extract_links", "extract_text", "read", "summarize", "write"}; !slices.Equal(job.Tools, want) {
-				t.Errorf("job.json tools = %v, want the profile's effective tools %v", job.Tools, want)
+			if want := []string{"classify", "edit", "exec", "extract_links", "extract_text", "read", "summarize", "write"}; !slices.Equal(j.Tools, want) {
+				t.Errorf("job.json tools = %v, want the profile's effective tools %v", j.Tools, want)
 			}
 			hostileFileMoves(t, ctx, w, jobID)
 		}, allow, allow, allow, deny)

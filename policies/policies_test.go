@@ -7,8 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/airlock/airlock/broker/policy"
+	"github.com/airlock/airlock/broker/result"
 	"github.com/airlock/airlock/policies"
+	"github.com/airlock/airlock/policies/policy"
 )
 
 func TestFS_HoldsTheShippedProfiles(t *testing.T) {
@@ -28,7 +29,7 @@ func TestFS_HoldsTheShippedProfiles(t *testing.T) {
 }
 
 func TestFS_ProfilesMatchTheirIntent(t *testing.T) {
-	set, err := policy.Load(policies.FS)
+	set, err := policy.Load(policies.FS, policy.WithSchemaCheck(result.CheckSchema))
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
@@ -91,7 +92,7 @@ func TestFS_ProfilesMatchTheirIntent(t *testing.T) {
 }
 
 func TestFS_ProfilesTightenInOrder(t *testing.T) {
-	set, err := policy.Load(policies.FS)
+	set, err := policy.Load(policies.FS, policy.WithSchemaCheck(result.CheckSchema))
 	if err != nil {
 		t.Fatal(err)
 	}

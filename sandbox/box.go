@@ -21,11 +21,11 @@ import (
 	"github.com/containerd/containerd/oci"
 	"github.com/google/uuid"
 
-	"github.com/airlock/airlock/broker"
-	"github.com/airlock/airlock/broker/policy"
 	"github.com/airlock/airlock/images"
+	"github.com/airlock/airlock/policies/policy"
 	"github.com/airlock/airlock/sandbox/agent"
 	"github.com/airlock/airlock/sandbox/egress"
+	"github.com/airlock/airlock/sandbox/job"
 	"github.com/airlock/airlock/sandbox/netns"
 	"github.com/airlock/airlock/sandbox/toolgw"
 )
@@ -54,7 +54,7 @@ type box struct {
 	logs      *cappedBuffer
 
 	u      undo
-	phases []broker.Phase
+	phases []job.Phase
 	mark   time.Time
 	log    *slog.Logger
 }
@@ -71,7 +71,7 @@ type loadedImage struct {
 // phase records the time since the previous mark as the named phase.
 func (b *box) phase(name string) {
 	now := time.Now()
-	b.phases = append(b.phases, broker.Phase{Name: name, Duration: now.Sub(b.mark)})
+	b.phases = append(b.phases, job.Phase{Name: name, Duration: now.Sub(b.mark)})
 	b.mark = now
 }
 
@@ -275,15 +275,15 @@ func (r *Runner) listenProxy(b *box) error {
 // run gives the box its job and runs it to its end: the job's input, its
 // egress session and its tool gateway, then start, wait and collect.
 // Teardown is the caller's, through b.u.
-func (r *Runner) run(ctx context.Context, b *box, job *broker.Job) (*broker.Outcome, error) {
+func (r *Runner) run(ctx context.Context, b *box, j *job.Job) (*job.Outcome, error) {
 	p := b.p
-	log := b.log.With("job", job.ID)
-	if err := writeInput(b.paths.Input, job, gatewayFor(b.capability)); err != nil {
+	log := b.log.With("job", j.ID)
+	if err := writeInput(b.paths.Input, j, gatewayFor(b.capability)); err != nil {
 		return nil, fmt.Errorf("job input: %w", err)
 	}
 	var session *egress.Session
 	if b.net != nil {
-		jp, err := jobPolicy(job)
+		jp, err := jobPolicy(j)
 		if err != nil {
 			return nil, err
 		}
@@ -309,7 +309,7 @@ func (r *Runner) run(ctx context.Context, b *box, job *broker.Job) (*broker.Outc
 		gw, err = toolgw.Listen(toolgw.Config{
 			Socket:     filepath.Join(b.paths.Run, toolsSocket),
 			Capability: b.capability,
-			Handler: r.toolHandler(job, b.task, spec.Process, filepath.Join(b.dir, "fifo"), func() time.Time {
+			Handler: r.toolHandler(j, b.task, spec.Process, filepath.Join(b.dir, "fifo"), func() time.Time {
 				if t := deadlineAt.Load(); t != nil {
 					return *t
 				}
@@ -341,11 +341,11 @@ func (r *Runner) run(ctx context.Context, b *box, job *broker.Job) (*broker.Outc
 		return nil, fmt.Errorf("start task: %w", err)
 	}
 	b.phase("start")
-	if job.OnStart != nil {
-		job.OnStart()
+	if j.OnStart != nil {
+		j.OnStart()
 	}
 
-	out := &broker.Outcome{ImageDigest: b.img.Target().Digest.String()}
+	out := &job.Outcome{ImageDigest: b.img.Target().Digest.String()}
 	deadline := time.NewTimer(p.Limits.Timeout)
 	defer deadline.Stop()
 	var status containerd.ExitStatus
@@ -414,10 +414,10 @@ func (r *Runner) run(ctx context.Context, b *box, job *broker.Job) (*broker.Outc
 // writeInput writes the job's input/job.json and input/content/N, read-only
 // to the sandbox user. The directories are already mode 0555, which only
 // the broker, as root, may still write into.
-func writeInput(input string, job *broker.Job, gateway *agent.Gateway) error {
+func writeInput(input string, j *job.Job, gateway *agent.Gateway) error {
 	contentDir := filepath.Join(input, "content")
-	jf := agent.Job{ID: job.ID, Task: job.Task, Params: job.Params, Tools: job.Tools, Gateway: gateway}
-	for i, c := range job.Content {
+	jf := agent.Job{ID: j.ID, Task: j.Task, Params: j.Params, Tools: j.Tools, Gateway: gateway}
+	for i, c := range j.Content {
 		name := strconv.Itoa(i)
 		if err := writeReadOnly(filepath.Join(contentDir, name), c.Data); err != nil {
 			return err

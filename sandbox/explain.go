@@ -9,7 +9,7 @@ import (
 	"github.com/containerd/containerd/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/airlock/airlock/broker/policy"
+	"github.com/airlock/airlock/policies/policy"
 )
 
 // ExplainPaths are the placeholder host paths an explained spec shows.

@@ -7,9 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-
-	"github.com/airlock/airlock/broker/policy"
-	"github.com/airlock/airlock/policies"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -18,10 +15,7 @@ var update = flag.Bool("update", false, "rewrite golden files")
 // policy and the OCI spec it produces. A change to either is a change to
 // what every job of that profile runs with, and must show in review.
 func TestGolden_ShippedProfilesToOCISpec(t *testing.T) {
-	set, err := policy.Load(policies.FS)
-	if err != nil {
-		t.Fatal(err)
-	}
+	set := shippedProfiles(t)
 	for _, p := range set.All() {
 		t.Run(p.Name, func(t *testing.T) {
 			resolved, err := json.MarshalIndent(p, "", "  ")

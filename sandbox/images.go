@@ -3,8 +3,8 @@ package sandbox
 import (
 	"fmt"
 
-	"github.com/airlock/airlock/broker/policy"
 	"github.com/airlock/airlock/images"
+	"github.com/airlock/airlock/policies/policy"
 )
 
 // ImagesFor returns the image specs the profiles need: the reader image,

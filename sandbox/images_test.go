@@ -5,16 +5,10 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
-
-	"github.com/airlock/airlock/broker/policy"
-	"github.com/airlock/airlock/policies"
 )
 
 func TestImagesFor_ToolsImagePerExecProfileWithItsCommandsOnly(t *testing.T) {
-	set, err := policy.Load(policies.FS)
-	if err != nil {
-		t.Fatal(err)
-	}
+	set := shippedProfiles(t)
 	static := filepath.Join(t.TempDir(), "static")
 	// A minimal static ELF: the sandbox's own test needs none of its code.
 	if err := os.WriteFile(static, minimalStaticELF(), 0o755); err != nil {

@@ -6,9 +6,9 @@ import (
 	"net"
 	"net/url"
 
-	"github.com/airlock/airlock/broker"
-	"github.com/airlock/airlock/broker/policy"
+	"github.com/airlock/airlock/policies/policy"
 	"github.com/airlock/airlock/sandbox/egress"
+	"github.com/airlock/airlock/sandbox/job"
 )
 
 // DefaultProxyPort is the egress proxy's port on each job's gateway.
@@ -16,34 +16,34 @@ const DefaultProxyPort = 3128
 
 // jobPolicy is the proxy's view of the job: its (possibly tightened)
 // egress entries and the services the broker resolved.
-func jobPolicy(job *broker.Job) (egress.JobPolicy, error) {
-	jp := egress.JobPolicy{JobID: job.ID, Services: map[string]egress.ResolvedService{}}
-	for _, e := range job.Policy.Network.Egress {
+func jobPolicy(j *job.Job) (egress.JobPolicy, error) {
+	jp := egress.JobPolicy{JobID: j.ID, Services: map[string]egress.ResolvedService{}}
+	for _, e := range j.Policy.Network.Egress {
 		rule, err := policy.ParseEgress(e)
 		if err != nil {
 			return jp, fmt.Errorf("egress entry %q: %w", e, err)
 		}
 		jp.Egress = append(jp.Egress, rule)
 	}
-	for alias, svc := range job.Services {
+	for alias, svc := range j.Services {
 		u, err := url.Parse(svc.Upstream)
 		if err != nil {
 			return jp, fmt.Errorf("service %s: upstream: %w", alias, err)
 		}
 		jp.Services[alias] = egress.ResolvedService{Upstream: u, Header: svc.Header, Secret: svc.Secret}
 	}
-	if len(job.Policy.Network.Services) != len(job.Services) {
-		return jp, fmt.Errorf("the profile names %d services but %d were resolved", len(job.Policy.Network.Services), len(job.Services))
+	if len(j.Policy.Network.Services) != len(j.Services) {
+		return jp, fmt.Errorf("the profile names %d services but %d were resolved", len(j.Policy.Network.Services), len(j.Services))
 	}
-	if job.OnEgress != nil {
-		on := job.OnEgress
+	if j.OnEgress != nil {
+		on := j.OnEgress
 		jp.OnAttempt = func(a egress.Attempt) { on(attempt(a)) }
 	}
 	return jp, nil
 }
 
-func attempt(a egress.Attempt) broker.EgressAttempt {
-	return broker.EgressAttempt{
+func attempt(a egress.Attempt) job.EgressAttempt {
+	return job.EgressAttempt{
 		Time: a.Time, Method: a.Method, Host: a.Host, Port: a.Port, Allowed: a.Allowed,
 		Reason: a.Reason, BytesUp: a.BytesUp, BytesDown: a.BytesDown,
 	}

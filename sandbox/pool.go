@@ -14,8 +14,8 @@ import (
 	"github.com/containerd/containerd/namespaces"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/airlock/airlock/broker"
-	"github.com/airlock/airlock/broker/policy"
+	"github.com/airlock/airlock/policies/policy"
+	"github.com/airlock/airlock/sandbox/job"
 )
 
 // PoolConfig configures warm pools: sandboxes made ahead of their jobs, up
@@ -131,11 +131,11 @@ func (r *Runner) StartPool(p *policy.Profile, cfg PoolConfig) error {
 
 // claim takes a ready sandbox for job, or returns nil. The caller calls
 // done once the job has finished, which lets the pool refill.
-func (r *Runner) claim(job *broker.Job) (b *box, done func()) {
+func (r *Runner) claim(j *job.Job) (b *box, done func()) {
 	r.poolsMu.Lock()
-	wp := r.pools[job.Policy.Name]
+	wp := r.pools[j.Policy.Name]
 	r.poolsMu.Unlock()
-	if wp == nil || wp.image != job.Image || wp.hash != job.Policy.Hash() {
+	if wp == nil || wp.image != j.Image || wp.hash != j.Policy.Hash() {
 		return nil, func() {}
 	}
 	b = wp.take()

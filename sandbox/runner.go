@@ -1,6 +1,6 @@
 // Package sandbox runs broker jobs in containerd sandboxes: one container
 // per job, hardened from the job's policy, inside a lease, and torn down
-// completely whatever happens. It implements broker.Runner; nothing else in
+// completely whatever happens. It implements job.Runner; nothing else in
 // Airlock talks to containerd.
 package sandbox
 
@@ -29,9 +29,9 @@ import (
 	"google.golang.org/grpc/codes"
 	grpcstatus "google.golang.org/grpc/status"
 
-	"github.com/airlock/airlock/broker"
 	"github.com/airlock/airlock/images"
 	"github.com/airlock/airlock/sandbox/egress"
+	"github.com/airlock/airlock/sandbox/job"
 	"github.com/airlock/airlock/sandbox/netns"
 )
 
@@ -67,8 +67,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Egress configures the egress proxy for network.mode allowlist jobs.
 	Egress egress.Config
-	// Pool is the address pool for job veths; zero is netns.DefaultPool.
-	Pool netip.Prefix
+	// VethPrefix is where job veth addresses come from, one /30 per job;
+	// zero is netns.DefaultPrefix. (A warm pool of sandboxes is Pools.)
+	VethPrefix netip.Prefix
 	// ProxyPort is the proxy's port on each job gateway; zero is
 	// DefaultProxyPort.
 	ProxyPort uint16
@@ -89,7 +90,7 @@ type Runner struct {
 	log     *slog.Logger
 
 	proxy     *egress.Proxy
-	pool      *netns.Pool
+	pool      *netns.AddressPool
 	proxyPort uint16
 
 	// address is containerd's socket, which names this runner's shims.
@@ -109,7 +110,7 @@ type Runner struct {
 	poolMetrics *poolMetrics
 }
 
-var _ broker.Runner = (*Runner)(nil)
+var _ job.Runner = (*Runner)(nil)
 
 // New connects to containerd, removes whatever a crashed predecessor left
 // behind, and makes sure every configured image is present.
@@ -155,11 +156,11 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 	}
 	// The pool is checked against the host's addresses only after the
 	// reap, since a predecessor's leftover veths would overlap it.
-	prefix := cfg.Pool
+	prefix := cfg.VethPrefix
 	if !prefix.IsValid() {
-		prefix = netns.DefaultPool
+		prefix = netns.DefaultPrefix
 	}
-	if r.pool, err = netns.NewPool(prefix, r.instance); err != nil {
+	if r.pool, err = netns.NewAddressPool(prefix, r.instance); err != nil {
 		client.Close()
 		return nil, err
 	}
@@ -221,24 +222,24 @@ func (r *Runner) ImageDigest(name string) (string, bool) {
 	return img.Target().Digest.String(), true
 }
 
-// Run runs one job. See broker.Runner. It claims a warm sandbox made for
+// Run runs one job. See job.Runner. It claims a warm sandbox made for
 // the job's exact policy when a pool has one, and makes one otherwise.
-func (r *Runner) Run(ctx context.Context, job *broker.Job) (out *broker.Outcome, retErr error) {
-	if job.Policy == nil {
+func (r *Runner) Run(ctx context.Context, j *job.Job) (out *job.Outcome, retErr error) {
+	if j.Policy == nil {
 		return nil, errors.New("job has no policy")
 	}
 	ctx = namespaces.WithNamespace(ctx, Namespace)
 	claimed := time.Now()
-	b, claimDone := r.claim(job)
+	b, claimDone := r.claim(j)
 	defer claimDone()
 	warm := b != nil
 	if warm {
 		// The list starts at the claim: making it was nobody's wait.
 		b.phases, b.mark = nil, claimed
-		b.log.Debug("claimed warm sandbox", "job", job.ID)
+		b.log.Debug("claimed warm sandbox", "job", j.ID)
 	} else {
 		var err error
-		if b, err = r.newBox(ctx, job.Image, job.Policy, job.ID); err != nil {
+		if b, err = r.newBox(ctx, j.Image, j.Policy, j.ID); err != nil {
 			return nil, err
 		}
 	}
@@ -264,7 +265,7 @@ func (r *Runner) Run(ctx context.Context, job *broker.Job) (out *broker.Outcome,
 			}
 		}
 	}()
-	return r.run(ctx, b, job)
+	return r.run(ctx, b, j)
 }
 
 // teardownJob is a box whose job has returned, queued for teardown.
@@ -284,7 +285,7 @@ const teardownWorkers = 2
 func (r *Runner) teardown(ctx context.Context, b *box, warm bool) error {
 	start := time.Now()
 	err := b.u.Run(ctx)
-	r.observe([]broker.Phase{{Name: "teardown", Duration: time.Since(start)}}, warm)
+	r.observe([]job.Phase{{Name: "teardown", Duration: time.Since(start)}}, warm)
 	if err != nil {
 		r.poolMetrics.cleanupFailures.Inc()
 		b.log.Error("sandbox cleanup failed", "err", err)
@@ -292,7 +293,7 @@ func (r *Runner) teardown(ctx context.Context, b *box, warm bool) error {
 	return err
 }
 
-func (r *Runner) observe(phases []broker.Phase, warm bool) {
+func (r *Runner) observe(phases []job.Phase, warm bool) {
 	for _, ph := range phases {
 		r.poolMetrics.phases.WithLabelValues(ph.Name, strconv.FormatBool(warm)).Observe(ph.Duration.Seconds())
 	}

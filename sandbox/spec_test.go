@@ -12,7 +12,7 @@ import (
 	"github.com/containerd/containerd/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/airlock/airlock/broker/policy"
+	"github.com/airlock/airlock/policies/policy"
 )
 
 func testProfile() *policy.Profile {

@@ -17,10 +17,10 @@ import (
 	"github.com/containerd/containerd/cio"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/airlock/airlock/broker"
-	"github.com/airlock/airlock/broker/execpolicy"
 	"github.com/airlock/airlock/images"
+	"github.com/airlock/airlock/policies/execpolicy"
 	"github.com/airlock/airlock/sandbox/agent"
+	"github.com/airlock/airlock/sandbox/job"
 	"github.com/airlock/airlock/sandbox/toolgw"
 )
 
@@ -176,21 +176,21 @@ func appendCapped(s, add string, limit int) (string, bool) {
 // job's deadline at most. Another tool's call is only decided here: the
 // agent carries it out itself, confined by the sandbox's read-only root
 // and input and its own Landlock restriction, whatever it was told.
-func (r *Runner) toolHandler(job *broker.Job, task containerd.Task, base *specs.Process, fifoDir string, deadline func() time.Time) toolgw.Handler {
+func (r *Runner) toolHandler(j *job.Job, task containerd.Task, base *specs.Process, fifoDir string, deadline func() time.Time) toolgw.Handler {
 	var seq atomic.Int64
 	return func(ctx context.Context, req toolgw.Request) toolgw.Response {
 		refused := func(reason string) toolgw.Response { return toolgw.Response{ExitCode: -1, Reason: reason} }
-		if job.OnExec == nil {
+		if j.OnExec == nil {
 			return refused("the broker decides no tool calls for this job")
 		}
 		if !req.IsExec() {
-			d := job.OnExec(ctx, broker.ExecRequest{Tool: req.Tool, Target: req.Target})
+			d := j.OnExec(ctx, job.ExecRequest{Tool: req.Tool, Target: req.Target})
 			if !d.Allow {
 				return refused(d.Reason)
 			}
 			return toolgw.Response{Allowed: true, Reason: d.Reason}
 		}
-		d := job.OnExec(ctx, broker.ExecRequest{Argv: req.Argv, Command: req.Command, Cwd: req.Cwd})
+		d := j.OnExec(ctx, job.ExecRequest{Argv: req.Argv, Command: req.Command, Cwd: req.Cwd})
 		if !d.Allow {
 			return refused(d.Reason)
 		}
@@ -216,7 +216,7 @@ func (r *Runner) toolHandler(job *broker.Job, task containerd.Task, base *specs.
 			first = false
 			res, err := execTool(ctx, task, toolProcess(base, argv, dir), id, fifoDir, end)
 			if err != nil {
-				r.log.Warn("tool exec failed", "job", job.ID, "exec", id, "err", err)
+				r.log.Warn("tool exec failed", "job", j.ID, "exec", id, "err", err)
 			}
 			return res, err
 		})

@@ -10,9 +10,9 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/airlock/airlock/broker/execpolicy"
-	"github.com/airlock/airlock/broker/policy"
 	"github.com/airlock/airlock/images"
+	"github.com/airlock/airlock/policies/execpolicy"
+	"github.com/airlock/airlock/policies/policy"
 	"github.com/airlock/airlock/sandbox/toolgw"
 )
 

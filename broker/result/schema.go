@@ -67,6 +67,13 @@ func CompileSchema(schema string) (*Schema, error) {
 	return &Schema{s: s}, nil
 }
 
+// CheckSchema compiles schema and drops it: the form policy.WithSchemaCheck
+// takes, so that a profile's default schema is checked when it loads.
+func CheckSchema(schema string) error {
+	_, err := CompileSchema(schema)
+	return err
+}
+
 // refusingLoader is the compiler's only way to fetch a document, and it
 // never does.
 type refusingLoader struct{}

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/airlock/airlock/broker/client"
+	"github.com/airlock/airlock/cmd/airlock/internal/bench"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
-	"github.com/airlock/airlock/sandbox/bench"
 )
 
 const benchUsage = `usage: airlock bench [flags]

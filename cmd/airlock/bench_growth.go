@@ -10,8 +10,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/airlock/airlock/cmd/airlock/internal/bench"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
-	"github.com/airlock/airlock/sandbox/bench"
 )
 
 // Defaults of -n and --warmup with --growth: the 1000 jobs, after

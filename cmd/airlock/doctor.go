@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/airlock/airlock/broker/client"
-	"github.com/airlock/airlock/sandbox/doctor"
+	"github.com/airlock/airlock/cmd/airlock/internal/doctor"
 )
 
 const doctorUsage = `usage: airlock doctor [flags]

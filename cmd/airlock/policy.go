@@ -8,8 +8,9 @@ import (
 	"os"
 	"strings"
 
-	"github.com/airlock/airlock/broker/policy"
+	"github.com/airlock/airlock/broker/result"
 	"github.com/airlock/airlock/policies"
+	"github.com/airlock/airlock/policies/policy"
 	"github.com/airlock/airlock/sandbox"
 )
 
@@ -37,7 +38,7 @@ func policyCmd(args []string) error {
 	if *dir != "" {
 		base = os.DirFS(*dir)
 	}
-	opts := []policy.Option{policy.WithDevMode(*dev)}
+	opts := []policy.Option{policy.WithDevMode(*dev), policy.WithSchemaCheck(result.CheckSchema)}
 	rest := fset.Args()[1:]
 	switch fset.Arg(0) {
 	case "lint":

@@ -18,7 +18,7 @@ import (
 
 	"github.com/airlock/airlock/broker"
 	"github.com/airlock/airlock/broker/client"
-	"github.com/airlock/airlock/broker/policy"
+	"github.com/airlock/airlock/policies/policy"
 	"github.com/airlock/airlock/sandbox"
 	"github.com/airlock/airlock/sandbox/netns"
 )
@@ -52,7 +52,7 @@ func main() {
 	flag.DurationVar(&o.drainGrace, "drain-grace", 30*time.Second, "on SIGTERM, how long running jobs may finish before they are cancelled")
 	flag.BoolVar(&o.reflection, "reflection", false, "serve gRPC reflection (for grpcurl); needs a token like every call")
 	flag.BoolVar(&o.debug, "debug", false, "debug logging")
-	flag.Func("egress-pool", "address pool for job veths, one /30 per job (default "+netns.DefaultPool.String()+"); must overlap nothing on the host", func(v string) error {
+	flag.Func("egress-pool", "address pool for job veths, one /30 per job (default "+netns.DefaultPrefix.String()+"); must overlap nothing on the host", func(v string) error {
 		p, err := netip.ParsePrefix(v)
 		o.egressPool = p
 		return err

@@ -23,11 +23,12 @@ import (
 	"github.com/airlock/airlock/broker/client"
 	"github.com/airlock/airlock/broker/listen"
 	"github.com/airlock/airlock/broker/metrics"
-	"github.com/airlock/airlock/broker/policy"
+	"github.com/airlock/airlock/broker/result"
 	"github.com/airlock/airlock/policies"
+	"github.com/airlock/airlock/policies/policy"
 	"github.com/airlock/airlock/sandbox"
-	"github.com/airlock/airlock/sandbox/daemon"
 	"github.com/airlock/airlock/sandbox/egress"
+	"github.com/airlock/airlock/sandbox/embedded"
 )
 
 type options struct {
@@ -77,7 +78,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	if o.policyDir != "" {
 		pfs = os.DirFS(o.policyDir)
 	}
-	profiles, err := policy.Load(pfs, policy.WithDevMode(o.dev))
+	profiles, err := policy.Load(pfs, policy.WithDevMode(o.dev), policy.WithSchemaCheck(result.CheckSchema))
 	if err != nil {
 		return fmt.Errorf("policies: %w", err)
 	}
@@ -126,7 +127,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	}
 	address := o.containerdAddress
 	if address == "" {
-		d, err := daemon.Start(ctx, filepath.Join(o.stateDir, "containerd"))
+		d, err := embedded.Start(ctx, filepath.Join(o.stateDir, "containerd"))
 		if err != nil {
 			return fmt.Errorf("embedded containerd: %w", err)
 		}
@@ -143,12 +144,12 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		return err
 	}
 	runner, err := sandbox.New(ctx, sandbox.Config{
-		Address:   address,
-		StateDir:  o.stateDir,
-		Images:    specs,
-		Logger:    log,
-		Pool:      o.egressPool,
-		ProxyPort: uint16(o.proxyPort),
+		Address:    address,
+		StateDir:   o.stateDir,
+		Images:     specs,
+		Logger:     log,
+		VethPrefix: o.egressPool,
+		ProxyPort:  uint16(o.proxyPort),
 	})
 	if err != nil {
 		return err

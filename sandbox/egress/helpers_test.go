@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/airlock/airlock/broker/policy"
+	"github.com/airlock/airlock/policies/policy"
 )
 
 // Every test connection stays on 127.0.0.0/8. Names resolve through

@@ -16,7 +16,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/airlock/airlock/broker/policy"
+	"github.com/airlock/airlock/policies/policy"
 )
 
 const testSecret = "Bearer sk-test-0123456789abcdef"

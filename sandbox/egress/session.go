@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/airlock/airlock/broker/policy"
+	"github.com/airlock/airlock/policies/policy"
 )
 
 // AliasDomain is the domain under which a job names its service aliases:

@@ -66,7 +66,7 @@ type Net struct {
 	HostIf string
 
 	mu    sync.Mutex
-	pool  *Pool
+	pool  *AddressPool
 	lease Lease
 	// alias and rules are what Setup gives the veth and the namespace.
 	alias string
@@ -83,7 +83,7 @@ type Net struct {
 // disabled, and the rules of Ruleset(HostIP, proxyPort) installed inside
 // the namespace before anything connects it to the host. On error nothing
 // is left behind. It is Prepare followed by Setup.
-func Create(ctx context.Context, id string, pool *Pool, proxyPort uint16) (*Net, error) {
+func Create(ctx context.Context, id string, pool *AddressPool, proxyPort uint16) (*Net, error) {
 	n, err := Prepare(id, pool, proxyPort)
 	if err != nil {
 		return nil, err
@@ -97,7 +97,7 @@ func Create(ctx context.Context, id string, pool *Pool, proxyPort uint16) (*Net,
 // Prepare leases the job's addresses and names its namespace, creating
 // nothing in the kernel yet, so that a container's spec can name the
 // namespace while Setup builds it. Close releases the lease.
-func Prepare(id string, pool *Pool, proxyPort uint16) (*Net, error) {
+func Prepare(id string, pool *AddressPool, proxyPort uint16) (*Net, error) {
 	if id == "" || pool == nil || proxyPort == 0 {
 		return nil, fmt.Errorf("%w: need an id, a pool and a proxy port", ErrInvalidJob)
 	}

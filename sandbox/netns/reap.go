@@ -14,7 +14,7 @@ import (
 )
 
 // Reap removes the job veths and namespaces of one scope, the one its
-// broker's pool was made with (see NewPool): job veths (named LinkPrefix,
+// broker's pool was made with (see NewAddressPool): job veths (named LinkPrefix,
 // with LinkGroup or LinkAlias) whose alias names the scope, in the caller's
 // namespace, and the scope's namespaces under Dir. It is for airlockd's
 // start, when none of its jobs is live: it would cut them off too. Another

@@ -28,7 +28,7 @@ import (
 // quietly does not run proves nothing. All traffic they send goes to
 // addresses on the veths they create.
 
-// testPrefix is outside DefaultPool, so a broker or another package's
+// testPrefix is outside DefaultPrefix, so a broker or another package's
 // tests using the default pool on this host never collide with these.
 var testPrefix = netip.MustParsePrefix("10.214.250.0/24")
 
@@ -49,10 +49,10 @@ func cleanupCtx() (context.Context, context.CancelFunc) {
 
 // newJobNet creates a job network from a fresh pool over prefix and closes
 // it when the test ends, whatever happened.
-func newJobNet(t *testing.T, prefix netip.Prefix, proxyPort uint16) (*Net, *Pool) {
+func newJobNet(t *testing.T, prefix netip.Prefix, proxyPort uint16) (*Net, *AddressPool) {
 	t.Helper()
 	requireRoot(t)
-	pool, err := NewPool(prefix, "")
+	pool, err := NewAddressPool(prefix, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -693,7 +693,7 @@ func netnsInode(t *testing.T, path string) string {
 
 func TestClose_LeavesNothingBehind(t *testing.T) {
 	requireRoot(t)
-	pool, err := NewPool(netip.MustParsePrefix("10.214.251.0/30"), "") // room for one job
+	pool, err := NewAddressPool(netip.MustParsePrefix("10.214.251.0/30"), "") // room for one job
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -747,7 +747,7 @@ func TestClose_LeavesNothingBehind(t *testing.T) {
 
 func TestCreate_SameIDTwiceFailsWithoutHarmingTheFirst(t *testing.T) {
 	requireRoot(t)
-	pool, err := NewPool(testPrefix, "")
+	pool, err := NewAddressPool(testPrefix, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -787,7 +787,7 @@ func TestCreate_SameIDTwiceFailsWithoutHarmingTheFirst(t *testing.T) {
 
 func TestCreate_ExhaustedPoolIsAnError(t *testing.T) {
 	requireRoot(t)
-	pool, err := NewPool(netip.MustParsePrefix("10.214.251.0/30"), "")
+	pool, err := NewAddressPool(netip.MustParsePrefix("10.214.251.0/30"), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -918,7 +918,7 @@ func TestNewPool_RefusesOverlapWithHostAddressOrRoute(t *testing.T) {
 
 func TestNewPool_AcceptsDefaultPoolOnThisHost(t *testing.T) {
 	requireRoot(t)
-	if _, err := NewPool(DefaultPool, ""); err != nil {
+	if _, err := NewAddressPool(DefaultPrefix, ""); err != nil {
 		t.Fatalf("the default pool is not usable here: %v", err)
 	}
 }
@@ -979,7 +979,7 @@ func TestReap_RemovesLeftoversAndNothingElse(t *testing.T) {
 
 func TestCreate_CancelledContextLeavesNothing(t *testing.T) {
 	requireRoot(t)
-	pool, err := NewPool(netip.MustParsePrefix("10.214.251.0/30"), "")
+	pool, err := NewAddressPool(netip.MustParsePrefix("10.214.251.0/30"), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1009,7 +1009,7 @@ func TestCreate_CancelledContextLeavesNothing(t *testing.T) {
 
 func TestCreate_ConcurrentJobsGetSeparateNetworks(t *testing.T) {
 	requireRoot(t)
-	pool, err := NewPool(testPrefix, "")
+	pool, err := NewAddressPool(testPrefix, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1064,7 +1064,7 @@ func BenchmarkCreateClose(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Fatal("needs root")
 	}
-	pool, err := NewPool(testPrefix, "")
+	pool, err := NewAddressPool(testPrefix, "")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -1123,7 +1123,7 @@ func TestReap_LeavesOtherScopes(t *testing.T) {
 
 func TestNewPool_RejectsBadScope(t *testing.T) {
 	for _, s := range []string{"Upper", "a-b", "a/b", strings.Repeat("a", 33)} {
-		if _, err := NewPool(netip.MustParsePrefix("10.214.251.0/30"), s); !errors.Is(err, ErrInvalidPool) {
+		if _, err := NewAddressPool(netip.MustParsePrefix("10.214.251.0/30"), s); !errors.Is(err, ErrInvalidPool) {
 			t.Errorf("scope %q: %v, want ErrInvalidPool", s, err)
 		}
 	}

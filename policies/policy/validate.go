@@ -2,7 +2,6 @@ package policy
 
 import (
 	"fmt"
-	"github.com/airlock/airlock/broker/result"
 	"math"
 	"net/url"
 	"path"
@@ -68,6 +67,13 @@ var grantableCaps = []string{
 // config holds what Options set.
 type config struct {
 	devMode bool
+	// checkSchema compiles a result schema. Policy cannot import the result
+	// package (that would link the JSON-schema library into the sandbox),
+	// so the loader's caller supplies it.
+	checkSchema func(schema string) error
+	// schemaChecked is set by Tighten: the default schema was checked when
+	// the profile was loaded, and Tighten never changes it.
+	schemaChecked bool
 }
 
 // pos is where a value was written.
@@ -127,8 +133,14 @@ func validate(p *Profile, cfg config, at func(field string) pos) []error {
 	if v := p.Result.MaxStringLength; v < minStringLength || v > maxStringLength {
 		c.fail("result.maxStringLength", "%d is not in %d-%d", v, minStringLength, maxStringLength)
 	}
-	if p.Result.DefaultSchema != "" {
-		if _, err := result.CompileSchema(p.Result.DefaultSchema); err != nil {
+	switch {
+	case p.Result.DefaultSchema == "" || cfg.schemaChecked:
+	case cfg.checkSchema == nil:
+		// Fail closed: a schema nobody compiled could be one no result
+		// ever fits, or one that fetches documents.
+		c.fail("result.defaultSchema", "no schema compiler was given to Load (WithSchemaCheck); refusing an unchecked schema")
+	default:
+		if err := cfg.checkSchema(p.Result.DefaultSchema); err != nil {
 			c.fail("result.defaultSchema", "%v", err)
 		}
 	}

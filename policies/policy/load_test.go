@@ -8,8 +8,13 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/airlock/airlock/broker/result"
 	"github.com/airlock/airlock/policies"
 )
+
+// checkSchema is the broker's schema compiler, which every real caller of
+// Load passes.
+var checkSchema = WithSchemaCheck(result.CheckSchema)
 
 // load runs Load over in-memory files.
 func load(files map[string]string, opts ...Option) (*Set, error) {
@@ -17,19 +22,30 @@ func load(files map[string]string, opts ...Option) (*Set, error) {
 	for name, body := range files {
 		fsys[name] = &fstest.MapFile{Data: []byte(body)}
 	}
-	return Load(fsys, opts...)
+	return Load(fsys, append([]Option{checkSchema}, opts...)...)
+}
+
+func TestLoad_RefusesADefaultSchemaWithNoCompiler(t *testing.T) {
+	fsys := fstest.MapFS{"p.yaml": {Data: []byte("result:\n  defaultSchema: '{\"type\": \"object\"}'\n")}}
+	_, err := Load(fsys)
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "result.defaultSchema") {
+		t.Fatalf("Load without WithSchemaCheck = %v, want the default schema refused", err)
+	}
+	if _, err := Load(fsys, checkSchema); err != nil {
+		t.Fatalf("Load with WithSchemaCheck: %v", err)
+	}
 }
 
 func TestLoad_ShippedProfiles(t *testing.T) {
-	set, err := Load(policies.FS)
+	set, err := Load(policies.FS, checkSchema)
 	if err != nil {
-		t.Fatalf("Load(policies.FS): %v", err)
+		t.Fatalf("Load(policies.FS, checkSchema): %v", err)
 	}
 	if got, want := set.Names(), []string{"ironclaw", "secureclaw", "vanilla"}; !slices.Equal(got, want) {
 		t.Fatalf("Names() = %v, want %v", got, want)
 	}
 	for _, p := range set.All() {
-		if errs := validate(p, config{}, nil); len(errs) > 0 {
+		if errs := validate(p, config{checkSchema: result.CheckSchema}, nil); len(errs) > 0 {
 			t.Errorf("%s: loaded profile fails validation: %v", p.Name, errs)
 		}
 	}
@@ -360,7 +376,7 @@ func TestLoad_RejectsBadFiles(t *testing.T) {
 }
 
 func TestSet_GetUnknownProfile(t *testing.T) {
-	set, err := Load(policies.FS)
+	set, err := Load(policies.FS, checkSchema)
 	if err != nil {
 		t.Fatal(err)
 	}

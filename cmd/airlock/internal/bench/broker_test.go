@@ -12,8 +12,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/airlock/airlock/broker/policy"
+	"github.com/airlock/airlock/broker/result"
 	"github.com/airlock/airlock/policies"
+	"github.com/airlock/airlock/policies/policy"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
 )
 
@@ -53,7 +54,7 @@ func (f *fakeBroker) ExplainProfile(_ context.Context, req *airlockv1.ExplainPro
 
 func newFakeBroker(t *testing.T) *fakeBroker {
 	t.Helper()
-	set, err := policy.Load(policies.FS)
+	set, err := policy.Load(policies.FS, policy.WithSchemaCheck(result.CheckSchema))
 	if err != nil {
 		t.Fatal(err)
 	}

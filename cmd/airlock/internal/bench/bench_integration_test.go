@@ -14,11 +14,12 @@ import (
 	"github.com/containerd/containerd/namespaces"
 	"github.com/containerd/containerd/snapshots"
 
-	"github.com/airlock/airlock/broker/policy"
+	"github.com/airlock/airlock/broker/result"
 	"github.com/airlock/airlock/images"
 	"github.com/airlock/airlock/policies"
+	"github.com/airlock/airlock/policies/policy"
 	"github.com/airlock/airlock/sandbox"
-	"github.com/airlock/airlock/sandbox/daemon"
+	"github.com/airlock/airlock/sandbox/embedded"
 )
 
 // benchEnv is a private containerd holding the reader image, as airlockd
@@ -49,7 +50,7 @@ func setupBench(b testing.TB) benchEnv {
 		b.Fatalf("build agent: %v\n%s", err, out)
 	}
 	ctx := context.Background()
-	d, err := daemon.Start(ctx, filepath.Join(dir, "containerd"))
+	d, err := embedded.Start(ctx, filepath.Join(dir, "containerd"))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -73,7 +74,7 @@ func setupBench(b testing.TB) benchEnv {
 		b.Fatal(err)
 	}
 
-	set, err := policy.Load(policies.FS)
+	set, err := policy.Load(policies.FS, policy.WithSchemaCheck(result.CheckSchema))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"testing/fstest"
 
+	"github.com/airlock/airlock/broker/result"
 	"github.com/airlock/airlock/policies"
 )
 
@@ -33,8 +34,8 @@ func checkLoad(t *testing.T, data []byte) error {
 		"base.yaml": {Data: []byte(fuzzBase)},
 		"fuzz.yaml": {Data: data},
 	}
-	set, err := Load(fsys)
-	devSet, devErr := Load(fsys, WithDevMode(true))
+	set, err := Load(fsys, checkSchema)
+	devSet, devErr := Load(fsys, WithDevMode(true), checkSchema)
 	if err == nil && devErr != nil {
 		t.Fatalf("loads without dev mode but not with it: %v", devErr)
 	}
@@ -51,7 +52,7 @@ func checkLoad(t *testing.T, data []byte) error {
 	for _, s := range []struct {
 		set *Set
 		cfg config
-	}{{set, config{}}, {devSet, config{devMode: true}}} {
+	}{{set, config{checkSchema: result.CheckSchema}}, {devSet, config{devMode: true, checkSchema: result.CheckSchema}}} {
 		if s.set == nil {
 			continue
 		}

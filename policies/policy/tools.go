@@ -106,6 +106,10 @@ func validToolName(n string) bool {
 	return true
 }
 
+// KnownTools are the tools the reference agent implements, from which a
+// profile's effective tools are taken.
+var KnownTools = []string{"extract_text", "extract_links", "summarize", "classify", "fetch", "exec", "read", "write", "edit"}
+
 // Tools the agent carries out itself once the broker has allowed a call
 // through the job's tool gateway; exec is the one the broker runs.
 const (

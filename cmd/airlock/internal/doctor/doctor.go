@@ -21,8 +21,9 @@ import (
 	"time"
 
 	"github.com/airlock/airlock/broker/client"
-	"github.com/airlock/airlock/broker/policy"
+	airlockresult "github.com/airlock/airlock/broker/result"
 	"github.com/airlock/airlock/policies"
+	"github.com/airlock/airlock/policies/policy"
 )
 
 // Severity says how much a check that did not pass matters.
@@ -236,7 +237,7 @@ func Run(ctx context.Context, cfg Config) []Check {
 	if e.cfg.PolicyDir != "" {
 		pfs = os.DirFS(e.cfg.PolicyDir)
 	}
-	e.profiles, e.profilesErr = policy.Load(pfs, policy.WithDevMode(e.cfg.Dev))
+	e.profiles, e.profilesErr = policy.Load(pfs, policy.WithDevMode(e.cfg.Dev), policy.WithSchemaCheck(airlockresult.CheckSchema))
 	if e.profilesErr != nil {
 		e.profiles = nil
 	}

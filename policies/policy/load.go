@@ -21,6 +21,13 @@ func WithDevMode(on bool) Option {
 	return func(c *config) { c.devMode = on }
 }
 
+// WithSchemaCheck gives Load the compiler for result.defaultSchema, such as
+// the result package's. Without it a profile that sets a default schema
+// does not load.
+func WithSchemaCheck(check func(schema string) error) Option {
+	return func(c *config) { c.checkSchema = check }
+}
+
 // Set is the loaded profiles, by name. It is immutable and safe for
 // concurrent use.
 type Set struct {

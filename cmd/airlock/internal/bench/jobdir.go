@@ -12,8 +12,7 @@ import (
 	"github.com/google/uuid"
 	"golang.org/x/sys/unix"
 
-	"github.com/airlock/airlock/broker"
-	"github.com/airlock/airlock/broker/policy"
+	"github.com/airlock/airlock/policies/policy"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
 	"github.com/airlock/airlock/sandbox"
 	"github.com/airlock/airlock/sandbox/agent"
@@ -87,7 +86,7 @@ func newJobDir(root string, b Baseline) (*jobDir, error) {
 	if len(content) == 0 {
 		content = DefaultJobContent()
 	}
-	job := agent.Job{ID: "airlock-bench", Task: task, Params: b.Params, Tools: p.EffectiveTools(broker.KnownTools)}
+	job := agent.Job{ID: "airlock-bench", Task: task, Params: b.Params, Tools: p.EffectiveTools(policy.KnownTools)}
 	for i, c := range content {
 		name := strconv.Itoa(i)
 		if err := os.WriteFile(filepath.Join(contentDir, name), c.GetData(), 0o444); err != nil {

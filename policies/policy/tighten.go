@@ -59,7 +59,7 @@ func (p *Profile) Tighten(o Overrides) (*Profile, error) {
 		}
 		t.Network.Egress = egress
 	}
-	if errs := validate(t, config{devMode: true}, nil); len(errs) > 0 {
+	if errs := validate(t, config{devMode: true, schemaChecked: true}, nil); len(errs) > 0 {
 		// Dev mode only so that a profile loaded in dev mode stays usable;
 		// Tighten checks limits here, and it never adds what dev mode guards.
 		return nil, joinSorted(errs)

@@ -1,10 +1,15 @@
-package broker
+// Package job is the contract between the broker and the sandbox: what a job
+// is, what running it returns, and the calls a job makes back to the broker
+// while it runs. Both sides import it and it imports nothing of the project
+// but the policy it carries, as containerd's api/types, so that the broker
+// never links containerd and the sandbox never links the gRPC server.
+package job
 
 import (
 	"context"
 	"time"
 
-	"github.com/airlock/airlock/broker/policy"
+	"github.com/airlock/airlock/policies/policy"
 )
 
 // Runner runs one job in a fresh sandbox. The broker defines it so that it

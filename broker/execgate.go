@@ -13,10 +13,11 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/airlock/airlock/broker/execpolicy"
-	"github.com/airlock/airlock/broker/policy"
 	"github.com/airlock/airlock/broker/result"
+	"github.com/airlock/airlock/policies/execpolicy"
+	"github.com/airlock/airlock/policies/policy"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
+	"github.com/airlock/airlock/sandbox/job"
 )
 
 // Bounds on what one job's commands cost the broker and the caller. The
@@ -67,7 +68,7 @@ func newExecGate(jobID string, p *policy.Profile, interactive bool, timeout time
 		opts.MaxStringLength = maxShownArgRunes
 	}
 	return &execGate{
-		jobID: jobID, policy: p, tools: p.EffectiveTools(KnownTools), interactive: interactive, timeout: timeout, emit: emit, sanitize: opts,
+		jobID: jobID, policy: p, tools: p.EffectiveTools(policy.KnownTools), interactive: interactive, timeout: timeout, emit: emit, sanitize: opts,
 		pending: map[string]chan airlockv1.ApprovalDecision{},
 		counts:  map[string]int{},
 		closing: make(chan struct{}),
@@ -79,15 +80,15 @@ func newExecGate(jobID string, p *policy.Profile, interactive bool, timeout time
 // command, as its tool name and target ("read", "/tmp/x"), with no cwd. A
 // command line is recorded as one word, the line itself, so that the caller
 // sees the whole chain it decides on, operators included.
-func (g *execGate) decide(ctx context.Context, req ExecRequest) ExecDecision {
+func (g *execGate) decide(ctx context.Context, req job.ExecRequest) job.ExecDecision {
 	isTool := req.Tool != ""
 	isLine := !isTool && req.Command != ""
 	shown := req
 	switch {
 	case isTool:
-		shown = ExecRequest{Argv: []string{req.Tool, req.Target}}
+		shown = job.ExecRequest{Argv: []string{req.Tool, req.Target}}
 	case isLine:
-		shown = ExecRequest{Argv: []string{req.Command}, Cwd: req.Cwd}
+		shown = job.ExecRequest{Argv: []string{req.Command}, Cwd: req.Cwd}
 	}
 	argv, cwd := g.shown(shown)
 	request := shellQuote(argv)
@@ -109,7 +110,7 @@ func (g *execGate) decide(ctx context.Context, req ExecRequest) ExecDecision {
 	rec.Verdict, rec.Reason = verdict, reason
 	rec.Allowed = verdict == airlockv1.ExecVerdict_EXEC_VERDICT_ALLOWED || verdict == airlockv1.ExecVerdict_EXEC_VERDICT_APPROVED
 	g.record(rec)
-	d := ExecDecision{Allow: rec.Allowed, Reason: reason}
+	d := job.ExecDecision{Allow: rec.Allowed, Reason: reason}
 	if d.Allow && !isTool {
 		d.Done = func(code int) {
 			g.mu.Lock()
@@ -124,7 +125,7 @@ func (g *execGate) decide(ctx context.Context, req ExecRequest) ExecDecision {
 // must be asked, for the reason returned. A command line is decided as a
 // whole: every segment must match, and a line the runner could not run as
 // parsed (a refused construct, a pipe) is denied before anyone is asked.
-func (g *execGate) policyVerdict(req ExecRequest) (airlockv1.ExecVerdict, string) {
+func (g *execGate) policyVerdict(req job.ExecRequest) (airlockv1.ExecVerdict, string) {
 	p := g.policy
 	denied := airlockv1.ExecVerdict_EXEC_VERDICT_DENIED
 	if !p.ExecAllowed() {
@@ -196,7 +197,7 @@ func matchedPatterns(d execpolicy.Decision) (string, int) {
 // command, a call outside the tool's bounds is a miss that exec.ask
 // decides; a tool the job does not have, or a malformed target, is denied
 // without asking anyone.
-func (g *execGate) toolVerdict(req ExecRequest) (airlockv1.ExecVerdict, string) {
+func (g *execGate) toolVerdict(req job.ExecRequest) (airlockv1.ExecVerdict, string) {
 	check, why := g.policy.CheckToolCall(g.tools, req.Tool, req.Target)
 	switch {
 	case check == policy.ToolRefused:
@@ -324,7 +325,7 @@ func (g *execGate) results() ([]*airlockv1.ExecDecision, map[string]int) {
 
 // shown is the request's argv and cwd as the caller may see them:
 // sanitized like a result's strings, and capped.
-func (g *execGate) shown(req ExecRequest) ([]string, string) {
+func (g *execGate) shown(req job.ExecRequest) ([]string, string) {
 	n := min(len(req.Argv), maxShownArgs)
 	words := make([]any, 0, n+1)
 	for _, a := range req.Argv[:n] {

@@ -1,7 +1,7 @@
-// Package daemon runs the broker's private containerd: its own root, state
+// Package embedded runs the broker's private containerd: its own root, state
 // and socket under the broker's state dir, so that Airlock never shares a
 // containerd (and its images, snapshots and namespaces) with anything else.
-package daemon
+package embedded
 
 import (
 	"context"
@@ -22,9 +22,9 @@ import (
 // ErrNotInstalled means a required binary is not on PATH.
 var ErrNotInstalled = errors.New("not installed")
 
-// Daemon is a running private containerd, restarted if it dies under the
+// Containerd is a running private containerd, restarted if it dies under the
 // broker. Stop it exactly once.
-type Daemon struct {
+type Containerd struct {
 	dir     string
 	address string
 	config  string
@@ -38,14 +38,14 @@ type Daemon struct {
 }
 
 // Restarts is how many times containerd died and was started again.
-func (d *Daemon) Restarts() int {
+func (d *Containerd) Restarts() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.restarts
 }
 
 // Pid is the running containerd's process id.
-func (d *Daemon) Pid() int {
+func (d *Containerd) Pid() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.cmd == nil || d.cmd.Process == nil {
@@ -55,12 +55,12 @@ func (d *Daemon) Pid() int {
 }
 
 // Address is the daemon's gRPC socket.
-func (d *Daemon) Address() string { return d.address }
+func (d *Containerd) Address() string { return d.address }
 
 // Start starts containerd with root, state and socket under dir, and waits
 // until it answers. The daemon is a child of this process and is stopped by
 // Stop; should the broker die hard, the next Start replaces it.
-func Start(ctx context.Context, dir string) (*Daemon, error) {
+func Start(ctx context.Context, dir string) (*Containerd, error) {
 	for _, bin := range []string{"containerd", "containerd-shim-runc-v2", "runc"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			return nil, fmt.Errorf("%s: %w: install Debian's containerd and runc packages (apt-get install containerd runc)", bin, ErrNotInstalled)
@@ -78,7 +78,7 @@ func Start(ctx context.Context, dir string) (*Daemon, error) {
 	if err := os.Chmod(dir, 0o711); err != nil {
 		return nil, err
 	}
-	d := &Daemon{dir: dir, address: filepath.Join(dir, "containerd.sock"), exited: make(chan struct{})}
+	d := &Containerd{dir: dir, address: filepath.Join(dir, "containerd.sock"), exited: make(chan struct{})}
 	killStale(dir)
 	cfg := filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(cfg, []byte(config(dir, d.address)), 0o600); err != nil {
@@ -113,7 +113,7 @@ func Start(ctx context.Context, dir string) (*Daemon, error) {
 // supervise runs containerd and starts it again whenever it dies while
 // the broker still needs it: jobs in flight fail, but the broker recovers
 // without a restart of its own.
-func (d *Daemon) supervise(started chan<- error) {
+func (d *Containerd) supervise(started chan<- error) {
 	runtime.LockOSThread()
 	first := true
 	for {
@@ -164,7 +164,7 @@ func (d *Daemon) supervise(started chan<- error) {
 	}
 }
 
-func (d *Daemon) waitReady(ctx context.Context) error {
+func (d *Containerd) waitReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for {
@@ -192,7 +192,7 @@ func (d *Daemon) waitReady(ctx context.Context) error {
 
 // Stop asks containerd to exit and kills it if it has not within ctx's
 // deadline (or 10 seconds).
-func (d *Daemon) Stop(ctx context.Context) error {
+func (d *Containerd) Stop(ctx context.Context) error {
 	defer d.log.Close()
 	defer os.Remove(filepath.Join(d.dir, "containerd.pid"))
 	d.mu.Lock()

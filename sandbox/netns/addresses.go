@@ -12,11 +12,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// DefaultPool is the address pool used unless the configuration names
+// DefaultPrefix is the address pool used unless the configuration names
 // another. It is a /16 that common container stacks, VPNs and clouds leave
 // alone (Docker takes 172.17+, Kubernetes 10.96 and 10.244, Tailscale the
-// CGNAT range); NewPool still refuses it if the host uses any part of it.
-var DefaultPool = netip.MustParsePrefix("10.213.0.0/16")
+// CGNAT range); NewAddressPool still refuses it if the host uses any part of it.
+var DefaultPrefix = netip.MustParsePrefix("10.213.0.0/16")
 
 // blockBits is the size of one job's block: a /30 holds the network
 // address, the host end (.1), the job end (.2) and the broadcast address,
@@ -42,9 +42,9 @@ type Lease struct {
 	JobIP  netip.Addr
 }
 
-// Pool hands out one /30 per job from an IPv4 prefix. It is safe for
+// AddressPool hands out one /30 per job from an IPv4 prefix. It is safe for
 // concurrent use.
-type Pool struct {
+type AddressPool struct {
 	prefix netip.Prefix
 	// scope is in the name of every namespace and veth alias made from
 	// this pool, so that one broker's Reap leaves another's jobs alone.
@@ -59,13 +59,13 @@ type Pool struct {
 	next int
 }
 
-// NewPool returns a pool over prefix after checking the host (the caller's
+// NewAddressPool returns a pool over prefix after checking the host (the caller's
 // network namespace): an address or a non-default route of the host that
 // overlaps prefix is an ErrPoolOverlap. Call Reap first, since the veths of
 // a crashed broker count as the host's. scope names the broker: its
 // namespaces are NamePrefix+scope+"-"+hash, and Reap(ctx, scope) removes
 // those only.
-func NewPool(prefix netip.Prefix, scope string) (*Pool, error) {
+func NewAddressPool(prefix netip.Prefix, scope string) (*AddressPool, error) {
 	if err := checkScope(scope); err != nil {
 		return nil, err
 	}
@@ -87,14 +87,14 @@ func NewPool(prefix netip.Prefix, scope string) (*Pool, error) {
 
 // poolOf validates prefix and returns an empty pool over it, without
 // looking at the host.
-func poolOf(prefix netip.Prefix) (*Pool, error) {
+func poolOf(prefix netip.Prefix) (*AddressPool, error) {
 	if !prefix.IsValid() || !prefix.Addr().Is4() || prefix.Bits() > blockBits || prefix.Bits() < 8 {
 		return nil, fmt.Errorf("%w: %s: need an IPv4 prefix between /8 and /%d", ErrInvalidPool, prefix, blockBits)
 	}
 	if prefix != prefix.Masked() {
 		return nil, fmt.Errorf("%w: %s has host bits set (did you mean %s?)", ErrInvalidPool, prefix, prefix.Masked())
 	}
-	return &Pool{prefix: prefix, used: make([]bool, 1<<(blockBits-prefix.Bits()))}, nil
+	return &AddressPool{prefix: prefix, used: make([]bool, 1<<(blockBits-prefix.Bits()))}, nil
 }
 
 // checkOverlap reports the first host address or route that shares
@@ -149,10 +149,10 @@ func linkName(h *netlink.Handle, index int) string {
 }
 
 // Prefix returns the pool's prefix.
-func (p *Pool) Prefix() netip.Prefix { return p.prefix }
+func (p *AddressPool) Prefix() netip.Prefix { return p.prefix }
 
 // Acquire leases a free block, or fails with ErrPoolExhausted.
-func (p *Pool) Acquire() (Lease, error) {
+func (p *AddressPool) Acquire() (Lease, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for i := range p.used {
@@ -169,7 +169,7 @@ func (p *Pool) Acquire() (Lease, error) {
 
 // Release returns a lease to the pool. Releasing a lease twice, or one the
 // pool did not hand out, does nothing.
-func (p *Pool) Release(l Lease) {
+func (p *AddressPool) Release(l Lease) {
 	b, ok := p.block(l)
 	if !ok {
 		return
@@ -179,7 +179,7 @@ func (p *Pool) Release(l Lease) {
 	p.used[b] = false
 }
 
-func (p *Pool) lease(b int) Lease {
+func (p *AddressPool) lease(b int) Lease {
 	first := u32(p.prefix.Addr()) + uint32(b)<<(32-blockBits)
 	return Lease{
 		Prefix: netip.PrefixFrom(addr4(first), blockBits),
@@ -189,7 +189,7 @@ func (p *Pool) lease(b int) Lease {
 }
 
 // block maps a lease back to its index, rejecting leases from elsewhere.
-func (p *Pool) block(l Lease) (int, bool) {
+func (p *AddressPool) block(l Lease) (int, bool) {
 	if !l.Prefix.IsValid() || !l.Prefix.Addr().Is4() || !p.prefix.Contains(l.Prefix.Addr()) {
 		return 0, false
 	}

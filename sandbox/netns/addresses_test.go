@@ -90,8 +90,8 @@ func TestPool_ReleaseIgnoresForeignLeases(t *testing.T) {
 
 func TestNewPool_RejectsUnusablePrefixes(t *testing.T) {
 	for _, s := range []string{"10.213.0.0/31", "10.213.0.1/16", "fd00::/64", "10.0.0.0/7"} {
-		if _, err := NewPool(netip.MustParsePrefix(s), ""); !errors.Is(err, ErrInvalidPool) {
-			t.Errorf("NewPool(%s) error %v, want ErrInvalidPool", s, err)
+		if _, err := NewAddressPool(netip.MustParsePrefix(s), ""); !errors.Is(err, ErrInvalidPool) {
+			t.Errorf("NewAddressPool(%s) error %v, want ErrInvalidPool", s, err)
 		}
 	}
 }

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/airlock/airlock/broker/policy"
+	"github.com/airlock/airlock/policies/policy"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
 )
 

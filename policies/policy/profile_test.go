@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/airlock/airlock/broker/result"
 	"github.com/airlock/airlock/policies"
 )
 
@@ -100,7 +101,7 @@ func TestTighten_NarrowsWithoutMutating(t *testing.T) {
 			if !tt.check(got) {
 				t.Errorf("Tighten(%+v) = %+v", tt.o, got)
 			}
-			if errs := validate(got, config{}, nil); len(errs) > 0 {
+			if errs := validate(got, config{checkSchema: result.CheckSchema}, nil); len(errs) > 0 {
 				t.Errorf("tightened profile fails validation: %v", errs)
 			}
 			if !reflect.DeepEqual(p, before) || p.Hash() != hash {
@@ -318,7 +319,7 @@ func TestParseBytes_RoundTrips(t *testing.T) {
 }
 
 func TestDiff_NamesEveryChangedSetting(t *testing.T) {
-	set, err := Load(policies.FS)
+	set, err := Load(policies.FS, checkSchema)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,7 +346,7 @@ func TestLint_ReportsFileLineAndField(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("extends: secureclaw\nexec:\n  security: sometimes\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Lint(policies.FS, []string{bad})
+	_, err := Lint(policies.FS, []string{bad}, checkSchema)
 	if err == nil || !strings.Contains(err.Error(), "custom.yaml:3") || !strings.Contains(err.Error(), "exec.security") {
 		t.Fatalf("err = %v, want custom.yaml:3 and exec.security", err)
 	}
@@ -353,7 +354,7 @@ func TestLint_ReportsFileLineAndField(t *testing.T) {
 	if err := os.WriteFile(good, []byte("extends: secureclaw\nlimits:\n  timeout: 5s\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	set, err := Lint(policies.FS, []string{good})
+	set, err := Lint(policies.FS, []string{good}, checkSchema)
 	if err != nil {
 		t.Fatal(err)
 	}
