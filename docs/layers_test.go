@@ -4,6 +4,7 @@
 package docs
 
 import (
+	"errors"
 	"os/exec"
 	"slices"
 	"strings"
@@ -22,17 +23,8 @@ type pkg struct {
 // listPackages runs `go list -deps` over the whole module once.
 func listPackages(t *testing.T) map[string]pkg {
 	t.Helper()
-	cmd := exec.Command("go", "list", "-f", "{{.ImportPath}}|{{join .Imports \" \"}}|{{join .Deps \" \"}}", "./...")
-	cmd.Dir = ".."
-	out, err := cmd.Output()
-	if err != nil {
-		if ee, ok := err.(*exec.ExitError); ok {
-			t.Fatalf("go list: %v\n%s", err, ee.Stderr)
-		}
-		t.Fatalf("go list: %v", err)
-	}
 	pkgs := map[string]pkg{}
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+	for _, line := range goList(t, "-f", "{{.ImportPath}}|{{join .Imports \" \"}}|{{join .Deps \" \"}}", "./...") {
 		parts := strings.SplitN(line, "|", 3)
 		if len(parts) != 3 || !strings.HasPrefix(parts[0], module) {
 			continue
@@ -44,6 +36,23 @@ func listPackages(t *testing.T) map[string]pkg {
 		t.Fatalf("go list found %d packages of the module; is the test running in docs/?", len(pkgs))
 	}
 	return pkgs
+}
+
+// goList runs `go list` with args at the module's root and returns its
+// lines.
+func goList(t *testing.T, args ...string) []string {
+	t.Helper()
+	cmd := exec.Command("go", append([]string{"list"}, args...)...)
+	cmd.Dir = ".."
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("go list: %v\n%s", err, ee.Stderr)
+		}
+		t.Fatalf("go list: %v", err)
+	}
+	return strings.Split(strings.TrimSpace(string(out)), "\n")
 }
 
 // under reports whether path is dir or inside it.

@@ -4,7 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"sort"
 	"strings"
 	"testing"
@@ -30,17 +29,8 @@ var folders = map[string]string{
 // sentence of its package doc, and one per folder above.
 func layoutTable(t *testing.T) string {
 	t.Helper()
-	cmd := exec.Command("go", "list", "-tags", "integration", "-f", "{{.ImportPath}}\t{{len .GoFiles}}\t{{.Doc}}", "./...")
-	cmd.Dir = ".."
-	out, err := cmd.Output()
-	if err != nil {
-		if ee, ok := err.(*exec.ExitError); ok {
-			t.Fatalf("go list: %v\n%s", err, ee.Stderr)
-		}
-		t.Fatalf("go list: %v", err)
-	}
 	rows := map[string]string{}
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+	for _, line := range goList(t, "-tags", "integration", "-f", "{{.ImportPath}}\t{{len .GoFiles}}\t{{.Doc}}", "./...") {
 		path, rest, _ := strings.Cut(line, "\t")
 		files, doc, _ := strings.Cut(rest, "\t")
 		path = strings.TrimPrefix(path, module)
