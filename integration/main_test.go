@@ -1,8 +1,9 @@
 //go:build integration
 
 // Package integration runs Airlock end to end on a real containerd: a
-// private daemon started by TestMain, the real images, and the broker served
-// over a real unix socket.
+// private containerd and the shipped daemon package (cmd/airlockd/server)
+// started by TestMain, with the real images, listener, token auth, audit log
+// and metrics; and, for crashes and signals, the airlockd binary itself.
 package integration
 
 import (
@@ -22,10 +23,9 @@ import (
 
 	"github.com/airlock/airlock/broker"
 	"github.com/airlock/airlock/broker/client"
-	"github.com/airlock/airlock/broker/result"
+	"github.com/airlock/airlock/cmd/airlockd/server"
 	"github.com/airlock/airlock/images"
 	"github.com/airlock/airlock/policies"
-	"github.com/airlock/airlock/policies/policy"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
 	"github.com/airlock/airlock/sandbox"
 	"github.com/airlock/airlock/sandbox/egress"
@@ -41,6 +41,7 @@ var env struct {
 	profileFile string
 	canary      string
 	ctrd        *containerd.Client
+	server      *server.Server
 	conn        *client.Conn
 	brokerOf    airlockv1.BrokerClient
 }
@@ -153,57 +154,54 @@ func setup(dir string) error {
 	if err != nil {
 		return err
 	}
-	// Dev mode only for the test profile's plain-http service upstream.
-	profiles, err := policy.Lint(policies.FS, []string{profileFile}, policy.WithDevMode(true), policy.WithSchemaCheck(result.CheckSchema))
-	if err != nil {
+	// The shipped profiles and the suite's egress profile, as an operator
+	// would lay them out for --policy-dir.
+	policyDir := filepath.Join(dir, "policies")
+	if err := os.CopyFS(policyDir, policies.FS); err != nil {
 		return err
 	}
-	specs, err := sandbox.ImagesFor(profiles.All(), filepath.Join(bin, "airlock-agent"), "/bin/busybox")
-	if err != nil {
+	if err := os.Link(profileFile, filepath.Join(policyDir, filepath.Base(profileFile))); err != nil {
 		return err
 	}
-	specs = append(specs, images.Hostile(filepath.Join(bin, "hostile")))
-	env.stateDir = filepath.Join(dir, "state")
-	env.address = d.Address()
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	runner, err := sandbox.New(ctx, sandbox.Config{
-		Address:  d.Address(),
-		StateDir: env.stateDir,
-		Images:   specs,
-		Egress:   egress.Config{Resolver: testResolver{}},
-		Logger:   log,
-	})
-	if err != nil {
-		return err
-	}
-	stops = append(stops, runner.Close)
-
 	tokenFile := filepath.Join(dir, "token")
 	if err := os.WriteFile(tokenFile, []byte(randHex(32)), 0o600); err != nil {
 		return err
 	}
-	token, err := os.ReadFile(tokenFile)
+	env.stateDir = filepath.Join(dir, "state")
+	env.address = d.Address()
+	// The broker is the shipped daemon, started as airlockd starts it:
+	// socket, token file, policy dir, audit log, metrics and all.
+	srv, err := server.Start(ctx, server.Options{
+		Socket:            filepath.Join(dir, "airlock.sock"),
+		TokenFile:         tokenFile,
+		StateDir:          env.stateDir,
+		ContainerdAddress: d.Address(),
+		AgentBinary:       filepath.Join(bin, "airlock-agent"),
+		Busybox:           "/bin/busybox",
+		PolicyDir:         policyDir,
+		DefaultProfile:    "secureclaw",
+		MetricsListen:     "127.0.0.1:0",
+		// Dev mode only for the test profile's plain-http service upstream.
+		Dev:             true,
+		MaxConcurrent:   8,
+		MaxQueue:        16,
+		JobRetention:    time.Hour,
+		RetainJobs:      broker.DefaultRetainJobs,
+		ApprovalTimeout: broker.DefaultApprovalTimeout,
+		DrainGrace:      30 * time.Second,
+		ProxyPort:       sandbox.DefaultProxyPort,
+		Logger:          slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Egress:          egress.Config{Resolver: testResolver{}},
+		ExtraImages:     []images.Spec{images.Hostile(filepath.Join(bin, "hostile"))},
+		WrapRunner:      func(r job.Runner) job.Runner { return hostileRunner{r} },
+	})
 	if err != nil {
 		return err
 	}
-	srv, err := broker.New(broker.Config{Runner: hostileRunner{runner}, Profiles: profiles, Logger: log, ResolveSecret: egress.ResolveSecret,
-		Secrets: func() [][]byte { return [][]byte{token, []byte(world.serviceKey)} }})
-	if err != nil {
-		return err
-	}
-	sock := filepath.Join(dir, "airlock.sock")
-	lis, err := listenUnix(sock)
-	if err != nil {
-		return err
-	}
-	g, err := broker.NewGRPCServer(srv, token)
-	if err != nil {
-		return err
-	}
-	go g.Serve(lis)
-	stops = append(stops, func() error { g.Stop(); return nil })
+	env.server = srv
+	stops = append(stops, func() error { return srv.Shutdown(ctx) })
 
-	env.conn, err = client.Dial(sock, "", tokenFile)
+	env.conn, err = client.Dial(srv.Addr().String(), "", tokenFile)
 	if err != nil {
 		return err
 	}

@@ -114,17 +114,26 @@ var _ job.Runner = (*Runner)(nil)
 
 // New connects to containerd, removes whatever a crashed predecessor left
 // behind, and makes sure every configured image is present.
-func New(ctx context.Context, cfg Config) (*Runner, error) {
+func New(ctx context.Context, cfg Config) (_ *Runner, retErr error) {
 	if cfg.StateDir == "" {
 		return nil, errors.New("sandbox: StateDir is required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	// Every step that succeeds pushes its inverse; a failed New undoes
+	// them all, so that it leaves no connection, goroutine or listener.
+	var u undo
+	defer func() {
+		if retErr != nil {
+			_ = u.Run(ctx)
+		}
+	}()
 	client, err := containerd.New(cfg.Address, containerd.WithDefaultNamespace(Namespace), containerd.WithTimeout(10*time.Second))
 	if err != nil {
 		return nil, fmt.Errorf("connect to containerd at %s: %w", cfg.Address, err)
 	}
+	u.Push(func(context.Context) error { return client.Close() })
 	r := &Runner{
 		client:   client,
 		jobsDir:  filepath.Join(cfg.StateDir, "jobs"),
@@ -145,13 +154,16 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 			}
 		}()
 	}
+	u.Push(func(context.Context) error {
+		r.closeBehind.Do(func() { close(r.behind) })
+		r.teardowns.Wait()
+		return nil
+	})
 	ctx = namespaces.WithNamespace(ctx, Namespace)
 	if err := MkdirTraversable(r.jobsDir); err != nil {
-		client.Close()
 		return nil, err
 	}
 	if err := r.Reap(ctx); err != nil {
-		client.Close()
 		return nil, fmt.Errorf("reap leftovers: %w", err)
 	}
 	// The pool is checked against the host's addresses only after the
@@ -161,7 +173,6 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 		prefix = netns.DefaultPrefix
 	}
 	if r.pool, err = netns.NewAddressPool(prefix, r.instance); err != nil {
-		client.Close()
 		return nil, err
 	}
 	r.proxyPort = cmp.Or(cfg.ProxyPort, DefaultProxyPort)
@@ -169,13 +180,12 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 		cfg.Egress.Logger = cfg.Logger
 	}
 	if r.proxy, err = egress.New(cfg.Egress); err != nil {
-		client.Close()
 		return nil, err
 	}
+	u.Push(func(context.Context) error { return r.proxy.Close() })
 	for _, spec := range cfg.Images {
 		img, err := r.ensureImage(ctx, spec)
 		if err != nil {
-			client.Close()
 			return nil, fmt.Errorf("image %s: %w", spec.Name, err)
 		}
 		r.images[spec.Name] = img

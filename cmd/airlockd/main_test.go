@@ -1,39 +1,25 @@
 package main
 
 import (
+	"maps"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/airlock/airlock/broker"
 )
 
-func TestValidate_RefusesFlagsThatMeanNothing(t *testing.T) {
-	ok := options{proxyPort: 3128, approvalTimeout: broker.DefaultApprovalTimeout, jobRetention: time.Hour, retainJobs: broker.DefaultRetainJobs}
-	tests := []struct {
-		name    string
-		edit    func(*options)
-		wantErr string
-	}{
-		{"defaults", func(*options) {}, ""},
-		{"a short approval timeout", func(o *options) { o.approvalTimeout = time.Second }, ""},
-		{"zero retained jobs", func(o *options) { o.retainJobs = 0 }, "--retain-jobs 0: both must be positive"},
-		{"zero approval timeout", func(o *options) { o.approvalTimeout = 0 }, "--approval-timeout 0s: must be positive"},
-		{"negative approval timeout", func(o *options) { o.approvalTimeout = -time.Second }, "--approval-timeout -1s: must be positive"},
-		{"zero proxy port", func(o *options) { o.proxyPort = 0 }, "--proxy-port"},
-		{"proxy port over 65535", func(o *options) { o.proxyPort = 65536 }, "--proxy-port"},
+func TestParsePools_TakesNameSizePairsAndRefusesTheRest(t *testing.T) {
+	var pools map[string]int
+	if err := parsePools("secureclaw=2, ironclaw=1", &pools); err != nil {
+		t.Fatal(err)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			o := ok
-			tt.edit(&o)
-			err := o.validate()
-			switch {
-			case tt.wantErr == "" && err != nil:
-				t.Fatalf("validate() = %v, want nil", err)
-			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
-				t.Fatalf("validate() = %v, want an error containing %q", err, tt.wantErr)
-			}
-		})
+	if err := parsePools("vanilla=64", &pools); err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]int{"secureclaw": 2, "ironclaw": 1, "vanilla": 64}; !maps.Equal(pools, want) {
+		t.Fatalf("pools = %v, want %v", pools, want)
+	}
+	for _, bad := range []string{"secureclaw", "=2", "x=0", "x=65", "x=two", "secureclaw=1"} {
+		if err := parsePools(bad, &pools); err == nil || !strings.Contains(err.Error(), "want PROFILE=SIZE") && !strings.Contains(err.Error(), "named twice") {
+			t.Errorf("parsePools(%q) = %v, want a refusal", bad, err)
+		}
 	}
 }
