@@ -3,16 +3,20 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
-// Sentinel errors of the broker. They are mapped to gRPC codes in one
-// place, toStatus, and nowhere else.
+// Sentinel errors of the broker. Handlers return them wrapped, with %w; the
+// error interceptors map them to gRPC codes in one place, toStatus, and
+// nowhere else.
 var (
 	// ErrInvalidRequest means the caller must change the request.
 	ErrInvalidRequest = errors.New("invalid request")
@@ -20,8 +24,13 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrOverloaded means the broker is running as many jobs as it may.
 	ErrOverloaded = errors.New("broker at capacity")
-	// ErrPermission means the caller may not touch what it named.
+	// ErrPermission means the caller may not touch what it named, such as
+	// another caller's job.
 	ErrPermission = errors.New("permission denied")
+	// ErrTaskNotAllowed means the request is well formed but its profile
+	// rules the task out: the caller must pick another task or profile,
+	// not another token.
+	ErrTaskNotAllowed = errors.New("task not allowed by the profile")
 	// ErrUnavailable means the broker is not taking jobs right now.
 	ErrUnavailable = errors.New("unavailable")
 	// ErrPrecondition means the broker's own setup cannot serve the
@@ -29,8 +38,34 @@ var (
 	ErrPrecondition = errors.New("failed precondition")
 )
 
-// toStatus maps an error to a gRPC status. Anything unrecognized is
-// Internal, never a code that would suggest the caller did something wrong.
+// fieldError is an ErrInvalidRequest about one field of the request. Its
+// status carries a BadRequest detail naming the field, so that a client
+// can point at it without parsing the message.
+type fieldError struct {
+	field string // the field's path in the request, e.g. "content[2].data"
+	msg   string // the whole message, which names the field and the limit
+}
+
+func (e *fieldError) Error() string { return ErrInvalidRequest.Error() + ": " + e.msg }
+func (e *fieldError) Unwrap() error { return ErrInvalidRequest }
+
+// badField returns an ErrInvalidRequest about field.
+func badField(field, format string, a ...any) error {
+	return &fieldError{field: field, msg: fmt.Sprintf(format, a...)}
+}
+
+// taskError is an ErrTaskNotAllowed. Its status carries a
+// PreconditionFailure detail naming the profile and the task.
+type taskError struct {
+	profile, task, msg string
+}
+
+func (e *taskError) Error() string { return ErrTaskNotAllowed.Error() + ": " + e.msg }
+func (e *taskError) Unwrap() error { return ErrTaskNotAllowed }
+
+// toStatus maps an error to a gRPC status. An error that already is a
+// status passes through. Anything unrecognized is Internal, never a code
+// that would suggest the caller did something wrong.
 func toStatus(err error) error {
 	if err == nil {
 		return nil
@@ -39,24 +74,34 @@ func toStatus(err error) error {
 		return err
 	}
 	code := codes.Internal
+	var details []protoadapt.MessageV1
 	switch {
 	case errors.Is(err, ErrInvalidRequest):
 		code = codes.InvalidArgument
+		var fe *fieldError
+		if errors.As(err, &fe) {
+			details = append(details, &errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
+				{Field: fe.field, Description: fe.msg}}})
+		}
 	case errors.Is(err, ErrNotFound):
 		code = codes.NotFound
 	case errors.Is(err, ErrOverloaded):
 		// A retry hint, so well-behaved clients back off instead of
 		// hammering a full broker.
-		st, derr := status.New(codes.ResourceExhausted, err.Error()+"; retry in 1s").WithDetails(
-			&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
-		if derr == nil {
-			return st.Err()
-		}
 		code = codes.ResourceExhausted
+		err = fmt.Errorf("%w; retry in 1s", err)
+		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
 	case errors.Is(err, ErrUnavailable):
 		code = codes.Unavailable
 	case errors.Is(err, ErrPermission):
 		code = codes.PermissionDenied
+	case errors.Is(err, ErrTaskNotAllowed):
+		code = codes.FailedPrecondition
+		var te *taskError
+		if errors.As(err, &te) {
+			details = append(details, &errdetails.PreconditionFailure{Violations: []*errdetails.PreconditionFailure_Violation{
+				{Type: "PROFILE", Subject: te.profile, Description: "task " + te.task + " is not allowed: " + te.msg}}})
+		}
 	case errors.Is(err, ErrPrecondition):
 		code = codes.FailedPrecondition
 	case errors.Is(err, context.Canceled):
@@ -64,5 +109,22 @@ func toStatus(err error) error {
 	case errors.Is(err, context.DeadlineExceeded):
 		code = codes.DeadlineExceeded
 	}
-	return status.Error(code, err.Error())
+	st := status.New(code, err.Error())
+	if len(details) > 0 {
+		if withDetails, derr := st.WithDetails(details...); derr == nil {
+			st = withDetails
+		}
+	}
+	return st.Err()
+}
+
+// unaryErrors maps the errors of unary handlers to statuses.
+func unaryErrors(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	resp, err := handler(ctx, req)
+	return resp, toStatus(err)
+}
+
+// streamErrors maps the errors of stream handlers to statuses.
+func streamErrors(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	return toStatus(handler(srv, ss))
 }

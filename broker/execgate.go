@@ -40,6 +40,24 @@ const (
 	maxShownArgRunes = 1024
 )
 
+// gateVerdict is what the profile alone says of a call, before anyone is
+// asked. The zero value denies, so a path that forgets to decide refuses.
+type gateVerdict int
+
+const (
+	gateDeny  gateVerdict = iota // refused by the profile; nobody is asked
+	gateAllow                    // allowed by the profile
+	gateAsk                      // the caller decides, or exec.askFallback
+)
+
+// execVerdict is the API's verdict for a decision the profile made alone.
+func (v gateVerdict) execVerdict() airlockv1.ExecVerdict {
+	if v == gateAllow {
+		return airlockv1.ExecVerdict_EXEC_VERDICT_ALLOWED
+	}
+	return airlockv1.ExecVerdict_EXEC_VERDICT_DENIED
+}
+
 // execGate decides one job's commands. It lives as long as the job's run,
 // and answers every request still pending with the fallback when closed.
 type execGate struct {
@@ -97,14 +115,15 @@ func (g *execGate) decide(ctx context.Context, req job.ExecRequest) job.ExecDeci
 		request = argv[0]
 	}
 	rec := &airlockv1.ExecDecision{Time: timestamppb.Now(), Argv: argv, Cwd: cwd}
-	var verdict airlockv1.ExecVerdict
+	var gv gateVerdict
 	var reason string
 	if isTool {
-		verdict, reason = g.toolVerdict(req)
+		gv, reason = g.toolVerdict(req)
 	} else {
-		verdict, reason = g.policyVerdict(req)
+		gv, reason = g.policyVerdict(req)
 	}
-	if verdict == airlockv1.ExecVerdict_EXEC_VERDICT_UNSPECIFIED {
+	verdict := gv.execVerdict()
+	if gv == gateAsk {
 		verdict, reason = g.ask(ctx, rec, request, reason)
 	}
 	rec.Verdict, rec.Reason = verdict, reason
@@ -121,13 +140,13 @@ func (g *execGate) decide(ctx context.Context, req job.ExecRequest) job.ExecDeci
 	return d
 }
 
-// policyVerdict applies the profile alone. UNSPECIFIED means the caller
+// policyVerdict applies the profile alone. gateAsk means the caller
 // must be asked, for the reason returned. A command line is decided as a
 // whole: every segment must match, and a line the runner could not run as
 // parsed (a refused construct, a pipe) is denied before anyone is asked.
-func (g *execGate) policyVerdict(req job.ExecRequest) (airlockv1.ExecVerdict, string) {
+func (g *execGate) policyVerdict(req job.ExecRequest) (gateVerdict, string) {
 	p := g.policy
-	denied := airlockv1.ExecVerdict_EXEC_VERDICT_DENIED
+	denied := gateDeny
 	if !p.ExecAllowed() {
 		return denied, "the profile does not allow exec (exec.security deny, or the exec tool is not allowed)"
 	}
@@ -142,7 +161,7 @@ func (g *execGate) policyVerdict(req job.ExecRequest) (airlockv1.ExecVerdict, st
 	}
 	if p.Exec.Security == policy.ExecFull {
 		// Loads only in development mode; the loader enforces that.
-		return airlockv1.ExecVerdict_EXEC_VERDICT_ALLOWED, "exec.security is full"
+		return gateAllow, "exec.security is full"
 	}
 	if p.Exec.Security != policy.ExecAllowlist {
 		return denied, fmt.Sprintf("exec.security %q allows nothing", p.Exec.Security)
@@ -166,13 +185,13 @@ func (g *execGate) policyVerdict(req job.ExecRequest) (airlockv1.ExecVerdict, st
 	switch {
 	case p.Exec.Ask == policy.AskAlways:
 		if matched != "" {
-			return airlockv1.ExecVerdict_EXEC_VERDICT_UNSPECIFIED, "exec.ask is always (matches " + matched + ")"
+			return gateAsk, "exec.ask is always (matches " + matched + ")"
 		}
-		return airlockv1.ExecVerdict_EXEC_VERDICT_UNSPECIFIED, "exec.ask is always; " + d.Reason
+		return gateAsk, "exec.ask is always; " + d.Reason
 	case matched != "":
-		return airlockv1.ExecVerdict_EXEC_VERDICT_ALLOWED, "matches allowed " + word + " " + matched
+		return gateAllow, "matches allowed " + word + " " + matched
 	case p.Exec.Ask == policy.AskOnMiss:
-		return airlockv1.ExecVerdict_EXEC_VERDICT_UNSPECIFIED, d.Reason
+		return gateAsk, d.Reason
 	default:
 		return denied, d.Reason + "; exec.ask is off"
 	}
@@ -197,19 +216,19 @@ func matchedPatterns(d execpolicy.Decision) (string, int) {
 // command, a call outside the tool's bounds is a miss that exec.ask
 // decides; a tool the job does not have, or a malformed target, is denied
 // without asking anyone.
-func (g *execGate) toolVerdict(req job.ExecRequest) (airlockv1.ExecVerdict, string) {
+func (g *execGate) toolVerdict(req job.ExecRequest) (gateVerdict, string) {
 	check, why := g.policy.CheckToolCall(g.tools, req.Tool, req.Target)
 	switch {
 	case check == policy.ToolRefused:
-		return airlockv1.ExecVerdict_EXEC_VERDICT_DENIED, why
+		return gateDeny, why
 	case g.policy.Exec.Ask == policy.AskAlways:
-		return airlockv1.ExecVerdict_EXEC_VERDICT_UNSPECIFIED, "exec.ask is always; " + why
+		return gateAsk, "exec.ask is always; " + why
 	case check == policy.ToolWithin:
-		return airlockv1.ExecVerdict_EXEC_VERDICT_ALLOWED, why
+		return gateAllow, why
 	case g.policy.Exec.Ask == policy.AskOnMiss:
-		return airlockv1.ExecVerdict_EXEC_VERDICT_UNSPECIFIED, why
+		return gateAsk, why
 	default:
-		return airlockv1.ExecVerdict_EXEC_VERDICT_DENIED, why + "; exec.ask is off"
+		return gateDeny, why + "; exec.ask is off"
 	}
 }
 
@@ -395,26 +414,4 @@ func (gs *gates) get(jobID string) *execGate {
 	gs.mu.Lock()
 	defer gs.mu.Unlock()
 	return gs.m[jobID]
-}
-
-// Approve answers a job's pending approval request.
-func (s *Server) Approve(ctx context.Context, req *airlockv1.ApproveRequest) (*airlockv1.ApproveResponse, error) {
-	switch {
-	case req.GetJobId() == "":
-		return nil, toStatus(fmt.Errorf("%w: job_id is required", ErrInvalidRequest))
-	case req.GetRequestId() == "":
-		return nil, toStatus(fmt.Errorf("%w: request_id is required", ErrInvalidRequest))
-	case req.GetDecision() != airlockv1.ApprovalDecision_APPROVAL_DECISION_ALLOW_ONCE &&
-		req.GetDecision() != airlockv1.ApprovalDecision_APPROVAL_DECISION_DENY:
-		return nil, toStatus(fmt.Errorf("%w: decision must be ALLOW_ONCE or DENY", ErrInvalidRequest))
-	}
-	if _, err := s.ownedJob(ctx, req.GetJobId()); err != nil {
-		return nil, toStatus(err)
-	}
-	g := s.gates.get(req.GetJobId())
-	if g == nil || !g.answer(req.GetRequestId(), req.GetDecision()) {
-		return nil, toStatus(fmt.Errorf("%w: job %q has no approval request %q waiting", ErrNotFound, req.GetJobId(), req.GetRequestId()))
-	}
-	s.log.Info("exec approval answered", "job", req.GetJobId(), "request", req.GetRequestId(), "decision", req.GetDecision().String())
-	return &airlockv1.ApproveResponse{}, nil
 }

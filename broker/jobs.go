@@ -3,18 +3,22 @@ package broker
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
 )
 
-// job is one job's record: running until done is closed, then resp is
+// jobState is one job's record: running until done is closed, then resp is
 // set and never changes.
 type jobState struct {
 	id string
 	// owner is the name of the token that created the job.
 	owner string
 	done  chan struct{}
+	// waiters counts the idempotent retries waiting for this job's
+	// response.
+	waiters atomic.Int32
 
 	mu       sync.Mutex
 	resp     *airlockv1.SpawnResponse
@@ -67,6 +71,8 @@ func (j *jobState) response() (*airlockv1.SpawnResponse, bool) {
 
 // wait returns the job's response once it has one.
 func (j *jobState) wait(ctx context.Context) (*airlockv1.SpawnResponse, error) {
+	j.waiters.Add(1)
+	defer j.waiters.Add(-1)
 	select {
 	case <-j.done:
 	case <-ctx.Done():

@@ -5,7 +5,6 @@ import (
 	"net"
 	"strings"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -127,9 +126,7 @@ func TestAuth_RotationStopsOldTokenButNotJobsInFlight(t *testing.T) {
 		r, _ := c.Spawn(ctx(t), request(), as(tokA))
 		done <- r
 	}()
-	for runner.runs.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	eventually(t, "the job to run", runner.started(1))
 	rotated := testTokens()[1:] // alice's token is gone
 	if err := a.Reload(rotated); err != nil {
 		t.Fatal(err)

@@ -26,9 +26,9 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/airlock/airlock/broker"
-	"github.com/airlock/airlock/broker/anomaly"
 	"github.com/airlock/airlock/broker/audit"
 	"github.com/airlock/airlock/broker/auth"
+	"github.com/airlock/airlock/broker/internal/anomaly"
 	"github.com/airlock/airlock/broker/metrics"
 	"github.com/airlock/airlock/broker/result"
 	"github.com/airlock/airlock/policies"
@@ -72,6 +72,26 @@ func (f *fakeRunner) Run(ctx context.Context, job *job.Job) (*job.Outcome, error
 	return f.outcome(job)
 }
 
+// eventually waits until cond holds, looking every millisecond, and fails
+// the test after ten seconds with what it waited for.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		<-tick.C
+	}
+}
+
+// started is the condition that the runner has run n jobs.
+func (f *fakeRunner) started(n int32) func() bool {
+	return func() bool { return f.runs.Load() >= n }
+}
+
 func rawResult(raw string) func(*job.Job) (*job.Outcome, error) {
 	return func(*job.Job) (*job.Outcome, error) { return &job.Outcome{Result: []byte(raw)}, nil }
 }
@@ -84,6 +104,14 @@ func newBroker(t *testing.T, runner job.Runner, token string, maxJobs int) (airl
 }
 
 func newBrokerWith(t *testing.T, runner job.Runner, token string, cfg broker.Config) (airlockv1.BrokerClient, *grpc.ClientConn) {
+	t.Helper()
+	_, c, cc := newBrokerServer(t, runner, token, cfg)
+	return c, cc
+}
+
+// newBrokerServer is newBrokerWith that also returns the Server, for tests
+// that wait on its state.
+func newBrokerServer(t *testing.T, runner job.Runner, token string, cfg broker.Config) (*broker.Server, airlockv1.BrokerClient, *grpc.ClientConn) {
 	t.Helper()
 	if cfg.Profiles == nil {
 		profiles, err := policy.Load(policies.FS, policy.WithSchemaCheck(result.CheckSchema))
@@ -127,7 +155,7 @@ func newBrokerWith(t *testing.T, runner job.Runner, token string, cfg broker.Con
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cc.Close() })
-	return airlockv1.NewBrokerClient(cc), cc
+	return srv, airlockv1.NewBrokerClient(cc), cc
 }
 
 func request() *airlockv1.SpawnRequest {
@@ -224,7 +252,7 @@ func TestSpawn_SameJobIDRunsOnce(t *testing.T) {
 
 func TestSpawn_ConcurrentSameJobIDRunsOnce(t *testing.T) {
 	runner := &fakeRunner{outcome: rawResult(`{"title":"T"}`), block: make(chan struct{})}
-	c, _ := newBroker(t, runner, testToken, 0)
+	srv, c, _ := newBrokerServer(t, runner, testToken, broker.Config{})
 	req := request()
 	req.JobId = "job-2"
 	var wg sync.WaitGroup
@@ -236,10 +264,8 @@ func TestSpawn_ConcurrentSameJobIDRunsOnce(t *testing.T) {
 			resps[i], _ = c.Spawn(ctx(t), req)
 		}()
 	}
-	for runner.runs.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(50 * time.Millisecond)
+	eventually(t, "the first call's job to run", runner.started(1))
+	eventually(t, "the other two calls to wait for it", func() bool { return broker.Waiters(srv, "job-2") == 2 })
 	close(runner.block)
 	wg.Wait()
 	if n := runner.runs.Load(); n != 1 {
@@ -346,7 +372,7 @@ func TestSpawn_TighterOverridesReachTheRunner(t *testing.T) {
 
 func TestSpawn_OverCapacityQueuesThenIsResourceExhaustedWithRetryHint(t *testing.T) {
 	runner := &fakeRunner{outcome: rawResult(`{"title":"T"}`), block: make(chan struct{})}
-	c, _ := newBrokerWith(t, runner, testToken, broker.Config{MaxJobs: 1, MaxQueue: 1})
+	srv, c, _ := newBrokerServer(t, runner, testToken, broker.Config{MaxJobs: 1, MaxQueue: 1})
 	done := make(chan error, 2)
 	for i := 0; i < 2; i++ { // one runs, one waits in the queue
 		go func() {
@@ -354,10 +380,8 @@ func TestSpawn_OverCapacityQueuesThenIsResourceExhaustedWithRetryHint(t *testing
 			done <- err
 		}()
 	}
-	for runner.runs.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(50 * time.Millisecond)
+	eventually(t, "one job to run", runner.started(1))
+	eventually(t, "the other to queue", func() bool { return srv.Queued() == 1 })
 	_, err := c.Spawn(ctx(t), request())
 	st := status.Convert(err)
 	if st.Code() != codes.ResourceExhausted || len(st.Details()) != 1 {
@@ -388,16 +412,12 @@ func TestSpawn_PerOwnerQuota(t *testing.T) {
 	alice := auth.WithCaller(context.Background(), auth.Identity{Name: "alice", Scopes: auth.AllScopes})
 	bob := auth.WithCaller(context.Background(), auth.Identity{Name: "bob", Scopes: auth.AllScopes})
 	go srv.Spawn(alice, request())
-	for runner.runs.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	if _, err := srv.Spawn(alice, request()); status.Code(err) != codes.ResourceExhausted {
-		t.Errorf("alice's second job: %v, want ResourceExhausted", err)
+	eventually(t, "alice's first job to run", runner.started(1))
+	if _, err := srv.Spawn(alice, request()); !errors.Is(err, broker.ErrOverloaded) {
+		t.Errorf("alice's second job: %v, want ErrOverloaded", err)
 	}
 	go srv.Spawn(bob, request())
-	for runner.runs.Load() < 2 {
-		time.Sleep(time.Millisecond)
-	}
+	eventually(t, "bob's job to run beside alice's", runner.started(2))
 }
 
 func TestDrain_RefusesNewJobsAndCancelsAfterGrace(t *testing.T) {
@@ -413,16 +433,14 @@ func TestDrain_RefusesNewJobsAndCancelsAfterGrace(t *testing.T) {
 		r, _ := srv.Spawn(context.Background(), request())
 		done <- r
 	}()
-	for runner.runs.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	eventually(t, "the job to run", runner.started(1))
 	grace, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	drained := make(chan struct{})
 	go func() { srv.Drain(grace); close(drained) }()
-	time.Sleep(20 * time.Millisecond)
-	if _, err := srv.Spawn(context.Background(), request()); status.Code(err) != codes.Unavailable {
-		t.Errorf("spawn while draining: %v, want Unavailable", err)
+	eventually(t, "the drain to begin", srv.Draining)
+	if _, err := srv.Spawn(context.Background(), request()); !errors.Is(err, broker.ErrUnavailable) {
+		t.Errorf("spawn while draining: %v, want ErrUnavailable", err)
 	}
 	<-drained
 	if r := <-done; r.GetVerdict() != airlockv1.Verdict_VERDICT_CANCELLED {
@@ -455,9 +473,7 @@ func TestCancel_StopsARunningJob(t *testing.T) {
 		r, _ := c.Spawn(ctx(t), req)
 		done <- r
 	}()
-	for runner.runs.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	eventually(t, "the job to run", runner.started(1))
 	got, err := c.GetJob(ctx(t), &airlockv1.GetJobRequest{JobId: "to-cancel"})
 	if err != nil || got.State != airlockv1.JobState_JOB_STATE_RUNNING {
 		t.Fatalf("GetJob = %v, %v; want RUNNING", got, err)
@@ -647,8 +663,8 @@ func TestSpawn_MissingServiceSecretIsFailedPrecondition(t *testing.T) {
 	req := request()
 	req.Profile = "svc"
 	_, err = srv.Spawn(context.Background(), req)
-	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "service llm") {
-		t.Fatalf("err = %v, want FailedPrecondition naming the service", err)
+	if !errors.Is(err, broker.ErrPrecondition) || !strings.Contains(err.Error(), "service llm") {
+		t.Fatalf("err = %v, want ErrPrecondition naming the service", err)
 	}
 	if runner.runs.Load() != 0 {
 		t.Error("a job ran without its service secret")
@@ -983,10 +999,10 @@ func TestSpawn_RefusesTasksTheProfileDoesNotAllow(t *testing.T) {
 		profile, task string
 		want          codes.Code
 	}{
-		{"ironclaw", "fetch", codes.PermissionDenied},   // group:web denied
-		{"ironclaw", "run", codes.PermissionDenied},     // no gateway tool
-		{"secureclaw", "fetch", codes.PermissionDenied}, // group:web denied
-		{"secureclaw", "run", codes.OK},                 // exec
+		{"ironclaw", "fetch", codes.FailedPrecondition},   // group:web denied
+		{"ironclaw", "run", codes.FailedPrecondition},     // no gateway tool
+		{"secureclaw", "fetch", codes.FailedPrecondition}, // group:web denied
+		{"secureclaw", "run", codes.OK},                   // exec
 		{"ironclaw", "summarize", codes.OK},
 	}
 	for _, tt := range tests {
@@ -1005,6 +1021,15 @@ func TestSpawn_RefusesTasksTheProfileDoesNotAllow(t *testing.T) {
 				}
 				if runner.runs.Load() != 0 {
 					t.Error("a refused task ran")
+				}
+				var pf *errdetails.PreconditionFailure
+				for _, d := range status.Convert(err).Details() {
+					if v, ok := d.(*errdetails.PreconditionFailure); ok {
+						pf = v
+					}
+				}
+				if v := pf.GetViolations(); len(v) != 1 || v[0].GetType() != "PROFILE" || v[0].GetSubject() != tt.profile || !strings.Contains(v[0].GetDescription(), tt.task) {
+					t.Errorf("details %v, want a PreconditionFailure naming profile %s and task %s", status.Convert(err).Details(), tt.profile, tt.task)
 				}
 			}
 		})

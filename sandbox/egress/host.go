@@ -8,8 +8,9 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/airlock/airlock/policies/policy"
 	"golang.org/x/net/idna"
+
+	"github.com/airlock/airlock/policies/policy"
 )
 
 // maxHostBytes bounds a host before IDNA sees it; DNS names stop at 253.

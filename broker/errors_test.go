@@ -1,0 +1,138 @@
+package broker_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/airlock/airlock/broker"
+	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
+	"github.com/airlock/airlock/sandbox/job"
+)
+
+// TestSpawn_InvalidArgumentNamesTheField: every refusal at the door is
+// InvalidArgument with a BadRequest detail naming the request's field, and
+// nothing runs.
+func TestSpawn_InvalidArgumentNamesTheField(t *testing.T) {
+	tests := []struct {
+		field string
+		edit  func(*airlockv1.SpawnRequest)
+	}{
+		{"job_id", func(r *airlockv1.SpawnRequest) { r.JobId = "../etc" }},
+		{"profile", func(r *airlockv1.SpawnRequest) { r.Profile = "nosuch" }},
+		{"overrides.timeout", func(r *airlockv1.SpawnRequest) {
+			r.Overrides = &airlockv1.Overrides{Timeout: durationpb.New(-1)}
+		}},
+		{"overrides", func(r *airlockv1.SpawnRequest) { r.Overrides = &airlockv1.Overrides{MemoryBytes: 1 << 40} }},
+		{"task.name", func(r *airlockv1.SpawnRequest) { r.Task.Name = "Rm -rf" }},
+		{"task.params", func(r *airlockv1.SpawnRequest) {
+			r.Task.Params = map[string]string{"k": strings.Repeat("v", 5<<10)}
+		}},
+		{"content", func(r *airlockv1.SpawnRequest) { r.Content = nil }},
+		{"result_schema", func(r *airlockv1.SpawnRequest) { r.ResultSchema = `{"type":` }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.field, func(t *testing.T) {
+			runner := &fakeRunner{outcome: rawResult(`{"title":"T"}`)}
+			c, _ := newBroker(t, runner, testToken, 0)
+			req := request()
+			tt.edit(req)
+			_, err := c.Spawn(ctx(t), req)
+			st := status.Convert(err)
+			if st.Code() != codes.InvalidArgument {
+				t.Fatalf("err = %v, want InvalidArgument", err)
+			}
+			var violations []*errdetails.BadRequest_FieldViolation
+			for _, d := range st.Details() {
+				if br, ok := d.(*errdetails.BadRequest); ok {
+					violations = append(violations, br.GetFieldViolations()...)
+				}
+			}
+			if len(violations) != 1 || violations[0].GetField() != tt.field || violations[0].GetDescription() == "" {
+				t.Errorf("field violations %v, want one for %s", violations, tt.field)
+			}
+			if !strings.Contains(st.Message(), strings.Split(tt.field, ".")[0]) {
+				t.Errorf("message %q does not name %s", st.Message(), tt.field)
+			}
+			if runner.runs.Load() != 0 {
+				t.Error("a refused request ran")
+			}
+		})
+	}
+}
+
+// errRunner fails every job with err, as a broken runner would.
+type errRunner struct{ err error }
+
+func (r errRunner) Run(context.Context, *job.Job) (*job.Outcome, error) { return nil, r.err }
+
+// TestGetJob_CodesComeFromTheSentinels maps handler errors through the one
+// interceptor: NotFound and InvalidArgument as sentinels say, never a code
+// built by hand.
+func TestGetJob_CodesComeFromTheSentinels(t *testing.T) {
+	c, _ := newBroker(t, errRunner{errors.New("boom")}, testToken, 0)
+	if _, err := c.GetJob(ctx(t), &airlockv1.GetJobRequest{JobId: "nosuch"}); status.Code(err) != codes.NotFound {
+		t.Errorf("unknown job: %v, want NotFound", err)
+	}
+	if _, err := c.GetJob(ctx(t), &airlockv1.GetJobRequest{}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("empty job_id: %v, want InvalidArgument", err)
+	}
+	// A runner that fails is a verdict, not an RPC error.
+	resp, err := c.Spawn(ctx(t), request())
+	if err != nil || resp.GetVerdict() != airlockv1.Verdict_VERDICT_SANDBOX_ERROR {
+		t.Errorf("failing runner: %v %v, want a SANDBOX_ERROR verdict", resp.GetVerdict(), err)
+	}
+}
+
+// TestSentinels_AreDistinct keeps each refusal's meaning apart: a task the
+// profile rules out is not the token's missing scope.
+func TestSentinels_AreDistinct(t *testing.T) {
+	all := []error{broker.ErrInvalidRequest, broker.ErrNotFound, broker.ErrOverloaded, broker.ErrPermission,
+		broker.ErrTaskNotAllowed, broker.ErrUnavailable, broker.ErrPrecondition}
+	for i, a := range all {
+		for j, b := range all {
+			if i != j && errors.Is(fmt.Errorf("x: %w", a), b) {
+				t.Errorf("%v is %v", a, b)
+			}
+		}
+	}
+}
+
+func TestToStatus_MapsSentinelsAndNothingElse(t *testing.T) {
+	tests := []struct {
+		err  error
+		want codes.Code
+	}{
+		{fmt.Errorf("wrapped: %w", broker.ErrInvalidRequest), codes.InvalidArgument},
+		{fmt.Errorf("job x: %w", broker.ErrNotFound), codes.NotFound},
+		{broker.ErrOverloaded, codes.ResourceExhausted},
+		{broker.ErrPermission, codes.PermissionDenied},
+		{broker.ErrTaskNotAllowed, codes.FailedPrecondition},
+		{broker.ErrPrecondition, codes.FailedPrecondition},
+		{broker.ErrUnavailable, codes.Unavailable},
+		{context.Canceled, codes.Canceled},
+		{status.Error(codes.Unauthenticated, "from auth"), codes.Unauthenticated},
+		// Unknown errors are the broker's fault, never the caller's.
+		{errors.New("disk on fire"), codes.Internal},
+		{errors.New("permission denied"), codes.Internal},
+	}
+	for _, tt := range tests {
+		if got := status.Code(broker.ToStatus(tt.err)); got != tt.want {
+			t.Errorf("ToStatus(%v) = %v, want %v", tt.err, got, tt.want)
+		}
+	}
+	st := status.Convert(broker.ToStatus(broker.ErrOverloaded))
+	if len(st.Details()) != 1 || !strings.HasSuffix(st.Message(), "retry in 1s") {
+		t.Errorf("overloaded: %v %v, want a retry hint", st.Message(), st.Details())
+	}
+	if broker.ToStatus(nil) != nil {
+		t.Error("ToStatus(nil) is not nil")
+	}
+}

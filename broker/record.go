@@ -1,0 +1,101 @@
+package broker
+
+import (
+	"strings"
+	"time"
+
+	"github.com/airlock/airlock/broker/audit"
+	"github.com/airlock/airlock/broker/result"
+	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
+	"github.com/airlock/airlock/sandbox/job"
+)
+
+// record writes the job's audit record and counts it in the metrics.
+func (s *Server) record(req *airlockv1.SpawnRequest, pl *plan, out *job.Outcome, resp *airlockv1.SpawnResponse, owner string, execCounts map[string]int) {
+	rec := s.auditRecord(req, pl, out, resp, owner, execCounts)
+	s.observe(rec, resp, owner)
+	s.log.Info("job finished", "job", rec.JobID, "profile", rec.Profile, "verdict", rec.Verdict,
+		"policy_hash", rec.PolicyHash, "wall_ms", rec.WallMillis)
+	if s.audit != nil {
+		if err := s.audit.Write(rec); err != nil {
+			s.log.Error("audit log write failed", "job", rec.JobID, "err", err)
+		}
+	}
+}
+
+// auditRecord is the job's audit record. It holds counts and identifiers,
+// never the content or the result; the task's own output only capped,
+// sanitized and redacted.
+func (s *Server) auditRecord(req *airlockv1.SpawnRequest, pl *plan, out *job.Outcome, resp *airlockv1.SpawnResponse, owner string, execCounts map[string]int) audit.Record {
+	rec := audit.Record{
+		Time:        time.Now().UTC(),
+		JobID:       resp.JobId,
+		Owner:       owner,
+		Profile:     pl.job.Policy.Name,
+		PolicyHash:  resp.Policy.GetHash(),
+		Image:       pl.job.Image,
+		Task:        pl.job.Task,
+		Labels:      req.GetLabels(),
+		Verdict:     resp.Verdict.String(),
+		Message:     resp.Message,
+		ExitCode:    int(resp.Usage.GetExitCode()),
+		WallMillis:  resp.Usage.GetWall().AsDuration().Milliseconds(),
+		MemoryPeak:  resp.Usage.GetMemoryPeakBytes(),
+		CPUMillis:   resp.Usage.GetCpu().AsDuration().Milliseconds(),
+		OutputBytes: resp.Usage.GetOutputBytes(),
+	}
+	if out != nil && len(out.GatewayRefused) > 0 {
+		if execCounts == nil {
+			execCounts = map[string]int{}
+		}
+		for reason, n := range out.GatewayRefused {
+			execCounts["GATEWAY_REFUSED_"+strings.ToUpper(reason)] += n
+		}
+		s.log.Warn("tool gateway refused requests", "job", resp.JobId, "refused", out.GatewayRefused)
+	}
+	if len(execCounts) > 0 {
+		// Counts by verdict, never the commands: they are the job's words.
+		rec.Exec = execCounts
+	}
+	if out != nil {
+		rec.ImageDigest = out.ImageDigest
+		// The task's own output is hostile text: it is recorded capped,
+		// and sanitized and redacted like a result, never raw.
+		logs := out.Logs
+		if len(logs) > maxAuditLogBytes {
+			logs = logs[:maxAuditLogBytes]
+		}
+		rec.Logs = result.SanitizeText(string(logs), s.sanitizeOptions(pl.job))
+	}
+	for _, f := range resp.GetSanitization().GetFindings() {
+		if rec.Findings == nil {
+			rec.Findings = map[string]int{}
+		}
+		rec.Findings[f.Kind]++
+	}
+	for _, e := range resp.GetEgress() {
+		if e.Allowed {
+			rec.EgressAllowed++
+		} else {
+			rec.EgressDenied++
+		}
+	}
+	return rec
+}
+
+// observe counts a finished job in the metrics and the anomaly detector.
+func (s *Server) observe(rec audit.Record, resp *airlockv1.SpawnResponse, owner string) {
+	s.metrics.Jobs.WithLabelValues(rec.Profile, rec.Verdict).Inc()
+	for kind, n := range rec.Findings {
+		s.metrics.Sanitizer.WithLabelValues(kind).Add(float64(n))
+	}
+	for _, e := range resp.GetEgress() {
+		decision := "denied"
+		if e.Allowed {
+			decision = "allowed"
+		} else {
+			s.anomalies.Observe("egress_denials", owner)
+		}
+		s.metrics.Egress.WithLabelValues(e.Host, decision).Inc()
+	}
+}

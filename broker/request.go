@@ -1,0 +1,202 @@
+package broker
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"github.com/airlock/airlock/broker/result"
+	"github.com/airlock/airlock/policies/policy"
+	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
+	"github.com/airlock/airlock/sandbox/job"
+)
+
+// plan is a validated request, ready to run.
+type plan struct {
+	job    *job.Job
+	schema *result.Schema
+}
+
+// plan validates req and resolves its policy. Every failure is an
+// ErrInvalidRequest that names the field and says what to change, or the
+// profile's refusal of the task; nothing has been made yet.
+func (s *Server) plan(req *airlockv1.SpawnRequest) (*plan, error) {
+	id, err := jobID(req.GetJobId())
+	if err != nil {
+		return nil, err
+	}
+	p, err := s.profile(req.GetProfile(), req.GetOverrides())
+	if err != nil {
+		return nil, err
+	}
+	task := req.GetTask()
+	if err := checkTask(p, task); err != nil {
+		return nil, err
+	}
+	content, err := contentOf(req.GetContent())
+	if err != nil {
+		return nil, err
+	}
+	schema, err := schemaOf(req.GetResultSchema(), p)
+	if err != nil {
+		return nil, err
+	}
+	services, err := s.services(p)
+	if err != nil {
+		return nil, err
+	}
+	return &plan{
+		job: &job.Job{
+			ID:       id,
+			Image:    p.Image(),
+			Task:     task.GetName(),
+			Params:   task.GetParams(),
+			Content:  content,
+			Tools:    p.EffectiveTools(policy.KnownTools),
+			Policy:   p,
+			Services: services,
+		},
+		schema: schema,
+	}, nil
+}
+
+// jobID is the caller's idempotency key, or a fresh one.
+func jobID(id string) (string, error) {
+	if id == "" {
+		return uuid.NewString(), nil
+	}
+	if !jobIDPattern.MatchString(id) {
+		return "", badField("job_id", "job_id %q must be 1-128 characters of letters, digits, '.', '_' or '-'", id)
+	}
+	return id, nil
+}
+
+// profile resolves the named profile (the default when unnamed) and
+// tightens it with the request's overrides, which may never loosen it.
+func (s *Server) profile(name string, ov *airlockv1.Overrides) (*policy.Profile, error) {
+	if name == "" {
+		name = s.defaultProfile
+	}
+	base, err := s.profiles.Get(name)
+	if err != nil {
+		return nil, badField("profile", "unknown profile %q; known profiles: %v", name, s.profiles.Names())
+	}
+	var o policy.Overrides
+	if ov != nil {
+		if ov.GetTimeout() != nil {
+			if err := ov.GetTimeout().CheckValid(); err != nil || ov.GetTimeout().AsDuration() <= 0 {
+				return nil, badField("overrides.timeout", "overrides.timeout must be a positive duration")
+			}
+			o.Timeout = ov.GetTimeout().AsDuration()
+		}
+		if ov.GetMemoryBytes() < 0 {
+			return nil, badField("overrides.memory_bytes", "overrides.memory_bytes must not be negative")
+		}
+		if ov.GetOutputBytes() < 0 {
+			return nil, badField("overrides.output_bytes", "overrides.output_bytes must not be negative")
+		}
+		o.MemoryBytes = ov.GetMemoryBytes()
+		o.OutputBytes = ov.GetOutputBytes()
+		o.Egress = ov.GetEgress()
+	}
+	p, err := base.Tighten(o)
+	if err != nil {
+		return nil, badField("overrides", "overrides: %v", err)
+	}
+	return p, nil
+}
+
+// contentOf copies the request's content into the job, within the bounds
+// of the broker's memory and disk.
+func contentOf(items []*airlockv1.Content) ([]job.Content, error) {
+	if len(items) == 0 {
+		return nil, badField("content", "content is required")
+	}
+	if len(items) > maxContentItems {
+		return nil, badField("content", "%d content items; at most %d", len(items), maxContentItems)
+	}
+	var total int
+	content := make([]job.Content, 0, len(items))
+	for _, c := range items {
+		total += len(c.GetData())
+		content = append(content, job.Content{Data: c.GetData(), MediaType: c.GetMediaType(), Source: c.GetSource()})
+	}
+	if total > maxContentBytes {
+		return nil, badField("content", "content is %d bytes; at most %d", total, maxContentBytes)
+	}
+	return content, nil
+}
+
+// schemaOf compiles the request's result schema, or the profile's default.
+func schemaOf(text string, p *policy.Profile) (*result.Schema, error) {
+	if text == "" {
+		text = p.Result.DefaultSchema
+	}
+	if text == "" {
+		return nil, badField("result_schema", "result_schema is required: profile %s has no default schema", p.Name)
+	}
+	if len(text) > maxSchemaBytes {
+		return nil, badField("result_schema", "result_schema is longer than %d bytes", maxSchemaBytes)
+	}
+	schema, err := result.CompileSchema(text)
+	if err != nil {
+		return nil, badField("result_schema", "result_schema: %v", err)
+	}
+	return schema, nil
+}
+
+// services resolves the profile's service aliases. A secret that cannot be
+// read fails the request before any sandbox starts: an alias must never be
+// forwarded without its credential.
+func (s *Server) services(p *policy.Profile) (map[string]job.Service, error) {
+	if len(p.Network.Services) == 0 {
+		return nil, nil
+	}
+	if s.resolveSecret == nil {
+		return nil, fmt.Errorf("%w: profile %s uses service aliases but this broker has no secret source", ErrPrecondition, p.Name)
+	}
+	out := make(map[string]job.Service, len(p.Network.Services))
+	for alias, svc := range p.Network.Services {
+		var secret []byte
+		if svc.Inject.SecretRef != "" {
+			v, err := s.resolveSecret(svc.Inject.SecretRef)
+			if err != nil {
+				return nil, fmt.Errorf("%w: service %s of profile %s: %v", ErrPrecondition, alias, p.Name, err)
+			}
+			secret = v
+		}
+		out[alias] = job.Service{Upstream: svc.Upstream, Header: svc.Inject.Header, Secret: secret}
+	}
+	return out, nil
+}
+
+// checkTask checks the task's form and bounds, then refuses a task the
+// profile's tool policy rules out: a task that is itself a tool
+// (extract_text, fetch, ...) must be one of the job's tools, and run,
+// which only makes tool calls, needs a tool gateway.
+func checkTask(p *policy.Profile, task *airlockv1.Task) error {
+	name := task.GetName()
+	if !taskNamePattern.MatchString(name) {
+		return badField("task.name", "task.name %q must be a lowercase task name such as summarize", name)
+	}
+	if name == "run" {
+		if !p.ToolGateway() {
+			return &taskError{profile: p.Name, task: name, msg: fmt.Sprintf("task run makes tool calls, and profile %s allows none that the broker decides (exec, %s)",
+				p.Name, strings.Join(policy.GatewayTools, ", "))}
+		}
+	} else if slices.Contains(policy.KnownTools, name) && !slices.Contains(p.EffectiveTools(policy.KnownTools), name) {
+		return &taskError{profile: p.Name, task: name, msg: fmt.Sprintf("task %s is a tool that profile %s does not allow (its tools: %s)",
+			name, p.Name, strings.Join(p.EffectiveTools(policy.KnownTools), ", "))}
+	}
+	if len(task.GetParams()) > maxParams {
+		return badField("task.params", "task.params has %d entries; at most %d", len(task.GetParams()), maxParams)
+	}
+	for k, v := range task.GetParams() {
+		if len(k)+len(v) > maxParamBytes {
+			return badField("task.params", "task.params[%q] is longer than %d bytes", k, maxParamBytes)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,80 @@
+package broker
+
+import (
+	"context"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
+	"github.com/airlock/airlock/sandbox/job"
+)
+
+// spawn validates, deduplicates and runs a job, calling emit for each event.
+// interactive says the caller reads the events and can answer approvals.
+func (s *Server) spawn(ctx context.Context, req *airlockv1.SpawnRequest, interactive bool, emit func(*airlockv1.SpawnStreamResponse)) (*airlockv1.SpawnResponse, error) {
+	if req == nil {
+		return nil, badField("spawn", "spawn request is required")
+	}
+	received := time.Now()
+	plan, err := s.plan(req)
+	if err != nil {
+		s.metrics.RejectedSpawns.WithLabelValues("invalid").Inc()
+		return nil, err
+	}
+	name, _ := owner(ctx)
+	j, first := s.jobs.start(plan.job.ID, name)
+	if !first {
+		// Idempotent retry: the first job's response, never a second run,
+		// and only to the caller that ran it.
+		if err := checkOwner(ctx, j); err != nil {
+			return nil, err
+		}
+		return j.wait(ctx)
+	}
+	release, err := s.admit(ctx, name)
+	if err != nil {
+		j.finish(nil)
+		s.jobs.forget(j.id)
+		return nil, err
+	}
+	defer release()
+	s.anomalies.Observe("owner_jobs", name)
+
+	emit(&airlockv1.SpawnStreamResponse{JobId: j.id, Event: &airlockv1.SpawnStreamResponse_Accepted{
+		Accepted: &airlockv1.JobAccepted{Policy: effectivePolicy(plan.job.Policy)}}})
+	jobCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	j.setCancel(cancel)
+	var started time.Time
+	plan.job.OnEgress = func(a job.EgressAttempt) {
+		emit(&airlockv1.SpawnStreamResponse{JobId: j.id, Event: &airlockv1.SpawnStreamResponse_Egress{Egress: egressProto(a)}})
+	}
+	plan.job.OnStart = func() {
+		started = time.Now()
+		s.metrics.Observe("spawn", started.Sub(received))
+		emit(&airlockv1.SpawnStreamResponse{JobId: j.id, Event: &airlockv1.SpawnStreamResponse_Started{Started: &airlockv1.JobStarted{}}})
+	}
+
+	gate := newExecGate(j.id, plan.job.Policy, interactive, s.approvalTimeout, emit, s.sanitizeOptions(plan.job))
+	s.gates.add(gate)
+	plan.job.OnExec = gate.decide
+
+	start := time.Now()
+	s.metrics.SandboxesLive.Inc()
+	out, runErr := s.runner.Run(jobCtx, plan.job)
+	s.metrics.SandboxesLive.Dec()
+	gate.close()
+	s.gates.remove(gate)
+	resp := s.verdict(jobCtx, plan, out, runErr)
+	var execCounts map[string]int
+	resp.Exec, execCounts = gate.results()
+	resp.Usage.Wall = durationpb.New(time.Since(start))
+	if !started.IsZero() {
+		s.metrics.Observe("run", time.Since(started))
+	}
+	s.metrics.Observe("total", time.Since(received))
+	j.finish(resp)
+	s.record(req, plan, out, resp, j.owner, execCounts)
+	return resp, nil
+}
