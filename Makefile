@@ -6,22 +6,22 @@ BIN := $(CURDIR)/bin
 BUF := $(GO) run github.com/bufbuild/buf/cmd/buf@v1.75.0
 GOTEST_FLAGS ?=
 
-.PHONY: all deps build proto lint vet unit integration test demo clean
+.PHONY: all deps build proto lint vet unit race integration test demo clean
 
 all: build
 
 # deps installs what the sandbox needs from Debian's packages, once.
 deps:
 	@missing=""; \
-	for b in containerd containerd-shim-runc-v2 runc nft; do \
+	for b in containerd containerd-shim-runc-v2 runc nft gcc; do \
 		command -v $$b >/dev/null 2>&1 || missing="$$missing $$b"; \
 	done; \
 	file_static=$$( [ -x /bin/busybox ] && ! readelf -l /bin/busybox 2>/dev/null | grep -q interpreter && echo yes ); \
 	[ "$$file_static" = yes ] || missing="$$missing busybox-static"; \
 	if [ -n "$$missing" ]; then \
-		echo "installing containerd runc nftables busybox-static (missing:$$missing)"; \
+		echo "installing containerd runc nftables busybox-static gcc (missing:$$missing)"; \
 		if [ "$$(id -u)" != 0 ]; then echo "make deps: run as root to apt-get install" >&2; exit 1; fi; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq containerd runc nftables busybox-static >/dev/null; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq containerd runc nftables busybox-static gcc libc6-dev >/dev/null; \
 	fi
 
 build:
@@ -36,6 +36,11 @@ proto:
 
 lint:
 	$(BUF) lint
+	@# The API stays compatible with the previous commit; a change that must
+	@# break it bumps the package (airlock.v2) instead.
+	@if git rev-parse -q --verify HEAD~1 >/dev/null; then \
+		$(BUF) breaking --against '.git#ref=HEAD~1'; \
+	else echo "buf breaking: no previous commit in this clone to compare with"; fi
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || { gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'); echo "gofmt needed" >&2; exit 1; }
 
 vet:
@@ -45,10 +50,16 @@ vet:
 unit:
 	$(GO) test -count=1 $(GOTEST_FLAGS) ./...
 
+# race runs the broker's tests under the race detector, three times, so
+# that a test which passes only by luck of scheduling fails here. It needs
+# cgo, hence gcc from deps.
+race: deps
+	CGO_ENABLED=1 $(GO) test -race -count=3 $(GOTEST_FLAGS) ./broker/...
+
 integration: deps
 	$(GO) test -count=1 -tags integration -timeout 20m $(GOTEST_FLAGS) ./integration/...
 
-test: deps build lint vet unit integration
+test: deps build lint vet unit race integration
 
 demo: deps build
 	@bash integration/demo.sh $(BIN)

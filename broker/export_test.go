@@ -12,3 +12,6 @@ func Waiters(s *Server, id string) int {
 
 // ToStatus is the one mapping of errors to statuses.
 var ToStatus = toStatus
+
+// FinishedJob is the Job of a finished job's response.
+var FinishedJob = finishedJob

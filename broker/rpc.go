@@ -36,7 +36,7 @@ func (s *Server) SpawnStream(req *airlockv1.SpawnStreamRequest, stream grpc.Serv
 	if err != nil {
 		return err
 	}
-	send(&airlockv1.SpawnStreamResponse{JobId: resp.JobId, Event: &airlockv1.SpawnStreamResponse_Finished{Finished: resp}})
+	send(&airlockv1.SpawnStreamResponse{JobId: resp.JobId, Event: &airlockv1.SpawnStreamResponse_Done{Done: finishedJob(resp)}})
 	return nil
 }
 
@@ -61,12 +61,21 @@ func (s *Server) GetJob(ctx context.Context, req *airlockv1.GetJobRequest) (*air
 	if err != nil {
 		return nil, err
 	}
-	out := &airlockv1.GetJobResponse{JobId: j.id, State: airlockv1.JobState_JOB_STATE_RUNNING}
 	if resp, done := j.response(); done {
-		out.State = airlockv1.JobState_JOB_STATE_FINISHED
-		out.Response = resp
+		return &airlockv1.GetJobResponse{Job: finishedJob(resp)}, nil
 	}
-	return out, nil
+	return &airlockv1.GetJobResponse{Job: &airlockv1.Job{JobId: j.id, State: airlockv1.JobState_JOB_STATE_RUNNING}}, nil
+}
+
+// finishedJob is the Job of a finished job's response. It shares the
+// response's messages, which are never changed once the job finished.
+func finishedJob(resp *airlockv1.SpawnResponse) *airlockv1.Job {
+	return &airlockv1.Job{
+		JobId: resp.GetJobId(), State: airlockv1.JobState_JOB_STATE_FINISHED,
+		Verdict: resp.GetVerdict(), Result: resp.GetResult(), Message: resp.GetMessage(),
+		Sanitization: resp.GetSanitization(), Egress: resp.GetEgress(), Usage: resp.GetUsage(),
+		Policy: resp.GetPolicy(), Exec: resp.GetExec(),
+	}
 }
 
 // ownedJob returns the job if the caller owns it or holds admin. Another

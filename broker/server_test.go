@@ -475,7 +475,7 @@ func TestCancel_StopsARunningJob(t *testing.T) {
 	}()
 	eventually(t, "the job to run", runner.started(1))
 	got, err := c.GetJob(ctx(t), &airlockv1.GetJobRequest{JobId: "to-cancel"})
-	if err != nil || got.State != airlockv1.JobState_JOB_STATE_RUNNING {
+	if err != nil || got.GetJob().GetState() != airlockv1.JobState_JOB_STATE_RUNNING {
 		t.Fatalf("GetJob = %v, %v; want RUNNING", got, err)
 	}
 	cr, err := c.Cancel(ctx(t), &airlockv1.CancelRequest{JobId: "to-cancel"})
@@ -490,7 +490,7 @@ func TestCancel_StopsARunningJob(t *testing.T) {
 	}
 }
 
-func TestSpawnStream_EmitsAcceptedStartedFinished(t *testing.T) {
+func TestSpawnStream_EmitsAcceptedStartedDone(t *testing.T) {
 	c, _ := newBroker(t, &fakeRunner{outcome: rawResult(`{"title":"T"}`)}, testToken, 0)
 	stream, err := c.SpawnStream(ctx(t), &airlockv1.SpawnStreamRequest{Spawn: request()})
 	if err != nil {
@@ -507,11 +507,13 @@ func TestSpawnStream_EmitsAcceptedStartedFinished(t *testing.T) {
 			kinds = append(kinds, "accepted")
 		case ev.GetStarted() != nil:
 			kinds = append(kinds, "started")
+		case ev.GetDone() != nil:
+			kinds = append(kinds, "done:"+ev.GetDone().GetState().String()+":"+ev.GetDone().Verdict.String())
 		case ev.GetFinished() != nil:
-			kinds = append(kinds, "finished:"+ev.GetFinished().Verdict.String())
+			kinds = append(kinds, "deprecated finished")
 		}
 	}
-	if got := strings.Join(kinds, ","); got != "accepted,started,finished:VERDICT_OK" {
+	if got := strings.Join(kinds, ","); got != "accepted,started,done:JOB_STATE_FINISHED:VERDICT_OK" {
 		t.Errorf("events = %s", got)
 	}
 }
@@ -767,7 +769,9 @@ func execRunner(cmds ...[]string) (*fakeRunner, func() []job.ExecDecision) {
 	return requestRunner(0, reqs...)
 }
 
-func verdicts(resp *airlockv1.SpawnResponse) []string {
+func verdicts(resp interface {
+	GetExec() []*airlockv1.ExecDecision
+}) []string {
 	var out []string
 	for _, e := range resp.GetExec() {
 		out = append(out, strings.TrimPrefix(e.Verdict.String(), "EXEC_VERDICT_"))
@@ -843,7 +847,7 @@ func TestExec_PolicyDecidesWithoutAsking(t *testing.T) {
 
 // spawnAsking streams a request under profile and answers its approvals
 // in order.
-func spawnAsking(t *testing.T, c airlockv1.BrokerClient, profile string, answers ...airlockv1.ApprovalDecision) ([]*airlockv1.ApprovalNeeded, *airlockv1.SpawnResponse) {
+func spawnAsking(t *testing.T, c airlockv1.BrokerClient, profile string, answers ...airlockv1.ApprovalDecision) ([]*airlockv1.ApprovalNeeded, *airlockv1.Job) {
 	t.Helper()
 	req := request()
 	req.Profile = profile
@@ -856,7 +860,7 @@ func spawnAsking(t *testing.T, c airlockv1.BrokerClient, profile string, answers
 
 // approvals reads a stream, answering each ApprovalNeeded with the next of
 // answers, and returns the events it saw and the finished response.
-func approvals(t *testing.T, c airlockv1.BrokerClient, stream grpc.ServerStreamingClient[airlockv1.SpawnStreamResponse], answers ...airlockv1.ApprovalDecision) ([]*airlockv1.ApprovalNeeded, *airlockv1.SpawnResponse) {
+func approvals(t *testing.T, c airlockv1.BrokerClient, stream grpc.ServerStreamingClient[airlockv1.SpawnStreamResponse], answers ...airlockv1.ApprovalDecision) ([]*airlockv1.ApprovalNeeded, *airlockv1.Job) {
 	t.Helper()
 	var asked []*airlockv1.ApprovalNeeded
 	for {
@@ -879,8 +883,8 @@ func approvals(t *testing.T, c airlockv1.BrokerClient, stream grpc.ServerStreami
 			}
 			answers = answers[1:]
 		}
-		if f := ev.GetFinished(); f != nil {
-			return asked, f
+		if d := ev.GetDone(); d != nil {
+			return asked, d
 		}
 	}
 }

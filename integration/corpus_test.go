@@ -274,7 +274,7 @@ func opMeets(o map[string]any, want string) string {
 	return ""
 }
 
-func outcomes(resp *airlockv1.SpawnResponse) []map[string]any {
+func outcomes(resp outcome) []map[string]any {
 	var out []map[string]any
 	for _, v := range resp.GetResult().GetFields()["ops"].GetListValue().GetValues() {
 		out = append(out, v.GetStructValue().AsMap())

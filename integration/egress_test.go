@@ -27,21 +27,21 @@ func attackReq(profile string, ops ...map[string]any) *airlockv1.SpawnRequest {
 }
 
 // opOutcomes returns the hostile report's per-op outcomes.
-func opOutcomes(t *testing.T, resp *airlockv1.SpawnResponse) []map[string]any {
+func opOutcomes(t *testing.T, resp outcome) []map[string]any {
 	t.Helper()
-	if resp.Verdict != airlockv1.Verdict_VERDICT_OK {
-		t.Fatalf("verdict %s: %s", resp.Verdict, resp.Message)
+	if resp.GetVerdict() != airlockv1.Verdict_VERDICT_OK {
+		t.Fatalf("verdict %s: %s", resp.GetVerdict(), resp.GetMessage())
 	}
 	var out []map[string]any
-	for _, v := range resp.Result.Fields["ops"].GetListValue().GetValues() {
+	for _, v := range resp.GetResult().Fields["ops"].GetListValue().GetValues() {
 		out = append(out, v.GetStructValue().AsMap())
 	}
 	return out
 }
 
-func egressLog(resp *airlockv1.SpawnResponse) string {
+func egressLog(resp outcome) string {
 	var lines []string
-	for _, e := range resp.Egress {
+	for _, e := range resp.GetEgress() {
 		lines = append(lines, fmt.Sprintf("%s %s:%d allowed=%v %s", e.Method, e.Host, e.Port, e.Allowed, e.Reason))
 	}
 	return strings.Join(lines, "\n")

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/snapshots"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
 	"github.com/airlock/airlock/sandbox"
@@ -145,6 +146,18 @@ func requireNothingLeft(t *testing.T) {
 	t.Fatalf("left behind: %v (err %v)", left, err)
 }
 
-func str(resp *airlockv1.SpawnResponse, key string) string {
+// outcome is what a SpawnResponse and a finished Job both hold, for the
+// helpers that read either.
+type outcome interface {
+	GetJobId() string
+	GetVerdict() airlockv1.Verdict
+	GetMessage() string
+	GetResult() *structpb.Struct
+	GetEgress() []*airlockv1.EgressAttempt
+	GetExec() []*airlockv1.ExecDecision
+	GetUsage() *airlockv1.Usage
+}
+
+func str(resp outcome, key string) string {
 	return resp.GetResult().GetFields()[key].GetStringValue()
 }

@@ -174,8 +174,8 @@ func TestCancelledRPC_CleansUp(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.State == airlockv1.JobState_JOB_STATE_FINISHED {
-			if v := got.Response.GetVerdict(); v != airlockv1.Verdict_VERDICT_CANCELLED {
+		if got.GetJob().GetState() == airlockv1.JobState_JOB_STATE_FINISHED {
+			if v := got.GetJob().GetVerdict(); v != airlockv1.Verdict_VERDICT_CANCELLED {
 				t.Errorf("verdict %s, want CANCELLED", v)
 			}
 			break

@@ -165,12 +165,12 @@ func toolCallsReq(profile string, calls ...any) *airlockv1.SpawnRequest {
 }
 
 // callsOf decodes the run task's result.
-func callsOf(t *testing.T, resp *airlockv1.SpawnResponse) []agent.CallResult {
+func callsOf(t *testing.T, resp outcome) []agent.CallResult {
 	t.Helper()
-	if resp.Verdict != airlockv1.Verdict_VERDICT_OK {
-		t.Fatalf("verdict %v: %s", resp.Verdict, resp.Message)
+	if resp.GetVerdict() != airlockv1.Verdict_VERDICT_OK {
+		t.Fatalf("verdict %v: %s", resp.GetVerdict(), resp.GetMessage())
 	}
-	b, err := resp.Result.MarshalJSON()
+	b, err := resp.GetResult().MarshalJSON()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +181,7 @@ func callsOf(t *testing.T, resp *airlockv1.SpawnResponse) []agent.CallResult {
 	return res.Calls
 }
 
-func execVerdicts(resp *airlockv1.SpawnResponse) string {
+func execVerdicts(resp outcome) string {
 	var v []string
 	for _, e := range resp.GetExec() {
 		v = append(v, strings.TrimPrefix(e.Verdict.String(), "EXEC_VERDICT_"))
@@ -757,7 +757,7 @@ func errClass(err error) string {
 // answers[n] (none: let it time out), and calling during(jobID) at the
 // first one, while the job waits.
 func approveEach(t *testing.T, b airlockv1.BrokerClient, stream grpc.ServerStreamingClient[airlockv1.SpawnStreamResponse],
-	during func(jobID string), answers ...airlockv1.ApprovalDecision) ([]*airlockv1.ApprovalNeeded, *airlockv1.SpawnResponse) {
+	during func(jobID string), answers ...airlockv1.ApprovalDecision) ([]*airlockv1.ApprovalNeeded, *airlockv1.Job) {
 	t.Helper()
 	var asked []*airlockv1.ApprovalNeeded
 	for {
@@ -765,8 +765,8 @@ func approveEach(t *testing.T, b airlockv1.BrokerClient, stream grpc.ServerStrea
 		if err != nil {
 			t.Fatalf("stream ended before the finished event: %v", err)
 		}
-		if f := ev.GetFinished(); f != nil {
-			return asked, f
+		if d := ev.GetDone(); d != nil {
+			return asked, d
 		}
 		a := ev.GetApprovalNeeded()
 		if a == nil {

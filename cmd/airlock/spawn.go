@@ -78,8 +78,8 @@ func spawn(ctx context.Context, b airlockv1.BrokerClient, args []string) (proto.
 }
 
 // followStream prints each event of a streamed job as one line on w and
-// returns the finished response, which the caller prints like Spawn's.
-func followStream(w io.Writer, events grpc.ServerStreamingClient[airlockv1.SpawnStreamResponse]) (*airlockv1.SpawnResponse, error) {
+// returns the finished job, which the caller prints as Spawn's response.
+func followStream(w io.Writer, events grpc.ServerStreamingClient[airlockv1.SpawnStreamResponse]) (*airlockv1.Job, error) {
 	for {
 		ev, err := events.Recv()
 		if errors.Is(err, io.EOF) {
@@ -88,8 +88,8 @@ func followStream(w io.Writer, events grpc.ServerStreamingClient[airlockv1.Spawn
 		if err != nil {
 			return nil, err
 		}
-		if f := ev.GetFinished(); f != nil {
-			return f, nil
+		if d := ev.GetDone(); d != nil {
+			return d, nil
 		}
 		if line := eventLine(ev); line != "" {
 			fmt.Fprintln(w, line)

@@ -52,7 +52,7 @@ func TestEventLine(t *testing.T) {
 		{"hostile words are quoted", &airlockv1.SpawnStreamResponse{JobId: "j1", Event: &airlockv1.SpawnStreamResponse_Egress{Egress: &airlockv1.EgressAttempt{
 			Method: "GET", Host: "\x1b]0;owned\x07évil.example", Port: 80, Reason: "no\nnewline"}}},
 			`job j1 egress denied: GET "\x1b]0;owned\a\u00e9vil.example":80: "no\nnewline"`},
-		{"finished is not a line", &airlockv1.SpawnStreamResponse{JobId: "j1", Event: &airlockv1.SpawnStreamResponse_Finished{Finished: &airlockv1.SpawnResponse{}}}, ""},
+		{"done is not a line", &airlockv1.SpawnStreamResponse{JobId: "j1", Event: &airlockv1.SpawnStreamResponse_Done{Done: &airlockv1.Job{}}}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -68,12 +68,12 @@ func TestEventLine(t *testing.T) {
 }
 
 func TestFollowStream_PrintsEventsAndReturnsTheResponse(t *testing.T) {
-	final := &airlockv1.SpawnResponse{JobId: "j1", Verdict: airlockv1.Verdict_VERDICT_OK}
+	final := &airlockv1.Job{JobId: "j1", State: airlockv1.JobState_JOB_STATE_FINISHED, Verdict: airlockv1.Verdict_VERDICT_OK}
 	var out bytes.Buffer
 	resp, err := followStream(&out, &fakeEvents{events: []*airlockv1.SpawnStreamResponse{
 		{JobId: "j1", Event: &airlockv1.SpawnStreamResponse_Started{Started: &airlockv1.JobStarted{}}},
 		{JobId: "j1", Event: &airlockv1.SpawnStreamResponse_ApprovalNeeded{ApprovalNeeded: &airlockv1.ApprovalNeeded{Request: "head -n 1 x", RequestId: "exec-1"}}},
-		{JobId: "j1", Event: &airlockv1.SpawnStreamResponse_Finished{Finished: final}},
+		{JobId: "j1", Event: &airlockv1.SpawnStreamResponse_Done{Done: final}},
 	}})
 	if err != nil || resp != final {
 		t.Fatalf("followStream = %v, %v", resp, err)

@@ -1207,6 +1207,7 @@ type SpawnStreamResponse struct {
 	//	*SpawnStreamResponse_Egress
 	//	*SpawnStreamResponse_ApprovalNeeded
 	//	*SpawnStreamResponse_Finished
+	//	*SpawnStreamResponse_Done
 	Event         isSpawnStreamResponse_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1299,10 +1300,20 @@ func (x *SpawnStreamResponse) GetApprovalNeeded() *ApprovalNeeded {
 	return nil
 }
 
+// Deprecated: Marked as deprecated in airlock/v1/broker.proto.
 func (x *SpawnStreamResponse) GetFinished() *SpawnResponse {
 	if x != nil {
 		if x, ok := x.Event.(*SpawnStreamResponse_Finished); ok {
 			return x.Finished
+		}
+	}
+	return nil
+}
+
+func (x *SpawnStreamResponse) GetDone() *Job {
+	if x != nil {
+		if x, ok := x.Event.(*SpawnStreamResponse_Done); ok {
+			return x.Done
 		}
 	}
 	return nil
@@ -1329,7 +1340,15 @@ type SpawnStreamResponse_ApprovalNeeded struct {
 }
 
 type SpawnStreamResponse_Finished struct {
+	// Deprecated: never sent; the stream ends with done.
+	//
+	// Deprecated: Marked as deprecated in airlock/v1/broker.proto.
 	Finished *SpawnResponse `protobuf:"bytes,7,opt,name=finished,proto3,oneof"`
+}
+
+type SpawnStreamResponse_Done struct {
+	// The job finished: the last event of the stream.
+	Done *Job `protobuf:"bytes,8,opt,name=done,proto3,oneof"`
 }
 
 func (*SpawnStreamResponse_Accepted) isSpawnStreamResponse_Event() {}
@@ -1341,6 +1360,8 @@ func (*SpawnStreamResponse_Egress) isSpawnStreamResponse_Event() {}
 func (*SpawnStreamResponse_ApprovalNeeded) isSpawnStreamResponse_Event() {}
 
 func (*SpawnStreamResponse_Finished) isSpawnStreamResponse_Event() {}
+
+func (*SpawnStreamResponse_Done) isSpawnStreamResponse_Event() {}
 
 // JobAccepted says the request passed validation.
 type JobAccepted struct {
@@ -1752,13 +1773,22 @@ func (x *GetJobRequest) GetJobId() string {
 	return ""
 }
 
-// GetJobResponse is a job's state.
+// GetJobResponse holds the job asked for.
 type GetJobResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
-	State JobState               `protobuf:"varint,2,opt,name=state,proto3,enum=airlock.v1.JobState" json:"state,omitempty"`
-	// Set when state is FINISHED.
+	// Deprecated: never set; read job.job_id.
+	//
+	// Deprecated: Marked as deprecated in airlock/v1/broker.proto.
+	JobId string `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// Deprecated: never set; read job.state.
+	//
+	// Deprecated: Marked as deprecated in airlock/v1/broker.proto.
+	State JobState `protobuf:"varint,2,opt,name=state,proto3,enum=airlock.v1.JobState" json:"state,omitempty"`
+	// Deprecated: never set; read job.
+	//
+	// Deprecated: Marked as deprecated in airlock/v1/broker.proto.
 	Response      *SpawnResponse `protobuf:"bytes,3,opt,name=response,proto3" json:"response,omitempty"`
+	Job           *Job           `protobuf:"bytes,4,opt,name=job,proto3" json:"job,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1793,6 +1823,7 @@ func (*GetJobResponse) Descriptor() ([]byte, []int) {
 	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{21}
 }
 
+// Deprecated: Marked as deprecated in airlock/v1/broker.proto.
 func (x *GetJobResponse) GetJobId() string {
 	if x != nil {
 		return x.JobId
@@ -1800,6 +1831,7 @@ func (x *GetJobResponse) GetJobId() string {
 	return ""
 }
 
+// Deprecated: Marked as deprecated in airlock/v1/broker.proto.
 func (x *GetJobResponse) GetState() JobState {
 	if x != nil {
 		return x.State
@@ -1807,9 +1839,139 @@ func (x *GetJobResponse) GetState() JobState {
 	return JobState_JOB_STATE_UNSPECIFIED
 }
 
+// Deprecated: Marked as deprecated in airlock/v1/broker.proto.
 func (x *GetJobResponse) GetResponse() *SpawnResponse {
 	if x != nil {
 		return x.Response
+	}
+	return nil
+}
+
+func (x *GetJobResponse) GetJob() *Job {
+	if x != nil {
+		return x.Job
+	}
+	return nil
+}
+
+// Job is a job as the broker keeps it: its state and, once it finished,
+// everything its SpawnResponse held. Only sanitized, schema-valid data
+// crosses back in it, as in SpawnResponse.
+type Job struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	State JobState               `protobuf:"varint,2,opt,name=state,proto3,enum=airlock.v1.JobState" json:"state,omitempty"`
+	// The fields below are set when state is FINISHED.
+	Verdict Verdict `protobuf:"varint,3,opt,name=verdict,proto3,enum=airlock.v1.Verdict" json:"verdict,omitempty"`
+	// The sanitized result; set only when verdict is OK.
+	Result *structpb.Struct `protobuf:"bytes,4,opt,name=result,proto3" json:"result,omitempty"`
+	// Why the verdict is not OK, for a person to act on.
+	Message       string              `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	Sanitization  *SanitizationReport `protobuf:"bytes,6,opt,name=sanitization,proto3" json:"sanitization,omitempty"`
+	Egress        []*EgressAttempt    `protobuf:"bytes,7,rep,name=egress,proto3" json:"egress,omitempty"`
+	Usage         *Usage              `protobuf:"bytes,8,opt,name=usage,proto3" json:"usage,omitempty"`
+	Policy        *EffectivePolicy    `protobuf:"bytes,9,opt,name=policy,proto3" json:"policy,omitempty"`
+	Exec          []*ExecDecision     `protobuf:"bytes,10,rep,name=exec,proto3" json:"exec,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Job) Reset() {
+	*x = Job{}
+	mi := &file_airlock_v1_broker_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Job) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Job) ProtoMessage() {}
+
+func (x *Job) ProtoReflect() protoreflect.Message {
+	mi := &file_airlock_v1_broker_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Job.ProtoReflect.Descriptor instead.
+func (*Job) Descriptor() ([]byte, []int) {
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *Job) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *Job) GetState() JobState {
+	if x != nil {
+		return x.State
+	}
+	return JobState_JOB_STATE_UNSPECIFIED
+}
+
+func (x *Job) GetVerdict() Verdict {
+	if x != nil {
+		return x.Verdict
+	}
+	return Verdict_VERDICT_UNSPECIFIED
+}
+
+func (x *Job) GetResult() *structpb.Struct {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *Job) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *Job) GetSanitization() *SanitizationReport {
+	if x != nil {
+		return x.Sanitization
+	}
+	return nil
+}
+
+func (x *Job) GetEgress() []*EgressAttempt {
+	if x != nil {
+		return x.Egress
+	}
+	return nil
+}
+
+func (x *Job) GetUsage() *Usage {
+	if x != nil {
+		return x.Usage
+	}
+	return nil
+}
+
+func (x *Job) GetPolicy() *EffectivePolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *Job) GetExec() []*ExecDecision {
+	if x != nil {
+		return x.Exec
 	}
 	return nil
 }
@@ -1823,7 +1985,7 @@ type ListProfilesRequest struct {
 
 func (x *ListProfilesRequest) Reset() {
 	*x = ListProfilesRequest{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[22]
+	mi := &file_airlock_v1_broker_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1835,7 +1997,7 @@ func (x *ListProfilesRequest) String() string {
 func (*ListProfilesRequest) ProtoMessage() {}
 
 func (x *ListProfilesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[22]
+	mi := &file_airlock_v1_broker_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1848,7 +2010,7 @@ func (x *ListProfilesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProfilesRequest.ProtoReflect.Descriptor instead.
 func (*ListProfilesRequest) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{22}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{23}
 }
 
 // ListProfilesResponse lists profiles.
@@ -1861,7 +2023,7 @@ type ListProfilesResponse struct {
 
 func (x *ListProfilesResponse) Reset() {
 	*x = ListProfilesResponse{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[23]
+	mi := &file_airlock_v1_broker_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1873,7 +2035,7 @@ func (x *ListProfilesResponse) String() string {
 func (*ListProfilesResponse) ProtoMessage() {}
 
 func (x *ListProfilesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[23]
+	mi := &file_airlock_v1_broker_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1886,7 +2048,7 @@ func (x *ListProfilesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProfilesResponse.ProtoReflect.Descriptor instead.
 func (*ListProfilesResponse) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{23}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListProfilesResponse) GetProfiles() []*EffectivePolicy {
@@ -1906,7 +2068,7 @@ type ExplainProfileRequest struct {
 
 func (x *ExplainProfileRequest) Reset() {
 	*x = ExplainProfileRequest{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[24]
+	mi := &file_airlock_v1_broker_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1918,7 +2080,7 @@ func (x *ExplainProfileRequest) String() string {
 func (*ExplainProfileRequest) ProtoMessage() {}
 
 func (x *ExplainProfileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[24]
+	mi := &file_airlock_v1_broker_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1931,7 +2093,7 @@ func (x *ExplainProfileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainProfileRequest.ProtoReflect.Descriptor instead.
 func (*ExplainProfileRequest) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{24}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ExplainProfileRequest) GetProfile() string {
@@ -1956,7 +2118,7 @@ type ExplainProfileResponse struct {
 
 func (x *ExplainProfileResponse) Reset() {
 	*x = ExplainProfileResponse{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[25]
+	mi := &file_airlock_v1_broker_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1968,7 +2130,7 @@ func (x *ExplainProfileResponse) String() string {
 func (*ExplainProfileResponse) ProtoMessage() {}
 
 func (x *ExplainProfileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[25]
+	mi := &file_airlock_v1_broker_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1981,7 +2143,7 @@ func (x *ExplainProfileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainProfileResponse.ProtoReflect.Descriptor instead.
 func (*ExplainProfileResponse) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{25}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ExplainProfileResponse) GetPolicy() *EffectivePolicy {
@@ -2086,15 +2248,16 @@ const file_airlock_v1_broker_proto_rawDesc = "" +
 	"\x04hash\x18\x02 \x01(\tR\x04hash\x12\x18\n" +
 	"\asummary\x18\x03 \x01(\tR\asummary\"D\n" +
 	"\x12SpawnStreamRequest\x12.\n" +
-	"\x05spawn\x18\x01 \x01(\v2\x18.airlock.v1.SpawnRequestR\x05spawn\"\x85\x03\n" +
+	"\x05spawn\x18\x01 \x01(\v2\x18.airlock.v1.SpawnRequestR\x05spawn\"\xb0\x03\n" +
 	"\x13SpawnStreamResponse\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x125\n" +
 	"\baccepted\x18\x03 \x01(\v2\x17.airlock.v1.JobAcceptedH\x00R\baccepted\x122\n" +
 	"\astarted\x18\x04 \x01(\v2\x16.airlock.v1.JobStartedH\x00R\astarted\x123\n" +
 	"\x06egress\x18\x05 \x01(\v2\x19.airlock.v1.EgressAttemptH\x00R\x06egress\x12E\n" +
-	"\x0fapproval_needed\x18\x06 \x01(\v2\x1a.airlock.v1.ApprovalNeededH\x00R\x0eapprovalNeeded\x127\n" +
-	"\bfinished\x18\a \x01(\v2\x19.airlock.v1.SpawnResponseH\x00R\bfinishedB\a\n" +
+	"\x0fapproval_needed\x18\x06 \x01(\v2\x1a.airlock.v1.ApprovalNeededH\x00R\x0eapprovalNeeded\x12;\n" +
+	"\bfinished\x18\a \x01(\v2\x19.airlock.v1.SpawnResponseB\x02\x18\x01H\x00R\bfinished\x12%\n" +
+	"\x04done\x18\b \x01(\v2\x0f.airlock.v1.JobH\x00R\x04doneB\a\n" +
 	"\x05event\"B\n" +
 	"\vJobAccepted\x123\n" +
 	"\x06policy\x18\x01 \x01(\v2\x1b.airlock.v1.EffectivePolicyR\x06policy\"\f\n" +
@@ -2119,11 +2282,24 @@ const file_airlock_v1_broker_proto_rawDesc = "" +
 	"\x0eCancelResponse\x12\x1c\n" +
 	"\tcancelled\x18\x01 \x01(\bR\tcancelled\"&\n" +
 	"\rGetJobRequest\x12\x15\n" +
-	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"\x8a\x01\n" +
-	"\x0eGetJobResponse\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"\xb9\x01\n" +
+	"\x0eGetJobResponse\x12\x19\n" +
+	"\x06job_id\x18\x01 \x01(\tB\x02\x18\x01R\x05jobId\x12.\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x14.airlock.v1.JobStateB\x02\x18\x01R\x05state\x129\n" +
+	"\bresponse\x18\x03 \x01(\v2\x19.airlock.v1.SpawnResponseB\x02\x18\x01R\bresponse\x12!\n" +
+	"\x03job\x18\x04 \x01(\v2\x0f.airlock.v1.JobR\x03job\"\xc5\x03\n" +
+	"\x03Job\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12*\n" +
-	"\x05state\x18\x02 \x01(\x0e2\x14.airlock.v1.JobStateR\x05state\x125\n" +
-	"\bresponse\x18\x03 \x01(\v2\x19.airlock.v1.SpawnResponseR\bresponse\"\x15\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x14.airlock.v1.JobStateR\x05state\x12-\n" +
+	"\averdict\x18\x03 \x01(\x0e2\x13.airlock.v1.VerdictR\averdict\x12/\n" +
+	"\x06result\x18\x04 \x01(\v2\x17.google.protobuf.StructR\x06result\x12\x18\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage\x12B\n" +
+	"\fsanitization\x18\x06 \x01(\v2\x1e.airlock.v1.SanitizationReportR\fsanitization\x121\n" +
+	"\x06egress\x18\a \x03(\v2\x19.airlock.v1.EgressAttemptR\x06egress\x12'\n" +
+	"\x05usage\x18\b \x01(\v2\x11.airlock.v1.UsageR\x05usage\x123\n" +
+	"\x06policy\x18\t \x01(\v2\x1b.airlock.v1.EffectivePolicyR\x06policy\x12,\n" +
+	"\x04exec\x18\n" +
+	" \x03(\v2\x18.airlock.v1.ExecDecisionR\x04exec\"\x15\n" +
 	"\x13ListProfilesRequest\"O\n" +
 	"\x14ListProfilesResponse\x127\n" +
 	"\bprofiles\x18\x01 \x03(\v2\x1b.airlock.v1.EffectivePolicyR\bprofiles\"1\n" +
@@ -2185,7 +2361,7 @@ func file_airlock_v1_broker_proto_rawDescGZIP() []byte {
 }
 
 var file_airlock_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_airlock_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_airlock_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_airlock_v1_broker_proto_goTypes = []any{
 	(Verdict)(0),                   // 0: airlock.v1.Verdict
 	(ExecVerdict)(0),               // 1: airlock.v1.ExecVerdict
@@ -2213,69 +2389,80 @@ var file_airlock_v1_broker_proto_goTypes = []any{
 	(*CancelResponse)(nil),         // 23: airlock.v1.CancelResponse
 	(*GetJobRequest)(nil),          // 24: airlock.v1.GetJobRequest
 	(*GetJobResponse)(nil),         // 25: airlock.v1.GetJobResponse
-	(*ListProfilesRequest)(nil),    // 26: airlock.v1.ListProfilesRequest
-	(*ListProfilesResponse)(nil),   // 27: airlock.v1.ListProfilesResponse
-	(*ExplainProfileRequest)(nil),  // 28: airlock.v1.ExplainProfileRequest
-	(*ExplainProfileResponse)(nil), // 29: airlock.v1.ExplainProfileResponse
-	nil,                            // 30: airlock.v1.SpawnRequest.LabelsEntry
-	nil,                            // 31: airlock.v1.Task.ParamsEntry
-	(*durationpb.Duration)(nil),    // 32: google.protobuf.Duration
-	(*structpb.Struct)(nil),        // 33: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil),  // 34: google.protobuf.Timestamp
+	(*Job)(nil),                    // 26: airlock.v1.Job
+	(*ListProfilesRequest)(nil),    // 27: airlock.v1.ListProfilesRequest
+	(*ListProfilesResponse)(nil),   // 28: airlock.v1.ListProfilesResponse
+	(*ExplainProfileRequest)(nil),  // 29: airlock.v1.ExplainProfileRequest
+	(*ExplainProfileResponse)(nil), // 30: airlock.v1.ExplainProfileResponse
+	nil,                            // 31: airlock.v1.SpawnRequest.LabelsEntry
+	nil,                            // 32: airlock.v1.Task.ParamsEntry
+	(*durationpb.Duration)(nil),    // 33: google.protobuf.Duration
+	(*structpb.Struct)(nil),        // 34: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil),  // 35: google.protobuf.Timestamp
 }
 var file_airlock_v1_broker_proto_depIdxs = []int32{
 	5,  // 0: airlock.v1.SpawnRequest.task:type_name -> airlock.v1.Task
 	6,  // 1: airlock.v1.SpawnRequest.content:type_name -> airlock.v1.Content
 	7,  // 2: airlock.v1.SpawnRequest.overrides:type_name -> airlock.v1.Overrides
-	30, // 3: airlock.v1.SpawnRequest.labels:type_name -> airlock.v1.SpawnRequest.LabelsEntry
-	31, // 4: airlock.v1.Task.params:type_name -> airlock.v1.Task.ParamsEntry
-	32, // 5: airlock.v1.Overrides.timeout:type_name -> google.protobuf.Duration
+	31, // 3: airlock.v1.SpawnRequest.labels:type_name -> airlock.v1.SpawnRequest.LabelsEntry
+	32, // 4: airlock.v1.Task.params:type_name -> airlock.v1.Task.ParamsEntry
+	33, // 5: airlock.v1.Overrides.timeout:type_name -> google.protobuf.Duration
 	0,  // 6: airlock.v1.SpawnResponse.verdict:type_name -> airlock.v1.Verdict
-	33, // 7: airlock.v1.SpawnResponse.result:type_name -> google.protobuf.Struct
+	34, // 7: airlock.v1.SpawnResponse.result:type_name -> google.protobuf.Struct
 	10, // 8: airlock.v1.SpawnResponse.sanitization:type_name -> airlock.v1.SanitizationReport
 	12, // 9: airlock.v1.SpawnResponse.egress:type_name -> airlock.v1.EgressAttempt
 	13, // 10: airlock.v1.SpawnResponse.usage:type_name -> airlock.v1.Usage
 	14, // 11: airlock.v1.SpawnResponse.policy:type_name -> airlock.v1.EffectivePolicy
 	9,  // 12: airlock.v1.SpawnResponse.exec:type_name -> airlock.v1.ExecDecision
-	34, // 13: airlock.v1.ExecDecision.time:type_name -> google.protobuf.Timestamp
+	35, // 13: airlock.v1.ExecDecision.time:type_name -> google.protobuf.Timestamp
 	1,  // 14: airlock.v1.ExecDecision.verdict:type_name -> airlock.v1.ExecVerdict
 	11, // 15: airlock.v1.SanitizationReport.findings:type_name -> airlock.v1.SanitizationFinding
-	34, // 16: airlock.v1.EgressAttempt.time:type_name -> google.protobuf.Timestamp
-	32, // 17: airlock.v1.Usage.wall:type_name -> google.protobuf.Duration
-	32, // 18: airlock.v1.Usage.cpu:type_name -> google.protobuf.Duration
+	35, // 16: airlock.v1.EgressAttempt.time:type_name -> google.protobuf.Timestamp
+	33, // 17: airlock.v1.Usage.wall:type_name -> google.protobuf.Duration
+	33, // 18: airlock.v1.Usage.cpu:type_name -> google.protobuf.Duration
 	4,  // 19: airlock.v1.SpawnStreamRequest.spawn:type_name -> airlock.v1.SpawnRequest
-	34, // 20: airlock.v1.SpawnStreamResponse.time:type_name -> google.protobuf.Timestamp
+	35, // 20: airlock.v1.SpawnStreamResponse.time:type_name -> google.protobuf.Timestamp
 	17, // 21: airlock.v1.SpawnStreamResponse.accepted:type_name -> airlock.v1.JobAccepted
 	18, // 22: airlock.v1.SpawnStreamResponse.started:type_name -> airlock.v1.JobStarted
 	12, // 23: airlock.v1.SpawnStreamResponse.egress:type_name -> airlock.v1.EgressAttempt
 	19, // 24: airlock.v1.SpawnStreamResponse.approval_needed:type_name -> airlock.v1.ApprovalNeeded
 	8,  // 25: airlock.v1.SpawnStreamResponse.finished:type_name -> airlock.v1.SpawnResponse
-	14, // 26: airlock.v1.JobAccepted.policy:type_name -> airlock.v1.EffectivePolicy
-	32, // 27: airlock.v1.ApprovalNeeded.timeout:type_name -> google.protobuf.Duration
-	2,  // 28: airlock.v1.ApproveRequest.decision:type_name -> airlock.v1.ApprovalDecision
-	3,  // 29: airlock.v1.GetJobResponse.state:type_name -> airlock.v1.JobState
-	8,  // 30: airlock.v1.GetJobResponse.response:type_name -> airlock.v1.SpawnResponse
-	14, // 31: airlock.v1.ListProfilesResponse.profiles:type_name -> airlock.v1.EffectivePolicy
-	14, // 32: airlock.v1.ExplainProfileResponse.policy:type_name -> airlock.v1.EffectivePolicy
-	4,  // 33: airlock.v1.Broker.Spawn:input_type -> airlock.v1.SpawnRequest
-	15, // 34: airlock.v1.Broker.SpawnStream:input_type -> airlock.v1.SpawnStreamRequest
-	22, // 35: airlock.v1.Broker.Cancel:input_type -> airlock.v1.CancelRequest
-	24, // 36: airlock.v1.Broker.GetJob:input_type -> airlock.v1.GetJobRequest
-	26, // 37: airlock.v1.Broker.ListProfiles:input_type -> airlock.v1.ListProfilesRequest
-	28, // 38: airlock.v1.Broker.ExplainProfile:input_type -> airlock.v1.ExplainProfileRequest
-	20, // 39: airlock.v1.Broker.Approve:input_type -> airlock.v1.ApproveRequest
-	8,  // 40: airlock.v1.Broker.Spawn:output_type -> airlock.v1.SpawnResponse
-	16, // 41: airlock.v1.Broker.SpawnStream:output_type -> airlock.v1.SpawnStreamResponse
-	23, // 42: airlock.v1.Broker.Cancel:output_type -> airlock.v1.CancelResponse
-	25, // 43: airlock.v1.Broker.GetJob:output_type -> airlock.v1.GetJobResponse
-	27, // 44: airlock.v1.Broker.ListProfiles:output_type -> airlock.v1.ListProfilesResponse
-	29, // 45: airlock.v1.Broker.ExplainProfile:output_type -> airlock.v1.ExplainProfileResponse
-	21, // 46: airlock.v1.Broker.Approve:output_type -> airlock.v1.ApproveResponse
-	40, // [40:47] is the sub-list for method output_type
-	33, // [33:40] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	26, // 26: airlock.v1.SpawnStreamResponse.done:type_name -> airlock.v1.Job
+	14, // 27: airlock.v1.JobAccepted.policy:type_name -> airlock.v1.EffectivePolicy
+	33, // 28: airlock.v1.ApprovalNeeded.timeout:type_name -> google.protobuf.Duration
+	2,  // 29: airlock.v1.ApproveRequest.decision:type_name -> airlock.v1.ApprovalDecision
+	3,  // 30: airlock.v1.GetJobResponse.state:type_name -> airlock.v1.JobState
+	8,  // 31: airlock.v1.GetJobResponse.response:type_name -> airlock.v1.SpawnResponse
+	26, // 32: airlock.v1.GetJobResponse.job:type_name -> airlock.v1.Job
+	3,  // 33: airlock.v1.Job.state:type_name -> airlock.v1.JobState
+	0,  // 34: airlock.v1.Job.verdict:type_name -> airlock.v1.Verdict
+	34, // 35: airlock.v1.Job.result:type_name -> google.protobuf.Struct
+	10, // 36: airlock.v1.Job.sanitization:type_name -> airlock.v1.SanitizationReport
+	12, // 37: airlock.v1.Job.egress:type_name -> airlock.v1.EgressAttempt
+	13, // 38: airlock.v1.Job.usage:type_name -> airlock.v1.Usage
+	14, // 39: airlock.v1.Job.policy:type_name -> airlock.v1.EffectivePolicy
+	9,  // 40: airlock.v1.Job.exec:type_name -> airlock.v1.ExecDecision
+	14, // 41: airlock.v1.ListProfilesResponse.profiles:type_name -> airlock.v1.EffectivePolicy
+	14, // 42: airlock.v1.ExplainProfileResponse.policy:type_name -> airlock.v1.EffectivePolicy
+	4,  // 43: airlock.v1.Broker.Spawn:input_type -> airlock.v1.SpawnRequest
+	15, // 44: airlock.v1.Broker.SpawnStream:input_type -> airlock.v1.SpawnStreamRequest
+	22, // 45: airlock.v1.Broker.Cancel:input_type -> airlock.v1.CancelRequest
+	24, // 46: airlock.v1.Broker.GetJob:input_type -> airlock.v1.GetJobRequest
+	27, // 47: airlock.v1.Broker.ListProfiles:input_type -> airlock.v1.ListProfilesRequest
+	29, // 48: airlock.v1.Broker.ExplainProfile:input_type -> airlock.v1.ExplainProfileRequest
+	20, // 49: airlock.v1.Broker.Approve:input_type -> airlock.v1.ApproveRequest
+	8,  // 50: airlock.v1.Broker.Spawn:output_type -> airlock.v1.SpawnResponse
+	16, // 51: airlock.v1.Broker.SpawnStream:output_type -> airlock.v1.SpawnStreamResponse
+	23, // 52: airlock.v1.Broker.Cancel:output_type -> airlock.v1.CancelResponse
+	25, // 53: airlock.v1.Broker.GetJob:output_type -> airlock.v1.GetJobResponse
+	28, // 54: airlock.v1.Broker.ListProfiles:output_type -> airlock.v1.ListProfilesResponse
+	30, // 55: airlock.v1.Broker.ExplainProfile:output_type -> airlock.v1.ExplainProfileResponse
+	21, // 56: airlock.v1.Broker.Approve:output_type -> airlock.v1.ApproveResponse
+	50, // [50:57] is the sub-list for method output_type
+	43, // [43:50] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_airlock_v1_broker_proto_init() }
@@ -2289,6 +2476,7 @@ func file_airlock_v1_broker_proto_init() {
 		(*SpawnStreamResponse_Egress)(nil),
 		(*SpawnStreamResponse_ApprovalNeeded)(nil),
 		(*SpawnStreamResponse_Finished)(nil),
+		(*SpawnStreamResponse_Done)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2296,7 +2484,7 @@ func file_airlock_v1_broker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_airlock_v1_broker_proto_rawDesc), len(file_airlock_v1_broker_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   28,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

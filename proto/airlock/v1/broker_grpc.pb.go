@@ -35,26 +35,45 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// Broker spawns sandboxed jobs. Every RPC requires a bearer token in the
-// "authorization" metadata; without a valid one it returns UNAUTHENTICATED.
+// Broker spawns sandboxed jobs.
+//
+// Every RPC requires a bearer token in the "authorization" metadata. Every
+// RPC may therefore return UNAUTHENTICATED (no token, or a wrong one),
+// PERMISSION_DENIED (the token lacks the RPC's scope), RESOURCE_EXHAUSTED
+// (the caller's address is locked out after repeated failures) and
+// INTERNAL (a broker fault; never the caller's doing). The codes below are
+// those an RPC returns beyond these. An INVALID_ARGUMENT carries a
+// google.rpc.BadRequest detail naming the field; a RESOURCE_EXHAUSTED for
+// capacity carries a google.rpc.RetryInfo.
 type BrokerClient interface {
 	// Spawn runs a job to completion and returns its verdict and sanitized
 	// result. A job the sandbox failed is a response with a verdict, not an
-	// error. Errors: INVALID_ARGUMENT for a bad request (unknown profile,
-	// unparseable schema, an override that loosens the profile),
-	// UNAUTHENTICATED, RESOURCE_EXHAUSTED when the broker is at capacity,
-	// CANCELLED when the caller went away, INTERNAL for broker faults.
+	// error. Errors, all before any sandbox is made:
+	// INVALID_ARGUMENT for a bad request (a malformed job_id, an unknown
+	// profile, a task name, params, content or schema over its limit or
+	// unparseable, an override that loosens the profile);
+	// FAILED_PRECONDITION when the profile does not allow the task (with a
+	// google.rpc.PreconditionFailure naming the profile), or a service
+	// secret the profile needs cannot be read;
+	// PERMISSION_DENIED for a job_id another caller's job holds;
+	// RESOURCE_EXHAUSTED when the broker or the caller's quota is full;
+	// UNAVAILABLE while the broker drains for shutdown;
+	// CANCELLED or DEADLINE_EXCEEDED when the caller went away first.
 	Spawn(ctx context.Context, in *SpawnRequest, opts ...grpc.CallOption) (*SpawnResponse, error)
 	// SpawnStream runs the same job as Spawn and streams its events, ending
-	// with a finished event that carries the response. Errors as for Spawn.
+	// with a done event that carries the finished Job. Errors as for Spawn.
 	SpawnStream(ctx context.Context, in *SpawnStreamRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SpawnStreamResponse], error)
 	// Cancel stops a running job; its verdict becomes CANCELLED. Errors:
-	// INVALID_ARGUMENT for an empty job_id, NOT_FOUND for an unknown job.
+	// INVALID_ARGUMENT for an empty job_id, NOT_FOUND for an unknown job,
+	// PERMISSION_DENIED for another caller's job.
 	Cancel(ctx context.Context, in *CancelRequest, opts ...grpc.CallOption) (*CancelResponse, error)
-	// GetJob returns a job's state, and its response once finished. Errors:
-	// INVALID_ARGUMENT for an empty job_id, NOT_FOUND for an unknown job.
+	// GetJob returns a job: its state, and its outcome once finished.
+	// Errors: INVALID_ARGUMENT for an empty job_id, NOT_FOUND for an unknown
+	// job (or one past its retention), PERMISSION_DENIED for another
+	// caller's job.
 	GetJob(ctx context.Context, in *GetJobRequest, opts ...grpc.CallOption) (*GetJobResponse, error)
-	// ListProfiles lists the policy profiles this broker serves.
+	// ListProfiles lists the policy profiles this broker serves. It returns
+	// no error of its own.
 	ListProfiles(ctx context.Context, in *ListProfilesRequest, opts ...grpc.CallOption) (*ListProfilesResponse, error)
 	// ExplainProfile returns one profile's effective policy. Errors:
 	// NOT_FOUND for an unknown profile.
@@ -159,26 +178,45 @@ func (c *brokerClient) Approve(ctx context.Context, in *ApproveRequest, opts ...
 // All implementations must embed UnimplementedBrokerServer
 // for forward compatibility.
 //
-// Broker spawns sandboxed jobs. Every RPC requires a bearer token in the
-// "authorization" metadata; without a valid one it returns UNAUTHENTICATED.
+// Broker spawns sandboxed jobs.
+//
+// Every RPC requires a bearer token in the "authorization" metadata. Every
+// RPC may therefore return UNAUTHENTICATED (no token, or a wrong one),
+// PERMISSION_DENIED (the token lacks the RPC's scope), RESOURCE_EXHAUSTED
+// (the caller's address is locked out after repeated failures) and
+// INTERNAL (a broker fault; never the caller's doing). The codes below are
+// those an RPC returns beyond these. An INVALID_ARGUMENT carries a
+// google.rpc.BadRequest detail naming the field; a RESOURCE_EXHAUSTED for
+// capacity carries a google.rpc.RetryInfo.
 type BrokerServer interface {
 	// Spawn runs a job to completion and returns its verdict and sanitized
 	// result. A job the sandbox failed is a response with a verdict, not an
-	// error. Errors: INVALID_ARGUMENT for a bad request (unknown profile,
-	// unparseable schema, an override that loosens the profile),
-	// UNAUTHENTICATED, RESOURCE_EXHAUSTED when the broker is at capacity,
-	// CANCELLED when the caller went away, INTERNAL for broker faults.
+	// error. Errors, all before any sandbox is made:
+	// INVALID_ARGUMENT for a bad request (a malformed job_id, an unknown
+	// profile, a task name, params, content or schema over its limit or
+	// unparseable, an override that loosens the profile);
+	// FAILED_PRECONDITION when the profile does not allow the task (with a
+	// google.rpc.PreconditionFailure naming the profile), or a service
+	// secret the profile needs cannot be read;
+	// PERMISSION_DENIED for a job_id another caller's job holds;
+	// RESOURCE_EXHAUSTED when the broker or the caller's quota is full;
+	// UNAVAILABLE while the broker drains for shutdown;
+	// CANCELLED or DEADLINE_EXCEEDED when the caller went away first.
 	Spawn(context.Context, *SpawnRequest) (*SpawnResponse, error)
 	// SpawnStream runs the same job as Spawn and streams its events, ending
-	// with a finished event that carries the response. Errors as for Spawn.
+	// with a done event that carries the finished Job. Errors as for Spawn.
 	SpawnStream(*SpawnStreamRequest, grpc.ServerStreamingServer[SpawnStreamResponse]) error
 	// Cancel stops a running job; its verdict becomes CANCELLED. Errors:
-	// INVALID_ARGUMENT for an empty job_id, NOT_FOUND for an unknown job.
+	// INVALID_ARGUMENT for an empty job_id, NOT_FOUND for an unknown job,
+	// PERMISSION_DENIED for another caller's job.
 	Cancel(context.Context, *CancelRequest) (*CancelResponse, error)
-	// GetJob returns a job's state, and its response once finished. Errors:
-	// INVALID_ARGUMENT for an empty job_id, NOT_FOUND for an unknown job.
+	// GetJob returns a job: its state, and its outcome once finished.
+	// Errors: INVALID_ARGUMENT for an empty job_id, NOT_FOUND for an unknown
+	// job (or one past its retention), PERMISSION_DENIED for another
+	// caller's job.
 	GetJob(context.Context, *GetJobRequest) (*GetJobResponse, error)
-	// ListProfiles lists the policy profiles this broker serves.
+	// ListProfiles lists the policy profiles this broker serves. It returns
+	// no error of its own.
 	ListProfiles(context.Context, *ListProfilesRequest) (*ListProfilesResponse, error)
 	// ExplainProfile returns one profile's effective policy. Errors:
 	// NOT_FOUND for an unknown profile.
