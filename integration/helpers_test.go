@@ -17,6 +17,7 @@ import (
 
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
 	"github.com/airlock/airlock/sandbox"
+	"github.com/airlock/airlock/sandbox/footprint"
 	"github.com/airlock/airlock/sandbox/netns"
 )
 
@@ -109,7 +110,7 @@ func leftovers(ctx context.Context) ([]string, error) {
 		}
 	}
 	// A run's cgroup outlives a teardown that lost track of its task.
-	inst := sandbox.InstanceID(env.stateDir)
+	inst := footprint.InstanceID(env.stateDir)
 	for _, pattern := range []string{"/sys/fs/cgroup/*/airlock/" + inst + "/*/", "/sys/fs/cgroup/airlock/" + inst + "/*/"} {
 		dirs, _ := filepath.Glob(pattern)
 		for _, d := range dirs {

@@ -30,6 +30,7 @@ import (
 	"github.com/airlock/airlock/sandbox"
 	"github.com/airlock/airlock/sandbox/egress"
 	"github.com/airlock/airlock/sandbox/embedded"
+	"github.com/airlock/airlock/sandbox/footprint"
 	"github.com/airlock/airlock/sandbox/job"
 )
 
@@ -85,7 +86,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	if err := sandbox.MkdirTraversable(dir); err != nil {
+	if err := footprint.MkdirTraversable(dir); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -208,7 +209,7 @@ func setup(dir string) error {
 	stops = append(stops, env.conn.Close)
 	env.brokerOf = env.conn.Broker
 
-	env.ctrd, err = containerd.New(d.Address(), containerd.WithDefaultNamespace(sandbox.Namespace))
+	env.ctrd, err = containerd.New(d.Address(), containerd.WithDefaultNamespace(footprint.Namespace))
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/airlock/airlock/policies/policy"
 	"github.com/airlock/airlock/sandbox"
 	"github.com/airlock/airlock/sandbox/egress"
+	"github.com/airlock/airlock/sandbox/footprint"
 	"github.com/airlock/airlock/sandbox/job"
 )
 
@@ -39,7 +40,7 @@ func newPoolWorld(t *testing.T, pools map[string]sandbox.PoolConfig) *poolWorld 
 	t.Helper()
 	ctx := testContext(t)
 	dir := t.TempDir()
-	if err := sandbox.MkdirTraversable(dir); err != nil {
+	if err := footprint.MkdirTraversable(dir); err != nil {
 		t.Fatal(err)
 	}
 	profiles, err := policy.Lint(policies.FS, []string{env.profileFile}, policy.WithDevMode(true), policy.WithSchemaCheck(result.CheckSchema))
@@ -117,7 +118,7 @@ func (w *poolWorld) waitReady(t *testing.T, profile string, n int) {
 // with the status of their tasks.
 func poolContainers(t *testing.T) map[string]containerd.ProcessStatus {
 	t.Helper()
-	ctx := namespaces.WithNamespace(testContext(t), sandbox.Namespace)
+	ctx := namespaces.WithNamespace(testContext(t), footprint.Namespace)
 	cs, err := env.ctrd.Containers(ctx)
 	if err != nil {
 		t.Fatal(err)

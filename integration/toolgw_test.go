@@ -36,6 +36,7 @@ import (
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
 	"github.com/airlock/airlock/sandbox"
 	"github.com/airlock/airlock/sandbox/agent"
+	"github.com/airlock/airlock/sandbox/footprint"
 	"github.com/airlock/airlock/sandbox/toolgw"
 )
 
@@ -83,7 +84,7 @@ func newToolWorld(t *testing.T) *toolWorld {
 	t.Helper()
 	ctx := testContext(t)
 	dir := t.TempDir()
-	if err := sandbox.MkdirTraversable(dir); err != nil {
+	if err := footprint.MkdirTraversable(dir); err != nil {
 		t.Fatal(err)
 	}
 	var profFiles []string

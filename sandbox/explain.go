@@ -10,6 +10,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/airlock/airlock/policies/policy"
+	"github.com/airlock/airlock/sandbox/footprint"
 )
 
 // ExplainPaths are the placeholder host paths an explained spec shows.
@@ -23,7 +24,7 @@ var ExplainPaths = JobPaths{
 // per-run paths and IDs. It is what `airlock policy explain` and the
 // ExplainProfile RPC show, and what the golden tests pin.
 func Explain(p *policy.Profile) (*specs.Spec, error) {
-	ctx := namespaces.WithNamespace(context.Background(), Namespace)
+	ctx := namespaces.WithNamespace(context.Background(), footprint.Namespace)
 	return oci.GenerateSpecWithPlatform(ctx, nil, "linux/amd64", &containers.Container{ID: "<run>"},
 		SpecFor("<run>", p, ExplainPaths)...)
 }

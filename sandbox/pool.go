@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/airlock/airlock/policies/policy"
+	"github.com/airlock/airlock/sandbox/footprint"
 	"github.com/airlock/airlock/sandbox/job"
 )
 
@@ -119,7 +120,7 @@ func (r *Runner) StartPool(p *policy.Profile, cfg PoolConfig) error {
 	if _, ok := r.pools[p.Name]; ok {
 		return fmt.Errorf("pool for %s: already started", p.Name)
 	}
-	ctx, stop := context.WithCancel(namespaces.WithNamespace(context.Background(), Namespace))
+	ctx, stop := context.WithCancel(namespaces.WithNamespace(context.Background(), footprint.Namespace))
 	wp := &warmPool{
 		r: r, cfg: cfg, image: image, p: p.Clone(), hash: p.Hash(),
 		lastClaim: time.Now(), kick: make(chan struct{}, 1), stop: stop, done: make(chan struct{}),
@@ -279,7 +280,7 @@ func (r *Runner) closePools() {
 	for _, wp := range pools {
 		wp.stop()
 		<-wp.done
-		wp.drain(namespaces.WithNamespace(context.Background(), Namespace))
+		wp.drain(namespaces.WithNamespace(context.Background(), footprint.Namespace))
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/containerd"
 	"github.com/containerd/containerd/leases"
 
+	"github.com/airlock/airlock/sandbox/footprint"
 	"github.com/airlock/airlock/sandbox/netns"
 )
 
@@ -83,9 +84,9 @@ func (r *Runner) Reap(ctx context.Context) error {
 // removes the cgroups. It runs only at start, when no job of ours is live.
 func (r *Runner) reapCgroups() error {
 	var errs []error
-	roots, _ := filepath.Glob("/sys/fs/cgroup/*/" + Namespace + "/" + r.instance)
-	if st, err := os.Stat("/sys/fs/cgroup/" + Namespace + "/" + r.instance); err == nil && st.IsDir() {
-		roots = append(roots, "/sys/fs/cgroup/"+Namespace+"/"+r.instance)
+	roots, _ := filepath.Glob("/sys/fs/cgroup/*/" + footprint.Namespace + "/" + r.instance)
+	if st, err := os.Stat("/sys/fs/cgroup/" + footprint.Namespace + "/" + r.instance); err == nil && st.IsDir() {
+		roots = append(roots, "/sys/fs/cgroup/"+footprint.Namespace+"/"+r.instance)
 	}
 	for _, root := range roots {
 		runs, _ := os.ReadDir(root)
@@ -188,7 +189,7 @@ func (r *Runner) killShims(runID string) error {
 		}
 		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
 		if len(args) == 0 || filepath.Base(args[0]) != "containerd-shim-runc-v2" ||
-			!slices.Contains(args, "-namespace") || !slices.Contains(args, Namespace) || !slices.Contains(args, r.address) ||
+			!slices.Contains(args, "-namespace") || !slices.Contains(args, footprint.Namespace) || !slices.Contains(args, r.address) ||
 			runID != "" && !slices.Contains(args, runID) {
 			continue
 		}
@@ -202,8 +203,8 @@ func (r *Runner) killShims(runID string) error {
 // empty, so a broker that stops leaves no cgroup directory behind. Live
 // runs keep it (rmdir of a non-empty cgroup fails, harmlessly).
 func (r *Runner) removeInstanceCgroups() {
-	roots, _ := filepath.Glob("/sys/fs/cgroup/*/" + Namespace + "/" + r.instance)
-	roots = append(roots, "/sys/fs/cgroup/"+Namespace+"/"+r.instance)
+	roots, _ := filepath.Glob("/sys/fs/cgroup/*/" + footprint.Namespace + "/" + r.instance)
+	roots = append(roots, "/sys/fs/cgroup/"+footprint.Namespace+"/"+r.instance)
 	for _, root := range roots {
 		_ = os.Remove(root)
 	}

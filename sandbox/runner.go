@@ -7,8 +7,6 @@ package sandbox
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,14 +29,12 @@ import (
 
 	"github.com/airlock/airlock/images"
 	"github.com/airlock/airlock/sandbox/egress"
+	"github.com/airlock/airlock/sandbox/footprint"
 	"github.com/airlock/airlock/sandbox/job"
 	"github.com/airlock/airlock/sandbox/netns"
 )
 
 const (
-	// Namespace is the containerd namespace that holds everything Airlock
-	// creates.
-	Namespace = "airlock"
 	// LabelJob labels containers and leases with the broker's job ID.
 	LabelJob = "airlock/job"
 	// LabelRun labels containers and leases with the sandbox's own run ID.
@@ -129,7 +125,7 @@ func New(ctx context.Context, cfg Config) (_ *Runner, retErr error) {
 			_ = u.Run(ctx)
 		}
 	}()
-	client, err := containerd.New(cfg.Address, containerd.WithDefaultNamespace(Namespace), containerd.WithTimeout(10*time.Second))
+	client, err := containerd.New(cfg.Address, containerd.WithDefaultNamespace(footprint.Namespace), containerd.WithTimeout(10*time.Second))
 	if err != nil {
 		return nil, fmt.Errorf("connect to containerd at %s: %w", cfg.Address, err)
 	}
@@ -138,7 +134,7 @@ func New(ctx context.Context, cfg Config) (_ *Runner, retErr error) {
 		client:   client,
 		jobsDir:  filepath.Join(cfg.StateDir, "jobs"),
 		address:  cfg.Address,
-		instance: InstanceID(cfg.StateDir),
+		instance: footprint.InstanceID(cfg.StateDir),
 		images:   map[string]*loadedImage{},
 		log:      cfg.Logger,
 
@@ -159,8 +155,8 @@ func New(ctx context.Context, cfg Config) (_ *Runner, retErr error) {
 		r.teardowns.Wait()
 		return nil
 	})
-	ctx = namespaces.WithNamespace(ctx, Namespace)
-	if err := MkdirTraversable(r.jobsDir); err != nil {
+	ctx = namespaces.WithNamespace(ctx, footprint.Namespace)
+	if err := footprint.MkdirTraversable(r.jobsDir); err != nil {
 		return nil, err
 	}
 	if err := r.Reap(ctx); err != nil {
@@ -195,18 +191,7 @@ func New(ctx context.Context, cfg Config) (_ *Runner, retErr error) {
 
 // cgroupPath is where a run's cgroup lives.
 func (r *Runner) cgroupPath(runID string) string {
-	return "/" + Namespace + "/" + r.instance + "/" + runID
-}
-
-// InstanceID names a state dir's cgroup subtree. It is stable for a state dir, so a restarted broker finds its
-// predecessor's cgroups.
-func InstanceID(stateDir string) string {
-	abs, err := filepath.Abs(stateDir)
-	if err != nil {
-		abs = stateDir
-	}
-	sum := sha256.Sum256([]byte(abs))
-	return hex.EncodeToString(sum[:6])
+	return "/" + footprint.Namespace + "/" + r.instance + "/" + runID
 }
 
 // Close drains the warm pools, stops the egress proxy and closes the
@@ -238,7 +223,7 @@ func (r *Runner) Run(ctx context.Context, j *job.Job) (out *job.Outcome, retErr 
 	if j.Policy == nil {
 		return nil, errors.New("job has no policy")
 	}
-	ctx = namespaces.WithNamespace(ctx, Namespace)
+	ctx = namespaces.WithNamespace(ctx, footprint.Namespace)
 	claimed := time.Now()
 	b, claimDone := r.claim(j)
 	defer claimDone()
@@ -329,7 +314,7 @@ func (r *Runner) kill(ctx context.Context, task containerd.Task, exitCh <-chan c
 func prepareDir(dir string, outputBytes int64, uid, gid uint32) (JobPaths, error) {
 	paths := JobPaths{Input: filepath.Join(dir, "input"), Output: filepath.Join(dir, "output")}
 	contentDir := filepath.Join(paths.Input, "content")
-	if err := MkdirTraversable(dir); err != nil {
+	if err := footprint.MkdirTraversable(dir); err != nil {
 		return paths, err
 	}
 	for _, d := range []string{contentDir, paths.Output, filepath.Join(dir, "fifo")} {
@@ -356,36 +341,6 @@ func outputUsed(dir string) int64 {
 		return 0
 	}
 	return int64(st.Blocks-st.Bfree) * st.Bsize
-}
-
-// CheckTraversable returns an error naming the first ancestor of dir that
-// other users cannot search. A user-namespaced sandbox's root is an
-// unprivileged host uid, and runc reaches the rootfs and mounts below dir
-// as that uid.
-func CheckTraversable(dir string) error {
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return err
-	}
-	for d := abs; ; d = filepath.Dir(d) {
-		st, err := os.Stat(d)
-		if err == nil && st.Mode().Perm()&0o001 == 0 {
-			return fmt.Errorf("%s is not searchable by other users (mode %#o): a profile with isolation.userNamespace needs every directory above the state dir to be, e.g. chmod o+x %s", d, st.Mode().Perm(), d)
-		}
-		if d == "/" {
-			return nil
-		}
-	}
-}
-
-// MkdirTraversable makes dir (and missing parents) mode 0711: nobody but
-// root may list it, but a user-namespaced sandbox, whose root is an
-// unprivileged host uid, can still reach its rootfs and bind mounts below.
-func MkdirTraversable(dir string) error {
-	if err := os.MkdirAll(dir, 0o711); err != nil {
-		return err
-	}
-	return os.Chmod(dir, 0o711)
 }
 
 // writeReadOnly writes a file the sandbox user may read but nobody may

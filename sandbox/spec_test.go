@@ -13,6 +13,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/airlock/airlock/policies/policy"
+	"github.com/airlock/airlock/sandbox/footprint"
 )
 
 func testProfile() *policy.Profile {
@@ -33,7 +34,7 @@ func testProfile() *policy.Profile {
 // does when it creates a container.
 func generate(t *testing.T, opts ...oci.SpecOpts) *specs.Spec {
 	t.Helper()
-	ctx := namespaces.WithNamespace(context.Background(), Namespace)
+	ctx := namespaces.WithNamespace(context.Background(), footprint.Namespace)
 	s, err := oci.GenerateSpecWithPlatform(ctx, nil, "linux/amd64", &containers.Container{ID: "t"}, opts...)
 	if err != nil {
 		t.Fatalf("generate spec: %v", err)

@@ -20,6 +20,7 @@ import (
 	"github.com/airlock/airlock/images"
 	"github.com/airlock/airlock/policies/execpolicy"
 	"github.com/airlock/airlock/sandbox/agent"
+	"github.com/airlock/airlock/sandbox/footprint"
 	"github.com/airlock/airlock/sandbox/job"
 	"github.com/airlock/airlock/sandbox/toolgw"
 )
@@ -37,7 +38,7 @@ var errNotATool = errors.New("not a tool of the tools image")
 // socket and nothing else.
 func prepareRunDir(dir string) (string, error) {
 	run := filepath.Join(dir, "run")
-	if err := MkdirTraversable(filepath.Join(run, filepath.Dir(toolsSocket))); err != nil {
+	if err := footprint.MkdirTraversable(filepath.Join(run, filepath.Dir(toolsSocket))); err != nil {
 		return "", err
 	}
 	if err := os.Chmod(run, 0o711); err != nil {

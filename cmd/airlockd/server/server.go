@@ -37,6 +37,7 @@ import (
 	"github.com/airlock/airlock/sandbox"
 	"github.com/airlock/airlock/sandbox/egress"
 	"github.com/airlock/airlock/sandbox/embedded"
+	"github.com/airlock/airlock/sandbox/footprint"
 	"github.com/airlock/airlock/sandbox/job"
 )
 
@@ -205,7 +206,7 @@ func Start(ctx context.Context, o Options) (_ *Server, retErr error) {
 		}
 		agentBin = filepath.Join(filepath.Dir(exe), "airlock-agent")
 	}
-	if err := sandbox.MkdirTraversable(o.StateDir); err != nil {
+	if err := footprint.MkdirTraversable(o.StateDir); err != nil {
 		return nil, fmt.Errorf("state dir: %w", err)
 	}
 	unlock, err := lockStateDir(o.StateDir)
@@ -215,7 +216,7 @@ func Start(ctx context.Context, o Options) (_ *Server, retErr error) {
 	s.push(unlock)
 	for _, p := range profiles.All() {
 		if p.Isolation.UserNamespace {
-			if err := sandbox.CheckTraversable(o.StateDir); err != nil {
+			if err := footprint.CheckTraversable(o.StateDir); err != nil {
 				return nil, fmt.Errorf("profile %s: %w", p.Name, err)
 			}
 			break

@@ -18,8 +18,8 @@ import (
 	"github.com/airlock/airlock/images"
 	"github.com/airlock/airlock/policies"
 	"github.com/airlock/airlock/policies/policy"
-	"github.com/airlock/airlock/sandbox"
 	"github.com/airlock/airlock/sandbox/embedded"
+	"github.com/airlock/airlock/sandbox/footprint"
 )
 
 // benchEnv is a private containerd holding the reader image, as airlockd
@@ -60,12 +60,12 @@ func setupBench(b testing.TB) benchEnv {
 	if _, err := images.Build(&tarball, images.Reader(agentBin)); err != nil {
 		b.Fatal(err)
 	}
-	client, err := containerd.New(d.Address(), containerd.WithDefaultNamespace(sandbox.Namespace))
+	client, err := containerd.New(d.Address(), containerd.WithDefaultNamespace(footprint.Namespace))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer client.Close()
-	nctx := namespaces.WithNamespace(ctx, sandbox.Namespace)
+	nctx := namespaces.WithNamespace(ctx, footprint.Namespace)
 	imported, err := client.Import(nctx, &tarball)
 	if err != nil || len(imported) != 1 {
 		b.Fatalf("import: %v, %v", imported, err)
@@ -140,12 +140,12 @@ func TestBaselines_LeaveNothingBehind(t *testing.T) {
 		t.Fatalf("runc baseline: %v, %+v", err, st)
 	}
 
-	client, err := containerd.New(env.address, containerd.WithDefaultNamespace(sandbox.Namespace))
+	client, err := containerd.New(env.address, containerd.WithDefaultNamespace(footprint.Namespace))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer client.Close()
-	nctx := namespaces.WithNamespace(ctx, sandbox.Namespace)
+	nctx := namespaces.WithNamespace(ctx, footprint.Namespace)
 	if cs, err := client.Containers(nctx); err != nil || len(cs) > 0 {
 		t.Errorf("containers left: %d, %v", len(cs), err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/containerd/containerd/oci"
 
 	"github.com/airlock/airlock/sandbox"
+	"github.com/airlock/airlock/sandbox/footprint"
 )
 
 // snapshotter is the one Airlock's runner uses.
@@ -56,7 +57,7 @@ func newContainerdBench(ctx context.Context, address, image string, b Baseline) 
 	if err := b.check(); err != nil {
 		return nil, err
 	}
-	client, err := containerd.New(address, containerd.WithDefaultNamespace(sandbox.Namespace), containerd.WithTimeout(10*time.Second))
+	client, err := containerd.New(address, containerd.WithDefaultNamespace(footprint.Namespace), containerd.WithTimeout(10*time.Second))
 	if err != nil {
 		return nil, fmt.Errorf("connect to containerd at %s: %w", address, err)
 	}
@@ -66,7 +67,7 @@ func newContainerdBench(ctx context.Context, address, image string, b Baseline) 
 			cb.Close()
 		}
 	}()
-	if cb.img, err = readyImage(namespaces.WithNamespace(ctx, sandbox.Namespace), client, image, address); err != nil {
+	if cb.img, err = readyImage(namespaces.WithNamespace(ctx, footprint.Namespace), client, image, address); err != nil {
 		return nil, err
 	}
 	if cb.root, err = mkWorkDir("", "airlock-bench-containerd-"); err != nil {
@@ -88,7 +89,7 @@ func (cb *containerdBench) Close() {
 }
 
 func (cb *containerdBench) run(ctx context.Context) error {
-	return runContainer(namespaces.WithNamespace(ctx, sandbox.Namespace), cb.client, cb.img, cb.dir, cb.b, &cb.phases)
+	return runContainer(namespaces.WithNamespace(ctx, footprint.Namespace), cb.client, cb.img, cb.dir, cb.b, &cb.phases)
 }
 
 // readyImage returns image if containerd holds it unpacked, and otherwise
@@ -96,7 +97,7 @@ func (cb *containerdBench) run(ctx context.Context) error {
 func readyImage(ctx context.Context, client *containerd.Client, ref, address string) (containerd.Image, error) {
 	img, err := client.GetImage(ctx, ref)
 	if errdefs.IsNotFound(err) {
-		return nil, fmt.Errorf("image %s is not in containerd at %s (namespace %s): start airlockd once against this containerd, and it imports the image", ref, address, sandbox.Namespace)
+		return nil, fmt.Errorf("image %s is not in containerd at %s (namespace %s): start airlockd once against this containerd, and it imports the image", ref, address, footprint.Namespace)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("look up image %s: %w", ref, err)

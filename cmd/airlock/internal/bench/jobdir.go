@@ -16,6 +16,7 @@ import (
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
 	"github.com/airlock/airlock/sandbox"
 	"github.com/airlock/airlock/sandbox/agent"
+	"github.com/airlock/airlock/sandbox/footprint"
 )
 
 // Baseline configures RunContainerd and RunRunc.
@@ -74,7 +75,7 @@ func newJobDir(root string, b Baseline) (*jobDir, error) {
 	}
 	if p.ToolGateway() {
 		d.run = filepath.Join(root, "run")
-		if err := sandbox.MkdirTraversable(d.run); err != nil {
+		if err := footprint.MkdirTraversable(d.run); err != nil {
 			return nil, err
 		}
 	}
@@ -183,7 +184,7 @@ func mkWorkDir(parent, pattern string) (string, error) {
 		os.RemoveAll(dir)
 		return "", err
 	}
-	if err := sandbox.CheckTraversable(dir); err != nil {
+	if err := footprint.CheckTraversable(dir); err != nil {
 		os.RemoveAll(dir)
 		return "", err
 	}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/airlock/airlock/sandbox"
+	"github.com/airlock/airlock/sandbox/footprint"
 	"github.com/airlock/airlock/sandbox/netns"
 )
 
@@ -82,7 +82,7 @@ func CountLeftovers(stateDir string) (Leftovers, error) {
 // are dir or below it.
 func countMountsUnder(r io.Reader, dir string) (int, error) {
 	dir = strings.TrimSuffix(dir, "/")
-	mps, err := sandbox.MountPoints(r)
+	mps, err := footprint.MountPoints(r)
 	n := 0
 	for _, mp := range mps {
 		if mp == dir || strings.HasPrefix(mp, dir+"/") {

@@ -27,6 +27,7 @@ import (
 	"github.com/airlock/airlock/images"
 	"github.com/airlock/airlock/sandbox"
 	"github.com/airlock/airlock/sandbox/agent"
+	"github.com/airlock/airlock/sandbox/footprint"
 )
 
 // RootfsDir is the directory under a bundle root that RunRunc runs.
@@ -36,12 +37,12 @@ const RootfsDir = "rootfs"
 // dir/rootfs. The layers come from containerd's content store, so the raw
 // runc baseline runs the very bytes the other two do.
 func ExtractRootfs(ctx context.Context, address, image, dir string) error {
-	client, err := containerd.New(address, containerd.WithDefaultNamespace(sandbox.Namespace), containerd.WithTimeout(10*time.Second))
+	client, err := containerd.New(address, containerd.WithDefaultNamespace(footprint.Namespace), containerd.WithTimeout(10*time.Second))
 	if err != nil {
 		return fmt.Errorf("connect to containerd at %s: %w", address, err)
 	}
 	defer client.Close()
-	ctx = namespaces.WithNamespace(ctx, sandbox.Namespace)
+	ctx = namespaces.WithNamespace(ctx, footprint.Namespace)
 	img, err := readyImage(ctx, client, image, address)
 	if err != nil {
 		return err
@@ -138,7 +139,7 @@ func newRuncBench(ctx context.Context, bundleRoot string, b Baseline) (_ *runcBe
 		return nil, err
 	}
 	const placeholder = "airlock-bench-placeholder"
-	rb.tmpl, err = oci.GenerateSpec(namespaces.WithNamespace(ctx, sandbox.Namespace), nil, &containers.Container{ID: placeholder},
+	rb.tmpl, err = oci.GenerateSpec(namespaces.WithNamespace(ctx, footprint.Namespace), nil, &containers.Container{ID: placeholder},
 		sandbox.SpecFor(placeholder, b.Profile, sandbox.JobPaths{Input: rb.dir.input, Output: placeholder, Run: rb.dir.run})...)
 	if err != nil {
 		return nil, fmt.Errorf("generate spec: %w", err)

@@ -14,7 +14,7 @@ import (
 
 	"github.com/airlock/airlock/broker/auth"
 	"github.com/airlock/airlock/policies"
-	"github.com/airlock/airlock/sandbox"
+	"github.com/airlock/airlock/sandbox/footprint"
 )
 
 // configIDs are the checks that judge the Config rather than the host, so
@@ -85,7 +85,7 @@ func goodConfig(t *testing.T) Config {
 	if err := os.Chmod(state, 0o711); err != nil {
 		t.Fatal(err)
 	}
-	if err := sandbox.CheckTraversable(state); err != nil {
+	if err := footprint.CheckTraversable(state); err != nil {
 		t.Skipf("the temp dir cannot hold a user-namespace state dir: %v", err)
 	}
 	token := func(name string) string {

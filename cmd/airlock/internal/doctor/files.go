@@ -10,7 +10,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/airlock/airlock/sandbox"
+	"github.com/airlock/airlock/sandbox/footprint"
 )
 
 // checkStateDir checks the state dir airlockd keeps job dirs and its
@@ -73,7 +73,7 @@ func checkStateDir(_ context.Context, e *env) result {
 		if !known {
 			sev, who = Warn, "the profiles did not load; it matters if one uses isolation.userNamespace"
 		}
-		if err := sandbox.CheckTraversable(dir); err != nil {
+		if err := footprint.CheckTraversable(dir); err != nil {
 			f.add(sev, fmt.Sprintf("%v; %s", err, who), "chmod o+x on each directory named, or move the state dir")
 		}
 	}

@@ -10,7 +10,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/airlock/airlock/sandbox"
+	"github.com/airlock/airlock/sandbox/footprint"
 	"github.com/airlock/airlock/sandbox/netns"
 )
 
@@ -90,7 +90,7 @@ func checkLeftoverMounts(_ context.Context, e *env) result {
 	}
 	defer f.Close()
 	var found []string
-	mps, err := sandbox.MountPoints(f)
+	mps, err := footprint.MountPoints(f)
 	if err != nil {
 		return result{sev: Warn, detail: fmt.Sprintf("cannot read mountinfo: %v", err), fix: "mount /proc"}
 	}
@@ -112,10 +112,10 @@ func checkLeftoverCgroups(_ context.Context, e *env) result {
 	seen := map[string]int{}
 	busy, others := 0, 0
 	for _, pattern := range []string{
-		cgroupRoot + "/*/" + sandbox.Namespace + "/*/airlock-*",
-		cgroupRoot + "/*/" + sandbox.Namespace + "/airlock-*",
-		cgroupRoot + "/" + sandbox.Namespace + "/*/airlock-*",
-		cgroupRoot + "/" + sandbox.Namespace + "/airlock-*",
+		cgroupRoot + "/*/" + footprint.Namespace + "/*/airlock-*",
+		cgroupRoot + "/*/" + footprint.Namespace + "/airlock-*",
+		cgroupRoot + "/" + footprint.Namespace + "/*/airlock-*",
+		cgroupRoot + "/" + footprint.Namespace + "/airlock-*",
 	} {
 		m, _ := filepath.Glob(pattern)
 		for _, p := range m {
@@ -124,7 +124,7 @@ func checkLeftoverCgroups(_ context.Context, e *env) result {
 			}
 			// One run shows up once per v1 controller; name it once.
 			rel, _ := filepath.Rel(cgroupRoot, p)
-			if parts := strings.SplitN(rel, "/", 2); len(parts) == 2 && parts[0] != sandbox.Namespace {
+			if parts := strings.SplitN(rel, "/", 2); len(parts) == 2 && parts[0] != footprint.Namespace {
 				rel = parts[1]
 			}
 			i, ok := seen[rel]
@@ -132,7 +132,7 @@ func checkLeftoverCgroups(_ context.Context, e *env) result {
 				i = len(found)
 				seen[rel] = i
 				found = append(found, "/"+rel)
-				if !strings.HasPrefix(rel, sandbox.Namespace+"/"+mine+"/") {
+				if !strings.HasPrefix(rel, footprint.Namespace+"/"+mine+"/") {
 					others++
 				}
 			}
@@ -155,4 +155,4 @@ func checkLeftoverCgroups(_ context.Context, e *env) result {
 }
 
 // cgroupInstance is the cgroup level naming the broker of a state dir.
-func cgroupInstance(stateDir string) string { return sandbox.InstanceID(absPath(stateDir)) }
+func cgroupInstance(stateDir string) string { return footprint.InstanceID(absPath(stateDir)) }

@@ -1,4 +1,4 @@
-package sandbox
+package footprint
 
 import "testing"
 
