@@ -377,9 +377,7 @@ func (r *Runner) run(ctx context.Context, b *box, j *job.Job) (*job.Outcome, err
 		// Closing the session ends the job's tunnels and makes its log
 		// final; the deferred close is then a no-op.
 		_ = session.Close()
-		for _, a := range session.Log() {
-			out.Egress = append(out.Egress, attempt(a))
-		}
+		out.Egress = session.Log()
 	}
 	oom, peak, cpu := usage(waitCtx, b.task)
 	out.CPU = cpu

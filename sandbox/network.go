@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 
 	"github.com/airlock/airlock/policies/policy"
 	"github.com/airlock/airlock/sandbox/egress"
@@ -17,7 +16,7 @@ const DefaultProxyPort = 3128
 // jobPolicy is the proxy's view of the job: its (possibly tightened)
 // egress entries and the services the broker resolved.
 func jobPolicy(j *job.Job) (egress.JobPolicy, error) {
-	jp := egress.JobPolicy{JobID: j.ID, Services: map[string]egress.ResolvedService{}}
+	jp := egress.JobPolicy{JobID: j.ID, Services: j.Services, OnAttempt: j.OnEgress}
 	for _, e := range j.Policy.Network.Egress {
 		rule, err := policy.ParseEgress(e)
 		if err != nil {
@@ -25,28 +24,10 @@ func jobPolicy(j *job.Job) (egress.JobPolicy, error) {
 		}
 		jp.Egress = append(jp.Egress, rule)
 	}
-	for alias, svc := range j.Services {
-		u, err := url.Parse(svc.Upstream)
-		if err != nil {
-			return jp, fmt.Errorf("service %s: upstream: %w", alias, err)
-		}
-		jp.Services[alias] = egress.ResolvedService{Upstream: u, Header: svc.Header, Secret: svc.Secret}
-	}
 	if len(j.Policy.Network.Services) != len(j.Services) {
 		return jp, fmt.Errorf("the profile names %d services but %d were resolved", len(j.Policy.Network.Services), len(j.Services))
 	}
-	if j.OnEgress != nil {
-		on := j.OnEgress
-		jp.OnAttempt = func(a egress.Attempt) { on(attempt(a)) }
-	}
 	return jp, nil
-}
-
-func attempt(a egress.Attempt) job.EgressAttempt {
-	return job.EgressAttempt{
-		Time: a.Time, Method: a.Method, Host: a.Host, Port: a.Port, Allowed: a.Allowed,
-		Reason: a.Reason, BytesUp: a.BytesUp, BytesDown: a.BytesDown,
-	}
 }
 
 // ProxyEnv is the environment that points a sandbox at its proxy. It is

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/airlock/airlock/sandbox/job"
 )
 
 // hopByHop are the fields that describe one connection, not the message,
@@ -42,12 +44,12 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b 
 
 // forward carries one absolute-form request upstream and its response back,
 // and reports whether the connection can carry another request.
-func (c *clientConn) forward(s *Session, head *requestHead, t target, a Attempt) bool {
+func (c *clientConn) forward(s *Session, head *requestHead, t target, a job.EgressAttempt) bool {
 	pathQuery := requestPath(head.target)
 	var (
 		out    *url.URL
 		addrs  []netip.AddrPort
-		svc    ResolvedService
+		svc    service
 		status int
 	)
 	if alias, ok := aliasOf(t); ok {
@@ -158,7 +160,7 @@ func (c *clientConn) forward(s *Session, head *requestHead, t target, a Attempt)
 }
 
 // fail answers an allowed request that could not be carried out.
-func (c *clientConn) fail(s *Session, a Attempt, status int, reason string) {
+func (c *clientConn) fail(s *Session, a job.EgressAttempt, status int, reason string) {
 	a.Reason += "; " + reason
 	s.record(a)
 	c.writeRefusal(status, reason)

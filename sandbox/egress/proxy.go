@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/airlock/airlock/sandbox/job"
 )
 
 // Defaults for the zero values of Config.
@@ -274,7 +276,7 @@ func (p *Proxy) dial(ctx context.Context, addrs []netip.AddrPort) (*idleConn, er
 	return nil, errors.Join(errs...)
 }
 
-func (p *Proxy) logAttempt(jobID string, a Attempt) {
+func (p *Proxy) logAttempt(jobID string, a job.EgressAttempt) {
 	level := slog.LevelDebug
 	if !a.Allowed {
 		level = slog.LevelInfo
@@ -351,7 +353,7 @@ func (c *clientConn) serveRequest(s *Session, src netip.Addr, capped bool) bool 
 	c.conn.setReadDeadline(time.Now().Add(c.p.cfg.ReadHeaderTimeout))
 	head, err := readHead(c.br)
 	c.conn.setReadDeadline(time.Time{})
-	a := Attempt{Time: time.Now()}
+	a := job.EgressAttempt{Time: time.Now()}
 	if err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isTimeout(err) || errors.Is(err, net.ErrClosed) {
 			return false
@@ -399,7 +401,7 @@ func (c *clientConn) serveRequest(s *Session, src netip.Addr, capped bool) bool 
 
 // refuse answers a request the proxy will not carry, records the attempt
 // and ends the connection.
-func (c *clientConn) refuse(s *Session, src netip.Addr, a Attempt, status int, reason string) {
+func (c *clientConn) refuse(s *Session, src netip.Addr, a job.EgressAttempt, status int, reason string) {
 	a.Allowed, a.Reason = false, reason
 	if s != nil {
 		s.record(a)

@@ -11,6 +11,8 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/airlock/airlock/sandbox/job"
 )
 
 func TestEgress_AllowsFetchOfAllowlistedHost(t *testing.T) {
@@ -330,8 +332,8 @@ func TestEgress_OnAttemptStreamsEveryAttempt(t *testing.T) {
 	h := newHarness(t, Config{})
 	o := newOrigin(t, nil)
 	h.host("allowed.test", "11.22.33.1", o)
-	got := make(chan Attempt, 10)
-	h.registerJob(JobPolicy{JobID: "j", Egress: rules(t, "allowed.test:80"), OnAttempt: func(a Attempt) { got <- a }})
+	got := make(chan job.EgressAttempt, 10)
+	h.registerJob(JobPolicy{JobID: "j", Egress: rules(t, "allowed.test:80"), OnAttempt: func(a job.EgressAttempt) { got <- a }})
 	h.get(jobSrc, "http://allowed.test/")
 	h.get(jobSrc, "http://denied.test/")
 	// An attempt is reported when it ends, so the order may vary.

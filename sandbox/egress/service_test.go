@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/airlock/airlock/policies/policy"
+	"github.com/airlock/airlock/sandbox/job"
 )
 
 const testSecret = "Bearer sk-test-0123456789abcdef"
@@ -46,13 +46,9 @@ func newModelAPI(t *testing.T) *modelAPI {
 }
 
 func (h *harness) registerService(t *testing.T, m *modelAPI, base string) *Session {
-	u, err := url.Parse(m.URL + base)
-	if err != nil {
-		t.Fatal(err)
-	}
 	return h.registerJob(JobPolicy{
 		JobID:    "svc",
-		Services: map[string]ResolvedService{"model": {Upstream: u, Header: "authorization", Secret: []byte(testSecret)}},
+		Services: map[string]job.Service{"model": {Upstream: m.URL + base, Header: "authorization", Secret: []byte(testSecret)}},
 	})
 }
 
@@ -108,8 +104,7 @@ func TestService_InjectsCredentialAndJobNeverSeesIt(t *testing.T) {
 func TestService_HTTPUpstreamAndQueryJoin(t *testing.T) {
 	o := newOrigin(t, nil)
 	h := newHarness(t, Config{})
-	u, _ := url.Parse(o.URL + "/base/?key=fixed")
-	h.registerJob(JobPolicy{JobID: "svc", Services: map[string]ResolvedService{"plain": {Upstream: u}}})
+	h.registerJob(JobPolicy{JobID: "svc", Services: map[string]job.Service{"plain": {Upstream: o.URL + "/base/?key=fixed"}}})
 	if code, _, _ := h.get(jobSrc, "http://plain.airlock.internal/x%20y?q=1"); code != 200 {
 		t.Fatalf("got %d", code)
 	}
@@ -169,17 +164,17 @@ func TestRegister_RefusesUnsafePolicies(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	up, _ := url.Parse("https://api.example")
+	up := "https://api.example"
 	tests := []struct {
 		name string
 		job  JobPolicy
 		want error
 	}{
 		{"no job ID", JobPolicy{}, ErrInvalidJob},
-		{"header without secret", JobPolicy{JobID: "j", Services: map[string]ResolvedService{"m": {Upstream: up, Header: "Authorization"}}}, ErrSecretMissing},
-		{"secret with newline", JobPolicy{JobID: "j", Services: map[string]ResolvedService{"m": {Upstream: up, Header: "Authorization", Secret: []byte("a\r\nX-Evil: 1")}}}, ErrInvalidJob},
-		{"no upstream", JobPolicy{JobID: "j", Services: map[string]ResolvedService{"m": {}}}, ErrInvalidJob},
-		{"alias not a label", JobPolicy{JobID: "j", Services: map[string]ResolvedService{"a.b": {Upstream: up}}}, ErrInvalidJob},
+		{"header without secret", JobPolicy{JobID: "j", Services: map[string]job.Service{"m": {Upstream: up, Header: "Authorization"}}}, ErrSecretMissing},
+		{"secret with newline", JobPolicy{JobID: "j", Services: map[string]job.Service{"m": {Upstream: up, Header: "Authorization", Secret: []byte("a\r\nX-Evil: 1")}}}, ErrInvalidJob},
+		{"no upstream", JobPolicy{JobID: "j", Services: map[string]job.Service{"m": {}}}, ErrInvalidJob},
+		{"alias not a label", JobPolicy{JobID: "j", Services: map[string]job.Service{"a.b": {Upstream: up}}}, ErrInvalidJob},
 		{"port 0 rule", JobPolicy{JobID: "j", Egress: []policy.EgressRule{{Host: "a.example"}}}, ErrInvalidJob},
 		{"wildcard IP rule", JobPolicy{JobID: "j", Egress: []policy.EgressRule{{Host: "10.0.0.1", Wildcard: true, Port: 80}}}, ErrInvalidJob},
 	}
@@ -239,24 +234,5 @@ func TestResolveSecret_ReadsReferencesAndFailsClearly(t *testing.T) {
 		if err != nil && strings.Contains(err.Error(), "sk-") {
 			t.Errorf("ResolveSecret(%q) error quotes a secret: %v", tt.ref, err)
 		}
-	}
-}
-
-func TestNewJobPolicy_FailsJobWhoseSecretIsMissing(t *testing.T) {
-	n := policy.Network{
-		Mode:     "allowlist",
-		Egress:   []string{"api.example:443", "*.cdn.example:443"},
-		Services: map[string]policy.Service{"model": {Upstream: "https://api.example/v1", Inject: policy.Inject{Header: "Authorization", SecretRef: "env:AIRLOCK_TEST_MISSING_KEY"}}},
-	}
-	if _, err := NewJobPolicy("j", n); !errors.Is(err, ErrSecretMissing) || !strings.Contains(err.Error(), "AIRLOCK_TEST_MISSING_KEY") {
-		t.Errorf("err = %v, want ErrSecretMissing naming the variable", err)
-	}
-	t.Setenv("AIRLOCK_TEST_MISSING_KEY", "Bearer k")
-	jp, err := NewJobPolicy("j", n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(jp.Egress) != 2 || string(jp.Services["model"].Secret) != "Bearer k" || jp.Services["model"].Upstream.Host != "api.example" {
-		t.Errorf("policy = %+v", jp)
 	}
 }

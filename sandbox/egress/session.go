@@ -11,9 +11,9 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/airlock/airlock/policies/policy"
+	"github.com/airlock/airlock/sandbox/job"
 )
 
 // AliasDomain is the domain under which a job names its service aliases:
@@ -35,46 +35,21 @@ type JobPolicy struct {
 	// that literal or by a name that resolves to it on the same port.
 	Egress []policy.EgressRule
 	// Services maps an alias to its upstream, secret already resolved.
-	Services map[string]ResolvedService
+	Services map[string]job.Service
 	// OnAttempt, if set, is called with every attempt as it ends, on the
 	// connection's goroutine: it must not block for long.
-	OnAttempt func(Attempt)
+	OnAttempt func(job.EgressAttempt)
 }
 
-// ResolvedService is a service alias with its credential in hand.
-type ResolvedService struct {
-	// Upstream is the http or https base URL that alias requests go to; the
-	// request's path is appended to its path.
+// service is a job.Service as the proxy forwards it: its upstream parsed
+// and checked, its header canonical, its secret the proxy's own copy.
+type service struct {
+	// Upstream is the http or https base URL that alias requests go to.
 	Upstream *url.URL
 	// Header is the credential header the proxy sets; empty for none.
 	Header string
-	// Secret is Header's value. It never leaves the proxy except towards
-	// Upstream.
+	// Secret is Header's value.
 	Secret []byte
-}
-
-// Attempt is one request or tunnel a job tried, whatever the outcome.
-type Attempt struct {
-	// Time is when the request head was read.
-	Time time.Time
-	// Method is the HTTP method, CONNECT for a tunnel; empty when the
-	// request could not be parsed.
-	Method string
-	// Host is the normalized target host (the alias host for a service);
-	// empty when no target could be read.
-	Host string
-	// Port is the target port.
-	Port uint16
-	// Allowed reports whether the proxy let the attempt through towards a
-	// destination. An allowed attempt can still fail upstream; Reason then
-	// says how. A name that cannot be resolved is not allowed.
-	Allowed bool
-	// Reason explains the decision and any failure; it never holds a
-	// secret or content.
-	Reason string
-	// BytesUp and BytesDown are body bytes (tunnel bytes for CONNECT) sent
-	// towards and received from the destination.
-	BytesUp, BytesDown int64
 }
 
 // Stats are a session's totals, exact even when its log is full.
@@ -95,8 +70,8 @@ type Session struct {
 	src      netip.Addr
 	jobID    string
 	rules    allowlist
-	services map[string]ResolvedService
-	notify   func(Attempt)
+	services map[string]service
+	notify   func(job.EgressAttempt)
 	// transport carries this job's plain-http and service requests. It is
 	// the job's own, so that no pooled upstream connection is ever shared
 	// between jobs.
@@ -109,7 +84,7 @@ type Session struct {
 	mu     sync.Mutex
 	closed bool
 	conns  map[*clientConn]struct{}
-	log    []Attempt
+	log    []job.EgressAttempt
 	stats  Stats
 	// moved is BytesUp+BytesDown, checked against MaxBytes.
 	moved int64
@@ -118,29 +93,28 @@ type Session struct {
 // Register starts routing connections from src to job's policy and returns
 // the session that records them. src is the job's address as the proxy
 // sees it; IPv4-mapped IPv6 is unmapped.
-func (p *Proxy) Register(src netip.Addr, job JobPolicy) (*Session, error) {
+func (p *Proxy) Register(src netip.Addr, jp JobPolicy) (*Session, error) {
 	if !src.IsValid() {
 		return nil, fmt.Errorf("%w: invalid source address", ErrInvalidJob)
 	}
 	src = src.Unmap().WithZone("")
-	if job.JobID == "" {
+	if jp.JobID == "" {
 		return nil, fmt.Errorf("%w: JobID is required", ErrInvalidJob)
 	}
-	rules, err := newAllowlist(job.Egress)
+	rules, err := newAllowlist(jp.Egress)
 	if err != nil {
-		return nil, fmt.Errorf("%w: job %s: %w", ErrInvalidJob, job.JobID, err)
+		return nil, fmt.Errorf("%w: job %s: %w", ErrInvalidJob, jp.JobID, err)
 	}
-	services := make(map[string]ResolvedService, len(job.Services))
-	for alias, svc := range job.Services {
-		if err := checkService(alias, svc); err != nil {
-			return nil, fmt.Errorf("%w: job %s: service %q: %w", ErrInvalidJob, job.JobID, alias, err)
+	services := make(map[string]service, len(jp.Services))
+	for alias, js := range jp.Services {
+		svc, err := parseService(alias, js)
+		if err != nil {
+			return nil, fmt.Errorf("%w: job %s: service %q: %w", ErrInvalidJob, jp.JobID, alias, err)
 		}
-		svc.Header = http.CanonicalHeaderKey(svc.Header)
-		svc.Secret = bytes.Clone(svc.Secret)
 		services[strings.ToLower(alias)] = svc
 	}
 	s := &Session{
-		p: p, src: src, jobID: job.JobID, rules: rules, services: services, notify: job.OnAttempt,
+		p: p, src: src, jobID: jp.JobID, rules: rules, services: services, notify: jp.OnAttempt,
 		conns: map[*clientConn]struct{}{},
 	}
 	s.transport = p.newTransport(s)
@@ -157,43 +131,22 @@ func (p *Proxy) Register(src netip.Addr, job JobPolicy) (*Session, error) {
 	return s, nil
 }
 
-// NewJobPolicy builds a job's JobPolicy from its profile's network section,
-// resolving every service secret with ResolveSecret. Any failure fails the
-// whole job: a service without its credential must not run.
-func NewJobPolicy(jobID string, n policy.Network) (JobPolicy, error) {
-	jp := JobPolicy{JobID: jobID}
-	for _, e := range n.Egress {
-		r, err := policy.ParseEgress(e)
-		if err != nil {
-			return JobPolicy{}, fmt.Errorf("%w: egress entry %q: %v", ErrInvalidJob, e, err)
-		}
-		jp.Egress = append(jp.Egress, r)
+// parseService parses and checks a job's service. The upstream is never
+// quoted in an error: it could carry a credential.
+func parseService(alias string, js job.Service) (service, error) {
+	u, err := url.Parse(js.Upstream)
+	if err != nil || js.Upstream == "" {
+		return service{}, fmt.Errorf("upstream is not a URL")
 	}
-	if len(n.Services) > 0 {
-		jp.Services = make(map[string]ResolvedService, len(n.Services))
+	svc := service{Upstream: u, Header: http.CanonicalHeaderKey(js.Header), Secret: bytes.Clone(js.Secret)}
+	if err := checkService(alias, svc); err != nil {
+		return service{}, err
 	}
-	for alias, svc := range n.Services {
-		u, err := url.Parse(svc.Upstream)
-		if err != nil {
-			// The upstream is not quoted: it could carry a credential.
-			return JobPolicy{}, fmt.Errorf("%w: service %q: upstream is not a URL", ErrInvalidJob, alias)
-		}
-		rs := ResolvedService{Upstream: u, Header: svc.Inject.Header}
-		if svc.Inject.Header != "" || svc.Inject.SecretRef != "" {
-			if rs.Secret, err = ResolveSecret(svc.Inject.SecretRef); err != nil {
-				return JobPolicy{}, fmt.Errorf("service %q: %w", alias, err)
-			}
-		}
-		if err := checkService(alias, rs); err != nil {
-			return JobPolicy{}, fmt.Errorf("%w: service %q: %w", ErrInvalidJob, alias, err)
-		}
-		jp.Services[alias] = rs
-	}
-	return jp, nil
+	return svc, nil
 }
 
 // checkService refuses a service the proxy could not forward safely.
-func checkService(alias string, svc ResolvedService) error {
+func checkService(alias string, svc service) error {
 	if !policy.ValidLabel(strings.ToLower(alias)) {
 		return fmt.Errorf("alias is not a DNS label")
 	}
@@ -236,7 +189,7 @@ func (s *Session) JobID() string { return s.jobID }
 
 // Log returns a copy of the attempts so far, oldest first, up to the
 // proxy's MaxLogEntries.
-func (s *Session) Log() []Attempt {
+func (s *Session) Log() []job.EgressAttempt {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.log)
@@ -326,7 +279,7 @@ func (s *Session) overCap() bool {
 }
 
 // record appends a to the log and passes it on.
-func (s *Session) record(a Attempt) {
+func (s *Session) record(a job.EgressAttempt) {
 	s.mu.Lock()
 	if a.Allowed {
 		s.stats.Allowed++

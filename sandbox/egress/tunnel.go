@@ -8,13 +8,15 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+
+	"github.com/airlock/airlock/sandbox/job"
 )
 
 // tunnel serves a CONNECT: it checks and dials the target, then relays
 // bytes both ways until both sides are done, the session ends, the job's
 // byte cap is reached or the tunnel idles out. The connection carries
 // nothing else afterwards.
-func (c *clientConn) tunnel(s *Session, head *requestHead, t target, a Attempt) {
+func (c *clientConn) tunnel(s *Session, head *requestHead, t target, a job.EgressAttempt) {
 	if _, ok := aliasOf(t); ok {
 		c.refuse(s, netip.Addr{}, a, http.StatusForbidden, "service aliases take plain http://<alias>."+AliasDomain+"/ requests; the proxy adds TLS")
 		return

@@ -81,23 +81,44 @@ type ExecDecision struct {
 	Done func(exitCode int)
 }
 
-// Service is a resolved service alias.
+// Service is a profile's service alias (policy.Service) with its secret
+// resolved by the broker, for the egress proxy to inject. The proxy checks
+// it again when the job registers.
 type Service struct {
+	// Upstream is the http or https base URL that alias requests go to; the
+	// request's path is appended to its path.
 	Upstream string
-	Header   string
-	Secret   []byte
+	// Header is the credential header the proxy sets; empty for none.
+	Header string
+	// Secret is Header's value. It never leaves the proxy except towards
+	// Upstream, and never enters the sandbox.
+	Secret []byte
 }
 
-// EgressAttempt is one connection or request the job's egress proxy saw.
+// EgressAttempt is one request or tunnel a job tried through its egress
+// proxy, whatever the outcome. Host and Reason come from the proxy, but
+// Host is what the job asked for: it is hostile text.
 type EgressAttempt struct {
-	Time      time.Time
-	Method    string
-	Host      string
-	Port      uint16
-	Allowed   bool
-	Reason    string
-	BytesUp   int64
-	BytesDown int64
+	// Time is when the request head was read.
+	Time time.Time
+	// Method is the HTTP method, CONNECT for a tunnel; empty when the
+	// request could not be parsed.
+	Method string
+	// Host is the normalized target host (the alias host for a service);
+	// empty when no target could be read.
+	Host string
+	// Port is the target port.
+	Port uint16
+	// Allowed reports whether the proxy let the attempt through towards a
+	// destination. An allowed attempt can still fail upstream; Reason then
+	// says how. A name that cannot be resolved is not allowed.
+	Allowed bool
+	// Reason explains the decision and any failure; it never holds a
+	// secret or content.
+	Reason string
+	// BytesUp and BytesDown are body bytes (tunnel bytes for CONNECT) sent
+	// towards and received from the destination.
+	BytesUp, BytesDown int64
 }
 
 // Content is one piece of untrusted input.
