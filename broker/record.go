@@ -90,12 +90,9 @@ func (s *Server) observe(rec audit.Record, resp *airlockv1.SpawnResponse, owner 
 		s.metrics.Sanitizer.WithLabelValues(kind).Add(float64(n))
 	}
 	for _, e := range resp.GetEgress() {
-		decision := "denied"
-		if e.Allowed {
-			decision = "allowed"
-		} else {
+		if !e.Allowed {
 			s.anomalies.Observe("egress_denials", owner)
 		}
-		s.metrics.Egress.WithLabelValues(e.Host, decision).Inc()
+		s.metrics.EgressAttempt(e.Host, e.Allowed)
 	}
 }

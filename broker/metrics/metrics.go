@@ -8,7 +8,11 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
+	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -24,18 +28,37 @@ type Metrics struct {
 	Jobs           *prometheus.CounterVec   // profile, verdict
 	SpawnLatency   *prometheus.HistogramVec // phase: spawn|run|total
 	SandboxesLive  prometheus.Gauge
-	Egress         *prometheus.CounterVec // host, decision
+	Egress         *prometheus.CounterVec // host, decision: count with EgressAttempt
 	AuthFailures   *prometheus.CounterVec // reason
 	Sanitizer      *prometheus.CounterVec // kind
 	Anomalies      *prometheus.CounterVec // kind
 	RejectedSpawns *prometheus.CounterVec // reason
+
+	// hosts are the egress host label values in use, at most
+	// MaxEgressHosts: a series, once made, is kept until the broker exits.
+	hostsMu sync.Mutex
+	hosts   map[string]struct{}
 }
+
+// Bounds on the egress host label, whose values come from the sandbox: a
+// hostile job can ask for a new name on every attempt, and each would be a
+// series the broker keeps in memory and every scrape carries.
+const (
+	// MaxEgressHosts caps the distinct host label values; attempts to
+	// further hosts are counted under OtherHost.
+	MaxEgressHosts = 1024
+	// OtherHost is the host label of attempts past MaxEgressHosts.
+	OtherHost = "_other"
+	// maxHostLabelBytes is a DNS name's longest spelling.
+	maxHostLabelBytes = 253
+)
 
 // New creates and registers every metric.
 func New() *Metrics {
 	r := prometheus.NewRegistry()
 	m := &Metrics{
 		Registry: r,
+		hosts:    map[string]struct{}{},
 		Up:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "airlock_up", Help: "1 while the broker serves."}),
 		Jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "airlock_jobs_total", Help: "Finished jobs by profile and verdict."}, []string{"profile", "verdict"}),
@@ -62,6 +85,52 @@ func New() *Metrics {
 // Observe records a phase latency.
 func (m *Metrics) Observe(phase string, d time.Duration) {
 	m.SpawnLatency.WithLabelValues(phase).Observe(d.Seconds())
+}
+
+// EgressAttempt counts one egress attempt by host and decision. The host
+// becomes a valid, bounded label value: invalid UTF-8 and unprintable
+// runes are replaced, a long name is cut, and past MaxEgressHosts distinct
+// hosts it is OtherHost.
+func (m *Metrics) EgressAttempt(host string, allowed bool) {
+	decision := "denied"
+	if allowed {
+		decision = "allowed"
+	}
+	m.Egress.WithLabelValues(m.hostLabel(host), decision).Inc()
+}
+
+func (m *Metrics) hostLabel(host string) string {
+	host = hostLabelValue(host)
+	m.hostsMu.Lock()
+	defer m.hostsMu.Unlock()
+	if _, ok := m.hosts[host]; ok {
+		return host
+	}
+	if len(m.hosts) >= MaxEgressHosts {
+		return OtherHost
+	}
+	m.hosts[host] = struct{}{}
+	return host
+}
+
+// hostLabelValue is host as printable UTF-8 of at most maxHostLabelBytes.
+// WithLabelValues panics on invalid UTF-8, so this is also what keeps a
+// hostile name from taking the broker down.
+func hostLabelValue(host string) string {
+	host = strings.Map(func(r rune) rune {
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			return '\uFFFD'
+		}
+		return r
+	}, strings.ToValidUTF8(host, "\uFFFD"))
+	if len(host) <= maxHostLabelBytes {
+		return host
+	}
+	cut := maxHostLabelBytes
+	for cut > 0 && !utf8.RuneStart(host[cut]) {
+		cut--
+	}
+	return host[:cut]
 }
 
 // Handler serves the registry in the Prometheus text format.
