@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -30,12 +32,24 @@ func TestSpawn_InvalidArgumentNamesTheField(t *testing.T) {
 		{"overrides.timeout", func(r *airlockv1.SpawnRequest) {
 			r.Overrides = &airlockv1.Overrides{Timeout: durationpb.New(-1)}
 		}},
-		{"overrides", func(r *airlockv1.SpawnRequest) { r.Overrides = &airlockv1.Overrides{MemoryBytes: 1 << 40} }},
+		{"overrides.timeout", func(r *airlockv1.SpawnRequest) {
+			r.Overrides = &airlockv1.Overrides{Timeout: durationpb.New(24 * time.Hour)}
+		}},
+		{"overrides.memory_bytes", func(r *airlockv1.SpawnRequest) { r.Overrides = &airlockv1.Overrides{MemoryBytes: 1 << 40} }},
+		{"overrides.output_bytes", func(r *airlockv1.SpawnRequest) { r.Overrides = &airlockv1.Overrides{OutputBytes: 1 << 40} }},
+		{"overrides.egress[0]", func(r *airlockv1.SpawnRequest) {
+			r.Overrides = &airlockv1.Overrides{Egress: []string{"api.example.com"}} // vanilla has no network
+		}},
 		{"task.name", func(r *airlockv1.SpawnRequest) { r.Task.Name = "Rm -rf" }},
 		{"task.params", func(r *airlockv1.SpawnRequest) {
 			r.Task.Params = map[string]string{"k": strings.Repeat("v", 5<<10)}
 		}},
 		{"content", func(r *airlockv1.SpawnRequest) { r.Content = nil }},
+		{"content[2].data", func(r *airlockv1.SpawnRequest) {
+			// The third item takes the total one byte over 32 MiB.
+			half := make([]byte, 16<<20)
+			r.Content = []*airlockv1.Content{{Data: half}, {Data: half}, {Data: []byte("x")}}
+		}},
 		{"result_schema", func(r *airlockv1.SpawnRequest) { r.ResultSchema = `{"type":` }},
 	}
 	for _, tt := range tests {
@@ -58,8 +72,10 @@ func TestSpawn_InvalidArgumentNamesTheField(t *testing.T) {
 			if len(violations) != 1 || violations[0].GetField() != tt.field || violations[0].GetDescription() == "" {
 				t.Errorf("field violations %v, want one for %s", violations, tt.field)
 			}
-			if !strings.Contains(st.Message(), strings.Split(tt.field, ".")[0]) {
-				t.Errorf("message %q does not name %s", st.Message(), tt.field)
+			// The message, kept as it was, names at least the top field.
+			top := strings.FieldsFunc(tt.field, func(r rune) bool { return r == '.' || r == '[' })[0]
+			if !strings.Contains(st.Message(), top) {
+				t.Errorf("message %q does not name %s", st.Message(), top)
 			}
 			if runner.runs.Load() != 0 {
 				t.Error("a refused request ran")
@@ -134,5 +150,63 @@ func TestToStatus_MapsSentinelsAndNothingElse(t *testing.T) {
 	}
 	if broker.ToStatus(nil) != nil {
 		t.Error("ToStatus(nil) is not nil")
+	}
+}
+
+// TestErrorInterceptors_MapWhatHandlersReturn: whatever a handler returns
+// reaches the caller through the same mapping, on unary and stream calls:
+// a sentinel as its code, a status as it was, anything else as Internal.
+func TestErrorInterceptors_MapWhatHandlersReturn(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want codes.Code
+	}{
+		{"nil", nil, codes.OK},
+		{"sentinel", fmt.Errorf("job x: %w", broker.ErrNotFound), codes.NotFound},
+		{"status", status.Error(codes.Unauthenticated, "no token"), codes.Unauthenticated},
+		{"unknown", errors.New("disk on fire"), codes.Internal},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := broker.UnaryErrors(context.Background(), nil, &grpc.UnaryServerInfo{},
+				func(context.Context, any) (any, error) { return nil, tt.err })
+			if status.Code(err) != tt.want {
+				t.Errorf("unary: %v, want %v", err, tt.want)
+			}
+			err = broker.StreamErrors(nil, nil, &grpc.StreamServerInfo{}, func(any, grpc.ServerStream) error { return tt.err })
+			if status.Code(err) != tt.want {
+				t.Errorf("stream: %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestSpawnStream_RefusalsCarryTheirDetails: a stream's refusals are the
+// same codes and details as Spawn's.
+func TestSpawnStream_RefusalsCarryTheirDetails(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(*airlockv1.SpawnRequest)
+		want codes.Code
+	}{
+		{"bad field", func(r *airlockv1.SpawnRequest) { r.ResultSchema = `{"type":` }, codes.InvalidArgument},
+		{"task not allowed", func(r *airlockv1.SpawnRequest) { r.Profile, r.Task.Name = "ironclaw", "fetch" }, codes.FailedPrecondition},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, _ := newBroker(t, &fakeRunner{outcome: rawResult(`{"title":"T"}`)}, testToken, 0)
+			req := request()
+			tt.edit(req)
+			stream, err := c.SpawnStream(ctx(t), &airlockv1.SpawnStreamRequest{Spawn: req})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev, err := stream.Recv()
+			st := status.Convert(err)
+			if st.Code() != tt.want || len(st.Details()) != 1 {
+				t.Fatalf("first event %v, err %v with details %v; want %v with one detail", ev, err, st.Details(), tt.want)
+			}
+		})
 	}
 }

@@ -15,3 +15,9 @@ var ToStatus = toStatus
 
 // FinishedJob is the Job of a finished job's response.
 var FinishedJob = finishedJob
+
+// UnaryErrors and StreamErrors are the error interceptors.
+var (
+	UnaryErrors  = unaryErrors
+	StreamErrors = streamErrors
+)

@@ -103,9 +103,28 @@ func (s *Server) profile(name string, ov *airlockv1.Overrides) (*policy.Profile,
 	}
 	p, err := base.Tighten(o)
 	if err != nil {
-		return nil, badField("overrides", "overrides: %v", err)
+		return nil, badField(overrideField(base, o), "overrides: %v", err)
 	}
 	return p, nil
+}
+
+// overrideField names the override Tighten refused, checking in Tighten's
+// order; "overrides" when it is their combination.
+func overrideField(base *policy.Profile, o policy.Overrides) string {
+	switch {
+	case o.Timeout > base.Limits.Timeout:
+		return "overrides.timeout"
+	case o.MemoryBytes > base.Limits.MemoryBytes:
+		return "overrides.memory_bytes"
+	case o.OutputBytes > base.Limits.OutputBytes:
+		return "overrides.output_bytes"
+	}
+	for i, e := range o.Egress {
+		if _, err := base.Tighten(policy.Overrides{Egress: []string{e}}); err != nil {
+			return fmt.Sprintf("overrides.egress[%d]", i)
+		}
+	}
+	return "overrides"
 }
 
 // contentOf copies the request's content into the job, within the bounds
@@ -118,13 +137,17 @@ func contentOf(items []*airlockv1.Content) ([]job.Content, error) {
 		return nil, badField("content", "%d content items; at most %d", len(items), maxContentItems)
 	}
 	var total int
+	over := -1 // the item that takes the total over the bound
 	content := make([]job.Content, 0, len(items))
-	for _, c := range items {
+	for i, c := range items {
 		total += len(c.GetData())
+		if total > maxContentBytes && over < 0 {
+			over = i
+		}
 		content = append(content, job.Content{Data: c.GetData(), MediaType: c.GetMediaType(), Source: c.GetSource()})
 	}
-	if total > maxContentBytes {
-		return nil, badField("content", "content is %d bytes; at most %d", total, maxContentBytes)
+	if over >= 0 {
+		return nil, badField(fmt.Sprintf("content[%d].data", over), "content is %d bytes; at most %d", total, maxContentBytes)
 	}
 	return content, nil
 }
