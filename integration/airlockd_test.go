@@ -145,29 +145,37 @@ func (d *daemonProc) kill9() {
 }
 
 func (d *daemonProc) waitReady() error {
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		if _, err := os.Stat(d.sock); err == nil {
-			conn, err := client.Dial(d.sock, "", d.tokenFile)
-			if err == nil {
-				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				_, err = conn.Broker.ListProfiles(ctx, &airlockv1.ListProfilesRequest{})
-				cancel()
-				if err == nil {
-					d.conn = conn
-					return nil
-				}
-				conn.Close()
-			}
-		}
+	exited := false
+	answered := waitFor(60*time.Second, func() bool {
 		select {
 		case <-d.exited:
-			return fmt.Errorf("airlockd exited")
+			exited = true
+			return true
 		default:
 		}
-		time.Sleep(100 * time.Millisecond)
+		if _, err := os.Stat(d.sock); err != nil {
+			return false
+		}
+		conn, err := client.Dial(d.sock, "", d.tokenFile)
+		if err != nil {
+			return false
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if _, err := conn.Broker.ListProfiles(ctx, &airlockv1.ListProfilesRequest{}); err != nil {
+			conn.Close()
+			return false
+		}
+		d.conn = conn
+		return true
+	})
+	switch {
+	case exited:
+		return fmt.Errorf("airlockd exited")
+	case !answered:
+		return fmt.Errorf("airlockd did not answer within 60s")
 	}
-	return fmt.Errorf("airlockd did not answer within 60s")
+	return nil
 }
 
 // stop ends airlockd with SIGTERM, as an operator would.

@@ -345,16 +345,9 @@ func checkAbsent(t *testing.T, d *daemonProc, resp *airlockv1.SpawnResponse, sec
 // or network, and health still serving.
 func requireDaemonNothingLeft(t *testing.T, d *daemonProc) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		left := daemonLeftovers(d)
-		if len(left) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("left behind: %v", left)
-		}
-		time.Sleep(200 * time.Millisecond)
+	var left []string
+	if !waitFor(30*time.Second, func() bool { left = daemonLeftovers(d); return len(left) == 0 }) {
+		t.Fatalf("left behind: %v", left)
 	}
 }
 

@@ -67,12 +67,8 @@ func TestAirlockdKilled_RestartReapsWithin10s(t *testing.T) {
 			_, _ = d.conn.Broker.Spawn(ctx, sleepReq(p))
 		}()
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for agentsUnder(d) < len(profiles) {
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d of %d jobs started\n%s", agentsUnder(d), len(profiles), d.log.String())
-		}
-		time.Sleep(100 * time.Millisecond)
+	if !waitFor(60*time.Second, func() bool { return agentsUnder(d) >= len(profiles) }) {
+		t.Fatalf("only %d of %d jobs started\n%s", agentsUnder(d), len(profiles), d.log.String())
 	}
 	d.kill9()
 	wg.Wait()
@@ -84,19 +80,16 @@ func TestAirlockdKilled_RestartReapsWithin10s(t *testing.T) {
 	if err := d.start(); err != nil {
 		t.Fatal(err)
 	}
-	for {
-		left := daemonLeftovers(d)
+	var left []string
+	if !waitFor(10*time.Second, func() bool {
+		left = daemonLeftovers(d)
 		if agentsUnder(d) > 0 {
 			left = append(left, "sandbox shims running")
 		}
-		if len(left) == 0 {
-			break
-		}
-		if time.Since(start) > 10*time.Second {
-			out, _ := exec.Command("sh", "-c", "ps -eo pid,ppid,stat,args | grep -E \"shim|airlock-agent\" | grep -v grep").CombinedOutput()
-			t.Fatalf("10s after restart, still left: %v\n%s\n%s", left, out, d.log.String())
-		}
-		time.Sleep(100 * time.Millisecond)
+		return len(left) == 0
+	}) {
+		out, _ := exec.Command("sh", "-c", "ps -eo pid,ppid,stat,args | grep -E \"shim|airlock-agent\" | grep -v grep").CombinedOutput()
+		t.Fatalf("10s after restart, still left: %v\n%s\n%s", left, out, d.log.String())
 	}
 	t.Logf("reaped %d jobs' sandboxes within %v of restart", len(profiles), time.Since(start))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -129,13 +122,7 @@ func TestContainerdKilled_JobsFailClearlyAndBrokerRecovers(t *testing.T) {
 			verdicts <- resp
 		}()
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for agentsUnder(d) < jobs {
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d of %d jobs started", agentsUnder(d), jobs)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	eventually(t, 60*time.Second, func() bool { return agentsUnder(d) >= jobs }, "fewer than %d jobs started", jobs)
 	pid, err := os.ReadFile(d.dir + "/state/containerd/containerd.pid")
 	if err != nil {
 		t.Fatal(err)
@@ -151,28 +138,20 @@ func TestContainerdKilled_JobsFailClearlyAndBrokerRecovers(t *testing.T) {
 	}
 	// The broker recovers by itself: a new job succeeds.
 	var last error
-	for start := time.Now(); time.Since(start) < 30*time.Second; time.Sleep(500 * time.Millisecond) {
+	if !waitFor(30*time.Second, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
 		resp, err := d.conn.Broker.Spawn(ctx, &airlockv1.SpawnRequest{
 			Profile: "vanilla", Task: &airlockv1.Task{Name: "attack", Params: map[string]string{"attack": `[{"op":"write_result","result":{"title":"back","summary":"ok"}}]`}},
 			Content: []*airlockv1.Content{{Data: []byte("x")}}, ResultSchema: corpusSchema,
 		})
-		cancel()
-		if err == nil && resp.Verdict == airlockv1.Verdict_VERDICT_OK {
-			last = nil
-			break
-		}
 		last = fmt.Errorf("%v %v", resp, err)
-	}
-	if last != nil {
+		return err == nil && resp.Verdict == airlockv1.Verdict_VERDICT_OK
+	}) {
 		t.Fatalf("broker did not recover: %v", last)
 	}
 	requireDaemonNothingLeft(t, d)
-	for start := time.Now(); agentsUnder(d) > 0; time.Sleep(200 * time.Millisecond) {
-		if time.Since(start) > 30*time.Second {
-			t.Fatalf("%d sandboxes still running after recovery", agentsUnder(d))
-		}
-	}
+	eventually(t, 30*time.Second, func() bool { return agentsUnder(d) == 0 }, "sandboxes still running after recovery")
 }
 
 func TestAirlockdSIGTERM_DrainsRunningJobs(t *testing.T) {
@@ -197,11 +176,7 @@ func TestAirlockdSIGTERM_DrainsRunningJobs(t *testing.T) {
 			results <- resp
 		}()
 	}
-	for start := time.Now(); agentsUnder(d) < 2; time.Sleep(50 * time.Millisecond) {
-		if time.Since(start) > time.Minute {
-			t.Fatal("jobs did not start")
-		}
-	}
+	eventually(t, time.Minute, func() bool { return agentsUnder(d) >= 2 }, "jobs did not start")
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	for i := 0; i < 2; i++ {
 		if r := <-results; r.Verdict != airlockv1.Verdict_VERDICT_OK || r.Result.Fields["title"].GetStringValue() != "finished" {
@@ -242,10 +217,8 @@ func poolReady(t *testing.T, d *daemonProc) int {
 
 func waitPoolReady(t *testing.T, d *daemonProc, want int) {
 	t.Helper()
-	for deadline := time.Now().Add(60 * time.Second); poolReady(t, d) != want; time.Sleep(100 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("pools hold %d sandboxes, want %d\n%s", poolReady(t, d), want, d.log.String())
-		}
+	if !waitFor(60*time.Second, func() bool { return poolReady(t, d) == want }) {
+		t.Fatalf("pools hold %d sandboxes, want %d\n%s", poolReady(t, d), want, d.log.String())
 	}
 }
 
@@ -308,14 +281,9 @@ func TestAirlockdKilled_WarmPoolsReapedAndHeldShut(t *testing.T) {
 	if err := d.start(); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		left := daemonLeftovers(d)
-		if len(left) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("10s after restart, still left: %v\n%s", left, d.log.String())
-		}
+	var left []string
+	if !waitFor(10*time.Second, func() bool { left = daemonLeftovers(d); return len(left) == 0 }) {
+		t.Fatalf("10s after restart, still left: %v\n%s", left, d.log.String())
 	}
 }
 

@@ -138,13 +138,9 @@ func requireNothingLeft(t *testing.T) {
 	ctx := testContext(t)
 	var left []string
 	var err error
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		left, err = leftovers(ctx)
-		if err == nil && len(left) == 0 {
-			return
-		}
+	if !waitFor(30*time.Second, func() bool { left, err = leftovers(ctx); return err == nil && len(left) == 0 }) {
+		t.Fatalf("left behind: %v (err %v)", left, err)
 	}
-	t.Fatalf("left behind: %v (err %v)", left, err)
 }
 
 // outcome is what a SpawnResponse and a finished Job both hold, for the

@@ -169,18 +169,14 @@ func TestCancelledRPC_CleansUp(t *testing.T) {
 	}
 	// The broker records the cancelled job once its teardown is done.
 	tctx := testContext(t)
-	for {
-		got, err := env.brokerOf.GetJob(tctx, &airlockv1.GetJobRequest{JobId: req.JobId})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got.GetJob().GetState() == airlockv1.JobState_JOB_STATE_FINISHED {
-			if v := got.GetJob().GetVerdict(); v != airlockv1.Verdict_VERDICT_CANCELLED {
-				t.Errorf("verdict %s, want CANCELLED", v)
-			}
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
+	var got *airlockv1.Job
+	eventually(t, time.Minute, func() bool {
+		r, err := env.brokerOf.GetJob(tctx, &airlockv1.GetJobRequest{JobId: req.JobId})
+		got = r.GetJob()
+		return err == nil && got.GetState() == airlockv1.JobState_JOB_STATE_FINISHED
+	}, "the cancelled job %s to be recorded as finished", req.JobId)
+	if v := got.GetVerdict(); v != airlockv1.Verdict_VERDICT_CANCELLED {
+		t.Errorf("verdict %s, want CANCELLED", v)
 	}
 	requireNothingLeft(t)
 }

@@ -106,12 +106,9 @@ func (w *poolWorld) job(t *testing.T, profile, task string, params map[string]st
 // the refill; no duration is asserted.
 func (w *poolWorld) waitReady(t *testing.T, profile string, n int) {
 	t.Helper()
-	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if w.runner.PoolReady(profile) == n {
-			return
-		}
+	if !waitFor(60*time.Second, func() bool { return w.runner.PoolReady(profile) == n }) {
+		t.Fatalf("pool %s holds %d sandboxes, want %d", profile, w.runner.PoolReady(profile), n)
 	}
-	t.Fatalf("pool %s holds %d sandboxes, want %d", profile, w.runner.PoolReady(profile), n)
 }
 
 // containers lists the IDs of the containers on the suite's containerd,
@@ -185,13 +182,7 @@ func TestWarmPool_JobsClaimFreshSandboxesNeverReused(t *testing.T) {
 		// The claimed sandbox goes (its teardown may run just after the
 		// job returns), and nothing that ran a job remains.
 		var after map[string]containerd.ProcessStatus
-		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-			after = poolContainers(t)
-			if onlyCreated(after) {
-				break
-			}
-		}
-		if !onlyCreated(after) {
+		if !waitFor(30*time.Second, func() bool { after = poolContainers(t); return onlyCreated(after) }) {
 			t.Errorf("sandboxes after job %d: %v, want only created ones left", i, after)
 		}
 		if len(after) > len(before) {
@@ -283,12 +274,7 @@ func TestWarmPool_IdleAndMemoryPressureDrain(t *testing.T) {
 	// drain's teardown is through.
 	w.waitReady(t, "ironclaw", 0)
 	var got map[string]containerd.ProcessStatus
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if got = poolContainers(t); len(got) == 0 {
-			break
-		}
-	}
-	if len(got) != 0 {
+	if !waitFor(30*time.Second, func() bool { got = poolContainers(t); return len(got) == 0 }) {
 		t.Errorf("containers after the idle drain: %v", got)
 	}
 	if w.runner.PoolReady("secureclaw") != 0 {

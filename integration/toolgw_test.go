@@ -3,6 +3,7 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -29,10 +30,9 @@ import (
 	"github.com/airlock/airlock/broker"
 	"github.com/airlock/airlock/broker/audit"
 	"github.com/airlock/airlock/broker/client"
-	"github.com/airlock/airlock/broker/result"
+	"github.com/airlock/airlock/cmd/airlockd/server"
 	"github.com/airlock/airlock/images"
 	"github.com/airlock/airlock/policies"
-	"github.com/airlock/airlock/policies/policy"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
 	"github.com/airlock/airlock/sandbox"
 	"github.com/airlock/airlock/sandbox/agent"
@@ -69,77 +69,90 @@ exec:
 `
 )
 
-// toolWorld is a broker of its own on the suite's containerd, with a short
-// approval timeout, so that the suite's broker keeps its defaults. Its
-// profiles have no network, so it needs no address pool of the suite's.
+// toolWorld is an airlockd of its own on the suite's containerd, with a
+// short approval timeout, so that the suite's broker keeps its defaults.
+// Its profiles have no network, so it needs no address pool of the
+// suite's.
 type toolWorld struct {
-	broker   airlockv1.BrokerClient
-	stateDir string
-	audit    *lockedBuffer
+	broker    airlockv1.BrokerClient
+	stateDir  string
+	auditPath string
 }
 
-// newToolWorld starts the tool world. Like the suite's runner, its runner
-// reaps the namespace on start: nothing else may be running then.
-func newToolWorld(t *testing.T) *toolWorld {
+var toolWorldOnce struct {
+	sync.Once
+	w   *toolWorld
+	err error
+}
+
+// sharedToolWorld starts the tool world on first use, for every
+// TestToolGateway_ test; TestMain's teardown stops it. Like the suite's
+// runner, its runner reaps the namespace on start: nothing else may be
+// running then, which holds since the suite's tests run one at a time.
+func sharedToolWorld(t *testing.T) *toolWorld {
 	t.Helper()
-	ctx := testContext(t)
-	dir := t.TempDir()
+	toolWorldOnce.Do(func() { toolWorldOnce.w, toolWorldOnce.err = newToolWorld() })
+	if toolWorldOnce.err != nil {
+		t.Fatalf("tool world: %v", toolWorldOnce.err)
+	}
+	return toolWorldOnce.w
+}
+
+func newToolWorld() (*toolWorld, error) {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "airlock-tools-")
+	if err != nil {
+		return nil, err
+	}
+	stops = append(stops, func() error { return os.RemoveAll(dir) })
 	if err := footprint.MkdirTraversable(dir); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	var profFiles []string
+	policyDir := filepath.Join(dir, "policies")
+	if err := os.CopyFS(policyDir, policies.FS); err != nil {
+		return nil, err
+	}
 	for name, body := range map[string]string{"toolsask": askProfile, "filetools": fileToolsProfile, "filetoolsask": fileToolsAskProfile} {
-		f := filepath.Join(dir, name+".yaml")
-		if err := os.WriteFile(f, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
+		if err := os.WriteFile(filepath.Join(policyDir, name+".yaml"), []byte(body), 0o600); err != nil {
+			return nil, err
 		}
-		profFiles = append(profFiles, f)
 	}
-	profiles, err := policy.Lint(policies.FS, profFiles, policy.WithSchemaCheck(result.CheckSchema))
-	if err != nil {
-		t.Fatal(err)
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte(randHex(32)), 0o600); err != nil {
+		return nil, err
 	}
-	specs, err := sandbox.ImagesFor(profiles.All(), filepath.Join(env.bin, "airlock-agent"), "/bin/busybox")
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	stateDir := filepath.Join(dir, "state")
-	runner, err := sandbox.New(ctx, sandbox.Config{
-		Address: env.address, StateDir: stateDir, Images: specs, Logger: log,
-		VethPrefix: netip.MustParsePrefix("10.214.251.0/24"), ProxyPort: 3129,
+	w := &toolWorld{stateDir: filepath.Join(dir, "state"), auditPath: filepath.Join(dir, "audit.jsonl")}
+	srv, err := server.Start(ctx, server.Options{
+		Socket:            filepath.Join(dir, "airlock.sock"),
+		TokenFile:         tokenFile,
+		StateDir:          w.stateDir,
+		ContainerdAddress: env.address,
+		AgentBinary:       filepath.Join(env.bin, "airlock-agent"),
+		Busybox:           "/bin/busybox",
+		PolicyDir:         policyDir,
+		DefaultProfile:    "secureclaw",
+		AuditLog:          w.auditPath,
+		MaxConcurrent:     8,
+		MaxQueue:          16,
+		JobRetention:      time.Hour,
+		RetainJobs:        broker.DefaultRetainJobs,
+		ApprovalTimeout:   toolApprovalTimeout,
+		DrainGrace:        30 * time.Second,
+		EgressPool:        netip.MustParsePrefix("10.214.251.0/24"),
+		ProxyPort:         3129,
+		Logger:            slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	t.Cleanup(func() { runner.Close() })
-	auditBuf := &lockedBuffer{}
-	srv, err := broker.New(broker.Config{Runner: runner, Profiles: profiles, Logger: log, ApprovalTimeout: toolApprovalTimeout, Audit: audit.New(auditBuf)})
+	stops = append(stops, func() error { return srv.Shutdown(ctx) })
+	conn, err := client.Dial(srv.Addr().String(), "", tokenFile)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	token := randHex(32)
-	tokenFile := filepath.Join(dir, "token")
-	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	g, err := broker.NewGRPCServer(srv, []byte(token))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(dir, "airlock.sock")
-	lis, err := listenUnix(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go g.Serve(lis)
-	t.Cleanup(g.Stop)
-	conn, err := client.Dial(sock, "", tokenFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return &toolWorld{broker: conn.Broker, stateDir: stateDir, audit: auditBuf}
+	stops = append(stops, conn.Close)
+	w.broker = conn.Broker
+	return w, nil
 }
 
 // runReq asks the reference agent to make calls through its gateway.
@@ -190,359 +203,376 @@ func execVerdicts(resp outcome) string {
 	return strings.Join(v, ",")
 }
 
-func TestToolGateway(t *testing.T) {
-	w := newToolWorld(t)
+// headN is the command the on-miss tests have the job ask for.
+var headN = []string{"head", "-n", "1", "/input/content/0"}
 
-	t.Run("an allowlisted command runs and a denied one is refused", func(t *testing.T) {
-		resp, err := w.broker.Spawn(testContext(t), runReq("vanilla",
-			[]string{"wc", "-c", "/input/content/0"},
-			[]string{"sh", "-c", "id"},
-			[]string{"/bin/busybox", "sh", "-c", "id"},
-			[]string{"/bin/../tmp/cat", "/input/job.json"},
-			[]string{"cat", "/input/content/0"},
-		))
-		if err != nil {
-			t.Fatal(err)
+// TestToolGateway_AllowlistedCommandRunsDeniedIsRefused: an allowlisted command runs and a denied one is refused.
+func TestToolGateway_AllowlistedCommandRunsDeniedIsRefused(t *testing.T) {
+	w := sharedToolWorld(t)
+	resp, err := w.broker.Spawn(testContext(t), runReq("vanilla",
+		[]string{"wc", "-c", "/input/content/0"},
+		[]string{"sh", "-c", "id"},
+		[]string{"/bin/busybox", "sh", "-c", "id"},
+		[]string{"/bin/../tmp/cat", "/input/job.json"},
+		[]string{"cat", "/input/content/0"},
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := callsOf(t, resp)
+	if len(calls) != 5 {
+		t.Fatalf("calls = %+v", calls)
+	}
+	if c := calls[0]; !c.Allowed || c.ExitCode != 0 || strings.TrimSpace(c.Stdout) != "12 /input/content/0" {
+		t.Errorf("wc -c: %+v", c)
+	}
+	for _, c := range calls[1:4] {
+		if c.Allowed || c.ExitCode != -1 || c.Stdout != "" ||
+			!(strings.Contains(c.Reason, "matches no allowed pattern") || strings.Contains(c.Reason, "cannot be resolved")) {
+			t.Errorf("%q: %+v, want refused by the allowlist", c.Argv, c)
 		}
-		calls := callsOf(t, resp)
-		if len(calls) != 5 {
-			t.Fatalf("calls = %+v", calls)
-		}
-		if c := calls[0]; !c.Allowed || c.ExitCode != 0 || strings.TrimSpace(c.Stdout) != "12 /input/content/0" {
-			t.Errorf("wc -c: %+v", c)
-		}
-		for _, c := range calls[1:4] {
-			if c.Allowed || c.ExitCode != -1 || c.Stdout != "" ||
-				!(strings.Contains(c.Reason, "matches no allowed pattern") || strings.Contains(c.Reason, "cannot be resolved")) {
-				t.Errorf("%q: %+v, want refused by the allowlist", c.Argv, c)
-			}
-		}
-		if c := calls[4]; !c.Allowed || c.Stdout != "twelve bytes" {
-			t.Errorf("cat: %+v", c)
-		}
-		if v := execVerdicts(resp); v != "ALLOWED,DENIED,DENIED,DENIED,ALLOWED" {
-			t.Errorf("exec decisions = %s", v)
-		}
-		if resp.Exec[0].ExitCode != 0 || !resp.Exec[0].Allowed {
-			t.Errorf("decision of wc: %v", resp.Exec[0])
-		}
-		// The agent restricts itself with Landlock where the kernel can;
-		// elsewhere it says so on stderr, which reaches the audit log.
-		if strings.Contains(w.audit.String(), "without a Landlock restriction") {
-			t.Logf("the agent ran without Landlock on this kernel")
-		} else {
-			t.Logf("the agent ran under Landlock")
-		}
-	})
+	}
+	if c := calls[4]; !c.Allowed || c.Stdout != "twelve bytes" {
+		t.Errorf("cat: %+v", c)
+	}
+	if v := execVerdicts(resp); v != "ALLOWED,DENIED,DENIED,DENIED,ALLOWED" {
+		t.Errorf("exec decisions = %s", v)
+	}
+	if resp.Exec[0].ExitCode != 0 || !resp.Exec[0].Allowed {
+		t.Errorf("decision of wc: %v", resp.Exec[0])
+	}
+	// The agent restricts itself with Landlock where the kernel can;
+	// elsewhere it says so on stderr, which reaches the audit log.
+	if b, _ := os.ReadFile(w.auditPath); strings.Contains(string(b), "without a Landlock restriction") {
+		t.Logf("the agent ran without Landlock on this kernel")
+	} else {
+		t.Logf("the agent ran under Landlock")
+	}
+}
 
-	headN := []string{"head", "-n", "1", "/input/content/0"}
+// TestToolGateway_OnMissAsksAllowOnceRunsOnceDenyRefusesHostileMovesFail: on-miss asks; allow once runs once, a repeat asks again, deny refuses; hostile moves fail.
+func TestToolGateway_OnMissAsksAllowOnceRunsOnceDenyRefusesHostileMovesFail(t *testing.T) {
+	w := sharedToolWorld(t)
+	ctx := testContext(t)
+	stream, err := w.broker.SpawnStream(ctx, &airlockv1.SpawnStreamRequest{Spawn: runReq("toolsask",
+		headN, headN, []string{"head", "-c", "6", "/input/content/0"})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	allow, deny := airlockv1.ApprovalDecision_APPROVAL_DECISION_ALLOW_ONCE, airlockv1.ApprovalDecision_APPROVAL_DECISION_DENY
+	asked, resp := approveEach(t, w.broker, stream, func(jobID string) {
+		hostileMoves(t, ctx, w, jobID)
+	}, allow, deny)
+	if len(asked) != 2 {
+		t.Fatalf("asked %d times, want 2: the approved command again, and never the match", len(asked))
+	}
+	for _, a := range asked {
+		if strings.Join(a.Argv, " ") != strings.Join(headN, " ") || a.Cwd != "/" || !strings.Contains(a.Reason, "matches no allowed pattern") {
+			t.Errorf("approval event: %v", a)
+		}
+	}
+	calls := callsOf(t, resp)
+	if c := calls[0]; !c.Allowed || c.ExitCode != 0 || c.Stdout != "twelve bytes" {
+		t.Errorf("approved head -n: %+v", c)
+	}
+	if c := calls[1]; c.Allowed || !strings.Contains(c.Reason, "denied by the caller") {
+		t.Errorf("repeat, denied: %+v", c)
+	}
+	if c := calls[2]; !c.Allowed || c.Stdout != "twelve" {
+		t.Errorf("head -c, a match: %+v", c)
+	}
+	if v := execVerdicts(resp); v != "APPROVED,DENIED_BY_CALLER,ALLOWED" {
+		t.Errorf("exec decisions = %s", v)
+	}
+}
 
-	t.Run("on-miss asks; allow once runs once, a repeat asks again, deny refuses; hostile moves fail", func(t *testing.T) {
-		ctx := testContext(t)
-		stream, err := w.broker.SpawnStream(ctx, &airlockv1.SpawnStreamRequest{Spawn: runReq("toolsask",
-			headN, headN, []string{"head", "-c", "6", "/input/content/0"})})
-		if err != nil {
-			t.Fatal(err)
-		}
-		allow, deny := airlockv1.ApprovalDecision_APPROVAL_DECISION_ALLOW_ONCE, airlockv1.ApprovalDecision_APPROVAL_DECISION_DENY
-		asked, resp := approveEach(t, w.broker, stream, func(jobID string) {
-			hostileMoves(t, ctx, w, jobID)
-		}, allow, deny)
-		if len(asked) != 2 {
-			t.Fatalf("asked %d times, want 2: the approved command again, and never the match", len(asked))
-		}
-		for _, a := range asked {
-			if strings.Join(a.Argv, " ") != strings.Join(headN, " ") || a.Cwd != "/" || !strings.Contains(a.Reason, "matches no allowed pattern") {
-				t.Errorf("approval event: %v", a)
-			}
-		}
-		calls := callsOf(t, resp)
-		if c := calls[0]; !c.Allowed || c.ExitCode != 0 || c.Stdout != "twelve bytes" {
-			t.Errorf("approved head -n: %+v", c)
-		}
-		if c := calls[1]; c.Allowed || !strings.Contains(c.Reason, "denied by the caller") {
-			t.Errorf("repeat, denied: %+v", c)
-		}
-		if c := calls[2]; !c.Allowed || c.Stdout != "twelve" {
-			t.Errorf("head -c, a match: %+v", c)
-		}
-		if v := execVerdicts(resp); v != "APPROVED,DENIED_BY_CALLER,ALLOWED" {
-			t.Errorf("exec decisions = %s", v)
-		}
-	})
+// TestToolGateway_UnansweredApprovalTimesOutToTheFallback: an unanswered approval times out to the fallback.
+func TestToolGateway_UnansweredApprovalTimesOutToTheFallback(t *testing.T) {
+	w := sharedToolWorld(t)
+	stream, err := w.broker.SpawnStream(testContext(t), &airlockv1.SpawnStreamRequest{Spawn: runReq("toolsask", headN)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	asked, resp := approveEach(t, w.broker, stream, nil)
+	if len(asked) != 1 || time.Since(start) < toolApprovalTimeout {
+		t.Fatalf("asked %d times, finished after %s", len(asked), time.Since(start))
+	}
+	if c := callsOf(t, resp)[0]; c.Allowed || !strings.Contains(c.Reason, "no answer within") {
+		t.Errorf("call: %+v", c)
+	}
+	if v := execVerdicts(resp); v != "FALLBACK" {
+		t.Errorf("exec decisions = %s", v)
+	}
+}
 
-	t.Run("an unanswered approval times out to the fallback", func(t *testing.T) {
-		stream, err := w.broker.SpawnStream(testContext(t), &airlockv1.SpawnStreamRequest{Spawn: runReq("toolsask", headN)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		start := time.Now()
-		asked, resp := approveEach(t, w.broker, stream, nil)
-		if len(asked) != 1 || time.Since(start) < toolApprovalTimeout {
-			t.Fatalf("asked %d times, finished after %s", len(asked), time.Since(start))
-		}
-		if c := callsOf(t, resp)[0]; c.Allowed || !strings.Contains(c.Reason, "no answer within") {
-			t.Errorf("call: %+v", c)
-		}
-		if v := execVerdicts(resp); v != "FALLBACK" {
-			t.Errorf("exec decisions = %s", v)
-		}
-	})
+// TestToolGateway_UnarySpawnFallsBackAtOnce: a unary Spawn cannot be asked and falls back at once.
+func TestToolGateway_UnarySpawnFallsBackAtOnce(t *testing.T) {
+	w := sharedToolWorld(t)
+	resp, err := w.broker.Spawn(testContext(t), runReq("toolsask", headN))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := callsOf(t, resp)[0]; c.Allowed || !strings.Contains(c.Reason, "unary") {
+		t.Errorf("call: %+v", c)
+	}
+	if v := execVerdicts(resp); v != "FALLBACK" {
+		t.Errorf("exec decisions = %s", v)
+	}
+}
 
-	t.Run("a unary Spawn cannot be asked and falls back at once", func(t *testing.T) {
-		resp, err := w.broker.Spawn(testContext(t), runReq("toolsask", headN))
-		if err != nil {
-			t.Fatal(err)
+// TestToolGateway_FileToolsWriteToTmpReadsBackElsewhereRefused: file tools: a write to /tmp reads back; writes elsewhere are refused, and fetch is not the job's.
+func TestToolGateway_FileToolsWriteToTmpReadsBackElsewhereRefused(t *testing.T) {
+	w := sharedToolWorld(t)
+	resp, err := w.broker.Spawn(testContext(t), toolCallsReq("filetools",
+		writeCall("/tmp/note", "hello tools"),
+		readCall("/tmp/note"),
+		editCall("/tmp/note", "hello", "bye"),
+		readCall("/tmp/note"),
+		writeCall("/output/out.txt", "kept"),
+		readCall("/input/content/0"),
+		writeCall("/etc/x", "pwned"),
+		writeCall("/input/x", "pwned"),
+		editCall("/tmp/../etc/passwd", "root", "toor"),
+		map[string]string{"tool": "fetch", "url": "http://example.com/"},
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := callsOf(t, resp)
+	if len(calls) != 10 {
+		t.Fatalf("calls = %+v", calls)
+	}
+	for i, want := range []string{"", "hello tools", "", "bye tools", "", "twelve bytes"} {
+		if c := calls[i]; !c.Allowed || c.ExitCode != 0 || c.Text != want {
+			t.Errorf("call %d (%s %s): %+v, want allowed with text %q", i, c.Tool, c.Path, c, want)
 		}
-		if c := callsOf(t, resp)[0]; c.Allowed || !strings.Contains(c.Reason, "unary") {
-			t.Errorf("call: %+v", c)
+	}
+	for i, want := range []string{"outside /tmp, /output; exec.ask is off", "outside /tmp, /output; exec.ask is off", "not clean"} {
+		if c := calls[6+i]; c.Allowed || c.ExitCode != -1 || !strings.Contains(c.Reason, want) {
+			t.Errorf("call %d (%s %s): %+v, want refused by the broker: %q", 6+i, c.Tool, c.Path, c, want)
 		}
-		if v := execVerdicts(resp); v != "FALLBACK" {
-			t.Errorf("exec decisions = %s", v)
-		}
-	})
+	}
+	// Not among the job's tools: the agent refuses it without asking.
+	if c := calls[9]; c.Allowed || !strings.Contains(c.Reason, "refused by the agent") {
+		t.Errorf("fetch: %+v", c)
+	}
+	if v := execVerdicts(resp); v != "ALLOWED,ALLOWED,ALLOWED,ALLOWED,ALLOWED,ALLOWED,DENIED,DENIED,DENIED" {
+		t.Errorf("decisions = %s", v)
+	}
+	if e := resp.Exec[6]; strings.Join(e.Argv, " ") != "write /etc/x" || e.Allowed || e.Cwd != "" {
+		t.Errorf("decision on write /etc/x: %v", e)
+	}
+	rec := auditRecordOf(t, w, resp.JobId)
+	if rec.Exec["EXEC_VERDICT_ALLOWED"] != 6 || rec.Exec["EXEC_VERDICT_DENIED"] != 3 {
+		t.Errorf("audit exec counts = %v", rec.Exec)
+	}
+}
 
-	t.Run("file tools: a write to /tmp reads back; writes elsewhere are refused, and fetch is not the job's", func(t *testing.T) {
-		resp, err := w.broker.Spawn(testContext(t), toolCallsReq("filetools",
-			writeCall("/tmp/note", "hello tools"),
-			readCall("/tmp/note"),
-			editCall("/tmp/note", "hello", "bye"),
-			readCall("/tmp/note"),
-			writeCall("/output/out.txt", "kept"),
-			readCall("/input/content/0"),
-			writeCall("/etc/x", "pwned"),
-			writeCall("/input/x", "pwned"),
-			editCall("/tmp/../etc/passwd", "root", "toor"),
-			map[string]string{"tool": "fetch", "url": "http://example.com/"},
-		))
-		if err != nil {
-			t.Fatal(err)
+// TestToolGateway_FileToolsOnMissAskKernelRefusesApprovedWriteOutsideRoots: file tools on-miss: a miss asks; an approved write outside /tmp and /output fails in the kernel; a denied tool is refused.
+func TestToolGateway_FileToolsOnMissAskKernelRefusesApprovedWriteOutsideRoots(t *testing.T) {
+	w := sharedToolWorld(t)
+	ctx := testContext(t)
+	stream, err := w.broker.SpawnStream(ctx, &airlockv1.SpawnStreamRequest{Spawn: toolCallsReq("filetoolsask",
+		writeCall("/etc/x", "pwned"),
+		writeCall("/input/x", "pwned"),
+		writeCall("/dev/shm/x", "pwned"),
+		readCall("/etc/hostname"),
+		writeCall("/tmp/ok", "fine"),
+	)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	allow, deny := airlockv1.ApprovalDecision_APPROVAL_DECISION_ALLOW_ONCE, airlockv1.ApprovalDecision_APPROVAL_DECISION_DENY
+	var inputDir string
+	asked, resp := approveEach(t, w.broker, stream, func(jobID string) {
+		dir, j := jobOf(t, w.stateDir, jobID)
+		inputDir = filepath.Join(dir, "input")
+		if want := []string{"classify", "edit", "exec", "extract_links", "extract_text", "read", "summarize", "write"}; !slices.Equal(j.Tools, want) {
+			t.Errorf("job.json tools = %v, want the profile's effective tools %v", j.Tools, want)
 		}
-		calls := callsOf(t, resp)
-		if len(calls) != 10 {
-			t.Fatalf("calls = %+v", calls)
+		hostileFileMoves(t, ctx, w, jobID)
+	}, allow, allow, allow, deny)
+	if len(asked) != 4 {
+		t.Fatalf("asked %d times, want 4: every miss, never the write to /tmp", len(asked))
+	}
+	for i, want := range []string{"write /etc/x", "write /input/x", "write /dev/shm/x", "read /etc/hostname"} {
+		if a := asked[i]; a.Request != want || strings.Join(a.Argv, " ") != want || a.Cwd != "" || !strings.Contains(a.Reason, "outside") {
+			t.Errorf("approval %d: %v, want %q", i, a, want)
 		}
-		for i, want := range []string{"", "hello tools", "", "bye tools", "", "twelve bytes"} {
-			if c := calls[i]; !c.Allowed || c.ExitCode != 0 || c.Text != want {
-				t.Errorf("call %d (%s %s): %+v, want allowed with text %q", i, c.Tool, c.Path, c, want)
-			}
+	}
+	calls := callsOf(t, resp)
+	// Approved, so the agent tried: the read-only root and input
+	// refuse it whatever the broker said.
+	for _, c := range calls[:2] {
+		if c.Allowed || c.ExitCode != -1 || !strings.Contains(c.Reason, "approved once") || !strings.Contains(c.Reason, "read-only file system") {
+			t.Errorf("%s %s: %+v, want approved and refused by the kernel", c.Tool, c.Path, c)
 		}
-		for i, want := range []string{"outside /tmp, /output; exec.ask is off", "outside /tmp, /output; exec.ask is off", "not clean"} {
-			if c := calls[6+i]; c.Allowed || c.ExitCode != -1 || !strings.Contains(c.Reason, want) {
-				t.Errorf("call %d (%s %s): %+v, want refused by the broker: %q", 6+i, c.Tool, c.Path, c, want)
-			}
-		}
-		// Not among the job's tools: the agent refuses it without asking.
-		if c := calls[9]; c.Allowed || !strings.Contains(c.Reason, "refused by the agent") {
-			t.Errorf("fetch: %+v", c)
-		}
-		if v := execVerdicts(resp); v != "ALLOWED,ALLOWED,ALLOWED,ALLOWED,ALLOWED,ALLOWED,DENIED,DENIED,DENIED" {
-			t.Errorf("decisions = %s", v)
-		}
-		if e := resp.Exec[6]; strings.Join(e.Argv, " ") != "write /etc/x" || e.Allowed || e.Cwd != "" {
-			t.Errorf("decision on write /etc/x: %v", e)
-		}
-		rec := auditRecordOf(t, w, resp.JobId)
-		if rec.Exec["EXEC_VERDICT_ALLOWED"] != 6 || rec.Exec["EXEC_VERDICT_DENIED"] != 3 {
-			t.Errorf("audit exec counts = %v", rec.Exec)
-		}
-	})
+	}
+	if _, err := os.Stat(filepath.Join(inputDir, "x")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("/input/x reached the job's input dir: %v", err)
+	}
+	// /dev/shm is not mounted, so there is no writable place outside
+	// /tmp and /output to reach; Landlock would refuse one anyway.
+	if c := calls[2]; c.Allowed || c.ExitCode != -1 || !strings.Contains(c.Reason, "approved once") ||
+		!(strings.Contains(c.Reason, "no such file") || strings.Contains(c.Reason, "permission denied")) {
+		t.Errorf("write /dev/shm/x: %+v, want approved and refused by the sandbox", c)
+	}
+	if c := calls[3]; c.Allowed || !strings.Contains(c.Reason, "denied by the caller") {
+		t.Errorf("read /etc/hostname, denied: %+v", c)
+	}
+	if c := calls[4]; !c.Allowed || c.ExitCode != 0 {
+		t.Errorf("write /tmp/ok: %+v", c)
+	}
+	// The job's own calls, and the hostile requests made while the
+	// first one waited, each decided once.
+	got := map[string]string{}
+	for _, e := range resp.Exec {
+		got[strings.Join(e.Argv, " ")] = strings.TrimPrefix(e.Verdict.String(), "EXEC_VERDICT_")
+	}
+	want := map[string]string{
+		"write /etc/x": "APPROVED", "write /input/x": "APPROVED", "write /dev/shm/x": "APPROVED",
+		"read /etc/hostname": "DENIED_BY_CALLER", "write /tmp/ok": "ALLOWED",
+		"fetch hxxp[:]//example[.]com/": "DENIED", "write /tmp/../etc/x": "DENIED", "edit input": "DENIED",
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("decisions = %v\nwant %v", got, want)
+	}
+	if rec := auditRecordOf(t, w, resp.JobId); rec.Exec["EXEC_VERDICT_APPROVED"] != 3 || rec.Exec["EXEC_VERDICT_DENIED"] != 3 {
+		t.Errorf("audit exec counts = %v", rec.Exec)
+	}
+}
 
-	t.Run("file tools on-miss: a miss asks; an approved write outside /tmp and /output fails in the kernel; a denied tool is refused", func(t *testing.T) {
-		ctx := testContext(t)
-		stream, err := w.broker.SpawnStream(ctx, &airlockv1.SpawnStreamRequest{Spawn: toolCallsReq("filetoolsask",
-			writeCall("/etc/x", "pwned"),
-			writeCall("/input/x", "pwned"),
-			writeCall("/dev/shm/x", "pwned"),
-			readCall("/etc/hostname"),
-			writeCall("/tmp/ok", "fine"),
-		)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		allow, deny := airlockv1.ApprovalDecision_APPROVAL_DECISION_ALLOW_ONCE, airlockv1.ApprovalDecision_APPROVAL_DECISION_DENY
-		var inputDir string
-		asked, resp := approveEach(t, w.broker, stream, func(jobID string) {
-			dir, j := jobOf(t, w.stateDir, jobID)
-			inputDir = filepath.Join(dir, "input")
-			if want := []string{"classify", "edit", "exec", "extract_links", "extract_text", "read", "summarize", "write"}; !slices.Equal(j.Tools, want) {
-				t.Errorf("job.json tools = %v, want the profile's effective tools %v", j.Tools, want)
-			}
-			hostileFileMoves(t, ctx, w, jobID)
-		}, allow, allow, allow, deny)
-		if len(asked) != 4 {
-			t.Fatalf("asked %d times, want 4: every miss, never the write to /tmp", len(asked))
-		}
-		for i, want := range []string{"write /etc/x", "write /input/x", "write /dev/shm/x", "read /etc/hostname"} {
-			if a := asked[i]; a.Request != want || strings.Join(a.Argv, " ") != want || a.Cwd != "" || !strings.Contains(a.Reason, "outside") {
-				t.Errorf("approval %d: %v, want %q", i, a, want)
-			}
-		}
-		calls := callsOf(t, resp)
-		// Approved, so the agent tried: the read-only root and input
-		// refuse it whatever the broker said.
-		for _, c := range calls[:2] {
-			if c.Allowed || c.ExitCode != -1 || !strings.Contains(c.Reason, "approved once") || !strings.Contains(c.Reason, "read-only file system") {
-				t.Errorf("%s %s: %+v, want approved and refused by the kernel", c.Tool, c.Path, c)
-			}
-		}
-		if _, err := os.Stat(filepath.Join(inputDir, "x")); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("/input/x reached the job's input dir: %v", err)
-		}
-		// /dev/shm is not mounted, so there is no writable place outside
-		// /tmp and /output to reach; Landlock would refuse one anyway.
-		if c := calls[2]; c.Allowed || c.ExitCode != -1 || !strings.Contains(c.Reason, "approved once") ||
-			!(strings.Contains(c.Reason, "no such file") || strings.Contains(c.Reason, "permission denied")) {
-			t.Errorf("write /dev/shm/x: %+v, want approved and refused by the sandbox", c)
-		}
-		if c := calls[3]; c.Allowed || !strings.Contains(c.Reason, "denied by the caller") {
-			t.Errorf("read /etc/hostname, denied: %+v", c)
-		}
-		if c := calls[4]; !c.Allowed || c.ExitCode != 0 {
-			t.Errorf("write /tmp/ok: %+v", c)
-		}
-		// The job's own calls, and the hostile requests made while the
-		// first one waited, each decided once.
-		got := map[string]string{}
-		for _, e := range resp.Exec {
-			got[strings.Join(e.Argv, " ")] = strings.TrimPrefix(e.Verdict.String(), "EXEC_VERDICT_")
-		}
-		want := map[string]string{
-			"write /etc/x": "APPROVED", "write /input/x": "APPROVED", "write /dev/shm/x": "APPROVED",
-			"read /etc/hostname": "DENIED_BY_CALLER", "write /tmp/ok": "ALLOWED",
-			"fetch hxxp[:]//example[.]com/": "DENIED", "write /tmp/../etc/x": "DENIED", "edit input": "DENIED",
-		}
-		if !maps.Equal(got, want) {
-			t.Errorf("decisions = %v\nwant %v", got, want)
-		}
-		if rec := auditRecordOf(t, w, resp.JobId); rec.Exec["EXEC_VERDICT_APPROVED"] != 3 || rec.Exec["EXEC_VERDICT_DENIED"] != 3 {
-			t.Errorf("audit exec counts = %v", rec.Exec)
-		}
-	})
+// TestToolGateway_FileToolsOnUnarySpawnFallBackAtOnce: file tools on a unary Spawn: a miss falls back at once.
+func TestToolGateway_FileToolsOnUnarySpawnFallBackAtOnce(t *testing.T) {
+	w := sharedToolWorld(t)
+	resp, err := w.broker.Spawn(testContext(t), toolCallsReq("filetoolsask", writeCall("/input/x", "pwned"), readCall("/input/content/0")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := callsOf(t, resp)
+	if c := calls[0]; c.Allowed || !strings.Contains(c.Reason, "unary") || !strings.Contains(c.Reason, "askFallback (deny)") {
+		t.Errorf("write /input/x: %+v", c)
+	}
+	if c := calls[1]; !c.Allowed || c.Text != "twelve bytes" {
+		t.Errorf("read /input/content/0: %+v", c)
+	}
+	if v := execVerdicts(resp); v != "FALLBACK,ALLOWED" {
+		t.Errorf("decisions = %s", v)
+	}
+}
 
-	t.Run("file tools on a unary Spawn: a miss falls back at once", func(t *testing.T) {
-		resp, err := w.broker.Spawn(testContext(t), toolCallsReq("filetoolsask", writeCall("/input/x", "pwned"), readCall("/input/content/0")))
-		if err != nil {
-			t.Fatal(err)
+// TestToolGateway_CommandLineChainShortCircuits: a command line: an allowlisted chain runs both; && and || short-circuit on the exit code; ; runs on.
+func TestToolGateway_CommandLineChainShortCircuits(t *testing.T) {
+	w := sharedToolWorld(t)
+	lines := []string{
+		"cat /input/content/0 && wc -c /input/content/0",
+		"grep -q absent /input/content/0 && cat /input/content/0",
+		"grep -q absent /input/content/0 || wc -c /input/content/0",
+		"grep -q twelve /input/content/0 || cat /input/content/0",
+		"cat /input/absent ; head -c 6 /input/content/0",
+	}
+	calls := make([]any, len(lines))
+	for i, l := range lines {
+		calls[i] = map[string]string{"command": l}
+	}
+	resp, err := w.broker.Spawn(testContext(t), toolCallsReq("vanilla", calls...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := callsOf(t, resp)
+	want := []struct {
+		code   int
+		stdout string
+	}{
+		{0, "twelve bytes12 /input/content/0\n"},
+		{1, ""},
+		{0, "12 /input/content/0\n"},
+		{0, ""},
+		{0, "twelve"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("calls = %+v", got)
+	}
+	for i, c := range got {
+		if c.Command != lines[i] || !c.Allowed || c.ExitCode != want[i].code || c.Stdout != want[i].stdout {
+			t.Errorf("%q: %+v, want exit %d, stdout %q", lines[i], c, want[i].code, want[i].stdout)
 		}
-		calls := callsOf(t, resp)
-		if c := calls[0]; c.Allowed || !strings.Contains(c.Reason, "unary") || !strings.Contains(c.Reason, "askFallback (deny)") {
-			t.Errorf("write /input/x: %+v", c)
+	}
+	if v := execVerdicts(resp); v != "ALLOWED,ALLOWED,ALLOWED,ALLOWED,ALLOWED" {
+		t.Errorf("exec decisions = %s", v)
+	}
+	for i, e := range resp.Exec {
+		if strings.Join(e.Argv, " ") != lines[i] || int(e.ExitCode) != want[i].code || !strings.Contains(e.Reason, "matches allowed pattern") {
+			t.Errorf("decision %d: %v, want the line with exit %d", i, e, want[i].code)
 		}
-		if c := calls[1]; !c.Allowed || c.Text != "twelve bytes" {
-			t.Errorf("read /input/content/0: %+v", c)
-		}
-		if v := execVerdicts(resp); v != "FALLBACK,ALLOWED" {
-			t.Errorf("decisions = %s", v)
-		}
-	})
+	}
+}
 
-	t.Run("a command line: an allowlisted chain runs both; && and || short-circuit on the exit code; ; runs on", func(t *testing.T) {
-		lines := []string{
-			"cat /input/content/0 && wc -c /input/content/0",
-			"grep -q absent /input/content/0 && cat /input/content/0",
-			"grep -q absent /input/content/0 || wc -c /input/content/0",
-			"grep -q twelve /input/content/0 || cat /input/content/0",
-			"cat /input/absent ; head -c 6 /input/content/0",
+// TestToolGateway_CommandLineOnMissAsksOnceSubstitutionAndRedirectionRefused: a command line on-miss asks once with the whole line; substitution and redirection are refused unasked and create nothing.
+func TestToolGateway_CommandLineOnMissAsksOnceSubstitutionAndRedirectionRefused(t *testing.T) {
+	w := sharedToolWorld(t)
+	chain := "cat /input/content/0 && head -n 1 /input/content/0"
+	lines := []string{
+		"cat /input/content/0 $(cat /input/job.json > /tmp/pwned)",
+		"cat /input/content/0 `wc -c /input/job.json > /tmp/pwned`",
+		"cat /input/content/0 > /tmp/pwned",
+		chain,
+	}
+	calls := make([]any, 0, len(lines)+1)
+	for _, l := range lines {
+		calls = append(calls, map[string]string{"command": l})
+	}
+	calls = append(calls, []string{"cat", "/tmp/pwned"})
+	stream, err := w.broker.SpawnStream(testContext(t), &airlockv1.SpawnStreamRequest{Spawn: toolCallsReq("toolsask", calls...)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	asked, resp := approveEach(t, w.broker, stream, nil, airlockv1.ApprovalDecision_APPROVAL_DECISION_ALLOW_ONCE)
+	if len(asked) != 1 {
+		t.Fatalf("asked %d times, want once: the chain with a miss, never a refused construct", len(asked))
+	}
+	if a := asked[0]; a.Request != chain || len(a.Argv) != 1 || a.Argv[0] != chain || a.Cwd != "/" ||
+		!strings.Contains(a.Reason, "/bin/head matches no allowed pattern") {
+		t.Errorf("approval event: %v, want the whole line %q", a, chain)
+	}
+	got := callsOf(t, resp)
+	if len(got) != len(calls) {
+		t.Fatalf("calls = %+v", got)
+	}
+	for i, want := range []string{"command substitution $(", "command substitution `", "redirection >"} {
+		if c := got[i]; c.Allowed || c.ExitCode != -1 || c.Stdout != "" || !strings.Contains(c.Reason, want) {
+			t.Errorf("%q: %+v, want refused: %q", lines[i], c, want)
 		}
-		calls := make([]any, len(lines))
-		for i, l := range lines {
-			calls[i] = map[string]string{"command": l}
-		}
-		resp, err := w.broker.Spawn(testContext(t), toolCallsReq("vanilla", calls...))
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := callsOf(t, resp)
-		want := []struct {
-			code   int
-			stdout string
-		}{
-			{0, "twelve bytes12 /input/content/0\n"},
-			{1, ""},
-			{0, "12 /input/content/0\n"},
-			{0, ""},
-			{0, "twelve"},
-		}
-		if len(got) != len(want) {
-			t.Fatalf("calls = %+v", got)
-		}
-		for i, c := range got {
-			if c.Command != lines[i] || !c.Allowed || c.ExitCode != want[i].code || c.Stdout != want[i].stdout {
-				t.Errorf("%q: %+v, want exit %d, stdout %q", lines[i], c, want[i].code, want[i].stdout)
-			}
-		}
-		if v := execVerdicts(resp); v != "ALLOWED,ALLOWED,ALLOWED,ALLOWED,ALLOWED" {
-			t.Errorf("exec decisions = %s", v)
-		}
-		for i, e := range resp.Exec {
-			if strings.Join(e.Argv, " ") != lines[i] || int(e.ExitCode) != want[i].code || !strings.Contains(e.Reason, "matches allowed pattern") {
-				t.Errorf("decision %d: %v, want the line with exit %d", i, e, want[i].code)
-			}
-		}
-	})
+	}
+	if c := got[3]; !c.Allowed || c.ExitCode != 0 || c.Stdout != "twelve bytestwelve bytes" || !strings.Contains(c.Reason, "approved once") {
+		t.Errorf("approved chain: %+v", c)
+	}
+	// Nothing wrote the file any of the refused lines named.
+	if c := got[4]; !c.Allowed || c.ExitCode != 1 || c.Stdout != "" {
+		t.Errorf("cat /tmp/pwned: %+v, want it to find no file", c)
+	}
+	if v := execVerdicts(resp); v != "DENIED,DENIED,DENIED,APPROVED,ALLOWED" {
+		t.Errorf("exec decisions = %s", v)
+	}
+	if e := resp.Exec[3]; strings.Join(e.Argv, " ") != chain || e.RequestId != asked[0].RequestId || e.ExitCode != 0 {
+		t.Errorf("decision on the approved chain: %v", e)
+	}
+	if rec := auditRecordOf(t, w, resp.JobId); rec.Exec["EXEC_VERDICT_DENIED"] != 3 || rec.Exec["EXEC_VERDICT_APPROVED"] != 1 {
+		t.Errorf("audit exec counts = %v", rec.Exec)
+	}
+}
 
-	t.Run("a command line on-miss asks once with the whole line; substitution and redirection are refused unasked and create nothing", func(t *testing.T) {
-		chain := "cat /input/content/0 && head -n 1 /input/content/0"
-		lines := []string{
-			"cat /input/content/0 $(cat /input/job.json > /tmp/pwned)",
-			"cat /input/content/0 `wc -c /input/job.json > /tmp/pwned`",
-			"cat /input/content/0 > /tmp/pwned",
-			chain,
-		}
-		calls := make([]any, 0, len(lines)+1)
-		for _, l := range lines {
-			calls = append(calls, map[string]string{"command": l})
-		}
-		calls = append(calls, []string{"cat", "/tmp/pwned"})
-		stream, err := w.broker.SpawnStream(testContext(t), &airlockv1.SpawnStreamRequest{Spawn: toolCallsReq("toolsask", calls...)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		asked, resp := approveEach(t, w.broker, stream, nil, airlockv1.ApprovalDecision_APPROVAL_DECISION_ALLOW_ONCE)
-		if len(asked) != 1 {
-			t.Fatalf("asked %d times, want once: the chain with a miss, never a refused construct", len(asked))
-		}
-		if a := asked[0]; a.Request != chain || len(a.Argv) != 1 || a.Argv[0] != chain || a.Cwd != "/" ||
-			!strings.Contains(a.Reason, "/bin/head matches no allowed pattern") {
-			t.Errorf("approval event: %v, want the whole line %q", a, chain)
-		}
-		got := callsOf(t, resp)
-		if len(got) != len(calls) {
-			t.Fatalf("calls = %+v", got)
-		}
-		for i, want := range []string{"command substitution $(", "command substitution `", "redirection >"} {
-			if c := got[i]; c.Allowed || c.ExitCode != -1 || c.Stdout != "" || !strings.Contains(c.Reason, want) {
-				t.Errorf("%q: %+v, want refused: %q", lines[i], c, want)
-			}
-		}
-		if c := got[3]; !c.Allowed || c.ExitCode != 0 || c.Stdout != "twelve bytestwelve bytes" || !strings.Contains(c.Reason, "approved once") {
-			t.Errorf("approved chain: %+v", c)
-		}
-		// Nothing wrote the file any of the refused lines named.
-		if c := got[4]; !c.Allowed || c.ExitCode != 1 || c.Stdout != "" {
-			t.Errorf("cat /tmp/pwned: %+v, want it to find no file", c)
-		}
-		if v := execVerdicts(resp); v != "DENIED,DENIED,DENIED,APPROVED,ALLOWED" {
-			t.Errorf("exec decisions = %s", v)
-		}
-		if e := resp.Exec[3]; strings.Join(e.Argv, " ") != chain || e.RequestId != asked[0].RequestId || e.ExitCode != 0 {
-			t.Errorf("decision on the approved chain: %v", e)
-		}
-		if rec := auditRecordOf(t, w, resp.JobId); rec.Exec["EXEC_VERDICT_DENIED"] != 3 || rec.Exec["EXEC_VERDICT_APPROVED"] != 1 {
-			t.Errorf("audit exec counts = %v", rec.Exec)
-		}
-	})
-
-	t.Run("the broker is healthy and nothing is left", func(t *testing.T) {
-		if _, err := w.broker.ListProfiles(testContext(t), &airlockv1.ListProfilesRequest{}); err != nil {
-			t.Fatal(err)
-		}
-		requireNothingLeft(t)
-		if left, _ := filepath.Glob(filepath.Join(w.stateDir, "jobs", "*")); len(left) != 0 {
-			t.Fatalf("job dirs left: %v", left)
-		}
-	})
+// TestToolGateway_BrokerHealthyAndNothingLeft: the broker is healthy and nothing is left.
+func TestToolGateway_BrokerHealthyAndNothingLeft(t *testing.T) {
+	w := sharedToolWorld(t)
+	if _, err := w.broker.ListProfiles(testContext(t), &airlockv1.ListProfilesRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	requireNothingLeft(t)
+	if left, _ := filepath.Glob(filepath.Join(w.stateDir, "jobs", "*")); len(left) != 0 {
+		t.Fatalf("job dirs left: %v", left)
+	}
 }
 
 // hostileMoves is what a compromised agent would try while its job waits
@@ -618,8 +648,11 @@ func hostileMoves(t *testing.T, ctx context.Context, w *toolWorld, jobID string)
 	if _, err := w.broker.ListProfiles(ctx, &airlockv1.ListProfilesRequest{}); err != nil {
 		t.Errorf("broker during the flood: %v", err)
 	}
-	// The bucket refills before the job's next calls.
-	time.Sleep(2500 * time.Millisecond)
+	// The job's next calls need the gateway's rate bucket full again. A
+	// rate limiter's budget is time itself, so this waits out the refill
+	// (burst over rate, and a margin) rather than for an event; a slow
+	// machine only makes the wait longer than it needs.
+	time.Sleep(time.Duration(float64(toolgw.DefaultBurst)/toolgw.DefaultRate*float64(time.Second)) + 500*time.Millisecond)
 }
 
 func writeCall(path, content string) map[string]string {
@@ -681,7 +714,8 @@ func execInToolsGroup(t *testing.T, ctx context.Context, c containerd.Container,
 	ps := *spec.Process
 	ps.Args = argv
 	ps.User.GID, ps.User.AdditionalGids = images.ToolsGID, nil
-	var stderr lockedBuffer
+	// Read only after IO().Wait(), when containerd's copy is done.
+	var stderr bytes.Buffer
 	id := "direct-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	p, err := task.Exec(ctx, id, &ps, cio.NewCreator(cio.WithStreams(nil, io.Discard, &stderr)))
 	if err != nil {
@@ -708,14 +742,11 @@ func execInToolsGroup(t *testing.T, ctx context.Context, c containerd.Container,
 // auditRecordOf returns the tool world's audit record of a job.
 func auditRecordOf(t *testing.T, w *toolWorld, jobID string) audit.Record {
 	t.Helper()
-	for _, line := range strings.Split(w.audit.String(), "\n") {
-		var rec audit.Record
-		if json.Unmarshal([]byte(line), &rec) == nil && rec.JobID == jobID {
-			return rec
-		}
+	rec, err := auditRecord(w.auditPath, jobID)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("no audit record of job %s", jobID)
-	return audit.Record{}
+	return rec
 }
 
 // waitingJob starts a job that waits for an approval and returns its ID
@@ -868,22 +899,4 @@ func jobOf(t *testing.T, stateDir, jobID string) (string, agent.Job) {
 	}
 	t.Fatalf("no job dir of %s under %s", jobID, stateDir)
 	return "", agent.Job{}
-}
-
-// lockedBuffer is an audit log the test can read while the broker writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
