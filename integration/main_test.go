@@ -155,59 +155,24 @@ func setup(dir string) error {
 	if err != nil {
 		return err
 	}
-	// The shipped profiles and the suite's egress profile, as an operator
-	// would lay them out for --policy-dir.
-	policyDir := filepath.Join(dir, "policies")
-	if err := os.CopyFS(policyDir, policies.FS); err != nil {
-		return err
-	}
-	if err := os.Link(profileFile, filepath.Join(policyDir, filepath.Base(profileFile))); err != nil {
-		return err
-	}
-	tokenFile := filepath.Join(dir, "token")
-	if err := os.WriteFile(tokenFile, []byte(randHex(32)), 0o600); err != nil {
-		return err
-	}
-	env.stateDir = filepath.Join(dir, "state")
 	env.address = d.Address()
-	// The broker is the shipped daemon, started as airlockd starts it:
-	// socket, token file, policy dir, audit log, metrics and all.
-	srv, err := server.Start(ctx, server.Options{
-		Socket:            filepath.Join(dir, "airlock.sock"),
-		TokenFile:         tokenFile,
-		StateDir:          env.stateDir,
-		ContainerdAddress: d.Address(),
-		AgentBinary:       filepath.Join(bin, "airlock-agent"),
-		Busybox:           "/bin/busybox",
-		PolicyDir:         policyDir,
-		DefaultProfile:    "secureclaw",
-		MetricsListen:     "127.0.0.1:0",
+	egressProfile, err := os.ReadFile(profileFile)
+	if err != nil {
+		return err
+	}
+	srv, conn, err := startServer(dir, map[string]string{filepath.Base(profileFile): string(egressProfile)}, func(o *server.Options) {
+		o.MetricsListen = "127.0.0.1:0"
 		// Dev mode only for the test profile's plain-http service upstream.
-		Dev:             true,
-		MaxConcurrent:   8,
-		MaxQueue:        16,
-		JobRetention:    time.Hour,
-		RetainJobs:      broker.DefaultRetainJobs,
-		ApprovalTimeout: broker.DefaultApprovalTimeout,
-		DrainGrace:      30 * time.Second,
-		ProxyPort:       sandbox.DefaultProxyPort,
-		Logger:          slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Egress:          egress.Config{Resolver: testResolver{}},
-		ExtraImages:     []images.Spec{images.Hostile(filepath.Join(bin, "hostile"))},
-		WrapRunner:      func(r job.Runner) job.Runner { return hostileRunner{r} },
+		o.Dev = true
+		o.Egress = egress.Config{Resolver: testResolver{}}
+		o.ExtraImages = []images.Spec{images.Hostile(filepath.Join(bin, "hostile"))}
+		o.WrapRunner = func(r job.Runner) job.Runner { return hostileRunner{r} }
 	})
 	if err != nil {
 		return err
 	}
-	env.server = srv
-	stops = append(stops, func() error { return srv.Shutdown(ctx) })
-
-	env.conn, err = client.Dial(srv.Addr().String(), "", tokenFile)
-	if err != nil {
-		return err
-	}
-	stops = append(stops, env.conn.Close)
-	env.brokerOf = env.conn.Broker
+	env.server, env.conn, env.brokerOf = srv, conn, conn.Broker
+	env.stateDir = srv.Options().StateDir
 
 	env.ctrd, err = containerd.New(d.Address(), containerd.WithDefaultNamespace(footprint.Namespace))
 	if err != nil {
@@ -215,6 +180,57 @@ func setup(dir string) error {
 	}
 	stops = append(stops, env.ctrd.Close)
 	return nil
+}
+
+// startServer starts an airlockd of the shipped package in dir on the
+// suite's containerd, as an operator would: a token file, and a policy dir
+// with the shipped profiles and extra (file name to YAML). edit changes
+// the options before the start. TestMain's teardown stops it.
+func startServer(dir string, extra map[string]string, edit func(*server.Options)) (*server.Server, *client.Conn, error) {
+	policyDir := filepath.Join(dir, "policies")
+	if err := os.CopyFS(policyDir, policies.FS); err != nil {
+		return nil, nil, err
+	}
+	for name, body := range extra {
+		if err := os.WriteFile(filepath.Join(policyDir, name), []byte(body), 0o600); err != nil {
+			return nil, nil, err
+		}
+	}
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte(randHex(32)), 0o600); err != nil {
+		return nil, nil, err
+	}
+	o := server.Options{
+		Socket:            filepath.Join(dir, "airlock.sock"),
+		TokenFile:         tokenFile,
+		StateDir:          filepath.Join(dir, "state"),
+		ContainerdAddress: env.address,
+		AgentBinary:       filepath.Join(env.bin, "airlock-agent"),
+		Busybox:           "/bin/busybox",
+		PolicyDir:         policyDir,
+		DefaultProfile:    "secureclaw",
+		MaxConcurrent:     8,
+		MaxQueue:          16,
+		JobRetention:      time.Hour,
+		RetainJobs:        broker.DefaultRetainJobs,
+		ApprovalTimeout:   broker.DefaultApprovalTimeout,
+		DrainGrace:        30 * time.Second,
+		ProxyPort:         sandbox.DefaultProxyPort,
+		Logger:            slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}
+	edit(&o)
+	ctx := context.Background()
+	srv, err := server.Start(ctx, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	stops = append(stops, func() error { return srv.Shutdown(ctx) })
+	conn, err := client.Dial(srv.Addr().String(), "", tokenFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	stops = append(stops, conn.Close)
+	return srv, conn, nil
 }
 
 func randHex(n int) string {

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"maps"
 	"net"
 	"net/netip"
@@ -27,12 +26,9 @@ import (
 	"github.com/containerd/containerd/cio"
 	"google.golang.org/grpc"
 
-	"github.com/airlock/airlock/broker"
 	"github.com/airlock/airlock/broker/audit"
-	"github.com/airlock/airlock/broker/client"
 	"github.com/airlock/airlock/cmd/airlockd/server"
 	"github.com/airlock/airlock/images"
-	"github.com/airlock/airlock/policies"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
 	"github.com/airlock/airlock/sandbox"
 	"github.com/airlock/airlock/sandbox/agent"
@@ -99,7 +95,6 @@ func sharedToolWorld(t *testing.T) *toolWorld {
 }
 
 func newToolWorld() (*toolWorld, error) {
-	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "airlock-tools-")
 	if err != nil {
 		return nil, err
@@ -108,49 +103,19 @@ func newToolWorld() (*toolWorld, error) {
 	if err := footprint.MkdirTraversable(dir); err != nil {
 		return nil, err
 	}
-	policyDir := filepath.Join(dir, "policies")
-	if err := os.CopyFS(policyDir, policies.FS); err != nil {
-		return nil, err
-	}
-	for name, body := range map[string]string{"toolsask": askProfile, "filetools": fileToolsProfile, "filetoolsask": fileToolsAskProfile} {
-		if err := os.WriteFile(filepath.Join(policyDir, name+".yaml"), []byte(body), 0o600); err != nil {
-			return nil, err
-		}
-	}
-	tokenFile := filepath.Join(dir, "token")
-	if err := os.WriteFile(tokenFile, []byte(randHex(32)), 0o600); err != nil {
-		return nil, err
-	}
-	w := &toolWorld{stateDir: filepath.Join(dir, "state"), auditPath: filepath.Join(dir, "audit.jsonl")}
-	srv, err := server.Start(ctx, server.Options{
-		Socket:            filepath.Join(dir, "airlock.sock"),
-		TokenFile:         tokenFile,
-		StateDir:          w.stateDir,
-		ContainerdAddress: env.address,
-		AgentBinary:       filepath.Join(env.bin, "airlock-agent"),
-		Busybox:           "/bin/busybox",
-		PolicyDir:         policyDir,
-		DefaultProfile:    "secureclaw",
-		AuditLog:          w.auditPath,
-		MaxConcurrent:     8,
-		MaxQueue:          16,
-		JobRetention:      time.Hour,
-		RetainJobs:        broker.DefaultRetainJobs,
-		ApprovalTimeout:   toolApprovalTimeout,
-		DrainGrace:        30 * time.Second,
-		EgressPool:        netip.MustParsePrefix("10.214.251.0/24"),
-		ProxyPort:         3129,
-		Logger:            slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	w := &toolWorld{auditPath: filepath.Join(dir, "audit.jsonl")}
+	srv, conn, err := startServer(dir, map[string]string{
+		"toolsask.yaml": askProfile, "filetools.yaml": fileToolsProfile, "filetoolsask.yaml": fileToolsAskProfile,
+	}, func(o *server.Options) {
+		o.AuditLog = w.auditPath
+		o.ApprovalTimeout = toolApprovalTimeout
+		o.EgressPool = netip.MustParsePrefix("10.214.251.0/24")
+		o.ProxyPort = 3129
 	})
 	if err != nil {
 		return nil, err
 	}
-	stops = append(stops, func() error { return srv.Shutdown(ctx) })
-	conn, err := client.Dial(srv.Addr().String(), "", tokenFile)
-	if err != nil {
-		return nil, err
-	}
-	stops = append(stops, conn.Close)
+	w.stateDir = srv.Options().StateDir
 	w.broker = conn.Broker
 	return w, nil
 }

@@ -361,6 +361,9 @@ func (s *Server) MetricsAddr() net.Addr {
 	return s.metrics.Addr()
 }
 
+// Options are the options the server was started with.
+func (s *Server) Options() Options { return s.o }
+
 // ContainerdAddress is the containerd socket the sandboxes run on.
 func (s *Server) ContainerdAddress() string { return s.address }
 
