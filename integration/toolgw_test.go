@@ -535,7 +535,10 @@ func TestToolGateway_BrokerHealthyAndNothingLeft(t *testing.T) {
 		t.Fatal(err)
 	}
 	requireNothingLeft(t)
-	if left, _ := filepath.Glob(filepath.Join(w.stateDir, "jobs", "*")); len(left) != 0 {
+	// A job's directory is the last thing its teardown removes, after the
+	// answer and after containerd's objects are gone.
+	var left []string
+	if !waitFor(30*time.Second, func() bool { left, _ = filepath.Glob(filepath.Join(w.stateDir, "jobs", "*")); return len(left) == 0 }) {
 		t.Fatalf("job dirs left: %v", left)
 	}
 }
