@@ -174,14 +174,22 @@ func TestRegister_RefusesUnsafePolicies(t *testing.T) {
 		{"header without secret", JobPolicy{JobID: "j", Services: map[string]job.Service{"m": {Upstream: up, Header: "Authorization"}}}, ErrSecretMissing},
 		{"secret with newline", JobPolicy{JobID: "j", Services: map[string]job.Service{"m": {Upstream: up, Header: "Authorization", Secret: []byte("a\r\nX-Evil: 1")}}}, ErrInvalidJob},
 		{"no upstream", JobPolicy{JobID: "j", Services: map[string]job.Service{"m": {}}}, ErrInvalidJob},
+		{"upstream not a URL", JobPolicy{JobID: "j", Services: map[string]job.Service{"m": {Upstream: "https://api.example/sk-hidden%zz"}}}, ErrInvalidJob},
+		{"upstream with userinfo", JobPolicy{JobID: "j", Services: map[string]job.Service{"m": {Upstream: "https://u:sk-hidden@api.example"}}}, ErrInvalidJob},
+		{"upstream not http", JobPolicy{JobID: "j", Services: map[string]job.Service{"m": {Upstream: "file:///etc/passwd"}}}, ErrInvalidJob},
 		{"alias not a label", JobPolicy{JobID: "j", Services: map[string]job.Service{"a.b": {Upstream: up}}}, ErrInvalidJob},
 		{"port 0 rule", JobPolicy{JobID: "j", Egress: []policy.EgressRule{{Host: "a.example"}}}, ErrInvalidJob},
 		{"wildcard IP rule", JobPolicy{JobID: "j", Egress: []policy.EgressRule{{Host: "10.0.0.1", Wildcard: true, Port: 80}}}, ErrInvalidJob},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := p.Register(netip.MustParseAddr("10.0.0.2"), tt.job); !errors.Is(err, tt.want) {
+			_, err := p.Register(netip.MustParseAddr("10.0.0.2"), tt.job)
+			if !errors.Is(err, tt.want) {
 				t.Errorf("err = %v, want %v", err, tt.want)
+			}
+			// An upstream can carry a credential: no error quotes it.
+			if err != nil && strings.Contains(err.Error(), "sk-hidden") {
+				t.Errorf("err quotes the upstream: %v", err)
 			}
 		})
 	}
