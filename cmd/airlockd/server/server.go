@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -126,7 +127,8 @@ func (o *Options) Validate() error {
 	return nil
 }
 
-// Server is a running airlockd. Shut it down exactly once.
+// Server is a running airlockd. Shutdown stops it; calls after the first
+// do nothing, so a caller's deferred Shutdown and its explicit one agree.
 type Server struct {
 	o        Options
 	log      *slog.Logger
@@ -141,6 +143,7 @@ type Server struct {
 	tokens   atomic.Pointer[[]auth.Token]
 	profiles *policy.Set
 	served   chan error
+	shutdown sync.Once
 	// closers undo Start, last first, at Shutdown or when Start fails.
 	closers []func()
 }
@@ -378,26 +381,28 @@ func (s *Server) Serving() <-chan error { return s.served }
 // everything Start started, last first. ctx bounds the wait for the gRPC
 // server's last calls to end.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.log.Info("draining", "grace", s.o.DrainGrace)
-	// Drain returns only once the running jobs' sandboxes are torn down,
-	// before the runner and containerd stop.
-	grace, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.DrainGrace)
-	s.broker.Drain(grace)
-	cancel()
-	stopped := make(chan struct{})
-	go func() { s.grpc.GracefulStop(); close(stopped) }()
-	t := time.NewTimer(gracefulStopTimeout)
-	defer t.Stop()
-	select {
-	case <-stopped:
-	case <-t.C:
-		s.grpc.Stop()
-	case <-ctx.Done():
-		s.grpc.Stop()
-	}
-	s.m.Up.Set(0)
-	s.close()
-	s.log.Info("stopped")
+	s.shutdown.Do(func() {
+		s.log.Info("draining", "grace", s.o.DrainGrace)
+		// Drain returns only once the running jobs' sandboxes are torn down,
+		// before the runner and containerd stop.
+		grace, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.DrainGrace)
+		s.broker.Drain(grace)
+		cancel()
+		stopped := make(chan struct{})
+		go func() { s.grpc.GracefulStop(); close(stopped) }()
+		t := time.NewTimer(gracefulStopTimeout)
+		defer t.Stop()
+		select {
+		case <-stopped:
+		case <-t.C:
+			s.grpc.Stop()
+		case <-ctx.Done():
+			s.grpc.Stop()
+		}
+		s.m.Up.Set(0)
+		s.close()
+		s.log.Info("stopped")
+	})
 	return nil
 }
 
