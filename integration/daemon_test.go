@@ -3,8 +3,6 @@
 package integration
 
 import (
-	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -95,19 +93,14 @@ func auditRecord(path, id string) (audit.Record, error) {
 		return audit.Record{}, err
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	for sc.Scan() {
-		var r audit.Record
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			return audit.Record{}, err
-		}
+	recs, err := audit.Read(f)
+	if err != nil {
+		return audit.Record{}, err
+	}
+	for _, r := range recs {
 		if r.JobID == id {
 			return r, nil
 		}
-	}
-	if err := sc.Err(); err != nil {
-		return audit.Record{}, err
 	}
 	return audit.Record{}, errors.New("no audit record for job " + id)
 }
