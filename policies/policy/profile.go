@@ -51,6 +51,46 @@ type Profile struct {
 	Limits      Limits    `json:"limits"`
 	Isolation   Isolation `json:"isolation"`
 	Result      Result    `json:"result"`
+	// Model is the model a model-driven task (the agent task) talks to;
+	// nil when the profile has none, and then no job may run that task.
+	Model *Model `json:"model,omitempty"`
+}
+
+// Model APIs a profile may name.
+const (
+	// APIOpenAI is Chat Completions, as OpenAI, vLLM, Ollama, llama.cpp's
+	// server, LiteLLM and OpenRouter speak it.
+	APIOpenAI = "openai"
+	// APIAnthropic is Anthropic's Messages API.
+	APIAnthropic = "anthropic"
+)
+
+// Model is the model a model-driven task reaches, only ever through one of
+// the profile's service aliases, so that its key stays in the egress
+// proxy. Every limit holds at the proxy or the broker as well as in the
+// agent: a hijacked agent cannot lift it.
+type Model struct {
+	// Service is the alias in network.services that leads to the model.
+	Service string `json:"service"`
+	// API is openai or anthropic.
+	API string `json:"api"`
+	// Name is the model a job gets unless its request picks another.
+	Name string `json:"name"`
+	// Allowed are the other model names a request may pick.
+	Allowed []string `json:"allowed,omitempty"`
+	// Stream asks the model for server-sent events instead of one reply.
+	Stream bool `json:"stream,omitempty"`
+	// MaxTurns caps the job's model requests, a repair attempt included.
+	MaxTurns int `json:"maxTurns"`
+	// MaxToolCalls caps the tool calls the model may make in one job.
+	MaxToolCalls int `json:"maxToolCalls"`
+	// MaxInputTokens caps the input tokens summed over the job's turns: no
+	// turn starts once they are spent.
+	MaxInputTokens int64 `json:"maxInputTokens"`
+	// MaxOutputTokens caps each reply (the request's max_tokens).
+	MaxOutputTokens int64 `json:"maxOutputTokens"`
+	// MaxReplyBytes caps the bytes of one reply read from the model.
+	MaxReplyBytes int64 `json:"maxReplyBytes"`
 }
 
 // Tools is OpenClaw's tool policy: deny wins, names are case-insensitive,
@@ -94,6 +134,9 @@ type Service struct {
 	Upstream string `json:"upstream"`
 	// Inject is the credential header, when the upstream needs one.
 	Inject Inject `json:"inject,omitempty"`
+	// Headers are fixed, non-secret headers set on every request, such as
+	// Anthropic's anthropic-version.
+	Headers map[string]string `json:"headers,omitempty"`
 }
 
 // Inject names a header and a secret reference (env:NAME or file:/path),
@@ -103,6 +146,9 @@ type Inject struct {
 	Header string `json:"header"`
 	// SecretRef is env:NAME or file:/abs/path, resolved by the broker.
 	SecretRef string `json:"secretRef"`
+	// Prefix goes before the secret in the header's value, such as
+	// "Bearer " for OpenAI's Authorization header.
+	Prefix string `json:"prefix,omitempty"`
 }
 
 // Limits bound what one job may consume.
@@ -184,10 +230,19 @@ func (p *Profile) Clone() *Profile {
 	c.Tools.Denied = slices.Clone(p.Tools.Denied)
 	c.Exec.AllowedPatterns = slices.Clone(p.Exec.AllowedPatterns)
 	c.Network.Egress = slices.Clone(p.Network.Egress)
-	c.Network.Services = maps.Clone(p.Network.Services) // Service holds no references
+	c.Network.Services = maps.Clone(p.Network.Services)
 	c.Isolation.Capabilities = slices.Clone(p.Isolation.Capabilities)
 	c.Isolation.MaskedPaths = slices.Clone(p.Isolation.MaskedPaths)
 	c.Result.RedactPatterns = slices.Clone(p.Result.RedactPatterns)
+	for alias, svc := range c.Network.Services {
+		svc.Headers = maps.Clone(svc.Headers)
+		c.Network.Services[alias] = svc
+	}
+	if p.Model != nil {
+		m := *p.Model
+		m.Allowed = slices.Clone(p.Model.Allowed)
+		c.Model = &m
+	}
 	return &c
 }
 

@@ -30,9 +30,15 @@ type Runner interface {
 type Job struct {
 	ID string
 	// Image names the image to run, for example "reader".
-	Image   string
-	Task    string
-	Params  map[string]string
+	Image  string
+	Task   string
+	Params map[string]string
+	// Instructions are the caller's instructions for a model-driven task:
+	// trusted, from the main agent, and kept apart from Content.
+	Instructions string
+	// Schema is the JSON Schema the result must fit, for an agent that
+	// shapes its answer to it. The broker validates the result again.
+	Schema  []byte
 	Content []Content
 	// Tools are the tool names the policy lets the agent use.
 	Tools  []string
@@ -41,6 +47,9 @@ type Job struct {
 	OnStart func()
 	// OnEgress, when set, is called for each egress attempt as it ends.
 	OnEgress func(EgressAttempt)
+	// OnModelCall, when set, is called for each request the job makes to
+	// its model service (Policy.Model), as it ends.
+	OnModelCall func(ModelCall)
 	// Services are the profile's service aliases with their secrets
 	// resolved, for the egress proxy to inject. Never passed to the task.
 	Services map[string]Service
@@ -90,9 +99,56 @@ type Service struct {
 	Upstream string
 	// Header is the credential header the proxy sets; empty for none.
 	Header string
-	// Secret is Header's value. It never leaves the proxy except towards
-	// Upstream, and never enters the sandbox.
+	// Prefix goes before Secret in Header's value, such as "Bearer ".
+	Prefix string
+	// Secret is Header's value after Prefix. It never leaves the proxy
+	// except towards Upstream, and never enters the sandbox.
 	Secret []byte
+	// Headers are fixed, non-secret headers the proxy sets on every
+	// request, such as anthropic-version. They replace the job's own.
+	Headers map[string]string
+}
+
+// ModelCall is one request a job made to its model service, as the egress
+// proxy saw it. The counts come from the upstream's usage block, not from
+// the job.
+type ModelCall struct {
+	// Time is when the request head was read.
+	Time time.Time
+	// Turn numbers the job's model requests from 1, refused ones included.
+	Turn int
+	// Allowed reports whether the proxy sent the request upstream.
+	Allowed bool
+	// Status is the upstream's HTTP status; 0 when there was no response.
+	Status int
+	// Reason says why a call was refused or failed; empty for a 2xx reply
+	// read to its end. It never holds a secret or a body.
+	Reason string
+	// Limit names the model limit that refused or cut the call, such as
+	// "maxTurns"; empty when none did.
+	Limit string
+	// InputTokens and OutputTokens are the reply's usage; 0 when absent.
+	InputTokens, OutputTokens int64
+	// BytesUp and BytesDown are body bytes sent and received.
+	BytesUp, BytesDown int64
+	// Duration is from the request head to the reply's end.
+	Duration time.Duration
+}
+
+// ModelUsage totals a job's model calls, as the egress proxy counted them.
+type ModelUsage struct {
+	// Calls counts requests sent upstream; Refused those the proxy refused.
+	Calls, Refused int
+	// Failed counts calls sent upstream that got no complete 2xx reply.
+	Failed int
+	// InputTokens and OutputTokens sum the replies' usage.
+	InputTokens, OutputTokens int64
+	// Limit names the first model limit that refused or cut a call.
+	Limit string
+	// LastFailure is the Reason of the last failed or refused call.
+	LastFailure string
+	// LastStatus is the upstream status of the last failed call, if any.
+	LastStatus int
 }
 
 // EgressAttempt is one request or tunnel a job tried through its egress
@@ -116,6 +172,12 @@ type EgressAttempt struct {
 	// Reason explains the decision and any failure; it never holds a
 	// secret or content.
 	Reason string
+	// Path is the request's path without its query, capped; empty for a
+	// tunnel. It is the job's text.
+	Path string
+	// Status is the HTTP status the job got back: the upstream's, or the
+	// proxy's own for a refusal; 0 for a tunnel or no response.
+	Status int
 	// BytesUp and BytesDown are body bytes (tunnel bytes for CONNECT) sent
 	// towards and received from the destination.
 	BytesUp, BytesDown int64
@@ -155,6 +217,8 @@ type Outcome struct {
 	ImageDigest string
 	// Egress is every egress attempt, allowed or denied.
 	Egress []EgressAttempt
+	// Model totals the job's calls to its model service.
+	Model ModelUsage
 	// GatewayRefused counts the requests the job's tool gateway refused
 	// before they reached OnExec (a wrong capability, flooding), by
 	// reason.
