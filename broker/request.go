@@ -190,7 +190,7 @@ func (s *Server) services(p *policy.Profile) (map[string]job.Service, error) {
 			}
 			secret = v
 		}
-		out[alias] = job.Service{Upstream: svc.Upstream, Header: svc.Inject.Header, Secret: secret}
+		out[alias] = job.Service{Upstream: svc.Upstream, Header: svc.Inject.Header, Prefix: svc.Inject.Prefix, Secret: secret, Headers: svc.Headers}
 	}
 	return out, nil
 }

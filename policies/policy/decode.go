@@ -95,6 +95,17 @@ var leaves = map[string]leaf{
 	"isolation.hostPID":         {decode: mustBeFalse("the host PID namespace would expose host processes; no profile can enable it")},
 	"isolation.hostIPC":         {decode: mustBeFalse("the host IPC namespace would expose host memory; no profile can enable it")},
 
+	"model.service":         leafOf(decString, func(p *Profile, v string) { p.model().Service = v }),
+	"model.api":             leafOf(decString, func(p *Profile, v string) { p.model().API = v }),
+	"model.name":            leafOf(decString, func(p *Profile, v string) { p.model().Name = v }),
+	"model.allowed":         leafOf(decStrings, func(p *Profile, v []string) { p.model().Allowed = v }),
+	"model.stream":          leafOf(decBool, func(p *Profile, v bool) { p.model().Stream = v }),
+	"model.maxTurns":        leafOf(decInt, func(p *Profile, v int64) { p.model().MaxTurns = clampInt(v) }),
+	"model.maxToolCalls":    leafOf(decInt, func(p *Profile, v int64) { p.model().MaxToolCalls = clampInt(v) }),
+	"model.maxInputTokens":  leafOf(decInt, func(p *Profile, v int64) { p.model().MaxInputTokens = v }),
+	"model.maxOutputTokens": leafOf(decInt, func(p *Profile, v int64) { p.model().MaxOutputTokens = v }),
+	"model.maxReplyBytes":   leafOf(decBytes, func(p *Profile, v int64) { p.model().MaxReplyBytes = v }),
+
 	"result.maxStringLength": leafOf(decInt, func(p *Profile, v int64) { p.Result.MaxStringLength = int(v) }),
 	"result.keepLinks":       leafOf(decBool, func(p *Profile, v bool) { p.Result.KeepLinks = v }),
 	"result.defaultSchema":   leafOf(decString, func(p *Profile, v string) { p.Result.DefaultSchema = v }),
@@ -417,12 +428,21 @@ func decServices(d *decoder, n *yaml.Node, path string, lines map[string]int) (m
 						svc.Inject.Header, _ = decString(d, v, ip, lines)
 					case "secretRef":
 						svc.Inject.SecretRef, _ = decString(d, v, ip, lines)
+					case "prefix":
+						svc.Inject.Prefix, _ = decString(d, v, ip, lines)
 					default:
-						d.fail(k.Line, ip, "unknown field (want header|secretRef)")
+						d.fail(k.Line, ip, "unknown field (want header|prefix|secretRef)")
 					}
 				})
+			case "headers":
+				svc.Headers = map[string]string{}
+				d.mapping(v, fp, func(key string, k, v *yaml.Node) {
+					hp := join(fp, key)
+					lines[hp] = k.Line
+					svc.Headers[key], _ = decString(d, v, hp, lines)
+				})
 			default:
-				d.fail(k.Line, fp, "unknown field (want inject|upstream)")
+				d.fail(k.Line, fp, "unknown field (want headers|inject|upstream)")
 			}
 		})
 		if good {
@@ -431,6 +451,12 @@ func decServices(d *decoder, n *yaml.Node, path string, lines map[string]int) (m
 	})
 	// Errors inside the map are already recorded; the file fails on them.
 	return out, ok
+}
+
+// clampInt keeps an out-of-range count out of range after the conversion,
+// so that validation refuses it rather than seeing a wrapped value.
+func clampInt(v int64) int {
+	return int(max(min(v, math.MaxInt32), math.MinInt32))
 }
 
 // mustBeFalse decodes a key that exists only to be refused when true.

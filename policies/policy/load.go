@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"maps"
+	"net/textproto"
 	"slices"
 	"strings"
 	"time"
@@ -291,6 +292,21 @@ func normalize(p *Profile) {
 	p.Network.Egress = sortedSet(egress)
 	if len(p.Network.Services) == 0 {
 		p.Network.Services = nil
+	}
+	for alias, svc := range p.Network.Services {
+		if len(svc.Headers) == 0 {
+			svc.Headers = nil
+		} else {
+			h := make(map[string]string, len(svc.Headers))
+			for k, v := range svc.Headers {
+				h[textproto.CanonicalMIMEHeaderKey(k)] = v
+			}
+			svc.Headers = h
+		}
+		p.Network.Services[alias] = svc
+	}
+	if m := p.Model; m != nil {
+		m.Allowed = sortedSet(slices.DeleteFunc(slices.Clone(m.Allowed), func(n string) bool { return n == m.Name }))
 	}
 	caps := make([]string, len(p.Isolation.Capabilities))
 	for i, c := range p.Isolation.Capabilities {

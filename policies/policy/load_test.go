@@ -59,7 +59,7 @@ func TestLoad_RejectsStrictDecodingErrors(t *testing.T) {
 	}{
 		{"unknown field", "exec:\n  sekurity: deny\n", "p.yaml:2: exec.sekurity: unknown field (want allowedPatterns|ask|askFallback|security)"},
 		{"unknown section", "limitz:\n  pids: 3\n", "p.yaml:1: limitz: unknown field"},
-		{"unknown service field", "network:\n  mode: allowlist\n  services:\n    model:\n      upstream: https://a.example.com\n      token: x\n", "p.yaml:6: network.services.model.token: unknown field (want inject|upstream)"},
+		{"unknown service field", "network:\n  mode: allowlist\n  services:\n    model:\n      upstream: https://a.example.com\n      token: x\n", "p.yaml:6: network.services.model.token: unknown field (want headers|inject|upstream)"},
 		{"dotted key", "limits.pids: 3\n", `p.yaml:1: "limits.pids": unknown field`},
 		{"wrong type string for int", "limits:\n  pids: many\n", "p.yaml:2: limits.pids: want an integer, got a string"},
 		{"wrong type mapping for string", "exec:\n  security:\n    level: deny\n", "p.yaml:3: exec.security: want a string, got a mapping"},

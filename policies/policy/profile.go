@@ -204,6 +204,33 @@ type Result struct {
 	RedactPatterns []string `json:"redactPatterns,omitempty"`
 }
 
+// Model defaults, for the limits a profile's model section leaves out.
+const (
+	DefaultMaxTurns        = 8
+	DefaultMaxToolCalls    = 16
+	DefaultMaxInputTokens  = 200_000
+	DefaultMaxOutputTokens = 4096
+	DefaultMaxReplyBytes   = 4 * Mi
+)
+
+// model returns p.Model, made with the default limits on first use, so
+// that a profile setting any model field gets bounded limits for the rest.
+func (p *Profile) model() *Model {
+	if p.Model == nil {
+		p.Model = &Model{
+			MaxTurns: DefaultMaxTurns, MaxToolCalls: DefaultMaxToolCalls, MaxInputTokens: DefaultMaxInputTokens,
+			MaxOutputTokens: DefaultMaxOutputTokens, MaxReplyBytes: DefaultMaxReplyBytes,
+		}
+	}
+	return p.Model
+}
+
+// ModelNames are the model names a request may pick: Name first, then
+// Allowed.
+func (m *Model) ModelNames() []string {
+	return append([]string{m.Name}, m.Allowed...)
+}
+
 // DefaultMaskedPaths returns the paths every sandbox masks, as containerd's
 // default spec does, because they leak host details or kernel interfaces.
 func DefaultMaskedPaths() []string {

@@ -20,6 +20,17 @@ type Overrides struct {
 	Egress []string
 	// OutputBytes must not exceed the profile's limits.output.
 	OutputBytes int64
+	// Model picks a name from the profile's model.name and model.allowed.
+	Model string
+	// MaxTurns, MaxToolCalls, MaxInputTokens and MaxOutputTokens must not
+	// exceed the profile's model limits.
+	MaxTurns, MaxToolCalls          int
+	MaxInputTokens, MaxOutputTokens int64
+}
+
+// hasModel reports whether o touches the model section.
+func (o Overrides) hasModel() bool {
+	return o.Model != "" || o.MaxTurns != 0 || o.MaxToolCalls != 0 || o.MaxInputTokens != 0 || o.MaxOutputTokens != 0
 }
 
 // Tighten returns a copy of p narrowed by o, validated. An override that
@@ -51,6 +62,11 @@ func (p *Profile) Tighten(o Overrides) (*Profile, error) {
 		return nil, fmt.Errorf("%w: limits.output: %s is more than the profile's %s", ErrLoosen, FormatBytes(o.OutputBytes), FormatBytes(p.Limits.OutputBytes))
 	case o.OutputBytes > 0:
 		t.Limits.OutputBytes = o.OutputBytes
+	}
+	if o.hasModel() {
+		if err := t.tightenModel(o); err != nil {
+			return nil, err
+		}
 	}
 	if len(o.Egress) > 0 {
 		egress, err := p.narrowEgress(o.Egress)
@@ -91,4 +107,47 @@ func (p *Profile) narrowEgress(want []string) ([]string, error) {
 		out = append(out, r.String())
 	}
 	return sortedSet(out), nil
+}
+
+// tightenModel applies o's model settings to t, a clone. A limit can only
+// come down, and a name must be one the profile lists.
+func (t *Profile) tightenModel(o Overrides) error {
+	m := t.Model
+	if m == nil {
+		return fmt.Errorf("%w: model: the profile has no model", ErrLoosen)
+	}
+	if o.Model != "" {
+		if !slices.Contains(m.ModelNames(), o.Model) {
+			return fmt.Errorf("%w: model.name: %q is not one the profile allows (%s)", ErrLoosen, truncate(o.Model, maxModelNameBytes), strings.Join(m.ModelNames(), ", "))
+		}
+		m.Name, m.Allowed = o.Model, nil
+	}
+	for _, l := range []struct {
+		field   string
+		v, have int64
+		set     func(int64)
+	}{
+		{"model.maxTurns", int64(o.MaxTurns), int64(m.MaxTurns), func(v int64) { m.MaxTurns = int(v) }},
+		{"model.maxToolCalls", int64(o.MaxToolCalls), int64(m.MaxToolCalls), func(v int64) { m.MaxToolCalls = int(v) }},
+		{"model.maxInputTokens", o.MaxInputTokens, m.MaxInputTokens, func(v int64) { m.MaxInputTokens = v }},
+		{"model.maxOutputTokens", o.MaxOutputTokens, m.MaxOutputTokens, func(v int64) { m.MaxOutputTokens = v }},
+	} {
+		switch {
+		case l.v < 0:
+			return fmt.Errorf("%w: %s: override %d is negative", ErrInvalid, l.field, l.v)
+		case l.v > l.have:
+			return fmt.Errorf("%w: %s: %d is more than the profile's %d", ErrLoosen, l.field, l.v, l.have)
+		case l.v > 0:
+			l.set(l.v)
+		}
+	}
+	return nil
+}
+
+// truncate cuts a caller's string for an error message.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }

@@ -55,6 +55,14 @@ const (
 	minOutput, maxOutput             = Ki, 16 * Mi // the sanitizer must scan all of it
 	minScratch, maxScratch           = Mi, 4 * Gi  // tmpfs size 0 would mean unbounded
 	minStringLength, maxStringLength = 16, 1 << 20
+
+	maxModelTurns                  = 64
+	maxModelToolCalls              = 256
+	maxModelInputTokens            = 10_000_000
+	maxModelOutputTokens           = 1_000_000
+	minReplyBytes, maxReplyBytes   = Ki, 64 * Mi
+	maxModelNameBytes, maxAllowed  = 200, 32
+	maxHeaders, maxHeaderValueSize = 16, 1024
 )
 
 // grantableCaps are the capabilities a profile may add. SETUID, SETGID,
@@ -130,6 +138,9 @@ func validate(p *Profile, cfg config, at func(field string) pos) []error {
 	checkNetwork(c, &p.Network)
 	checkLimits(c, &p.Limits)
 	checkIsolation(c, &p.Isolation)
+	if p.Model != nil {
+		checkModel(c, p.Model, &p.Network)
+	}
 	if v := p.Result.MaxStringLength; v < minStringLength || v > maxStringLength {
 		c.fail("result.maxStringLength", "%d is not in %d-%d", v, minStringLength, maxStringLength)
 	}
@@ -230,6 +241,22 @@ func checkService(c *checker, field, alias string, s Service) {
 	case u.Scheme != "https" && u.Scheme != "http":
 		c.fail(field+".upstream", "want an https URL")
 	}
+	if len(s.Headers) > maxHeaders {
+		c.fail(field+".headers", "%d headers, at most %d", len(s.Headers), maxHeaders)
+	}
+	for _, name := range sortedKeys(s.Headers) {
+		hf := field + ".headers." + name
+		switch {
+		case !validHeader(name):
+			c.fail(hf, "want an HTTP header name such as anthropic-version")
+		case reservedHeader(name):
+			c.fail(hf, "is set by the proxy itself and cannot be fixed")
+		case s.Inject.Header != "" && strings.EqualFold(name, s.Inject.Header):
+			c.fail(hf, "is the inject header; a fixed value would replace the secret")
+		case !validHeaderValue(s.Headers[name]):
+			c.fail(hf, "want printable text of at most %d bytes", maxHeaderValueSize)
+		}
+	}
 	in := s.Inject
 	if in == (Inject{}) {
 		return
@@ -240,6 +267,79 @@ func checkService(c *checker, field, alias string, s Service) {
 	if !validSecretRef(in.SecretRef) {
 		c.fail(field+".inject.secretRef", "want env:NAME or file:/abs/path; a literal secret is refused")
 	}
+	if !validHeaderValue(in.Prefix) {
+		c.fail(field+".inject.prefix", "want printable text such as \"Bearer \"")
+	}
+}
+
+// reservedHeader reports headers that describe the connection or that the
+// proxy sets itself; a profile fixing them would break framing or routing.
+func reservedHeader(name string) bool {
+	for _, h := range []string{"Host", "Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive", "Proxy-Authorization", "Proxy-Connection", "Te", "Trailer", "Upgrade", "Expect"} {
+		if strings.EqualFold(name, h) {
+			return true
+		}
+	}
+	return false
+}
+
+// validHeaderValue accepts printable ASCII and spaces, so that no value can
+// split a header or smuggle another.
+func validHeaderValue(v string) bool {
+	return len(v) <= maxHeaderValueSize && !strings.ContainsFunc(v, func(r rune) bool { return r < ' ' || r > '~' })
+}
+
+// checkModel refuses a model section that could not work or is unbounded:
+// a job with a broken model would only fail later, at a caller's expense.
+func checkModel(c *checker, m *Model, n *Network) {
+	svc, ok := n.Services[m.Service]
+	switch {
+	case m.Service == "":
+		c.fail("model.service", "is required: the alias in network.services that leads to the model")
+	case !ok:
+		c.fail("model.service", "%q is not an alias in network.services; the model is reached only through one", m.Service)
+	case n.Mode != NetworkAllowlist:
+		c.fail("model.service", "needs network.mode allowlist, since the model is reached through the egress proxy")
+	}
+	if c.enum("model.api", m.API, APIOpenAI, APIAnthropic) && ok && m.API == APIAnthropic && !hasHeader(svc.Headers, "anthropic-version") {
+		c.fail("network.services."+m.Service+".headers", "an anthropic model needs a fixed anthropic-version header, such as 2023-06-01")
+	}
+	if !validModelName(m.Name) {
+		c.fail("model.name", "want a model name of 1-%d printable characters without spaces", maxModelNameBytes)
+	}
+	if len(m.Allowed) > maxAllowed {
+		c.fail("model.allowed", "%d names, at most %d", len(m.Allowed), maxAllowed)
+	}
+	for i, name := range m.Allowed {
+		if !validModelName(name) {
+			c.fail(fmt.Sprintf("model.allowed[%d]", i), "want a model name of 1-%d printable characters without spaces", maxModelNameBytes)
+		}
+	}
+	count := func(field string, v, lo, hi int64) {
+		if v < lo || v > hi {
+			c.fail(field, "%d is not in %d-%d; an unset limit never means unlimited", v, lo, hi)
+		}
+	}
+	count("model.maxTurns", int64(m.MaxTurns), 1, maxModelTurns)
+	count("model.maxToolCalls", int64(m.MaxToolCalls), 0, maxModelToolCalls)
+	count("model.maxInputTokens", m.MaxInputTokens, 1, maxModelInputTokens)
+	count("model.maxOutputTokens", m.MaxOutputTokens, 1, maxModelOutputTokens)
+	c.bytes("model.maxReplyBytes", m.MaxReplyBytes, minReplyBytes, maxReplyBytes)
+}
+
+func hasHeader(h map[string]string, name string) bool {
+	for k := range h {
+		if strings.EqualFold(k, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// validModelName keeps a name safe to put in a JSON request, a log line and
+// a metric-free audit record.
+func validModelName(s string) bool {
+	return s != "" && len(s) <= maxModelNameBytes && !strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r > '~' })
 }
 
 func checkLimits(c *checker, l *Limits) {
