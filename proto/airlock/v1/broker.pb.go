@@ -50,21 +50,30 @@ const (
 	Verdict_VERDICT_CANCELLED Verdict = 8
 	// The result was larger than the profile's output cap.
 	Verdict_VERDICT_OUTPUT_TOO_LARGE Verdict = 9
+	// The model failed an agent job: its service was unreachable, answered
+	// an error status, or sent a malformed reply. Usage and the egress log
+	// show which call.
+	Verdict_VERDICT_MODEL_ERROR Verdict = 10
+	// An agent job reached a model limit before it answered: model turns,
+	// tool calls, input tokens or reply bytes. The message names it.
+	Verdict_VERDICT_LIMIT_EXCEEDED Verdict = 11
 )
 
 // Enum value maps for Verdict.
 var (
 	Verdict_name = map[int32]string{
-		0: "VERDICT_UNSPECIFIED",
-		1: "VERDICT_OK",
-		2: "VERDICT_SCHEMA_INVALID",
-		3: "VERDICT_TIMEOUT",
-		4: "VERDICT_OOM",
-		5: "VERDICT_RESOURCE_LIMIT",
-		6: "VERDICT_SANDBOX_ERROR",
-		7: "VERDICT_POLICY_DENIED",
-		8: "VERDICT_CANCELLED",
-		9: "VERDICT_OUTPUT_TOO_LARGE",
+		0:  "VERDICT_UNSPECIFIED",
+		1:  "VERDICT_OK",
+		2:  "VERDICT_SCHEMA_INVALID",
+		3:  "VERDICT_TIMEOUT",
+		4:  "VERDICT_OOM",
+		5:  "VERDICT_RESOURCE_LIMIT",
+		6:  "VERDICT_SANDBOX_ERROR",
+		7:  "VERDICT_POLICY_DENIED",
+		8:  "VERDICT_CANCELLED",
+		9:  "VERDICT_OUTPUT_TOO_LARGE",
+		10: "VERDICT_MODEL_ERROR",
+		11: "VERDICT_LIMIT_EXCEEDED",
 	}
 	Verdict_value = map[string]int32{
 		"VERDICT_UNSPECIFIED":      0,
@@ -77,6 +86,8 @@ var (
 		"VERDICT_POLICY_DENIED":    7,
 		"VERDICT_CANCELLED":        8,
 		"VERDICT_OUTPUT_TOO_LARGE": 9,
+		"VERDICT_MODEL_ERROR":      10,
+		"VERDICT_LIMIT_EXCEEDED":   11,
 	}
 )
 
@@ -381,9 +392,14 @@ func (x *SpawnRequest) GetLabels() map[string]string {
 type Task struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// For the reference agent: extract_text, extract_links, summarize,
-	// classify, fetch.
-	Name          string            `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Params        map[string]string `protobuf:"bytes,2,rep,name=params,proto3" json:"params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// classify, fetch, run, and agent (a model loop; it needs a profile
+	// with a model section).
+	Name   string            `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Params map[string]string `protobuf:"bytes,2,rep,name=params,proto3" json:"params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// What the agent task's model is asked to do with the content, from the
+	// caller: trusted, and kept apart from the untrusted content. Required
+	// by agent, refused by every other task.
+	Instructions  string `protobuf:"bytes,3,opt,name=instructions,proto3" json:"instructions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -430,6 +446,13 @@ func (x *Task) GetParams() map[string]string {
 		return x.Params
 	}
 	return nil
+}
+
+func (x *Task) GetInstructions() string {
+	if x != nil {
+		return x.Instructions
+	}
+	return ""
 }
 
 // Content is one piece of untrusted input.
@@ -505,7 +528,10 @@ type Overrides struct {
 	// Egress entries; each must be allowed by the profile.
 	Egress []string `protobuf:"bytes,3,rep,name=egress,proto3" json:"egress,omitempty"`
 	// Result byte cap; must not exceed the profile's.
-	OutputBytes   int64 `protobuf:"varint,4,opt,name=output_bytes,json=outputBytes,proto3" json:"output_bytes,omitempty"`
+	OutputBytes int64 `protobuf:"varint,4,opt,name=output_bytes,json=outputBytes,proto3" json:"output_bytes,omitempty"`
+	// The agent task's model and its limits; each must be within the
+	// profile's model section.
+	Model         *ModelOverrides `protobuf:"bytes,5,opt,name=model,proto3" json:"model,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -568,6 +594,92 @@ func (x *Overrides) GetOutputBytes() int64 {
 	return 0
 }
 
+func (x *Overrides) GetModel() *ModelOverrides {
+	if x != nil {
+		return x.Model
+	}
+	return nil
+}
+
+// ModelOverrides pick a model the profile allows and lower its limits.
+// Zero leaves the profile's value.
+type ModelOverrides struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One of the profile's model.name and model.allowed.
+	Name            string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	MaxTurns        int32  `protobuf:"varint,2,opt,name=max_turns,json=maxTurns,proto3" json:"max_turns,omitempty"`
+	MaxToolCalls    int32  `protobuf:"varint,3,opt,name=max_tool_calls,json=maxToolCalls,proto3" json:"max_tool_calls,omitempty"`
+	MaxInputTokens  int64  `protobuf:"varint,4,opt,name=max_input_tokens,json=maxInputTokens,proto3" json:"max_input_tokens,omitempty"`
+	MaxOutputTokens int64  `protobuf:"varint,5,opt,name=max_output_tokens,json=maxOutputTokens,proto3" json:"max_output_tokens,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ModelOverrides) Reset() {
+	*x = ModelOverrides{}
+	mi := &file_airlock_v1_broker_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelOverrides) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelOverrides) ProtoMessage() {}
+
+func (x *ModelOverrides) ProtoReflect() protoreflect.Message {
+	mi := &file_airlock_v1_broker_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelOverrides.ProtoReflect.Descriptor instead.
+func (*ModelOverrides) Descriptor() ([]byte, []int) {
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ModelOverrides) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ModelOverrides) GetMaxTurns() int32 {
+	if x != nil {
+		return x.MaxTurns
+	}
+	return 0
+}
+
+func (x *ModelOverrides) GetMaxToolCalls() int32 {
+	if x != nil {
+		return x.MaxToolCalls
+	}
+	return 0
+}
+
+func (x *ModelOverrides) GetMaxInputTokens() int64 {
+	if x != nil {
+		return x.MaxInputTokens
+	}
+	return 0
+}
+
+func (x *ModelOverrides) GetMaxOutputTokens() int64 {
+	if x != nil {
+		return x.MaxOutputTokens
+	}
+	return 0
+}
+
 // SpawnResponse is the only thing that crosses back from a job.
 type SpawnResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -590,7 +702,7 @@ type SpawnResponse struct {
 
 func (x *SpawnResponse) Reset() {
 	*x = SpawnResponse{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[4]
+	mi := &file_airlock_v1_broker_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -602,7 +714,7 @@ func (x *SpawnResponse) String() string {
 func (*SpawnResponse) ProtoMessage() {}
 
 func (x *SpawnResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[4]
+	mi := &file_airlock_v1_broker_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -615,7 +727,7 @@ func (x *SpawnResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpawnResponse.ProtoReflect.Descriptor instead.
 func (*SpawnResponse) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{4}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SpawnResponse) GetJobId() string {
@@ -703,7 +815,7 @@ type ExecDecision struct {
 
 func (x *ExecDecision) Reset() {
 	*x = ExecDecision{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[5]
+	mi := &file_airlock_v1_broker_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -715,7 +827,7 @@ func (x *ExecDecision) String() string {
 func (*ExecDecision) ProtoMessage() {}
 
 func (x *ExecDecision) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[5]
+	mi := &file_airlock_v1_broker_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -728,7 +840,7 @@ func (x *ExecDecision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecDecision.ProtoReflect.Descriptor instead.
 func (*ExecDecision) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{5}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ExecDecision) GetTime() *timestamppb.Timestamp {
@@ -797,7 +909,7 @@ type SanitizationReport struct {
 
 func (x *SanitizationReport) Reset() {
 	*x = SanitizationReport{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[6]
+	mi := &file_airlock_v1_broker_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -809,7 +921,7 @@ func (x *SanitizationReport) String() string {
 func (*SanitizationReport) ProtoMessage() {}
 
 func (x *SanitizationReport) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[6]
+	mi := &file_airlock_v1_broker_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -822,7 +934,7 @@ func (x *SanitizationReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SanitizationReport.ProtoReflect.Descriptor instead.
 func (*SanitizationReport) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{6}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SanitizationReport) GetFindings() []*SanitizationFinding {
@@ -851,7 +963,7 @@ type SanitizationFinding struct {
 
 func (x *SanitizationFinding) Reset() {
 	*x = SanitizationFinding{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[7]
+	mi := &file_airlock_v1_broker_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +975,7 @@ func (x *SanitizationFinding) String() string {
 func (*SanitizationFinding) ProtoMessage() {}
 
 func (x *SanitizationFinding) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[7]
+	mi := &file_airlock_v1_broker_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +988,7 @@ func (x *SanitizationFinding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SanitizationFinding.ProtoReflect.Descriptor instead.
 func (*SanitizationFinding) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{7}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SanitizationFinding) GetPath() string {
@@ -916,16 +1028,21 @@ type EgressAttempt struct {
 	Allowed bool                   `protobuf:"varint,4,opt,name=allowed,proto3" json:"allowed,omitempty"`
 	Reason  string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
 	// HTTP method, or CONNECT for a tunnel.
-	Method        string `protobuf:"bytes,6,opt,name=method,proto3" json:"method,omitempty"`
-	BytesUp       int64  `protobuf:"varint,7,opt,name=bytes_up,json=bytesUp,proto3" json:"bytes_up,omitempty"`
-	BytesDown     int64  `protobuf:"varint,8,opt,name=bytes_down,json=bytesDown,proto3" json:"bytes_down,omitempty"`
+	Method    string `protobuf:"bytes,6,opt,name=method,proto3" json:"method,omitempty"`
+	BytesUp   int64  `protobuf:"varint,7,opt,name=bytes_up,json=bytesUp,proto3" json:"bytes_up,omitempty"`
+	BytesDown int64  `protobuf:"varint,8,opt,name=bytes_down,json=bytesDown,proto3" json:"bytes_down,omitempty"`
+	// The request's path without its query, for an HTTP request; the job's
+	// words, sanitized.
+	Path string `protobuf:"bytes,9,opt,name=path,proto3" json:"path,omitempty"`
+	// The HTTP status the job got back; 0 for a tunnel.
+	Status        int32 `protobuf:"varint,10,opt,name=status,proto3" json:"status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *EgressAttempt) Reset() {
 	*x = EgressAttempt{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[8]
+	mi := &file_airlock_v1_broker_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -937,7 +1054,7 @@ func (x *EgressAttempt) String() string {
 func (*EgressAttempt) ProtoMessage() {}
 
 func (x *EgressAttempt) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[8]
+	mi := &file_airlock_v1_broker_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -950,7 +1067,7 @@ func (x *EgressAttempt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EgressAttempt.ProtoReflect.Descriptor instead.
 func (*EgressAttempt) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{8}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *EgressAttempt) GetTime() *timestamppb.Timestamp {
@@ -1009,6 +1126,20 @@ func (x *EgressAttempt) GetBytesDown() int64 {
 	return 0
 }
 
+func (x *EgressAttempt) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *EgressAttempt) GetStatus() int32 {
+	if x != nil {
+		return x.Status
+	}
+	return 0
+}
+
 // Usage is what the job consumed.
 type Usage struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
@@ -1017,14 +1148,21 @@ type Usage struct {
 	OutputBytes     int64                  `protobuf:"varint,3,opt,name=output_bytes,json=outputBytes,proto3" json:"output_bytes,omitempty"`
 	MemoryPeakBytes int64                  `protobuf:"varint,4,opt,name=memory_peak_bytes,json=memoryPeakBytes,proto3" json:"memory_peak_bytes,omitempty"`
 	// CPU time the sandbox used.
-	Cpu           *durationpb.Duration `protobuf:"bytes,5,opt,name=cpu,proto3" json:"cpu,omitempty"`
+	Cpu *durationpb.Duration `protobuf:"bytes,5,opt,name=cpu,proto3" json:"cpu,omitempty"`
+	// Model requests an agent job made, as the egress proxy counted them.
+	ModelTurns int32 `protobuf:"varint,6,opt,name=model_turns,json=modelTurns,proto3" json:"model_turns,omitempty"`
+	// Tokens in and out, summed from the model's replies.
+	InputTokens  int64 `protobuf:"varint,7,opt,name=input_tokens,json=inputTokens,proto3" json:"input_tokens,omitempty"`
+	OutputTokens int64 `protobuf:"varint,8,opt,name=output_tokens,json=outputTokens,proto3" json:"output_tokens,omitempty"`
+	// Tool calls the job asked the broker to decide.
+	ToolCalls     int32 `protobuf:"varint,9,opt,name=tool_calls,json=toolCalls,proto3" json:"tool_calls,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Usage) Reset() {
 	*x = Usage{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[9]
+	mi := &file_airlock_v1_broker_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1036,7 +1174,7 @@ func (x *Usage) String() string {
 func (*Usage) ProtoMessage() {}
 
 func (x *Usage) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[9]
+	mi := &file_airlock_v1_broker_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1049,7 +1187,7 @@ func (x *Usage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Usage.ProtoReflect.Descriptor instead.
 func (*Usage) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{9}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Usage) GetWall() *durationpb.Duration {
@@ -1087,6 +1225,34 @@ func (x *Usage) GetCpu() *durationpb.Duration {
 	return nil
 }
 
+func (x *Usage) GetModelTurns() int32 {
+	if x != nil {
+		return x.ModelTurns
+	}
+	return 0
+}
+
+func (x *Usage) GetInputTokens() int64 {
+	if x != nil {
+		return x.InputTokens
+	}
+	return 0
+}
+
+func (x *Usage) GetOutputTokens() int64 {
+	if x != nil {
+		return x.OutputTokens
+	}
+	return 0
+}
+
+func (x *Usage) GetToolCalls() int32 {
+	if x != nil {
+		return x.ToolCalls
+	}
+	return 0
+}
+
 // EffectivePolicy identifies the policy a job ran under.
 type EffectivePolicy struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -1101,7 +1267,7 @@ type EffectivePolicy struct {
 
 func (x *EffectivePolicy) Reset() {
 	*x = EffectivePolicy{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[10]
+	mi := &file_airlock_v1_broker_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1113,7 +1279,7 @@ func (x *EffectivePolicy) String() string {
 func (*EffectivePolicy) ProtoMessage() {}
 
 func (x *EffectivePolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[10]
+	mi := &file_airlock_v1_broker_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1126,7 +1292,7 @@ func (x *EffectivePolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EffectivePolicy.ProtoReflect.Descriptor instead.
 func (*EffectivePolicy) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{10}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *EffectivePolicy) GetProfile() string {
@@ -1160,7 +1326,7 @@ type SpawnStreamRequest struct {
 
 func (x *SpawnStreamRequest) Reset() {
 	*x = SpawnStreamRequest{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[11]
+	mi := &file_airlock_v1_broker_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1172,7 +1338,7 @@ func (x *SpawnStreamRequest) String() string {
 func (*SpawnStreamRequest) ProtoMessage() {}
 
 func (x *SpawnStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[11]
+	mi := &file_airlock_v1_broker_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1185,7 +1351,7 @@ func (x *SpawnStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpawnStreamRequest.ProtoReflect.Descriptor instead.
 func (*SpawnStreamRequest) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{11}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SpawnStreamRequest) GetSpawn() *SpawnRequest {
@@ -1208,6 +1374,8 @@ type SpawnStreamResponse struct {
 	//	*SpawnStreamResponse_ApprovalNeeded
 	//	*SpawnStreamResponse_Finished
 	//	*SpawnStreamResponse_Done
+	//	*SpawnStreamResponse_ModelTurn
+	//	*SpawnStreamResponse_ToolCall
 	Event         isSpawnStreamResponse_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1215,7 +1383,7 @@ type SpawnStreamResponse struct {
 
 func (x *SpawnStreamResponse) Reset() {
 	*x = SpawnStreamResponse{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[12]
+	mi := &file_airlock_v1_broker_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1227,7 +1395,7 @@ func (x *SpawnStreamResponse) String() string {
 func (*SpawnStreamResponse) ProtoMessage() {}
 
 func (x *SpawnStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[12]
+	mi := &file_airlock_v1_broker_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1240,7 +1408,7 @@ func (x *SpawnStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpawnStreamResponse.ProtoReflect.Descriptor instead.
 func (*SpawnStreamResponse) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{12}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SpawnStreamResponse) GetJobId() string {
@@ -1319,6 +1487,24 @@ func (x *SpawnStreamResponse) GetDone() *Job {
 	return nil
 }
 
+func (x *SpawnStreamResponse) GetModelTurn() *ModelTurn {
+	if x != nil {
+		if x, ok := x.Event.(*SpawnStreamResponse_ModelTurn); ok {
+			return x.ModelTurn
+		}
+	}
+	return nil
+}
+
+func (x *SpawnStreamResponse) GetToolCall() *ToolCall {
+	if x != nil {
+		if x, ok := x.Event.(*SpawnStreamResponse_ToolCall); ok {
+			return x.ToolCall
+		}
+	}
+	return nil
+}
+
 type isSpawnStreamResponse_Event interface {
 	isSpawnStreamResponse_Event()
 }
@@ -1351,6 +1537,14 @@ type SpawnStreamResponse_Done struct {
 	Done *Job `protobuf:"bytes,8,opt,name=done,proto3,oneof"`
 }
 
+type SpawnStreamResponse_ModelTurn struct {
+	ModelTurn *ModelTurn `protobuf:"bytes,9,opt,name=model_turn,json=modelTurn,proto3,oneof"`
+}
+
+type SpawnStreamResponse_ToolCall struct {
+	ToolCall *ToolCall `protobuf:"bytes,10,opt,name=tool_call,json=toolCall,proto3,oneof"`
+}
+
 func (*SpawnStreamResponse_Accepted) isSpawnStreamResponse_Event() {}
 
 func (*SpawnStreamResponse_Started) isSpawnStreamResponse_Event() {}
@@ -1363,6 +1557,215 @@ func (*SpawnStreamResponse_Finished) isSpawnStreamResponse_Event() {}
 
 func (*SpawnStreamResponse_Done) isSpawnStreamResponse_Event() {}
 
+func (*SpawnStreamResponse_ModelTurn) isSpawnStreamResponse_Event() {}
+
+func (*SpawnStreamResponse_ToolCall) isSpawnStreamResponse_Event() {}
+
+// ModelTurn is one request an agent job made to its model, as the egress
+// proxy saw it; never a body.
+type ModelTurn struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Numbers the job's model requests from 1.
+	Turn int32 `protobuf:"varint,1,opt,name=turn,proto3" json:"turn,omitempty"`
+	// Whether the proxy sent it to the model.
+	Allowed bool `protobuf:"varint,2,opt,name=allowed,proto3" json:"allowed,omitempty"`
+	// The model's HTTP status; 0 when there was no response.
+	Status       int32                `protobuf:"varint,3,opt,name=status,proto3" json:"status,omitempty"`
+	InputTokens  int64                `protobuf:"varint,4,opt,name=input_tokens,json=inputTokens,proto3" json:"input_tokens,omitempty"`
+	OutputTokens int64                `protobuf:"varint,5,opt,name=output_tokens,json=outputTokens,proto3" json:"output_tokens,omitempty"`
+	BytesUp      int64                `protobuf:"varint,6,opt,name=bytes_up,json=bytesUp,proto3" json:"bytes_up,omitempty"`
+	BytesDown    int64                `protobuf:"varint,7,opt,name=bytes_down,json=bytesDown,proto3" json:"bytes_down,omitempty"`
+	Duration     *durationpb.Duration `protobuf:"bytes,8,opt,name=duration,proto3" json:"duration,omitempty"`
+	// Why it was refused or failed; empty for a complete 2xx reply.
+	Reason string `protobuf:"bytes,9,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The model limit that refused or cut it, such as maxTurns.
+	Limit         string `protobuf:"bytes,10,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ModelTurn) Reset() {
+	*x = ModelTurn{}
+	mi := &file_airlock_v1_broker_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelTurn) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelTurn) ProtoMessage() {}
+
+func (x *ModelTurn) ProtoReflect() protoreflect.Message {
+	mi := &file_airlock_v1_broker_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelTurn.ProtoReflect.Descriptor instead.
+func (*ModelTurn) Descriptor() ([]byte, []int) {
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ModelTurn) GetTurn() int32 {
+	if x != nil {
+		return x.Turn
+	}
+	return 0
+}
+
+func (x *ModelTurn) GetAllowed() bool {
+	if x != nil {
+		return x.Allowed
+	}
+	return false
+}
+
+func (x *ModelTurn) GetStatus() int32 {
+	if x != nil {
+		return x.Status
+	}
+	return 0
+}
+
+func (x *ModelTurn) GetInputTokens() int64 {
+	if x != nil {
+		return x.InputTokens
+	}
+	return 0
+}
+
+func (x *ModelTurn) GetOutputTokens() int64 {
+	if x != nil {
+		return x.OutputTokens
+	}
+	return 0
+}
+
+func (x *ModelTurn) GetBytesUp() int64 {
+	if x != nil {
+		return x.BytesUp
+	}
+	return 0
+}
+
+func (x *ModelTurn) GetBytesDown() int64 {
+	if x != nil {
+		return x.BytesDown
+	}
+	return 0
+}
+
+func (x *ModelTurn) GetDuration() *durationpb.Duration {
+	if x != nil {
+		return x.Duration
+	}
+	return nil
+}
+
+func (x *ModelTurn) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ModelTurn) GetLimit() string {
+	if x != nil {
+		return x.Limit
+	}
+	return ""
+}
+
+// ToolCall is one tool call the job asked the broker to decide: a command
+// (also reported as an ExecDecision) or a read or fetch. Its words come
+// from the sandbox and are sanitized.
+type ToolCall struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// exec, read, fetch, write or edit.
+	Tool string `protobuf:"bytes,1,opt,name=tool,proto3" json:"tool,omitempty"`
+	// The path or URL of a tool other than exec.
+	Target string `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
+	// The command of an exec.
+	Argv          []string `protobuf:"bytes,3,rep,name=argv,proto3" json:"argv,omitempty"`
+	Allowed       bool     `protobuf:"varint,4,opt,name=allowed,proto3" json:"allowed,omitempty"`
+	Reason        string   `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ToolCall) Reset() {
+	*x = ToolCall{}
+	mi := &file_airlock_v1_broker_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ToolCall) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ToolCall) ProtoMessage() {}
+
+func (x *ToolCall) ProtoReflect() protoreflect.Message {
+	mi := &file_airlock_v1_broker_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ToolCall.ProtoReflect.Descriptor instead.
+func (*ToolCall) Descriptor() ([]byte, []int) {
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ToolCall) GetTool() string {
+	if x != nil {
+		return x.Tool
+	}
+	return ""
+}
+
+func (x *ToolCall) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *ToolCall) GetArgv() []string {
+	if x != nil {
+		return x.Argv
+	}
+	return nil
+}
+
+func (x *ToolCall) GetAllowed() bool {
+	if x != nil {
+		return x.Allowed
+	}
+	return false
+}
+
+func (x *ToolCall) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // JobAccepted says the request passed validation.
 type JobAccepted struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1373,7 +1776,7 @@ type JobAccepted struct {
 
 func (x *JobAccepted) Reset() {
 	*x = JobAccepted{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[13]
+	mi := &file_airlock_v1_broker_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1385,7 +1788,7 @@ func (x *JobAccepted) String() string {
 func (*JobAccepted) ProtoMessage() {}
 
 func (x *JobAccepted) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[13]
+	mi := &file_airlock_v1_broker_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1398,7 +1801,7 @@ func (x *JobAccepted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobAccepted.ProtoReflect.Descriptor instead.
 func (*JobAccepted) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{13}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *JobAccepted) GetPolicy() *EffectivePolicy {
@@ -1417,7 +1820,7 @@ type JobStarted struct {
 
 func (x *JobStarted) Reset() {
 	*x = JobStarted{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[14]
+	mi := &file_airlock_v1_broker_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1429,7 +1832,7 @@ func (x *JobStarted) String() string {
 func (*JobStarted) ProtoMessage() {}
 
 func (x *JobStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[14]
+	mi := &file_airlock_v1_broker_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1442,7 +1845,7 @@ func (x *JobStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobStarted.ProtoReflect.Descriptor instead.
 func (*JobStarted) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{14}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{17}
 }
 
 // ApprovalNeeded says the job waits for an approval: answer it with
@@ -1469,7 +1872,7 @@ type ApprovalNeeded struct {
 
 func (x *ApprovalNeeded) Reset() {
 	*x = ApprovalNeeded{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[15]
+	mi := &file_airlock_v1_broker_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1481,7 +1884,7 @@ func (x *ApprovalNeeded) String() string {
 func (*ApprovalNeeded) ProtoMessage() {}
 
 func (x *ApprovalNeeded) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[15]
+	mi := &file_airlock_v1_broker_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1494,7 +1897,7 @@ func (x *ApprovalNeeded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApprovalNeeded.ProtoReflect.Descriptor instead.
 func (*ApprovalNeeded) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{15}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ApprovalNeeded) GetRequest() string {
@@ -1551,7 +1954,7 @@ type ApproveRequest struct {
 
 func (x *ApproveRequest) Reset() {
 	*x = ApproveRequest{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[16]
+	mi := &file_airlock_v1_broker_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1563,7 +1966,7 @@ func (x *ApproveRequest) String() string {
 func (*ApproveRequest) ProtoMessage() {}
 
 func (x *ApproveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[16]
+	mi := &file_airlock_v1_broker_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1576,7 +1979,7 @@ func (x *ApproveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveRequest.ProtoReflect.Descriptor instead.
 func (*ApproveRequest) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{16}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ApproveRequest) GetJobId() string {
@@ -1609,7 +2012,7 @@ type ApproveResponse struct {
 
 func (x *ApproveResponse) Reset() {
 	*x = ApproveResponse{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[17]
+	mi := &file_airlock_v1_broker_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1621,7 +2024,7 @@ func (x *ApproveResponse) String() string {
 func (*ApproveResponse) ProtoMessage() {}
 
 func (x *ApproveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[17]
+	mi := &file_airlock_v1_broker_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1634,7 +2037,7 @@ func (x *ApproveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveResponse.ProtoReflect.Descriptor instead.
 func (*ApproveResponse) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{17}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{20}
 }
 
 // CancelRequest names a job.
@@ -1647,7 +2050,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[18]
+	mi := &file_airlock_v1_broker_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1659,7 +2062,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[18]
+	mi := &file_airlock_v1_broker_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1672,7 +2075,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{18}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CancelRequest) GetJobId() string {
@@ -1693,7 +2096,7 @@ type CancelResponse struct {
 
 func (x *CancelResponse) Reset() {
 	*x = CancelResponse{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[19]
+	mi := &file_airlock_v1_broker_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1705,7 +2108,7 @@ func (x *CancelResponse) String() string {
 func (*CancelResponse) ProtoMessage() {}
 
 func (x *CancelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[19]
+	mi := &file_airlock_v1_broker_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1718,7 +2121,7 @@ func (x *CancelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelResponse.ProtoReflect.Descriptor instead.
 func (*CancelResponse) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{19}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CancelResponse) GetCancelled() bool {
@@ -1738,7 +2141,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[20]
+	mi := &file_airlock_v1_broker_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1750,7 +2153,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[20]
+	mi := &file_airlock_v1_broker_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1763,7 +2166,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{20}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetJobRequest) GetJobId() string {
@@ -1795,7 +2198,7 @@ type GetJobResponse struct {
 
 func (x *GetJobResponse) Reset() {
 	*x = GetJobResponse{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[21]
+	mi := &file_airlock_v1_broker_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1807,7 +2210,7 @@ func (x *GetJobResponse) String() string {
 func (*GetJobResponse) ProtoMessage() {}
 
 func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[21]
+	mi := &file_airlock_v1_broker_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1820,7 +2223,7 @@ func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobResponse.ProtoReflect.Descriptor instead.
 func (*GetJobResponse) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{21}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{24}
 }
 
 // Deprecated: Marked as deprecated in airlock/v1/broker.proto.
@@ -1878,7 +2281,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[22]
+	mi := &file_airlock_v1_broker_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1890,7 +2293,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[22]
+	mi := &file_airlock_v1_broker_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1903,7 +2306,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{22}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Job) GetJobId() string {
@@ -1985,7 +2388,7 @@ type ListProfilesRequest struct {
 
 func (x *ListProfilesRequest) Reset() {
 	*x = ListProfilesRequest{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[23]
+	mi := &file_airlock_v1_broker_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1997,7 +2400,7 @@ func (x *ListProfilesRequest) String() string {
 func (*ListProfilesRequest) ProtoMessage() {}
 
 func (x *ListProfilesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[23]
+	mi := &file_airlock_v1_broker_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2010,7 +2413,7 @@ func (x *ListProfilesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProfilesRequest.ProtoReflect.Descriptor instead.
 func (*ListProfilesRequest) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{23}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{26}
 }
 
 // ListProfilesResponse lists profiles.
@@ -2023,7 +2426,7 @@ type ListProfilesResponse struct {
 
 func (x *ListProfilesResponse) Reset() {
 	*x = ListProfilesResponse{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[24]
+	mi := &file_airlock_v1_broker_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2035,7 +2438,7 @@ func (x *ListProfilesResponse) String() string {
 func (*ListProfilesResponse) ProtoMessage() {}
 
 func (x *ListProfilesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[24]
+	mi := &file_airlock_v1_broker_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2048,7 +2451,7 @@ func (x *ListProfilesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProfilesResponse.ProtoReflect.Descriptor instead.
 func (*ListProfilesResponse) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{24}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListProfilesResponse) GetProfiles() []*EffectivePolicy {
@@ -2068,7 +2471,7 @@ type ExplainProfileRequest struct {
 
 func (x *ExplainProfileRequest) Reset() {
 	*x = ExplainProfileRequest{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[25]
+	mi := &file_airlock_v1_broker_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2080,7 +2483,7 @@ func (x *ExplainProfileRequest) String() string {
 func (*ExplainProfileRequest) ProtoMessage() {}
 
 func (x *ExplainProfileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[25]
+	mi := &file_airlock_v1_broker_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2093,7 +2496,7 @@ func (x *ExplainProfileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainProfileRequest.ProtoReflect.Descriptor instead.
 func (*ExplainProfileRequest) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{25}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ExplainProfileRequest) GetProfile() string {
@@ -2111,14 +2514,18 @@ type ExplainProfileResponse struct {
 	EffectiveJson string `protobuf:"bytes,2,opt,name=effective_json,json=effectiveJson,proto3" json:"effective_json,omitempty"`
 	// The OCI runtime spec a job under this profile runs with, as JSON, with
 	// placeholders for per-run paths and IDs.
-	OciSpecJson   string `protobuf:"bytes,3,opt,name=oci_spec_json,json=ociSpecJson,proto3" json:"oci_spec_json,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	OciSpecJson string `protobuf:"bytes,3,opt,name=oci_spec_json,json=ociSpecJson,proto3" json:"oci_spec_json,omitempty"`
+	// Airlock's fixed system prompt for the agent task's model, and its
+	// version; set for a profile with a model section.
+	SystemPrompt        string `protobuf:"bytes,4,opt,name=system_prompt,json=systemPrompt,proto3" json:"system_prompt,omitempty"`
+	SystemPromptVersion string `protobuf:"bytes,5,opt,name=system_prompt_version,json=systemPromptVersion,proto3" json:"system_prompt_version,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *ExplainProfileResponse) Reset() {
 	*x = ExplainProfileResponse{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[26]
+	mi := &file_airlock_v1_broker_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2130,7 +2537,7 @@ func (x *ExplainProfileResponse) String() string {
 func (*ExplainProfileResponse) ProtoMessage() {}
 
 func (x *ExplainProfileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[26]
+	mi := &file_airlock_v1_broker_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2143,7 +2550,7 @@ func (x *ExplainProfileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainProfileResponse.ProtoReflect.Descriptor instead.
 func (*ExplainProfileResponse) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{26}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ExplainProfileResponse) GetPolicy() *EffectivePolicy {
@@ -2167,6 +2574,20 @@ func (x *ExplainProfileResponse) GetOciSpecJson() string {
 	return ""
 }
 
+func (x *ExplainProfileResponse) GetSystemPrompt() string {
+	if x != nil {
+		return x.SystemPrompt
+	}
+	return ""
+}
+
+func (x *ExplainProfileResponse) GetSystemPromptVersion() string {
+	if x != nil {
+		return x.SystemPromptVersion
+	}
+	return ""
+}
+
 var File_airlock_v1_broker_proto protoreflect.FileDescriptor
 
 const file_airlock_v1_broker_proto_rawDesc = "" +
@@ -2183,10 +2604,11 @@ const file_airlock_v1_broker_proto_rawDesc = "" +
 	"\x06labels\x18\a \x03(\v2$.airlock.v1.SpawnRequest.LabelsEntryR\x06labels\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8b\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xaf\x01\n" +
 	"\x04Task\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x124\n" +
-	"\x06params\x18\x02 \x03(\v2\x1c.airlock.v1.Task.ParamsEntryR\x06params\x1a9\n" +
+	"\x06params\x18\x02 \x03(\v2\x1c.airlock.v1.Task.ParamsEntryR\x06params\x12\"\n" +
+	"\finstructions\x18\x03 \x01(\tR\finstructions\x1a9\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"T\n" +
@@ -2194,12 +2616,19 @@ const file_airlock_v1_broker_proto_rawDesc = "" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x1d\n" +
 	"\n" +
 	"media_type\x18\x02 \x01(\tR\tmediaType\x12\x16\n" +
-	"\x06source\x18\x03 \x01(\tR\x06source\"\x9e\x01\n" +
+	"\x06source\x18\x03 \x01(\tR\x06source\"\xd0\x01\n" +
 	"\tOverrides\x123\n" +
 	"\atimeout\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12!\n" +
 	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\x12\x16\n" +
 	"\x06egress\x18\x03 \x03(\tR\x06egress\x12!\n" +
-	"\foutput_bytes\x18\x04 \x01(\x03R\voutputBytes\"\xa3\x03\n" +
+	"\foutput_bytes\x18\x04 \x01(\x03R\voutputBytes\x120\n" +
+	"\x05model\x18\x05 \x01(\v2\x1a.airlock.v1.ModelOverridesR\x05model\"\xbd\x01\n" +
+	"\x0eModelOverrides\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
+	"\tmax_turns\x18\x02 \x01(\x05R\bmaxTurns\x12$\n" +
+	"\x0emax_tool_calls\x18\x03 \x01(\x05R\fmaxToolCalls\x12(\n" +
+	"\x10max_input_tokens\x18\x04 \x01(\x03R\x0emaxInputTokens\x12*\n" +
+	"\x11max_output_tokens\x18\x05 \x01(\x03R\x0fmaxOutputTokens\"\xa3\x03\n" +
 	"\rSpawnResponse\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12-\n" +
 	"\averdict\x18\x02 \x01(\x0e2\x13.airlock.v1.VerdictR\averdict\x12/\n" +
@@ -2226,7 +2655,7 @@ const file_airlock_v1_broker_proto_rawDesc = "" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x16\n" +
 	"\x06detail\x18\x03 \x01(\tR\x06detail\x12\x14\n" +
-	"\x05count\x18\x04 \x01(\x05R\x05count\"\xeb\x01\n" +
+	"\x05count\x18\x04 \x01(\x05R\x05count\"\x97\x02\n" +
 	"\rEgressAttempt\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
 	"\x04host\x18\x02 \x01(\tR\x04host\x12\x12\n" +
@@ -2236,19 +2665,28 @@ const file_airlock_v1_broker_proto_rawDesc = "" +
 	"\x06method\x18\x06 \x01(\tR\x06method\x12\x19\n" +
 	"\bbytes_up\x18\a \x01(\x03R\abytesUp\x12\x1d\n" +
 	"\n" +
-	"bytes_down\x18\b \x01(\x03R\tbytesDown\"\xcf\x01\n" +
+	"bytes_down\x18\b \x01(\x03R\tbytesDown\x12\x12\n" +
+	"\x04path\x18\t \x01(\tR\x04path\x12\x16\n" +
+	"\x06status\x18\n" +
+	" \x01(\x05R\x06status\"\xd7\x02\n" +
 	"\x05Usage\x12-\n" +
 	"\x04wall\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x04wall\x12\x1b\n" +
 	"\texit_code\x18\x02 \x01(\x05R\bexitCode\x12!\n" +
 	"\foutput_bytes\x18\x03 \x01(\x03R\voutputBytes\x12*\n" +
 	"\x11memory_peak_bytes\x18\x04 \x01(\x03R\x0fmemoryPeakBytes\x12+\n" +
-	"\x03cpu\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x03cpu\"Y\n" +
+	"\x03cpu\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x03cpu\x12\x1f\n" +
+	"\vmodel_turns\x18\x06 \x01(\x05R\n" +
+	"modelTurns\x12!\n" +
+	"\finput_tokens\x18\a \x01(\x03R\vinputTokens\x12#\n" +
+	"\routput_tokens\x18\b \x01(\x03R\foutputTokens\x12\x1d\n" +
+	"\n" +
+	"tool_calls\x18\t \x01(\x05R\ttoolCalls\"Y\n" +
 	"\x0fEffectivePolicy\x12\x18\n" +
 	"\aprofile\x18\x01 \x01(\tR\aprofile\x12\x12\n" +
 	"\x04hash\x18\x02 \x01(\tR\x04hash\x12\x18\n" +
 	"\asummary\x18\x03 \x01(\tR\asummary\"D\n" +
 	"\x12SpawnStreamRequest\x12.\n" +
-	"\x05spawn\x18\x01 \x01(\v2\x18.airlock.v1.SpawnRequestR\x05spawn\"\xb0\x03\n" +
+	"\x05spawn\x18\x01 \x01(\v2\x18.airlock.v1.SpawnRequestR\x05spawn\"\x9d\x04\n" +
 	"\x13SpawnStreamResponse\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x125\n" +
@@ -2257,8 +2695,31 @@ const file_airlock_v1_broker_proto_rawDesc = "" +
 	"\x06egress\x18\x05 \x01(\v2\x19.airlock.v1.EgressAttemptH\x00R\x06egress\x12E\n" +
 	"\x0fapproval_needed\x18\x06 \x01(\v2\x1a.airlock.v1.ApprovalNeededH\x00R\x0eapprovalNeeded\x12;\n" +
 	"\bfinished\x18\a \x01(\v2\x19.airlock.v1.SpawnResponseB\x02\x18\x01H\x00R\bfinished\x12%\n" +
-	"\x04done\x18\b \x01(\v2\x0f.airlock.v1.JobH\x00R\x04doneB\a\n" +
-	"\x05event\"B\n" +
+	"\x04done\x18\b \x01(\v2\x0f.airlock.v1.JobH\x00R\x04done\x126\n" +
+	"\n" +
+	"model_turn\x18\t \x01(\v2\x15.airlock.v1.ModelTurnH\x00R\tmodelTurn\x123\n" +
+	"\ttool_call\x18\n" +
+	" \x01(\v2\x14.airlock.v1.ToolCallH\x00R\btoolCallB\a\n" +
+	"\x05event\"\xb8\x02\n" +
+	"\tModelTurn\x12\x12\n" +
+	"\x04turn\x18\x01 \x01(\x05R\x04turn\x12\x18\n" +
+	"\aallowed\x18\x02 \x01(\bR\aallowed\x12\x16\n" +
+	"\x06status\x18\x03 \x01(\x05R\x06status\x12!\n" +
+	"\finput_tokens\x18\x04 \x01(\x03R\vinputTokens\x12#\n" +
+	"\routput_tokens\x18\x05 \x01(\x03R\foutputTokens\x12\x19\n" +
+	"\bbytes_up\x18\x06 \x01(\x03R\abytesUp\x12\x1d\n" +
+	"\n" +
+	"bytes_down\x18\a \x01(\x03R\tbytesDown\x125\n" +
+	"\bduration\x18\b \x01(\v2\x19.google.protobuf.DurationR\bduration\x12\x16\n" +
+	"\x06reason\x18\t \x01(\tR\x06reason\x12\x14\n" +
+	"\x05limit\x18\n" +
+	" \x01(\tR\x05limit\"|\n" +
+	"\bToolCall\x12\x12\n" +
+	"\x04tool\x18\x01 \x01(\tR\x04tool\x12\x16\n" +
+	"\x06target\x18\x02 \x01(\tR\x06target\x12\x12\n" +
+	"\x04argv\x18\x03 \x03(\tR\x04argv\x12\x18\n" +
+	"\aallowed\x18\x04 \x01(\bR\aallowed\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"B\n" +
 	"\vJobAccepted\x123\n" +
 	"\x06policy\x18\x01 \x01(\v2\x1b.airlock.v1.EffectivePolicyR\x06policy\"\f\n" +
 	"\n" +
@@ -2304,11 +2765,13 @@ const file_airlock_v1_broker_proto_rawDesc = "" +
 	"\x14ListProfilesResponse\x127\n" +
 	"\bprofiles\x18\x01 \x03(\v2\x1b.airlock.v1.EffectivePolicyR\bprofiles\"1\n" +
 	"\x15ExplainProfileRequest\x12\x18\n" +
-	"\aprofile\x18\x01 \x01(\tR\aprofile\"\x98\x01\n" +
+	"\aprofile\x18\x01 \x01(\tR\aprofile\"\xf1\x01\n" +
 	"\x16ExplainProfileResponse\x123\n" +
 	"\x06policy\x18\x01 \x01(\v2\x1b.airlock.v1.EffectivePolicyR\x06policy\x12%\n" +
 	"\x0eeffective_json\x18\x02 \x01(\tR\reffectiveJson\x12\"\n" +
-	"\roci_spec_json\x18\x03 \x01(\tR\vociSpecJson*\xfb\x01\n" +
+	"\roci_spec_json\x18\x03 \x01(\tR\vociSpecJson\x12#\n" +
+	"\rsystem_prompt\x18\x04 \x01(\tR\fsystemPrompt\x122\n" +
+	"\x15system_prompt_version\x18\x05 \x01(\tR\x13systemPromptVersion*\xb0\x02\n" +
 	"\aVerdict\x12\x17\n" +
 	"\x13VERDICT_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -2320,7 +2783,10 @@ const file_airlock_v1_broker_proto_rawDesc = "" +
 	"\x15VERDICT_SANDBOX_ERROR\x10\x06\x12\x19\n" +
 	"\x15VERDICT_POLICY_DENIED\x10\a\x12\x15\n" +
 	"\x11VERDICT_CANCELLED\x10\b\x12\x1c\n" +
-	"\x18VERDICT_OUTPUT_TOO_LARGE\x10\t*\xb7\x01\n" +
+	"\x18VERDICT_OUTPUT_TOO_LARGE\x10\t\x12\x17\n" +
+	"\x13VERDICT_MODEL_ERROR\x10\n" +
+	"\x12\x1a\n" +
+	"\x16VERDICT_LIMIT_EXCEEDED\x10\v*\xb7\x01\n" +
 	"\vExecVerdict\x12\x1c\n" +
 	"\x18EXEC_VERDICT_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14EXEC_VERDICT_ALLOWED\x10\x01\x12\x19\n" +
@@ -2361,7 +2827,7 @@ func file_airlock_v1_broker_proto_rawDescGZIP() []byte {
 }
 
 var file_airlock_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_airlock_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_airlock_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_airlock_v1_broker_proto_goTypes = []any{
 	(Verdict)(0),                   // 0: airlock.v1.Verdict
 	(ExecVerdict)(0),               // 1: airlock.v1.ExecVerdict
@@ -2371,98 +2837,105 @@ var file_airlock_v1_broker_proto_goTypes = []any{
 	(*Task)(nil),                   // 5: airlock.v1.Task
 	(*Content)(nil),                // 6: airlock.v1.Content
 	(*Overrides)(nil),              // 7: airlock.v1.Overrides
-	(*SpawnResponse)(nil),          // 8: airlock.v1.SpawnResponse
-	(*ExecDecision)(nil),           // 9: airlock.v1.ExecDecision
-	(*SanitizationReport)(nil),     // 10: airlock.v1.SanitizationReport
-	(*SanitizationFinding)(nil),    // 11: airlock.v1.SanitizationFinding
-	(*EgressAttempt)(nil),          // 12: airlock.v1.EgressAttempt
-	(*Usage)(nil),                  // 13: airlock.v1.Usage
-	(*EffectivePolicy)(nil),        // 14: airlock.v1.EffectivePolicy
-	(*SpawnStreamRequest)(nil),     // 15: airlock.v1.SpawnStreamRequest
-	(*SpawnStreamResponse)(nil),    // 16: airlock.v1.SpawnStreamResponse
-	(*JobAccepted)(nil),            // 17: airlock.v1.JobAccepted
-	(*JobStarted)(nil),             // 18: airlock.v1.JobStarted
-	(*ApprovalNeeded)(nil),         // 19: airlock.v1.ApprovalNeeded
-	(*ApproveRequest)(nil),         // 20: airlock.v1.ApproveRequest
-	(*ApproveResponse)(nil),        // 21: airlock.v1.ApproveResponse
-	(*CancelRequest)(nil),          // 22: airlock.v1.CancelRequest
-	(*CancelResponse)(nil),         // 23: airlock.v1.CancelResponse
-	(*GetJobRequest)(nil),          // 24: airlock.v1.GetJobRequest
-	(*GetJobResponse)(nil),         // 25: airlock.v1.GetJobResponse
-	(*Job)(nil),                    // 26: airlock.v1.Job
-	(*ListProfilesRequest)(nil),    // 27: airlock.v1.ListProfilesRequest
-	(*ListProfilesResponse)(nil),   // 28: airlock.v1.ListProfilesResponse
-	(*ExplainProfileRequest)(nil),  // 29: airlock.v1.ExplainProfileRequest
-	(*ExplainProfileResponse)(nil), // 30: airlock.v1.ExplainProfileResponse
-	nil,                            // 31: airlock.v1.SpawnRequest.LabelsEntry
-	nil,                            // 32: airlock.v1.Task.ParamsEntry
-	(*durationpb.Duration)(nil),    // 33: google.protobuf.Duration
-	(*structpb.Struct)(nil),        // 34: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil),  // 35: google.protobuf.Timestamp
+	(*ModelOverrides)(nil),         // 8: airlock.v1.ModelOverrides
+	(*SpawnResponse)(nil),          // 9: airlock.v1.SpawnResponse
+	(*ExecDecision)(nil),           // 10: airlock.v1.ExecDecision
+	(*SanitizationReport)(nil),     // 11: airlock.v1.SanitizationReport
+	(*SanitizationFinding)(nil),    // 12: airlock.v1.SanitizationFinding
+	(*EgressAttempt)(nil),          // 13: airlock.v1.EgressAttempt
+	(*Usage)(nil),                  // 14: airlock.v1.Usage
+	(*EffectivePolicy)(nil),        // 15: airlock.v1.EffectivePolicy
+	(*SpawnStreamRequest)(nil),     // 16: airlock.v1.SpawnStreamRequest
+	(*SpawnStreamResponse)(nil),    // 17: airlock.v1.SpawnStreamResponse
+	(*ModelTurn)(nil),              // 18: airlock.v1.ModelTurn
+	(*ToolCall)(nil),               // 19: airlock.v1.ToolCall
+	(*JobAccepted)(nil),            // 20: airlock.v1.JobAccepted
+	(*JobStarted)(nil),             // 21: airlock.v1.JobStarted
+	(*ApprovalNeeded)(nil),         // 22: airlock.v1.ApprovalNeeded
+	(*ApproveRequest)(nil),         // 23: airlock.v1.ApproveRequest
+	(*ApproveResponse)(nil),        // 24: airlock.v1.ApproveResponse
+	(*CancelRequest)(nil),          // 25: airlock.v1.CancelRequest
+	(*CancelResponse)(nil),         // 26: airlock.v1.CancelResponse
+	(*GetJobRequest)(nil),          // 27: airlock.v1.GetJobRequest
+	(*GetJobResponse)(nil),         // 28: airlock.v1.GetJobResponse
+	(*Job)(nil),                    // 29: airlock.v1.Job
+	(*ListProfilesRequest)(nil),    // 30: airlock.v1.ListProfilesRequest
+	(*ListProfilesResponse)(nil),   // 31: airlock.v1.ListProfilesResponse
+	(*ExplainProfileRequest)(nil),  // 32: airlock.v1.ExplainProfileRequest
+	(*ExplainProfileResponse)(nil), // 33: airlock.v1.ExplainProfileResponse
+	nil,                            // 34: airlock.v1.SpawnRequest.LabelsEntry
+	nil,                            // 35: airlock.v1.Task.ParamsEntry
+	(*durationpb.Duration)(nil),    // 36: google.protobuf.Duration
+	(*structpb.Struct)(nil),        // 37: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil),  // 38: google.protobuf.Timestamp
 }
 var file_airlock_v1_broker_proto_depIdxs = []int32{
 	5,  // 0: airlock.v1.SpawnRequest.task:type_name -> airlock.v1.Task
 	6,  // 1: airlock.v1.SpawnRequest.content:type_name -> airlock.v1.Content
 	7,  // 2: airlock.v1.SpawnRequest.overrides:type_name -> airlock.v1.Overrides
-	31, // 3: airlock.v1.SpawnRequest.labels:type_name -> airlock.v1.SpawnRequest.LabelsEntry
-	32, // 4: airlock.v1.Task.params:type_name -> airlock.v1.Task.ParamsEntry
-	33, // 5: airlock.v1.Overrides.timeout:type_name -> google.protobuf.Duration
-	0,  // 6: airlock.v1.SpawnResponse.verdict:type_name -> airlock.v1.Verdict
-	34, // 7: airlock.v1.SpawnResponse.result:type_name -> google.protobuf.Struct
-	10, // 8: airlock.v1.SpawnResponse.sanitization:type_name -> airlock.v1.SanitizationReport
-	12, // 9: airlock.v1.SpawnResponse.egress:type_name -> airlock.v1.EgressAttempt
-	13, // 10: airlock.v1.SpawnResponse.usage:type_name -> airlock.v1.Usage
-	14, // 11: airlock.v1.SpawnResponse.policy:type_name -> airlock.v1.EffectivePolicy
-	9,  // 12: airlock.v1.SpawnResponse.exec:type_name -> airlock.v1.ExecDecision
-	35, // 13: airlock.v1.ExecDecision.time:type_name -> google.protobuf.Timestamp
-	1,  // 14: airlock.v1.ExecDecision.verdict:type_name -> airlock.v1.ExecVerdict
-	11, // 15: airlock.v1.SanitizationReport.findings:type_name -> airlock.v1.SanitizationFinding
-	35, // 16: airlock.v1.EgressAttempt.time:type_name -> google.protobuf.Timestamp
-	33, // 17: airlock.v1.Usage.wall:type_name -> google.protobuf.Duration
-	33, // 18: airlock.v1.Usage.cpu:type_name -> google.protobuf.Duration
-	4,  // 19: airlock.v1.SpawnStreamRequest.spawn:type_name -> airlock.v1.SpawnRequest
-	35, // 20: airlock.v1.SpawnStreamResponse.time:type_name -> google.protobuf.Timestamp
-	17, // 21: airlock.v1.SpawnStreamResponse.accepted:type_name -> airlock.v1.JobAccepted
-	18, // 22: airlock.v1.SpawnStreamResponse.started:type_name -> airlock.v1.JobStarted
-	12, // 23: airlock.v1.SpawnStreamResponse.egress:type_name -> airlock.v1.EgressAttempt
-	19, // 24: airlock.v1.SpawnStreamResponse.approval_needed:type_name -> airlock.v1.ApprovalNeeded
-	8,  // 25: airlock.v1.SpawnStreamResponse.finished:type_name -> airlock.v1.SpawnResponse
-	26, // 26: airlock.v1.SpawnStreamResponse.done:type_name -> airlock.v1.Job
-	14, // 27: airlock.v1.JobAccepted.policy:type_name -> airlock.v1.EffectivePolicy
-	33, // 28: airlock.v1.ApprovalNeeded.timeout:type_name -> google.protobuf.Duration
-	2,  // 29: airlock.v1.ApproveRequest.decision:type_name -> airlock.v1.ApprovalDecision
-	3,  // 30: airlock.v1.GetJobResponse.state:type_name -> airlock.v1.JobState
-	8,  // 31: airlock.v1.GetJobResponse.response:type_name -> airlock.v1.SpawnResponse
-	26, // 32: airlock.v1.GetJobResponse.job:type_name -> airlock.v1.Job
-	3,  // 33: airlock.v1.Job.state:type_name -> airlock.v1.JobState
-	0,  // 34: airlock.v1.Job.verdict:type_name -> airlock.v1.Verdict
-	34, // 35: airlock.v1.Job.result:type_name -> google.protobuf.Struct
-	10, // 36: airlock.v1.Job.sanitization:type_name -> airlock.v1.SanitizationReport
-	12, // 37: airlock.v1.Job.egress:type_name -> airlock.v1.EgressAttempt
-	13, // 38: airlock.v1.Job.usage:type_name -> airlock.v1.Usage
-	14, // 39: airlock.v1.Job.policy:type_name -> airlock.v1.EffectivePolicy
-	9,  // 40: airlock.v1.Job.exec:type_name -> airlock.v1.ExecDecision
-	14, // 41: airlock.v1.ListProfilesResponse.profiles:type_name -> airlock.v1.EffectivePolicy
-	14, // 42: airlock.v1.ExplainProfileResponse.policy:type_name -> airlock.v1.EffectivePolicy
-	4,  // 43: airlock.v1.Broker.Spawn:input_type -> airlock.v1.SpawnRequest
-	15, // 44: airlock.v1.Broker.SpawnStream:input_type -> airlock.v1.SpawnStreamRequest
-	22, // 45: airlock.v1.Broker.Cancel:input_type -> airlock.v1.CancelRequest
-	24, // 46: airlock.v1.Broker.GetJob:input_type -> airlock.v1.GetJobRequest
-	27, // 47: airlock.v1.Broker.ListProfiles:input_type -> airlock.v1.ListProfilesRequest
-	29, // 48: airlock.v1.Broker.ExplainProfile:input_type -> airlock.v1.ExplainProfileRequest
-	20, // 49: airlock.v1.Broker.Approve:input_type -> airlock.v1.ApproveRequest
-	8,  // 50: airlock.v1.Broker.Spawn:output_type -> airlock.v1.SpawnResponse
-	16, // 51: airlock.v1.Broker.SpawnStream:output_type -> airlock.v1.SpawnStreamResponse
-	23, // 52: airlock.v1.Broker.Cancel:output_type -> airlock.v1.CancelResponse
-	25, // 53: airlock.v1.Broker.GetJob:output_type -> airlock.v1.GetJobResponse
-	28, // 54: airlock.v1.Broker.ListProfiles:output_type -> airlock.v1.ListProfilesResponse
-	30, // 55: airlock.v1.Broker.ExplainProfile:output_type -> airlock.v1.ExplainProfileResponse
-	21, // 56: airlock.v1.Broker.Approve:output_type -> airlock.v1.ApproveResponse
-	50, // [50:57] is the sub-list for method output_type
-	43, // [43:50] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	34, // 3: airlock.v1.SpawnRequest.labels:type_name -> airlock.v1.SpawnRequest.LabelsEntry
+	35, // 4: airlock.v1.Task.params:type_name -> airlock.v1.Task.ParamsEntry
+	36, // 5: airlock.v1.Overrides.timeout:type_name -> google.protobuf.Duration
+	8,  // 6: airlock.v1.Overrides.model:type_name -> airlock.v1.ModelOverrides
+	0,  // 7: airlock.v1.SpawnResponse.verdict:type_name -> airlock.v1.Verdict
+	37, // 8: airlock.v1.SpawnResponse.result:type_name -> google.protobuf.Struct
+	11, // 9: airlock.v1.SpawnResponse.sanitization:type_name -> airlock.v1.SanitizationReport
+	13, // 10: airlock.v1.SpawnResponse.egress:type_name -> airlock.v1.EgressAttempt
+	14, // 11: airlock.v1.SpawnResponse.usage:type_name -> airlock.v1.Usage
+	15, // 12: airlock.v1.SpawnResponse.policy:type_name -> airlock.v1.EffectivePolicy
+	10, // 13: airlock.v1.SpawnResponse.exec:type_name -> airlock.v1.ExecDecision
+	38, // 14: airlock.v1.ExecDecision.time:type_name -> google.protobuf.Timestamp
+	1,  // 15: airlock.v1.ExecDecision.verdict:type_name -> airlock.v1.ExecVerdict
+	12, // 16: airlock.v1.SanitizationReport.findings:type_name -> airlock.v1.SanitizationFinding
+	38, // 17: airlock.v1.EgressAttempt.time:type_name -> google.protobuf.Timestamp
+	36, // 18: airlock.v1.Usage.wall:type_name -> google.protobuf.Duration
+	36, // 19: airlock.v1.Usage.cpu:type_name -> google.protobuf.Duration
+	4,  // 20: airlock.v1.SpawnStreamRequest.spawn:type_name -> airlock.v1.SpawnRequest
+	38, // 21: airlock.v1.SpawnStreamResponse.time:type_name -> google.protobuf.Timestamp
+	20, // 22: airlock.v1.SpawnStreamResponse.accepted:type_name -> airlock.v1.JobAccepted
+	21, // 23: airlock.v1.SpawnStreamResponse.started:type_name -> airlock.v1.JobStarted
+	13, // 24: airlock.v1.SpawnStreamResponse.egress:type_name -> airlock.v1.EgressAttempt
+	22, // 25: airlock.v1.SpawnStreamResponse.approval_needed:type_name -> airlock.v1.ApprovalNeeded
+	9,  // 26: airlock.v1.SpawnStreamResponse.finished:type_name -> airlock.v1.SpawnResponse
+	29, // 27: airlock.v1.SpawnStreamResponse.done:type_name -> airlock.v1.Job
+	18, // 28: airlock.v1.SpawnStreamResponse.model_turn:type_name -> airlock.v1.ModelTurn
+	19, // 29: airlock.v1.SpawnStreamResponse.tool_call:type_name -> airlock.v1.ToolCall
+	36, // 30: airlock.v1.ModelTurn.duration:type_name -> google.protobuf.Duration
+	15, // 31: airlock.v1.JobAccepted.policy:type_name -> airlock.v1.EffectivePolicy
+	36, // 32: airlock.v1.ApprovalNeeded.timeout:type_name -> google.protobuf.Duration
+	2,  // 33: airlock.v1.ApproveRequest.decision:type_name -> airlock.v1.ApprovalDecision
+	3,  // 34: airlock.v1.GetJobResponse.state:type_name -> airlock.v1.JobState
+	9,  // 35: airlock.v1.GetJobResponse.response:type_name -> airlock.v1.SpawnResponse
+	29, // 36: airlock.v1.GetJobResponse.job:type_name -> airlock.v1.Job
+	3,  // 37: airlock.v1.Job.state:type_name -> airlock.v1.JobState
+	0,  // 38: airlock.v1.Job.verdict:type_name -> airlock.v1.Verdict
+	37, // 39: airlock.v1.Job.result:type_name -> google.protobuf.Struct
+	11, // 40: airlock.v1.Job.sanitization:type_name -> airlock.v1.SanitizationReport
+	13, // 41: airlock.v1.Job.egress:type_name -> airlock.v1.EgressAttempt
+	14, // 42: airlock.v1.Job.usage:type_name -> airlock.v1.Usage
+	15, // 43: airlock.v1.Job.policy:type_name -> airlock.v1.EffectivePolicy
+	10, // 44: airlock.v1.Job.exec:type_name -> airlock.v1.ExecDecision
+	15, // 45: airlock.v1.ListProfilesResponse.profiles:type_name -> airlock.v1.EffectivePolicy
+	15, // 46: airlock.v1.ExplainProfileResponse.policy:type_name -> airlock.v1.EffectivePolicy
+	4,  // 47: airlock.v1.Broker.Spawn:input_type -> airlock.v1.SpawnRequest
+	16, // 48: airlock.v1.Broker.SpawnStream:input_type -> airlock.v1.SpawnStreamRequest
+	25, // 49: airlock.v1.Broker.Cancel:input_type -> airlock.v1.CancelRequest
+	27, // 50: airlock.v1.Broker.GetJob:input_type -> airlock.v1.GetJobRequest
+	30, // 51: airlock.v1.Broker.ListProfiles:input_type -> airlock.v1.ListProfilesRequest
+	32, // 52: airlock.v1.Broker.ExplainProfile:input_type -> airlock.v1.ExplainProfileRequest
+	23, // 53: airlock.v1.Broker.Approve:input_type -> airlock.v1.ApproveRequest
+	9,  // 54: airlock.v1.Broker.Spawn:output_type -> airlock.v1.SpawnResponse
+	17, // 55: airlock.v1.Broker.SpawnStream:output_type -> airlock.v1.SpawnStreamResponse
+	26, // 56: airlock.v1.Broker.Cancel:output_type -> airlock.v1.CancelResponse
+	28, // 57: airlock.v1.Broker.GetJob:output_type -> airlock.v1.GetJobResponse
+	31, // 58: airlock.v1.Broker.ListProfiles:output_type -> airlock.v1.ListProfilesResponse
+	33, // 59: airlock.v1.Broker.ExplainProfile:output_type -> airlock.v1.ExplainProfileResponse
+	24, // 60: airlock.v1.Broker.Approve:output_type -> airlock.v1.ApproveResponse
+	54, // [54:61] is the sub-list for method output_type
+	47, // [47:54] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_airlock_v1_broker_proto_init() }
@@ -2470,13 +2943,15 @@ func file_airlock_v1_broker_proto_init() {
 	if File_airlock_v1_broker_proto != nil {
 		return
 	}
-	file_airlock_v1_broker_proto_msgTypes[12].OneofWrappers = []any{
+	file_airlock_v1_broker_proto_msgTypes[13].OneofWrappers = []any{
 		(*SpawnStreamResponse_Accepted)(nil),
 		(*SpawnStreamResponse_Started)(nil),
 		(*SpawnStreamResponse_Egress)(nil),
 		(*SpawnStreamResponse_ApprovalNeeded)(nil),
 		(*SpawnStreamResponse_Finished)(nil),
 		(*SpawnStreamResponse_Done)(nil),
+		(*SpawnStreamResponse_ModelTurn)(nil),
+		(*SpawnStreamResponse_ToolCall)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2484,7 +2959,7 @@ func file_airlock_v1_broker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_airlock_v1_broker_proto_rawDesc), len(file_airlock_v1_broker_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   29,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
