@@ -78,6 +78,12 @@ type execGate struct {
 	records []*airlockv1.ExecDecision
 	counts  map[string]int
 	dropped int
+	// calls counts every request decided; maxCalls, when positive, refuses
+	// those past it (the agent task's model.maxToolCalls), when negative
+	// refuses all, and limitHit says one was refused.
+	calls    int
+	maxCalls int
+	limitHit bool
 	closing chan struct{}
 }
 
@@ -108,6 +114,11 @@ func (g *execGate) decide(ctx context.Context, req job.ExecRequest) job.ExecDeci
 	case isLine:
 		shown = job.ExecRequest{Argv: []string{req.Command}, Cwd: req.Cwd}
 	}
+	if g.overLimit() {
+		reason := fmt.Sprintf("refused: the job has made its %d tool calls (model.maxToolCalls)", g.maxCalls)
+		g.emitToolCall(req, job.ExecRequest{Argv: []string{req.Tool, req.Target}}, false, reason)
+		return job.ExecDecision{Reason: reason}
+	}
 	argv, cwd := g.shown(shown)
 	request := shellQuote(argv)
 	if isLine {
@@ -129,6 +140,7 @@ func (g *execGate) decide(ctx context.Context, req job.ExecRequest) job.ExecDeci
 	rec.Verdict, rec.Reason = verdict, reason
 	rec.Allowed = verdict == airlockv1.ExecVerdict_EXEC_VERDICT_ALLOWED || verdict == airlockv1.ExecVerdict_EXEC_VERDICT_APPROVED
 	g.record(rec)
+	g.emit(toolCallEvent(g.jobID, req, argv, rec.Allowed, reason))
 	d := job.ExecDecision{Allow: rec.Allowed, Reason: reason}
 	if d.Allow && !isTool {
 		d.Done = func(code int) {
@@ -304,6 +316,48 @@ func (g *execGate) answer(requestID string, d airlockv1.ApprovalDecision) bool {
 	delete(g.pending, requestID)
 	ch <- d
 	return true
+}
+
+// overLimit counts a call and reports whether it is past maxCalls. The
+// broker's count is the wall a hijacked agent cannot lift; the agent
+// keeps its own.
+func (g *execGate) overLimit() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.calls++
+	if g.maxCalls < 0 || g.maxCalls > 0 && g.calls > g.maxCalls {
+		g.limitHit = true
+		g.counts["LIMIT_EXCEEDED"]++
+		return true
+	}
+	return false
+}
+
+// emitToolCall shows a call refused before the profile was asked.
+func (g *execGate) emitToolCall(req, shown job.ExecRequest, allowed bool, reason string) {
+	argv, _ := g.shown(shown)
+	g.emit(toolCallEvent(g.jobID, req, argv, allowed, reason))
+}
+
+// toolCallEvent is the stream's ToolCall for a decided request, in the
+// sanitized words shown: argv for a command, tool and target otherwise.
+func toolCallEvent(jobID string, req job.ExecRequest, argv []string, allowed bool, reason string) *airlockv1.SpawnStreamResponse {
+	tc := &airlockv1.ToolCall{Tool: req.Tool, Allowed: allowed, Reason: reason}
+	switch {
+	case req.Tool == "":
+		tc.Tool, tc.Argv = "exec", argv
+	case len(argv) > 1:
+		tc.Target = argv[1]
+	}
+	return &airlockv1.SpawnStreamResponse{JobId: jobID, Time: timestamppb.Now(), Event: &airlockv1.SpawnStreamResponse_ToolCall{ToolCall: tc}}
+}
+
+// toolCalls returns how many calls were decided and whether one was
+// refused at maxCalls.
+func (g *execGate) toolCalls() (int, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.calls, g.limitHit
 }
 
 // close ends every wait; later requests fall back at once.

@@ -43,6 +43,14 @@ func (s *Server) auditRecord(req *airlockv1.SpawnRequest, pl *plan, out *job.Out
 		MemoryPeak:  resp.Usage.GetMemoryPeakBytes(),
 		CPUMillis:   resp.Usage.GetCpu().AsDuration().Milliseconds(),
 		OutputBytes: resp.Usage.GetOutputBytes(),
+
+		ModelTurns:   int(resp.Usage.GetModelTurns()),
+		InputTokens:  resp.Usage.GetInputTokens(),
+		OutputTokens: resp.Usage.GetOutputTokens(),
+		ToolCalls:    int(resp.Usage.GetToolCalls()),
+	}
+	if m := pl.job.Policy.Model; m != nil && pl.job.Task == TaskAgent {
+		rec.Model = m.Name
 	}
 	if out != nil && len(out.GatewayRefused) > 0 {
 		if execCounts == nil {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -39,7 +40,7 @@ func (s *Server) plan(req *airlockv1.SpawnRequest) (*plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	schema, err := schemaOf(req.GetResultSchema(), p)
+	schemaText, schema, err := schemaOf(req.GetResultSchema(), p)
 	if err != nil {
 		return nil, err
 	}
@@ -49,14 +50,18 @@ func (s *Server) plan(req *airlockv1.SpawnRequest) (*plan, error) {
 	}
 	return &plan{
 		job: &job.Job{
-			ID:       id,
-			Image:    p.Image(),
-			Task:     task.GetName(),
-			Params:   task.GetParams(),
-			Content:  content,
-			Tools:    p.EffectiveTools(policy.KnownTools),
-			Policy:   p,
-			Services: services,
+			ID:      id,
+			Image:   p.Image(),
+			Task:    task.GetName(),
+			Params:  task.GetParams(),
+			Content: content,
+			// The agent task shapes its answer to the schema; the others
+			// are told nothing they do not use.
+			Instructions: task.GetInstructions(),
+			Schema:       agentSchema(task.GetName(), schemaText),
+			Tools:        p.EffectiveTools(policy.KnownTools),
+			Policy:       p,
+			Services:     services,
 		},
 		schema: schema,
 	}, nil
@@ -100,6 +105,10 @@ func (s *Server) profile(name string, ov *airlockv1.Overrides) (*policy.Profile,
 		o.MemoryBytes = ov.GetMemoryBytes()
 		o.OutputBytes = ov.GetOutputBytes()
 		o.Egress = ov.GetEgress()
+		if m := ov.GetModel(); m != nil {
+			o.Model, o.MaxTurns, o.MaxToolCalls = m.GetName(), int(m.GetMaxTurns()), int(m.GetMaxToolCalls())
+			o.MaxInputTokens, o.MaxOutputTokens = m.GetMaxInputTokens(), m.GetMaxOutputTokens()
+		}
 	}
 	p, err := base.Tighten(o)
 	if err != nil {
@@ -118,6 +127,24 @@ func overrideField(base *policy.Profile, o policy.Overrides) string {
 		return "overrides.memory_bytes"
 	case o.OutputBytes > base.Limits.OutputBytes:
 		return "overrides.output_bytes"
+	}
+	if m := base.Model; m != nil || o.Model != "" {
+		for _, f := range []struct {
+			name string
+			o    policy.Overrides
+		}{
+			{"name", policy.Overrides{Model: o.Model}},
+			{"max_turns", policy.Overrides{MaxTurns: o.MaxTurns}},
+			{"max_tool_calls", policy.Overrides{MaxToolCalls: o.MaxToolCalls}},
+			{"max_input_tokens", policy.Overrides{MaxInputTokens: o.MaxInputTokens}},
+			{"max_output_tokens", policy.Overrides{MaxOutputTokens: o.MaxOutputTokens}},
+		} {
+			if _, err := base.Tighten(f.o); err != nil {
+				return "overrides.model." + f.name
+			}
+		}
+	} else if o.MaxTurns != 0 || o.MaxToolCalls != 0 || o.MaxInputTokens != 0 || o.MaxOutputTokens != 0 {
+		return "overrides.model"
 	}
 	for i, e := range o.Egress {
 		if _, err := base.Tighten(policy.Overrides{Egress: []string{e}}); err != nil {
@@ -152,22 +179,32 @@ func contentOf(items []*airlockv1.Content) ([]job.Content, error) {
 	return content, nil
 }
 
-// schemaOf compiles the request's result schema, or the profile's default.
-func schemaOf(text string, p *policy.Profile) (*result.Schema, error) {
+// schemaOf compiles the request's result schema, or the profile's default,
+// and returns its text with it.
+func schemaOf(text string, p *policy.Profile) (string, *result.Schema, error) {
 	if text == "" {
 		text = p.Result.DefaultSchema
 	}
 	if text == "" {
-		return nil, badField("result_schema", "result_schema is required: profile %s has no default schema", p.Name)
+		return "", nil, badField("result_schema", "result_schema is required: profile %s has no default schema", p.Name)
 	}
 	if len(text) > maxSchemaBytes {
-		return nil, badField("result_schema", "result_schema is longer than %d bytes", maxSchemaBytes)
+		return "", nil, badField("result_schema", "result_schema is longer than %d bytes", maxSchemaBytes)
 	}
 	schema, err := result.CompileSchema(text)
 	if err != nil {
-		return nil, badField("result_schema", "result_schema: %v", err)
+		return "", nil, badField("result_schema", "result_schema: %v", err)
 	}
-	return schema, nil
+	return text, schema, nil
+}
+
+// agentSchema is the schema text the agent task is given; nil for a task
+// that does not shape its answer to one.
+func agentSchema(task, text string) []byte {
+	if task != TaskAgent {
+		return nil
+	}
+	return []byte(text)
 }
 
 // services resolves the profile's service aliases. A secret that cannot be
@@ -195,6 +232,35 @@ func (s *Server) services(p *policy.Profile) (map[string]job.Service, error) {
 	return out, nil
 }
 
+// TaskAgent is the reference agent's model-driven task.
+const TaskAgent = "agent"
+
+// checkInstructions refuses instructions where no model reads them, and an
+// agent task the profile gives no model or the caller gives no
+// instructions. The instructions are the caller's own words and go to the
+// model as such; they are bounded and must be text.
+func checkInstructions(p *policy.Profile, task *airlockv1.Task) error {
+	in := task.GetInstructions()
+	if task.GetName() != TaskAgent {
+		if in != "" {
+			return badField("task.instructions", "task.instructions is only for the agent task, not %s; use task.params", task.GetName())
+		}
+		return nil
+	}
+	if p.Model == nil {
+		return &taskError{profile: p.Name, task: TaskAgent, msg: fmt.Sprintf("task agent needs a model, and profile %s has no model section", p.Name)}
+	}
+	switch {
+	case strings.TrimSpace(in) == "":
+		return badField("task.instructions", "task.instructions is required for the agent task: say what the model should do with the content")
+	case len(in) > maxInstructionsBytes:
+		return badField("task.instructions", "task.instructions is %d bytes; at most %d (put documents in content)", len(in), maxInstructionsBytes)
+	case !utf8.ValidString(in) || strings.ContainsRune(in, 0):
+		return badField("task.instructions", "task.instructions must be UTF-8 text without NUL")
+	}
+	return nil
+}
+
 // checkTask checks the task's form and bounds, then refuses a task the
 // profile's tool policy rules out: a task that is itself a tool
 // (extract_text, fetch, ...) must be one of the job's tools, and run,
@@ -203,6 +269,9 @@ func checkTask(p *policy.Profile, task *airlockv1.Task) error {
 	name := task.GetName()
 	if !taskNamePattern.MatchString(name) {
 		return badField("task.name", "task.name %q must be a lowercase task name such as summarize", name)
+	}
+	if err := checkInstructions(p, task); err != nil {
+		return err
 	}
 	if name == "run" {
 		if !p.ToolGateway() {

@@ -34,6 +34,9 @@ const (
 	maxSchemaBytes  = 256 << 10
 	maxParams       = 64
 	maxParamBytes   = 4 << 10
+	// maxInstructionsBytes caps the agent task's instructions: a task
+	// description, not a document; content goes in content.
+	maxInstructionsBytes = 32 << 10
 	// maxAuditLogBytes caps the task output kept in an audit record.
 	maxAuditLogBytes = 4 << 10
 )

@@ -59,6 +59,16 @@ func (s *Server) spawn(ctx context.Context, req *airlockv1.SpawnRequest, interac
 	gate := newExecGate(j.id, plan.job.Policy, interactive, s.approvalTimeout, emit, s.sanitizeOptions(plan.job))
 	s.gates.add(gate)
 	plan.job.OnExec = gate.decide
+	if plan.job.Task == TaskAgent {
+		gate.maxCalls = plan.job.Policy.Model.MaxToolCalls
+		if gate.maxCalls == 0 {
+			// Zero tool calls allowed: refuse the first, not none.
+			gate.maxCalls = -1
+		}
+	}
+	plan.job.OnModelCall = func(c job.ModelCall) {
+		emit(&airlockv1.SpawnStreamResponse{JobId: j.id, Event: &airlockv1.SpawnStreamResponse_ModelTurn{ModelTurn: modelTurnProto(c)}})
+	}
 
 	start := time.Now()
 	s.metrics.SandboxesLive.Inc()
@@ -66,9 +76,11 @@ func (s *Server) spawn(ctx context.Context, req *airlockv1.SpawnRequest, interac
 	s.metrics.SandboxesLive.Dec()
 	gate.close()
 	s.gates.remove(gate)
-	resp := s.verdict(jobCtx, plan, out, runErr)
+	calls, callLimit := gate.toolCalls()
+	resp := s.verdict(jobCtx, plan, out, runErr, callLimit)
 	var execCounts map[string]int
 	resp.Exec, execCounts = gate.results()
+	resp.Usage.ToolCalls = int32(calls)
 	resp.Usage.Wall = durationpb.New(time.Since(start))
 	if !started.IsZero() {
 		s.metrics.Observe("run", time.Since(started))

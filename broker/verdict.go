@@ -3,7 +3,9 @@ package broker
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"regexp"
+	"strings"
 
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -18,8 +20,50 @@ func egressProto(a job.EgressAttempt) *airlockv1.EgressAttempt {
 	return &airlockv1.EgressAttempt{
 		Time: timestamppb.New(a.Time), Host: a.Host, Port: uint32(a.Port), Allowed: a.Allowed, Reason: a.Reason,
 		Method: a.Method, BytesUp: a.BytesUp, BytesDown: a.BytesDown,
+		Path: printable(a.Path, maxShownPathBytes), Status: int32(a.Status),
 	}
 }
+
+// maxShownPathBytes caps an egress attempt's path; the proxy caps it too.
+const maxShownPathBytes = 256
+
+// printable keeps printable ASCII of s, at most n bytes: a path is the
+// job's text, and what it would say beyond a cap or in control characters
+// is nothing a caller needs.
+func printable(s string, n int) string {
+	s = strings.Map(func(r rune) rune {
+		if r < ' ' || r > '~' {
+			return -1
+		}
+		return r
+	}, s)
+	if len(s) > n {
+		s = s[:n]
+	}
+	return s
+}
+
+func modelTurnProto(c job.ModelCall) *airlockv1.ModelTurn {
+	return &airlockv1.ModelTurn{
+		Turn: int32(c.Turn), Allowed: c.Allowed, Status: int32(c.Status),
+		InputTokens: c.InputTokens, OutputTokens: c.OutputTokens, BytesUp: c.BytesUp, BytesDown: c.BytesDown,
+		Duration: durationpb.New(c.Duration), Reason: printable(c.Reason, maxReasonBytes), Limit: printable(c.Limit, 32),
+	}
+}
+
+// maxReasonBytes caps a proxy-made reason shown to the caller. The proxy
+// writes it, but it can carry an upstream's error words.
+const maxReasonBytes = 512
+
+// Exit codes of the reference agent's agent task, beyond 0 (a result), 1
+// (a failure) and 2 (a bad job). The job chooses them, so each only
+// selects a verdict; its message is the broker's, from what the proxy and
+// the gate counted.
+const (
+	exitModel  = 3 // the model failed: unreachable, an error status, a malformed reply
+	exitLimit  = 4 // a model limit was reached before an answer
+	exitAnswer = 5 // the answer did not fit the schema after a repair attempt
+)
 
 // sanitizeOptions is how a job's result is cleaned: every secret the
 // broker holds and the job's service secrets are redacted, links are kept
@@ -62,7 +106,7 @@ func (s *Server) sanitizeOptions(job *job.Job) result.SanitizeOptions {
 // verdict turns what came out of the sandbox into the response. The raw
 // result is parsed and validated here, and only the validated value can
 // leave.
-func (s *Server) verdict(ctx context.Context, pl *plan, out *job.Outcome, runErr error) *airlockv1.SpawnResponse {
+func (s *Server) verdict(ctx context.Context, pl *plan, out *job.Outcome, runErr error, toolLimit bool) *airlockv1.SpawnResponse {
 	p := pl.job.Policy
 	resp := &airlockv1.SpawnResponse{
 		JobId:        pl.job.ID,
@@ -89,6 +133,9 @@ func (s *Server) verdict(ctx context.Context, pl *plan, out *job.Outcome, runErr
 	resp.Usage.MemoryPeakBytes = out.MemoryPeakBytes
 	resp.Usage.Cpu = durationpb.New(out.CPU)
 	resp.Usage.OutputBytes = int64(len(out.Result))
+	resp.Usage.ModelTurns = int32(out.Model.Calls)
+	resp.Usage.InputTokens, resp.Usage.OutputTokens = out.Model.InputTokens, out.Model.OutputTokens
+	agent := pl.job.Task == TaskAgent && p.Model != nil
 	switch {
 	case out.TimedOut:
 		return set(airlockv1.Verdict_VERDICT_TIMEOUT, "job ran past its %s deadline and was killed", p.Limits.Timeout)
@@ -98,6 +145,12 @@ func (s *Server) verdict(ctx context.Context, pl *plan, out *job.Outcome, runErr
 		return set(airlockv1.Verdict_VERDICT_RESOURCE_LIMIT, "job hit its limit of %d processes", p.Limits.Pids)
 	case out.OutputTooLarge:
 		return set(airlockv1.Verdict_VERDICT_OUTPUT_TOO_LARGE, "result is larger than the %d-byte output cap", p.Limits.OutputBytes)
+	case agent && out.ExitCode != 0 && (out.ExitCode == exitLimit || out.Model.Limit != "" || toolLimit):
+		return set(airlockv1.Verdict_VERDICT_LIMIT_EXCEEDED, "%s", limitMessage(p.Model, out, toolLimit))
+	case agent && (out.ExitCode == exitModel || out.ExitCode != 0 && out.Model.Failed > 0):
+		return set(airlockv1.Verdict_VERDICT_MODEL_ERROR, "%s", modelErrorMessage(p.Model, out))
+	case agent && out.ExitCode == exitAnswer:
+		return set(airlockv1.Verdict_VERDICT_SCHEMA_INVALID, "the model's answer did not fit the result schema, also after one repair turn; make the schema simpler or the instructions clearer")
 	case out.ExitCode != 0:
 		return set(airlockv1.Verdict_VERDICT_SANDBOX_ERROR, "agent exited with code %d", out.ExitCode)
 	case out.Result == nil:
@@ -118,4 +171,42 @@ func (s *Server) verdict(ctx context.Context, pl *plan, out *job.Outcome, runErr
 
 func effectivePolicy(p *policy.Profile) *airlockv1.EffectivePolicy {
 	return &airlockv1.EffectivePolicy{Profile: p.Name, Hash: p.Hash(), Summary: p.Summary()}
+}
+
+// limitMessage names the model limit an agent job reached, as the proxy
+// and the broker counted, never as the job said.
+func limitMessage(m *policy.Model, out *job.Outcome, toolLimit bool) string {
+	var which string
+	switch {
+	case out.Model.Limit != "":
+		which = out.Model.Limit
+	case toolLimit:
+		which = "maxToolCalls"
+	case out.Model.Calls >= m.MaxTurns:
+		which = "maxTurns"
+	}
+	bound := map[string]int64{
+		"maxTurns": int64(m.MaxTurns), "maxToolCalls": int64(m.MaxToolCalls), "maxInputTokens": m.MaxInputTokens,
+		"maxOutputTokens": m.MaxOutputTokens, "maxReplyBytes": m.MaxReplyBytes,
+	}
+	n, ok := bound[which]
+	if !ok {
+		return "the agent stopped at a model limit before it answered (model turns, tool calls or tokens); see usage"
+	}
+	return fmt.Sprintf("the agent reached model.%s (%d) before it answered; lower the work the instructions ask for, or raise the limit in the profile", which, n)
+}
+
+// modelErrorMessage says how the model failed, from the proxy's record of
+// the job's model calls.
+func modelErrorMessage(m *policy.Model, out *job.Outcome) string {
+	u := out.Model
+	switch {
+	case u.LastStatus != 0:
+		return fmt.Sprintf("the model service %q answered HTTP %d %s; check the model name, the key and the upstream", m.Service, u.LastStatus, http.StatusText(u.LastStatus))
+	case u.LastFailure != "":
+		return fmt.Sprintf("the model service %q failed: %s", m.Service, printable(u.LastFailure, maxReasonBytes))
+	case u.Calls == 0 && u.Refused == 0:
+		return fmt.Sprintf("the agent could not reach the model service %q", m.Service)
+	}
+	return fmt.Sprintf("the model %s sent a reply the agent could not use (malformed, cut off, or neither text nor tool calls)", m.Name)
 }

@@ -44,6 +44,16 @@ type Record struct {
 	// Logs is the task's stdout and stderr, capped and sanitized by the
 	// caller before it is recorded.
 	Logs string `json:"logs,omitempty"`
+	// Model is the model an agent job used, with the version of the
+	// system prompt it was given.
+	Model         string `json:"model,omitempty"`
+	PromptVersion string `json:"promptVersion,omitempty"`
+	// ModelTurns, InputTokens and OutputTokens are what the egress proxy
+	// counted of the job's model calls; ToolCalls what the broker decided.
+	ModelTurns   int   `json:"modelTurns,omitempty"`
+	InputTokens  int64 `json:"inputTokens,omitempty"`
+	OutputTokens int64 `json:"outputTokens,omitempty"`
+	ToolCalls    int   `json:"toolCalls,omitempty"`
 }
 
 // Log appends records to a writer, one JSON document per line.
