@@ -20,6 +20,7 @@ const usage = `usage: airlock [--socket PATH | --addr HOST:PORT] [--token-file F
 
 commands:
   spawn     run a job and print the response as JSON (--stream: events too)
+  ask       ask a model-driven sub-agent about content: ask --content FILE "instructions"
   profiles  list the broker's policy profiles
   explain   print one profile's effective policy
   get       print a job's state
@@ -58,6 +59,9 @@ func main() {
 		"approve":  approve,
 	}
 	f, ok := commands[cmd]
+	if cmd == "ask" {
+		ok = true
+	}
 	if !ok {
 		fmt.Fprintf(os.Stderr, "airlock: unknown command %q\n%s", cmd, usage)
 		os.Exit(2)
@@ -67,7 +71,12 @@ func main() {
 		fail(err)
 	}
 	defer conn.Close()
-	msg, err := f(context.Background(), conn.Broker, args)
+	var msg proto.Message
+	if cmd == "ask" {
+		msg, err = askCmd(context.Background(), conn, args)
+	} else {
+		msg, err = f(context.Background(), conn.Broker, args)
+	}
 	if err != nil {
 		fail(err)
 	}
@@ -76,7 +85,7 @@ func main() {
 		fail(err)
 	}
 	fmt.Println(string(b))
-	if r, ok := msg.(*airlockv1.SpawnResponse); ok && r.Verdict != airlockv1.Verdict_VERDICT_OK {
+	if r, ok := msg.(interface{ GetVerdict() airlockv1.Verdict }); ok && r.GetVerdict() != airlockv1.Verdict_VERDICT_OK {
 		os.Exit(3)
 	}
 }

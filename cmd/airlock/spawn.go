@@ -116,6 +116,28 @@ func eventLine(ev *airlockv1.SpawnStreamResponse) string {
 		}
 		return fmt.Sprintf("job %s egress %s: %s %s:%d: %s", job, verdict, shown(e.Egress.GetMethod()),
 			shown(e.Egress.GetHost()), e.Egress.GetPort(), shown(e.Egress.GetReason()))
+	case *airlockv1.SpawnStreamResponse_ModelTurn:
+		t := e.ModelTurn
+		line := fmt.Sprintf("job %s model turn %d: status %d, tokens in %d out %d, %d bytes", job, t.GetTurn(), t.GetStatus(),
+			t.GetInputTokens(), t.GetOutputTokens(), t.GetBytesDown())
+		if !t.GetAllowed() {
+			line = fmt.Sprintf("job %s model turn %d refused", job, t.GetTurn())
+		}
+		if r := t.GetReason(); r != "" {
+			line += ": " + shown(r)
+		}
+		return line
+	case *airlockv1.SpawnStreamResponse_ToolCall:
+		c := e.ToolCall
+		verdict := "denied"
+		if c.GetAllowed() {
+			verdict = "allowed"
+		}
+		what := shown(c.GetTarget())
+		if c.GetTool() == "exec" {
+			what = shown(strings.Join(c.GetArgv(), " "))
+		}
+		return fmt.Sprintf("job %s tool call %s %s: %s: %s", job, shown(c.GetTool()), verdict, what, shown(c.GetReason()))
 	case *airlockv1.SpawnStreamResponse_ApprovalNeeded:
 		a := e.ApprovalNeeded
 		return fmt.Sprintf("job %s approval needed: %s (%s); within %s: airlock approve %s %s allow|deny", job,
