@@ -180,6 +180,9 @@ func Start(ctx context.Context, o Options) (_ *Server, retErr error) {
 		return nil, fmt.Errorf("policies: %w", err)
 	}
 	s.profiles = profiles
+	if err := checkModelSecrets(profiles); err != nil {
+		return nil, err
+	}
 	lis, serverOpts, err := listen.Open(listen.Config{
 		Socket: client.Socket(o.Socket), Addr: o.Listen, AllowRemote: o.AllowRemote,
 		TLSCert: o.TLSCert, TLSKey: o.TLSKey, TLSClientCA: o.TLSClientCA,
@@ -418,6 +421,26 @@ func (s *Server) close() {
 		s.closers[i]()
 	}
 	s.closers = nil
+}
+
+// checkModelSecrets reads the secret of every model service a profile
+// names, so that a missing key stops airlockd at start rather than
+// failing the first agent job. Other services are checked per job, as
+// ever; the secret is read again for each job, so a rotated file works.
+func checkModelSecrets(profiles *policy.Set) error {
+	for _, p := range profiles.All() {
+		if p.Model == nil {
+			continue
+		}
+		svc := p.Network.Services[p.Model.Service]
+		if svc.Inject.SecretRef == "" {
+			continue
+		}
+		if _, err := egress.ResolveSecret(svc.Inject.SecretRef); err != nil {
+			return fmt.Errorf("profile %s: model service %s: %w", p.Name, p.Model.Service, err)
+		}
+	}
+	return nil
 }
 
 // knownSecrets is every secret airlockd holds: its tokens and every service
