@@ -5,6 +5,10 @@
 //   AIRLOCK_ADDR=unix:///run/airlock/airlock.sock \
 //     node spawn.js [--profile P] [--task T] [--param k=v]... [--schema FILE] \
 //                   [--media-type TYPE] [--source URL] [--deadline SECONDS] CONTENT_FILE
+//     node spawn.js --ask "INSTRUCTIONS" [--profile P] [--model NAME] [--schema FILE] CONTENT_FILE
+//
+// --ask runs the agent task: a model-driven sub-agent reads the content and
+// answers the instructions, as {"answer": "..."} unless --schema is given.
 //
 // CONTENT_FILE is the untrusted content ("-" reads stdin). The response goes
 // to stdout as one JSON document, with `result` as plain JSON. Exit status:
@@ -13,7 +17,8 @@
 // 2 for bad usage.
 //
 // As a module, require('./spawn.js').spawnJob({...}) does the same call and
-// resolves to the same JSON (see README.md).
+// resolves to the same JSON, and askJob({instructions, content, ...}) runs
+// the agent task (see README.md).
 'use strict';
 
 const fs = require('fs');
@@ -41,8 +46,18 @@ const SUMMARY_SCHEMA = {
   },
 };
 
+// The result schema askJob uses when none is given: the model's answer as
+// one string.
+const ANSWER_SCHEMA = {
+  type: 'object',
+  required: ['answer'],
+  additionalProperties: false,
+  properties: { answer: { type: 'string' } },
+};
+
 const USAGE = `usage: node spawn.js [--profile P] [--task T] [--param k=v]... [--schema FILE]
                      [--media-type TYPE] [--source URL] [--deadline SECONDS] CONTENT_FILE
+       node spawn.js --ask INSTRUCTIONS [--profile P] [--model NAME] [--schema FILE] CONTENT_FILE
 
 environment:
   AIRLOCK_TOKEN_FILE  file holding the bearer token (required)
@@ -54,7 +69,7 @@ class UsageError extends Error {}
 
 function parseArgs(argv) {
   const opts = { profile: 'secureclaw', task: 'summarize', params: {}, schema: null,
-    mediaType: null, source: '', deadline: 300, content: null };
+    mediaType: null, source: '', deadline: 300, content: null, instructions: null, model: '' };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = () => {
@@ -72,6 +87,8 @@ function parseArgs(argv) {
         break;
       }
       case '--schema': opts.schema = value(); break;
+      case '--ask': opts.instructions = value(); opts.task = 'agent'; break;
+      case '--model': opts.model = value(); break;
       case '--media-type': opts.mediaType = value(); break;
       case '--source': opts.source = value(); break;
       case '--deadline': {
@@ -211,7 +228,7 @@ function brokerClient(addr) {
 //   profile, task, params, mediaType, source, deadlineSeconds: as the flags
 function spawnJob({ content, schema = SUMMARY_SCHEMA, addr = process.env.AIRLOCK_ADDR || DEFAULT_ADDR,
   tokenFile = process.env.AIRLOCK_TOKEN_FILE, profile = 'secureclaw', task = 'summarize', params = {},
-  mediaType = 'text/plain', source = '', deadlineSeconds = 300 }) {
+  mediaType = 'text/plain', source = '', deadlineSeconds = 300, instructions = '', model = '' }) {
   return new Promise((resolve, reject) => {
     const token = readToken(tokenFile);
     const client = brokerClient(addr);
@@ -222,10 +239,11 @@ function spawnJob({ content, schema = SUMMARY_SCHEMA, addr = process.env.AIRLOCK
     md.set('authorization', `Bearer ${token}`);
     const req = {
       profile,
-      task: { name: task, params },
+      task: { name: task, params, instructions },
       content: [{ data: Buffer.from(content), media_type: mediaType, source }],
       result_schema: typeof schema === 'string' ? schema : JSON.stringify(schema),
     };
+    if (model) req.overrides = { model: { name: model } };
     const deadline = new Date(Date.now() + deadlineSeconds * 1000);
     client.Spawn(req, md, { deadline }, (err, resp) => {
       client.close();
@@ -235,19 +253,34 @@ function spawnJob({ content, schema = SUMMARY_SCHEMA, addr = process.env.AIRLOCK
   });
 }
 
+// askJob runs the agent task: a model-driven sub-agent reads the content
+// inside the sandbox and answers the instructions in the schema's shape.
+// The instructions are the caller's own words; the content is untrusted.
+// It resolves to the SpawnResponse as plain JSON, like spawnJob.
+//
+//   instructions  what the model should do with the content (required)
+//   model         one of the profile's allowed models (default: its own)
+//   the rest as for spawnJob; schema defaults to ANSWER_SCHEMA
+function askJob({ instructions, schema = ANSWER_SCHEMA, ...rest }) {
+  if (!instructions) return Promise.reject(new UsageError('askJob needs instructions'));
+  return spawnJob({ ...rest, schema, task: 'agent', instructions });
+}
+
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
   let resp;
   try {
     resp = await spawnJob({
       content: fs.readFileSync(opts.content === '-' ? 0 : opts.content),
-      schema: opts.schema ? fs.readFileSync(opts.schema, 'utf8') : SUMMARY_SCHEMA,
+      schema: opts.schema ? fs.readFileSync(opts.schema, 'utf8') : (opts.instructions ? ANSWER_SCHEMA : SUMMARY_SCHEMA),
       profile: opts.profile,
       task: opts.task,
       params: opts.params,
       mediaType: opts.mediaType || mediaTypeOf(opts.content),
       source: opts.source || (opts.content === '-' ? 'stdin' : path.basename(opts.content)),
       deadlineSeconds: opts.deadline,
+      instructions: opts.instructions || '',
+      model: opts.model,
     });
   } catch (err) {
     if (typeof err.code !== 'number') throw err; // not a gRPC status
@@ -259,7 +292,7 @@ async function main() {
   process.exitCode = resp.verdict === 'VERDICT_OK' ? 0 : 3;
 }
 
-module.exports = { spawnJob, SUMMARY_SCHEMA };
+module.exports = { spawnJob, askJob, SUMMARY_SCHEMA, ANSWER_SCHEMA };
 
 if (require.main === module) {
   main().catch((err) => {
