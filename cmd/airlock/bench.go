@@ -25,6 +25,14 @@ client and through raw runc, then prints latency percentiles, jobs per
 second, the ratios of Airlock to each baseline, and airlockd's CPU and
 memory per sandbox. The baselines need root and airlockd's containerd.
 
+With --task agent it instead runs N agent jobs (the model loop) and N
+extract_text jobs under the same profile, which must have a model section,
+in rounds that take turns, and reports Airlock's overhead per model turn:
+(agent mean - extract_text mean - the model's own time) / turns. Point the
+profile at the stand-in model's "instant" model (integration/cmd/
+airlock-modelserver), which answers at once, so that what is left is
+Airlock's. No baselines run.
+
 With --growth it instead runs N jobs one at a time (default 1000, after 10
 warm-up) and checks that they leave airlockd's goroutines, descriptors and
 memory, and the host's mounts, job dirs, netns and veths, where they were;
@@ -61,6 +69,7 @@ func benchCmd(args []string) error {
 	growth := fs.Bool("growth", false, "check that N sequential jobs leave no growth in airlockd or on the host, instead of timing them")
 	pprofURL := fs.String("pprof-url", "", "with --growth: airlockd's --pprof server, e.g. http://127.0.0.1:6060, to force a GC before each heap sample")
 	settle := fs.Duration("settle", bench.DefaultSettle, "with --growth: longest wait before each sample for airlockd's goroutines and descriptors to stop dropping")
+	instructions := fs.String("instructions", "", "with --task agent: what each job asks the model (default: a fixed question)")
 	var contents, params multi
 	fs.Var(&contents, "content", "content file (repeatable; default: a small built-in HTML page)")
 	fs.Var(&params, "param", "task parameter key=value (repeatable)")
@@ -95,7 +104,7 @@ func benchCmd(args []string) error {
 		o.Schema = string(b)
 	} else if *task != bench.DefaultTask {
 		// The built-in schema fits extract_text only; another task gets
-		// the profile's default.
+		// the profile's default (the agent benchmark its own).
 		o.Schema = ""
 	}
 	for _, p := range params {
@@ -126,6 +135,12 @@ func benchCmd(args []string) error {
 		return err
 	}
 	defer conn.Close()
+	if *task == bench.AgentTask {
+		if *growth {
+			return errors.New("--growth does not take --task agent")
+		}
+		return benchAgent(conn.Broker, o, *instructions, *warmup, *rounds, *timeout, *asJSON)
+	}
 	if *growth {
 		return benchGrowth(conn.Broker, growthFlags{
 			options: o, warmup: *warmup, metricsURL: *metricsURL, pprofURL: *pprofURL,
@@ -167,6 +182,24 @@ func benchCmd(args []string) error {
 		return err
 	}
 	if *asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	return rep.WriteTable(os.Stdout)
+}
+
+// benchAgent runs the agent benchmark and prints its report.
+func benchAgent(b airlockv1.BrokerClient, o bench.Options, instructions string, warmup, rounds int, timeout time.Duration, asJSON bool) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	rep, err := bench.RunAgent(ctx, bench.AgentConfig{Broker: b, Options: o, Instructions: instructions, Warmup: warmup, Rounds: rounds, Progress: os.Stderr})
+	if err != nil {
+		return err
+	}
+	if asJSON {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(rep)
