@@ -84,7 +84,7 @@ type execGate struct {
 	calls    int
 	maxCalls int
 	limitHit bool
-	closing chan struct{}
+	closing  chan struct{}
 }
 
 func newExecGate(jobID string, p *policy.Profile, interactive bool, timeout time.Duration, emit func(*airlockv1.SpawnStreamResponse), opts result.SanitizeOptions) *execGate {
