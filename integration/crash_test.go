@@ -18,6 +18,7 @@ import (
 	"github.com/airlock/airlock/policies"
 	"github.com/airlock/airlock/policies/policy"
 	"github.com/airlock/airlock/sandbox"
+	"github.com/airlock/airlock/sandbox/footprint"
 	"github.com/airlock/airlock/sandbox/job"
 )
 
@@ -98,18 +99,24 @@ func TestBrokerKilled_NextStartReapsEverything(t *testing.T) {
 	if left, err := leftovers(ctx); err != nil || len(left) != 0 {
 		t.Fatalf("after restart: left %v (err %v)", left, err)
 	}
-	if pids := processesNamed("/airlock-agent"); len(pids) != 0 {
+	if pids := sandboxProcesses(env.stateDir, "/airlock-agent"); len(pids) != 0 {
 		t.Errorf("sandboxed processes still running: %v", pids)
 	}
 }
 
-// processesNamed lists pids whose command line starts with name.
-func processesNamed(name string) []string {
+// sandboxProcesses lists pids whose command line starts with name and
+// whose cgroup is under stateDir's subtree: another airlockd on the host
+// (a benchmark beside the suite, say) runs agents of its own.
+func sandboxProcesses(stateDir, name string) []string {
+	subtree := "/" + footprint.Namespace + "/" + footprint.InstanceID(stateDir) + "/"
 	var pids []string
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && strings.HasPrefix(string(b), name+"\x00") {
+		if err != nil || !strings.HasPrefix(string(b), name+"\x00") {
+			continue
+		}
+		if cg, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cgroup")); err == nil && strings.Contains(string(cg), subtree) {
 			pids = append(pids, e.Name())
 		}
 	}
