@@ -28,6 +28,14 @@ type anthropicRequest struct {
 		Type string `json:"type"`
 		Name string `json:"name"`
 	} `json:"tool_choice"`
+	// OutputConfig.Format is Anthropic's structured output, an
+	// alternative to forcing AnswerTool.
+	OutputConfig *struct {
+		Format *struct {
+			Type   string          `json:"type"`
+			Schema json.RawMessage `json:"schema"`
+		} `json:"format"`
+	} `json:"output_config"`
 	Stream bool `json:"stream"`
 }
 
@@ -114,6 +122,12 @@ func parseAnthropic(body []byte) (*Turn, error) {
 		if tool.Name == AnswerTool {
 			t.Schema = tool.InputSchema
 		}
+	}
+	if oc := req.OutputConfig; oc != nil && oc.Format != nil {
+		if oc.Format.Type != "json_schema" {
+			return t, badRequest("", "output_config.format.type: Input should be 'json_schema'")
+		}
+		t.Format, t.Schema = oc.Format.Type, oc.Format.Schema
 	}
 	if tc := req.ToolChoice; tc != nil {
 		switch tc.Type {

@@ -23,13 +23,14 @@ const quoteRunes = 160
 // Answer is the final structured answer v in the way the API expects it:
 // for OpenAI the reply's text is v as JSON (response_format); for
 // Anthropic it is a call of AnswerTool with v as input, or v as JSON text
-// when the client did not offer that tool.
+// when the client asked for output_config.format or did not offer that
+// tool.
 func Answer(t *Turn, v any) Reply {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return Reply{Status: http.StatusInternalServerError, Text: "the script's answer is not JSON: " + err.Error()}
 	}
-	if t.API == APIAnthropic && t.HasTool(AnswerTool) {
+	if t.API == APIAnthropic && t.Format == "" && t.HasTool(AnswerTool) {
 		return Reply{ToolCalls: []ToolCall{{Name: AnswerTool, Arguments: b}}}
 	}
 	return Reply{Text: string(b)}

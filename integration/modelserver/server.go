@@ -40,8 +40,9 @@ type Options struct {
 	// localhost from a CA made in memory for this server (Server.CAPEM).
 	TLS bool
 	// Key is the key every request must carry: "Authorization: Bearer
-	// <Key>" for Chat Completions, "x-api-key: <Key>" for Messages. Empty
-	// checks nothing. A wrong or missing key is the API's 401.
+	// <Key>" for Chat Completions, "x-api-key: <Key>" (or, without that
+	// header, a bearer token) for Messages. Empty checks nothing. A wrong
+	// or missing key is the API's 401.
 	Key string
 	// Scripts are the models, by the request's "model"; any other model is
 	// the API's 404.
@@ -51,6 +52,10 @@ type Options struct {
 	// MaxRecorded is how many requests Requests keeps, the oldest dropped
 	// first; 0 keeps all, which suits a test but not a long-running server.
 	MaxRecorded int
+
+	// handlerDone, when set, is called as each handler returns, so that
+	// tests can see a reply end without waiting for Close.
+	handlerDone func()
 }
 
 // Server is a running stand-in model API. Its methods are safe for
@@ -203,6 +208,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.active.Done()
+	if f := s.opts.handlerDone; f != nil {
+		defer f()
+	}
 
 	var api string
 	switch r.URL.Path {
@@ -339,22 +347,20 @@ func (s *Server) wait(r *http.Request, d time.Duration) bool {
 }
 
 // authorized checks the key in the header each API uses for it, in
-// constant time since the key is a secret even in a stand-in.
+// constant time since the key is a secret even in a stand-in. Messages
+// takes x-api-key, or a bearer token when that is absent, as the API does
+// and as Anthropic's Go SDK sends its API key.
 func (s *Server) authorized(api string, h http.Header) bool {
 	if s.opts.Key == "" {
 		return true
 	}
-	var got string
 	if api == APIAnthropic {
-		got = h.Get("x-api-key")
-	} else {
-		var ok bool
-		got, ok = strings.CutPrefix(h.Get("Authorization"), "Bearer ")
-		if !ok {
-			return false
+		if keys := h.Values("x-api-key"); len(keys) > 0 {
+			return subtle.ConstantTimeCompare([]byte(keys[0]), []byte(s.opts.Key)) == 1
 		}
 	}
-	return subtle.ConstantTimeCompare([]byte(got), []byte(s.opts.Key)) == 1
+	got, ok := strings.CutPrefix(h.Get("Authorization"), "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(s.opts.Key)) == 1
 }
 
 func unauthorizedMessage(api string) string {

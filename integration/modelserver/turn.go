@@ -32,11 +32,13 @@ type Turn struct {
 	Messages []Message
 	Tools    []Tool
 	// Schema is what the answer must fit: OpenAI's
-	// response_format.json_schema.schema, or the input_schema of
-	// Anthropic's AnswerTool when it is offered.
+	// response_format.json_schema.schema; for Anthropic the schema of
+	// output_config.format, else the input_schema of AnswerTool when it is
+	// offered.
 	Schema json.RawMessage
 	// Format is OpenAI's response_format.type ("text", "json_object",
-	// "json_schema"); empty when not sent and for Anthropic.
+	// "json_schema") or Anthropic's output_config.format.type
+	// ("json_schema"); empty when not sent.
 	Format string
 	// ToolChoice is "", "auto", "none", "required" (OpenAI), "any"
 	// (Anthropic), or the name of the tool the client forces.
