@@ -31,6 +31,7 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/airlock-agent ./cmd/airlock-agent
 	$(GO) build -trimpath -o $(BIN)/airlockd ./cmd/airlockd
 	$(GO) build -trimpath -o $(BIN)/airlock ./cmd/airlock
+	$(GO) build -trimpath -o $(BIN)/airlock-modelserver ./integration/cmd/airlock-modelserver
 
 # proto regenerates the committed Go code with pinned buf and plugins.
 proto:

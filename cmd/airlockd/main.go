@@ -51,6 +51,7 @@ func main() {
 	flag.IntVar(&o.RetainJobs, "retain-jobs", broker.DefaultRetainJobs, "most finished jobs kept, the oldest dropped first; bounds the broker's memory")
 	flag.DurationVar(&o.ApprovalTimeout, "approval-timeout", broker.DefaultApprovalTimeout, "how long a command that needs approval waits for Approve before it is denied")
 	flag.DurationVar(&o.DrainGrace, "drain-grace", 30*time.Second, "on SIGTERM, how long running jobs may finish before they are cancelled")
+	flag.StringVar(&o.UpstreamCA, "upstream-ca", "", "PEM file of CAs the egress proxy trusts for https service upstreams, besides the system's (a private model gateway)")
 	flag.BoolVar(&o.Reflection, "reflection", false, "serve gRPC reflection (for grpcurl); needs a token like every call")
 	var debug bool
 	flag.BoolVar(&debug, "debug", false, "debug logging")

@@ -8,6 +8,8 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -93,6 +95,11 @@ type Options struct {
 	PoolMinAvailable int64
 	// Logger is where airlockd logs; nil discards.
 	Logger *slog.Logger
+
+	// UpstreamCA is a PEM bundle of CAs the egress proxy trusts for https
+	// service upstreams, besides the system roots: a private model
+	// gateway's, or the stand-in model's in tests.
+	UpstreamCA string
 
 	// Egress configures the egress proxy beyond its defaults. The
 	// integration suite sets a resolver that maps its test names to
@@ -241,6 +248,13 @@ func Start(ctx context.Context, o Options) (_ *Server, retErr error) {
 		})
 		s.address = d.Address()
 		log.Info("embedded containerd started", "address", s.address)
+	}
+	if o.UpstreamCA != "" {
+		tc, err := upstreamTLS(o.UpstreamCA)
+		if err != nil {
+			return nil, err
+		}
+		o.Egress.ServiceTLS = tc
 	}
 	specs, err := sandbox.ImagesFor(profiles.All(), agentBin, o.Busybox)
 	if err != nil {
@@ -421,6 +435,24 @@ func (s *Server) close() {
 		s.closers[i]()
 	}
 	s.closers = nil
+}
+
+// upstreamTLS trusts the CAs in file besides the system's. A file that
+// cannot be read or holds no certificate stops start-up: the operator
+// meant to trust something, and nothing would be.
+func upstreamTLS(file string) (*tls.Config, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("--upstream-ca: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, fmt.Errorf("--upstream-ca %s: no PEM certificate in it", file)
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
 
 // checkModelSecrets reads the secret of every model service a profile
