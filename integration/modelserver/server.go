@@ -53,9 +53,15 @@ type Options struct {
 	// first; 0 keeps all, which suits a test but not a long-running server.
 	MaxRecorded int
 
-	// handlerDone, when set, is called as each handler returns, so that
-	// tests can see a reply end without waiting for Close.
-	handlerDone func()
+	// hooks let tests see a request arrive and a reply end without
+	// waiting on the clock.
+	hooks testHooks
+}
+
+// testHooks are called, when set, as each request is recorded and as each
+// handler returns.
+type testHooks struct {
+	recorded, done func()
 }
 
 // Server is a running stand-in model API. Its methods are safe for
@@ -208,7 +214,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.active.Done()
-	if f := s.opts.handlerDone; f != nil {
+	if f := s.opts.hooks.done; f != nil {
 		defer f()
 	}
 
@@ -241,6 +247,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.record(rec)
+	if f := s.opts.hooks.recorded; f != nil {
+		f()
+	}
 
 	fail := func(e *apiError) { writeError(w, api, requestID, e) }
 	switch {
@@ -274,14 +283,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(modelNotFound(api, turn.Model))
 		return
 	}
-	if !s.wait(r, s.opts.Latency) {
-		return
-	}
+	s.wait(r, s.opts.Latency)
 	reply := script(turn)
 	switch {
 	case reply.Hang:
 		s.wait(r, -1)
-		return
 	case reply.Status != 0:
 		fail(&apiError{status: reply.Status, message: reply.Text})
 		return
@@ -325,11 +331,12 @@ func readBody(r io.Reader) (body []byte, tooLarge bool, err error) {
 	return body, false, err
 }
 
-// wait waits d, or for ever when d < 0, and reports false when the client
-// went away or the server closed first.
-func (s *Server) wait(r *http.Request, d time.Duration) bool {
+// wait waits d, or for ever when d < 0. When the client goes away or the
+// server closes first, it ends the handler and drops the connection, so
+// that no client takes the empty reply for an answer.
+func (s *Server) wait(r *http.Request, d time.Duration) {
 	if d == 0 {
-		return true
+		return
 	}
 	var timeout <-chan time.Time
 	if d > 0 {
@@ -339,11 +346,11 @@ func (s *Server) wait(r *http.Request, d time.Duration) bool {
 	}
 	select {
 	case <-timeout:
-		return true
+		return
 	case <-r.Context().Done():
 	case <-s.done:
 	}
-	return false
+	panic(http.ErrAbortHandler)
 }
 
 // authorized checks the key in the header each API uses for it, in
