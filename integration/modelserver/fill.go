@@ -257,8 +257,9 @@ func (f *schemaFiller) string(m map[string]any, variant int) string {
 	return out
 }
 
-// number picks variant, or the value nearest it within the schema's
-// bounds and on its multipleOf.
+// number picks 0, or the value nearest it within the schema's bounds and
+// on its multipleOf; a variant is that many steps above it, where there is
+// room.
 func number(m map[string]any, integer bool, variant int) float64 {
 	lo, hi := math.Inf(-1), math.Inf(1)
 	loOpen, hiOpen := false, false
@@ -287,7 +288,7 @@ func number(m map[string]any, integer bool, variant int) float64 {
 	above := func(x float64) bool { return x > lo || (!loOpen && x == lo) }
 	below := func(x float64) bool { return x < hi || (!hiOpen && x == hi) }
 
-	v := float64(variant)
+	v := 0.0
 	if !above(v) {
 		v = lo
 		if loOpen {
@@ -317,6 +318,12 @@ func number(m map[string]any, integer bool, variant int) float64 {
 			k = math.Floor(v / step)
 		}
 		v = k * step
+	}
+	if variant > 0 {
+		next := v + float64(variant)*max(step, 1)
+		if below(next) {
+			v = next
+		}
 	}
 	return v
 }
