@@ -185,26 +185,6 @@ func hasBlock(blocks []anthropicBlock, typ string) bool {
 	return false
 }
 
-// anthropicStop says a stop reason in Messages' words.
-func anthropicStop(reason string, calls bool) string {
-	switch reason {
-	case "":
-		if calls {
-			return "tool_use"
-		}
-		return "end_turn"
-	case "length":
-		return "max_tokens"
-	case "stop":
-		return "end_turn"
-	case "tool_calls":
-		return "tool_use"
-	case "content_filter":
-		return "refusal"
-	}
-	return reason
-}
-
 type anthropicUsage struct {
 	InputTokens              int64  `json:"input_tokens"`
 	CacheCreationInputTokens int64  `json:"cache_creation_input_tokens"`
@@ -257,7 +237,7 @@ func writeAnthropic(w *bufio.Writer, o *outcome) error {
 		sep = ","
 	}
 	fmt.Fprintf(w, `],"stop_reason":%s,"stop_sequence":null,"usage":%s}`,
-		jsonString(anthropicStop(o.stop, len(o.calls) > 0)), mustJSON(o.anthropicUsage(o.outputTokens)))
+		jsonString(o.stop), mustJSON(o.anthropicUsage(o.outputTokens)))
 	return w.Flush()
 }
 
@@ -348,13 +328,12 @@ func streamAnthropic(w *bufio.Writer, flush func() error, o *outcome) error {
 	if err := ping(); err != nil {
 		return err
 	}
-	stop := anthropicStop(o.stop, len(o.calls) > 0)
 	err := send(anthropicEvent{
 		Type: "message_delta",
 		Delta: struct {
 			StopReason   string  `json:"stop_reason"`
 			StopSequence *string `json:"stop_sequence"`
-		}{StopReason: stop},
+		}{StopReason: o.stop},
 		Usage: map[string]int64{"output_tokens": o.outputTokens},
 	})
 	if err != nil {

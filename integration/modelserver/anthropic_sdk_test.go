@@ -23,28 +23,12 @@ func anthropicClient(srv *modelserver.Server, hc *http.Client, key string) anthr
 	)
 }
 
-func anthropicScripts() map[string]modelserver.Script {
-	return map[string]modelserver.Script{
-		"text": func(*modelserver.Turn) modelserver.Reply {
-			return modelserver.Reply{Text: replyText, InputTokens: 42, OutputTokens: 17}
-		},
-		"tool": func(*modelserver.Turn) modelserver.Reply {
-			r := modelserver.Call("lookup", map[string]any{"query": "ünïcödé \"q\"", "limit": 3, "nested": map[string]any{"ok": true}})
-			r.Text = "Let me look."
-			return r
-		},
-		"answer": func(t *modelserver.Turn) modelserver.Reply {
-			return modelserver.Answer(t, modelserver.Fill(t.Schema, "the page is about "+t.Messages[len(t.Messages)-1].Text))
-		},
-	}
-}
-
 func userHi() []anthropic.MessageParam {
 	return []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("hi"))}
 }
 
 func TestAnthropicSDK_Text(t *testing.T) {
-	srv, hc := startTLS(t, anthropicScripts())
+	srv, hc := startTLS(t, sdkScripts())
 	client := anthropicClient(srv, hc, testKey)
 	got, err := client.Messages.New(context.Background(), anthropic.MessageNewParams{
 		Model: "text", MaxTokens: 1024, Messages: userHi(),
@@ -91,7 +75,7 @@ func accumulate(t *testing.T, client anthropic.Client, params anthropic.MessageN
 }
 
 func TestAnthropicSDK_StreamText(t *testing.T) {
-	srv, hc := startTLS(t, anthropicScripts())
+	srv, hc := startTLS(t, sdkScripts())
 	msg, deltas := accumulate(t, anthropicClient(srv, hc, testKey), anthropic.MessageNewParams{
 		Model: "text", MaxTokens: 1024, Messages: userHi(),
 	})
@@ -110,7 +94,7 @@ func TestAnthropicSDK_StreamText(t *testing.T) {
 }
 
 func TestAnthropicSDK_ToolUse(t *testing.T) {
-	srv, hc := startTLS(t, anthropicScripts())
+	srv, hc := startTLS(t, sdkScripts())
 	client := anthropicClient(srv, hc, testKey)
 	params := anthropic.MessageNewParams{
 		Model: "tool", MaxTokens: 1024, Messages: userHi(),
@@ -119,7 +103,6 @@ func TestAnthropicSDK_ToolUse(t *testing.T) {
 			InputSchema: anthropic.ToolInputSchemaParam{Properties: map[string]any{"query": map[string]any{"type": "string"}}},
 		}}},
 	}
-	want := map[string]any{"query": "ünïcödé \"q\"", "limit": 3.0, "nested": map[string]any{"ok": true}}
 	check := func(how string, msg *anthropic.Message) {
 		t.Helper()
 		if msg.StopReason != anthropic.StopReasonToolUse || len(msg.Content) != 2 {
@@ -132,8 +115,8 @@ func TestAnthropicSDK_ToolUse(t *testing.T) {
 		if use.Name != "lookup" || use.ID == "" || msg.Content[1].Type != "tool_use" {
 			t.Errorf("%s: tool use %+v", how, use)
 		}
-		if input := asMap(t, use.Input); !reflect.DeepEqual(input, want) {
-			t.Errorf("%s: input = %v, want %v", how, input, want)
+		if input := asMap(t, use.Input); !reflect.DeepEqual(input, lookupArgs) {
+			t.Errorf("%s: input = %v, want %v", how, input, lookupArgs)
 		}
 	}
 	got, err := client.Messages.New(context.Background(), params)
@@ -146,7 +129,7 @@ func TestAnthropicSDK_ToolUse(t *testing.T) {
 }
 
 func TestAnthropicSDK_WrongKeyIs401(t *testing.T) {
-	srv, hc := startTLS(t, anthropicScripts())
+	srv, hc := startTLS(t, sdkScripts())
 	client := anthropicClient(srv, hc, "sk-wrong")
 	_, err := client.Messages.New(context.Background(), anthropic.MessageNewParams{
 		Model: "text", MaxTokens: 1024, Messages: userHi(),
@@ -183,7 +166,7 @@ func TestAnthropicSDK_StructuredAnswerThroughRespondTool(t *testing.T) {
 	if err := json.Unmarshal([]byte(schema), &props); err != nil {
 		t.Fatal(err)
 	}
-	srv, hc := startTLS(t, anthropicScripts())
+	srv, hc := startTLS(t, sdkScripts())
 	params := anthropic.MessageNewParams{
 		Model: "answer", MaxTokens: 1024,
 		System:   []anthropic.TextBlockParam{{Text: "answer with the respond tool"}},

@@ -99,3 +99,28 @@ func asMap(t *testing.T, data []byte) map[string]any {
 	}
 	return m
 }
+
+// replyText has escapes, runes of several widths and is longer than one
+// streamed delta, so a client has to put it together correctly.
+const replyText = "Hello from the stand-in: \"quotes\", a back\\slash, ünïcödé 🚀, <html> & a newline\nend."
+
+// lookupArgs are the arguments of the "tool" model's call, as a client
+// decodes them.
+var lookupArgs = map[string]any{"query": "ünïcödé \"q\"", "limit": 3.0, "nested": map[string]any{"ok": true}}
+
+// sdkScripts are the models the SDK tests ask, the same for both APIs.
+func sdkScripts() map[string]modelserver.Script {
+	return map[string]modelserver.Script{
+		"text": func(*modelserver.Turn) modelserver.Reply {
+			return modelserver.Reply{Text: replyText, InputTokens: 42, OutputTokens: 17}
+		},
+		"tool": func(*modelserver.Turn) modelserver.Reply {
+			r := modelserver.Call("lookup", lookupArgs)
+			r.Text = "Let me look."
+			return r
+		},
+		"answer": func(t *modelserver.Turn) modelserver.Reply {
+			return modelserver.Answer(t, modelserver.Fill(t.Schema, "the page is about "+t.Messages[len(t.Messages)-1].Text))
+		},
+	}
+}

@@ -214,26 +214,6 @@ func openAIToolChoice(raw json.RawMessage) (string, error) {
 	return "", fmt.Errorf("Invalid value for 'tool_choice': %s", raw)
 }
 
-// openAIFinish says a stop reason in Chat Completions' words.
-func openAIFinish(reason string, calls bool) string {
-	switch reason {
-	case "":
-		if calls {
-			return "tool_calls"
-		}
-		return "stop"
-	case "max_tokens":
-		return "length"
-	case "end_turn", "stop_sequence":
-		return "stop"
-	case "tool_use":
-		return "tool_calls"
-	case "refusal":
-		return "content_filter"
-	}
-	return reason
-}
-
 type openAIUsage struct {
 	PromptTokens        int64 `json:"prompt_tokens"`
 	CompletionTokens    int64 `json:"completion_tokens"`
@@ -289,7 +269,7 @@ func writeOpenAI(w *bufio.Writer, o *outcome) error {
 		_, _ = w.Write(mustJSON(calls))
 	}
 	fmt.Fprintf(w, `,"annotations":[]},"logprobs":null,"finish_reason":%s}],"usage":%s,"service_tier":"default","system_fingerprint":null}`,
-		jsonString(openAIFinish(o.stop, len(o.calls) > 0)), mustJSON(o.openAIUsage()))
+		jsonString(o.stop), mustJSON(o.openAIUsage()))
 	return w.Flush()
 }
 
@@ -356,7 +336,7 @@ func streamOpenAI(w *bufio.Writer, flush func() error, o *outcome) error {
 			}
 		}
 	}
-	if err := chunk(deltaJSON(struct{}{}), openAIFinish(o.stop, len(o.calls) > 0)); err != nil {
+	if err := chunk(deltaJSON(struct{}{}), o.stop); err != nil {
 		return err
 	}
 	if o.includeUsage {

@@ -15,10 +15,6 @@ import (
 	"github.com/airlock/airlock/integration/modelserver"
 )
 
-// replyText has escapes, runes of several widths and is longer than one
-// streamed delta, so a client has to put it together correctly.
-const replyText = "Hello from the stand-in: \"quotes\", a back\\slash, ünïcödé 🚀, <html> & a newline\nend."
-
 func openAIClient(srv *modelserver.Server, hc *http.Client, key string) openai.Client {
 	return openai.NewClient(
 		option.WithBaseURL(srv.URL()+"/v1"),
@@ -28,22 +24,8 @@ func openAIClient(srv *modelserver.Server, hc *http.Client, key string) openai.C
 	)
 }
 
-func openAIScripts() map[string]modelserver.Script {
-	return map[string]modelserver.Script{
-		"text": func(*modelserver.Turn) modelserver.Reply {
-			return modelserver.Reply{Text: replyText, InputTokens: 42, OutputTokens: 17}
-		},
-		"tool": func(*modelserver.Turn) modelserver.Reply {
-			return modelserver.Call("lookup", map[string]any{"query": "ünïcödé \"q\"", "limit": 3, "nested": map[string]any{"ok": true}})
-		},
-		"answer": func(t *modelserver.Turn) modelserver.Reply {
-			return modelserver.Answer(t, modelserver.Fill(t.Schema, "the page is about "+t.Messages[len(t.Messages)-1].Text))
-		},
-	}
-}
-
 func TestOpenAISDK_Text(t *testing.T) {
-	srv, hc := startTLS(t, openAIScripts())
+	srv, hc := startTLS(t, sdkScripts())
 	client := openAIClient(srv, hc, testKey)
 	got, err := client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{
 		Model:    "text",
@@ -72,7 +54,7 @@ func TestOpenAISDK_Text(t *testing.T) {
 }
 
 func TestOpenAISDK_StreamText(t *testing.T) {
-	srv, hc := startTLS(t, openAIScripts())
+	srv, hc := startTLS(t, sdkScripts())
 	client := openAIClient(srv, hc, testKey)
 	stream := client.Chat.Completions.NewStreaming(context.Background(), openai.ChatCompletionNewParams{
 		Model:         "text",
@@ -109,7 +91,7 @@ func TestOpenAISDK_StreamText(t *testing.T) {
 }
 
 func TestOpenAISDK_ToolCall(t *testing.T) {
-	srv, hc := startTLS(t, openAIScripts())
+	srv, hc := startTLS(t, sdkScripts())
 	client := openAIClient(srv, hc, testKey)
 	params := openai.ChatCompletionNewParams{
 		Model:    "tool",
@@ -119,22 +101,21 @@ func TestOpenAISDK_ToolCall(t *testing.T) {
 			Parameters: shared.FunctionParameters{"type": "object", "properties": map[string]any{"query": map[string]any{"type": "string"}}},
 		})},
 	}
-	want := map[string]any{"query": "ünïcödé \"q\"", "limit": 3.0, "nested": map[string]any{"ok": true}}
 
 	got, err := client.Chat.Completions.New(context.Background(), params)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := got.Choices[0]
-	if c.FinishReason != "tool_calls" || len(c.Message.ToolCalls) != 1 {
+	if c.FinishReason != "tool_calls" || len(c.Message.ToolCalls) != 1 || c.Message.Content != "Let me look." {
 		t.Fatalf("finish %q, tool calls %+v", c.FinishReason, c.Message.ToolCalls)
 	}
 	call := c.Message.ToolCalls[0]
 	if call.Type != "function" || call.Function.Name != "lookup" || call.ID == "" {
 		t.Errorf("call = %+v", call)
 	}
-	if args := asMap(t, []byte(call.Function.Arguments)); !reflect.DeepEqual(args, want) {
-		t.Errorf("arguments = %v, want %v", args, want)
+	if args := asMap(t, []byte(call.Function.Arguments)); !reflect.DeepEqual(args, lookupArgs) {
+		t.Errorf("arguments = %v, want %v", args, lookupArgs)
 	}
 
 	stream := client.Chat.Completions.NewStreaming(context.Background(), params)
@@ -158,8 +139,8 @@ func TestOpenAISDK_ToolCall(t *testing.T) {
 	if len(finished) != 1 || finished[0].Name != "lookup" || finished[0].ID == "" {
 		t.Fatalf("finished tool calls %+v", finished)
 	}
-	if args := asMap(t, []byte(finished[0].Arguments)); !reflect.DeepEqual(args, want) {
-		t.Errorf("streamed arguments = %v, want %v", args, want)
+	if args := asMap(t, []byte(finished[0].Arguments)); !reflect.DeepEqual(args, lookupArgs) {
+		t.Errorf("streamed arguments = %v, want %v", args, lookupArgs)
 	}
 	if acc.Choices[0].FinishReason != "tool_calls" {
 		t.Errorf("streamed finish %q", acc.Choices[0].FinishReason)
@@ -170,7 +151,7 @@ func TestOpenAISDK_ToolCall(t *testing.T) {
 }
 
 func TestOpenAISDK_WrongKeyIs401(t *testing.T) {
-	srv, hc := startTLS(t, openAIScripts())
+	srv, hc := startTLS(t, sdkScripts())
 	for name, key := range map[string]string{"wrong": "sk-wrong", "missing": ""} {
 		t.Run(name, func(t *testing.T) {
 			client := openAIClient(srv, hc, key)
@@ -190,7 +171,7 @@ func TestOpenAISDK_WrongKeyIs401(t *testing.T) {
 }
 
 func TestOpenAISDK_UnknownModelIs404(t *testing.T) {
-	srv, hc := startTLS(t, openAIScripts())
+	srv, hc := startTLS(t, sdkScripts())
 	client := openAIClient(srv, hc, testKey)
 	_, err := client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{
 		Model:    "gpt-nonexistent",
@@ -213,7 +194,7 @@ func TestOpenAISDK_StructuredAnswer(t *testing.T) {
 		"required": ["summary", "verdict", "score"],
 		"additionalProperties": false
 	}`
-	srv, hc := startTLS(t, openAIScripts())
+	srv, hc := startTLS(t, sdkScripts())
 	var schemaMap map[string]any
 	if err := json.Unmarshal([]byte(schema), &schemaMap); err != nil {
 		t.Fatal(err)

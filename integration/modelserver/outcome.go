@@ -19,10 +19,11 @@ func parseTurn(api string, body []byte) (*Turn, error) {
 // outcome is a Reply made ready to write in either API's form: ids and
 // usage filled in, arguments made valid JSON.
 type outcome struct {
-	id, model    string
-	created      int64
-	text         textBody
-	calls        []ToolCall
+	id, model string
+	created   int64
+	text      textBody
+	calls     []ToolCall
+	// stop is the finish or stop reason in the API's own words.
 	stop         string
 	includeUsage bool
 
@@ -34,7 +35,6 @@ func newOutcome(t *Turn, r Reply, requestBytes int64) *outcome {
 		model:        t.Model,
 		created:      time.Now().Unix(),
 		text:         newTextBody(r),
-		stop:         r.StopReason,
 		includeUsage: t.includeUsage,
 		inputTokens:  r.InputTokens,
 		outputTokens: r.OutputTokens,
@@ -61,6 +61,7 @@ func newOutcome(t *Turn, r Reply, requestBytes int64) *outcome {
 		outBytes += int64(len(c.Name) + len(c.Arguments))
 		o.calls = append(o.calls, c)
 	}
+	o.stop = stopReason(t.API, r.StopReason, len(o.calls) > 0)
 	if o.inputTokens == 0 {
 		o.inputTokens = estimateTokens(requestBytes)
 	}
@@ -68,6 +69,36 @@ func newOutcome(t *Turn, r Reply, requestBytes int64) *outcome {
 		o.outputTokens = estimateTokens(outBytes)
 	}
 	return o
+}
+
+// stopWords pairs each stop reason in Chat Completions' words with the
+// same in Messages' words, so that a script may use either.
+var stopWords = []struct{ openai, anthropic string }{
+	{"stop", "end_turn"},
+	{"length", "max_tokens"},
+	{"tool_calls", "tool_use"},
+	{"content_filter", "refusal"},
+	{"stop", "stop_sequence"},
+}
+
+// stopReason says reason in api's words; an empty one is a reply's natural
+// end, with or without tool calls.
+func stopReason(api, reason string, calls bool) string {
+	if reason == "" {
+		reason = "stop"
+		if calls {
+			reason = "tool_calls"
+		}
+	}
+	for _, w := range stopWords {
+		if api == APIAnthropic && reason == w.openai {
+			return w.anthropic
+		}
+		if api != APIAnthropic && reason == w.anthropic {
+			return w.openai
+		}
+	}
+	return reason
 }
 
 // estimateTokens is the usual rule of thumb of four bytes a token.

@@ -106,7 +106,7 @@ func TestInstant_AnswersOK(t *testing.T) {
 func TestQuote(t *testing.T) {
 	for in, want := range map[string]string{
 		"<<airlock-data-1>>\nAˆbˆc\n<<airlock-data-1>>": "A b c",
-		"tabs\tand\x00controls\r\n":                    "tabs and controls",
+		"tabs\tand\x00controls\r\n":                     "tabs and controls",
 		"":                                              "",
 	} {
 		if got := modelserver.Quote(in); got != want {
