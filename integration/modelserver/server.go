@@ -2,6 +2,7 @@ package modelserver
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/subtle"
 	"fmt"
 	"io"
@@ -234,10 +235,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := Request{API: api, Path: r.URL.Path, Header: r.Header.Clone()}
 
 	body, tooLarge, err := readBody(r.Body)
-	rec.Body = body
-	if len(rec.Body) > MaxRecordedBodyBytes {
-		rec.Body = append([]byte(nil), body[:MaxRecordedBodyBytes]...)
-	}
+	// A copy, so that what is kept is no larger than the cap; the body as
+	// read may have twice its length in capacity.
+	rec.Body = bytes.Clone(body[:min(len(body), MaxRecordedBodyBytes)])
 	var turn *Turn
 	var parseErr error
 	if err == nil && !tooLarge && api != "" && r.Method == http.MethodPost {
@@ -287,7 +287,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	reply := script(turn)
 	switch {
 	case reply.Hang:
+		// wait for ever ends only by ending the handler.
 		s.wait(r, -1)
+	case reply.Status < 0 || reply.Status > 999 || (reply.Status > 0 && reply.Status < 100):
+		fail(&apiError{status: http.StatusInternalServerError, message: fmt.Sprintf("the script asked for status %d", reply.Status)})
+		return
 	case reply.Status != 0:
 		fail(&apiError{status: reply.Status, message: reply.Text})
 		return
