@@ -123,7 +123,7 @@ func structured(t *Turn, text string) Reply {
 // turned into U+02C6), so that counts as a space too.
 var contentPatterns = []*regexp.Regexp{
 	regexp.MustCompile(`/input/content/([A-Za-z0-9._-]+)`),
-	regexp.MustCompile(`\bname[\sˆ]*[=:][\sˆ]*["']?([A-Za-z0-9._-]+)`),
+	regexp.MustCompile(`(?i)\bname[\sˆ]*[=:][\sˆ]*["']?([A-Za-z0-9._-]+)`),
 }
 
 // contentName is the first content item named in the user turns.
