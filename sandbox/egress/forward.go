@@ -46,11 +46,14 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b 
 // and reports whether the connection can carry another request.
 func (c *clientConn) forward(s *Session, head *requestHead, t target, a job.EgressAttempt) bool {
 	pathQuery := requestPath(head.target)
+	a.Path = shownPath(pathQuery)
 	var (
 		out    *url.URL
 		addrs  []netip.AddrPort
 		svc    service
 		status int
+		gate   *modelGate
+		call   job.ModelCall
 	)
 	if alias, ok := aliasOf(t); ok {
 		var found bool
@@ -63,8 +66,22 @@ func (c *clientConn) forward(s *Session, head *requestHead, t target, a job.Egre
 			c.refuse(s, netip.Addr{}, a, http.StatusForbidden, "service aliases are reached on port 80")
 			return false
 		}
+		if s.model != nil && alias == s.model.pol.Alias {
+			gate = s.model
+			var reason string
+			if call, status, reason = gate.admit(head.method, pathQuery); status != 0 {
+				call.Reason = reason
+				gate.finish(call)
+				c.refuse(s, netip.Addr{}, a, status, "service alias "+alias+": "+reason)
+				return false
+			}
+		}
 		u, err := serviceURL(svc.Upstream, pathQuery)
 		if err != nil {
+			if gate != nil {
+				call.Reason = "bad path"
+				gate.finish(call)
+			}
 			c.refuse(s, netip.Addr{}, a, http.StatusBadRequest, err.Error())
 			return false
 		}
@@ -111,9 +128,12 @@ func (c *clientConn) forward(s *Session, head *requestHead, t target, a job.Egre
 	if _, ok := hdr["User-Agent"]; !ok {
 		hdr["User-Agent"] = []string{""} // keep Go's default out: the request is the job's
 	}
+	for k, v := range svc.Headers {
+		hdr[k] = []string{v}
+	}
 	if svc.Header != "" {
 		hdr.Del(svc.Header)
-		hdr[svc.Header] = []string{string(svc.Secret)}
+		hdr[svc.Header] = []string{svc.Prefix + string(svc.Secret)}
 	}
 	b := newBody(head, c.br)
 	req := &http.Request{
@@ -125,9 +145,30 @@ func (c *clientConn) forward(s *Session, head *requestHead, t target, a job.Egre
 	if head.hasBody() {
 		req.Body, req.ContentLength = io.NopCloser(up), head.contentLength
 	}
+	if gate != nil {
+		// The whole body, read before anything goes upstream, so the
+		// model and the token cap are the gate's, not the job's.
+		body, status, err := gate.rewrite(up)
+		if err != nil {
+			call.Reason = err.Error()
+			gate.finish(call)
+			a.Allowed = false
+			c.refuse(s, netip.Addr{}, a, status, "service alias "+gate.pol.Alias+": "+err.Error())
+			return false
+		}
+		req.Body, req.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+		call.Allowed, call.BytesUp = true, int64(len(body))
+	}
 	ctx := context.WithValue(c.ctx, destKey{}, addrs)
 	resp, err := s.transport.RoundTrip(req.WithContext(ctx))
 	a.BytesUp = up.n.Load()
+	if err != nil && gate != nil {
+		call.Reason = "upstream request failed: " + scrubError(err, svc.Secret)
+		if c.ctx.Err() != nil {
+			call.Reason = "session closed"
+		}
+		gate.finish(call)
+	}
 	if err != nil {
 		switch {
 		case c.ctx.Err() != nil:
@@ -142,6 +183,25 @@ func (c *clientConn) forward(s *Session, head *requestHead, t target, a job.Egre
 		return false
 	}
 	defer resp.Body.Close()
+	a.Status = resp.StatusCode
+	var rm *replyMeter
+	if gate != nil {
+		rm = &replyMeter{r: resp.Body, max: gate.pol.MaxReplyBytes}
+		resp.Body = struct {
+			io.Reader
+			io.Closer
+		}{rm, resp.Body}
+		call.Status = resp.StatusCode
+		defer func() {
+			call.BytesDown = rm.n
+			call.InputTokens, call.OutputTokens = rm.counts()
+			if rm.cut {
+				call.Limit = "maxReplyBytes"
+				call.Reason = fmt.Sprintf("reply cut at %d bytes (model.maxReplyBytes)", gate.pol.MaxReplyBytes)
+			}
+			gate.finish(call)
+		}()
+	}
 	if resp.StatusCode < 200 {
 		// Only 101 gets here; Upgrade was stripped, so the upstream
 		// answered something that was not asked.
@@ -152,6 +212,16 @@ func (c *clientConn) forward(s *Session, head *requestHead, t target, a job.Egre
 	a.BytesUp, a.BytesDown = up.n.Load(), down
 	if werr != nil {
 		a.Reason += "; response cut off: " + scrubError(werr, svc.Secret)
+		if rm != nil && !rm.cut && call.Reason == "" {
+			call.Reason = "response cut off"
+		}
+	}
+	if rm != nil && rm.cut {
+		// The job must not read a cut reply as whole, nor send another
+		// request on this connection.
+		s.record(a)
+		c.conn.Close()
+		return false
 	}
 	s.record(a)
 	// Another request may follow only if this one's body was read to its
@@ -162,6 +232,9 @@ func (c *clientConn) forward(s *Session, head *requestHead, t target, a job.Egre
 // fail answers an allowed request that could not be carried out.
 func (c *clientConn) fail(s *Session, a job.EgressAttempt, status int, reason string) {
 	a.Reason += "; " + reason
+	if a.Status == 0 {
+		a.Status = status
+	}
 	s.record(a)
 	c.writeRefusal(status, reason)
 	c.lingeringClose()
@@ -369,4 +442,23 @@ func scrubError(err error, secret []byte) string {
 		msg = string(bytes.ReplaceAll([]byte(msg), secret, []byte("[secret]")))
 	}
 	return msg
+}
+
+// maxShownPath caps an attempt's path, which is the job's text.
+const maxShownPath = 256
+
+// shownPath is a request's path without its query, printable ASCII only and
+// capped, for the egress log.
+func shownPath(pathQuery string) string {
+	p, _, _ := strings.Cut(pathQuery, "?")
+	p = strings.Map(func(r rune) rune {
+		if r < '!' || r > '~' {
+			return -1
+		}
+		return r
+	}, p)
+	if len(p) > maxShownPath {
+		p = p[:maxShownPath-3] + "..."
+	}
+	return p
 }

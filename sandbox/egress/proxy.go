@@ -402,7 +402,7 @@ func (c *clientConn) serveRequest(s *Session, src netip.Addr, capped bool) bool 
 // refuse answers a request the proxy will not carry, records the attempt
 // and ends the connection.
 func (c *clientConn) refuse(s *Session, src netip.Addr, a job.EgressAttempt, status int, reason string) {
-	a.Allowed, a.Reason = false, reason
+	a.Allowed, a.Reason, a.Status = false, reason, status
 	if s != nil {
 		s.record(a)
 	} else {

@@ -39,6 +39,9 @@ type JobPolicy struct {
 	// OnAttempt, if set, is called with every attempt as it ends, on the
 	// connection's goroutine: it must not block for long.
 	OnAttempt func(job.EgressAttempt)
+	// Model, if set, gates the service alias that leads to the job's
+	// model: see ModelPolicy.
+	Model *ModelPolicy
 }
 
 // service is a job.Service as the proxy forwards it: its upstream parsed
@@ -48,8 +51,12 @@ type service struct {
 	Upstream *url.URL
 	// Header is the credential header the proxy sets; empty for none.
 	Header string
-	// Secret is Header's value.
+	// Prefix goes before Secret in Header's value.
+	Prefix string
+	// Secret is Header's value after Prefix.
 	Secret []byte
+	// Headers are fixed headers set on every request, names canonical.
+	Headers map[string]string
 }
 
 // Stats are a session's totals, exact even when its log is full.
@@ -72,6 +79,8 @@ type Session struct {
 	rules    allowlist
 	services map[string]service
 	notify   func(job.EgressAttempt)
+	// model gates the model's alias; nil when the job has no model.
+	model *modelGate
 	// transport carries this job's plain-http and service requests. It is
 	// the job's own, so that no pooled upstream connection is ever shared
 	// between jobs.
@@ -113,9 +122,13 @@ func (p *Proxy) Register(src netip.Addr, jp JobPolicy) (*Session, error) {
 		}
 		services[strings.ToLower(alias)] = svc
 	}
+	gate, err := newModelGate(jp.Model, services)
+	if err != nil {
+		return nil, fmt.Errorf("%w: job %s: %w", ErrInvalidJob, jp.JobID, err)
+	}
 	s := &Session{
 		p: p, src: src, jobID: jp.JobID, rules: rules, services: services, notify: jp.OnAttempt,
-		conns: map[*clientConn]struct{}{},
+		model: gate, conns: map[*clientConn]struct{}{},
 	}
 	s.transport = p.newTransport(s)
 
@@ -138,7 +151,22 @@ func parseService(alias string, js job.Service) (service, error) {
 	if err != nil || js.Upstream == "" {
 		return service{}, fmt.Errorf("upstream is not a URL")
 	}
-	svc := service{Upstream: u, Header: http.CanonicalHeaderKey(js.Header), Secret: bytes.Clone(js.Secret)}
+	svc := service{Upstream: u, Header: http.CanonicalHeaderKey(js.Header), Prefix: js.Prefix, Secret: bytes.Clone(js.Secret)}
+	for k, v := range js.Headers {
+		if !isToken(k) || !validFieldValue([]byte(v)) {
+			return service{}, fmt.Errorf("fixed header %q is not a valid header", k)
+		}
+		if js.Header != "" && http.CanonicalHeaderKey(k) == http.CanonicalHeaderKey(js.Header) {
+			return service{}, fmt.Errorf("fixed header %q would replace the secret", k)
+		}
+		if svc.Headers == nil {
+			svc.Headers = map[string]string{}
+		}
+		svc.Headers[http.CanonicalHeaderKey(k)] = v
+	}
+	if js.Prefix != "" && !validFieldValue([]byte(strings.TrimRight(js.Prefix, " ")+"x")) {
+		return service{}, fmt.Errorf("header prefix holds bytes a header value cannot")
+	}
 	if err := checkService(alias, svc); err != nil {
 		return service{}, err
 	}
