@@ -378,6 +378,7 @@ func (r *Runner) run(ctx context.Context, b *box, j *job.Job) (*job.Outcome, err
 		// final; the deferred close is then a no-op.
 		_ = session.Close()
 		out.Egress = session.Log()
+		out.Model = session.ModelUsage()
 	}
 	oom, peak, cpu := usage(waitCtx, b.task)
 	out.CPU = cpu
@@ -409,12 +410,29 @@ func (r *Runner) run(ctx context.Context, b *box, j *job.Job) (*job.Outcome, err
 	return out, nil
 }
 
+// agentModel is the job's model as the agent reaches it: through its
+// alias, with the limits the broker settled. It names no key: the proxy
+// adds that on the way out. Nil for a job whose profile has no model.
+func agentModel(j *job.Job) *agent.Model {
+	m := j.Policy.Model
+	if m == nil {
+		return nil
+	}
+	return &agent.Model{
+		URL: "http://" + m.Service + "." + egress.AliasDomain, API: m.API, Name: m.Name, Stream: m.Stream,
+		MaxTurns: m.MaxTurns, MaxToolCalls: m.MaxToolCalls, MaxOutputTokens: m.MaxOutputTokens, MaxReplyBytes: m.MaxReplyBytes,
+	}
+}
+
 // writeInput writes the job's input/job.json and input/content/N, read-only
 // to the sandbox user. The directories are already mode 0555, which only
 // the broker, as root, may still write into.
 func writeInput(input string, j *job.Job, gateway *agent.Gateway) error {
 	contentDir := filepath.Join(input, "content")
-	jf := agent.Job{ID: j.ID, Task: j.Task, Params: j.Params, Tools: j.Tools, Gateway: gateway}
+	jf := agent.Job{
+		ID: j.ID, Task: j.Task, Params: j.Params, Tools: j.Tools, Gateway: gateway,
+		Instructions: j.Instructions, Schema: j.Schema, Model: agentModel(j),
+	}
 	for i, c := range j.Content {
 		name := strconv.Itoa(i)
 		if err := writeReadOnly(filepath.Join(contentDir, name), c.Data); err != nil {

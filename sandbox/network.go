@@ -27,6 +27,14 @@ func jobPolicy(j *job.Job) (egress.JobPolicy, error) {
 	if len(j.Policy.Network.Services) != len(j.Services) {
 		return jp, fmt.Errorf("the profile names %d services but %d were resolved", len(j.Policy.Network.Services), len(j.Services))
 	}
+	if m := j.Policy.Model; m != nil {
+		// Whatever the task: any job that can reach the model's alias goes
+		// through the gate, so no task is a way around its limits.
+		jp.Model = &egress.ModelPolicy{
+			Alias: m.Service, API: m.API, Name: m.Name, MaxTurns: m.MaxTurns, MaxInputTokens: m.MaxInputTokens,
+			MaxOutputTokens: m.MaxOutputTokens, MaxReplyBytes: m.MaxReplyBytes, OnCall: j.OnModelCall,
+		}
+	}
 	return jp, nil
 }
 

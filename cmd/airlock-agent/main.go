@@ -6,9 +6,11 @@ package main
 import (
 	"os"
 
+	"github.com/airlock/airlock/cmd/airlock-agent/internal/answer"
 	"github.com/airlock/airlock/sandbox/agent"
 )
 
 func main() {
+	agent.CompileSchema = answer.Compile
 	os.Exit(agent.Main())
 }

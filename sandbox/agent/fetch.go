@@ -121,6 +121,25 @@ func fetchPage(params map[string]string, _ []document) (any, error) {
 // it, loopback and NO_PROXY are not exempt: inside the sandbox the proxy
 // is the only route, and it decides what a loopback URL may reach.
 func newFetchClient() *http.Client {
+	return newProxyClient(fetchTimeout, func(req *http.Request, via []*http.Request) error {
+		if len(via) > MaxRedirects {
+			return fmt.Errorf("stopped after %d redirects", MaxRedirects)
+		}
+		if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
+			return fmt.Errorf("redirect to a %s URL", req.URL.Scheme)
+		}
+		return nil
+	})
+}
+
+// newModelHTTPClient reaches the model's alias through the proxy. It
+// follows no redirect: the model is one service, at one path.
+func newModelHTTPClient() *http.Client {
+	return newProxyClient(modelTimeout, func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse })
+}
+
+// newProxyClient is an HTTP client whose only route is the egress proxy.
+func newProxyClient(headerTimeout time.Duration, redirect func(*http.Request, []*http.Request) error) *http.Client {
 	env := httpproxy.FromEnvironment()
 	tr := &http.Transport{
 		Proxy: func(r *http.Request) (*url.URL, error) {
@@ -144,21 +163,10 @@ func newFetchClient() *http.Client {
 		},
 		DisableKeepAlives:      true, // one page, one connection
 		TLSHandshakeTimeout:    10 * time.Second,
-		ResponseHeaderTimeout:  fetchTimeout,
+		ResponseHeaderTimeout:  headerTimeout,
 		MaxResponseHeaderBytes: 64 << 10,
 	}
-	return &http.Client{
-		Transport: tr,
-		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if len(via) > MaxRedirects {
-				return fmt.Errorf("stopped after %d redirects", MaxRedirects)
-			}
-			if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
-				return fmt.Errorf("redirect to a %s URL", req.URL.Scheme)
-			}
-			return nil
-		},
-	}
+	return &http.Client{Transport: tr, CheckRedirect: redirect}
 }
 
 // proxyRefusal turns a response made by the egress proxy into an error

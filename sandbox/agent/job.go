@@ -1,5 +1,7 @@
 package agent
 
+import "encoding/json"
+
 // Paths inside the sandbox. The sandbox runner mounts the job directory at
 // InputDir (read-only) and a size-capped tmpfs at OutputDir.
 const (
@@ -25,6 +27,31 @@ type Job struct {
 	// Gateway is the job's tool gateway, set only when the policy allows
 	// exec: the one way to run a command.
 	Gateway *Gateway `json:"gateway,omitempty"`
+	// Instructions are the caller's, for the agent task: trusted, and
+	// given to the model in their own turn.
+	Instructions string `json:"instructions,omitempty"`
+	// Schema is the JSON Schema the agent task's answer must fit.
+	Schema json.RawMessage `json:"schema,omitempty"`
+	// Model is the agent task's model; nil for a profile without one.
+	Model *Model `json:"model,omitempty"`
+}
+
+// Model says how the agent task reaches its model and how far it may go.
+// It holds no key: the egress proxy adds it on the way out.
+type Model struct {
+	// URL is the model's service alias, such as
+	// http://model.airlock.internal, reached through the egress proxy.
+	URL string `json:"url"`
+	// API is "openai" (Chat Completions) or "anthropic" (Messages).
+	API    string `json:"api"`
+	Name   string `json:"name"`
+	Stream bool   `json:"stream,omitempty"`
+	// MaxTurns counts model requests, a repair included.
+	MaxTurns        int   `json:"maxTurns"`
+	MaxToolCalls    int   `json:"maxToolCalls"`
+	MaxOutputTokens int64 `json:"maxOutputTokens"`
+	// MaxReplyBytes caps what is read of one reply.
+	MaxReplyBytes int64 `json:"maxReplyBytes"`
 }
 
 // Gateway says how to reach the job's tool gateway.

@@ -20,6 +20,15 @@ const (
 	// ExitBadJob means the job itself is wrong: unknown task, bad params or a
 	// malformed job.json. Retrying it cannot help.
 	ExitBadJob = 2
+	// ExitModel means the agent task's model failed: its service refused
+	// or failed, or its reply was malformed or too large.
+	ExitModel = 3
+	// ExitLimit means the agent task reached maxTurns or maxToolCalls
+	// before an answer.
+	ExitLimit = 4
+	// ExitAnswer means the model's answer did not fit the schema, also
+	// after a repair turn.
+	ExitAnswer = 5
 )
 
 // MaxJobBytes caps job.json; a real job is a few hundred bytes.
@@ -55,8 +64,15 @@ func Main() int {
 func runJob(p sandboxPaths, stderr io.Writer) int {
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "airlock-agent: %v\n", err)
-		if errors.Is(err, ErrBadJob) || errors.Is(err, ErrUnknownTask) || errors.Is(err, ErrBadParam) {
+		switch {
+		case errors.Is(err, ErrBadJob) || errors.Is(err, ErrUnknownTask) || errors.Is(err, ErrBadParam):
 			return ExitBadJob
+		case errors.Is(err, ErrModel):
+			return ExitModel
+		case errors.Is(err, ErrLimit):
+			return ExitLimit
+		case errors.Is(err, ErrAnswerInvalid):
+			return ExitAnswer
 		}
 		return ExitFailure
 	}

@@ -89,7 +89,8 @@ var tasks = map[string]task{
 
 // Tasks lists the task names Run accepts, sorted.
 func Tasks() []string {
-	names := make([]string, 0, len(tasks)+len(jobTasks))
+	names := make([]string, 0, len(tasks)+len(jobTasks)+1)
+	names = append(names, TaskAgent)
 	for name := range tasks {
 		names = append(names, name)
 	}
@@ -103,6 +104,9 @@ func Tasks() []string {
 // Run carries out job's task over its content, read through readContent,
 // and returns the value to write as result.json.
 func Run(job Job, readContent func(name string) ([]byte, error)) (any, error) {
+	if job.Task == TaskAgent {
+		return runAgent(job, readContent)
+	}
 	if jt, ok := jobTasks[job.Task]; ok {
 		// It reads no content: what it reads, it reads through the tools.
 		return jt(job)

@@ -294,7 +294,7 @@ func TestExtractText_CapsTextAtRuneBoundary(t *testing.T) {
 }
 
 func TestTasks_ListsTheVocabularySorted(t *testing.T) {
-	want := []string{"classify", "extract_links", "extract_text", "fetch", "run", "summarize"}
+	want := []string{"agent", "classify", "extract_links", "extract_text", "fetch", "run", "summarize"}
 	if got := Tasks(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Tasks() = %v, want %v", got, want)
 	}
