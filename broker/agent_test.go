@@ -14,6 +14,7 @@ import (
 
 	"github.com/airlock/airlock/broker"
 	"github.com/airlock/airlock/broker/audit"
+	"github.com/airlock/airlock/policies/prompt"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
 	"github.com/airlock/airlock/sandbox/job"
 )
@@ -132,6 +133,13 @@ func TestAgent_JobCarriesInstructionsSchemaAndTheTightenedModel(t *testing.T) {
 	if svc.Prefix != "Bearer " || string(svc.Secret) != canaryKey || svc.Header != "Authorization" {
 		t.Errorf("model service = %+v", svc)
 	}
+	ex, err := c.ExplainProfile(ctx(t), &airlockv1.ExplainProfileRequest{Profile: "thinker"})
+	if err != nil || ex.SystemPromptVersion != prompt.Version || ex.SystemPrompt != prompt.System() {
+		t.Errorf("ExplainProfile of a profile with a model: version %q, prompt %d bytes, %v", ex.GetSystemPromptVersion(), len(ex.GetSystemPrompt()), err)
+	}
+	if ex, _ := c.ExplainProfile(ctx(t), &airlockv1.ExplainProfileRequest{Profile: "secureclaw"}); ex.GetSystemPrompt() != "" {
+		t.Error("a profile without a model shows a system prompt")
+	}
 	// Not the agent task: nothing of the model's reaches the job.
 	if _, err := c.Spawn(ctx(t), func() *airlockv1.SpawnRequest { r := request(); r.Profile = "thinker"; return r }()); err != nil {
 		t.Fatal(err)
@@ -238,7 +246,7 @@ func TestAgent_BrokerRefusesToolCallsPastTheLimitAndStreamsEachCall(t *testing.T
 	if err := json.Unmarshal(bytes.TrimSpace([]byte(buf.String())), &rec); err != nil {
 		t.Fatal(err)
 	}
-	if rec.Model != "small" || rec.ModelTurns != 1 || rec.InputTokens != 120 || rec.OutputTokens != 7 || rec.ToolCalls != 4 || rec.Exec["LIMIT_EXCEEDED"] != 2 {
+	if rec.PromptVersion != prompt.Version || rec.Model != "small" || rec.ModelTurns != 1 || rec.InputTokens != 120 || rec.OutputTokens != 7 || rec.ToolCalls != 4 || rec.Exec["LIMIT_EXCEEDED"] != 2 {
 		t.Errorf("audit record = %+v", rec)
 	}
 	if strings.Contains(buf.String(), canaryKey) {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/airlock/airlock/broker/audit"
 	"github.com/airlock/airlock/broker/result"
+	"github.com/airlock/airlock/policies/prompt"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
 	"github.com/airlock/airlock/sandbox/job"
 )
@@ -51,6 +52,7 @@ func (s *Server) auditRecord(req *airlockv1.SpawnRequest, pl *plan, out *job.Out
 	}
 	if m := pl.job.Policy.Model; m != nil && pl.job.Task == TaskAgent {
 		rec.Model = m.Name
+		rec.PromptVersion = prompt.Version
 	}
 	if out != nil && len(out.GatewayRefused) > 0 {
 		if execCounts == nil {

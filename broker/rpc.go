@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/airlock/airlock/broker/auth"
+	"github.com/airlock/airlock/policies/prompt"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
 )
 
@@ -134,6 +135,9 @@ func (s *Server) ExplainProfile(_ context.Context, req *airlockv1.ExplainProfile
 		return nil, err
 	}
 	resp := &airlockv1.ExplainProfileResponse{Policy: effectivePolicy(p), EffectiveJson: string(js)}
+	if p.Model != nil {
+		resp.SystemPrompt, resp.SystemPromptVersion = prompt.System(), prompt.Version
+	}
 	if s.explainSpec != nil {
 		spec, err := s.explainSpec(p)
 		if err != nil {

@@ -11,13 +11,15 @@ import (
 	"github.com/airlock/airlock/broker/result"
 	"github.com/airlock/airlock/policies"
 	"github.com/airlock/airlock/policies/policy"
+	"github.com/airlock/airlock/policies/prompt"
 	"github.com/airlock/airlock/sandbox"
 )
 
 const policyUsage = `usage: airlock policy [--policy-dir DIR] [--dev] COMMAND
 
   lint FILE...   validate profile files (they may extend the shipped profiles)
-  explain NAME   print the resolved profile and the OCI spec it produces
+  explain NAME   print the resolved profile, the OCI spec it produces and, with a
+                 model, the agent task's system prompt
   diff A B       print the settings in which profile B differs from A
 
 Profiles come from --policy-dir, or the shipped ones.
@@ -75,6 +77,10 @@ func policyCmd(args []string) error {
 			return err
 		}
 		out := map[string]any{"profile": p.Name, "hash": p.Hash(), "summary": p.Summary(), "policy": p, "ociSpec": spec}
+		if p.Model != nil {
+			// What the agent task's model is told, word for word.
+			out["systemPrompt"] = map[string]string{"version": prompt.Version, "text": prompt.System()}
+		}
 		b, err := json.MarshalIndent(out, "", "  ")
 		if err != nil {
 			return err
