@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 
@@ -22,8 +21,8 @@ type Ask struct {
 	Instructions string
 	// Content is the untrusted input the model reads as data.
 	Content []*airlockv1.Content
-	// Schema is the JSON Schema the answer must fit; empty is the
-	// profile's default schema, else AnswerSchema.
+	// Schema is the JSON Schema the answer must fit; empty is
+	// AnswerSchema (a profile's default schema is for its fixed tasks).
 	Schema string
 	// Model picks one of the profile's allowed models; empty is its
 	// default. MaxTurns, when positive, lowers the profile's.
@@ -81,26 +80,10 @@ func (c *Conn) AskStream(ctx context.Context, a Ask, onEvent func(*airlockv1.Spa
 	}
 }
 
-// withSchema fills in AnswerSchema when neither a nor its profile has a
-// schema. A profile that cannot be explained is left for Spawn to refuse.
-func (c *Conn) withSchema(ctx context.Context, a Ask) Ask {
-	if a.Schema != "" {
-		return a
+// withSchema fills in AnswerSchema when a has no schema.
+func (c *Conn) withSchema(_ context.Context, a Ask) Ask {
+	if a.Schema == "" {
+		a.Schema = AnswerSchema
 	}
-	if ex, err := c.Broker.ExplainProfile(ctx, &airlockv1.ExplainProfileRequest{Profile: a.Profile}); err == nil && hasDefaultSchema(ex.GetEffectiveJson()) {
-		return a
-	}
-	a.Schema = AnswerSchema
 	return a
-}
-
-// hasDefaultSchema reports whether a profile's effective JSON sets
-// result.defaultSchema.
-func hasDefaultSchema(effective string) bool {
-	var p struct {
-		Result struct {
-			DefaultSchema string `json:"defaultSchema"`
-		} `json:"result"`
-	}
-	return json.Unmarshal([]byte(effective), &p) == nil && p.Result.DefaultSchema != ""
 }

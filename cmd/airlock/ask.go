@@ -20,7 +20,7 @@ const askUsage = `usage: airlock ask --profile P --content FILE [--schema FILE] 
 Asks a model-driven sub-agent about untrusted content: the agent task. The
 model reads the content inside a sandbox and answers in the schema's shape;
 only the sanitized, schema-valid answer comes back. Without --schema the
-answer is {"answer": "..."} unless the profile has a default schema.
+answer is {"answer": "..."}.
 
 Prints the answer as JSON on stdout, and the verdict and usage on stderr;
 --json prints the whole response instead. Exits 3 when the verdict is not OK.
