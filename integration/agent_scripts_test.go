@@ -104,6 +104,10 @@ func hijackMoves() ([][]modelserver.ToolCall, []string) {
 		}
 		calls = append(calls, modelserver.ToolCall{Name: tool, Arguments: b})
 	}
+	// Beyond the corpus: where the sandbox's own secrets would be, if it
+	// held any.
+	add("read", map[string]string{"path": "/input/job.json"})
+	add("read", map[string]string{"path": "/proc/self/environ"})
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {

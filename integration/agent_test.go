@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -29,6 +30,8 @@ import (
 // canary key the proxy injects. Each model name is a script.
 type agentWorld struct {
 	broker    airlockv1.BrokerClient
+	// sock and tokenFile are for clients other than Go's.
+	sock, tokenFile string
 	model     *modelserver.Server
 	key       string
 	auditPath string
@@ -129,6 +132,7 @@ func startModelWorld() error {
 		return err
 	}
 	modelWorld.broker = conn.Broker
+	modelWorld.sock, modelWorld.tokenFile = filepath.Join(dir, "airlock.sock"), filepath.Join(dir, "token")
 	return nil
 }
 
@@ -423,4 +427,45 @@ func TestAgent_LimitsAndFailures(t *testing.T) {
 		left, err = leftovers(testContext(t))
 		return err == nil && len(left) == 0
 	}, "nothing left behind; left %v (err %v)", left, err)
+}
+
+// TestAgent_NodeClientAsks runs the Node example's --ask, the agent task
+// from another language, against the model world.
+func TestAgent_NodeClientAsks(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatalf("node is not on PATH (make deps installs it): %v", err)
+	}
+	w := sharedModelWorld(t)
+	dir := nodeClientCopy(t)
+	ctx := testContext(t)
+	install := exec.CommandContext(ctx, "npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund")
+	install.Dir = dir
+	if out, err := install.CombinedOutput(); err != nil {
+		t.Fatalf("npm ci: %v\n%s", err, out)
+	}
+	page := filepath.Join(t.TempDir(), "page.html")
+	if err := os.WriteFile(page, []byte("<title>Quarterly numbers</title><p>Revenue was 42 million.</p>"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, node, "spawn.js", "--ask", "What is the title?", "--profile", "agentoa", page)
+	cmd.Dir = dir
+	cmd.Env = append(withoutAirlockEnv(os.Environ()), "AIRLOCK_ADDR=unix://"+w.sock, "AIRLOCK_TOKEN_FILE="+w.tokenFile)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("node spawn.js --ask: %v\n%s", err, out)
+	}
+	var resp struct {
+		Verdict string            `json:"verdict"`
+		Result  map[string]string `json:"result"`
+		Usage   struct {
+			ModelTurns int `json:"model_turns"`
+		} `json:"usage"`
+	}
+	if err := json.Unmarshal(out, &resp); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out)
+	}
+	if resp.Verdict != "VERDICT_OK" || !strings.Contains(resp.Result["answer"], "Quarterly") || resp.Usage.ModelTurns != 1 {
+		t.Errorf("node ask = %s", out)
+	}
 }
