@@ -29,12 +29,12 @@ import (
 // stand-in model, over TLS that only --upstream-ca makes trusted, with a
 // canary key the proxy injects. Each model name is a script.
 type agentWorld struct {
-	broker    airlockv1.BrokerClient
+	broker airlockv1.BrokerClient
 	// sock and tokenFile are for clients other than Go's.
 	sock, tokenFile string
-	model     *modelserver.Server
-	key       string
-	auditPath string
+	model           *modelserver.Server
+	key             string
+	auditPath       string
 }
 
 var modelWorld struct {
