@@ -10,20 +10,21 @@ GOTEST_FLAGS ?=
 
 all: build
 
-# deps installs what the sandbox needs from Debian's packages, once, and
-# gcc with libc's headers: the race detector needs cgo.
+# deps installs what the sandbox needs from Debian's packages, once, gcc
+# with libc's headers (the race detector needs cgo), and Node.js with npm
+# for the Node client example the integration suite runs.
 deps:
 	@missing=""; \
-	for b in containerd containerd-shim-runc-v2 runc nft gcc; do \
+	for b in containerd containerd-shim-runc-v2 runc nft gcc node npm; do \
 		command -v $$b >/dev/null 2>&1 || missing="$$missing $$b"; \
 	done; \
 	[ -e /usr/include/stdio.h ] || missing="$$missing libc6-dev"; \
 	file_static=$$( [ -x /bin/busybox ] && ! readelf -l /bin/busybox 2>/dev/null | grep -q interpreter && echo yes ); \
 	[ "$$file_static" = yes ] || missing="$$missing busybox-static"; \
 	if [ -n "$$missing" ]; then \
-		echo "installing containerd runc nftables busybox-static gcc libc6-dev (missing:$$missing)"; \
+		echo "installing containerd runc nftables busybox-static gcc libc6-dev nodejs npm (missing:$$missing)"; \
 		if [ "$$(id -u)" != 0 ]; then echo "make deps: run as root to apt-get install" >&2; exit 1; fi; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq containerd runc nftables busybox-static gcc libc6-dev >/dev/null; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq containerd runc nftables busybox-static gcc libc6-dev nodejs npm >/dev/null; \
 	fi
 
 build:
