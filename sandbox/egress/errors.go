@@ -20,6 +20,9 @@ var (
 	// ErrBadHost marks a host name that is neither a valid DNS name nor an
 	// IP address, in a request or an allowlist entry.
 	ErrBadHost = errors.New("invalid host")
+	// ErrCAFile marks a CA file that LoadCAFile refuses: unreadable, or
+	// not a bundle of PEM certificates.
+	ErrCAFile = errors.New("invalid CA file")
 	// ErrByteCap is the error a job's connections end with once it has
 	// moved its MaxBytes.
 	ErrByteCap = errors.New("job byte cap reached")

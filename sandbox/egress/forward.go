@@ -10,6 +10,7 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,15 +47,19 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b 
 // and reports whether the connection can carry another request.
 func (c *clientConn) forward(s *Session, head *requestHead, t target, a job.EgressAttempt) bool {
 	pathQuery := requestPath(head.target)
-	a.Path = shownPath(pathQuery)
 	var (
 		out    *url.URL
 		addrs  []netip.AddrPort
 		svc    service
 		status int
-		gate   *modelGate
-		call   job.ModelCall
+		// mc is the model call this request is, if it goes to the model.
+		mc *modelCall
 	)
+	// Every way out of an admitted model call ends it; ending is
+	// idempotent. The explicit ends below come before the proxy writes a
+	// refusal, so a refused call is counted by the time the job sees the
+	// refusal; a relayed reply is counted once it has been relayed.
+	defer func() { mc.end() }()
 	if alias, ok := aliasOf(t); ok {
 		var found bool
 		svc, found = s.services[alias]
@@ -67,25 +72,20 @@ func (c *clientConn) forward(s *Session, head *requestHead, t target, a job.Egre
 			return false
 		}
 		if s.model != nil && alias == s.model.pol.Alias {
-			gate = s.model
 			var reason string
-			if call, status, reason = gate.admit(head.method, pathQuery); status != 0 {
-				call.Reason = reason
-				gate.finish(call)
+			if mc, status, reason = s.model.admit(c.ctx, head.method, pathQuery); status != 0 {
 				c.refuse(s, netip.Addr{}, a, status, "service alias "+alias+": "+reason)
 				return false
 			}
 		}
 		u, err := serviceURL(svc.Upstream, pathQuery)
 		if err != nil {
-			if gate != nil {
-				call.Reason = "bad path"
-				gate.finish(call)
-			}
+			mc.refuse("bad path")
 			c.refuse(s, netip.Addr{}, a, http.StatusBadRequest, err.Error())
 			return false
 		}
 		if addrs, err = c.p.upstreamAddrs(c.ctx, u); err != nil {
+			mc.fail(0, "cannot resolve the upstream")
 			a.Allowed = true
 			c.fail(s, a, http.StatusBadGateway, "service alias "+alias+": cannot resolve its upstream")
 			return false
@@ -115,6 +115,7 @@ func (c *clientConn) forward(s *Session, head *requestHead, t target, a job.Egre
 
 	if expect := head.header.Get("Expect"); expect != "" {
 		if !strings.EqualFold(expect, "100-continue") {
+			mc.refuse("only Expect: 100-continue is understood")
 			c.fail(s, a, http.StatusExpectationFailed, "only Expect: 100-continue is understood")
 			return false
 		}
@@ -125,6 +126,9 @@ func (c *clientConn) forward(s *Session, head *requestHead, t target, a job.Egre
 
 	hdr := head.header.Clone()
 	removeHopByHop(hdr)
+	if mc != nil {
+		hdr = modelHeader(hdr)
+	}
 	if _, ok := hdr["User-Agent"]; !ok {
 		hdr["User-Agent"] = []string{""} // keep Go's default out: the request is the job's
 	}
@@ -145,29 +149,28 @@ func (c *clientConn) forward(s *Session, head *requestHead, t target, a job.Egre
 	if head.hasBody() {
 		req.Body, req.ContentLength = io.NopCloser(up), head.contentLength
 	}
-	if gate != nil {
+	if mc != nil {
 		// The whole body, read before anything goes upstream, so the
 		// model and the token cap are the gate's, not the job's.
-		body, status, err := gate.rewrite(up)
+		body, status, err := s.model.rewrite(up)
 		if err != nil {
-			call.Reason = err.Error()
-			gate.finish(call)
+			mc.refuse(err.Error())
 			a.Allowed = false
-			c.refuse(s, netip.Addr{}, a, status, "service alias "+gate.pol.Alias+": "+err.Error())
+			c.refuse(s, netip.Addr{}, a, status, "service alias "+s.model.pol.Alias+": "+err.Error())
 			return false
 		}
 		req.Body, req.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
-		call.Allowed, call.BytesUp = true, int64(len(body))
+		mc.Allowed, mc.BytesUp = true, int64(len(body))
 	}
 	ctx := context.WithValue(c.ctx, destKey{}, addrs)
 	resp, err := s.transport.RoundTrip(req.WithContext(ctx))
 	a.BytesUp = up.n.Load()
-	if err != nil && gate != nil {
-		call.Reason = "upstream request failed: " + scrubError(err, svc.Secret)
+	if err != nil && mc != nil {
 		if c.ctx.Err() != nil {
-			call.Reason = "session closed"
+			mc.fail(0, "session closed")
+		} else {
+			mc.fail(0, "upstream request failed: "+scrubError(err, svc.Secret))
 		}
-		gate.finish(call)
 	}
 	if err != nil {
 		switch {
@@ -183,38 +186,48 @@ func (c *clientConn) forward(s *Session, head *requestHead, t target, a job.Egre
 		return false
 	}
 	defer resp.Body.Close()
-	a.Status = resp.StatusCode
+	if resp.StatusCode < 200 {
+		// Only 101 gets here; Upgrade was stripped, so the upstream
+		// answered something that was not asked.
+		mc.fail(resp.StatusCode, "upstream switched protocols unasked")
+		c.fail(s, a, http.StatusBadGateway, "upstream switched protocols unasked")
+		return false
+	}
 	var rm *replyMeter
-	if gate != nil {
-		rm = &replyMeter{r: resp.Body, max: gate.pol.MaxReplyBytes}
+	if mc != nil {
+		if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+			// The gate asked for none; an encoded reply's usage cannot
+			// be read, and an uncounted reply would undo the token cap.
+			mc.fail(resp.StatusCode, "model reply is content-encoded; its usage cannot be counted")
+			c.fail(s, a, http.StatusBadGateway, "model reply is content-encoded; its usage cannot be counted")
+			return false
+		}
+		mc.Status = resp.StatusCode
+		rm = newReplyMeter(resp.Body, s.model.pol.MaxReplyBytes, s.model.pol.API)
 		resp.Body = struct {
 			io.Reader
 			io.Closer
 		}{rm, resp.Body}
-		call.Status = resp.StatusCode
-		defer func() {
-			call.BytesDown = rm.n
-			call.InputTokens, call.OutputTokens = rm.counts()
-			if rm.cut {
-				call.Limit = "maxReplyBytes"
-				call.Reason = fmt.Sprintf("reply cut at %d bytes (model.maxReplyBytes)", gate.pol.MaxReplyBytes)
-			}
-			gate.finish(call)
-		}()
 	}
-	if resp.StatusCode < 200 {
-		// Only 101 gets here; Upgrade was stripped, so the upstream
-		// answered something that was not asked.
-		c.fail(s, a, http.StatusBadGateway, "upstream switched protocols unasked")
-		return false
-	}
+	a.Status = resp.StatusCode
 	down, werr := c.writeResponse(s, head, resp, svc.Secret)
 	a.BytesUp, a.BytesDown = up.n.Load(), down
 	if werr != nil {
 		a.Reason += "; response cut off: " + scrubError(werr, svc.Secret)
-		if rm != nil && !rm.cut && call.Reason == "" {
-			call.Reason = "response cut off"
+	}
+	if mc != nil {
+		mc.BytesDown = rm.n
+		mc.InputTokens, mc.OutputTokens = rm.counts()
+		switch {
+		case rm.cut:
+			mc.Limit = "maxReplyBytes"
+			mc.Reason = fmt.Sprintf("reply cut at %d bytes (model.maxReplyBytes)", s.model.pol.MaxReplyBytes)
+		case werr != nil:
+			mc.Reason = "response cut off: " + scrubError(werr, svc.Secret)
+		case mc.Status/100 != 2:
+			mc.Reason = fmt.Sprintf("upstream answered HTTP %d", mc.Status)
 		}
+		mc.end()
 	}
 	if rm != nil && rm.cut {
 		// The job must not read a cut reply as whole, nor send another
@@ -329,12 +342,14 @@ func (c *clientConn) writeResponse(s *Session, head *requestHead, resp *http.Res
 	if len(secret) > 0 {
 		// An upstream that echoes the credential must not hand it to the
 		// job; a whole body echo cannot be caught this cheaply.
+		// The secret alone is matched, which also catches it after its
+		// prefix, in any case, since a field's name reaches the job
+		// canonicalized, and in a name as well as in the values.
+		lower := strings.ToLower(string(secret))
+		echoes := func(v string) bool { return strings.Contains(strings.ToLower(v), lower) }
 		for k, vs := range h {
-			for _, v := range vs {
-				if strings.Contains(v, string(secret)) {
-					delete(h, k)
-					break
-				}
+			if echoes(k) || slices.ContainsFunc(vs, echoes) {
+				delete(h, k)
 			}
 		}
 	}

@@ -2,13 +2,14 @@ package egress
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,16 +48,14 @@ const MaxModelRequestBytes = 8 << 20
 // modelPaths are the one path each API is reached on.
 var modelPaths = map[string]string{"openai": "/v1/chat/completions", "anthropic": "/v1/messages"}
 
-// maxUsageLine bounds the reply lines scanned for usage; a longer line
-// still passes, unscanned.
-const maxUsageLine = 1 << 20
-
-// errReplyCap cuts a reply at MaxReplyBytes.
-var errReplyCap = errors.New("model reply over its byte cap")
-
 // modelGate is one session's gate and its counts.
 type modelGate struct {
-	pol   ModelPolicy
+	pol ModelPolicy
+	// slot lets one call at a time past the limit checks and upstream, so
+	// that each check sees the tokens of every call before it: concurrent
+	// calls would all pass a check that none of them has counted towards.
+	slot chan struct{}
+
 	mu    sync.Mutex
 	turns int
 	usage job.ModelUsage
@@ -74,10 +73,12 @@ func newModelGate(mp *ModelPolicy, services map[string]service) (*modelGate, err
 	case mp.MaxTurns <= 0 || mp.MaxInputTokens <= 0 || mp.MaxOutputTokens <= 0 || mp.MaxReplyBytes <= 0:
 		return nil, errors.New("model: every limit must be positive")
 	}
-	if _, ok := services[mp.Alias]; !ok {
+	pol := *mp
+	pol.Alias = strings.ToLower(pol.Alias)
+	if _, ok := services[pol.Alias]; !ok {
 		return nil, fmt.Errorf("model: alias %q is not one of the job's services", mp.Alias)
 	}
-	return &modelGate{pol: *mp}, nil
+	return &modelGate{pol: pol, slot: make(chan struct{}, 1)}, nil
 }
 
 // ModelUsage returns the model gate's totals; zero for a session without a model.
@@ -90,42 +91,75 @@ func (s *Session) ModelUsage() job.ModelUsage {
 	return s.model.usage
 }
 
-// admit decides whether a request to the model may go: the method and
-// path, then the turn and token limits. It numbers the call.
-func (g *modelGate) admit(method, pathQuery string) (call job.ModelCall, status int, reason string) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.turns++
-	call = job.ModelCall{Time: time.Now(), Turn: g.turns}
-	want := modelPaths[g.pol.API]
-	switch {
-	case method != http.MethodPost || pathQuery != want:
-		return call, http.StatusForbidden, fmt.Sprintf("the model service takes only POST %s", want)
-	case g.usage.Calls >= g.pol.MaxTurns:
-		call.Limit = "maxTurns"
-		return call, http.StatusTooManyRequests, fmt.Sprintf("the job has made its %d model requests (model.maxTurns)", g.pol.MaxTurns)
-	case g.usage.InputTokens >= g.pol.MaxInputTokens:
-		call.Limit = "maxInputTokens"
-		return call, http.StatusTooManyRequests, fmt.Sprintf("the job has used its %d input tokens (model.maxInputTokens)", g.pol.MaxInputTokens)
-	}
-	g.usage.Calls++
-	return call, 0, ""
+// modelCall is one request to the model, from admit to its one end.
+type modelCall struct {
+	job.ModelCall
+	g *modelGate
+	// slot is set while the call holds the gate's slot.
+	slot bool
+	done bool
 }
 
-// finish counts an ended call and reports it.
-func (g *modelGate) finish(c job.ModelCall) {
+// admit decides whether a request to the model may go: its method and
+// path, then, holding the slot, the turn and token limits. It numbers the
+// call. A refused call is ended already; the caller ends an admitted one.
+func (g *modelGate) admit(ctx context.Context, method, pathQuery string) (mc *modelCall, status int, reason string) {
+	g.mu.Lock()
+	g.turns++
+	mc = &modelCall{g: g, ModelCall: job.ModelCall{Time: time.Now(), Turn: g.turns}}
+	g.mu.Unlock()
+	defer func() {
+		if status != 0 {
+			mc.Reason = reason
+			mc.end()
+		}
+	}()
+	if want := modelPaths[g.pol.API]; method != http.MethodPost || pathQuery != want {
+		return mc, http.StatusForbidden, fmt.Sprintf("the model service takes only POST %s", want)
+	}
+	select {
+	case g.slot <- struct{}{}:
+		mc.slot = true
+	case <-ctx.Done():
+		return mc, http.StatusServiceUnavailable, "session closed"
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch {
+	case g.usage.Calls >= g.pol.MaxTurns:
+		mc.Limit = "maxTurns"
+		return mc, http.StatusTooManyRequests, fmt.Sprintf("the job has made its %d model requests (model.maxTurns)", g.pol.MaxTurns)
+	case g.usage.InputTokens >= g.pol.MaxInputTokens:
+		mc.Limit = "maxInputTokens"
+		return mc, http.StatusTooManyRequests, fmt.Sprintf("the job has used its %d input tokens (model.maxInputTokens)", g.pol.MaxInputTokens)
+	}
+	return mc, 0, ""
+}
+
+// end counts the call, frees the slot and reports the call, once; later
+// calls do nothing, so every path out of a request may end it.
+func (mc *modelCall) end() {
+	if mc == nil || mc.done {
+		return
+	}
+	mc.done = true
+	c := mc.ModelCall
 	c.Duration = time.Since(c.Time)
+	g := mc.g
 	g.mu.Lock()
 	u := &g.usage
 	switch {
 	case !c.Allowed:
 		u.Refused++
 	case c.Status < 200 || c.Status > 299 || c.Reason != "":
+		u.Calls++
 		u.Failed++
 		u.LastStatus = c.Status
 		if c.Status >= 200 && c.Status <= 299 {
 			u.LastStatus = 0
 		}
+	default:
+		u.Calls++
 	}
 	if c.Reason != "" {
 		u.LastFailure = c.Reason
@@ -136,14 +170,57 @@ func (g *modelGate) finish(c job.ModelCall) {
 	u.InputTokens += c.InputTokens
 	u.OutputTokens += c.OutputTokens
 	g.mu.Unlock()
+	if mc.slot {
+		mc.slot = false
+		<-g.slot
+	}
 	if g.pol.OnCall != nil {
 		g.pol.OnCall(c)
 	}
 }
 
+// refuse ends a call the proxy did not send upstream.
+func (mc *modelCall) refuse(reason string) {
+	if mc == nil {
+		return
+	}
+	mc.Allowed, mc.Reason = false, reason
+	mc.end()
+}
+
+// fail ends a call that was let through but got no usable reply; status
+// is the upstream's, 0 when there was none.
+func (mc *modelCall) fail(status int, reason string) {
+	if mc == nil {
+		return
+	}
+	mc.Allowed, mc.Status, mc.Reason = true, status, reason
+	mc.end()
+}
+
+// modelRequestHeaders are the job's headers a model request keeps. Any
+// other could undo a limit: Accept-Encoding would hide the usage in a
+// compressed reply, a beta or project header could change the model's
+// terms. Headers the operator needs are the service's fixed Headers.
+var modelRequestHeaders = []string{"Accept", "User-Agent"}
+
+// modelHeader is the header of a model request, built from the job's.
+func modelHeader(job http.Header) http.Header {
+	h := http.Header{"Content-Type": {"application/json"}}
+	for _, k := range modelRequestHeaders {
+		if v, ok := job[k]; ok {
+			h[k] = v
+		}
+	}
+	return h
+}
+
 // rewrite reads the request body and returns it with the model fixed and
 // the output tokens clamped; for a streamed OpenAI request it also asks
-// for the usage chunk, so that the gate can count the tokens.
+// for the usage chunk, so that the gate can count the tokens. Every other
+// member is kept as sent; the members come out sorted, which JSON objects
+// do not give meaning to, and a duplicate key comes out once, as the
+// upstream would most likely read it.
 func (g *modelGate) rewrite(r io.Reader) ([]byte, int, error) {
 	data, err := io.ReadAll(io.LimitReader(r, MaxModelRequestBytes+1))
 	if err != nil {
@@ -157,128 +234,50 @@ func (g *modelGate) rewrite(r io.Reader) ([]byte, int, error) {
 		return nil, http.StatusBadRequest, errors.New("request body is not a JSON object")
 	}
 	body["model"], _ = json.Marshal(g.pol.Name)
-	clamp := func(key string) {
+	clamp := func(key string, limit int64) {
 		var n int64
-		if err := json.Unmarshal(body[key], &n); err != nil || n <= 0 || n > g.pol.MaxOutputTokens {
-			body[key] = json.RawMessage(strconv.FormatInt(g.pol.MaxOutputTokens, 10))
+		if err := json.Unmarshal(body[key], &n); err != nil || n <= 0 || n > limit {
+			body[key] = json.RawMessage(strconv.FormatInt(limit, 10))
 		}
 	}
 	if _, ok := body["max_completion_tokens"]; ok && g.pol.API == "openai" {
-		clamp("max_completion_tokens")
+		clamp("max_completion_tokens", g.pol.MaxOutputTokens)
 		if _, ok := body["max_tokens"]; ok {
-			clamp("max_tokens")
+			clamp("max_tokens", g.pol.MaxOutputTokens)
 		}
 	} else {
-		clamp("max_tokens")
+		clamp("max_tokens", g.pol.MaxOutputTokens)
+	}
+	if _, ok := body["n"]; ok && g.pol.API == "openai" {
+		// Each of n choices may use the whole max tokens.
+		clamp("n", 1)
 	}
 	var stream bool
 	if g.pol.API == "openai" && json.Unmarshal(body["stream"], &stream) == nil && stream {
-		opts := map[string]json.RawMessage{}
-		_ = json.Unmarshal(body["stream_options"], &opts)
-		if opts == nil {
+		var opts map[string]json.RawMessage
+		if json.Unmarshal(body["stream_options"], &opts) != nil || opts == nil {
 			opts = map[string]json.RawMessage{}
 		}
 		opts["include_usage"] = json.RawMessage("true")
-		body["stream_options"], _ = json.Marshal(opts)
+		if body["stream_options"], err = marshalJSON(opts); err != nil {
+			return nil, http.StatusBadRequest, errors.New("request body is not valid JSON")
+		}
 	}
-	out, err := json.Marshal(body)
+	out, err := marshalJSON(body)
 	if err != nil {
-		return nil, http.StatusBadRequest, err
+		return nil, http.StatusBadRequest, errors.New("request body is not valid JSON")
 	}
 	return out, 0, nil
 }
 
-// replyMeter relays a reply body, cutting it at max bytes and reading the
-// usage on the way through with bounded memory: each line of up to
-// maxUsageLine bytes (server-sent events), and the last bytes of the body
-// (a JSON reply, whose usage block comes last).
-type replyMeter struct {
-	r     io.Reader
-	max   int64
-	n     int64
-	cut   bool
-	line  []byte
-	long  bool
-	tail  []byte
-	usage usageCount
-}
-
-func (m *replyMeter) Read(p []byte) (int, error) {
-	if m.n >= m.max {
-		// One byte more tells a reply that ends at the cap from one that
-		// goes on.
-		var one [1]byte
-		if k, _ := m.r.Read(one[:]); k > 0 {
-			m.cut = true
-			return 0, errReplyCap
-		}
+// marshalJSON encodes v without escaping <, > and &, so that the job's
+// text reaches the model byte for byte.
+func marshalJSON(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
 	}
-	if rest := m.max - m.n; int64(len(p)) > rest && rest > 0 {
-		p = p[:rest]
-	}
-	k, err := m.r.Read(p)
-	m.n += int64(k)
-	m.scan(p[:k])
-	return k, err
-}
-
-func (m *replyMeter) scan(b []byte) {
-	const tailBytes = 64 << 10
-	m.tail = append(m.tail, b...)
-	if len(m.tail) > 2*tailBytes {
-		m.tail = append(m.tail[:0], m.tail[len(m.tail)-tailBytes:]...)
-	}
-	for len(b) > 0 {
-		i := bytes.IndexByte(b, '\n')
-		chunk := b
-		if i >= 0 {
-			chunk = b[:i]
-		}
-		if !m.long {
-			if len(m.line)+len(chunk) > maxUsageLine {
-				m.long, m.line = true, m.line[:0]
-			} else {
-				m.line = append(m.line, chunk...)
-			}
-		}
-		if i < 0 {
-			break
-		}
-		if !m.long {
-			m.usage.scan(m.line)
-		}
-		m.line, m.long = m.line[:0], false
-		b = b[i+1:]
-	}
-}
-
-// counts returns the tokens seen, the tail scanned last.
-func (m *replyMeter) counts() (in, out int64) {
-	if !m.long {
-		m.usage.scan(m.line)
-	}
-	m.usage.scan(m.tail)
-	return m.usage.in, m.usage.out
-}
-
-// usageCount keeps the last count of each kind a reply states. In raw JSON
-// a key in quotes cannot occur inside a string value, whose quotes are
-// escaped, so a model's text cannot forge one.
-type usageCount struct{ in, out int64 }
-
-var usageKey = regexp.MustCompile(`"(prompt_tokens|input_tokens|completion_tokens|output_tokens)"\s*:\s*([0-9]{1,15})`)
-
-func (u *usageCount) scan(b []byte) {
-	for _, m := range usageKey.FindAllSubmatch(b, -1) {
-		n, err := strconv.ParseInt(string(m[2]), 10, 64)
-		if err != nil {
-			continue
-		}
-		switch string(m[1]) {
-		case "prompt_tokens", "input_tokens":
-			u.in = n
-		default:
-			u.out = n
-		}
-	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }

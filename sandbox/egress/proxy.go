@@ -55,8 +55,12 @@ type Config struct {
 	// Logger receives one record per attempt and per connection problem;
 	// slog.Default() if nil. Records never hold headers or secrets.
 	Logger *slog.Logger
-	// ServiceTLS is the TLS configuration towards https service upstreams;
-	// system roots if nil.
+	// ServiceTLS is the TLS configuration towards https upstreams of
+	// service aliases (plain-http forwarding has no TLS, and CONNECT
+	// tunnels carry the job's own). Its RootCAs, or the system roots if it
+	// or they are nil, are all that is trusted: to trust a private CA as
+	// well, set RootCAs to LoadCAFile's pool, which adds the file's
+	// certificates to the system roots.
 	ServiceTLS *tls.Config
 
 	// DialTimeout bounds name resolution and each dial.
@@ -366,6 +370,9 @@ func (c *clientConn) serveRequest(s *Session, src netip.Addr, capped bool) bool 
 		return false
 	}
 	a.Method = head.method
+	if head.method != http.MethodConnect {
+		a.Path = shownPath(requestPath(head.target))
+	}
 	t, form, err := parseTarget(head)
 	if t.valid() {
 		a.Host, a.Port = t.host(), t.port

@@ -153,19 +153,21 @@ func parseService(alias string, js job.Service) (service, error) {
 	}
 	svc := service{Upstream: u, Header: http.CanonicalHeaderKey(js.Header), Prefix: js.Prefix, Secret: bytes.Clone(js.Secret)}
 	for k, v := range js.Headers {
-		if !isToken(k) || !validFieldValue([]byte(v)) {
+		name := http.CanonicalHeaderKey(k)
+		switch {
+		case !isToken(k) || !isASCII(v) || !validFieldValue([]byte(v)):
 			return service{}, fmt.Errorf("fixed header %q is not a valid header", k)
-		}
-		if js.Header != "" && http.CanonicalHeaderKey(k) == http.CanonicalHeaderKey(js.Header) {
+		case isFraming(name):
+			return service{}, fmt.Errorf("fixed header %q would change how the request is framed or routed", k)
+		case svc.Header != "" && name == svc.Header:
 			return service{}, fmt.Errorf("fixed header %q would replace the secret", k)
+		case svc.Headers[name] != "":
+			return service{}, fmt.Errorf("fixed header %q is given twice", k)
 		}
 		if svc.Headers == nil {
 			svc.Headers = map[string]string{}
 		}
-		svc.Headers[http.CanonicalHeaderKey(k)] = v
-	}
-	if js.Prefix != "" && !validFieldValue([]byte(strings.TrimRight(js.Prefix, " ")+"x")) {
-		return service{}, fmt.Errorf("header prefix holds bytes a header value cannot")
+		svc.Headers[name] = v
 	}
 	if err := checkService(alias, svc); err != nil {
 		return service{}, err
@@ -183,13 +185,13 @@ func checkService(alias string, svc service) error {
 		return fmt.Errorf("upstream must be an absolute http or https URL without userinfo")
 	}
 	if svc.Header == "" {
-		if len(svc.Secret) > 0 {
-			return fmt.Errorf("secret without a header")
+		if len(svc.Secret) > 0 || svc.Prefix != "" {
+			return fmt.Errorf("secret or prefix without a header")
 		}
 		return nil
 	}
-	if !isToken(svc.Header) {
-		return fmt.Errorf("header is not a field name")
+	if !isToken(svc.Header) || isFraming(svc.Header) {
+		return fmt.Errorf("header is not a field name the proxy may set")
 	}
 	// A service that names a header but has no secret would make an
 	// unauthenticated call; the job must fail at spawn time instead.
@@ -199,7 +201,29 @@ func checkService(alias string, svc service) error {
 	if !validFieldValue(svc.Secret) {
 		return fmt.Errorf("secret holds bytes a header value cannot")
 	}
+	// The prefix is checked with the secret after it, as it is sent; it
+	// is never quoted, since it sits next to the secret.
+	if !isASCII(svc.Prefix) || !validFieldValue(append([]byte(svc.Prefix), svc.Secret...)) {
+		return fmt.Errorf("header prefix holds bytes a header value cannot")
+	}
 	return nil
+}
+
+// isFraming reports whether a header, canonical, is one the proxy owns:
+// hop-by-hop and framing fields, which a fixed or credential header must
+// not set.
+func isFraming(name string) bool {
+	return slices.Contains(hopByHop, name) || name == DeniedHeader
+}
+
+// isASCII reports whether s is printable ASCII, spaces included.
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
 }
 
 // validFieldValue reports whether v can be sent as a header value as is.
