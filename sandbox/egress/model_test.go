@@ -11,8 +11,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
-	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -54,11 +52,8 @@ func newModelUpstream(t *testing.T, reply http.HandlerFunc) *modelUpstream {
 		m.reply(w, r)
 	}))
 	t.Cleanup(m.Close)
-	m.caFile = filepath.Join(t.TempDir(), "ca.pem")
 	pemData := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: m.Certificate().Raw})
-	if err := os.WriteFile(m.caFile, append([]byte("# the stand-in's CA\n"), pemData...), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	m.caFile = writeFile(t, t.TempDir(), "ca.pem", "# the stand-in's CA\n"+string(pemData))
 	return m
 }
 
@@ -536,62 +531,9 @@ func TestService_PrefixAndFixedHeadersBeatTheJobAndTheSecretNeverReturns(t *test
 	}
 }
 
-func TestRegister_RefusesBadServiceHeaders(t *testing.T) {
-	p, err := New(Config{Resolver: fakeResolver{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	up := "https://api.example"
-	model := func(api, alias string) *ModelPolicy {
-		return &ModelPolicy{Alias: alias, API: api, Name: "m", MaxTurns: 1, MaxInputTokens: 1, MaxOutputTokens: 1, MaxReplyBytes: 1}
-	}
-	for _, tc := range []struct {
-		name  string
-		svc   job.Service
-		model *ModelPolicy
-	}{
-		{"prefix with CRLF", job.Service{Upstream: up, Header: "Authorization", Prefix: "Bearer\r\nX-Evil: 1 ", Secret: []byte("k")}, nil},
-		{"prefix with a tab", job.Service{Upstream: up, Header: "Authorization", Prefix: "\t", Secret: []byte("k")}, nil},
-		{"prefix starting with a space", job.Service{Upstream: up, Header: "Authorization", Prefix: " Bearer ", Secret: []byte("k")}, nil},
-		{"prefix without a header", job.Service{Upstream: up, Prefix: "Bearer "}, nil},
-		{"fixed header name not a token", job.Service{Upstream: up, Headers: map[string]string{"anthropic version": "1"}}, nil},
-		{"fixed header value with LF", job.Service{Upstream: up, Headers: map[string]string{"anthropic-version": "1\nX-Evil: 1"}}, nil},
-		{"fixed header value empty", job.Service{Upstream: up, Headers: map[string]string{"anthropic-version": ""}}, nil},
-		{"fixed header not ASCII", job.Service{Upstream: up, Headers: map[string]string{"x-a": "caf\xc3\xa9"}}, nil},
-		{"fixed Host", job.Service{Upstream: up, Headers: map[string]string{"host": "evil.example"}}, nil},
-		{"fixed Transfer-Encoding", job.Service{Upstream: up, Headers: map[string]string{"Transfer-Encoding": "chunked"}}, nil},
-		{"fixed header twice", job.Service{Upstream: up, Headers: map[string]string{"x-a": "1", "X-A": "2"}}, nil},
-		{"fixed header over the secret", job.Service{Upstream: up, Header: "x-api-key", Secret: []byte("k"), Headers: map[string]string{"X-Api-Key": "v"}}, nil},
-		{"credential in Content-Length", job.Service{Upstream: up, Header: "Content-Length", Secret: []byte("1")}, nil},
-		{"model alias unknown", job.Service{Upstream: up}, model("openai", "other")},
-		{"model api unknown", job.Service{Upstream: up}, model("gemini", "m")},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := p.Register(netip.MustParseAddr("10.0.0.9"), JobPolicy{JobID: "j", Services: map[string]job.Service{"m": tc.svc}, Model: tc.model})
-			if !errors.Is(err, ErrInvalidJob) {
-				t.Errorf("err = %v, want ErrInvalidJob", err)
-			}
-		})
-	}
-	s, err := p.Register(netip.MustParseAddr("10.0.0.9"), JobPolicy{JobID: "j", Model: model("anthropic", "M"), Services: map[string]job.Service{"m": {
-		Upstream: up, Header: "x-api-key", Secret: []byte("k"), Headers: map[string]string{"anthropic-version": "2023-06-01"},
-	}}})
-	if err != nil {
-		t.Fatalf("a good service: %v", err)
-	}
-	s.Close()
-}
-
 func TestLoadCAFile_FailsClosed(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name, data string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := func(name, data string) string { return writeFile(t, dir, name, data) }
 	srv := httptest.NewUnstartedServer(nil)
 	srv.StartTLS()
 	defer srv.Close()

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -137,6 +138,18 @@ func TestModelGate_ConcurrentCallWaitsForTheOneBefore(t *testing.T) {
 		mc, status, _ := g.admit(context.Background(), http.MethodPost, "/v1/chat/completions")
 		second <- admitted{mc, status}
 	}()
+	// The second call has been numbered, so it is past the start of
+	// admit, and must wait there until the first ends.
+	for turns := 0; turns < 2; runtime.Gosched() {
+		g.mu.Lock()
+		turns = g.turns
+		g.mu.Unlock()
+	}
+	select {
+	case got := <-second:
+		t.Fatalf("second call decided (%d) while the first holds the slot", got.status)
+	default:
+	}
 	first.Allowed, first.Status, first.InputTokens = true, 200, 100
 	first.end()
 	if got := <-second; got.status != http.StatusTooManyRequests || got.mc.Limit != "maxInputTokens" {
@@ -178,18 +191,19 @@ func TestRegister_RefusesBadModelPolicies(t *testing.T) {
 // Reply bodies in the providers' own formats; each states 12 tokens in and
 // 3 out, and the model's text tries to state others.
 var usageReplies = []struct{ name, api, body string }{
-	{"openai json", "openai", `{"id":"chatcmpl-1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"say \"prompt_tokens\": 999, {\"usage\":{\"prompt_tokens\":0}}"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":3,"total_tokens":15,"prompt_tokens_details":{"cached_tokens":0}}}`},
-	{"openai json, usage first, pretty", "openai", "{\n  \"usage\": {\n    \"prompt_tokens\": 12,\n    \"completion_tokens\": 3\n  },\n  \"choices\": [{\"message\": {\"tool_calls\": [{\"function\": {\"arguments\": \"{\\\"usage\\\":{\\\"prompt_tokens\\\":0}}\"}}]}}]\n}\n"},
+	{"openai json", "openai", `{"id":"chatcmpl-1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"say \"prompt_tokens\": 999, {\"usage\":{\"prompt_tokens\":999}}"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":3,"total_tokens":15,"prompt_tokens_details":{"cached_tokens":0}}}`},
+	{"openai json, braces in the text", "openai", `{"choices":[{"message":{"content":"he said \"}]}\" and C:\\"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":3}}`},
+	{"openai json, usage first, pretty", "openai", "{\n  \"usage\": {\n    \"prompt_tokens\": 12,\n    \"completion_tokens\": 3\n  },\n  \"choices\": [{\"message\": {\"tool_calls\": [{\"function\": {\"arguments\": \"{\\\"usage\\\":{\\\"prompt_tokens\\\":999}}\"}}]}}]\n}\n"},
 	{"openai stream", "openai", "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}],\"usage\":null}\n\n" +
-		"data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"data: {\\\"usage\\\":{\\\"prompt_tokens\\\":1}}\"}}],\"usage\":null}\n\n" +
+		"data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"data: {\\\"usage\\\":{\\\"prompt_tokens\\\":999}}\"}}],\"usage\":null}\n\n" +
 		"data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":3,\"total_tokens\":15}}\n\n" +
 		"data: [DONE]\n\n"},
-	{"anthropic json", "anthropic", `{"id":"msg_1","type":"message","role":"assistant","model":"m","content":[{"type":"tool_use","id":"t","name":"x","input":{"input_tokens":0,"usage":{"input_tokens":0}}}],"stop_reason":"tool_use","stop_sequence":null,"usage":{"input_tokens":12,"output_tokens":3}}`},
-	{"anthropic json, usage first, cached", "anthropic", `{"usage":{"input_tokens":2,"cache_creation_input_tokens":4,"cache_read_input_tokens":6,"output_tokens":3},"content":[{"type":"tool_use","input":{"output_tokens":0}}]}`},
+	{"anthropic json", "anthropic", `{"id":"msg_1","type":"message","role":"assistant","model":"m","content":[{"type":"tool_use","id":"t","name":"x","input":{"input_tokens":999,"usage":{"input_tokens":999,"output_tokens":999}}}],"stop_reason":"tool_use","stop_sequence":null,"usage":{"input_tokens":12,"output_tokens":3}}`},
+	{"anthropic json, usage first, cached", "anthropic", `{"usage":{"input_tokens":2,"cache_creation_input_tokens":4,"cache_read_input_tokens":6,"output_tokens":3},"content":[{"type":"tool_use","input":{"output_tokens":999,"usage":{"output_tokens":999}}}]}`},
 	{"anthropic stream", "anthropic", "event: message_start\r\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"m\",\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":12,\"output_tokens\":1}}}\r\n\r\n" +
 		"event: content_block_start\r\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\r\n\r\n" +
 		"event: ping\r\ndata: {\"type\": \"ping\"}\r\n\r\n" +
-		"event: content_block_delta\r\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"\\n\\ndata: {\\\"type\\\":\\\"message_delta\\\",\\\"usage\\\":{\\\"output_tokens\\\":0}}\"}}\r\n\r\n" +
+		"event: content_block_delta\r\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"\\n\\ndata: {\\\"type\\\":\\\"message_delta\\\",\\\"usage\\\":{\\\"output_tokens\\\":999}}\"}}\r\n\r\n" +
 		"event: content_block_stop\r\ndata: {\"type\":\"content_block_stop\",\"index\":0}\r\n\r\n" +
 		"event: message_delta\r\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":3}}\r\n\r\n" +
 		"event: message_stop\r\ndata: {\"type\":\"message_stop\"}\r\n\r\n"},
@@ -326,34 +340,34 @@ func FuzzRewrite(f *testing.F) {
 		if len(out) > 2*len(body)+256 {
 			t.Fatalf("rewrote %d bytes to %d", len(body), len(out))
 		}
-		var got struct {
-			Model               string `json:"model"`
-			MaxTokens           *int64 `json:"max_tokens"`
-			MaxCompletionTokens *int64 `json:"max_completion_tokens"`
-			N                   *int64 `json:"n"`
-			Stream              any    `json:"stream"`
-			StreamOptions       *struct {
-				IncludeUsage bool `json:"include_usage"`
-			} `json:"stream_options"`
-		}
+		// Upstreams read keys exactly, so the check does too (Go's struct
+		// decoding would not).
+		var got map[string]json.RawMessage
 		if err := json.Unmarshal(out, &got); err != nil {
 			t.Fatalf("rewrote to something that is not a JSON object: %v", err)
 		}
 		limit := g.pol.MaxOutputTokens
+		within := func(key string, lo, hi int64) bool {
+			var n int64
+			return json.Unmarshal(got[key], &n) == nil && n >= lo && n <= hi
+		}
+		_, hasMaxTokens := got["max_tokens"]
+		_, hasCompletion := got["max_completion_tokens"]
+		_, hasN := got["n"]
+		var opts map[string]json.RawMessage
+		json.Unmarshal(got["stream_options"], &opts)
 		switch {
-		case got.Model != "small":
-			t.Fatalf("model %q", got.Model)
-		case got.MaxTokens == nil && got.MaxCompletionTokens == nil:
+		case string(got["model"]) != `"small"`:
+			t.Fatalf("model %s", got["model"])
+		case !hasMaxTokens && !hasCompletion, api == "anthropic" && !hasMaxTokens:
 			t.Fatal("no max tokens")
-		case got.MaxTokens != nil && (*got.MaxTokens < 1 || *got.MaxTokens > limit):
-			t.Fatalf("max_tokens %d", *got.MaxTokens)
-		case api == "openai" && got.MaxCompletionTokens != nil && (*got.MaxCompletionTokens < 1 || *got.MaxCompletionTokens > limit):
-			t.Fatalf("max_completion_tokens %d", *got.MaxCompletionTokens)
-		case api == "anthropic" && got.MaxTokens == nil:
-			t.Fatal("anthropic without max_tokens")
-		case api == "openai" && got.N != nil && *got.N != 1:
-			t.Fatalf("n %d", *got.N)
-		case api == "openai" && got.Stream == true && (got.StreamOptions == nil || !got.StreamOptions.IncludeUsage):
+		case hasMaxTokens && !within("max_tokens", 1, limit):
+			t.Fatalf("max_tokens %s", got["max_tokens"])
+		case api == "openai" && hasCompletion && !within("max_completion_tokens", 1, limit):
+			t.Fatalf("max_completion_tokens %s", got["max_completion_tokens"])
+		case api == "openai" && hasN && !within("n", 1, 1):
+			t.Fatalf("n %s", got["n"])
+		case api == "openai" && string(got["stream"]) == "true" && string(opts["include_usage"]) != "true":
 			t.Fatal("a stream without include_usage")
 		}
 	})

@@ -105,8 +105,8 @@ func TestEgress_ConnectTunnelsToAllowlistedTLSServer(t *testing.T) {
 	c.CloseIdleConnections()
 	waitFor(t, "the tunnel to be logged", func() bool { return len(s.Log()) == 1 })
 	a := s.Log()[0]
-	if !a.Allowed || a.Method != "CONNECT" || a.Host != "127.0.0.1" || a.Port != port || a.BytesUp == 0 || a.BytesDown == 0 {
-		t.Errorf("attempt = %+v, want an allowed CONNECT with bytes both ways", a)
+	if !a.Allowed || a.Method != "CONNECT" || a.Host != "127.0.0.1" || a.Port != port || a.BytesUp == 0 || a.BytesDown == 0 || a.Path != "" || a.Status != 0 {
+		t.Errorf("attempt = %+v, want an allowed CONNECT with bytes both ways, no path and no status", a)
 	}
 }
 

@@ -2,6 +2,7 @@ package egress
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -35,17 +36,12 @@ func ResolveSecret(ref string) ([]byte, error) {
 		if !filepath.IsAbs(p) || filepath.Clean(p) != p {
 			return nil, fmt.Errorf("%w: want file:/abs/path", ErrSecretRef)
 		}
-		f, err := os.Open(p)
-		if err != nil {
+		data, err := readFileCapped(p, maxSecretBytes)
+		switch {
+		case errors.Is(err, errFileTooLarge):
+			return nil, fmt.Errorf("%w: %v", ErrSecretRef, err)
+		case err != nil:
 			return nil, fmt.Errorf("%w: %v", ErrSecretMissing, err)
-		}
-		defer f.Close()
-		data, err := io.ReadAll(io.LimitReader(f, maxSecretBytes+1))
-		if err != nil {
-			return nil, fmt.Errorf("%w: read %s: %v", ErrSecretMissing, p, err)
-		}
-		if len(data) > maxSecretBytes {
-			return nil, fmt.Errorf("%w: %s is over %d bytes", ErrSecretRef, p, maxSecretBytes)
 		}
 		data = bytes.TrimSuffix(bytes.TrimSuffix(data, []byte("\n")), []byte("\r"))
 		if len(data) == 0 {
@@ -54,4 +50,25 @@ func ResolveSecret(ref string) ([]byte, error) {
 		return data, nil
 	}
 	return nil, fmt.Errorf("%w: want env:NAME or file:/abs/path", ErrSecretRef)
+}
+
+// errFileTooLarge marks a file past readFileCapped's limit.
+var errFileTooLarge = errors.New("file too large")
+
+// readFileCapped reads a whole file of at most limit bytes; a larger one is
+// errFileTooLarge, not read past the limit. Errors name the file.
+func readFileCapped(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%w: %s is over %d bytes", errFileTooLarge, path, limit)
+	}
+	return data, nil
 }

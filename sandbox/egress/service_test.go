@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -165,6 +164,9 @@ func TestRegister_RefusesUnsafePolicies(t *testing.T) {
 	}
 	defer p.Close()
 	up := "https://api.example"
+	model := func(api, alias string) *ModelPolicy {
+		return &ModelPolicy{Alias: alias, API: api, Name: "m", MaxTurns: 1, MaxInputTokens: 1, MaxOutputTokens: 1, MaxReplyBytes: 1}
+	}
 	tests := []struct {
 		name string
 		job  JobPolicy
@@ -180,6 +182,21 @@ func TestRegister_RefusesUnsafePolicies(t *testing.T) {
 		{"alias not a label", JobPolicy{JobID: "j", Services: map[string]job.Service{"a.b": {Upstream: up}}}, ErrInvalidJob},
 		{"port 0 rule", JobPolicy{JobID: "j", Egress: []policy.EgressRule{{Host: "a.example"}}}, ErrInvalidJob},
 		{"wildcard IP rule", JobPolicy{JobID: "j", Egress: []policy.EgressRule{{Host: "10.0.0.1", Wildcard: true, Port: 80}}}, ErrInvalidJob},
+		{"prefix with CRLF", JobPolicy{JobID: "j", Services: map[string]job.Service{"m": {Upstream: up, Header: "Authorization", Prefix: "Bearer\r\nX-Evil: 1 ", Secret: []byte("k")}}}, ErrInvalidJob},
+		{"prefix with a tab", JobPolicy{JobID: "j", Services: map[string]job.Service{"m": {Upstream: up, Header: "Authorization", Prefix: "\t", Secret: []byte("k")}}}, ErrInvalidJob},
+		{"prefix starting with a space", JobPolicy{JobID: "j", Services: map[string]job.Service{"m": {Upstream: up, Header: "Authorization", Prefix: " Bearer ", Secret: []byte("k")}}}, ErrInvalidJob},
+		{"prefix without a header", JobPolicy{JobID: "j", Services: map[string]job.Service{"m": {Upstream: up, Prefix: "Bearer "}}}, ErrInvalidJob},
+		{"fixed header name not a token", JobPolicy{JobID: "j", Services: map[string]job.Service{"m": {Upstream: up, Headers: map[string]string{"anthropic version": "1"}}}}, ErrInvalidJob},
+		{"fixed header value with LF", JobPolicy{JobID: "j", Services: map[string]job.Service{"m": {Upstream: up, Headers: map[string]string{"anthropic-version": "1\nX-Evil: 1"}}}}, ErrInvalidJob},
+		{"fixed header value empty", JobPolicy{JobID: "j", Services: map[string]job.Service{"m": {Upstream: up, Headers: map[string]string{"anthropic-version": ""}}}}, ErrInvalidJob},
+		{"fixed header not ASCII", JobPolicy{JobID: "j", Services: map[string]job.Service{"m": {Upstream: up, Headers: map[string]string{"x-a": "caf\xc3\xa9"}}}}, ErrInvalidJob},
+		{"fixed Host", JobPolicy{JobID: "j", Services: map[string]job.Service{"m": {Upstream: up, Headers: map[string]string{"host": "evil.example"}}}}, ErrInvalidJob},
+		{"fixed Transfer-Encoding", JobPolicy{JobID: "j", Services: map[string]job.Service{"m": {Upstream: up, Headers: map[string]string{"Transfer-Encoding": "chunked"}}}}, ErrInvalidJob},
+		{"fixed header twice", JobPolicy{JobID: "j", Services: map[string]job.Service{"m": {Upstream: up, Headers: map[string]string{"x-a": "1", "X-A": "2"}}}}, ErrInvalidJob},
+		{"fixed header over the secret", JobPolicy{JobID: "j", Services: map[string]job.Service{"m": {Upstream: up, Header: "x-api-key", Secret: []byte("k"), Headers: map[string]string{"X-Api-Key": "v"}}}}, ErrInvalidJob},
+		{"credential in Content-Length", JobPolicy{JobID: "j", Services: map[string]job.Service{"m": {Upstream: up, Header: "Content-Length", Secret: []byte("1")}}}, ErrInvalidJob},
+		{"model alias not a service", JobPolicy{JobID: "j", Services: map[string]job.Service{"m": {Upstream: up}}, Model: model("openai", "other")}, ErrInvalidJob},
+		{"model api unknown", JobPolicy{JobID: "j", Services: map[string]job.Service{"m": {Upstream: up}}, Model: model("gemini", "m")}, ErrInvalidJob},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -193,7 +210,16 @@ func TestRegister_RefusesUnsafePolicies(t *testing.T) {
 			}
 		})
 	}
-	s, err := p.Register(netip.MustParseAddr("10.0.0.2"), JobPolicy{JobID: "a"})
+	// A model service as the profiles write it; the alias is matched in
+	// any case, as the job's requests are.
+	s, err := p.Register(netip.MustParseAddr("10.0.0.2"), JobPolicy{JobID: "m", Model: model("anthropic", "M"), Services: map[string]job.Service{"m": {
+		Upstream: up, Header: "x-api-key", Prefix: "", Secret: []byte("k"), Headers: map[string]string{"anthropic-version": "2023-06-01"},
+	}}})
+	if err != nil {
+		t.Fatalf("a good model service: %v", err)
+	}
+	s.Close()
+	s, err = p.Register(netip.MustParseAddr("10.0.0.2"), JobPolicy{JobID: "a"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,13 +234,7 @@ func TestRegister_RefusesUnsafePolicies(t *testing.T) {
 
 func TestResolveSecret_ReadsReferencesAndFailsClearly(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name, data string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := func(name, data string) string { return writeFile(t, dir, name, data) }
 	t.Setenv("AIRLOCK_TEST_KEY", "sk-env")
 	t.Setenv("AIRLOCK_TEST_EMPTY", "")
 	tests := []struct {

@@ -4,8 +4,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
-	"io"
-	"os"
 )
 
 // maxCAFileBytes caps a CA bundle; the whole Mozilla set is about 250 KiB.
@@ -36,17 +34,9 @@ func LoadCAFile(path string) (*x509.CertPool, error) {
 
 // readCAFile parses the certificates of a PEM file.
 func readCAFile(path string) ([]*x509.Certificate, error) {
-	f, err := os.Open(path)
+	data, err := readFileCapped(path, maxCAFileBytes)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCAFile, err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxCAFileBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("%w: read %s: %w", ErrCAFile, path, err)
-	}
-	if len(data) > maxCAFileBytes {
-		return nil, fmt.Errorf("%w: %s is over %d bytes", ErrCAFile, path, maxCAFileBytes)
 	}
 	var certs []*x509.Certificate
 	for rest := data; ; {
