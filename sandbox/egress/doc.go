@@ -14,4 +14,10 @@
 // configured upstream with a credential header added here, so the sandbox
 // never holds the credential. Every attempt, allowed or denied, is recorded
 // in the job's Session.
+//
+// A job's model alias goes through a gate (ModelPolicy) that enforces the
+// model's limits here, outside the sandbox, since the agent in it may be
+// steered by what it reads: one API path, the operator's model name, capped
+// output tokens, turns and input tokens counted from the upstream's own
+// usage, and replies cut at a byte cap.
 package egress
