@@ -9,7 +9,6 @@ package server
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -441,16 +440,9 @@ func (s *Server) close() {
 // cannot be read or holds no certificate stops start-up: the operator
 // meant to trust something, and nothing would be.
 func upstreamTLS(file string) (*tls.Config, error) {
-	data, err := os.ReadFile(file)
+	pool, err := egress.LoadCAFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("--upstream-ca: %w", err)
-	}
-	pool, err := x509.SystemCertPool()
-	if err != nil {
-		pool = x509.NewCertPool()
-	}
-	if !pool.AppendCertsFromPEM(data) {
-		return nil, fmt.Errorf("--upstream-ca %s: no PEM certificate in it", file)
 	}
 	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
