@@ -17,7 +17,9 @@ import (
 
 const policyUsage = `usage: airlock policy [--policy-dir DIR] [--dev] COMMAND
 
-  lint FILE...   validate profile files (they may extend the shipped profiles)
+  lint FILE...   validate profile files (they may extend the shipped profiles),
+                 and warn on egress that names loopback, private, link-local
+                 or cloud metadata destinations
   explain NAME   print the resolved profile, the OCI spec it produces and, with a
                  model, the agent task's system prompt
   diff A B       print the settings in which profile B differs from A
@@ -58,6 +60,9 @@ func policyCmd(args []string) error {
 				return err
 			}
 			fmt.Printf("%s: ok: %s (hash %s)\n", f, p.Summary(), p.Hash()[:12])
+			for _, w := range policy.Warnings(p) {
+				fmt.Printf("%s: warning: %s\n", f, w)
+			}
 		}
 		return nil
 	case "explain":
