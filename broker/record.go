@@ -99,10 +99,17 @@ func (s *Server) observe(rec audit.Record, resp *airlockv1.SpawnResponse, owner 
 	for kind, n := range rec.Findings {
 		s.metrics.Sanitizer.WithLabelValues(kind).Add(float64(n))
 	}
+	// The rule label comes from the profile the job ran under, never from
+	// the host the job named: that is the job's text.
+	base, _ := s.profiles.Get(rec.Profile)
 	for _, e := range resp.GetEgress() {
 		if !e.Allowed {
 			s.anomalies.Observe("egress_denials", owner)
 		}
-		s.metrics.EgressAttempt(e.Host, e.Allowed)
+		rule := ""
+		if e.Allowed && base != nil {
+			rule = base.EgressRule(e.Host, uint16(e.Port))
+		}
+		s.metrics.EgressAttempt(rule, e.Allowed)
 	}
 }

@@ -1,6 +1,7 @@
 // Package metrics holds the broker's Prometheus metrics and serves them on
-// a loopback listener. Labels never carry job content or caller input
-// beyond bounded names (profile, verdict, egress host).
+// a loopback listener. Labels never carry job content or caller input:
+// their values come from the broker's own vocabulary and the operator's
+// profiles (profile, verdict, egress rule).
 package metrics
 
 import (
@@ -28,29 +29,34 @@ type Metrics struct {
 	Jobs           *prometheus.CounterVec   // profile, verdict
 	SpawnLatency   *prometheus.HistogramVec // phase: spawn|run|total
 	SandboxesLive  prometheus.Gauge
-	Egress         *prometheus.CounterVec // host, decision: count with EgressAttempt
+	Egress         *prometheus.CounterVec // rule, decision: count with EgressAttempt
 	AuthFailures   *prometheus.CounterVec // reason
 	Sanitizer      *prometheus.CounterVec // kind
 	Anomalies      *prometheus.CounterVec // kind
 	RejectedSpawns *prometheus.CounterVec // reason
 
-	// hosts are the egress host label values in use, at most
-	// MaxEgressHosts: a series, once made, is kept until the broker exits.
-	hostsMu sync.Mutex
-	hosts   map[string]struct{}
+	// rules are the egress rule label values in use, at most
+	// MaxEgressRules: a series, once made, is kept until the broker exits,
+	// and profiles reloaded over months could otherwise add up.
+	rulesMu sync.Mutex
+	rules   map[string]struct{}
 }
 
-// Bounds on the egress host label, whose values come from the sandbox: a
-// hostile job can ask for a new name on every attempt, and each would be a
-// series the broker keeps in memory and every scrape carries.
+// Bounds and fixed values of the egress rule label.
 const (
-	// MaxEgressHosts caps the distinct host label values; attempts to
-	// further hosts are counted under OtherHost.
-	MaxEgressHosts = 1024
-	// OtherHost is the host label of attempts past MaxEgressHosts.
-	OtherHost = "_other"
-	// maxHostLabelBytes is a DNS name's longest spelling.
-	maxHostLabelBytes = 253
+	// MaxEgressRules caps the distinct rule label values; attempts under
+	// further rules are counted under OtherRule.
+	MaxEgressRules = 1024
+	// OtherRule is the rule label of attempts past MaxEgressRules.
+	OtherRule = "_other"
+	// DeniedRule is the rule label of every denied attempt, whatever the
+	// job asked for: the host it named is the job's text.
+	DeniedRule = "denied"
+	// UnlistedRule is the rule label of an allowed attempt that matches no
+	// entry of the profile, which should not happen.
+	UnlistedRule = "unlisted"
+	// maxRuleLabelBytes is a canonical egress entry's longest spelling.
+	maxRuleLabelBytes = 270
 )
 
 // New creates and registers every metric.
@@ -58,7 +64,7 @@ func New() *Metrics {
 	r := prometheus.NewRegistry()
 	m := &Metrics{
 		Registry: r,
-		hosts:    map[string]struct{}{},
+		rules:    map[string]struct{}{},
 		Up:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "airlock_up", Help: "1 while the broker serves."}),
 		Jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "airlock_jobs_total", Help: "Finished jobs by profile and verdict."}, []string{"profile", "verdict"}),
@@ -67,7 +73,7 @@ func New() *Metrics {
 			Buckets: []float64{.025, .05, .075, .1, .15, .2, .3, .5, .75, 1, 2, 5, 10, 30, 60}}, []string{"phase"}),
 		SandboxesLive: prometheus.NewGauge(prometheus.GaugeOpts{Name: "airlock_sandboxes_live", Help: "Sandboxes running now."}),
 		Egress: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "airlock_egress_attempts_total", Help: "Egress attempts by destination host and decision."}, []string{"host", "decision"}),
+			Name: "airlock_egress_attempts_total", Help: "Egress attempts by the profile entry that allowed them (or denied) and decision."}, []string{"rule", "decision"}),
 		AuthFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "airlock_auth_failures_total", Help: "Rejected calls by reason."}, []string{"reason"}),
 		Sanitizer: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -87,50 +93,38 @@ func (m *Metrics) Observe(phase string, d time.Duration) {
 	m.SpawnLatency.WithLabelValues(phase).Observe(d.Seconds())
 }
 
-// EgressAttempt counts one egress attempt by host and decision. The host
-// becomes a valid, bounded label value: invalid UTF-8 and unprintable
-// runes are replaced, a long name is cut, and past MaxEgressHosts distinct
-// hosts it is OtherHost.
-func (m *Metrics) EgressAttempt(host string, allowed bool) {
-	decision := "denied"
+// EgressAttempt counts one egress attempt under the profile entry that
+// allowed it, as policy.Profile.EgressRule names it: "" for an allowed
+// attempt is UnlistedRule, and a denied attempt is always DeniedRule. The
+// host the job asked for is never a label, since a hostile job could name
+// a new one on every attempt.
+func (m *Metrics) EgressAttempt(rule string, allowed bool) {
+	decision, label := "denied", DeniedRule
 	if allowed {
-		decision = "allowed"
+		decision, label = "allowed", m.ruleLabel(rule)
 	}
-	m.Egress.WithLabelValues(m.hostLabel(host), decision).Inc()
+	m.Egress.WithLabelValues(label, decision).Inc()
 }
 
-func (m *Metrics) hostLabel(host string) string {
-	host = hostLabelValue(host)
-	m.hostsMu.Lock()
-	defer m.hostsMu.Unlock()
-	if _, ok := m.hosts[host]; ok {
-		return host
+func (m *Metrics) ruleLabel(rule string) string {
+	if rule == "" {
+		return UnlistedRule
 	}
-	if len(m.hosts) >= MaxEgressHosts {
-		return OtherHost
+	// Rules are the operator's canonical entries; this only keeps a
+	// mistaken caller from making WithLabelValues panic.
+	if !utf8.ValidString(rule) || len(rule) > maxRuleLabelBytes || strings.IndexFunc(rule, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		return OtherRule
 	}
-	m.hosts[host] = struct{}{}
-	return host
-}
-
-// hostLabelValue is host as printable UTF-8 of at most maxHostLabelBytes.
-// WithLabelValues panics on invalid UTF-8, so this is also what keeps a
-// hostile name from taking the broker down.
-func hostLabelValue(host string) string {
-	host = strings.Map(func(r rune) rune {
-		if r == utf8.RuneError || !unicode.IsPrint(r) {
-			return '\uFFFD'
-		}
-		return r
-	}, strings.ToValidUTF8(host, "\uFFFD"))
-	if len(host) <= maxHostLabelBytes {
-		return host
+	m.rulesMu.Lock()
+	defer m.rulesMu.Unlock()
+	if _, ok := m.rules[rule]; ok {
+		return rule
 	}
-	cut := maxHostLabelBytes
-	for cut > 0 && !utf8.RuneStart(host[cut]) {
-		cut--
+	if len(m.rules) >= MaxEgressRules {
+		return OtherRule
 	}
-	return host[:cut]
+	m.rules[rule] = struct{}{}
+	return rule
 }
 
 // Handler serves the registry in the Prometheus text format.
@@ -139,7 +133,7 @@ func (m *Metrics) Handler() http.Handler {
 }
 
 // Listen opens the metrics listener. Only a loopback address is allowed:
-// metrics name profiles and egress hosts, which are nobody else's business.
+// metrics name profiles and egress rules, which are nobody else's business.
 func Listen(addr string) (net.Listener, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {

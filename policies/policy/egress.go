@@ -173,3 +173,28 @@ func ValidLabel(l string) bool {
 	}
 	return true
 }
+
+// ServiceDomain is the domain under which a job names its service aliases:
+// http://<alias>.airlock.internal/...
+const ServiceDomain = "airlock.internal"
+
+// EgressRule names the entry of p that allows a connection to host:port:
+// its canonical network.egress entry, "service:<alias>" for a service
+// alias, or "" when none does. The name comes from the profile, never from
+// host, so it is a bounded label for metrics whatever a job asks for.
+func (p *Profile) EgressRule(host string, port uint16) string {
+	h := strings.TrimSuffix(strings.ToLower(host), ".")
+	if alias, ok := strings.CutSuffix(h, "."+ServiceDomain); ok {
+		if _, known := p.Network.Services[alias]; known {
+			return "service:" + alias
+		}
+		return ""
+	}
+	for _, e := range p.Network.Egress {
+		r, err := ParseEgress(e)
+		if err == nil && r.Matches(host, port) {
+			return r.String()
+		}
+	}
+	return ""
+}

@@ -1,0 +1,53 @@
+package broker_test
+
+import (
+	"fmt"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/airlock/airlock/broker"
+	"github.com/airlock/airlock/broker/metrics"
+	"github.com/airlock/airlock/sandbox/job"
+)
+
+// TestMetrics_EgressLabelsComeFromTheProfile: a job that invents a host on
+// every attempt, allowed under a wildcard or denied, adds no series of its
+// own; the labels are the profile's entries and "denied".
+func TestMetrics_EgressLabelsComeFromTheProfile(t *testing.T) {
+	set := profilesWith(t, map[string]string{"net": "extends: secureclaw\nnetwork:\n  mode: allowlist\n  egress: [\"*.cdn.example.net\", api.example.com]\n"})
+	runner := &fakeRunner{outcome: func(*job.Job) (*job.Outcome, error) {
+		out := &job.Outcome{Result: []byte(`{"title":"T"}`)}
+		for i := range 300 {
+			out.Egress = append(out.Egress,
+				job.EgressAttempt{Host: fmt.Sprintf("x%d.cdn.example.net", i), Port: 443, Allowed: true},
+				job.EgressAttempt{Host: fmt.Sprintf("x%d.evil.test\x1b[2J", i), Port: 443},
+			)
+		}
+		out.Egress = append(out.Egress, job.EgressAttempt{Host: "api.example.com", Port: 443, Allowed: true})
+		return out, nil
+	}}
+	m := metrics.New()
+	c, _ := newBrokerWith(t, runner, testToken, broker.Config{Metrics: m, Profiles: set})
+	req := request()
+	req.Profile = "net"
+	if _, err := c.Spawn(ctx(t), req); err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	var series []string
+	for _, l := range strings.Split(rec.Body.String(), "\n") {
+		if strings.HasPrefix(l, "airlock_egress_attempts_total{") {
+			series = append(series, l)
+		}
+	}
+	want := []string{
+		`airlock_egress_attempts_total{decision="allowed",rule="*.cdn.example.net:443"} 300`,
+		`airlock_egress_attempts_total{decision="allowed",rule="api.example.com:443"} 1`,
+		`airlock_egress_attempts_total{decision="denied",rule="denied"} 300`,
+	}
+	if strings.Join(series, "\n") != strings.Join(want, "\n") {
+		t.Errorf("egress series:\n%s\nwant:\n%s", strings.Join(series, "\n"), strings.Join(want, "\n"))
+	}
+}
