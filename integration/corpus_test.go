@@ -99,15 +99,22 @@ func corpusReq(t *testing.T, d *daemonProc, p payload, profile string) *airlockv
 	if err != nil {
 		t.Fatal(err)
 	}
+	// No attack needs long: a short deadline keeps the endless ones
+	// (res-forever, fork bombs) to seconds. A payload that must end in
+	// OOM keeps its profile's own deadline, which a short one could beat on
+	// a loaded host, where filling the limit and the kernel's reclaim
+	// before the kill are slow; a hog that ends sooner ends sooner anyway.
+	overrides := &airlockv1.Overrides{Timeout: durationpb.New(10 * time.Second)}
+	if p.Expect["verdict"] == "OOM" {
+		overrides = nil
+	}
 	return &airlockv1.SpawnRequest{
 		Profile:      profile,
 		Task:         &airlockv1.Task{Name: "attack", Params: map[string]string{"attack": fill(d, string(attack))}},
 		Content:      []*airlockv1.Content{{Data: []byte(fill(d, p.Content)), MediaType: "text/plain", Source: "corpus:" + p.ID}},
 		ResultSchema: corpusSchema,
-		// No attack needs long: a short deadline keeps the endless ones
-		// (res-forever, fork bombs) to seconds.
-		Overrides: &airlockv1.Overrides{Timeout: durationpb.New(10 * time.Second)},
-		Labels:    map[string]string{"payload": p.ID},
+		Overrides:    overrides,
+		Labels:       map[string]string{"payload": p.ID},
 	}
 }
 

@@ -36,5 +36,7 @@ echo "airlockd exit $?" >> $L/summary
 echo "bench rounds: $(cat $L/bench.rounds)" >> $L/summary
 echo "leftover netns: $(ip netns list 2>/dev/null | grep -c airlock)" >> $L/summary
 echo "leftover mounts under $L: $(grep -c "$L" /proc/self/mountinfo)" >> $L/summary
+# Shims of the last tasks exit a moment after airlockd; give them 30 s.
+for i in $(seq 1 150); do pgrep -f containerd-shim >/dev/null || break; sleep 0.2; done
 echo "leftover shims: $(pgrep -fc containerd-shim)" >> $L/summary
 echo DONE >> $L/summary
