@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -26,6 +27,9 @@ type plan struct {
 func (s *Server) plan(req *airlockv1.SpawnRequest) (*plan, error) {
 	id, err := jobID(req.GetJobId())
 	if err != nil {
+		return nil, err
+	}
+	if err := checkLabels(req.GetLabels()); err != nil {
 		return nil, err
 	}
 	p, err := s.profile(req.GetProfile(), req.GetOverrides())
@@ -67,15 +71,143 @@ func (s *Server) plan(req *airlockv1.SpawnRequest) (*plan, error) {
 	}, nil
 }
 
-// jobID is the caller's idempotency key, or a fresh one.
+// jobID is the caller's idempotency key, or a fresh one. A refused key is
+// described, never echoed: it may be megabytes, or text meant for a
+// terminal or a log reader.
 func jobID(id string) (string, error) {
 	if id == "" {
 		return uuid.NewString(), nil
 	}
-	if !jobIDPattern.MatchString(id) {
-		return "", badField("job_id", "job_id %q must be 1-128 characters of letters, digits, '.', '_' or '-'", id)
+	if len(id) > maxJobIDBytes || !jobIDPattern.MatchString(id) {
+		return "", badField("job_id", "job_id must be 1-%d characters of letters, digits, '.', '_' or '-', starting with a letter or digit; got %s",
+			maxJobIDBytes, describeValue(id, isJobIDByte))
 	}
 	return id, nil
+}
+
+// Bounds on a request's labels, which the audit log records as they are:
+// Kubernetes' rules for label keys and values, and a count.
+const (
+	maxJobIDBytes       = 128
+	maxLabels           = 32
+	maxLabelNameBytes   = 63  // a value, and a key's name part
+	maxLabelPrefixBytes = 253 // a key's DNS prefix, before '/'
+	// maxShownValueBytes caps the prefix of a refused value that an error
+	// quotes.
+	maxShownValueBytes = 16
+)
+
+// checkLabels refuses labels that are too many, or whose keys or values
+// are not Kubernetes-style label keys and values: [prefix/]name, the
+// prefix a lowercase DNS subdomain of at most 253 bytes, the name and the
+// value at most 63 bytes of letters, digits, '-', '_' and '.', starting
+// and ending with a letter or digit (a value may be empty). The audit log
+// and its readers then never see control characters, markup or megabytes
+// the caller chose.
+func checkLabels(labels map[string]string) error {
+	if len(labels) > maxLabels {
+		return badField("labels", "labels has %d entries; at most %d", len(labels), maxLabels)
+	}
+	// Sorted, so that the same request is always refused for the same label.
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if err := checkLabelKey(k); err != nil {
+			return badField("labels", "labels: a key of %s: %v; a key is [prefix/]name, the prefix a lowercase DNS name of at most %d bytes, the name 1-%d letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
+				describeValue(k, isLabelKeyByte), err, maxLabelPrefixBytes, maxLabelNameBytes)
+		}
+		// The key passed, so it may be quoted whole.
+		if v := labels[k]; v != "" && !isLabelName(v) {
+			return badField("labels", "labels[%q]: the value must be at most %d letters, digits, '-', '_' or '.', starting and ending with a letter or digit; got %s",
+				k, maxLabelNameBytes, describeValue(v, isLabelNameByte))
+		}
+	}
+	return nil
+}
+
+// checkLabelKey checks one label key, saying which part is wrong.
+func checkLabelKey(k string) error {
+	prefix, name, hasPrefix := strings.Cut(k, "/")
+	if !hasPrefix {
+		prefix, name = "", k
+	}
+	if hasPrefix && !isDNSSubdomain(prefix) {
+		return errors.New("the prefix is not a lowercase DNS name")
+	}
+	if !isLabelName(name) {
+		return errors.New("the name is not 1-63 letters, digits, '-', '_' or '.' between a letter or digit at each end")
+	}
+	return nil
+}
+
+// isLabelName reports whether s is a Kubernetes label name (or non-empty
+// label value).
+func isLabelName(s string) bool {
+	if s == "" || len(s) > maxLabelNameBytes || !isAlnum(s[0]) || !isAlnum(s[len(s)-1]) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isLabelNameByte(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// isDNSSubdomain reports whether s is a lowercase RFC 1123 subdomain.
+func isDNSSubdomain(s string) bool {
+	if s == "" || len(s) > maxLabelPrefixBytes {
+		return false
+	}
+	for _, part := range strings.Split(s, ".") {
+		if part == "" || len(part) > 63 || !isLowerAlnum(part[0]) || !isLowerAlnum(part[len(part)-1]) {
+			return false
+		}
+		for i := 0; i < len(part); i++ {
+			if c := part[i]; !isLowerAlnum(c) && c != '-' {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func isAlnum(c byte) bool      { return isLowerAlnum(c) || c >= 'A' && c <= 'Z' }
+func isLowerAlnum(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
+func isLabelNameByte(c byte) bool {
+	return isAlnum(c) || c == '-' || c == '_' || c == '.'
+}
+func isLabelKeyByte(c byte) bool { return isLabelNameByte(c) || c == '/' }
+func isJobIDByte(c byte) bool    { return isLabelNameByte(c) }
+
+// describeValue describes a refused value without repeating it: its
+// length, the first byte outside the field's characters, and a short
+// quoted prefix in which every byte outside them is '?'. The value is the
+// caller's, but the message also reaches logs and terminals.
+func describeValue(s string, ok func(byte) bool) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d bytes", len(s))
+	for i := 0; i < len(s); i++ {
+		if !ok(s[i]) {
+			fmt.Fprintf(&b, ", byte %d is %#02x", i, s[i])
+			break
+		}
+	}
+	prefix := []byte(s[:min(len(s), maxShownValueBytes)])
+	for i, c := range prefix {
+		if !ok(c) {
+			prefix[i] = '?'
+		}
+	}
+	more := ""
+	if len(s) > len(prefix) {
+		more = "..."
+	}
+	fmt.Fprintf(&b, ", starting %q%s", prefix, more)
+	return b.String()
 }
 
 // profile resolves the named profile (the default when unnamed) and
