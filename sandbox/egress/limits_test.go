@@ -73,29 +73,6 @@ func (h *harness) connect(t *testing.T, port uint16) (net.Conn, *bufio.Reader) {
 	return c, br
 }
 
-func TestLimits_CapsConcurrentConnectionsPerJob(t *testing.T) {
-	h := newHarness(t, Config{MaxConns: 2})
-	o := newOrigin(t, nil)
-	h.host("allowed.test", "11.22.33.1", o)
-	s := h.register("allowed.test:80")
-	req := "GET http://allowed.test/ HTTP/1.1\r\nHost: allowed.test\r\n\r\n"
-	for i := range 2 {
-		c := h.dial(jobSrc)
-		io.WriteString(c, req)
-		if code, _ := readResponse(t, bufio.NewReader(c), "GET"); code != 200 {
-			t.Fatalf("connection %d: got %d", i, code)
-		}
-	}
-	code, body := h.raw(req)
-	if code != http.StatusTooManyRequests || !strings.Contains(body, "cap") {
-		t.Errorf("third connection: got %d %q, want 429", code, body)
-	}
-	waitFor(t, "three attempts", func() bool { st := s.Stats(); return st.Allowed+st.Denied == 3 })
-	if st := s.Stats(); st.Allowed != 2 || st.Denied != 1 {
-		t.Errorf("stats %+v", st)
-	}
-}
-
 func TestLimits_CapsBytesPerJob(t *testing.T) {
 	h := newHarness(t, Config{MaxBytes: 1000})
 	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {

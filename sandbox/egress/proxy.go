@@ -30,8 +30,12 @@ const (
 	DefaultResponseHeaderTimeout = 60 * time.Second
 	// DefaultIdleTimeout is Config.IdleTimeout's default.
 	DefaultIdleTimeout = 60 * time.Second
+	// DefaultFirstRequestTimeout is Config.FirstRequestTimeout's default.
+	DefaultFirstRequestTimeout = 5 * time.Second
 	// DefaultMaxConns is Config.MaxConns's default.
 	DefaultMaxConns = 32
+	// DefaultMaxTotalConns is Config.MaxTotalConns's default.
+	DefaultMaxTotalConns = 4096
 	// DefaultMaxBytes is Config.MaxBytes's default, 1 GiB.
 	DefaultMaxBytes = 1 << 30
 	// DefaultMaxLogEntries is Config.MaxLogEntries's default.
@@ -65,6 +69,10 @@ type Config struct {
 
 	// DialTimeout bounds name resolution and each dial.
 	DialTimeout time.Duration
+	// FirstRequestTimeout bounds the time from accepting a connection to
+	// the end of its first request head, so that a connection opened only
+	// to be held is dropped soon.
+	FirstRequestTimeout time.Duration
 	// ReadHeaderTimeout bounds reading a request head once it has begun.
 	ReadHeaderTimeout time.Duration
 	// ResponseHeaderTimeout bounds the wait for an upstream's response head.
@@ -73,8 +81,13 @@ type Config struct {
 	// in either direction, for this long.
 	IdleTimeout time.Duration
 
-	// MaxConns caps one job's concurrent connections to the proxy.
+	// MaxConns caps one job's concurrent connections to the proxy, and
+	// those of all unregistered sources together. A connection past it is
+	// closed unread.
 	MaxConns int
+	// MaxTotalConns caps the proxy's concurrent connections from all
+	// sources together. A connection past it is closed unread.
+	MaxTotalConns int
 	// MaxBytes caps the bytes one job moves through the proxy, both
 	// directions together, over its whole life.
 	MaxBytes int64
@@ -92,25 +105,38 @@ type Proxy struct {
 	closed    bool
 	sessions  map[netip.Addr]*Session
 	listeners map[net.Listener]struct{}
-	conns     map[*clientConn]struct{}
+	// conns are the open connections, at most MaxTotalConns.
+	conns map[*clientConn]struct{}
+	// strangers counts the open connections from sources no session
+	// holds, at most MaxConns.
+	strangers int
+	// full and strangersFull are set while connections are refused at
+	// MaxTotalConns and at the strangers' cap, so that a flood is logged
+	// once, not once a connection.
+	full, strangersFull bool
 	// wg counts connection goroutines, so Close returns only once they
 	// are gone.
 	wg sync.WaitGroup
+
+	// refused counts connections closed unread at a cap.
+	refused atomic.Int64
 }
 
 // New returns a proxy with no jobs registered.
 func New(cfg Config) (*Proxy, error) {
-	if cfg.DialTimeout < 0 || cfg.ReadHeaderTimeout < 0 || cfg.ResponseHeaderTimeout < 0 || cfg.IdleTimeout < 0 {
+	if cfg.DialTimeout < 0 || cfg.FirstRequestTimeout < 0 || cfg.ReadHeaderTimeout < 0 || cfg.ResponseHeaderTimeout < 0 || cfg.IdleTimeout < 0 {
 		return nil, errors.New("egress: negative timeout")
 	}
-	if cfg.MaxConns < 0 || cfg.MaxBytes < 0 || cfg.MaxLogEntries < 0 {
+	if cfg.MaxConns < 0 || cfg.MaxTotalConns < 0 || cfg.MaxBytes < 0 || cfg.MaxLogEntries < 0 {
 		return nil, errors.New("egress: negative cap (zero takes the default; there is no unlimited)")
 	}
 	setDefault(&cfg.DialTimeout, DefaultDialTimeout)
+	setDefault(&cfg.FirstRequestTimeout, DefaultFirstRequestTimeout)
 	setDefault(&cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout)
 	setDefault(&cfg.ResponseHeaderTimeout, DefaultResponseHeaderTimeout)
 	setDefault(&cfg.IdleTimeout, DefaultIdleTimeout)
 	setDefault(&cfg.MaxConns, DefaultMaxConns)
+	setDefault(&cfg.MaxTotalConns, DefaultMaxTotalConns)
 	setDefault(&cfg.MaxBytes, DefaultMaxBytes)
 	setDefault(&cfg.MaxLogEntries, DefaultMaxLogEntries)
 	if cfg.Resolver == nil {
@@ -185,25 +211,101 @@ func (p *Proxy) Serve(l net.Listener) error {
 	}
 }
 
-// track starts serving conn, unless the proxy is closed.
+// track starts serving conn, unless the proxy is closed. A connection
+// past its job's cap, the strangers' cap or the proxy's is closed before
+// anything is allocated or read for it: a job that floods the proxy costs
+// it an accept and a close per connection, nothing that lasts.
 func (p *Proxy) track(conn net.Conn) bool {
-	ctx, cancel := context.WithCancel(context.Background())
-	ic := newIdleConn(conn, p.cfg.IdleTimeout)
-	c := &clientConn{
-		p: p, conn: ic, ctx: ctx, cancel: cancel,
-		br: bufio.NewReaderSize(ic, maxLineBytes),
-		bw: bufio.NewWriterSize(ic, 32<<10),
-	}
+	src := addrOf(conn.RemoteAddr())
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.closed {
-		cancel()
+		p.mu.Unlock()
 		return false
 	}
+	s := p.sessions[src.WithZone("")]
+	if why, ok := p.admit(s); !ok {
+		p.mu.Unlock()
+		p.refuseConn(conn, s, src, why)
+		return true
+	}
+	// Attached under p.mu, so that a Session.Close either finds the
+	// connection to end it or has already unregistered the source.
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &clientConn{p: p, s: s, src: src, conn: newIdleConn(conn, p.cfg.IdleTimeout), ctx: ctx, cancel: cancel}
+	c.in.conn = c.conn
+	// The first request's head is due soon after the connection opens,
+	// whatever the idle timeout.
+	c.firstBy = time.Now().Add(p.cfg.FirstRequestTimeout)
+	c.conn.setReadDeadline(c.firstBy)
 	p.conns[c] = struct{}{}
+	if s != nil {
+		s.attach(c)
+	} else {
+		p.strangers++
+	}
 	p.wg.Add(1)
+	p.mu.Unlock()
 	go c.serve()
 	return true
+}
+
+// admit decides, under p.mu, whether a new connection from s's source
+// fits under the caps. why is what to log when it does not, empty while a
+// streak of refusals goes on, so that a flood is logged once.
+func (p *Proxy) admit(s *Session) (why string, ok bool) {
+	if len(p.conns) >= p.cfg.MaxTotalConns {
+		if !p.full {
+			why = fmt.Sprintf("the proxy has %d connections open, its cap (MaxTotalConns)", p.cfg.MaxTotalConns)
+		}
+		p.full = true
+		return why, false
+	}
+	p.full = false
+	if s == nil {
+		if p.strangers >= p.cfg.MaxConns {
+			if !p.strangersFull {
+				why = fmt.Sprintf("unregistered sources have %d connections open, their cap (MaxConns)", p.cfg.MaxConns)
+			}
+			p.strangersFull = true
+			return why, false
+		}
+		p.strangersFull = false
+		return "", true
+	}
+	// The session logs its own streaks, by its refusal count.
+	return "", s.hasRoom()
+}
+
+// refuseConn closes a connection unread, with a reset so that neither end
+// keeps a socket around for it, and counts it. logMsg, if set, is logged:
+// once per streak, not once per connection of a flood.
+func (p *Proxy) refuseConn(conn net.Conn, s *Session, src netip.Addr, logMsg string) {
+	if tc, ok := conn.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	conn.Close()
+	p.refused.Add(1)
+	if s != nil && s.countRefused() == 1 {
+		logMsg = fmt.Sprintf("job has %d connections open, its cap (MaxConns)", p.cfg.MaxConns)
+	}
+	if logMsg != "" {
+		jobID := ""
+		if s != nil {
+			jobID = s.jobID
+		}
+		p.log.Warn("egress proxy closing connections unread", "src", src, "job", jobID, "reason", logMsg)
+	}
+}
+
+// RefusedConns counts the connections closed unread at a cap since New.
+func (p *Proxy) RefusedConns() int64 { return p.refused.Load() }
+
+// strangerConns is the number of open connections from unregistered
+// sources.
+func (p *Proxy) strangerConns() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.strangers
 }
 
 // Close stops every Serve, ends every connection and session, and waits
@@ -231,13 +333,6 @@ func (p *Proxy) Close() error {
 	}
 	p.wg.Wait()
 	return nil
-}
-
-// lookup returns the live session for src, or nil.
-func (p *Proxy) lookup(src netip.Addr) *Session {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.sessions[src.Unmap().WithZone("")]
 }
 
 // resolve looks a name up with the proxy's resolver, never the job's.
@@ -291,15 +386,92 @@ func (p *Proxy) logAttempt(jobID string, a job.EgressAttempt) {
 }
 
 // clientConn is one connection from a job (or from an unknown source).
+// It holds its read and write buffers only while it serves a request, so
+// that a connection the job keeps open and idle costs little.
 type clientConn struct {
-	p    *Proxy
+	p *Proxy
+	// s is the session the connection counts against; nil for a source
+	// that was not registered when it connected.
+	s    *Session
+	src  netip.Addr
 	conn *idleConn
-	br   *bufio.Reader
-	bw   *bufio.Writer
+	// firstBy is when the first request's head is due.
+	firstBy time.Time
+	// in is what br reads: the byte that woke an idle connection, then
+	// the connection.
+	in pendingReader
+	// br and bw are taken from pools when a request arrives and given
+	// back when the connection idles; nil in between.
+	br *bufio.Reader
+	bw *bufio.Writer
 	// ctx ends when the connection is aborted, cancelling its upstream
 	// request or tunnel.
 	ctx    context.Context
 	cancel context.CancelFunc
+}
+
+// Pools of the connections' buffers, which are large: a connection takes
+// them only to serve a request.
+var (
+	readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, maxLineBytes) }}
+	writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10) }}
+)
+
+// pendingReader gives back the byte that ended a connection's idle wait
+// before reading on.
+type pendingReader struct {
+	conn    *idleConn
+	one     [1]byte
+	pending bool
+}
+
+// Read implements io.Reader.
+func (r *pendingReader) Read(p []byte) (int, error) {
+	if r.pending && len(p) > 0 {
+		p[0], r.pending = r.one[0], false
+		return 1, nil
+	}
+	return r.conn.Read(p)
+}
+
+// awaitRequest waits, holding no buffer, until the next request begins,
+// then takes the buffers to serve it.
+func (c *clientConn) awaitRequest() error {
+	if c.br != nil {
+		if c.br.Buffered() > 0 {
+			return nil // a pipelined request is already read
+		}
+		c.releaseBuffers()
+	}
+	for {
+		n, err := c.conn.Read(c.in.one[:])
+		if n == 1 {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	c.in.pending = true
+	c.br = readers.Get().(*bufio.Reader)
+	c.br.Reset(&c.in)
+	c.bw = writers.Get().(*bufio.Writer)
+	c.bw.Reset(c.conn)
+	return nil
+}
+
+// releaseBuffers gives the buffers back while the connection idles. It is
+// called only between requests, once a request's body has been read to
+// its end and its response flushed, so no other goroutine still uses them.
+func (c *clientConn) releaseBuffers() {
+	if c.br == nil || c.br.Buffered() > 0 || c.bw.Buffered() > 0 {
+		return
+	}
+	c.br.Reset(nil)
+	readers.Put(c.br)
+	c.bw.Reset(nil)
+	writers.Put(c.bw)
+	c.br, c.bw = nil, nil
 }
 
 // abort ends the connection from another goroutine.
@@ -313,24 +485,17 @@ func (c *clientConn) serve() {
 	defer func() {
 		c.p.mu.Lock()
 		delete(c.p.conns, c)
+		if c.s == nil {
+			c.p.strangers--
+		}
 		c.p.mu.Unlock()
+		if c.s != nil {
+			c.s.detach(c)
+		}
 		c.cancel()
 		c.conn.Close()
 	}()
-	src := addrOf(c.conn.RemoteAddr())
-	s := c.p.lookup(src)
-	capped := false
-	if s != nil {
-		if s.attach(c) {
-			defer s.detach(c)
-		} else {
-			capped = true
-		}
-	}
-	for {
-		if !c.serveRequest(s, src, capped) {
-			return
-		}
+	for first := true; c.serveRequest(first); first = false {
 	}
 }
 
@@ -348,13 +513,22 @@ func addrOf(a net.Addr) netip.Addr {
 
 // serveRequest handles one request and reports whether the connection can
 // carry another.
-func (c *clientConn) serveRequest(s *Session, src netip.Addr, capped bool) bool {
+func (c *clientConn) serveRequest(first bool) bool {
+	s, src := c.s, c.src
 	// Between requests the connection may idle; once a request starts, its
-	// head must arrive within ReadHeaderTimeout.
-	if _, err := c.br.Peek(1); err != nil {
+	// head must arrive within ReadHeaderTimeout, and the first one's by
+	// firstBy in any case.
+	if !first {
+		c.conn.setReadDeadline(time.Time{})
+	}
+	if err := c.awaitRequest(); err != nil {
 		return false
 	}
-	c.conn.setReadDeadline(time.Now().Add(c.p.cfg.ReadHeaderTimeout))
+	due := time.Now().Add(c.p.cfg.ReadHeaderTimeout)
+	if first && c.firstBy.Before(due) {
+		due = c.firstBy
+	}
+	c.conn.setReadDeadline(due)
 	head, err := readHead(c.br)
 	c.conn.setReadDeadline(time.Time{})
 	a := job.EgressAttempt{Time: time.Now()}
@@ -384,9 +558,6 @@ func (c *clientConn) serveRequest(s *Session, src netip.Addr, capped bool) bool 
 	switch {
 	case s == nil:
 		c.refuse(s, src, a, http.StatusForbidden, fmt.Sprintf("source %s is not a registered job", src))
-		return false
-	case capped:
-		c.refuse(s, src, a, http.StatusTooManyRequests, fmt.Sprintf("job has %d connections open, its cap", c.p.cfg.MaxConns))
 		return false
 	case s.isClosed():
 		c.refuse(nil, src, a, http.StatusForbidden, fmt.Sprintf("source %s is not a registered job", src))

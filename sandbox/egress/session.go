@@ -65,6 +65,10 @@ type Stats struct {
 	Allowed, Denied int
 	// Dropped counts attempts left out of Log because it was full.
 	Dropped int
+	// RefusedConns counts connections closed unread because the job had
+	// MaxConns open, or the proxy MaxTotalConns. They are not attempts:
+	// nothing was read from them.
+	RefusedConns int
 	// BytesUp and BytesDown are what the job has moved, summed.
 	BytesUp, BytesDown int64
 }
@@ -280,17 +284,37 @@ func (s *Session) Close() error {
 	return nil
 }
 
-// attach counts c against MaxConns; false means the cap is reached or the
-// session is closed.
-func (s *Session) attach(c *clientConn) bool {
+// hasRoom reports whether the session takes another connection: it is
+// open and below MaxConns. The proxy calls it and then attach under its
+// own lock, so nothing is attached in between.
+func (s *Session) hasRoom() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || len(s.conns) >= s.p.cfg.MaxConns {
-		return false
-	}
+	return !s.closed && len(s.conns) < s.p.cfg.MaxConns
+}
+
+// attach counts c against MaxConns, so that Close ends it.
+func (s *Session) attach(c *clientConn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.conns[c] = struct{}{}
 	s.live.Add(1)
-	return true
+}
+
+// countRefused counts a connection closed unread at a cap and returns the
+// count so far.
+func (s *Session) countRefused() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stats.RefusedConns++
+	return s.stats.RefusedConns
+}
+
+// openConns is the number of connections attached now.
+func (s *Session) openConns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
 }
 
 func (s *Session) detach(c *clientConn) {
