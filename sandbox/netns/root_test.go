@@ -435,6 +435,57 @@ func TestRules_AllowOnlyTCPToProxyPort(t *testing.T) {
 	}
 }
 
+// TestRules_ResetConnectionsToProxyPastTheLimit holds ProxyConnLimit
+// connections from the job to the proxy port: the next one is reset in the
+// job's namespace and never reaches the host; once one is closed, a new
+// one gets through again.
+func TestRules_ResetConnectionsToProxyPastTheLimit(t *testing.T) {
+	port := freePort(t)
+	n, _ := newJobNet(t, testPrefix, port)
+	proxy := startTCPEcho(t, net.JoinHostPort(n.HostIP.String(), fmt.Sprint(port)))
+	addr := net.JoinHostPort(n.HostIP.String(), fmt.Sprint(port))
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	dial := func() error {
+		return doInNetNS(n.Path, func() error {
+			c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+			if err == nil {
+				held = append(held, c)
+			}
+			return err
+		})
+	}
+	for i := range ProxyConnLimit {
+		if err := dial(); err != nil {
+			t.Fatalf("connection %d of %d: %v", i+1, ProxyConnLimit, err)
+		}
+	}
+	if !eventually(func() bool { return proxy.accepts.Load() == ProxyConnLimit }) {
+		t.Fatalf("proxy accepted %d, want %d", proxy.accepts.Load(), ProxyConnLimit)
+	}
+	err := dial()
+	if !errors.Is(err, unix.ECONNREFUSED) {
+		t.Errorf("connection past the limit: %v, want refused by a reset", err)
+	}
+	if got := proxy.accepts.Load(); got != ProxyConnLimit {
+		t.Errorf("proxy accepted %d, want the limit of %d", got, ProxyConnLimit)
+	}
+	// Close one from both ends; conntrack no longer counts it.
+	held[0].Close()
+	held = held[1:]
+	proxy.mu.Lock()
+	proxy.conns[0].Close()
+	proxy.mu.Unlock()
+	var again error
+	if !eventually(func() bool { again = dial(); return again == nil }) {
+		t.Errorf("after one connection closed, a new one: %v", again)
+	}
+}
+
 // TestRules_ProbesDetectTrafficWithoutRules is the control for the test
 // above: with the table deleted, every probe gets through, so each of them
 // can fail when a rule lets its traffic out.
@@ -481,6 +532,7 @@ func TestRules_NftReadsThemBackAsIntended(t *testing.T) {
 		`oifname "lo" accept`,
 		"ct state established,related accept",
 		fmt.Sprintf("ip daddr %s tcp dport 3128 accept", n.HostIP),
+		fmt.Sprintf("ip daddr %s tcp dport 3128 ct state new ct count over %d counter packets 0 bytes 0 reject with tcp reset", n.HostIP, ProxyConnLimit),
 		"drop comment",
 	} {
 		if !strings.Contains(string(out), want) {

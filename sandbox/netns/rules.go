@@ -47,11 +47,20 @@ type Rule struct {
 // deniedComment marks the output rule whose counter counts dropped egress.
 const deniedComment = "count and drop all other egress"
 
+// ProxyConnLimit is the most connections a job may hold open to the
+// egress proxy at once, as the job's own conntrack counts them; a new one
+// past it is reset before it leaves the namespace. It is a second wall
+// behind the proxy's per-job cap (egress.DefaultMaxConns, 32), which
+// refuses first, so it is twice that: the proxy's refusals stay what a
+// job normally meets, and the wall holds should the proxy fall behind.
+const ProxyConnLimit = 64
+
 // Ruleset returns the firewall of a job whose only way out is TCP to the
-// egress proxy at hostIP:proxyPort. Output and input default to drop;
-// loopback and replies on connections the rules allowed are accepted;
-// forward is dropped outright. DNS, UDP, ICMP, other ports, other addresses
-// and all of IPv6 fall through to drop.
+// egress proxy at hostIP:proxyPort, with at most ProxyConnLimit such
+// connections open at once. Output and input default to drop; loopback and
+// replies on connections the rules allowed are accepted; forward is
+// dropped outright. DNS, UDP, ICMP, other ports, other addresses and all
+// of IPv6 fall through to drop.
 func Ruleset(hostIP netip.Addr, proxyPort uint16) (Rules, error) {
 	if !hostIP.Is4() || hostIP.IsUnspecified() {
 		return Rules{}, fmt.Errorf("%w: proxy address %v is not a unicast IPv4 address", ErrInvalidRules, hostIP)
@@ -72,30 +81,43 @@ func Ruleset(hostIP netip.Addr, proxyPort uint16) (Rules, error) {
 		}
 	}
 	ip := hostIP.As4()
+	// toProxy matches TCP to the proxy's address and port.
+	toProxy := func(then ...expr.Any) []expr.Any {
+		return append([]expr.Any{
+			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}},
+			// ip daddr: offset 16 in the IPv4 header.
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ip[:]},
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+			// tcp dport: offset 2 in the TCP header.
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(proxyPort)},
+		}, then...)
+	}
 	return Rules{
 		Table: t,
 		Chains: []Chain{
 			{Spec: base("input", nftables.ChainHookInput), Rules: []Rule{
 				{"accept loopback", ifaceIs(expr.MetaKeyIIFNAME, "lo", accept())},
-				{"accept replies on allowed connections", establishedOrRelated(accept())},
+				{"accept replies on allowed connections", ctStateIn(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED, accept())},
 			}},
 			{Spec: base("forward", nftables.ChainHookForward)},
 			{Spec: base("output", nftables.ChainHookOutput), Rules: []Rule{
 				{"accept loopback", ifaceIs(expr.MetaKeyOIFNAME, "lo", accept())},
-				{"accept packets of allowed connections", establishedOrRelated(accept())},
-				{"accept tcp to the egress proxy", []expr.Any{
-					&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
-					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}},
-					// ip daddr: offset 16 in the IPv4 header.
-					&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
-					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ip[:]},
-					&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
-					// tcp dport: offset 2 in the TCP header.
-					&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(proxyPort)},
-					accept(),
-				}},
+				{"accept packets of allowed connections", ctStateIn(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED, accept())},
+				// `ct state new ct count over N`: the rule keeps the list of
+				// the connections that passed it, and counts those
+				// conntrack still holds open. A reset, not a drop, so that
+				// connect fails at once rather than retrying.
+				{"reset new connections to the egress proxy past the limit", toProxy(append(
+					ctStateIn(expr.CtStateBitNEW),
+					&expr.Connlimit{Count: ProxyConnLimit, Flags: expr.NFT_CONNLIMIT_F_INV},
+					&expr.Counter{},
+					&expr.Reject{Type: unix.NFT_REJECT_TCP_RST},
+				)...)},
+				{"accept tcp to the egress proxy", toProxy(accept())},
 				// An explicit drop before the policy, so the broker can
 				// report how much direct egress a job attempted.
 				{deniedComment, []expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop}}},
@@ -117,16 +139,17 @@ func ifaceIs(key expr.MetaKey, name string, then ...expr.Any) []expr.Any {
 	}, then...)
 }
 
-// establishedOrRelated is `ct state established,related`. Conntrack state
-// is a host-order bitmask, hence the native byte order.
-func establishedOrRelated(then ...expr.Any) []expr.Any {
+// ctStateIn is `ct state` with the states of mask, such as
+// `ct state established,related`. Conntrack state is a host-order
+// bitmask, hence the native byte order.
+func ctStateIn(mask uint32, then ...expr.Any) []expr.Any {
 	return append([]expr.Any{
 		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
 		&expr.Bitwise{
 			SourceRegister: 1,
 			DestRegister:   1,
 			Len:            4,
-			Mask:           binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED),
+			Mask:           binaryutil.NativeEndian.PutUint32(mask),
 			Xor:            make([]byte, 4),
 		},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
@@ -220,6 +243,17 @@ func exprString(e expr.Any) string {
 		return fmt.Sprintf("payload load %db @ %s header + %d => reg %d", e.Len, base, e.Offset, e.DestRegister)
 	case *expr.Counter:
 		return "counter"
+	case *expr.Connlimit:
+		over := ""
+		if e.Flags&expr.NFT_CONNLIMIT_F_INV != 0 {
+			over = "over "
+		}
+		return fmt.Sprintf("connlimit count %s%d", over, e.Count)
+	case *expr.Reject:
+		if e.Type == unix.NFT_REJECT_TCP_RST {
+			return "reject tcp reset"
+		}
+		return fmt.Sprintf("reject type %d code %d", e.Type, e.Code)
 	case *expr.Verdict:
 		switch e.Kind {
 		case expr.VerdictAccept:

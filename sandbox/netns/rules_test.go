@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
@@ -73,5 +75,42 @@ func TestRuleset_RejectsWhatNoProxyListensOn(t *testing.T) {
 				t.Errorf("Ruleset(%v, %d) error %v, want ErrInvalidRules", tc.ip, tc.port, err)
 			}
 		})
+	}
+}
+
+// The kernel caps a job's connections to the proxy as a second wall: new
+// connections past ProxyConnLimit are reset before the rule that accepts
+// connections to the proxy can see them.
+func TestRuleset_ResetsConnectionsToProxyPastTheLimit(t *testing.T) {
+	rules, err := Ruleset(netip.MustParseAddr("10.213.0.1"), 3128)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var output []Rule
+	for _, c := range rules.Chains {
+		if c.Spec.Name == "output" {
+			output = c.Rules
+		}
+	}
+	limit, accept := -1, -1
+	for i, r := range output {
+		for j, e := range r.Exprs {
+			if cl, ok := e.(*expr.Connlimit); ok {
+				if cl.Count != ProxyConnLimit || cl.Flags != expr.NFT_CONNLIMIT_F_INV {
+					t.Errorf("connlimit %+v, want count over %d", cl, ProxyConnLimit)
+				}
+				rest := r.Exprs[j+1:]
+				if rj, ok := rest[len(rest)-1].(*expr.Reject); !ok || rj.Type != unix.NFT_REJECT_TCP_RST {
+					t.Errorf("rule %q ends with %s, want a tcp reset", r.Comment, exprString(rest[len(rest)-1]))
+				}
+				limit = i
+			}
+		}
+		if r.Comment == "accept tcp to the egress proxy" {
+			accept = i
+		}
+	}
+	if limit < 0 || accept < 0 || limit > accept {
+		t.Errorf("connection limit at rule %d, accept to the proxy at rule %d: want the limit first", limit, accept)
 	}
 }
