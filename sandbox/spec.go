@@ -63,6 +63,7 @@ func SpecFor(runID string, p *policy.Profile, paths JobPaths) []oci.SpecOpts {
 		WithBind(paths.Output, agent.OutputDir, false),
 		WithToolGateway(p, paths.Run),
 		WithNetNS(paths.NetNS),
+		WithCgroupNS,
 		oci.WithPidsLimit(p.Limits.Pids),
 		oci.WithMemoryLimit(uint64(p.Limits.MemoryBytes)),
 		WithNoCoreDumps,
@@ -232,6 +233,12 @@ func WithToolGateway(p *policy.Profile, runDir string) oci.SpecOpts {
 func WithNetNS(path string) oci.SpecOpts {
 	return oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: path})
 }
+
+// WithCgroupNS gives the task a cgroup namespace of its own, rooted at its
+// cgroup: /proc/self/cgroup reads "/" and the cgroup mounts' roots are
+// "/", where they would otherwise show the host's cgroup tree, with the
+// broker's instance and the run's ID.
+var WithCgroupNS = oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.CgroupNamespace})
 
 func setProcess(s *specs.Spec) {
 	if s.Process == nil {

@@ -186,3 +186,23 @@ func TestSpecFor_HardensTheSandbox(t *testing.T) {
 		}
 	}
 }
+
+func TestSpecFor_GivesEveryProfileACgroupNamespace(t *testing.T) {
+	for _, p := range append(shippedProfiles(t).All(), testProfile()) {
+		t.Run(p.Name, func(t *testing.T) {
+			s := generate(t, SpecFor("job-1", p, JobPaths{Input: "/j/in", Output: "/j/out", Run: "/j/run"})...)
+			n := 0
+			for _, ns := range s.Linux.Namespaces {
+				if ns.Type == specs.CgroupNamespace {
+					n++
+					if ns.Path != "" {
+						t.Errorf("cgroup namespace joins %s, want a new one", ns.Path)
+					}
+				}
+			}
+			if n != 1 {
+				t.Errorf("%d cgroup namespaces in %+v, want one new one", n, s.Linux.Namespaces)
+			}
+		})
+	}
+}
