@@ -378,6 +378,7 @@ func (r *Runner) run(ctx context.Context, b *box, j *job.Job) (*job.Outcome, err
 		// final; the deferred close is then a no-op.
 		_ = session.Close()
 		out.Egress = session.Log()
+		out.EgressDropped = session.Stats().Dropped
 		out.Model = session.ModelUsage()
 	}
 	oom, peak, cpu := usage(waitCtx, b.task)

@@ -39,7 +39,9 @@ const (
 	// DefaultMaxBytes is Config.MaxBytes's default, 1 GiB.
 	DefaultMaxBytes = 1 << 30
 	// DefaultMaxLogEntries is Config.MaxLogEntries's default.
-	DefaultMaxLogEntries = 10000
+	DefaultMaxLogEntries = 1000
+	// DefaultMaxLogBytes is Config.MaxLogBytes's default, 256 KiB.
+	DefaultMaxLogBytes = 256 << 10
 )
 
 // Resolver looks up the addresses of a name; *net.Resolver is one.
@@ -91,8 +93,12 @@ type Config struct {
 	// MaxBytes caps the bytes one job moves through the proxy, both
 	// directions together, over its whole life.
 	MaxBytes int64
-	// MaxLogEntries caps each session's Log; Stats keeps counting.
+	// MaxLogEntries caps the entries of each session's Log, and
+	// MaxLogBytes their size, counted as the strings they hold plus a
+	// fixed cost per entry. An attempt past either is counted in
+	// Stats.Dropped, not kept; Stats keeps counting the rest.
 	MaxLogEntries int
+	MaxLogBytes   int
 }
 
 // Proxy is the egress proxy shared by all jobs. Its zero value is not
@@ -127,7 +133,7 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.DialTimeout < 0 || cfg.FirstRequestTimeout < 0 || cfg.ReadHeaderTimeout < 0 || cfg.ResponseHeaderTimeout < 0 || cfg.IdleTimeout < 0 {
 		return nil, errors.New("egress: negative timeout")
 	}
-	if cfg.MaxConns < 0 || cfg.MaxTotalConns < 0 || cfg.MaxBytes < 0 || cfg.MaxLogEntries < 0 {
+	if cfg.MaxConns < 0 || cfg.MaxTotalConns < 0 || cfg.MaxBytes < 0 || cfg.MaxLogEntries < 0 || cfg.MaxLogBytes < 0 {
 		return nil, errors.New("egress: negative cap (zero takes the default; there is no unlimited)")
 	}
 	setDefault(&cfg.DialTimeout, DefaultDialTimeout)
@@ -139,6 +145,7 @@ func New(cfg Config) (*Proxy, error) {
 	setDefault(&cfg.MaxTotalConns, DefaultMaxTotalConns)
 	setDefault(&cfg.MaxBytes, DefaultMaxBytes)
 	setDefault(&cfg.MaxLogEntries, DefaultMaxLogEntries)
+	setDefault(&cfg.MaxLogBytes, DefaultMaxLogBytes)
 	if cfg.Resolver == nil {
 		cfg.Resolver = net.DefaultResolver
 	}
@@ -584,7 +591,8 @@ func (c *clientConn) refuse(s *Session, src netip.Addr, a job.EgressAttempt, sta
 	if s != nil {
 		s.record(a)
 	} else {
-		c.p.log.Info("egress attempt from unregistered source", "src", src, "method", a.Method, "host", a.Host, "port", a.Port, "reason", reason)
+		a = capAttempt(a)
+		c.p.log.Info("egress attempt from unregistered source", "src", src, "method", a.Method, "host", a.Host, "port", a.Port, "reason", a.Reason)
 	}
 	c.writeRefusal(status, reason)
 	c.lingeringClose()

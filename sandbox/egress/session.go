@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/airlock/airlock/policies/policy"
 	"github.com/airlock/airlock/sandbox/job"
@@ -63,7 +64,8 @@ type service struct {
 type Stats struct {
 	// Allowed and Denied count attempts by decision.
 	Allowed, Denied int
-	// Dropped counts attempts left out of Log because it was full.
+	// Dropped counts attempts left out of Log because it had
+	// MaxLogEntries entries or MaxLogBytes bytes.
 	Dropped int
 	// RefusedConns counts connections closed unread because the job had
 	// MaxConns open, or the proxy MaxTotalConns. They are not attempts:
@@ -98,7 +100,9 @@ type Session struct {
 	closed bool
 	conns  map[*clientConn]struct{}
 	log    []job.EgressAttempt
-	stats  Stats
+	// logBytes is the size of log, as attemptSize counts it.
+	logBytes int
+	stats    Stats
 	// moved is BytesUp+BytesDown, checked against MaxBytes.
 	moved int64
 }
@@ -244,7 +248,7 @@ func validFieldValue(v []byte) bool {
 func (s *Session) JobID() string { return s.jobID }
 
 // Log returns a copy of the attempts so far, oldest first, up to the
-// proxy's MaxLogEntries.
+// proxy's MaxLogEntries and MaxLogBytes; Stats.Dropped counts the rest.
 func (s *Session) Log() []job.EgressAttempt {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -354,24 +358,76 @@ func (s *Session) overCap() bool {
 	return s.moved >= s.p.cfg.MaxBytes
 }
 
-// record appends a to the log and passes it on.
+// record appends a to the log, if it has room, and passes it on. Every
+// string of a is capped first, since most can carry the job's text.
 func (s *Session) record(a job.EgressAttempt) {
+	a = capAttempt(a)
+	size := attemptSize(a)
 	s.mu.Lock()
 	if a.Allowed {
 		s.stats.Allowed++
 	} else {
 		s.stats.Denied++
 	}
-	if len(s.log) < s.p.cfg.MaxLogEntries {
+	kept := len(s.log) < s.p.cfg.MaxLogEntries && s.logBytes+size <= s.p.cfg.MaxLogBytes
+	if kept {
 		s.log = append(s.log, a)
+		s.logBytes += size
 	} else {
 		s.stats.Dropped++
 	}
+	firstDrop := !kept && s.stats.Dropped == 1
+	entries, bytes := len(s.log), s.logBytes
 	s.mu.Unlock()
-	s.p.logAttempt(s.jobID, a)
+	switch {
+	case kept:
+		s.p.logAttempt(s.jobID, a)
+	case firstDrop:
+		// The proxy's own log is bounded the same way: past this line
+		// the job's attempts are only counted.
+		s.p.log.Warn("egress log of job full: further attempts are counted, not kept", "job", s.jobID, "entries", entries, "bytes", bytes)
+	}
 	if s.notify != nil {
 		s.notify(a)
 	}
+}
+
+// Caps on the strings of one attempt.
+const (
+	maxAttemptMethod = 32
+	maxAttemptHost   = 256
+	maxAttemptReason = 512
+	// attemptOverhead is what an entry costs besides its strings: its
+	// time, numbers and string headers, rounded up.
+	attemptOverhead = 128
+)
+
+// capAttempt cuts every string of a to its cap.
+func capAttempt(a job.EgressAttempt) job.EgressAttempt {
+	a.Method = capText(a.Method, maxAttemptMethod)
+	a.Host = capText(a.Host, maxAttemptHost)
+	a.Path = capText(a.Path, maxShownPath)
+	a.Reason = capText(a.Reason, maxAttemptReason)
+	return a
+}
+
+// attemptSize is what a costs in a session's log.
+func attemptSize(a job.EgressAttempt) int {
+	return attemptOverhead + len(a.Method) + len(a.Host) + len(a.Path) + len(a.Reason)
+}
+
+// capText returns s as valid UTF-8 of at most n bytes, cut at a rune
+// boundary and ending in "..." when it was cut.
+func capText(s string, n int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("...")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }
 
 // destKey carries the addresses a request was checked against to the

@@ -215,8 +215,12 @@ type Outcome struct {
 	Logs []byte
 	// ImageDigest is the digest of the image the job ran.
 	ImageDigest string
-	// Egress is every egress attempt, allowed or denied.
+	// Egress is every egress attempt, allowed or denied, up to the
+	// proxy's caps on a job's log.
 	Egress []EgressAttempt
+	// EgressDropped counts the attempts left out of Egress because the
+	// job's log was full.
+	EgressDropped int
 	// Model totals the job's calls to its model service.
 	Model ModelUsage
 	// GatewayRefused counts the requests the job's tool gateway refused
