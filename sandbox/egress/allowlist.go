@@ -10,7 +10,15 @@ import (
 // allowlist is a job's egress rules with their hosts normalized the way
 // targets are, so that policy.EgressRule.Matches compares like with like:
 // one spelling per name and per address.
-type allowlist []policy.EgressRule
+type allowlist []allowEntry
+
+// allowEntry is one normalized rule and the profile entry it came from.
+type allowEntry struct {
+	policy.EgressRule
+	// entry is the rule as the profile states it, before normalizing:
+	// the name an attempt's Rule gives, which comes from the policy alone.
+	entry string
+}
 
 // newAllowlist normalizes rules. ParseEgress already lowercases, but a rule
 // built by hand, or one naming [::ffff:a.b.c.d], must still mean what a
@@ -18,6 +26,7 @@ type allowlist []policy.EgressRule
 func newAllowlist(rules []policy.EgressRule) (allowlist, error) {
 	out := make(allowlist, 0, len(rules))
 	for _, r := range rules {
+		entry := r.String()
 		if r.Port == 0 {
 			return nil, fmt.Errorf("egress rule %s: port 0", r)
 		}
@@ -37,19 +46,19 @@ func newAllowlist(rules []policy.EgressRule) (allowlist, error) {
 		} else {
 			r.Host = addr.String()
 		}
-		out = append(out, r)
+		out = append(out, allowEntry{r, entry})
 	}
 	return out, nil
 }
 
 // match returns the first rule allowing t.
-func (l allowlist) match(t target) (policy.EgressRule, bool) {
+func (l allowlist) match(t target) (allowEntry, bool) {
 	for _, r := range l {
 		if r.Matches(t.host(), t.port) {
 			return r, true
 		}
 	}
-	return policy.EgressRule{}, false
+	return allowEntry{}, false
 }
 
 // namesAddr reports whether an entry names a itself, on port: the one way

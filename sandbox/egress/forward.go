@@ -71,6 +71,9 @@ func (c *clientConn) forward(s *Session, head *requestHead, t target, a job.Egre
 			c.refuse(s, netip.Addr{}, a, http.StatusForbidden, "service aliases are reached on port 80")
 			return false
 		}
+		// The configured alias, found; record clears it should the
+		// request be refused after all.
+		a.Rule = ServiceRule(alias)
 		if s.model != nil && alias == s.model.pol.Alias {
 			var reason string
 			if mc, status, reason = s.model.admit(c.ctx, head.method, pathQuery); status != 0 {
@@ -92,7 +95,7 @@ func (c *clientConn) forward(s *Session, head *requestHead, t target, a job.Egre
 		}
 		out, a.Reason = u, "service alias "+alias
 	} else {
-		addrs, status, a.Reason = s.decide(c.ctx, t)
+		addrs, a.Rule, status, a.Reason = s.decide(c.ctx, t)
 		if status != 0 {
 			c.refuse(s, netip.Addr{}, a, status, a.Reason)
 			return false

@@ -389,7 +389,7 @@ func (p *Proxy) logAttempt(jobID string, a job.EgressAttempt) {
 	}
 	p.log.Log(context.Background(), level, "egress attempt",
 		"job", jobID, "method", a.Method, "host", a.Host, "port", a.Port,
-		"allowed", a.Allowed, "reason", a.Reason, "up", a.BytesUp, "down", a.BytesDown)
+		"allowed", a.Allowed, "rule", a.Rule, "reason", a.Reason, "up", a.BytesUp, "down", a.BytesDown)
 }
 
 // clientConn is one connection from a job (or from an unknown source).

@@ -21,6 +21,10 @@ import (
 // http://<alias>.airlock.internal/...
 const AliasDomain = "airlock.internal"
 
+// ServiceRule is the Rule of an attempt that a service alias allowed,
+// named as policy.Profile.EgressRule names it.
+func ServiceRule(alias string) string { return "service:" + alias }
+
 // DeniedHeader is set, with the value "denied", on every response the proxy
 // writes itself (a refusal or a gateway error) and stripped from upstream
 // responses, so a client can tell the proxy's 403 from an upstream's.
@@ -362,6 +366,11 @@ func (s *Session) overCap() bool {
 // string of a is capped first, since most can carry the job's text.
 func (s *Session) record(a job.EgressAttempt) {
 	a = capAttempt(a)
+	if !a.Allowed {
+		// Only what the policy allowed has a rule; a denial's label is
+		// the broker's "denied", whatever the job asked for.
+		a.Rule = ""
+	}
 	size := attemptSize(a)
 	s.mu.Lock()
 	if a.Allowed {
@@ -413,7 +422,7 @@ func capAttempt(a job.EgressAttempt) job.EgressAttempt {
 
 // attemptSize is what a costs in a session's log.
 func attemptSize(a job.EgressAttempt) int {
-	return attemptOverhead + len(a.Method) + len(a.Host) + len(a.Path) + len(a.Reason)
+	return attemptOverhead + len(a.Method) + len(a.Host) + len(a.Path) + len(a.Reason) + len(a.Rule)
 }
 
 // capText returns s as valid UTF-8 of at most n bytes, cut at a rune
@@ -435,31 +444,31 @@ func capText(s string, n int) string {
 type destKey struct{}
 
 // decide checks t against the allowlist and, for a name, resolves it and
-// checks every address. It returns the addresses to dial, or an HTTP status
-// and a reason to refuse with.
-func (s *Session) decide(ctx context.Context, t target) (addrs []netip.AddrPort, status int, reason string) {
-	rule, ok := s.rules.match(t)
+// checks every address. It returns the addresses to dial and the profile
+// entry that allows them, or an HTTP status and a reason to refuse with.
+func (s *Session) decide(ctx context.Context, t target) (addrs []netip.AddrPort, rule string, status int, reason string) {
+	r, ok := s.rules.match(t)
 	if !ok {
-		return nil, http.StatusForbidden, fmt.Sprintf("host %q port %d is not on this job's allowlist", t.host(), t.port)
+		return nil, "", http.StatusForbidden, fmt.Sprintf("host %q port %d is not on this job's allowlist", t.host(), t.port)
 	}
 	if t.name == "" {
 		// The entry names this very address, which is what lets a
 		// special address through.
-		return []netip.AddrPort{netip.AddrPortFrom(t.addr, t.port)}, 0, "allowed by egress entry " + rule.String()
+		return []netip.AddrPort{netip.AddrPortFrom(t.addr, t.port)}, r.entry, 0, "allowed by egress entry " + r.entry
 	}
 	ips, err := s.p.resolve(ctx, t.name)
 	if err != nil {
-		return nil, http.StatusBadGateway, fmt.Sprintf("cannot resolve host %q", t.name)
+		return nil, "", http.StatusBadGateway, fmt.Sprintf("cannot resolve host %q", t.name)
 	}
 	for _, ip := range ips {
 		if kind := specialKind(ip); kind != "" && !s.rules.namesAddr(ip, t.port) {
 			// One bad answer refuses the lot: a name that mixes public and
 			// special addresses is a rebinding attempt, not a CDN.
-			return nil, http.StatusForbidden, fmt.Sprintf("host %q resolves to %s, a %s address, which only an egress entry naming that address may reach", t.name, ip, kind)
+			return nil, "", http.StatusForbidden, fmt.Sprintf("host %q resolves to %s, a %s address, which only an egress entry naming that address may reach", t.name, ip, kind)
 		}
 		addrs = append(addrs, netip.AddrPortFrom(ip, t.port))
 	}
-	return addrs, 0, "allowed by egress entry " + rule.String()
+	return addrs, r.entry, 0, "allowed by egress entry " + r.entry
 }
 
 // newTransport is s's upstream HTTP client side. It never consults proxy

@@ -21,8 +21,8 @@ func (c *clientConn) tunnel(s *Session, head *requestHead, t target, a job.Egres
 		c.refuse(s, netip.Addr{}, a, http.StatusForbidden, "service aliases take plain http://<alias>."+AliasDomain+"/ requests; the proxy adds TLS")
 		return
 	}
-	addrs, status, reason := s.decide(c.ctx, t)
-	a.Reason = reason
+	addrs, rule, status, reason := s.decide(c.ctx, t)
+	a.Reason, a.Rule = reason, rule
 	if status != 0 {
 		c.refuse(s, netip.Addr{}, a, status, reason)
 		return

@@ -169,6 +169,12 @@ type EgressAttempt struct {
 	// destination. An allowed attempt can still fail upstream; Reason then
 	// says how. A name that cannot be resolved is not allowed.
 	Allowed bool
+	// Rule names what allowed the attempt, from the job's policy alone:
+	// the network.egress entry as the profile states it (host:port,
+	// *.suffix:port, [ipv6]:port) or "service:<alias>" for a service
+	// alias; "" when the attempt was denied. Unlike Host it is never the
+	// job's text, so it may label metrics.
+	Rule string
 	// Reason explains the decision and any failure; it never holds a
 	// secret or content.
 	Reason string
