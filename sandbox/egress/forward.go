@@ -71,6 +71,12 @@ func (c *clientConn) forward(s *Session, head *requestHead, t target, a job.Egre
 			c.refuse(s, netip.Addr{}, a, http.StatusForbidden, "service aliases are reached on port 80")
 			return false
 		}
+		// The upstream holds the injected credential: the path must
+		// mean to it what it means here.
+		if p, _, _ := strings.Cut(pathQuery, "?"); checkAliasPath(p) != nil {
+			c.refuse(s, netip.Addr{}, a, http.StatusForbidden, "service alias "+alias+": "+checkAliasPath(p).Error())
+			return false
+		}
 		// The configured alias, found; record clears it should the
 		// request be refused after all.
 		a.Rule = ServiceRule(alias)

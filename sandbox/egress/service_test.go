@@ -126,8 +126,8 @@ func TestService_RefusesUnknownAliasesAndEscapes(t *testing.T) {
 		{"bare domain", "GET http://airlock.internal/ HTTP/1.1\r\nHost: airlock.internal\r\n\r\n", 403},
 		{"other port", "GET http://model.airlock.internal:8080/ HTTP/1.1\r\nHost: model.airlock.internal:8080\r\n\r\n", 403},
 		{"CONNECT to alias", "CONNECT model.airlock.internal:443 HTTP/1.1\r\nHost: model.airlock.internal:443\r\n\r\n", 403},
-		{"dot-dot segment", "GET http://model.airlock.internal/../admin HTTP/1.1\r\nHost: model.airlock.internal\r\n\r\n", 400},
-		{"escaped dot-dot", "GET http://model.airlock.internal/%2e%2E/admin HTTP/1.1\r\nHost: model.airlock.internal\r\n\r\n", 400},
+		{"dot-dot segment", "GET http://model.airlock.internal/../admin HTTP/1.1\r\nHost: model.airlock.internal\r\n\r\n", 403},
+		{"escaped dot-dot", "GET http://model.airlock.internal/%2e%2E/admin HTTP/1.1\r\nHost: model.airlock.internal\r\n\r\n", 403},
 		{"TRACE echo", "TRACE http://model.airlock.internal/ HTTP/1.1\r\nHost: model.airlock.internal\r\n\r\n", 403},
 	}
 	for _, tt := range tests {

@@ -1,0 +1,82 @@
+package egress
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"unicode/utf8"
+)
+
+// errAliasPath marks a service alias path that an upstream could read as
+// another path than the proxy does.
+var errAliasPath = errors.New("service alias path refused")
+
+// checkAliasPath refuses an alias request's path (without its query) that
+// an upstream could resolve outside the service's base path, or otherwise
+// than the proxy reads it: whatever decodes it once more, splits on
+// backslashes or parameters, or merges slashes. Refused are:
+//   - bytes outside RFC 3986's path characters: backslash, controls,
+//     spaces, quotes, brackets, non-ASCII;
+//   - escapes of '/', '\', '.', '%' (so no double encoding such as
+//     %252F), ';' and control bytes, in either case; a malformed escape;
+//     escapes that do not decode to UTF-8 (an overlong %C0%AE is a dot to
+//     some decoders);
+//   - dot segments, also before a ';' parameter (/..;/), and empty
+//     segments (//) but for a trailing slash.
+func checkAliasPath(p string) error {
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		switch {
+		case c == '%':
+			if i+2 >= len(p) || !isHex(p[i+1]) || !isHex(p[i+2]) {
+				return fmt.Errorf("%w: a malformed escape", errAliasPath)
+			}
+			b := unhex(p[i+1])<<4 | unhex(p[i+2])
+			if b < 0x20 || b == 0x7f || strings.IndexByte("/\\.%;", b) >= 0 {
+				return fmt.Errorf("%w: an escaped separator, dot, percent, parameter or control byte (%%%02X)", errAliasPath, b)
+			}
+			i += 2
+		case !isPathChar(c):
+			return fmt.Errorf("%w: byte %#02x is not a URL path character", errAliasPath, c)
+		}
+	}
+	decoded, err := url.PathUnescape(p)
+	if err != nil || !utf8.ValidString(decoded) {
+		return fmt.Errorf("%w: escapes that do not decode to UTF-8", errAliasPath)
+	}
+	if p != "" && p[0] != '/' {
+		return fmt.Errorf("%w: the path does not start with /", errAliasPath)
+	}
+	segs := strings.Split(p, "/")
+	for i, seg := range segs {
+		name, _, _ := strings.Cut(seg, ";")
+		switch {
+		case name == "." || name == "..":
+			return fmt.Errorf("%w: a dot segment", errAliasPath)
+		case seg == "" && i > 0 && i < len(segs)-1:
+			return fmt.Errorf("%w: an empty segment (//)", errAliasPath)
+		}
+	}
+	return nil
+}
+
+// isPathChar reports whether c may appear unescaped in a URL path: an
+// RFC 3986 pchar or '/'.
+func isPathChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~!$&'()*+,;=:@/", c) >= 0
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c >= 'a':
+		return c - 'a' + 10
+	case c >= 'A':
+		return c - 'A' + 10
+	}
+	return c - '0'
+}
