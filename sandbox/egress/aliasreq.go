@@ -3,10 +3,44 @@ package egress
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 	"unicode/utf8"
 )
+
+// aliasMethods are the methods a service alias carries, spelled exactly:
+// what an API client sends. TRACE, TRACK and CONNECT are not among them,
+// nor OPTIONS or any extension method, and neither is a lowercase or
+// mixed-case spelling, which some servers take for the uppercase one.
+var aliasMethods = map[string]bool{
+	http.MethodGet: true, http.MethodHead: true, http.MethodPost: true,
+	http.MethodPut: true, http.MethodPatch: true, http.MethodDelete: true,
+}
+
+// knownMethods are the methods of RFC 9110 and RFC 5789 plus TRACK.
+var knownMethods = []string{
+	http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+	http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace, "TRACK",
+}
+
+// checkMethod refuses, for any request, a method that echoes the request
+// back (TRACE, TRACK) in any case, and any other case variant of a known
+// method: methods are case-sensitive, but servers that uppercase them
+// exist, and to them "trace" is TRACE.
+func checkMethod(method string) error {
+	for _, m := range knownMethods {
+		switch {
+		case !strings.EqualFold(method, m):
+		case m == http.MethodTrace || m == "TRACK":
+			// TRACE echoes the request, injected credential included.
+			return fmt.Errorf("method %s is not proxied", m)
+		case method != m:
+			return fmt.Errorf("method %.32q is a case variant of %s; send %s", method, m, m)
+		}
+	}
+	return nil
+}
 
 // errAliasPath marks a service alias path that an upstream could read as
 // another path than the proxy does.

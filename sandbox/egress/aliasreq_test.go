@@ -135,3 +135,53 @@ func TestService_RefusesPathsAnUpstreamCouldReadOutsideTheBase(t *testing.T) {
 	// A relayed attempt is recorded once its response is written.
 	waitFor(t, "every benign attempt", func() bool { return s.Stats().Allowed == len(benignAliasPaths) })
 }
+
+func TestService_AllowsOnlyAFixedListOfMethodsSpelledExactly(t *testing.T) {
+	m := newModelAPI(t)
+	h := serviceHarness(t, m)
+	s := h.registerService(t, m, "/v1")
+	for _, method := range []string{
+		"TRACE", "trace", "Trace", "tRACE", "TRACK", "track", "connect", "Connect",
+		"OPTIONS", "options", "get", "Get", "post", "Post", "head", "delete", "patch", "put",
+		"PROPFIND", "MKCOL", "M-SEARCH", "FOO", "DEBUG", "PRI",
+	} {
+		code, seen := aliasRequest(t, h, m, method, "/models")
+		if code < 400 || seen != "" {
+			t.Errorf("%s: %d, upstream saw %q; want a refusal", method, code, seen)
+		}
+	}
+	for _, a := range s.Log() {
+		if a.Allowed {
+			t.Errorf("attempt %+v allowed", a)
+		}
+	}
+	for _, method := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"} {
+		if code, seen := aliasRequest(t, h, m, method, "/models"); code != 200 || seen != "/v1/models" {
+			t.Errorf("%s: %d, upstream saw %q; want 200", method, code, seen)
+		}
+	}
+}
+
+// Outside aliases too, TRACE and TRACK are refused in any case, and a case
+// variant of a known method is refused rather than guessed at; extension
+// methods still reach an allowed host.
+func TestProxy_RefusesEchoMethodsAndCaseVariantsOfKnownOnes(t *testing.T) {
+	h := newHarness(t, Config{})
+	o := newOrigin(t, nil)
+	h.host("allowed.test", "11.22.33.1", o)
+	h.register("allowed.test:80")
+	for _, method := range []string{"TRACE", "trace", "Trace", "TRACK", "track", "get", "Get", "post", "connect", "options", "Delete"} {
+		code, _ := h.raw(method + " http://allowed.test/ HTTP/1.1\r\nHost: allowed.test\r\n\r\n")
+		if code != http.StatusForbidden {
+			t.Errorf("%s: %d, want 403", method, code)
+		}
+	}
+	if n := o.hits.Load(); n != 0 {
+		t.Errorf("origin hit %d times", n)
+	}
+	for _, method := range []string{"GET", "PROPFIND", "OPTIONS"} {
+		if code, _ := h.raw(method + " http://allowed.test/ HTTP/1.1\r\nHost: allowed.test\r\n\r\n"); code != 200 {
+			t.Errorf("%s: %d, want 200", method, code)
+		}
+	}
+}

@@ -70,6 +70,9 @@ func (c *clientConn) forward(s *Session, head *requestHead, t target, a job.Egre
 		case t.port != 80:
 			c.refuse(s, netip.Addr{}, a, http.StatusForbidden, "service aliases are reached on port 80")
 			return false
+		case !aliasMethods[head.method]:
+			c.refuse(s, netip.Addr{}, a, http.StatusMethodNotAllowed, fmt.Sprintf("service alias %s: method %.32q is not one of GET, HEAD, POST, PUT, PATCH, DELETE", alias, head.method))
+			return false
 		}
 		// The upstream holds the injected credential: the path must
 		// mean to it what it means here.

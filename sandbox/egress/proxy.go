@@ -569,9 +569,8 @@ func (c *clientConn) serveRequest(first bool) bool {
 	case s.isClosed():
 		c.refuse(nil, src, a, http.StatusForbidden, fmt.Sprintf("source %s is not a registered job", src))
 		return false
-	case head.method == "TRACE" || head.method == "TRACK":
-		// TRACE echoes the request, injected credential included.
-		c.refuse(s, src, a, http.StatusForbidden, "method "+head.method+" is not proxied")
+	case checkMethod(head.method) != nil:
+		c.refuse(s, src, a, http.StatusForbidden, checkMethod(head.method).Error())
 		return false
 	case s.overCap():
 		c.refuse(s, src, a, http.StatusForbidden, fmt.Sprintf("job has moved its cap of %d bytes", c.p.cfg.MaxBytes))
