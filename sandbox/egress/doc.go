@@ -7,8 +7,9 @@
 // checks each request against that job's allowlist before anything leaves
 // the host. It resolves names itself and dials only the addresses that
 // passed the check, so a job can neither pick the address (DNS rebinding)
-// nor reach loopback, private, link-local or other special ranges unless an
-// allowlist entry names the address outright.
+// nor reach loopback, private, link-local or other special ranges, or the
+// broker host's own addresses, unless an allowlist entry names the address
+// outright.
 //
 // Service aliases (http://<alias>.airlock.internal/...) are forwarded to a
 // configured upstream with a credential header added here, so the sandbox

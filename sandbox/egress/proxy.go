@@ -58,6 +58,13 @@ type Config struct {
 	// Dialer opens upstream TCP connections to an IP:port that passed the
 	// checks; a net.Dialer if nil.
 	Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
+	// HostAddrs lists the broker host's own addresses, which no name may
+	// resolve to unless an egress entry names the address itself: a job
+	// must not reach the broker's own services through an allowlisted
+	// name that points at the host. If nil, the addresses of the
+	// interfaces in the proxy's network namespace, listed at most once a
+	// second. An error refuses the request.
+	HostAddrs func() ([]netip.Addr, error)
 	// Logger receives one record per attempt and per connection problem;
 	// slog.Default() if nil. Records never hold headers or secrets.
 	Logger *slog.Logger
@@ -106,6 +113,8 @@ type Config struct {
 type Proxy struct {
 	cfg Config
 	log *slog.Logger
+	// host is the host's own addresses, refused as destinations of names.
+	host *hostAddrs
 
 	mu        sync.Mutex
 	closed    bool
@@ -152,12 +161,15 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.Dialer == nil {
 		cfg.Dialer = (&net.Dialer{}).DialContext
 	}
+	if cfg.HostAddrs == nil {
+		cfg.HostAddrs = interfaceAddrs
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
 	}
 	return &Proxy{
-		cfg: cfg, log: log,
+		cfg: cfg, log: log, host: &hostAddrs{list: cfg.HostAddrs},
 		sessions:  map[netip.Addr]*Session{},
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*clientConn]struct{}{},

@@ -461,10 +461,22 @@ func (s *Session) decide(ctx context.Context, t target) (addrs []netip.AddrPort,
 		return nil, "", http.StatusBadGateway, fmt.Sprintf("cannot resolve host %q", t.name)
 	}
 	for _, ip := range ips {
-		if kind := specialKind(ip); kind != "" && !s.rules.namesAddr(ip, t.port) {
-			// One bad answer refuses the lot: a name that mixes public and
-			// special addresses is a rebinding attempt, not a CDN.
+		if s.rules.namesAddr(ip, t.port) {
+			addrs = append(addrs, netip.AddrPortFrom(ip, t.port))
+			continue
+		}
+		// One bad answer refuses the lot: a name that mixes public and
+		// special addresses is a rebinding attempt, not a CDN.
+		if kind := specialKind(ip); kind != "" {
 			return nil, "", http.StatusForbidden, fmt.Sprintf("host %q resolves to %s, a %s address, which only an egress entry naming that address may reach", t.name, ip, kind)
+		}
+		// A public address of the broker's host reaches the broker's own
+		// services, not the site the entry meant.
+		switch own, err := s.p.host.contains(ip); {
+		case err != nil:
+			return nil, "", http.StatusBadGateway, err.Error()
+		case own:
+			return nil, "", http.StatusForbidden, fmt.Sprintf("host %q resolves to %s, an address of the broker's host, which only an egress entry naming that address may reach", t.name, ip)
 		}
 		addrs = append(addrs, netip.AddrPortFrom(ip, t.port))
 	}
