@@ -172,7 +172,11 @@ func (g *execGate) policyVerdict(req job.ExecRequest) (gateVerdict, string) {
 		}
 	}
 	if p.Exec.Security == policy.ExecFull {
-		// Loads only in development mode; the loader enforces that.
+		// Loads only in development mode; the loader enforces that. The
+		// tools stay read-only even then.
+		if err := checkWrites(req); err != nil {
+			return denied, err.Error()
+		}
 		return gateAllow, "exec.security is full"
 	}
 	if p.Exec.Security != policy.ExecAllowlist {
@@ -207,6 +211,24 @@ func (g *execGate) policyVerdict(req job.ExecRequest) (gateVerdict, string) {
 	default:
 		return denied, d.Reason + "; exec.ask is off"
 	}
+}
+
+// checkWrites refuses a command any of whose argvs would write a file
+// (execpolicy.CheckWrites).
+func checkWrites(req job.ExecRequest) error {
+	segs := []execpolicy.Segment{{Argv: req.Argv}}
+	if req.Command != "" {
+		var err error
+		if segs, err = execpolicy.ParseChain(req.Command); err != nil {
+			return err
+		}
+	}
+	for _, s := range segs {
+		if err := execpolicy.CheckWrites(s.Argv); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // matchedPatterns quotes the distinct patterns an allowed decision matched,

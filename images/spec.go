@@ -66,8 +66,11 @@ const ToolsGID = 65533
 const busyboxMode fs.FileMode = 0o010
 
 // ToolApplets are the busybox applets a tools image may carry: read-only
-// text tools. No shell, nothing that writes files, fetches or spawns
-// others, whatever a profile's allowlist says.
+// text tools. No shell, nothing that fetches or spawns others, whatever a
+// profile's allowlist says. Two can write a file, sort (-o FILE) and uniq
+// (IN OUT); they stay for their reading forms, and the exec matcher refuses
+// the writing ones (policies/execpolicy, CheckWrites, which audits each
+// applet here; a test keeps the two lists together).
 var ToolApplets = []string{"cat", "cut", "grep", "head", "sort", "tail", "tr", "uniq", "wc"}
 
 // Tools is the spec of a tools image named name, for a profile that allows

@@ -66,6 +66,9 @@ func checkMatch(t *testing.T, cmdline string) {
 		if !slices.Contains(vanilla, s.Path) || path.Clean(s.Path) != s.Path || s.Pattern == "" {
 			t.Fatalf("%q: allowed segment %q resolves to %q by pattern %q", cmdline, s.Argv, s.Path, s.Pattern)
 		}
+		if err := CheckWrites(s.Argv); err != nil {
+			t.Fatalf("%q: allowed segment %q writes: %v", cmdline, s.Argv, err)
+		}
 	}
 	// Quoting every word and rejoining must give back the same segments:
 	// what Parse found is exactly what the words say, and nothing a shell

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"strconv"
 	"strings"
 )
 
@@ -55,6 +56,27 @@ func Resolve(argv0 string) (string, error) {
 	return argv0, nil
 }
 
+// maxQuotedBytes caps how much of one word a reason quotes.
+const maxQuotedBytes = 64
+
+// quoteWord is a word of a command as a reason shows it: bare when it is
+// short and plain (a path, a flag), otherwise quoted in ASCII, with every
+// control, format and non-ASCII character escaped, and cut to
+// maxQuotedBytes with a marker. A reason reaches the caller and the audit
+// log, and the word is the job's.
+func quoteWord(s string) string {
+	if s != "" && len(s) <= maxQuotedBytes && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-+,:=@%", r))
+	}) < 0 {
+		return s
+	}
+	more := ""
+	if len(s) > maxQuotedBytes {
+		s, more = s[:maxQuotedBytes], fmt.Sprintf("... (%d bytes)", len(s))
+	}
+	return strconv.QuoteToASCII(s) + more
+}
+
 // Match reports whether every segment of cmdline matches one of patterns.
 // A command line that does not parse, or uses a construct Parse refuses, is
 // an error and is never allowed.
@@ -72,7 +94,7 @@ func Match(patterns []string, cmdline string) (Decision, error) {
 	if err != nil {
 		return Decision{Reason: err.Error()}, err
 	}
-	return matchSegments(patterns, segs), nil
+	return matchSegments(patterns, segs)
 }
 
 // MatchArgv is Match for one command given as argv, which is run without a
@@ -94,13 +116,16 @@ func MatchArgv(patterns []string, argv []string) (Decision, error) {
 	if size > MaxCommandBytes {
 		return Decision{Reason: "argv too long"}, fmt.Errorf("%w: argv longer than %d bytes", ErrSyntax, MaxCommandBytes)
 	}
-	return matchSegments(patterns, []Segment{{Argv: argv}}), nil
+	return matchSegments(patterns, []Segment{{Argv: argv}})
 }
 
-func matchSegments(patterns []string, segs []Segment) Decision {
+// matchSegments matches each segment. A segment in a writing form
+// (CheckWrites) is an error, whatever the patterns say: it is never
+// allowed, and nobody is asked about it.
+func matchSegments(patterns []string, segs []Segment) (Decision, error) {
 	d := Decision{Allowed: true}
 	var misses []string
-	for _, s := range segs {
+	for i, s := range segs {
 		c := Checked{Segment: s}
 		p, err := Resolve(s.Argv[0])
 		if err != nil {
@@ -108,6 +133,12 @@ func matchSegments(patterns []string, segs []Segment) Decision {
 			d.Allowed = false
 			d.Segments = append(d.Segments, c)
 			continue
+		}
+		if err := CheckWrites(append([]string{p}, s.Argv[1:]...)); err != nil {
+			if len(segs) > 1 {
+				err = fmt.Errorf("command %d of the line: %w", i+1, err)
+			}
+			return Decision{Reason: err.Error()}, err
 		}
 		c.Path = p
 		for _, pat := range patterns {
@@ -127,7 +158,7 @@ func matchSegments(patterns []string, segs []Segment) Decision {
 	} else {
 		d.Reason = strings.Join(misses, "; ")
 	}
-	return d
+	return d, nil
 }
 
 // matchPattern matches one pattern against a resolved binary and its
