@@ -100,12 +100,13 @@ type Config struct {
 	// MaxBytes caps the bytes one job moves through the proxy, both
 	// directions together, over its whole life.
 	MaxBytes int64
-	// MaxLogEntries caps the entries of each session's Log, and
-	// MaxLogBytes their size, counted as the strings they hold plus a
-	// fixed cost per entry. An attempt past either is counted in
-	// Stats.Dropped, not kept; Stats keeps counting the rest.
+	// MaxLogEntries caps the entries of each session's Log. An attempt
+	// past it is counted in Stats.Dropped, not kept; Stats keeps counting
+	// the rest.
 	MaxLogEntries int
-	MaxLogBytes   int
+	// MaxLogBytes caps the size of each session's Log, counted as the
+	// strings its entries hold plus a fixed cost per entry, the same way.
+	MaxLogBytes int
 }
 
 // Proxy is the egress proxy shared by all jobs. Its zero value is not
