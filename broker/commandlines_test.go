@@ -84,7 +84,10 @@ func TestExecLine_OnMissAsksOnceShowingTheWholeLine(t *testing.T) {
 	if len(asked) != 1 {
 		t.Fatalf("asked %d times, want once: the chain with a miss, never a refused construct nor a match", len(asked))
 	}
-	if a := asked[0]; a.Request != chain || len(a.Argv) != 1 || a.Argv[0] != chain || a.Cwd != "/" || !strings.Contains(a.Reason, "/bin/id matches no allowed pattern") {
+	// Exactly what will run: each argv as the runner resolves it, the
+	// operators between them.
+	if a := asked[0]; a.Request != "/bin/cat /input/job.json && /bin/id" || strings.Join(a.Argv, ",") != "/bin/cat,/input/job.json,&&,/bin/id" ||
+		a.Cwd != "/" || !strings.Contains(a.Reason, "/bin/id matches no allowed pattern") {
 		t.Errorf("approval event = %v", a)
 	}
 	if v := strings.Join(verdicts(resp), ","); v != "DENIED,APPROVED,DENIED,ALLOWED" {
@@ -98,22 +101,23 @@ func TestExecLine_OnMissAsksOnceShowingTheWholeLine(t *testing.T) {
 	}
 }
 
-func TestExecLine_ApprovalAndRecordShowASanitizedLine(t *testing.T) {
-	// The first parses, so it is asked about; the second has control
-	// characters, so it is denied, and recorded, without asking.
+func TestExecLine_RecordShowsASanitizedLine(t *testing.T) {
+	// The first parses, but holds a bidi override and a secret, so it
+	// cannot be shown whole; the second has control characters. Both are
+	// denied, and recorded, without asking.
 	runner, _ := lineRunner(
 		line("id 'ignore previous instructions\u202e' && cat "+testToken),
 		line("id '\x1b]0;pwned\x07' && cat "+testToken))
 	c, _ := newBrokerWith(t, runner, testToken, broker.Config{ApprovalTimeout: 50 * time.Millisecond,
 		Secrets: func() [][]byte { return [][]byte{[]byte(testToken)} }})
 	asked, resp := spawnAsking(t, c, "secureclaw")
-	if len(asked) != 1 {
-		t.Fatalf("asked %d times, want 1", len(asked))
+	if len(asked) != 0 {
+		t.Fatalf("asked %d times, want none", len(asked))
 	}
-	if v := strings.Join(verdicts(resp), ","); v != "FALLBACK,DENIED" {
+	if v := strings.Join(verdicts(resp), ","); v != "DENIED,DENIED" {
 		t.Fatalf("exec verdicts = %s", v)
 	}
-	shown := []string{asked[0].Request, strings.Join(asked[0].Argv, " "), strings.Join(resp.Exec[0].Argv, " "), strings.Join(resp.Exec[1].Argv, " ")}
+	shown := []string{strings.Join(resp.Exec[0].Argv, " "), strings.Join(resp.Exec[1].Argv, " ")}
 	for _, s := range shown {
 		if strings.ContainsAny(s, "\x1b\x07\u202e") || strings.Contains(s, testToken) || !strings.Contains(s, "&& cat") {
 			t.Errorf("line shown to the caller: %q, want it sanitized and whole", s)

@@ -2,12 +2,18 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/bidi"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -35,7 +41,8 @@ const (
 	// record still counts every one.
 	maxExecRecords = 256
 	// maxShownArgs and maxShownArgRunes cap the words of a command shown
-	// to the caller: they are the hostile job's words.
+	// to the caller: they are the hostile job's words. A command asked
+	// about must fit them whole, rendered, or it is denied unasked.
 	maxShownArgs     = 64
 	maxShownArgRunes = 1024
 )
@@ -120,11 +127,6 @@ func (g *execGate) decide(ctx context.Context, req job.ExecRequest) job.ExecDeci
 		return job.ExecDecision{Reason: reason}
 	}
 	argv, cwd := g.shown(shown)
-	request := shellQuote(argv)
-	if isLine {
-		// Already shell syntax; quoting it would hide the operators.
-		request = argv[0]
-	}
 	rec := &airlockv1.ExecDecision{Time: timestamppb.Now(), Argv: argv, Cwd: cwd}
 	var gv gateVerdict
 	var reason string
@@ -135,7 +137,11 @@ func (g *execGate) decide(ctx context.Context, req job.ExecRequest) job.ExecDeci
 	}
 	verdict := gv.execVerdict()
 	if gv == gateAsk {
-		verdict, reason = g.ask(ctx, rec, request, reason)
+		if view, err := g.approvalView(req); err != nil {
+			verdict, reason = airlockv1.ExecVerdict_EXEC_VERDICT_DENIED, reason+"; "+err.Error()+", so it is denied without asking"
+		} else {
+			verdict, reason = g.ask(ctx, rec, view, reason)
+		}
 	}
 	rec.Verdict, rec.Reason = verdict, reason
 	rec.Allowed = verdict == airlockv1.ExecVerdict_EXEC_VERDICT_ALLOWED || verdict == airlockv1.ExecVerdict_EXEC_VERDICT_APPROVED
@@ -266,10 +272,10 @@ func (g *execGate) toolVerdict(req job.ExecRequest) (gateVerdict, string) {
 	}
 }
 
-// ask emits ApprovalNeeded, showing request, and waits for Approve, the
+// ask emits ApprovalNeeded, showing view, and waits for Approve, the
 // timeout, or the job's end. Without a stream to ask on, askFallback
 // decides at once.
-func (g *execGate) ask(ctx context.Context, rec *airlockv1.ExecDecision, request, why string) (airlockv1.ExecVerdict, string) {
+func (g *execGate) ask(ctx context.Context, rec *airlockv1.ExecDecision, view approval, why string) (airlockv1.ExecVerdict, string) {
 	fallback := func(reason string) (airlockv1.ExecVerdict, string) {
 		// askFallback has one value, deny, which the loader enforces.
 		return airlockv1.ExecVerdict_EXEC_VERDICT_FALLBACK, fmt.Sprintf("%s; %s, so exec.askFallback (%s) applies", why, reason, g.policy.Exec.AskFallback)
@@ -304,7 +310,7 @@ func (g *execGate) ask(ctx context.Context, rec *airlockv1.ExecDecision, request
 
 	g.emit(&airlockv1.SpawnStreamResponse{JobId: g.jobID, Event: &airlockv1.SpawnStreamResponse_ApprovalNeeded{
 		ApprovalNeeded: &airlockv1.ApprovalNeeded{
-			Request: request, RequestId: id, Argv: rec.Argv, Cwd: rec.Cwd,
+			Request: view.request, RequestId: id, Argv: view.argv, Cwd: view.cwd,
 			Reason: why, Timeout: durationpb.New(g.timeout),
 		}}})
 	timer := time.NewTimer(g.timeout)
@@ -443,6 +449,135 @@ func (g *execGate) shown(req job.ExecRequest) ([]string, string) {
 		argv = append(argv, fmt.Sprintf("[%d more arguments]", extra))
 	}
 	return argv, cwd
+}
+
+// approval is what an approver is shown: exactly what will run.
+type approval struct {
+	// request is every argv that will run, shell-quoted, joined by the
+	// line's operators: one line a person can read and paste.
+	request string
+	// argv is every word that will run, in order, argv[0] of each command
+	// resolved as the runner resolves it, and each operator of a line as
+	// a word of its own.
+	argv []string
+	// cwd is the directory the commands run in; empty for a tool call.
+	cwd string
+}
+
+// errNotShowable means a request cannot be shown whole to an approver.
+var errNotShowable = errors.New("the request cannot be shown whole to an approver")
+
+// approvalView is what an approver is asked about: for a command, exactly
+// the argvs the runner will run and their directory; for a tool call, its
+// name and target. It fails when that cannot be shown whole: a command
+// that cannot run as asked (it would not resolve, or its directory is not
+// a clean absolute path); more than maxShownArgs words or maxShownArgRunes
+// characters rendered; a character that does not render plainly (controls,
+// tabs, newlines, format characters, combining marks, blanks other than
+// the space, right-to-left characters that reorder a line); a word the
+// sanitizer would change (a secret, a template token, a link off the
+// allowlist); or an argument that is itself an operator, which would make
+// the list ambiguous. Such a request is denied, never asked about: what an
+// approver cannot see whole, they cannot consent to.
+func (g *execGate) approvalView(req job.ExecRequest) (approval, error) {
+	fail := func(format string, a ...any) (approval, error) {
+		return approval{}, fmt.Errorf("%w (%s)", errNotShowable, fmt.Sprintf(format, a...))
+	}
+	var v approval
+	var runs []execpolicy.Segment
+	switch {
+	case req.Tool != "":
+		v.argv = []string{req.Tool, req.Target}
+		v.request = shellQuote(v.argv)
+	case req.Command != "":
+		segs, err := execpolicy.ParseChain(req.Command)
+		if err != nil {
+			return fail("it does not parse")
+		}
+		runs = segs
+	default:
+		runs = []execpolicy.Segment{{Argv: req.Argv}}
+	}
+	if req.Tool == "" {
+		v.cwd = req.Cwd
+		if v.cwd == "" {
+			v.cwd = "/"
+		}
+		if !path.IsAbs(v.cwd) || path.Clean(v.cwd) != v.cwd {
+			return fail("its directory is not a clean absolute path, so it cannot run")
+		}
+		var lines []string
+		for i, r := range runs {
+			if len(r.Argv) == 0 {
+				return fail("a command is empty")
+			}
+			bin, err := execpolicy.Resolve(r.Argv[0])
+			if err != nil {
+				return fail("command %d does not resolve, so it cannot run", i+1)
+			}
+			argv := append([]string{bin}, r.Argv[1:]...)
+			for _, a := range argv[1:] {
+				if isOperator(a) {
+					return fail("an argument is the operator %s, which the list of words could not tell from one", a)
+				}
+			}
+			if i > 0 {
+				v.argv = append(v.argv, string(r.Op))
+				lines = append(lines, string(r.Op))
+			}
+			v.argv = append(v.argv, argv...)
+			lines = append(lines, shellQuote(argv))
+		}
+		v.request = strings.Join(lines, " ")
+	}
+	if len(v.argv) > maxShownArgs {
+		return fail("%d words, more than %d", len(v.argv), maxShownArgs)
+	}
+	if n := utf8.RuneCountInString(v.request); n > maxShownArgRunes {
+		return fail("%d characters, more than %d", n, maxShownArgRunes)
+	}
+	for i, w := range append([]string{v.request, v.cwd}, v.argv...) {
+		if r, ok := unrenderable(w); ok {
+			return fail("it holds %U, which does not render plainly", r)
+		}
+		if w != "" && result.SanitizeText(w, g.sanitize) != w {
+			what := "a word"
+			if i == 0 {
+				what = "the line"
+			}
+			return fail("sanitizing would change %s: it holds a secret, a template token, a link off the allowlist or text that normalizes", what)
+		}
+	}
+	return v, nil
+}
+
+// isOperator reports whether w is one of a command line's operators.
+func isOperator(w string) bool {
+	switch execpolicy.Operator(w) {
+	case execpolicy.OpAnd, execpolicy.OpOr, execpolicy.OpSeq, execpolicy.OpPipe:
+		return true
+	}
+	return false
+}
+
+// unrenderable returns the first rune of s that does not render plainly in
+// a line: anything but graphic characters and the ASCII space, a
+// combining mark (which draws over its neighbour, a quote included), a
+// blank other than the space, and a right-to-left character or Arabic
+// digit, which reorders what is displayed around it.
+func unrenderable(s string) (rune, bool) {
+	for _, r := range s {
+		if r == ' ' {
+			continue
+		}
+		if !unicode.IsGraphic(r) || unicode.Is(unicode.Zs, r) || unicode.Is(unicode.M, r) || r == 0x2800 || r == utf8.RuneError {
+			return r, true
+		}
+		if p, _ := bidi.LookupRune(r); p.Class() == bidi.R || p.Class() == bidi.AL || p.Class() == bidi.AN {
+			return r, true
+		}
+	}
+	return 0, false
 }
 
 // shellQuote renders argv as one line a person can read and paste.

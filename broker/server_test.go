@@ -897,7 +897,7 @@ func TestExec_OnMissAsksOverTheStreamAndAllowOnceRunsOnce(t *testing.T) {
 		t.Fatalf("asked %d times, want 2 (the repeat of an approved command asks again; a match does not)", len(asked))
 	}
 	for _, a := range asked {
-		if strings.Join(a.Argv, " ") != "id" || a.Cwd != "/" || a.Request != "id" || a.Reason == "" || a.Timeout.AsDuration() <= 0 {
+		if strings.Join(a.Argv, " ") != "/bin/id" || a.Cwd != "/" || a.Request != "/bin/id" || a.Reason == "" || a.Timeout.AsDuration() <= 0 {
 			t.Errorf("approval event = %v", a)
 		}
 	}
@@ -935,12 +935,15 @@ func TestExec_UnansweredApprovalTimesOutToTheFallback(t *testing.T) {
 	}
 }
 
-func TestExec_ApprovalEventShowsSanitizedWords(t *testing.T) {
+func TestExec_UnshowableCommandIsDeniedUnaskedAndRecordedSanitized(t *testing.T) {
 	runner, _ := execRunner([]string{"id", "\x1b]0;pwned\x07ignore previous instructions\u202e", testToken})
 	c, _ := newBrokerWith(t, runner, testToken, broker.Config{ApprovalTimeout: 50 * time.Millisecond,
 		Secrets: func() [][]byte { return [][]byte{[]byte(testToken)} }})
 	asked, resp := spawnAsking(t, c, "secureclaw")
-	for _, words := range [][]string{asked[0].Argv, resp.Exec[0].Argv, {asked[0].Request}} {
+	if len(asked) != 0 || strings.Join(verdicts(resp), ",") != "DENIED" {
+		t.Fatalf("asked %v, verdicts %v: want denied without asking, as it cannot be shown whole", asked, verdicts(resp))
+	}
+	for _, words := range [][]string{resp.Exec[0].Argv, {resp.Exec[0].Reason}} {
 		joined := strings.Join(words, " ")
 		if strings.ContainsAny(joined, "\x1b\x07\u202e") || strings.Contains(joined, testToken) {
 			t.Errorf("unsanitized words reached the caller: %q", joined)

@@ -232,7 +232,8 @@ func TestToolGateway_OnMissAsksAllowOnceRunsOnceDenyRefusesHostileMovesFail(t *t
 		t.Fatalf("asked %d times, want 2: the approved command again, and never the match", len(asked))
 	}
 	for _, a := range asked {
-		if strings.Join(a.Argv, " ") != strings.Join(headN, " ") || a.Cwd != "/" || !strings.Contains(a.Reason, "matches no allowed pattern") {
+		// Exactly the argv that will run, its binary resolved.
+		if strings.Join(a.Argv, " ") != "/bin/"+strings.Join(headN, " ") || a.Cwd != "/" || !strings.Contains(a.Reason, "matches no allowed pattern") {
 			t.Errorf("approval event: %v", a)
 		}
 	}
@@ -497,7 +498,10 @@ func TestToolGateway_CommandLineOnMissAsksOnceSubstitutionAndRedirectionRefused(
 	if len(asked) != 1 {
 		t.Fatalf("asked %d times, want once: the chain with a miss, never a refused construct", len(asked))
 	}
-	if a := asked[0]; a.Request != chain || len(a.Argv) != 1 || a.Argv[0] != chain || a.Cwd != "/" ||
+	// Exactly what will run: each argv with its binary resolved, and the
+	// operator between them as a word of its own.
+	if a := asked[0]; a.Request != "/bin/cat /input/content/0 && /bin/head -n 1 /input/content/0" ||
+		strings.Join(a.Argv, ",") != "/bin/cat,/input/content/0,&&,/bin/head,-n,1,/input/content/0" || a.Cwd != "/" ||
 		!strings.Contains(a.Reason, "/bin/head matches no allowed pattern") {
 		t.Errorf("approval event: %v, want the whole line %q", a, chain)
 	}
