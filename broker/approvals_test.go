@@ -1,9 +1,13 @@
 package broker_test
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/airlock/airlock/broker"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
@@ -103,5 +107,80 @@ func TestApproval_WhatCannotBeShownWholeIsDeniedWithoutAsking(t *testing.T) {
 				t.Errorf("reason %q does not say why nobody was asked", r)
 			}
 		})
+	}
+}
+
+// approvalTimeouts runs one command that needs an approval under cfg and
+// the given job timeout override, within a call of the given deadline, and
+// returns the approval event and the job. It answers nothing.
+func approvalTimeouts(t *testing.T, cfg broker.Config, jobTimeout, callDeadline time.Duration) (*airlockv1.ApprovalNeeded, *airlockv1.Job, time.Duration) {
+	t.Helper()
+	runner, _ := execRunner([]string{"id"})
+	c, _ := newBrokerWith(t, runner, testToken, cfg)
+	req := request()
+	req.Profile = "secureclaw"
+	if jobTimeout > 0 {
+		req.Overrides = &airlockv1.Overrides{Timeout: durationpb.New(jobTimeout)}
+	}
+	callCtx, cancel := context.WithTimeout(context.Background(), callDeadline)
+	defer cancel()
+	start := time.Now()
+	stream, err := c.SpawnStream(callCtx, &airlockv1.SpawnStreamRequest{Spawn: req})
+	if err != nil {
+		t.Fatal(err)
+	}
+	asked, done := approvals(t, c, stream)
+	if len(asked) != 1 {
+		t.Fatalf("asked %d times, want once", len(asked))
+	}
+	return asked[0], done, time.Since(start)
+}
+
+func TestApproval_AdvertisesTheJobsDeadlineWhenItEndsFirst(t *testing.T) {
+	tests := []struct {
+		name            string
+		approvalTimeout time.Duration
+		jobTimeout      time.Duration
+		callDeadline    time.Duration
+		lo, hi          time.Duration
+	}{
+		// secureclaw's 30 s deadline ends before the default 60 s.
+		{"the job's deadline", 0, 0, 2 * time.Minute, 29 * time.Second, 30 * time.Second},
+		{"the approval timeout when it ends first", 5 * time.Second, 0, 2 * time.Minute, 5 * time.Second, 5 * time.Second},
+		{"the caller's own deadline", 0, 0, 3 * time.Second, 2 * time.Second, 3 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			runner, _ := execRunner([]string{"id"})
+			c, _ := newBrokerWith(t, runner, testToken, broker.Config{ApprovalTimeout: tt.approvalTimeout})
+			callCtx, cancel := context.WithTimeout(context.Background(), tt.callDeadline)
+			defer cancel()
+			req := request()
+			req.Profile = "secureclaw"
+			stream, err := c.SpawnStream(callCtx, &airlockv1.SpawnStreamRequest{Spawn: req})
+			if err != nil {
+				t.Fatal(err)
+			}
+			asked, _ := approvals(t, c, stream, airlockv1.ApprovalDecision_APPROVAL_DECISION_DENY)
+			if len(asked) != 1 {
+				t.Fatalf("asked %d times", len(asked))
+			}
+			if got := asked[0].Timeout.AsDuration(); got < tt.lo || got > tt.hi {
+				t.Errorf("advertised %s, want within [%s, %s]", got, tt.lo, tt.hi)
+			}
+		})
+	}
+}
+
+func TestApproval_WaitEndsAtTheJobsDeadline(t *testing.T) {
+	a, done, took := approvalTimeouts(t, broker.Config{}, time.Second, 2*time.Minute)
+	if got := a.Timeout.AsDuration(); got > time.Second || got < 500*time.Millisecond {
+		t.Errorf("advertised %s for a job with 1s to live, want at most 1s", got)
+	}
+	if v := strings.Join(verdicts(done), ","); v != "FALLBACK" || !strings.Contains(done.Exec[0].Reason, "before the job's deadline") {
+		t.Errorf("verdicts %s, reason %q", v, done.Exec[0].Reason)
+	}
+	if took > 30*time.Second {
+		t.Errorf("the approval waited %s, past the job's 1s deadline and towards the 60s approval timeout", took)
 	}
 }

@@ -77,14 +77,18 @@ type execGate struct {
 	emit        func(*airlockv1.SpawnStreamResponse)
 	sanitize    result.SanitizeOptions
 
-	mu      sync.Mutex
-	closed  bool
-	seq     int
-	asked   int
-	pending map[string]chan airlockv1.ApprovalDecision
-	records []*airlockv1.ExecDecision
-	counts  map[string]int
-	dropped int
+	mu sync.Mutex
+	// deadline is when the job will be killed: from the gate's making
+	// until the task starts (earlier than the truth), then from the
+	// start. An approval never waits past it.
+	deadline time.Time
+	closed   bool
+	seq      int
+	asked    int
+	pending  map[string]chan airlockv1.ApprovalDecision
+	records  []*airlockv1.ExecDecision
+	counts   map[string]int
+	dropped  int
 	// calls counts every request decided; maxCalls, when positive, refuses
 	// those past it (the agent task's model.maxToolCalls), when negative
 	// refuses all, and limitHit says one was refused.
@@ -100,10 +104,18 @@ func newExecGate(jobID string, p *policy.Profile, interactive bool, timeout time
 	}
 	return &execGate{
 		jobID: jobID, policy: p, tools: p.EffectiveTools(policy.KnownTools), interactive: interactive, timeout: timeout, emit: emit, sanitize: opts,
-		pending: map[string]chan airlockv1.ApprovalDecision{},
-		counts:  map[string]int{},
-		closing: make(chan struct{}),
+		deadline: time.Now().Add(p.Limits.Timeout),
+		pending:  map[string]chan airlockv1.ApprovalDecision{},
+		counts:   map[string]int{},
+		closing:  make(chan struct{}),
 	}
+}
+
+// started sets the job's deadline from the moment its task started.
+func (g *execGate) started(at time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.deadline = at.Add(g.policy.Limits.Timeout)
 }
 
 // decide is the job's Job.OnExec: the profile's exec or tool policy, then
@@ -274,7 +286,9 @@ func (g *execGate) toolVerdict(req job.ExecRequest) (gateVerdict, string) {
 
 // ask emits ApprovalNeeded, showing view, and waits for Approve, the
 // timeout, or the job's end. Without a stream to ask on, askFallback
-// decides at once.
+// decides at once. The wait, and the timeout the event advertises, end at
+// the approval timeout or the job's deadline, whichever comes first: an
+// approver is never told of time the job does not have.
 func (g *execGate) ask(ctx context.Context, rec *airlockv1.ExecDecision, view approval, why string) (airlockv1.ExecVerdict, string) {
 	fallback := func(reason string) (airlockv1.ExecVerdict, string) {
 		// askFallback has one value, deny, which the loader enforces.
@@ -295,6 +309,18 @@ func (g *execGate) ask(ctx context.Context, rec *airlockv1.ExecDecision, view ap
 		g.mu.Unlock()
 		return fallback(fmt.Sprintf("%d approvals are already waiting", maxPendingApprovals))
 	}
+	wait, bound := g.timeout, fmt.Sprintf("no answer within %s", g.timeout)
+	if left := time.Until(g.deadline); left < wait {
+		wait, bound = left, "no answer before the job's deadline"
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+		wait, bound = time.Until(dl), "no answer before the job's deadline"
+	}
+	// Whole milliseconds: what is advertised is never more than the wait.
+	if wait = wait.Truncate(time.Millisecond); wait <= 0 {
+		g.mu.Unlock()
+		return fallback("the job's deadline has passed")
+	}
 	g.seq++
 	g.asked++
 	id := "exec-" + strconv.Itoa(g.seq)
@@ -311,9 +337,9 @@ func (g *execGate) ask(ctx context.Context, rec *airlockv1.ExecDecision, view ap
 	g.emit(&airlockv1.SpawnStreamResponse{JobId: g.jobID, Event: &airlockv1.SpawnStreamResponse_ApprovalNeeded{
 		ApprovalNeeded: &airlockv1.ApprovalNeeded{
 			Request: view.request, RequestId: id, Argv: view.argv, Cwd: view.cwd,
-			Reason: why, Timeout: durationpb.New(g.timeout),
+			Reason: why, Timeout: durationpb.New(wait),
 		}}})
-	timer := time.NewTimer(g.timeout)
+	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	select {
 	case d := <-answer:
@@ -322,7 +348,7 @@ func (g *execGate) ask(ctx context.Context, rec *airlockv1.ExecDecision, view ap
 		}
 		return airlockv1.ExecVerdict_EXEC_VERDICT_DENIED_BY_CALLER, why + "; denied by the caller"
 	case <-timer.C:
-		return fallback(fmt.Sprintf("no answer within %s", g.timeout))
+		return fallback(bound)
 	case <-ctx.Done():
 		return fallback("the job ended before an answer")
 	case <-g.closing:

@@ -57,6 +57,8 @@ func (s *Server) spawn(ctx context.Context, req *airlockv1.SpawnRequest, interac
 	}
 
 	gate := newExecGate(j.id, plan.job.Policy, interactive, s.approvalTimeout, emit, s.sanitizeOptions(plan.job))
+	onStart := plan.job.OnStart
+	plan.job.OnStart = func() { gate.started(time.Now()); onStart() }
 	s.gates.add(gate)
 	plan.job.OnExec = gate.decide
 	if plan.job.Task == TaskAgent {
