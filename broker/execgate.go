@@ -45,6 +45,9 @@ const (
 	// about must fit them whole, rendered, or it is denied unasked.
 	maxShownArgs     = 64
 	maxShownArgRunes = 1024
+	// maxReasonRunes caps a decision's reason: the broker's words around
+	// the job's, quoted.
+	maxReasonRunes = 512
 )
 
 // gateVerdict is what the profile alone says of a call, before anyone is
@@ -134,7 +137,7 @@ func (g *execGate) decide(ctx context.Context, req job.ExecRequest) job.ExecDeci
 		shown = job.ExecRequest{Argv: []string{req.Command}, Cwd: req.Cwd}
 	}
 	if g.overLimit() {
-		reason := fmt.Sprintf("refused: the job has made its %d tool calls (model.maxToolCalls)", g.maxCalls)
+		reason := fmt.Sprintf("refused: the job has made its %d tool calls (model.maxToolCalls)", max(g.maxCalls, 0))
 		g.emitToolCall(req, job.ExecRequest{Argv: []string{req.Tool, req.Target}}, false, reason)
 		return job.ExecDecision{Reason: reason}
 	}
@@ -155,6 +158,10 @@ func (g *execGate) decide(ctx context.Context, req job.ExecRequest) job.ExecDeci
 			verdict, reason = g.ask(ctx, rec, view, reason)
 		}
 	}
+	// The reason quotes the job's words (a path, a pattern miss): it is
+	// cleaned like them, once, for the caller, the stream, the audit and
+	// the job alike.
+	reason = cleanLine(reason, maxReasonRunes, g.sanitize)
 	rec.Verdict, rec.Reason = verdict, reason
 	rec.Allowed = verdict == airlockv1.ExecVerdict_EXEC_VERDICT_ALLOWED || verdict == airlockv1.ExecVerdict_EXEC_VERDICT_APPROVED
 	g.record(rec)
@@ -337,7 +344,7 @@ func (g *execGate) ask(ctx context.Context, rec *airlockv1.ExecDecision, view ap
 	g.emit(&airlockv1.SpawnStreamResponse{JobId: g.jobID, Event: &airlockv1.SpawnStreamResponse_ApprovalNeeded{
 		ApprovalNeeded: &airlockv1.ApprovalNeeded{
 			Request: view.request, RequestId: id, Argv: view.argv, Cwd: view.cwd,
-			Reason: why, Timeout: durationpb.New(wait),
+			Reason: cleanLine(why, maxReasonRunes, g.sanitize), Timeout: durationpb.New(wait),
 		}}})
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
@@ -396,7 +403,7 @@ func (g *execGate) emitToolCall(req, shown job.ExecRequest, allowed bool, reason
 // toolCallEvent is the stream's ToolCall for a decided request, in the
 // sanitized words shown: argv for a command, tool and target otherwise.
 func toolCallEvent(jobID string, req job.ExecRequest, argv []string, allowed bool, reason string) *airlockv1.SpawnStreamResponse {
-	tc := &airlockv1.ToolCall{Tool: req.Tool, Allowed: allowed, Reason: reason}
+	tc := &airlockv1.ToolCall{Tool: toolName(req.Tool), Allowed: allowed, Reason: reason}
 	switch {
 	case req.Tool == "":
 		tc.Tool, tc.Argv = "exec", argv
@@ -404,6 +411,15 @@ func toolCallEvent(jobID string, req job.ExecRequest, argv []string, allowed boo
 		tc.Target = argv[1]
 	}
 	return &airlockv1.SpawnStreamResponse{JobId: jobID, Time: timestamppb.Now(), Event: &airlockv1.SpawnStreamResponse_ToolCall{ToolCall: tc}}
+}
+
+// toolName is a tool call's name as the caller may see it: one the broker
+// knows, or "unknown"; the name is the job's word.
+func toolName(tool string) string {
+	if t := strings.ToLower(tool); slices.Contains(policy.KnownTools, t) {
+		return t
+	}
+	return "unknown"
 }
 
 // toolCalls returns how many calls were decided and whether one was
@@ -450,16 +466,18 @@ func (g *execGate) results() ([]*airlockv1.ExecDecision, map[string]int) {
 	return recs, counts
 }
 
-// shown is the request's argv and cwd as the caller may see them:
-// sanitized like a result's strings, and capped.
+// shown is the request's argv and cwd as the record and the stream show
+// them: sanitized like a result's strings, each on one line, and capped,
+// with a marker where a word was cut. It is a record of what was asked,
+// never what an approver consents to: that is approvalView.
 func (g *execGate) shown(req job.ExecRequest) ([]string, string) {
 	n := min(len(req.Argv), maxShownArgs)
 	words := make([]any, 0, n+1)
 	for _, a := range req.Argv[:n] {
-		words = append(words, a)
+		words = append(words, oneLine(a))
 	}
-	words = append(words, req.Cwd)
-	clean, _ := result.Sanitize(words, g.sanitize)
+	words = append(words, oneLine(req.Cwd))
+	clean, findings := result.Sanitize(words, g.sanitize)
 	out := make([]string, 0, n+1)
 	list, _ := clean.([]any)
 	for _, w := range list {
@@ -470,12 +488,25 @@ func (g *execGate) shown(req job.ExecRequest) ([]string, string) {
 		// Sanitize keeps a list's length; refuse to show a misaligned one.
 		return []string{"[unprintable]"}, ""
 	}
+	for _, f := range findings {
+		if f.Kind != result.KindTruncated {
+			continue
+		}
+		for i := range out {
+			if f.Path == fmt.Sprintf("$[%d]", i) {
+				out[i] += cutMarker
+			}
+		}
+	}
 	argv, cwd := out[:n], out[n]
 	if extra := len(req.Argv) - n; extra > 0 {
 		argv = append(argv, fmt.Sprintf("[%d more arguments]", extra))
 	}
 	return argv, cwd
 }
+
+// cutMarker ends a word that was cut to be shown.
+const cutMarker = " [cut]"
 
 // approval is what an approver is shown: exactly what will run.
 type approval struct {

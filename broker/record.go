@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/airlock/airlock/broker/audit"
-	"github.com/airlock/airlock/broker/result"
 	"github.com/airlock/airlock/policies/prompt"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
 	"github.com/airlock/airlock/sandbox/job"
@@ -58,10 +57,14 @@ func (s *Server) auditRecord(req *airlockv1.SpawnRequest, pl *plan, out *job.Out
 		if execCounts == nil {
 			execCounts = map[string]int{}
 		}
+		refused := map[string]int{}
 		for reason, n := range out.GatewayRefused {
+			refused[gatewayReason(reason)] += n
+		}
+		for reason, n := range refused {
 			execCounts["GATEWAY_REFUSED_"+strings.ToUpper(reason)] += n
 		}
-		s.log.Warn("tool gateway refused requests", "job", resp.JobId, "refused", out.GatewayRefused)
+		s.log.Warn("tool gateway refused requests", "job", resp.JobId, "refused", refused)
 	}
 	if len(execCounts) > 0 {
 		// Counts by verdict, never the commands: they are the job's words.
@@ -70,12 +73,9 @@ func (s *Server) auditRecord(req *airlockv1.SpawnRequest, pl *plan, out *job.Out
 	if out != nil {
 		rec.ImageDigest = out.ImageDigest
 		// The task's own output is hostile text: it is recorded capped,
-		// and sanitized and redacted like a result, never raw.
-		logs := out.Logs
-		if len(logs) > maxAuditLogBytes {
-			logs = logs[:maxAuditLogBytes]
-		}
-		rec.Logs = result.SanitizeText(string(logs), s.sanitizeOptions(pl.job))
+		// and sanitized and redacted like a result, never raw. It is cut
+		// after redacting, so that no secret is recorded cut in two.
+		rec.Logs = cleanText(string(out.Logs), maxAuditLogBytes, pl.sanitize)
 	}
 	for _, f := range resp.GetSanitization().GetFindings() {
 		if rec.Findings == nil {
@@ -91,6 +91,17 @@ func (s *Server) auditRecord(req *airlockv1.SpawnRequest, pl *plan, out *job.Out
 		}
 	}
 	return rec
+}
+
+// gatewayReason is a reason the tool gateway gave for refusals, as a key
+// of the audit record and the log: the gateway's fixed words, such as
+// wrong_capability, or "other". The Outcome is the sandbox side's, and
+// nothing of it is trusted.
+func gatewayReason(reason string) string {
+	if reason == "" || len(reason) > 32 || strings.IndexFunc(reason, func(r rune) bool { return (r < 'a' || r > 'z') && r != '_' }) >= 0 {
+		return "other"
+	}
+	return reason
 }
 
 // observe counts a finished job in the metrics and the anomaly detector.

@@ -19,6 +19,10 @@ import (
 type plan struct {
 	job    *job.Job
 	schema *result.Schema
+	// sanitize cleans everything of the job that crosses back: its
+	// result, and every string it can influence on the way to the caller,
+	// the stream and the audit log.
+	sanitize result.SanitizeOptions
 }
 
 // plan validates req and resolves its policy. Every failure is an
@@ -52,7 +56,7 @@ func (s *Server) plan(req *airlockv1.SpawnRequest) (*plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &plan{
+	pl := &plan{
 		job: &job.Job{
 			ID:      id,
 			Image:   p.Image(),
@@ -68,7 +72,9 @@ func (s *Server) plan(req *airlockv1.SpawnRequest) (*plan, error) {
 			Services:     services,
 		},
 		schema: schema,
-	}, nil
+	}
+	pl.sanitize = s.sanitizeOptions(pl.job)
+	return pl, nil
 }
 
 // jobID is the caller's idempotency key, or a fresh one. A refused key is

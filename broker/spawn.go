@@ -48,7 +48,7 @@ func (s *Server) spawn(ctx context.Context, req *airlockv1.SpawnRequest, interac
 	j.setCancel(cancel)
 	var started time.Time
 	plan.job.OnEgress = func(a job.EgressAttempt) {
-		emit(&airlockv1.SpawnStreamResponse{JobId: j.id, Event: &airlockv1.SpawnStreamResponse_Egress{Egress: egressProto(a)}})
+		emit(&airlockv1.SpawnStreamResponse{JobId: j.id, Event: &airlockv1.SpawnStreamResponse_Egress{Egress: egressProto(a, plan.sanitize)}})
 	}
 	plan.job.OnStart = func() {
 		started = time.Now()
@@ -56,7 +56,7 @@ func (s *Server) spawn(ctx context.Context, req *airlockv1.SpawnRequest, interac
 		emit(&airlockv1.SpawnStreamResponse{JobId: j.id, Event: &airlockv1.SpawnStreamResponse_Started{Started: &airlockv1.JobStarted{}}})
 	}
 
-	gate := newExecGate(j.id, plan.job.Policy, interactive, s.approvalTimeout, emit, s.sanitizeOptions(plan.job))
+	gate := newExecGate(j.id, plan.job.Policy, interactive, s.approvalTimeout, emit, plan.sanitize)
 	onStart := plan.job.OnStart
 	plan.job.OnStart = func() { gate.started(time.Now()); onStart() }
 	s.gates.add(gate)
@@ -69,7 +69,7 @@ func (s *Server) spawn(ctx context.Context, req *airlockv1.SpawnRequest, interac
 		}
 	}
 	plan.job.OnModelCall = func(c job.ModelCall) {
-		emit(&airlockv1.SpawnStreamResponse{JobId: j.id, Event: &airlockv1.SpawnStreamResponse_ModelTurn{ModelTurn: modelTurnProto(c)}})
+		emit(&airlockv1.SpawnStreamResponse{JobId: j.id, Event: &airlockv1.SpawnStreamResponse_ModelTurn{ModelTurn: modelTurnProto(c, plan.sanitize)}})
 	}
 
 	start := time.Now()

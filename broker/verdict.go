@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -16,16 +17,76 @@ import (
 	"github.com/airlock/airlock/sandbox/job"
 )
 
-func egressProto(a job.EgressAttempt) *airlockv1.EgressAttempt {
+// egressProto is an egress attempt as the caller, the stream and the
+// audit see it. The host, method and path are the job's words and the
+// reason quotes them: each is cleaned with the job's sanitizer options and
+// capped.
+func egressProto(a job.EgressAttempt, opts result.SanitizeOptions) *airlockv1.EgressAttempt {
 	return &airlockv1.EgressAttempt{
-		Time: timestamppb.New(a.Time), Host: a.Host, Port: uint32(a.Port), Allowed: a.Allowed, Reason: a.Reason,
-		Method: a.Method, BytesUp: a.BytesUp, BytesDown: a.BytesDown,
-		Path: printable(a.Path, maxShownPathBytes), Status: int32(a.Status),
+		Time: timestamppb.New(a.Time), Host: cleanLine(a.Host, maxShownHostRunes, opts), Port: uint32(a.Port), Allowed: a.Allowed,
+		Reason: cleanLine(a.Reason, maxReasonRunes, opts),
+		Method: cleanLine(printable(a.Method, maxShownMethodBytes), maxShownMethodBytes, opts), BytesUp: a.BytesUp, BytesDown: a.BytesDown,
+		Path: cleanLine(printable(a.Path, maxShownPathBytes), maxShownPathBytes, opts), Status: int32(a.Status),
 	}
 }
 
-// maxShownPathBytes caps an egress attempt's path; the proxy caps it too.
-const maxShownPathBytes = 256
+// Caps on an egress attempt's words as shown; the proxy caps them too.
+const (
+	maxShownPathBytes   = 256
+	maxShownHostRunes   = 253 // a DNS name's limit
+	maxShownMethodBytes = 16
+	// maxMessageRunes caps a response's message.
+	maxMessageRunes = 1024
+)
+
+// cleanText is text the sandbox could influence as the caller, the stream
+// or the audit log may see it: sanitized like a result's strings with the
+// job's options (escapes, controls, bidi and invisible characters,
+// template tokens, the job's secrets and credential shapes, links off the
+// allowlist) and cut to maxRunes, after redacting, so that no secret is
+// shown cut in two. A long s is read a window at a time, so a megabyte
+// usually costs what a few kilobytes do: a window is enough once what
+// remains of it, cleaned, reaches past the cap by more than a secret
+// (URL-encoded, three bytes per byte, or neutralized, three characters
+// per character) could take, since only a secret at the window's end can
+// be cut in two there. Stripped text shrinks, so the window doubles until
+// it is, up to all of s.
+func cleanText(s string, maxRunes int, opts result.SanitizeOptions) string {
+	longest := 0
+	for _, sec := range opts.Secrets {
+		longest = max(longest, len(sec))
+	}
+	margin := 3 * (3*longest + 16)
+	opts.MaxStringLength = maxRunes
+	for window := 4 * (maxRunes + margin); window < len(s); window *= 2 {
+		wide := opts
+		wide.MaxStringLength = window // no cut
+		if t := result.SanitizeText(s[:window], wide); utf8.RuneCountInString(t) >= maxRunes+margin {
+			return result.SanitizeText(t, opts)
+		}
+	}
+	return result.SanitizeText(s, opts)
+}
+
+// cleanLine is cleanText on one line: tabs and line breaks become spaces,
+// so that a reason cannot forge another line of a log or a terminal.
+func cleanLine(s string, maxRunes int, opts result.SanitizeOptions) string {
+	return oneLine(cleanText(oneLine(s), maxRunes, opts))
+}
+
+// oneLine replaces tabs and line breaks with spaces.
+func oneLine(s string) string {
+	if !strings.ContainsAny(s, "\t\n\r\v\f\u0085\u2028\u2029") {
+		return s
+	}
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case '\t', '\n', '\r', '\v', '\f', 0x85, 0x2028, 0x2029:
+			return ' '
+		}
+		return r
+	}, s)
+}
 
 // printable keeps printable ASCII of s, at most n bytes: a path is the
 // job's text, and what it would say beyond a cap or in control characters
@@ -43,17 +104,23 @@ func printable(s string, n int) string {
 	return s
 }
 
-func modelTurnProto(c job.ModelCall) *airlockv1.ModelTurn {
+// modelTurnProto is a model call as the stream shows it. The proxy writes
+// its reason and limit, but the reason can carry an upstream's words.
+func modelTurnProto(c job.ModelCall, opts result.SanitizeOptions) *airlockv1.ModelTurn {
 	return &airlockv1.ModelTurn{
 		Turn: int32(c.Turn), Allowed: c.Allowed, Status: int32(c.Status),
 		InputTokens: c.InputTokens, OutputTokens: c.OutputTokens, BytesUp: c.BytesUp, BytesDown: c.BytesDown,
-		Duration: durationpb.New(c.Duration), Reason: printable(c.Reason, maxReasonBytes), Limit: printable(c.Limit, 32),
+		Duration: durationpb.New(c.Duration), Reason: cleanLine(printable(c.Reason, maxReasonBytes), maxReasonBytes, opts),
+		Limit: cleanLine(printable(c.Limit, 32), 32, opts),
 	}
 }
 
 // maxReasonBytes caps a proxy-made reason shown to the caller. The proxy
 // writes it, but it can carry an upstream's error words.
 const maxReasonBytes = 512
+
+// maxLoggedErrorRunes caps a sandbox failure in the operator's log.
+const maxLoggedErrorRunes = 4096
 
 // Exit codes of the reference agent's agent task, beyond 0 (a result), 1
 // (a failure) and 2 (a bad job). The job chooses them, so each only
@@ -114,20 +181,26 @@ func (s *Server) verdict(ctx context.Context, pl *plan, out *job.Outcome, runErr
 		Usage:        &airlockv1.Usage{},
 		Sanitization: &airlockv1.SanitizationReport{},
 	}
+	// Every message goes through the sanitizer: some quote the job's
+	// words (a result's keys, a model's failure), and the rest cost
+	// nothing to clean.
 	set := func(v airlockv1.Verdict, format string, a ...any) *airlockv1.SpawnResponse {
 		resp.Verdict = v
-		resp.Message = fmt.Sprintf(format, a...)
+		resp.Message = cleanLine(fmt.Sprintf(format, a...), maxMessageRunes, pl.sanitize)
 		return resp
 	}
 	if runErr != nil {
 		if ctx.Err() != nil {
 			return set(airlockv1.Verdict_VERDICT_CANCELLED, "job cancelled before it finished")
 		}
-		s.log.Error("sandbox failed", "job", pl.job.ID, "err", runErr)
-		return set(airlockv1.Verdict_VERDICT_SANDBOX_ERROR, "sandbox failed: %v", runErr)
+		// The cause names host paths, containerd's words and whatever the
+		// job did to provoke it: the operator's log has it, cleaned; the
+		// caller gets what to do.
+		s.log.Error("sandbox failed", "job", pl.job.ID, "err", cleanLine(runErr.Error(), maxLoggedErrorRunes, pl.sanitize))
+		return set(airlockv1.Verdict_VERDICT_SANDBOX_ERROR, "the broker could not run the job in a sandbox; this is not the request's fault: retry, and if it persists, ask the operator to look up job %s in airlockd's log", pl.job.ID)
 	}
 	for _, a := range out.Egress {
-		resp.Egress = append(resp.Egress, egressProto(a))
+		resp.Egress = append(resp.Egress, egressProto(a, pl.sanitize))
 	}
 	resp.Usage.ExitCode = int32(out.ExitCode)
 	resp.Usage.MemoryPeakBytes = out.MemoryPeakBytes
@@ -156,7 +229,7 @@ func (s *Server) verdict(ctx context.Context, pl *plan, out *job.Outcome, runErr
 	case out.Result == nil:
 		return set(airlockv1.Verdict_VERDICT_SCHEMA_INVALID, "no result: %s", out.ResultProblem)
 	}
-	st, findings, err := result.Process(out.Result, pl.schema, p.Limits.OutputBytes, s.sanitizeOptions(pl.job))
+	st, findings, err := result.Process(out.Result, pl.schema, p.Limits.OutputBytes, pl.sanitize)
 	for _, f := range findings {
 		resp.Sanitization.Findings = append(resp.Sanitization.Findings, &airlockv1.SanitizationFinding{
 			Path: f.Path, Kind: f.Kind, Detail: f.Detail, Count: int32(f.Count)})

@@ -101,8 +101,9 @@ type Finding struct {
 // sorted by path and aggregated per path and kind. v is not modified.
 //
 // Each string goes through these steps, in an order chosen so that the
-// output is a fixed point (Sanitize of it changes nothing): strip escape
-// sequences, controls and invisible characters; NFKC-normalize; remove
+// output is a fixed point (Sanitize of it changes nothing): redact known
+// secrets as they came; strip escape sequences, controls and invisible
+// characters; NFKC-normalize; remove
 // chat-template tokens; redact known secrets, then credential shapes, then
 // ExtraPatterns; neutralize links; cap the length. Instruction-like text is
 // flagged, not changed.
@@ -157,6 +158,11 @@ func newSanitizer(opts SanitizeOptions) *sanitizer {
 
 // text runs every string rule over s, noting what fired in ns.
 func (z *sanitizer) text(s string, ns *notes) string {
+	// Known secrets are redacted as they came as well as once cleaned:
+	// stripping an escape sequence can take a secret's first character
+	// with it ("\x1b" + "sk-..." loses the "s"), and what is left would
+	// match no more.
+	s = z.secrets.redact(s, ns, &z.buf)
 	s = clean(s, ns)
 	if t := removeTemplateTokens(s, ns); t != s {
 		// Removing a token can put a letter next to a combining mark.

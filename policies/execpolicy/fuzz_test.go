@@ -47,6 +47,11 @@ func checkMatch(t *testing.T, cmdline string) {
 	if d.Reason == "" {
 		t.Fatalf("%q: no reason", cmdline)
 	}
+	// A reason reaches the caller: the job's words in it are quoted in
+	// ASCII, so it holds no control, format or non-ASCII character.
+	if i := strings.IndexFunc(d.Reason, func(r rune) bool { return r < ' ' || r > '~' }); i >= 0 {
+		t.Fatalf("%q: reason %q holds %q", cmdline, d.Reason, d.Reason[i:])
+	}
 	if err != nil {
 		if d.Allowed {
 			t.Fatalf("%q: allowed despite %v", cmdline, err)

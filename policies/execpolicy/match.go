@@ -43,15 +43,15 @@ type Checked struct {
 func Resolve(argv0 string) (string, error) {
 	switch {
 	case argv0 == "" || argv0 == "." || argv0 == "..":
-		return "", fmt.Errorf("%w: %q", ErrNotResolvable, argv0)
+		return "", fmt.Errorf("%w: %s", ErrNotResolvable, quoteWord(argv0))
 	case strings.ContainsRune(argv0, 0):
 		return "", fmt.Errorf("%w: NUL in command name", ErrNotResolvable)
 	case !strings.Contains(argv0, "/"):
 		return BinDir + "/" + argv0, nil
 	case !strings.HasPrefix(argv0, "/"):
-		return "", fmt.Errorf("%w: relative path %q; name the program or give its absolute path", ErrNotResolvable, argv0)
+		return "", fmt.Errorf("%w: relative path %s; name the program or give its absolute path", ErrNotResolvable, quoteWord(argv0))
 	case path.Clean(argv0) != argv0:
-		return "", fmt.Errorf("%w: %q is not a clean path", ErrNotResolvable, argv0)
+		return "", fmt.Errorf("%w: %s is not a clean path", ErrNotResolvable, quoteWord(argv0))
 	}
 	return argv0, nil
 }
@@ -148,7 +148,7 @@ func matchSegments(patterns []string, segs []Segment) (Decision, error) {
 			}
 		}
 		if c.Pattern == "" {
-			misses = append(misses, fmt.Sprintf("%s matches no allowed pattern", p))
+			misses = append(misses, quoteWord(p)+" matches no allowed pattern")
 			d.Allowed = false
 		}
 		d.Segments = append(d.Segments, c)

@@ -227,7 +227,7 @@ func (p *parser) dollar() error {
 		p.i++
 		return nil
 	default:
-		return fmt.Errorf("%w: expansion $%c", ErrUnsupported, n)
+		return fmt.Errorf("%w: expansion %s", ErrUnsupported, quoteWord("$"+string([]byte{n})))
 	}
 }
 
@@ -281,7 +281,7 @@ func (p *parser) doubleQuoted() error {
 			if p.peek(1) == '(' {
 				return fmt.Errorf("%w: command substitution $( in double quotes", ErrUnsupported)
 			}
-			return fmt.Errorf("%w: expansion $%c in double quotes", ErrUnsupported, p.peek(1))
+			return fmt.Errorf("%w: expansion %s in double quotes", ErrUnsupported, quoteWord("$"+string([]byte{p.peek(1)})))
 		default:
 			if err := checkChar(c); err != nil && c != '\n' {
 				return err
@@ -360,7 +360,7 @@ func checkSegment(argv []string) error {
 		return fmt.Errorf("%w: shell keyword %q", ErrUnsupported, argv[0])
 	}
 	if name, _, ok := strings.Cut(argv[0], "="); ok && name != "" && !strings.Contains(name, "/") {
-		return fmt.Errorf("%w: variable assignment %q in command position", ErrUnsupported, name+"=")
+		return fmt.Errorf("%w: variable assignment %s in command position", ErrUnsupported, quoteWord(name+"="))
 	}
 	return nil
 }

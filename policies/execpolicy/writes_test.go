@@ -100,3 +100,35 @@ func TestAudited_CoversTheReadOnlyToolsAndNoWriter(t *testing.T) {
 		}
 	}
 }
+
+// hostileWords are what a job could put in a command to reach the caller
+// through a reason: escapes, a bidi override, a template token, a
+// newline, a megabyte.
+var hostileWords = []string{
+	"\x1b[2J", "\x1b]8;;https://evil.example/\x07x\x1b]8;;\x07", "a\u202egpj", "<|im_start|>system", "a\nb", strings.Repeat("A", 1<<20),
+}
+
+func TestReasons_QuoteTheJobsWordsInBoundedASCII(t *testing.T) {
+	for _, w := range hostileWords {
+		var reasons []string
+		for _, argv := range [][]string{{w}, {"/bin/" + w}, {"./" + w}, {"/bin/../" + w}, {"sort", "-" + w}, {"sort", "--" + w}} {
+			d, _ := MatchArgv(vanilla, argv)
+			reasons = append(reasons, d.Reason)
+		}
+		for _, line := range []string{"'" + w + "'", "X" + "='" + w + "' cat", "cat $\x1b", `cat "$` + "\x1b\"", "uniq a '" + w + "'"} {
+			d, _ := Match(vanilla, line)
+			reasons = append(reasons, d.Reason)
+		}
+		for _, r := range reasons {
+			if len(r) > 1024 {
+				t.Errorf("reason of %d bytes: %.80q...", len(r), r)
+			}
+			for _, c := range []byte(r) {
+				if c < ' ' || c > '~' {
+					t.Errorf("reason holds byte %#02x: %.200q", c, r)
+					break
+				}
+			}
+		}
+	}
+}

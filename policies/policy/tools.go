@@ -155,7 +155,9 @@ const (
 func (p *Profile) CheckToolCall(effective []string, tool, target string) (ToolCheck, string) {
 	tool = strings.ToLower(tool)
 	if tool != ToolFetch && toolRoots[tool] == nil {
-		return ToolRefused, fmt.Sprintf("%q is not a tool the broker decides (read, write, edit, fetch)", tool)
+		// The name is the job's and not repeated: a reason reaches the
+		// caller and the audit log.
+		return ToolRefused, "the call names no tool the broker decides (read, write, edit, fetch)"
 	}
 	if !slices.Contains(effective, tool) {
 		return ToolRefused, fmt.Sprintf("the profile does not allow the %s tool", tool)
