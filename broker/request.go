@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -189,6 +190,57 @@ func isLabelNameByte(c byte) bool {
 func isLabelKeyByte(c byte) bool { return isLabelNameByte(c) || c == '/' }
 func isJobIDByte(c byte) bool    { return isLabelNameByte(c) }
 
+// Bounds on the egress a request may narrow its profile to: entries are
+// host[:port] patterns, and a profile never needs more.
+const (
+	maxEgressOverrides     = 64
+	maxEgressOverrideBytes = 261 // a DNS name, a colon and a port
+	// maxShownErrorBytes caps a parser's error quoted back to the caller.
+	maxShownErrorBytes = 512
+)
+
+// checkEgressOverrides bounds overrides.egress before anything parses it:
+// its count, and each entry's length and characters (printable ASCII, no
+// space), so that no error about it repeats much of the caller's text.
+func checkEgressOverrides(egress []string) error {
+	if len(egress) > maxEgressOverrides {
+		return badField("overrides.egress", "overrides.egress has %d entries; at most %d", len(egress), maxEgressOverrides)
+	}
+	for i, e := range egress {
+		if e == "" || len(e) > maxEgressOverrideBytes || strings.IndexFunc(e, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0 {
+			return badField(fmt.Sprintf("overrides.egress[%d]", i), "overrides.egress[%d] must be a host[:port] pattern of 1-%d printable ASCII characters; got %s",
+				i, maxEgressOverrideBytes, describeValue(e, isPrintableByte))
+		}
+	}
+	return nil
+}
+
+func isPrintableByte(c byte) bool { return c > ' ' && c <= '~' }
+
+// quoteName quotes a name the caller sent (a profile, a task, a job ID)
+// when it is short and plain, and otherwise describes it without
+// repeating it.
+func quoteName(s string) string {
+	if s != "" && len(s) <= maxJobIDBytes && strings.IndexFunc(s, func(r rune) bool { return r >= utf8.RuneSelf || !isLabelNameByte(byte(r)) }) < 0 {
+		return strconv.Quote(s)
+	}
+	return "(" + describeValue(s, isLabelNameByte) + ")"
+}
+
+// boundedError is err's message on one line, cut to maxShownErrorBytes: a
+// parser's error can quote what it was given.
+func boundedError(err error) string {
+	msg := strings.Join(strings.Fields(err.Error()), " ")
+	if len(msg) > maxShownErrorBytes {
+		cut := maxShownErrorBytes
+		for cut > 0 && !utf8.RuneStart(msg[cut]) {
+			cut--
+		}
+		msg = msg[:cut] + "..."
+	}
+	return strings.ToValidUTF8(msg, "?")
+}
+
 // describeValue describes a refused value without repeating it: its
 // length, the first byte outside the field's characters, and a short
 // quoted prefix in which every byte outside them is '?'. The value is the
@@ -224,7 +276,7 @@ func (s *Server) profile(name string, ov *airlockv1.Overrides) (*policy.Profile,
 	}
 	base, err := s.profiles.Get(name)
 	if err != nil {
-		return nil, badField("profile", "unknown profile %q; known profiles: %v", name, s.profiles.Names())
+		return nil, badField("profile", "unknown profile %s; known profiles: %v", quoteName(name), s.profiles.Names())
 	}
 	var o policy.Overrides
 	if ov != nil {
@@ -242,6 +294,9 @@ func (s *Server) profile(name string, ov *airlockv1.Overrides) (*policy.Profile,
 		}
 		o.MemoryBytes = ov.GetMemoryBytes()
 		o.OutputBytes = ov.GetOutputBytes()
+		if err := checkEgressOverrides(ov.GetEgress()); err != nil {
+			return nil, err
+		}
 		o.Egress = ov.GetEgress()
 		if m := ov.GetModel(); m != nil {
 			o.Model, o.MaxTurns, o.MaxToolCalls = m.GetName(), int(m.GetMaxTurns()), int(m.GetMaxToolCalls())
@@ -250,7 +305,7 @@ func (s *Server) profile(name string, ov *airlockv1.Overrides) (*policy.Profile,
 	}
 	p, err := base.Tighten(o)
 	if err != nil {
-		return nil, badField(overrideField(base, o), "overrides: %v", err)
+		return nil, badField(overrideField(base, o), "overrides: %s", boundedError(err))
 	}
 	return p, nil
 }
@@ -331,7 +386,7 @@ func schemaOf(text string, p *policy.Profile) (string, *result.Schema, error) {
 	}
 	schema, err := result.CompileSchema(text)
 	if err != nil {
-		return "", nil, badField("result_schema", "result_schema: %v", err)
+		return "", nil, badField("result_schema", "result_schema: %s", boundedError(err))
 	}
 	return text, schema, nil
 }
@@ -406,7 +461,7 @@ func checkInstructions(p *policy.Profile, task *airlockv1.Task) error {
 func checkTask(p *policy.Profile, task *airlockv1.Task) error {
 	name := task.GetName()
 	if !taskNamePattern.MatchString(name) {
-		return badField("task.name", "task.name %q must be a lowercase task name such as summarize", name)
+		return badField("task.name", "task.name %s must be a lowercase task name such as summarize", quoteName(name))
 	}
 	if err := checkInstructions(p, task); err != nil {
 		return err
@@ -425,7 +480,7 @@ func checkTask(p *policy.Profile, task *airlockv1.Task) error {
 	}
 	for k, v := range task.GetParams() {
 		if len(k)+len(v) > maxParamBytes {
-			return badField("task.params", "task.params[%q] is longer than %d bytes", k, maxParamBytes)
+			return badField("task.params", "task.params[%s] is longer than %d bytes", quoteName(k), maxParamBytes)
 		}
 	}
 	return nil

@@ -3,8 +3,10 @@ package broker_test
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/airlock/airlock/broker"
 	"github.com/airlock/airlock/broker/audit"
+	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
 )
 
 // hostileValues are what a caller could put in a job_id, a label key or a
@@ -155,5 +158,116 @@ func TestSpawn_KubernetesStyleLabelsReachTheAuditLog(t *testing.T) {
 	}
 	if rec.JobID != req.JobId || len(rec.Labels) != len(labels) {
 		t.Errorf("audit record job %q labels %v, want %q and %v", rec.JobID, rec.Labels, req.JobId, labels)
+	}
+}
+
+// checkNoEcho checks that err's message is short printable ASCII that
+// repeats no telling part of bad.
+func checkNoEcho(t *testing.T, err error, code codes.Code, bad string) {
+	t.Helper()
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != code {
+		t.Fatalf("err = %v, want %v", err, code)
+	}
+	if len(st.Message()) > 700 {
+		t.Errorf("message is %d bytes: %.200q...", len(st.Message()), st.Message())
+	}
+	for _, r := range st.Message() {
+		if r < ' ' || r > '~' {
+			t.Errorf("message holds %U: %.300q", r, st.Message())
+			break
+		}
+	}
+	for _, piece := range []string{strings.Repeat("a", 64), "\x1b", "\u202e", "<|im_start|>", "\nlevel=", "evil.example"} {
+		if strings.Contains(bad, piece) && strings.Contains(st.Message(), piece) {
+			t.Errorf("the error repeats %q of the caller's value: %.300q", piece, st.Message())
+		}
+	}
+}
+
+func TestSpawn_RefusesHostileNamesAndOverridesWithoutEchoingThem(t *testing.T) {
+	for name, v := range hostileValues {
+		tests := []struct {
+			field string
+			edit  func(*airlockv1.SpawnRequest)
+		}{
+			{"profile", func(r *airlockv1.SpawnRequest) { r.Profile = v }},
+			{"task.name", func(r *airlockv1.SpawnRequest) { r.Task.Name = v }},
+			{"task.params", func(r *airlockv1.SpawnRequest) { r.Task.Params = map[string]string{v + strings.Repeat("p", 5000): "x"} }},
+			{"overrides.egress[1]", func(r *airlockv1.SpawnRequest) {
+				r.Profile = "secureclaw"
+				r.Overrides = &airlockv1.Overrides{Egress: []string{"api.example.com", v}}
+			}},
+		}
+		for _, tt := range tests {
+			t.Run(name+"/"+tt.field, func(t *testing.T) {
+				runner := &fakeRunner{outcome: rawResult(`{"title":"T"}`)}
+				c, _ := newBroker(t, runner, testToken, 0)
+				req := request()
+				tt.edit(req)
+				_, err := c.Spawn(ctx(t), req)
+				checkNoEcho(t, err, codes.InvalidArgument, v)
+				if runner.runs.Load() != 0 {
+					t.Error("a refused request ran")
+				}
+			})
+		}
+	}
+	t.Run("too many egress overrides", func(t *testing.T) {
+		runner := &fakeRunner{outcome: rawResult(`{"title":"T"}`)}
+		c, _ := newBroker(t, runner, testToken, 0)
+		req := request()
+		req.Profile = "secureclaw"
+		req.Overrides = &airlockv1.Overrides{Egress: slices.Repeat([]string{"api.example.com"}, 65)}
+		_, err := c.Spawn(ctx(t), req)
+		checkRefusal(t, err, "overrides.egress", "64", "")
+	})
+}
+
+func TestJobRPCs_DoNotEchoAHostileJobOrRequestID(t *testing.T) {
+	runner, _ := execRunner([]string{"id"})
+	c, _ := newBrokerWith(t, runner, testToken, broker.Config{ApprovalTimeout: time.Minute})
+	req := request()
+	req.Profile = "secureclaw"
+	req.JobId = "waiting-job"
+	stream, err := c.SpawnStream(ctx(t), &airlockv1.SpawnStreamRequest{Spawn: req})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pending *airlockv1.ApprovalNeeded
+	for pending == nil {
+		ev, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pending = ev.GetApprovalNeeded()
+	}
+	allow := airlockv1.ApprovalDecision_APPROVAL_DECISION_ALLOW_ONCE
+	for name, v := range hostileValues {
+		t.Run(name, func(t *testing.T) {
+			_, err := c.GetJob(ctx(t), &airlockv1.GetJobRequest{JobId: v})
+			checkNoEcho(t, err, codes.NotFound, v)
+			_, err = c.Cancel(ctx(t), &airlockv1.CancelRequest{JobId: v})
+			checkNoEcho(t, err, codes.NotFound, v)
+			_, err = c.Approve(ctx(t), &airlockv1.ApproveRequest{JobId: v, RequestId: "exec-1", Decision: allow})
+			checkNoEcho(t, err, codes.NotFound, v)
+			_, err = c.Approve(ctx(t), &airlockv1.ApproveRequest{JobId: "waiting-job", RequestId: v, Decision: allow})
+			checkNoEcho(t, err, codes.NotFound, v)
+			_, err = c.ExplainProfile(ctx(t), &airlockv1.ExplainProfileRequest{Profile: v})
+			checkNoEcho(t, err, codes.NotFound, v)
+		})
+	}
+	if _, err := c.Approve(ctx(t), &airlockv1.ApproveRequest{JobId: "waiting-job", RequestId: pending.RequestId,
+		Decision: airlockv1.ApprovalDecision_APPROVAL_DECISION_DENY}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		ev, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.GetDone() != nil {
+			break
+		}
 	}
 }

@@ -85,7 +85,7 @@ func finishedJob(resp *airlockv1.SpawnResponse) *airlockv1.Job {
 func (s *Server) ownedJob(ctx context.Context, id string) (*jobState, error) {
 	j, ok := s.jobs.get(id)
 	if !ok {
-		return nil, fmt.Errorf("job %q: %w", id, ErrNotFound)
+		return nil, fmt.Errorf("job %s: %w", quoteName(id), ErrNotFound)
 	}
 	if err := checkOwner(ctx, j); err != nil {
 		return nil, err
@@ -128,7 +128,7 @@ func (s *Server) ListProfiles(context.Context, *airlockv1.ListProfilesRequest) (
 func (s *Server) ExplainProfile(_ context.Context, req *airlockv1.ExplainProfileRequest) (*airlockv1.ExplainProfileResponse, error) {
 	p, err := s.profiles.Get(req.GetProfile())
 	if err != nil {
-		return nil, fmt.Errorf("profile %q: %w (known: %v)", req.GetProfile(), ErrNotFound, s.profiles.Names())
+		return nil, fmt.Errorf("profile %s: %w (known: %v)", quoteName(req.GetProfile()), ErrNotFound, s.profiles.Names())
 	}
 	js, err := json.MarshalIndent(p, "", "  ")
 	if err != nil {
@@ -164,7 +164,7 @@ func (s *Server) Approve(ctx context.Context, req *airlockv1.ApproveRequest) (*a
 	}
 	g := s.gates.get(req.GetJobId())
 	if g == nil || !g.answer(req.GetRequestId(), req.GetDecision()) {
-		return nil, fmt.Errorf("%w: job %q has no approval request %q waiting", ErrNotFound, req.GetJobId(), req.GetRequestId())
+		return nil, fmt.Errorf("%w: job %s has no approval request %s waiting", ErrNotFound, quoteName(req.GetJobId()), quoteName(req.GetRequestId()))
 	}
 	s.log.Info("exec approval answered", "job", req.GetJobId(), "request", req.GetRequestId(), "decision", req.GetDecision().String())
 	return &airlockv1.ApproveResponse{}, nil
