@@ -113,8 +113,9 @@ func WithExemptMethods(methods ...string) Option {
 	}
 }
 
-// WithFailureLimit locks a peer out for lockout once limit invalid tokens
-// from it arrive within window.
+// WithFailureLimit throttles a peer for lockout once limit invalid tokens
+// from it arrive within window: its further invalid tokens are refused
+// unchecked. Its valid tokens always pass.
 func WithFailureLimit(limit int, window, lockout time.Duration) Option {
 	return func(c *config) {
 		c.limit, c.window, c.lockout = limit, window, lockout
@@ -130,9 +131,9 @@ func withClock(now func() time.Time) Option {
 // It keeps only digests of the tokens, and the token set can be swapped
 // while serving (Reload) without touching calls already authenticated.
 // Failures are limited per peer: a TCP peer by IP, and every unix-socket
-// peer as one, since the socket does not tell them apart. While a peer is
-// locked out even the right token is refused, because checking it would
-// let guessing go on at full speed.
+// peer as one. Only failures are throttled: the right token always passes,
+// so a guesser sharing a socket or an address with valid callers costs
+// them nothing.
 type Authenticator struct {
 	tokens    atomic.Pointer[[]entry]
 	exempt    map[string]bool
@@ -258,12 +259,6 @@ func (a *Authenticator) authenticate(ctx context.Context, method string) (contex
 		a.failed("missing")
 		return nil, status.Error(codes.Unauthenticated, "missing bearer token")
 	}
-	peer := peerKey(ctx)
-	if wait := a.limits.lockedFor(peer); wait > 0 {
-		a.failed("locked_out")
-		return nil, status.Errorf(codes.ResourceExhausted,
-			"too many invalid bearer tokens; retry in %s", (wait + time.Second - 1).Truncate(time.Second))
-	}
 	// Comparing fixed-size digests keeps the token's length out of the
 	// timing, and every entry is compared so the position of a match is too.
 	got := sha256.Sum256([]byte(tok))
@@ -274,6 +269,17 @@ func (a *Authenticator) authenticate(ctx context.Context, method string) (contex
 		}
 	}
 	if id == nil {
+		// Only failures are throttled, and only the failing peer's: a
+		// valid token is never refused because of anyone's failures, its
+		// own peer's included, or a guesser could lock out every caller
+		// sharing its socket or address. With 192-bit tokens the throttle
+		// is not what stops guessing; it keeps a flood of bad tokens cheap.
+		peer := peerKey(ctx)
+		if wait := a.limits.lockedFor(peer); wait > 0 {
+			a.failed("locked_out")
+			return nil, status.Errorf(codes.ResourceExhausted,
+				"too many invalid bearer tokens; retry in %s", (wait + time.Second - 1).Truncate(time.Second))
+		}
 		a.limits.fail(peer)
 		a.failed("invalid")
 		return nil, status.Error(codes.Unauthenticated, "invalid bearer token")

@@ -193,7 +193,11 @@ func TestAuthenticator_ExemptsHealthProbesByDefault(t *testing.T) {
 	}
 }
 
-func TestAuthenticator_LocksOutAfterRepeatedInvalidTokens(t *testing.T) {
+// TestAuthenticator_ThrottlesOnlyFailures: a peer's repeated wrong tokens
+// are refused with ResourceExhausted without being checked further, but
+// the right token from the same peer, on a call or a stream, always
+// passes: failures cost the guesser and no one else.
+func TestAuthenticator_ThrottlesOnlyFailures(t *testing.T) {
 	ts := newTestServer(t, WithExemptMethods(), WithFailureLimit(2, time.Hour, time.Hour))
 	wrong := grpc.PerRPCCredentials(Credentials(otherToken))
 	right := grpc.PerRPCCredentials(Credentials(testToken))
@@ -205,17 +209,27 @@ func TestAuthenticator_LocksOutAfterRepeatedInvalidTokens(t *testing.T) {
 	}{
 		{"first wrong token", ts.check, wrong, codes.Unauthenticated},
 		{"second wrong token", ts.watch, wrong, codes.Unauthenticated},
-		{"right token while locked out", ts.check, right, codes.ResourceExhausted},
-		{"right token on a stream while locked out", ts.watch, right, codes.ResourceExhausted},
+		{"third wrong token, throttled", ts.check, wrong, codes.ResourceExhausted},
+		{"wrong token on a stream, throttled", ts.watch, wrong, codes.ResourceExhausted},
+		{"right token from the throttled peer", ts.check, right, codes.OK},
+		{"right token on a stream from the throttled peer", ts.watch, right, codes.OK},
 	}
 	for _, s := range steps {
 		if got := s.call(t, s.opt); got != s.want {
 			t.Errorf("%s: %v, want %v", s.name, got, s.want)
 		}
 	}
+	for i := range 100 {
+		if got := ts.check(t, wrong); got != codes.ResourceExhausted {
+			t.Fatalf("wrong token %d: %v, want ResourceExhausted", i, got)
+		}
+		if got := ts.check(t, right); got != codes.OK {
+			t.Fatalf("right token after %d more failures: %v, want OK", i+1, got)
+		}
+	}
 	// A missing token guesses nothing, so it is answered as such.
 	if got := ts.check(t); got != codes.Unauthenticated {
-		t.Errorf("no token while locked out: %v, want Unauthenticated", got)
+		t.Errorf("no token while throttled: %v, want Unauthenticated", got)
 	}
 }
 

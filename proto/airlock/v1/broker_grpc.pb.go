@@ -40,7 +40,7 @@ const (
 // Every RPC requires a bearer token in the "authorization" metadata. Every
 // RPC may therefore return UNAUTHENTICATED (no token, or a wrong one),
 // PERMISSION_DENIED (the token lacks the RPC's scope), RESOURCE_EXHAUSTED
-// (the caller's address is locked out after repeated failures) and
+// (a wrong token from an address that sent too many of them) and
 // INTERNAL (a broker fault; never the caller's doing). The codes below are
 // those an RPC returns beyond these. An INVALID_ARGUMENT carries a
 // google.rpc.BadRequest detail naming the field; a RESOURCE_EXHAUSTED for
@@ -183,7 +183,7 @@ func (c *brokerClient) Approve(ctx context.Context, in *ApproveRequest, opts ...
 // Every RPC requires a bearer token in the "authorization" metadata. Every
 // RPC may therefore return UNAUTHENTICATED (no token, or a wrong one),
 // PERMISSION_DENIED (the token lacks the RPC's scope), RESOURCE_EXHAUSTED
-// (the caller's address is locked out after repeated failures) and
+// (a wrong token from an address that sent too many of them) and
 // INTERNAL (a broker fault; never the caller's doing). The codes below are
 // those an RPC returns beyond these. An INVALID_ARGUMENT carries a
 // google.rpc.BadRequest detail naming the field; a RESOURCE_EXHAUSTED for
