@@ -32,8 +32,25 @@ func (s *Server) spawn(ctx context.Context, req *airlockv1.SpawnRequest, interac
 		}
 		return j.wait(ctx)
 	}
-	release, err := s.admit(ctx, name)
+	// The cancel is registered before admission, so that Cancel and Drain
+	// reach a job still waiting for a slot: it then never starts.
+	jobCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	j.setCancel(cancel)
+	release, err := s.admit(jobCtx, name)
+	if err == nil && jobCtx.Err() != nil {
+		// A slot and the cancel arrived together; the cancel wins.
+		release()
+		err = jobCtx.Err()
+	}
 	if err != nil {
+		if jobCtx.Err() != nil && ctx.Err() == nil {
+			resp := s.verdict(jobCtx, plan, nil, err, false)
+			resp.Message = "job cancelled while it waited for a sandbox; nothing ran"
+			j.finish(resp)
+			s.record(req, plan, nil, resp, j.owner, nil)
+			return resp, nil
+		}
 		j.finish(nil)
 		s.jobs.forget(j.id)
 		return nil, err
@@ -43,9 +60,6 @@ func (s *Server) spawn(ctx context.Context, req *airlockv1.SpawnRequest, interac
 
 	emit(&airlockv1.SpawnStreamResponse{JobId: j.id, Event: &airlockv1.SpawnStreamResponse_Accepted{
 		Accepted: &airlockv1.JobAccepted{Policy: effectivePolicy(plan.job.Policy)}}})
-	jobCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	j.setCancel(cancel)
 	var started time.Time
 	plan.job.OnEgress = func(a job.EgressAttempt) {
 		emit(&airlockv1.SpawnStreamResponse{JobId: j.id, Event: &airlockv1.SpawnStreamResponse_Egress{Egress: egressProto(a, plan.sanitize)}})
