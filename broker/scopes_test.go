@@ -140,7 +140,7 @@ func TestAuth_RotationStopsOldTokenButNotJobsInFlight(t *testing.T) {
 	}
 }
 
-func TestAuth_LockoutAfterRepeatedFailures(t *testing.T) {
+func TestAuth_ThrottlesFailuresNotValidTokens(t *testing.T) {
 	c, _ := newScopedBroker(t, &fakeRunner{outcome: rawResult(`{}`)})
 	wrong := []byte(strings.Repeat("e5f6a7b8", 8))
 	for i := 0; i < auth.DefaultFailureLimit; i++ {
@@ -148,8 +148,12 @@ func TestAuth_LockoutAfterRepeatedFailures(t *testing.T) {
 			t.Fatalf("failure %d: %v", i, err)
 		}
 	}
-	_, err := c.ListProfiles(ctx(t), &airlockv1.ListProfilesRequest{}, as(tokR))
-	if status.Code(err) != codes.ResourceExhausted {
-		t.Fatalf("right token during lockout: %v, want ResourceExhausted", err)
+	if _, err := c.ListProfiles(ctx(t), &airlockv1.ListProfilesRequest{}, as(wrong)); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("wrong token past the limit: %v, want ResourceExhausted", err)
+	}
+	// Same peer (every unix or bufconn caller shares one): the right
+	// token still passes.
+	if _, err := c.ListProfiles(ctx(t), &airlockv1.ListProfilesRequest{}, as(tokR)); err != nil {
+		t.Fatalf("right token from the throttled peer: %v, want OK", err)
 	}
 }
