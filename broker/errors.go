@@ -33,6 +33,9 @@ var (
 	ErrTaskNotAllowed = errors.New("task not allowed by the profile")
 	// ErrUnavailable means the broker is not taking jobs right now.
 	ErrUnavailable = errors.New("unavailable")
+	// ErrAlreadyExists means a job ID is reused with a different request:
+	// an idempotent retry must repeat the request exactly (AIP-155).
+	ErrAlreadyExists = errors.New("already exists")
 	// ErrPrecondition means the broker's own setup cannot serve the
 	// request, such as a service secret that cannot be read.
 	ErrPrecondition = errors.New("failed precondition")
@@ -95,6 +98,8 @@ func toStatus(err error) error {
 		code = codes.Unavailable
 	case errors.Is(err, ErrPermission):
 		code = codes.PermissionDenied
+	case errors.Is(err, ErrAlreadyExists):
+		code = codes.AlreadyExists
 	case errors.Is(err, ErrTaskNotAllowed):
 		code = codes.FailedPrecondition
 		var te *taskError

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"crypto/sha256"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,9 @@ type jobState struct {
 	id string
 	// owner is the name of the token that created the job.
 	owner string
+	// request is the digest of the request that created the job; a retry
+	// under the same ID must match it.
+	request [sha256.Size]byte
 	done  chan struct{}
 	// waiters counts the idempotent retries waiting for this job's
 	// response.
@@ -108,14 +112,14 @@ func newJobStore(retention time.Duration, maxFinished int) *jobStore {
 }
 
 // start returns the job with id, and whether this call created it.
-func (s *jobStore) start(id, owner string) (*jobState, bool) {
+func (s *jobStore) start(id, owner string, request [sha256.Size]byte) (*jobState, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.expireLocked(time.Now())
 	if j, ok := s.jobs[id]; ok {
 		return j, false
 	}
-	j := &jobState{id: id, owner: owner, done: make(chan struct{})}
+	j := &jobState{id: id, owner: owner, request: request, done: make(chan struct{})}
 	s.jobs[id] = j
 	s.order = append(s.order, id)
 	return j, true

@@ -11,9 +11,9 @@ import (
 
 func TestJobStore_KeepsAtMostMaxFinishedNewestFirst(t *testing.T) {
 	s := newJobStore(time.Hour, 3)
-	running, _ := s.start("running", "o")
+	running, _ := s.start("running", "o", [32]byte{})
 	for i := range 10 {
-		j, created := s.start(fmt.Sprintf("job-%d", i), "o")
+		j, created := s.start(fmt.Sprintf("job-%d", i), "o", [32]byte{})
 		if !created {
 			t.Fatalf("job-%d not created", i)
 		}
@@ -24,7 +24,7 @@ func TestJobStore_KeepsAtMostMaxFinishedNewestFirst(t *testing.T) {
 			t.Errorf("job-%d keeps its request's cancel func after finishing", i)
 		}
 	}
-	s.start("trigger", "o") // expiry runs on start
+	s.start("trigger", "o", [32]byte{}) // expiry runs on start
 	for i := range 10 {
 		_, ok := s.get(fmt.Sprintf("job-%d", i))
 		if want := i >= 7; ok != want {
@@ -42,10 +42,10 @@ func TestJobStore_KeepsAtMostMaxFinishedNewestFirst(t *testing.T) {
 
 func TestJobStore_DropsFinishedPastRetention(t *testing.T) {
 	s := newJobStore(time.Minute, 100)
-	j, _ := s.start("old", "o")
+	j, _ := s.start("old", "o", [32]byte{})
 	j.finish(&airlockv1.SpawnResponse{})
 	j.finished = time.Now().Add(-2 * time.Minute)
-	s.start("new", "o")
+	s.start("new", "o", [32]byte{})
 	if _, ok := s.get("old"); ok {
 		t.Error("a job finished past the retention is still kept")
 	}

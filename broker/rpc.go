@@ -80,15 +80,12 @@ func finishedJob(resp *airlockv1.SpawnResponse) *airlockv1.Job {
 }
 
 // ownedJob returns the job if the caller owns it or holds admin. Another
-// owner's job is PermissionDenied, not NotFound: job IDs are the caller's
-// own idempotency keys, so confirming one exists tells nothing new.
+// owner's job is NotFound, worded as for an ID nobody used, so that a
+// caller cannot learn which IDs other tenants hold.
 func (s *Server) ownedJob(ctx context.Context, id string) (*jobState, error) {
 	j, ok := s.jobs.get(id)
-	if !ok {
+	if !ok || checkOwner(ctx, j) != nil {
 		return nil, fmt.Errorf("job %s: %w", quoteName(id), ErrNotFound)
-	}
-	if err := checkOwner(ctx, j); err != nil {
-		return nil, err
 	}
 	return j, nil
 }

@@ -970,7 +970,7 @@ func TestApprove_RefusesBadAndForeignRequests(t *testing.T) {
 		{"no decision", &airlockv1.ApproveRequest{JobId: "alice-job", RequestId: "exec-1"}, tokA, codes.InvalidArgument},
 		{"unknown job", &airlockv1.ApproveRequest{JobId: "nope", RequestId: "exec-1", Decision: allow}, tokA, codes.NotFound},
 		{"nothing waiting", &airlockv1.ApproveRequest{JobId: "alice-job", RequestId: "exec-1", Decision: allow}, tokA, codes.NotFound},
-		{"another caller's job", &airlockv1.ApproveRequest{JobId: "alice-job", RequestId: "exec-1", Decision: allow}, tokB, codes.PermissionDenied},
+		{"another caller's job", &airlockv1.ApproveRequest{JobId: "alice-job", RequestId: "exec-1", Decision: allow}, tokB, codes.NotFound},
 		{"read scope", &airlockv1.ApproveRequest{JobId: "alice-job", RequestId: "exec-1", Decision: allow}, tokR, codes.PermissionDenied},
 	}
 	for _, tt := range tests {

@@ -2,8 +2,11 @@ package broker
 
 import (
 	"context"
+	"crypto/sha256"
+	"fmt"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
@@ -23,12 +26,19 @@ func (s *Server) spawn(ctx context.Context, req *airlockv1.SpawnRequest, interac
 		return nil, err
 	}
 	name, _ := owner(ctx)
-	j, first := s.jobs.start(plan.job.ID, name)
+	digest, err := requestDigest(req)
+	if err != nil {
+		return nil, err
+	}
+	j, first := s.jobs.start(plan.job.ID, name, digest)
 	if !first {
 		// Idempotent retry: the first job's response, never a second run,
-		// and only to the caller that ran it.
+		// and only to the caller that ran it, for the same request.
 		if err := checkOwner(ctx, j); err != nil {
 			return nil, err
+		}
+		if j.request != digest {
+			return nil, fmt.Errorf("%w: job_id %s was used for a different request; an idempotent retry must repeat the request exactly, and a new request needs a new job_id", ErrAlreadyExists, quoteName(plan.job.ID))
 		}
 		return j.wait(ctx)
 	}
@@ -105,4 +115,15 @@ func (s *Server) spawn(ctx context.Context, req *airlockv1.SpawnRequest, interac
 	j.finish(resp)
 	s.record(req, plan, out, resp, j.owner, execCounts)
 	return resp, nil
+}
+
+// requestDigest identifies a request for idempotency by its deterministic
+// encoding, so that a retry matches only the same request, field for
+// field. A request without a job_id gets a fresh ID and is never compared.
+func requestDigest(req *airlockv1.SpawnRequest) ([sha256.Size]byte, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(req)
+	if err != nil {
+		return [sha256.Size]byte{}, fmt.Errorf("%w: request cannot be encoded: %v", ErrInvalidRequest, err)
+	}
+	return sha256.Sum256(b), nil
 }
