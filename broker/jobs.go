@@ -19,7 +19,7 @@ type jobState struct {
 	// request is the digest of the request that created the job; a retry
 	// under the same ID must match it.
 	request [sha256.Size]byte
-	done  chan struct{}
+	done    chan struct{}
 	// waiters counts the idempotent retries waiting for this job's
 	// response.
 	waiters atomic.Int32

@@ -56,6 +56,8 @@ type BrokerClient interface {
 	// google.rpc.PreconditionFailure naming the profile), or a service
 	// secret the profile needs cannot be read;
 	// PERMISSION_DENIED for a job_id another caller's job holds;
+	// ALREADY_EXISTS for a job_id of the caller's reused with a different
+	// request (a retry must repeat the request exactly);
 	// RESOURCE_EXHAUSTED when the broker or the caller's quota is full;
 	// UNAVAILABLE while the broker drains for shutdown;
 	// CANCELLED or DEADLINE_EXCEEDED when the caller went away first.
@@ -64,13 +66,13 @@ type BrokerClient interface {
 	// with a done event that carries the finished Job. Errors as for Spawn.
 	SpawnStream(ctx context.Context, in *SpawnStreamRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SpawnStreamResponse], error)
 	// Cancel stops a running job; its verdict becomes CANCELLED. Errors:
-	// INVALID_ARGUMENT for an empty job_id, NOT_FOUND for an unknown job,
-	// PERMISSION_DENIED for another caller's job.
+	// INVALID_ARGUMENT for an empty job_id, NOT_FOUND for an unknown job or
+	// another caller's (which are not told apart).
 	Cancel(ctx context.Context, in *CancelRequest, opts ...grpc.CallOption) (*CancelResponse, error)
 	// GetJob returns a job: its state, and its outcome once finished.
 	// Errors: INVALID_ARGUMENT for an empty job_id, NOT_FOUND for an unknown
-	// job (or one past its retention), PERMISSION_DENIED for another
-	// caller's job.
+	// job, one past its retention, or another caller's (which are not told
+	// apart).
 	GetJob(ctx context.Context, in *GetJobRequest, opts ...grpc.CallOption) (*GetJobResponse, error)
 	// ListProfiles lists the policy profiles this broker serves. It returns
 	// no error of its own.
@@ -83,7 +85,7 @@ type BrokerClient interface {
 	// repeat of it asks again. Errors: INVALID_ARGUMENT for an empty job_id
 	// or request_id or an unspecified decision, NOT_FOUND for an unknown job
 	// or a request that is not waiting (already answered, timed out, or its
-	// job finished), PERMISSION_DENIED for another caller's job.
+	// job finished), or another caller's job.
 	Approve(ctx context.Context, in *ApproveRequest, opts ...grpc.CallOption) (*ApproveResponse, error)
 }
 
@@ -199,6 +201,8 @@ type BrokerServer interface {
 	// google.rpc.PreconditionFailure naming the profile), or a service
 	// secret the profile needs cannot be read;
 	// PERMISSION_DENIED for a job_id another caller's job holds;
+	// ALREADY_EXISTS for a job_id of the caller's reused with a different
+	// request (a retry must repeat the request exactly);
 	// RESOURCE_EXHAUSTED when the broker or the caller's quota is full;
 	// UNAVAILABLE while the broker drains for shutdown;
 	// CANCELLED or DEADLINE_EXCEEDED when the caller went away first.
@@ -207,13 +211,13 @@ type BrokerServer interface {
 	// with a done event that carries the finished Job. Errors as for Spawn.
 	SpawnStream(*SpawnStreamRequest, grpc.ServerStreamingServer[SpawnStreamResponse]) error
 	// Cancel stops a running job; its verdict becomes CANCELLED. Errors:
-	// INVALID_ARGUMENT for an empty job_id, NOT_FOUND for an unknown job,
-	// PERMISSION_DENIED for another caller's job.
+	// INVALID_ARGUMENT for an empty job_id, NOT_FOUND for an unknown job or
+	// another caller's (which are not told apart).
 	Cancel(context.Context, *CancelRequest) (*CancelResponse, error)
 	// GetJob returns a job: its state, and its outcome once finished.
 	// Errors: INVALID_ARGUMENT for an empty job_id, NOT_FOUND for an unknown
-	// job (or one past its retention), PERMISSION_DENIED for another
-	// caller's job.
+	// job, one past its retention, or another caller's (which are not told
+	// apart).
 	GetJob(context.Context, *GetJobRequest) (*GetJobResponse, error)
 	// ListProfiles lists the policy profiles this broker serves. It returns
 	// no error of its own.
@@ -226,7 +230,7 @@ type BrokerServer interface {
 	// repeat of it asks again. Errors: INVALID_ARGUMENT for an empty job_id
 	// or request_id or an unspecified decision, NOT_FOUND for an unknown job
 	// or a request that is not waiting (already answered, timed out, or its
-	// job finished), PERMISSION_DENIED for another caller's job.
+	// job finished), or another caller's job.
 	Approve(context.Context, *ApproveRequest) (*ApproveResponse, error)
 	mustEmbedUnimplementedBrokerServer()
 }
