@@ -65,7 +65,7 @@ func SpecFor(runID string, p *policy.Profile, paths JobPaths) []oci.SpecOpts {
 		WithNetNS(paths.NetNS),
 		WithCgroupNS,
 		oci.WithPidsLimit(p.Limits.Pids),
-		oci.WithMemoryLimit(uint64(p.Limits.MemoryBytes)),
+		WithMemoryLimit(p.Limits.MemoryBytes),
 		WithNoCoreDumps,
 	}
 	if p.Limits.CPU > 0 {
@@ -145,6 +145,31 @@ func WithCapabilities(caps []string) oci.SpecOpts {
 			Inheritable: []string{},
 			Ambient:     []string{},
 		}
+		return nil
+	}
+}
+
+// WithMemoryLimit caps the task's memory at limit bytes, and its memory
+// plus swap at the same value, so that nothing of it is ever swapped out:
+// without the second, a job could use swap up to its memory limit again,
+// beyond its accounting. On cgroup v1 runc writes memory.memsw.limit_in_bytes
+// = limit; on v2 it writes memory.swap.max = swap - limit = 0.
+func WithMemoryLimit(limit int64) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *specs.Spec) error {
+		if limit <= 0 {
+			return fmt.Errorf("memory limit %d: must be positive", limit)
+		}
+		if s.Linux == nil {
+			s.Linux = &specs.Linux{}
+		}
+		if s.Linux.Resources == nil {
+			s.Linux.Resources = &specs.LinuxResources{}
+		}
+		if s.Linux.Resources.Memory == nil {
+			s.Linux.Resources.Memory = &specs.LinuxMemory{}
+		}
+		mem, swap := limit, limit
+		s.Linux.Resources.Memory.Limit, s.Linux.Resources.Memory.Swap = &mem, &swap
 		return nil
 	}
 }

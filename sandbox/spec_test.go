@@ -206,3 +206,23 @@ func TestSpecFor_GivesEveryProfileACgroupNamespace(t *testing.T) {
 		})
 	}
 }
+
+func TestWithMemoryLimit_LeavesNoSwapBeyondTheLimit(t *testing.T) {
+	for _, p := range append(shippedProfiles(t).All(), testProfile()) {
+		t.Run(p.Name, func(t *testing.T) {
+			s := generate(t, SpecFor("job-1", p, JobPaths{Input: "/j/in", Output: "/j/out", Run: "/j/run"})...)
+			m := s.Linux.Resources.Memory
+			if m == nil || m.Limit == nil || *m.Limit != p.Limits.MemoryBytes {
+				t.Fatalf("memory = %+v, want limit %d", m, p.Limits.MemoryBytes)
+			}
+			// Memory plus swap equal to memory: no swap on v1, and
+			// memory.swap.max = 0 on v2 (runc writes swap - limit).
+			if m.Swap == nil || *m.Swap != *m.Limit {
+				t.Errorf("memory+swap = %v, want %d, the memory limit", m.Swap, *m.Limit)
+			}
+		})
+	}
+	if _, err := oci.GenerateSpecWithPlatform(context.Background(), nil, "linux/amd64", &containers.Container{ID: "t"}, WithMemoryLimit(0)); err == nil {
+		t.Error("a zero memory limit was accepted")
+	}
+}

@@ -114,6 +114,15 @@ func checkCgroups(_ context.Context, _ *env) result {
 				missing = append(missing, c)
 			}
 		}
+		// Every job's memory plus swap is capped at its memory limit, so
+		// that it never swaps; v1 keeps that cap in the memsw files, which
+		// exist only with swap accounting on.
+		if !slices.Contains(missing, "memory") {
+			if _, err := os.Stat(cgroupRoot + "/memory/memory.memsw.limit_in_bytes"); err != nil {
+				f.add(Fail, "cgroup v1 without swap accounting (no memory.memsw.limit_in_bytes): a job's memory+swap limit, equal to its memory limit so that it never swaps, cannot be applied",
+					"boot with swapaccount=1 on the kernel command line, or move the host to cgroup v2")
+			}
+		}
 	}
 	if len(missing) > 0 {
 		sev := Fail
