@@ -286,7 +286,7 @@ func NewGRPCServerAuth(s *Server, a *auth.Authenticator, opts ...grpc.ServerOpti
 		// a sentinel or a wrapped one, becomes a status there and only
 		// there. Auth's refusals are statuses already and pass through.
 		grpc.ChainUnaryInterceptor(unaryErrors, a.UnaryServerInterceptor()),
-		grpc.ChainStreamInterceptor(streamErrors, a.StreamServerInterceptor()),
+		grpc.ChainStreamInterceptor(streamErrors, watchLimit(MaxHealthWatches), a.StreamServerInterceptor()),
 		grpc.MaxRecvMsgSize(maxContentBytes + maxSchemaBytes + 1<<20),
 	}, opts...)
 	g := grpc.NewServer(opts...)

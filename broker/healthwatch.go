@@ -1,0 +1,34 @@
+package broker
+
+import (
+	"sync/atomic"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+)
+
+// MaxHealthWatches bounds the health Watch streams open at once. Watch
+// needs no token, so that probes can use it, and each stream holds a
+// goroutine and a channel in the health server for as long as the peer
+// keeps it: without a bound, anyone who can connect could hold thousands.
+// Probes need one or two each.
+const MaxHealthWatches = 64
+
+// watchLimit refuses health Watch streams past max with ResourceExhausted,
+// before the health server makes anything for them.
+func watchLimit(max int32) grpc.StreamServerInterceptor {
+	var open atomic.Int32
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		if info.FullMethod != healthpb.Health_Watch_FullMethodName {
+			return handler(srv, ss)
+		}
+		if open.Add(1) > max {
+			open.Add(-1)
+			return status.Errorf(codes.ResourceExhausted, "%d health watches are open, the most the broker serves; use Check, or close a watch", max)
+		}
+		defer open.Add(-1)
+		return handler(srv, ss)
+	}
+}
