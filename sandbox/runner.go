@@ -327,11 +327,16 @@ func prepareDir(dir string, outputBytes int64, uid, gid uint32) (JobPaths, error
 			return paths, err
 		}
 	}
-	opts := fmt.Sprintf("size=%d,mode=0700,uid=%d,gid=%d", outputBytes, uid, gid)
-	if err := unix.Mount("tmpfs", paths.Output, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, opts); err != nil {
+	if err := unix.Mount("tmpfs", paths.Output, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, outputOptions(outputBytes, uid, gid)); err != nil {
 		return paths, fmt.Errorf("mount output tmpfs: %w", err)
 	}
 	return paths, nil
+}
+
+// outputOptions are the mount options of a job's output tmpfs: its size,
+// its inode cap, and its owner, the sandbox user.
+func outputOptions(sizeBytes int64, uid, gid uint32) string {
+	return fmt.Sprintf("size=%d,nr_inodes=%d,mode=0700,uid=%d,gid=%d", sizeBytes, TmpfsInodes(sizeBytes), uid, gid)
 }
 
 // outputUsed is how many bytes the job's output tmpfs holds.

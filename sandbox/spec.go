@@ -202,9 +202,9 @@ func WithoutMounts(dests ...string) oci.SpecOpts {
 	}
 }
 
-// WithTmpfs mounts a size-capped, noexec tmpfs owned by uid:gid at dest.
-// The size is required: an uncapped tmpfs would let a job fill memory
-// outside its accounting.
+// WithTmpfs mounts a size-capped, noexec tmpfs owned by uid:gid at dest,
+// with at most TmpfsInodes(sizeBytes) inodes. The size is required: an
+// uncapped tmpfs would let a job fill memory outside its accounting.
 func WithTmpfs(dest string, sizeBytes int64, uid, gid uint32) oci.SpecOpts {
 	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *specs.Spec) error {
 		if sizeBytes <= 0 {
@@ -214,11 +214,26 @@ func WithTmpfs(dest string, sizeBytes int64, uid, gid uint32) oci.SpecOpts {
 			Destination: dest,
 			Type:        "tmpfs",
 			Source:      "tmpfs",
-			Options: []string{"nosuid", "nodev", "noexec", "mode=0700",
-				fmt.Sprintf("size=%d", sizeBytes), fmt.Sprintf("uid=%d", uid), fmt.Sprintf("gid=%d", gid)},
+			Options: []string{"nosuid", "nodev", "noexec", "mode=0700", fmt.Sprintf("size=%d", sizeBytes),
+				fmt.Sprintf("nr_inodes=%d", TmpfsInodes(sizeBytes)), fmt.Sprintf("uid=%d", uid), fmt.Sprintf("gid=%d", gid)},
 		})
 		return nil
 	}
+}
+
+// Bounds of TmpfsInodes.
+const (
+	minTmpfsInodes = 64
+	maxTmpfsInodes = 16384
+)
+
+// TmpfsInodes is the inode cap of a job's tmpfs of sizeBytes: one inode per
+// page it can hold, within 64 and 16384. A tmpfs's default is half the
+// host's pages of RAM, so without a cap, empty files (which take no size)
+// would be limited by nothing but the job's memory, in kernel objects the
+// size cap never sees.
+func TmpfsInodes(sizeBytes int64) int64 {
+	return min(max(sizeBytes/4096, minTmpfsInodes), maxTmpfsInodes)
 }
 
 // WithBind bind-mounts a host directory at dest, nosuid, nodev and noexec.

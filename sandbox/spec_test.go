@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -224,5 +225,47 @@ func TestWithMemoryLimit_LeavesNoSwapBeyondTheLimit(t *testing.T) {
 	}
 	if _, err := oci.GenerateSpecWithPlatform(context.Background(), nil, "linux/amd64", &containers.Container{ID: "t"}, WithMemoryLimit(0)); err == nil {
 		t.Error("a zero memory limit was accepted")
+	}
+}
+
+func TestTmpfs_EveryJobTmpfsCapsItsInodes(t *testing.T) {
+	option := func(opts []string, key string) string {
+		for _, o := range opts {
+			if v, ok := strings.CutPrefix(o, key+"="); ok {
+				return v
+			}
+		}
+		return ""
+	}
+	for _, p := range append(shippedProfiles(t).All(), testProfile()) {
+		t.Run(p.Name, func(t *testing.T) {
+			s := generate(t, SpecFor("job-1", p, JobPaths{Input: "/j/in", Output: "/j/out", Run: "/j/run"})...)
+			for _, m := range s.Mounts {
+				if m.Type != "tmpfs" || m.Destination == "/dev" {
+					continue
+				}
+				n, err := strconv.ParseInt(option(m.Options, "nr_inodes"), 10, 64)
+				if err != nil || n <= 0 || n > maxTmpfsInodes {
+					t.Errorf("%s: options %v, want nr_inodes within 1-%d", m.Destination, m.Options, maxTmpfsInodes)
+				}
+			}
+			out := strings.Split(outputOptions(p.Limits.OutputBytes+outputSlack, 1, 1), ",")
+			if n, err := strconv.ParseInt(option(out, "nr_inodes"), 10, 64); err != nil || n <= 0 || n > maxTmpfsInodes {
+				t.Errorf("/output tmpfs options %v, want nr_inodes within 1-%d", out, maxTmpfsInodes)
+			}
+		})
+	}
+}
+
+func TestTmpfsInodes_OnePerPageWithinBounds(t *testing.T) {
+	for _, tt := range []struct{ size, want int64 }{
+		{4096, minTmpfsInodes},
+		{1 << 20, 256},
+		{16 << 20, 4096},
+		{1 << 30, maxTmpfsInodes},
+	} {
+		if got := TmpfsInodes(tt.size); got != tt.want {
+			t.Errorf("TmpfsInodes(%d) = %d, want %d", tt.size, got, tt.want)
+		}
 	}
 }
