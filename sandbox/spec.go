@@ -57,7 +57,11 @@ func SpecFor(runID string, p *policy.Profile, paths JobPaths) []oci.SpecOpts {
 		oci.WithMaskedPaths(masked),
 		// /dev/shm is a world-writable tmpfs by default: a place to write
 		// outside /tmp and /output, and outside the scratch size limit.
-		WithoutMounts("/run", "/dev/mqueue", "/dev/shm"),
+		// /dev/pts would hand out pseudo-terminals from the host's pool
+		// (kernel.pty.max is one limit for every devpts instance) to a job
+		// that has no terminal; without it, runc's /dev/ptmx link to
+		// pts/ptmx leads nowhere, and no job can mount one.
+		WithoutMounts("/run", "/dev/mqueue", "/dev/shm", "/dev/pts"),
 		WithTmpfs("/tmp", p.Limits.ScratchBytes, p.Isolation.UID, p.Isolation.GID),
 		WithBind(paths.Input, agent.InputDir, true),
 		WithBind(paths.Output, agent.OutputDir, false),

@@ -269,3 +269,25 @@ func TestTmpfsInodes_OnePerPageWithinBounds(t *testing.T) {
 		}
 	}
 }
+
+func TestSpecFor_NoPseudoTerminals(t *testing.T) {
+	for _, p := range append(shippedProfiles(t).All(), testProfile()) {
+		t.Run(p.Name, func(t *testing.T) {
+			s := generate(t, SpecFor("job-1", p, JobPaths{Input: "/j/in", Output: "/j/out", Run: "/j/run"})...)
+			if s.Process.Terminal {
+				t.Error("the process has a terminal")
+			}
+			for _, m := range s.Mounts {
+				if m.Type == "devpts" || strings.HasPrefix(m.Destination, "/dev/pts") || m.Destination == "/dev/ptmx" {
+					t.Errorf("pseudo-terminal mount %+v", m)
+				}
+			}
+			for _, d := range s.Linux.Devices {
+				// 5:2 is /dev/ptmx, 136-143 the pts slaves.
+				if d.Type == "c" && (d.Major == 5 && d.Minor == 2 || d.Major >= 136 && d.Major <= 143) {
+					t.Errorf("pseudo-terminal device %+v", d)
+				}
+			}
+		})
+	}
+}
