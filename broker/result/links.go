@@ -203,17 +203,23 @@ func scriptOrData(s string, k int) int {
 }
 
 // relativeLink looks for a protocol-relative link target at p: optional
-// blanks, an optional '<' or quote, then two or more slashes.
+// white space (CommonMark allows a line ending before a destination, HTML
+// white space around '='), an optional '<' or quote, then two or more
+// slashes, which a browser still reads as two with tabs or line breaks
+// between them.
 func relativeLink(s string, p int, memo *runMemo, fn func(link)) {
-	p = skipBlanks(s, p)
+	p = skipURLSpace(s, p)
 	if p < len(s) && (s[p] == '<' || s[p] == '"' || s[p] == '\'') {
-		p = skipBlanks(s, p+1)
+		p = skipURLSpace(s, p+1)
 	}
-	a := p
-	for p < len(s) && (s[p] == '/' || s[p] == '\\') {
+	a, slashes := p, 0
+	for p < len(s) && (s[p] == '/' || s[p] == '\\' || slashes > 0 && (s[p] == '\t' || s[p] == '\n' || s[p] == '\r')) {
+		if s[p] == '/' || s[p] == '\\' {
+			slashes++
+		}
 		p++
 	}
-	if p-a < 2 {
+	if slashes < 2 {
 		return
 	}
 	l := link{kind: linkRelative, start: a, sep: -1, slash: span{a, p}}
@@ -517,4 +523,12 @@ func breakImages(s string, eds []edit, ns *notes) []edit {
 	eds = append(eds, more...)
 	slices.SortFunc(eds, func(a, b edit) int { return a.pos - b.pos })
 	return eds
+}
+
+// skipURLSpace skips spaces, tabs and line breaks.
+func skipURLSpace(s string, i int) int {
+	for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r') {
+		i++
+	}
+	return i
 }

@@ -174,6 +174,12 @@ func (z *sanitizer) text(s string, ns *notes) string {
 	s = z.secrets.redact(s, ns, &z.buf)
 	s = credentials(s, ns, &z.buf)
 	s = extraPatterns(s, z.opts.ExtraPatterns, ns)
+	if !z.opts.KeepLinks {
+		// Links a renderer would assemble by decoding: references and
+		// schemes split by whitespace a browser removes.
+		s = breakCharRefs(s, ns)
+		s = breakSplitSchemes(s, ns)
+	}
 	s = neutralizeLinks(s, z.opts.AllowedHosts, z.opts.KeepLinks, ns, &z.buf)
 	return truncateText(s, z.maxLen, ns)
 }
