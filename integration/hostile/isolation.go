@@ -57,6 +57,12 @@ func procStatus(map[string]string) (any, error) {
 // kernel itself would allow, so EPERM can only come from seccomp (or a
 // missing capability).
 var probes = map[string]func() error{
+	// getpid is allowed everywhere: a control that proves the probes can
+	// succeed, so that EPERM elsewhere means the filter refused.
+	"getpid": func() error {
+		_, _, e := unix.RawSyscall(unix.SYS_GETPID, 0, 0, 0)
+		return errnoErr(e)
+	},
 	"mount":   func() error { return unix.Mount("none", "/tmp", "tmpfs", 0, "") },
 	"unshare": func() error { return unix.Unshare(unix.CLONE_NEWUTS) },
 	"ptrace": func() error {
@@ -109,7 +115,7 @@ var probes = map[string]func() error{
 }
 
 // syscallsReported are the probes the `syscalls` task runs, in order.
-var syscallsReported = []string{"mount", "unshare", "ptrace", "io_uring_setup", "keyctl", "userfaultfd", "personality_no_aslr"}
+var syscallsReported = []string{"getpid", "mount", "unshare", "ptrace", "io_uring_setup", "keyctl", "userfaultfd", "personality_no_aslr"}
 
 // syscalls tries calls that the strict seccomp profile must refuse.
 func syscalls(map[string]string) (any, error) {
