@@ -1854,17 +1854,20 @@ func (*JobStarted) Descriptor() ([]byte, []int) {
 // hostile job's words, to be read as data.
 type ApprovalNeeded struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The command, shell-quoted, for a person to read.
+	// The command, shell-quoted, for a person to read: exactly argv. A
+	// command that cannot be shown whole is denied without asking.
 	Request string `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
 	// Identifies this request to Approve; unique within the job.
 	RequestId string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	// The command as the job asked for it.
+	// Every word that will run, each binary resolved as the sandbox resolves
+	// it, and a line's operators (such as && or ;) as words of their own.
 	Argv []string `protobuf:"bytes,3,rep,name=argv,proto3" json:"argv,omitempty"`
 	// The directory inside the sandbox it would run in.
 	Cwd string `protobuf:"bytes,4,opt,name=cwd,proto3" json:"cwd,omitempty"`
 	// Why it needs approval, for example that it matches no pattern.
 	Reason string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
-	// How long the broker waits for an answer.
+	// How long the broker waits for an answer: the least of its approval
+	// timeout, the job's remaining deadline and the caller's.
 	Timeout       *durationpb.Duration `protobuf:"bytes,6,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
