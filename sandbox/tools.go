@@ -62,6 +62,11 @@ func toolCommand(argv []string, cwd string) (string, string, error) {
 	if path.Dir(bin) != execpolicy.BinDir || !slices.Contains(images.ToolApplets, path.Base(bin)) {
 		return "", "", fmt.Errorf("%w: %s", errNotATool, bin)
 	}
+	// The tools are read-only: their writing forms (sort -o, uniq IN OUT)
+	// are refused here too, whatever the broker decided.
+	if err := execpolicy.CheckWrites(argv); err != nil {
+		return "", "", fmt.Errorf("%w: %v", errNotATool, err)
+	}
 	if cwd == "" {
 		cwd = "/"
 	}

@@ -64,6 +64,11 @@ func TestToolCommand_RunsOnlyTheImagesApplets(t *testing.T) {
 		{[]string{"cat"}, "relative", "", false},
 		{[]string{"cat"}, "/input/../etc", "", false},
 		{nil, "", "", false},
+		// The writing forms of read-only tools, as the runner's own floor.
+		{[]string{"sort", "-o", "/tmp/x", "/input/content/0"}, "", "", false},
+		{[]string{"sort", "/input/content/0", "-o/tmp/x"}, "", "", false},
+		{[]string{"uniq", "/input/content/0", "/tmp/x"}, "", "", false},
+		{[]string{"sort", "/input/content/0"}, "", "/bin/sort", true},
 	}
 	for _, tt := range tests {
 		bin, _, err := toolCommand(tt.argv, tt.cwd)
