@@ -28,6 +28,7 @@ import (
 	"github.com/airlock/airlock/sandbox/job"
 	"github.com/airlock/airlock/sandbox/netns"
 	"github.com/airlock/airlock/sandbox/toolgw"
+	"github.com/airlock/airlock/sandbox/userns"
 )
 
 // box is one sandbox, made before its job is known: the job directory, the
@@ -44,7 +45,10 @@ type box struct {
 	img  *loadedImage
 	dir  string
 
-	paths      JobPaths
+	paths JobPaths
+	// ids is the sandbox's host ID range, claimed for it alone, when its
+	// profile has a user namespace; zero otherwise.
+	ids        userns.Range
 	capability string
 	net        *netns.Net
 	proxyURL   string
@@ -66,6 +70,14 @@ type loadedImage struct {
 	// chainID names the image's unpacked snapshot, the parent of every
 	// job's read-only view.
 	chainID string
+}
+
+// hostID is the host uid or gid that id in the sandbox is.
+func (b *box) hostID(id uint32) uint32 {
+	if b.p.Isolation.UserNamespace {
+		return b.ids.HostID(id)
+	}
+	return id
 }
 
 // phase records the time since the previous mark as the named phase.
@@ -117,7 +129,23 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 		}
 	}()
 
-	// Pushed first, so it runs last: a backstop for a task containerd lost.
+	if p.Isolation.UserNamespace {
+		// Fail closed: without a user namespace the agent would be a host
+		// user, which the profile says it must not be.
+		if err := userns.Check(r.proc); err != nil {
+			return nil, fmt.Errorf("profile %s has isolation.userNamespace: %w; its jobs do not run without one", p.Name, err)
+		}
+		ids, release, err := r.claims.Claim(runID)
+		if err != nil {
+			return nil, err
+		}
+		// Pushed first, so it runs last: the range is free again only once
+		// nothing of the sandbox is left that could still hold its ids.
+		b.u.Push(func(context.Context) error { return release() })
+		b.ids = ids
+	}
+	// A backstop for a task containerd lost; it runs after all but the
+	// range's release.
 	b.u.Push(func(context.Context) error { return r.reapRun(runID) })
 	b.u.Push(func(context.Context) error { return os.RemoveAll(b.dir) })
 	runtime, err := runtimeFor(p.Isolation.Runtime)
@@ -135,10 +163,11 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 			return nil, err
 		}
 	}
-	b.paths, err = prepareDir(b.dir, p.Limits.OutputBytes+outputSlack, HostID(p, p.Isolation.UID), HostID(p, p.Isolation.GID))
+	b.paths, err = prepareDir(b.dir, p.Limits.OutputBytes+outputSlack, b.hostID(p.Isolation.UID), b.hostID(p.Isolation.GID))
 	if err != nil {
 		return nil, err
 	}
+	b.paths.IDs = b.ids
 	b.u.Push(func(context.Context) error { return unmount(b.paths.Output) })
 	if b.capability != "" {
 		if b.paths.Run, err = prepareRunDir(b.dir); err != nil {
@@ -315,8 +344,8 @@ func (r *Runner) run(ctx context.Context, b *box, j *job.Job) (*job.Outcome, err
 				}
 				return time.Now().Add(p.Limits.Timeout)
 			}),
-			UID:    int(HostID(p, p.Isolation.UID)),
-			GID:    int(HostID(p, p.Isolation.GID)),
+			UID:    int(b.hostID(p.Isolation.UID)),
+			GID:    int(b.hostID(p.Isolation.GID)),
 			Logger: log,
 		})
 		if err != nil {

@@ -3,14 +3,18 @@ package sandbox
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"strings"
 
 	"github.com/containerd/containerd/containers"
 	"github.com/containerd/containerd/namespaces"
 	"github.com/containerd/containerd/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/airlock/airlock/images"
 	"github.com/airlock/airlock/policies/policy"
 	"github.com/airlock/airlock/sandbox/footprint"
+	"github.com/airlock/airlock/sandbox/userns"
 )
 
 // ExplainPaths are the placeholder host paths an explained spec shows.
@@ -20,13 +24,63 @@ var ExplainPaths = JobPaths{
 	Run:    "/var/lib/airlock/jobs/<run>/run",
 }
 
-// Explain returns the OCI spec a job under p runs with, apart from the
-// per-run paths and IDs. It is what `airlock policy explain` and the
-// ExplainProfile RPC show, and what the golden tests pin.
+// Annotations of an explained spec: what the spec alone does not say.
+// A job's own spec carries none of them.
+const (
+	// AnnotationSeccompDenied lists the syscalls the profile's seccomp
+	// filter takes out of containerd's default one.
+	AnnotationSeccompDenied = "airlock.seccomp.denied"
+	// AnnotationUserNS says whom the agent is on the host, and whether
+	// this host can give the profile the user namespace it asks for.
+	AnnotationUserNS = "airlock.userns"
+)
+
+// Explain returns the OCI spec a job under p runs with on this host, apart
+// from the per-run paths, IDs and host ID range. It is what `airlock
+// policy explain` and the ExplainProfile RPC show.
 func Explain(p *policy.Profile) (*specs.Spec, error) {
+	return explain(p, userns.Check(procRoot))
+}
+
+// explain is Explain on a host whose user namespace support is as
+// usernsErr says (nil: supported); the golden tests pin it.
+func explain(p *policy.Profile, usernsErr error) (*specs.Spec, error) {
 	ctx := namespaces.WithNamespace(context.Background(), footprint.Namespace)
-	return oci.GenerateSpecWithPlatform(ctx, nil, "linux/amd64", &containers.Container{ID: "<run>"},
-		SpecFor("<run>", p, ExplainPaths)...)
+	opts := append(SpecFor("<run>", p, ExplainPaths), withExplanation(p, usernsErr))
+	return oci.GenerateSpecWithPlatform(ctx, nil, "linux/amd64", &containers.Container{ID: "<run>"}, opts...)
+}
+
+// withExplanation annotates an explained spec.
+func withExplanation(p *policy.Profile, usernsErr error) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *specs.Spec) error {
+		denied := DeniedEverywhere
+		if p.Isolation.Seccomp == policy.SeccompStrict {
+			denied = StrictDenied
+		}
+		if s.Annotations == nil {
+			s.Annotations = map[string]string{}
+		}
+		s.Annotations[AnnotationSeccompDenied] = strings.Join(denied, ",") + " (EPERM)"
+		s.Annotations[AnnotationUserNS] = explainUserNS(p, usernsErr)
+		return nil
+	}
+}
+
+func explainUserNS(p *policy.Profile, usernsErr error) string {
+	iso := p.Isolation
+	if !iso.UserNamespace {
+		return fmt.Sprintf("none: the agent is host uid %d, gid %d, as any process of those ids on the host", iso.UID, iso.GID)
+	}
+	first, last := userns.Block()
+	s := fmt.Sprintf("each sandbox maps its ids 0-%d onto a host range of its own, claimed from %d-%d and released at teardown (the mappings above show the shared range from %d, which no job gets); the agent is its range's uid %d, gid %d, no one else's on the host",
+		userns.Size-1, first, last, userns.Shared.First, iso.UID, iso.GID)
+	if p.ExecAllowed() {
+		s += fmt.Sprintf("; gid %d, the tools group, is the host's own %d, so that the gateway's commands can execute busybox", images.ToolsGID, images.ToolsGID)
+	}
+	if usernsErr != nil {
+		return s + fmt.Sprintf("; THIS HOST CANNOT: %v, so jobs of this profile are refused", usernsErr)
+	}
+	return s + "; this host supports it"
 }
 
 // ExplainJSON is Explain as indented JSON.

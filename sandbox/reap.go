@@ -20,9 +20,9 @@ import (
 	"github.com/airlock/airlock/sandbox/netns"
 )
 
-// Reap removes every container, task, lease and job directory of this
-// runner's instance (its state dir) in Airlock's namespace. It runs on
-// start, when none of its jobs can be live: after a kill -9 of the broker
+// Reap removes every container, task, lease, job directory and user
+// namespace range claim of this runner's instance (its state dir) in
+// Airlock's namespace. It runs on start, when none of its jobs can be live: after a kill -9 of the broker
 // these are the leftovers of jobs that will never finish. Another broker's
 // sandboxes on the same containerd are left alone. Snapshots go with their
 // leases and containers.
@@ -61,6 +61,15 @@ func (r *Runner) Reap(ctx context.Context) error {
 	errs = append(errs, r.reapCgroups(), r.reapShims())
 	if err := netns.Reap(ctx, r.instance); err != nil {
 		errs = append(errs, fmt.Errorf("reap network namespaces: %w", err))
+	}
+	// Only once none of the predecessor's sandboxes runs are their host
+	// ID ranges free; if one may still run, they stay claimed.
+	if err := errors.Join(errs...); err != nil {
+		r.log.Warn("user namespace ranges stay claimed: a predecessor's sandbox may still run", "err", err)
+	} else if n, err := r.claims.Reap(); err != nil {
+		errs = append(errs, fmt.Errorf("release user namespace ranges: %w", err))
+	} else if n > 0 {
+		r.log.Info("released user namespace ranges", "count", n)
 	}
 	entries, err := os.ReadDir(r.jobsDir)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -32,6 +32,7 @@ import (
 	"github.com/airlock/airlock/sandbox/footprint"
 	"github.com/airlock/airlock/sandbox/job"
 	"github.com/airlock/airlock/sandbox/netns"
+	"github.com/airlock/airlock/sandbox/userns"
 )
 
 const (
@@ -72,7 +73,14 @@ type Config struct {
 	// MaxTeardownsBehind bounds the sandboxes still being torn down after
 	// their jobs returned; zero is DefaultTeardownsBehind.
 	MaxTeardownsBehind int
+	// UserNSDir records which host ID ranges the user-namespaced
+	// sandboxes of every broker on the host hold; empty is
+	// userns.DefaultDir.
+	UserNSDir string
 }
+
+// procRoot is where the kernel's process view is mounted.
+const procRoot = "/proc"
 
 // DefaultTeardownsBehind is Config.MaxTeardownsBehind when zero. A box
 // waiting for teardown holds a stopped task's shim, a few MiB.
@@ -84,6 +92,13 @@ type Runner struct {
 	jobsDir string
 	images  map[string]*loadedImage
 	log     *slog.Logger
+
+	// claims hands each user-namespaced sandbox a host ID range of its
+	// own.
+	claims *userns.Claims
+	// proc is where the runner reads the kernel's process view: procRoot
+	// but in tests.
+	proc string
 
 	proxy     *egress.Proxy
 	pool      *netns.AddressPool
@@ -135,6 +150,7 @@ func New(ctx context.Context, cfg Config) (_ *Runner, retErr error) {
 		jobsDir:  filepath.Join(cfg.StateDir, "jobs"),
 		address:  cfg.Address,
 		instance: footprint.InstanceID(cfg.StateDir),
+		proc:     procRoot,
 		images:   map[string]*loadedImage{},
 		log:      cfg.Logger,
 
@@ -155,6 +171,9 @@ func New(ctx context.Context, cfg Config) (_ *Runner, retErr error) {
 		r.teardowns.Wait()
 		return nil
 	})
+	if r.claims, err = userns.NewClaims(cfg.UserNSDir, r.instance); err != nil {
+		return nil, err
+	}
 	ctx = namespaces.WithNamespace(ctx, footprint.Namespace)
 	if err := footprint.MkdirTraversable(r.jobsDir); err != nil {
 		return nil, err

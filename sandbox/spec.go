@@ -10,9 +10,11 @@ import (
 	"github.com/containerd/containerd/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/airlock/airlock/images"
 	"github.com/airlock/airlock/policies/policy"
 	"github.com/airlock/airlock/sandbox/agent"
 	"github.com/airlock/airlock/sandbox/toolgw"
+	"github.com/airlock/airlock/sandbox/userns"
 )
 
 // JobPaths are the host paths a job's spec mounts.
@@ -29,6 +31,10 @@ type JobPaths struct {
 	// Run is the job's run directory, holding the tool gateway's socket
 	// at airlock/tools.sock. Required when the profile allows exec.
 	Run string
+	// IDs is the job's own host ID range when its profile has a user
+	// namespace. The zero value is userns.Shared, which explain shows and
+	// tools outside the broker use; the runner always sets a claimed one.
+	IDs userns.Range
 }
 
 // defaultMaskedPaths hides kernel and hardware information under /proc and
@@ -61,7 +67,11 @@ func SpecFor(runID string, p *policy.Profile, paths JobPaths) []oci.SpecOpts {
 		// (kernel.pty.max is one limit for every devpts instance) to a job
 		// that has no terminal; without it, runc's /dev/ptmx link to
 		// pts/ptmx leads nowhere, and no job can mount one.
-		WithoutMounts("/run", "/dev/mqueue", "/dev/shm", "/dev/pts"),
+		// /sys shows the host's devices, kernel and cgroup tree, none of
+		// which a job needs; and a user namespace cannot mount sysfs in a
+		// network namespace it does not own, which is what an allowlist
+		// job joins. /proc/self/cgroup still reads its cgroup namespace.
+		WithoutMounts("/run", "/dev/mqueue", "/dev/shm", "/dev/pts", "/sys", "/sys/fs/cgroup"),
 		WithTmpfs("/tmp", p.Limits.ScratchBytes, p.Isolation.UID, p.Isolation.GID),
 		WithBind(paths.Input, agent.InputDir, true),
 		WithBind(paths.Output, agent.OutputDir, false),
@@ -83,7 +93,11 @@ func SpecFor(runID string, p *policy.Profile, paths JobPaths) []oci.SpecOpts {
 		opts = append(opts, oci.WithNoNewPrivileges)
 	}
 	if p.Isolation.UserNamespace {
-		opts = append(opts, WithUserNamespace(UserNSBase))
+		ids := paths.IDs
+		if ids == (userns.Range{}) {
+			ids = userns.Shared
+		}
+		opts = append(opts, WithUserNamespace(ids, p.ExecAllowed()))
 	}
 	return append(opts, WithSeccomp(p.Isolation.Seccomp))
 }
@@ -108,24 +122,37 @@ func WithEnvOnly(env []string) oci.SpecOpts {
 	}
 }
 
-// UserNSBase is the first host uid and gid of the range a user-namespaced
-// sandbox maps its 65536 ids onto. No host account lives there, so uid 0
-// in the sandbox owns nothing outside it.
-const UserNSBase = 1_000_000_000
-
-// HostID is the host uid or gid that id in the sandbox runs as.
+// HostID is the host uid or gid that id in a sandbox under p runs as in
+// the shared range, userns.Shared: what explain shows, and what tools
+// outside the broker use. A broker's job runs in a range of its own (see
+// box.hostID).
 func HostID(p *policy.Profile, id uint32) uint32 {
 	if p.Isolation.UserNamespace {
-		return UserNSBase + id
+		return userns.Shared.HostID(id)
 	}
 	return id
 }
 
 // WithUserNamespace gives the task a user namespace that maps ids 0-65535
-// to base..base+65535 on the host.
-func WithUserNamespace(base uint32) oci.SpecOpts {
-	m := []specs.LinuxIDMapping{{ContainerID: 0, HostID: base, Size: 65536}}
-	return oci.WithUserNamespace(m, m)
+// onto the host range r, uids and gids alike, so that nothing in the
+// sandbox is anyone on the host, nor anyone in another sandbox. With
+// toolsGroup, gid images.ToolsGID maps onto the host's own instead: the
+// tools image's busybox is executable by that host group alone, and the
+// commands the tool gateway runs hold it. It grants nothing else: no host
+// file but busybox is the group's, and a process's uid, which is the
+// sandbox's own, decides signals, ptrace and /proc.
+func WithUserNamespace(r userns.Range, toolsGroup bool) oci.SpecOpts {
+	uids := []specs.LinuxIDMapping{{ContainerID: 0, HostID: r.First, Size: userns.Size}}
+	gids := uids
+	if toolsGroup {
+		const tg = images.ToolsGID
+		gids = []specs.LinuxIDMapping{
+			{ContainerID: 0, HostID: r.First, Size: tg},
+			{ContainerID: tg, HostID: tg, Size: 1},
+			{ContainerID: tg + 1, HostID: r.HostID(tg + 1), Size: userns.Size - tg - 1},
+		}
+	}
+	return oci.WithUserNamespace(uids, gids)
 }
 
 // WithCapabilities sets every capability set to exactly caps (bounding,

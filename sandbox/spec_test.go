@@ -291,3 +291,16 @@ func TestSpecFor_NoPseudoTerminals(t *testing.T) {
 		})
 	}
 }
+
+func TestSpecFor_NoSysfsOrCgroupfs(t *testing.T) {
+	for _, p := range append(shippedProfiles(t).All(), testProfile()) {
+		t.Run(p.Name, func(t *testing.T) {
+			s := generate(t, SpecFor("job-1", p, JobPaths{Input: "/j/in", Output: "/j/out", Run: "/j/run"})...)
+			for _, m := range s.Mounts {
+				if m.Type == "sysfs" || m.Type == "cgroup" || m.Type == "cgroup2" || strings.HasPrefix(m.Destination, "/sys") {
+					t.Errorf("mount %+v: the job would see the host's devices, kernel or cgroup tree", m)
+				}
+			}
+		})
+	}
+}

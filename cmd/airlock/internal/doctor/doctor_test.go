@@ -393,3 +393,18 @@ func TestMajorMinor_ParsesDistributionVersions(t *testing.T) {
 		}
 	}
 }
+
+func TestBlockClashes_FindsAccountsAndSubordinateRangesInTheBlock(t *testing.T) {
+	const first, last = 1_000_000_000, 1_268_435_455
+	files := map[string]string{
+		"/etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/sbin/nologin\nclash:x:1000000100:1000000100::/:/bin/sh\n",
+		"/etc/group":  "root:x:0:\n# comment:x:1000000000:\n",
+		"/etc/subuid": "alice:100000:65536\nbob:999990000:20000\n",
+		"/etc/subgid": "alice:100000:65536\ncarol:1268435455:1\ndave:1268435456:65536\n",
+	}
+	got := blockClashes(files, first, last)
+	want := []string{"/etc/passwd: clash", "/etc/subgid: carol", "/etc/subuid: bob"}
+	if !slices.Equal(got, want) {
+		t.Errorf("blockClashes = %v, want %v", got, want)
+	}
+}

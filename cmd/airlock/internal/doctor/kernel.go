@@ -11,6 +11,8 @@ import (
 
 	"github.com/google/nftables"
 	"golang.org/x/sys/unix"
+
+	"github.com/airlock/airlock/sandbox/userns"
 )
 
 // procRoot and cgroupRoot are where the kernel's views are mounted.
@@ -56,7 +58,7 @@ func checkUserNS(_ context.Context, e *env) result {
 	}
 	var f findings
 	if _, err := os.Readlink(procRoot + "/self/ns/user"); err != nil {
-		f.add(sev, fmt.Sprintf("user namespaces unavailable (%v); %s", err, why), "use a kernel built with CONFIG_USER_NS, or set isolation.userNamespace: false in those profiles")
+		f.add(sev, fmt.Sprintf("user namespaces unavailable (%v); %s, whose jobs airlockd then refuses", err, why), "use a kernel built with CONFIG_USER_NS, or set isolation.userNamespace: false in those profiles")
 		return f.result("")
 	}
 	limit, err := readInt(procRoot + "/sys/user/max_user_namespaces")
@@ -64,16 +66,67 @@ func checkUserNS(_ context.Context, e *env) result {
 	case err != nil:
 		f.add(Warn, fmt.Sprintf("cannot read user.max_user_namespaces: %v", err), "check that /proc is mounted and readable")
 	case limit == 0:
-		f.add(sev, "user.max_user_namespaces is 0, so no user namespace can be created; "+why, "sysctl -w user.max_user_namespaces=15000 (and persist it in /etc/sysctl.d)")
+		f.add(sev, "user.max_user_namespaces is 0, so no user namespace can be created; "+why+", whose jobs airlockd then refuses", "sysctl -w user.max_user_namespaces=15000 (and persist it in /etc/sysctl.d)")
 	}
 	detail := fmt.Sprintf("available, max_user_namespaces %d", limit)
 	if v, err := readInt(procRoot + "/sys/kernel/unprivileged_userns_clone"); err == nil {
 		detail += fmt.Sprintf(", unprivileged_userns_clone %d (not needed: airlockd is root)", v)
 	}
+	first, last := userns.Block()
 	if len(users) > 0 {
-		detail += "; used by " + strings.Join(users, ", ")
+		detail += fmt.Sprintf("; used by %s, each job on a host ID range of its own from %d-%d, claimed in %s", strings.Join(users, ", "), first, last, userns.DefaultDir)
+	}
+	files := map[string]string{}
+	for _, name := range []string{"passwd", "group", "subuid", "subgid"} {
+		if b, err := os.ReadFile(etcRoot + "/" + name); err == nil {
+			files[etcRoot+"/"+name] = string(b)
+		}
+	}
+	if clash := blockClashes(files, userns.Shared.First, last); len(clash) > 0 {
+		f.add(sev, fmt.Sprintf("host ids in Airlock's block %d-%d are taken (%s): a sandbox's users would be theirs; %s", userns.Shared.First, last, strings.Join(clash, "; "), why),
+			"move those accounts or subordinate ranges out of the block")
 	}
 	return f.result(detail)
+}
+
+// etcRoot holds the host's account and subordinate id files.
+const etcRoot = "/etc"
+
+// blockClashes returns the accounts (passwd, group: name:x:id:...) and
+// subordinate ranges (subuid, subgid: name:start:count) in files, by path,
+// whose ids fall in first-last, the block user-namespaced sandboxes map
+// their users onto.
+func blockClashes(files map[string]string, first, last uint32) []string {
+	var out []string
+	paths := make([]string, 0, len(files))
+	for p := range files {
+		paths = append(paths, p)
+	}
+	slices.Sort(paths)
+	for _, path := range paths {
+		sub := strings.HasSuffix(path, "/subuid") || strings.HasSuffix(path, "/subgid")
+		for _, line := range strings.Split(files[path], "\n") {
+			fields := strings.Split(strings.TrimSpace(line), ":")
+			if len(fields) < 3 || strings.HasPrefix(fields[0], "#") {
+				continue
+			}
+			var lo, n uint64 = 0, 1
+			var err error
+			if sub {
+				lo, err = strconv.ParseUint(fields[1], 10, 32)
+				if err == nil {
+					n, err = strconv.ParseUint(fields[2], 10, 32)
+				}
+			} else {
+				lo, err = strconv.ParseUint(fields[2], 10, 32)
+			}
+			if err != nil || n == 0 || lo > uint64(last) || lo+n-1 < uint64(first) {
+				continue
+			}
+			out = append(out, fmt.Sprintf("%s: %s", path, fields[0]))
+		}
+	}
+	return out
 }
 
 // checkCgroups finds the cgroup layout and the controllers that enforce
