@@ -855,7 +855,7 @@ func socketOf(t *testing.T, stateDir, jobID string) (string, string) {
 // jobOf returns a running job's directory and its job.json.
 func jobOf(t *testing.T, stateDir, jobID string) (string, agent.Job) {
 	t.Helper()
-	dirs, err := filepath.Glob(filepath.Join(stateDir, "jobs", "airlock-*"))
+	dirs, err := filepath.Glob(filepath.Join(stateDir, "jobs", "*"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -96,6 +96,13 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 		return nil, fmt.Errorf("image %q is not loaded", image)
 	}
 	runID := "airlock-" + uuid.NewString()
+	// The job dir's name is random and unrelated to the run ID, which the
+	// host shows in cgroup paths and process lists: knowing a job's ID
+	// tells a local user nothing of where its input is.
+	dirName, err := newDirName()
+	if err != nil {
+		return nil, err
+	}
 	// Each containerd call runs to its end under cctx, and the caller's
 	// cancellation is honoured between calls: a create abandoned in flight
 	// could land on containerd's side after teardown looked for it.
@@ -103,7 +110,7 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 	defer cancel()
 	b := &box{
 		runID: runID, image: image, hash: p.Hash(), p: p, img: img,
-		dir: filepath.Join(r.jobsDir, runID), mark: time.Now(),
+		dir: filepath.Join(r.jobsDir, dirName), mark: time.Now(),
 		log: r.log.With("run", runID),
 	}
 	// netDone carries the result of the namespace's setup, which runs
@@ -307,7 +314,7 @@ func (r *Runner) listenProxy(b *box) error {
 func (r *Runner) run(ctx context.Context, b *box, j *job.Job) (*job.Outcome, error) {
 	p := b.p
 	log := b.log.With("job", j.ID)
-	if err := writeInput(b.paths.Input, j, gatewayFor(b.capability)); err != nil {
+	if err := writeInput(b.paths.Input, j, gatewayFor(b.capability), b.hostID(p.Isolation.UID), b.hostID(p.Isolation.GID)); err != nil {
 		return nil, fmt.Errorf("job input: %w", err)
 	}
 	var session *egress.Session
@@ -454,10 +461,12 @@ func agentModel(j *job.Job) *agent.Model {
 	}
 }
 
-// writeInput writes the job's input/job.json and input/content/N, read-only
-// to the sandbox user. The directories are already mode 0555, which only
-// the broker, as root, may still write into.
-func writeInput(input string, j *job.Job, gateway *agent.Gateway) error {
+// writeInput writes the job's input/job.json and input/content/N, mode
+// 0400 and owned by the sandbox user's host uid and gid, uid:gid, so that
+// no other host user can read them. The directories are already the
+// sandbox user's, mode 0500, which only the broker, as root, may still
+// write into.
+func writeInput(input string, j *job.Job, gateway *agent.Gateway, uid, gid uint32) error {
 	contentDir := filepath.Join(input, "content")
 	jf := agent.Job{
 		ID: j.ID, Task: j.Task, Params: j.Params, Tools: j.Tools, Gateway: gateway,
@@ -465,7 +474,7 @@ func writeInput(input string, j *job.Job, gateway *agent.Gateway) error {
 	}
 	for i, c := range j.Content {
 		name := strconv.Itoa(i)
-		if err := writeReadOnly(filepath.Join(contentDir, name), c.Data); err != nil {
+		if err := writeReadOnly(filepath.Join(contentDir, name), c.Data, uid, gid); err != nil {
 			return err
 		}
 		jf.Content = append(jf.Content, agent.ContentFile{Name: name, MediaType: c.MediaType, Source: c.Source})
@@ -474,5 +483,5 @@ func writeInput(input string, j *job.Job, gateway *agent.Gateway) error {
 	if err != nil {
 		return err
 	}
-	return writeReadOnly(filepath.Join(input, "job.json"), b)
+	return writeReadOnly(filepath.Join(input, "job.json"), b, uid, gid)
 }

@@ -19,9 +19,9 @@ import (
 
 // ExplainPaths are the placeholder host paths an explained spec shows.
 var ExplainPaths = JobPaths{
-	Input:  "/var/lib/airlock/jobs/<run>/input",
-	Output: "/var/lib/airlock/jobs/<run>/output",
-	Run:    "/var/lib/airlock/jobs/<run>/run",
+	Input:  "/var/lib/airlock/jobs/<random>/input",
+	Output: "/var/lib/airlock/jobs/<random>/output",
+	Run:    "/var/lib/airlock/jobs/<random>/run",
 }
 
 // Annotations of an explained spec: what the spec alone does not say.

@@ -7,6 +7,8 @@ package sandbox
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -327,29 +329,59 @@ func (r *Runner) kill(ctx context.Context, task containerd.Task, exitCh <-chan c
 	}
 }
 
-// prepareDir lays out a job directory: input/ and input/content/, where
-// only the broker may write (writeInput fills them once the job is known),
-// and output/ as a size-capped tmpfs owned by the sandbox user.
+// prepareDir lays out a job directory: input/ and input/content/, owned by
+// the sandbox user's host uid and gid, uid:gid, mode 0500, where only the
+// broker, as root, may write (writeInput fills them once the job is
+// known); and output/ as a size-capped tmpfs of the sandbox user's. The
+// job dir itself is root's and mode 0711: nobody else can list the jobs
+// dir or the job dir, and only the sandbox user can read the input.
 func prepareDir(dir string, outputBytes int64, uid, gid uint32) (JobPaths, error) {
 	paths := JobPaths{Input: filepath.Join(dir, "input"), Output: filepath.Join(dir, "output")}
-	contentDir := filepath.Join(paths.Input, "content")
 	if err := footprint.MkdirTraversable(dir); err != nil {
 		return paths, err
 	}
-	for _, d := range []string{contentDir, paths.Output, filepath.Join(dir, "fifo")} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
+	for _, d := range []string{paths.Output, filepath.Join(dir, "fifo")} {
+		if err := os.Mkdir(d, 0o700); err != nil {
 			return paths, err
 		}
 	}
-	for _, d := range []string{contentDir, paths.Input} {
-		if err := os.Chmod(d, 0o555); err != nil {
-			return paths, err
-		}
+	if err := prepareInput(paths.Input, uid, gid); err != nil {
+		return paths, err
 	}
 	if err := unix.Mount("tmpfs", paths.Output, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, outputOptions(outputBytes, uid, gid)); err != nil {
 		return paths, fmt.Errorf("mount output tmpfs: %w", err)
 	}
 	return paths, nil
+}
+
+// prepareInput makes the input dir and its content/, owned by uid:gid,
+// mode 0500. A user-namespaced sandbox's runc reaches them as the
+// sandbox's root, which may search a directory of its own range's.
+func prepareInput(input string, uid, gid uint32) error {
+	content := filepath.Join(input, "content")
+	for _, d := range []string{input, content} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			return err
+		}
+	}
+	for _, d := range []string{content, input} {
+		if err := os.Lchown(d, int(uid), int(gid)); err != nil {
+			return err
+		}
+		if err := os.Chmod(d, 0o500); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// newDirName is a job dir's name: 128 random bits, in hex.
+func newDirName() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
 }
 
 // outputOptions are the mount options of a job's output tmpfs: its size,
@@ -367,13 +399,16 @@ func outputUsed(dir string) int64 {
 	return int64(st.Blocks-st.Bfree) * st.Bsize
 }
 
-// writeReadOnly writes a file the sandbox user may read but nobody may
-// change. The chmod makes the mode independent of the broker's umask.
-func writeReadOnly(path string, data []byte) error {
-	if err := os.WriteFile(path, data, 0o444); err != nil {
+// writeReadOnly writes a new file that only uid:gid may read, mode 0400
+// whatever the broker's umask. It never follows a link nor reuses a file.
+func writeReadOnly(path string, data []byte, uid, gid uint32) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o400)
+	if err != nil {
 		return err
 	}
-	return os.Chmod(path, 0o444)
+	_, err = f.Write(data)
+	err = errors.Join(err, f.Chown(int(uid), int(gid)), f.Chmod(0o400))
+	return errors.Join(err, f.Close())
 }
 
 func unmount(path string) error {
