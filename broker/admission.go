@@ -46,9 +46,30 @@ func (s *Server) admit(ctx context.Context, owner string) (func(), error) {
 	defer s.queued.Add(-1)
 	select {
 	case s.slots <- struct{}{}:
-		return func() { <-s.slots; undo() }, nil
 	case <-ctx.Done():
 		undo()
 		return nil, ctx.Err()
+	case <-s.drainStarted:
+		undo()
+		s.metrics.RejectedSpawns.WithLabelValues("draining").Inc()
+		return nil, errDrainedInQueue()
 	}
+	// A slot can free up in the same instant as the drain begins; a job
+	// that waited never starts once it has.
+	s.mu.Lock()
+	draining := s.draining
+	s.mu.Unlock()
+	if draining {
+		<-s.slots
+		undo()
+		s.metrics.RejectedSpawns.WithLabelValues("draining").Inc()
+		return nil, errDrainedInQueue()
+	}
+	return func() { <-s.slots; undo() }, nil
+}
+
+// errDrainedInQueue is the refusal of a job that waited for a slot when
+// the drain began: nothing ran, so a retry elsewhere is safe.
+func errDrainedInQueue() error {
+	return fmt.Errorf("%w: the broker began shutting down while the job waited for a sandbox; nothing ran: retry against its successor", ErrUnavailable)
 }

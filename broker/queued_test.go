@@ -6,6 +6,8 @@ import (
 
 	"github.com/airlock/airlock/broker"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // TestCancel_QueuedJobNeverRuns: a job cancelled while it waits for a slot
@@ -46,32 +48,34 @@ func TestCancel_QueuedJobNeverRuns(t *testing.T) {
 	}
 }
 
-// TestDrain_CancelsQueuedJobsAfterGrace: past the grace period, Drain
-// cancels the jobs waiting for a slot as well as the running ones, and the
-// waiting ones never run.
-func TestDrain_CancelsQueuedJobsAfterGrace(t *testing.T) {
+// TestDrain_QueuedJobsNeverStart: when Drain begins, a job waiting for a
+// slot gives up its place at once with Unavailable (nothing ran, so the
+// caller may retry elsewhere), while the running job keeps its grace.
+func TestDrain_QueuedJobsNeverStart(t *testing.T) {
 	runner := &fakeRunner{outcome: rawResult(`{"title":"T"}`), block: make(chan struct{})}
-	defer close(runner.block)
 	srv, c, _ := newBrokerServer(t, runner, testToken, broker.Config{MaxJobs: 1, MaxQueue: 1})
-	done := make(chan *airlockv1.SpawnResponse, 2)
+	running := make(chan *airlockv1.SpawnResponse, 1)
 	go func() {
 		r, _ := c.Spawn(ctx(t), request())
-		done <- r
+		running <- r
 	}()
 	eventually(t, "one job to run", runner.started(1))
+	queued := make(chan error, 1)
 	go func() {
-		r, _ := c.Spawn(ctx(t), request())
-		done <- r
+		_, err := c.Spawn(ctx(t), request())
+		queued <- err
 	}()
 	eventually(t, "the other to queue", func() bool { return srv.Queued() == 1 })
-	grace, cancel := context.WithCancel(context.Background())
-	cancel() // no grace: cancel everything at once
-	srv.Drain(grace)
-	for range 2 {
-		if r := <-done; r.GetVerdict() != airlockv1.Verdict_VERDICT_CANCELLED {
-			t.Errorf("verdict %v, want CANCELLED", r.GetVerdict())
-		}
+	drained := make(chan struct{})
+	go func() { srv.Drain(context.Background()); close(drained) }()
+	if err := <-queued; status.Code(err) != codes.Unavailable {
+		t.Errorf("queued job at drain: %v, want Unavailable", err)
 	}
+	close(runner.block) // the running job finishes within its grace
+	if r := <-running; r.GetVerdict() != airlockv1.Verdict_VERDICT_OK {
+		t.Errorf("running job: %v, want OK", r.GetVerdict())
+	}
+	<-drained
 	if n := runner.runs.Load(); n != 1 {
 		t.Errorf("runs = %d, want only the running job", n)
 	}

@@ -102,6 +102,9 @@ type Server struct {
 
 	mu       sync.Mutex
 	draining bool
+	// drainStarted is closed when Drain begins, so that jobs waiting in
+	// the admission queue give up their place at once.
+	drainStarted chan struct{}
 	running  int
 	// runningChanged is closed, and replaced, whenever running drops, so
 	// that Drain waits without polling.
@@ -167,6 +170,7 @@ func New(cfg Config) (*Server, error) {
 
 		perOwner:       map[string]int{},
 		runningChanged: make(chan struct{}),
+		drainStarted:   make(chan struct{}),
 		maxPerOwner:    cfg.MaxPerOwner,
 		jobs:           newJobStore(cfg.Retention, cfg.RetainJobs),
 
@@ -198,6 +202,9 @@ var DefaultAnomalies = map[string]anomaly.Rule{
 // then cancels those still running and waits for their teardown.
 func (s *Server) Drain(ctx context.Context) {
 	s.mu.Lock()
+	if !s.draining {
+		close(s.drainStarted)
+	}
 	s.draining = true
 	s.mu.Unlock()
 	grace := ctx.Done()
