@@ -105,7 +105,7 @@ type Server struct {
 	// drainStarted is closed when Drain begins, so that jobs waiting in
 	// the admission queue give up their place at once.
 	drainStarted chan struct{}
-	running  int
+	running      int
 	// runningChanged is closed, and replaced, whenever running drops, so
 	// that Drain waits without polling.
 	runningChanged chan struct{}
