@@ -54,45 +54,64 @@ func (c *connCounter) HandleConn(_ context.Context, s stats.ConnStats) {
 }
 
 func TestNew_AFailedStepUndoesTheConnectionAndTheTeardownWorkers(t *testing.T) {
-	leaks := goleak.IgnoreCurrent()
-	// Not t.TempDir(): a unix socket's path must stay under 108 bytes.
-	dir, err := os.MkdirTemp("", "ctd-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "containerd.sock")
-	lis, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conns := &connCounter{closed: make(chan struct{})}
-	srv := grpc.NewServer(grpc.StatsHandler(conns))
-	namespacesapi.RegisterNamespacesServer(srv, fakeNamespaces{})
-	served := make(chan struct{})
-	go func() { defer close(served); _ = srv.Serve(lis) }()
+	for _, tt := range []struct {
+		name string
+		// stateDir makes the state dir in dir and returns it.
+		stateDir func(t *testing.T, dir string) string
+	}{
+		// New fails making its jobs dir, after it has connected and
+		// started its teardown workers.
+		{"state dir is a file", func(t *testing.T, dir string) string {
+			p := filepath.Join(dir, "state")
+			if err := os.WriteFile(p, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}},
+		// New fails later, in its start-up reap: the stand-in answers
+		// nothing but namespaces.
+		{"containerd refuses the reap", func(t *testing.T, dir string) string {
+			return filepath.Join(dir, "state")
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			leaks := goleak.IgnoreCurrent()
+			// Not t.TempDir(): a unix socket's path must stay under 108 bytes.
+			dir, err := os.MkdirTemp("", "ctd-")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.RemoveAll(dir) })
+			sock := filepath.Join(dir, "containerd.sock")
+			lis, err := net.Listen("unix", sock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conns := &connCounter{closed: make(chan struct{})}
+			srv := grpc.NewServer(grpc.StatsHandler(conns))
+			namespacesapi.RegisterNamespacesServer(srv, fakeNamespaces{})
+			served := make(chan struct{})
+			go func() { defer close(served); _ = srv.Serve(lis) }()
 
-	// A state dir that is a file: New fails making its jobs dir, after it
-	// has connected and started its teardown workers.
-	stateDir := filepath.Join(dir, "state")
-	if err := os.WriteFile(stateDir, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	r, err := New(context.Background(), Config{Address: sock, StateDir: stateDir, Logger: slog.New(slog.DiscardHandler)})
-	if err == nil {
-		r.Close()
-		t.Fatal("New with a state dir that is a file succeeded")
-	}
+			r, err := New(context.Background(), Config{Address: sock, StateDir: tt.stateDir(t, dir), Logger: slog.New(slog.DiscardHandler),
+				UserNSDir: filepath.Join(dir, "userns")})
+			if err == nil {
+				r.Close()
+				t.Fatal("New succeeded")
+			}
+			t.Logf("New: %v", err)
 
-	select {
-	case <-conns.closed:
-	case <-time.After(30 * time.Second):
-		t.Fatal("a failed New left its connection to containerd open")
+			select {
+			case <-conns.closed:
+			case <-time.After(30 * time.Second):
+				t.Fatal("a failed New left its connection to containerd open")
+			}
+			srv.Stop()
+			<-served
+			// The teardown workers and the client's goroutines are gone too.
+			goleak.VerifyNone(t, leaks)
+		})
 	}
-	srv.Stop()
-	<-served
-	// The teardown workers and the client's goroutines are gone too.
-	goleak.VerifyNone(t, leaks)
 }
 
 func TestUndo_RunsLastFirstUnderACancelledContextAndJoinsErrors(t *testing.T) {
