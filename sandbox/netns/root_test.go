@@ -116,7 +116,11 @@ func startTCPEcho(t *testing.T, addr string) *tcpEcho {
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
+				// Closed once the client is done, as the proxy does: a
+				// connection left half open still counts against
+				// ProxyConnLimit.
 				io.Copy(c, c)
+				c.Close()
 			}()
 		}
 	}()
@@ -474,16 +478,55 @@ func TestRules_ResetConnectionsToProxyPastTheLimit(t *testing.T) {
 	if got := proxy.accepts.Load(); got != ProxyConnLimit {
 		t.Errorf("proxy accepted %d, want the limit of %d", got, ProxyConnLimit)
 	}
-	// Close one from both ends; conntrack no longer counts it.
+	// Once one is closed, conntrack no longer counts it.
 	held[0].Close()
 	held = held[1:]
-	proxy.mu.Lock()
-	proxy.conns[0].Close()
-	proxy.mu.Unlock()
 	var again error
 	if !eventually(func() bool { again = dial(); return again == nil }) {
 		t.Errorf("after one connection closed, a new one: %v", again)
 	}
+}
+
+// TestRules_LimitLetsClosedConnectionsGo makes many more connections to
+// the proxy than ProxyConnLimit, one after another, each closed before the
+// next: none is refused, since the limit counts open connections, not how
+// many were made. (The kernel forgets closed connections lazily, so a
+// flood of short ones, thousands a second in parallel, can be refused
+// while it lasts; a job at that rate is flooding.)
+func TestRules_LimitLetsClosedConnectionsGo(t *testing.T) {
+	const n = 20 * ProxyConnLimit
+	port := freePort(t)
+	jn, _ := newJobNet(t, testPrefix, port)
+	proxy := startTCPEcho(t, net.JoinHostPort(jn.HostIP.String(), fmt.Sprint(port)))
+	err := probeTCPMany(jn.Path, net.JoinHostPort(jn.HostIP.String(), fmt.Sprint(port)), n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := proxy.accepts.Load(); got != n {
+		t.Errorf("proxy accepted %d of %d", got, n)
+	}
+}
+
+// probeTCPMany is probeTCP n times in a row from the job's namespace.
+func probeTCPMany(nsPath, addr string, n int) error {
+	return doInNetNS(nsPath, func() error {
+		for i := range n {
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err != nil {
+				return fmt.Errorf("connection %d of %d: %w", i+1, n, err)
+			}
+			c.SetDeadline(time.Now().Add(time.Second))
+			_, err = c.Write([]byte("a"))
+			if err == nil {
+				_, err = io.ReadFull(c, make([]byte, 1))
+			}
+			c.Close()
+			if err != nil {
+				return fmt.Errorf("connection %d of %d: %w", i+1, n, err)
+			}
+		}
+		return nil
+	})
 }
 
 // TestRules_ProbesDetectTrafficWithoutRules is the control for the test
