@@ -20,7 +20,7 @@ var shipped = []struct {
 	strict bool
 }{
 	{"vanilla", "0 0 4294967295", false},
-	{"secureclaw", "0 0 4294967295", false},
+	{"secureclaw", "0 * 65536", false},
 	{"ironclaw", "0 * 65536", true},
 }
 

@@ -70,9 +70,9 @@ func TestFS_ProfilesMatchTheirIntent(t *testing.T) {
 		{"secureclaw", "limits 256Mi 64 pids 30s", func(p *policy.Profile) bool {
 			return p.Limits.MemoryBytes == 256*policy.Mi && p.Limits.Pids == 64 && p.Limits.Timeout == 30*time.Second
 		}},
-		{"secureclaw", "non-root, read-only, default seccomp, no caps", func(p *policy.Profile) bool {
+		{"secureclaw", "non-root, read-only, default seccomp, no caps, user namespace", func(p *policy.Profile) bool {
 			i := p.Isolation
-			return i.UID != 0 && i.ReadOnlyRoot && i.NoNewPrivileges && i.Seccomp == policy.SeccompDefault && len(i.Capabilities) == 0
+			return i.UID != 0 && i.ReadOnlyRoot && i.NoNewPrivileges && i.Seccomp == policy.SeccompDefault && len(i.Capabilities) == 0 && i.UserNamespace
 		}},
 		{"ironclaw", "network none, exec deny, reader image", func(p *policy.Profile) bool {
 			return p.Network.Mode == policy.NetworkNone && p.Exec.Security == policy.ExecDeny && !p.ExecAllowed() && p.Image() == policy.ImageReader

@@ -194,9 +194,16 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 		b.u.Push(n.Close)
 		b.net = n
 		b.proxyURL = "http://" + netip.AddrPortFrom(n.HostIP, r.proxyPort).String()
-		b.paths.NetNS, b.paths.ProxyURL = n.Path, b.proxyURL
-		netDone = make(chan error, 1)
-		go func() { netDone <- n.Setup(cctx) }()
+		b.paths.ProxyURL = b.proxyURL
+		// A user-namespaced task gets a network namespace of its user
+		// namespace's, which runc makes and which is set up once the task
+		// exists (see netns.Net.SetupIn); any other joins one made now,
+		// alongside the container.
+		if !p.Isolation.UserNamespace {
+			b.paths.NetNS = n.Path
+			netDone = make(chan error, 1)
+			go func() { netDone <- n.Setup(cctx) }()
+		}
 	}
 
 	labels := map[string]string{LabelRun: runID, LabelInstance: r.instance}
@@ -245,7 +252,7 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 	}
 	b.phase("container")
 
-	if b.net != nil {
+	if b.net != nil && b.paths.NetNS != "" {
 		if err := awaitNet(); err != nil {
 			return nil, fmt.Errorf("network namespace: %w", err)
 		}
@@ -268,6 +275,19 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 		return retryUnavailable(c, func() error { return deleteTask(c, task) })
 	})
 	b.phase("task")
+
+	if b.net != nil && b.paths.NetNS == "" {
+		// The task's init waits for start inside the namespaces runc
+		// made: its network namespace gets the rules and the veth before
+		// anything of the job runs.
+		if err := b.net.SetupIn(cctx, fmt.Sprintf("%s/%d/ns/net", r.proc, b.task.Pid())); err != nil {
+			return nil, fmt.Errorf("network namespace: %w", err)
+		}
+		if err := r.listenProxy(b); err != nil {
+			return nil, err
+		}
+		b.phase("network")
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

@@ -71,6 +71,8 @@ type Net struct {
 	// alias and rules are what Setup gives the veth and the namespace.
 	alias string
 	rules Rules
+	// from is the namespace SetupIn adopts; empty for a new one.
+	from string
 	// ownNS and ownLink say what this Net created and has not yet removed,
 	// so that a failed Create never removes a namespace or link of the
 	// same name that belongs to someone else, and Close can be retried.
@@ -135,6 +137,26 @@ func (n *Net) Setup(ctx context.Context) error {
 	return nil
 }
 
+// SetupIn is Setup in the existing network namespace at from, such as a
+// created task's /proc/PID/ns/net, which it bind-mounts at Path rather
+// than making a new one. A user-namespaced task needs it: on exec, runc
+// joins the task's user namespace before its network namespace, and may
+// then join only one that its user namespace owns, which runc makes for
+// the task. The namespace must be empty of links but lo.
+func (n *Net) SetupIn(ctx context.Context, from string) error {
+	if from == "" {
+		return fmt.Errorf("%w: no namespace to set up in", ErrInvalidJob)
+	}
+	n.mu.Lock()
+	n.from = from
+	err := n.setup(ctx, n.alias, n.rules)
+	n.mu.Unlock()
+	if err != nil {
+		return n.undo(ctx, err)
+	}
+	return nil
+}
+
 // CreateLoopbackOnly makes the namespace of a job in network mode none:
 // nothing in it but lo, which is up.
 func CreateLoopbackOnly(ctx context.Context, id string) (*Net, error) {
@@ -175,7 +197,11 @@ func (n *Net) undo(ctx context.Context, err error) error {
 }
 
 func (n *Net) setup(ctx context.Context, alias string, rules Rules) error {
-	if err := newNamedNS(n.Path); err != nil {
+	if n.from != "" {
+		if err := bindNamedNS(n.from, n.Path); err != nil {
+			return err
+		}
+	} else if err := newNamedNS(n.Path); err != nil {
 		return err
 	}
 	n.ownNS = true
@@ -495,6 +521,27 @@ func newNamedNS(path string) error {
 		os.Remove(path)
 	}
 	return err
+}
+
+// bindNamedNS bind-mounts the network namespace at from on path, which
+// must not exist yet, as newNamedNS does a new one.
+func bindNamedNS(from, path string) error {
+	if err := ensureNSDir(filepath.Dir(path)); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	if err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("%w: %s", ErrExists, path)
+		}
+		return fmt.Errorf("netns: %w", err)
+	}
+	f.Close()
+	if err := unix.Mount(from, path, "none", unix.MS_BIND, ""); err != nil {
+		os.Remove(path)
+		return fmt.Errorf("netns: mount %s on %s: %w", from, path, err)
+	}
+	return nil
 }
 
 // removeNamedNS unmounts and deletes a namespace file made by newNamedNS.
