@@ -654,32 +654,3 @@ func shellQuote(argv []string) string {
 	}
 	return b.String()
 }
-
-// gates indexes the running jobs' gates by job ID, for Approve.
-type gates struct {
-	mu sync.Mutex
-	m  map[string]*execGate
-}
-
-func (gs *gates) add(g *execGate) {
-	gs.mu.Lock()
-	defer gs.mu.Unlock()
-	if gs.m == nil {
-		gs.m = map[string]*execGate{}
-	}
-	gs.m[g.jobID] = g
-}
-
-func (gs *gates) remove(g *execGate) {
-	gs.mu.Lock()
-	defer gs.mu.Unlock()
-	if gs.m[g.jobID] == g {
-		delete(gs.m, g.jobID)
-	}
-}
-
-func (gs *gates) get(jobID string) *execGate {
-	gs.mu.Lock()
-	defer gs.mu.Unlock()
-	return gs.m[jobID]
-}

@@ -25,6 +25,7 @@ type jobState struct {
 	waiters atomic.Int32
 
 	mu       sync.Mutex
+	gate     *execGate // while the job runs, for Approve
 	resp     *airlockv1.SpawnResponse
 	cancel   context.CancelFunc
 	finished time.Time
@@ -34,6 +35,20 @@ func (j *jobState) setCancel(c context.CancelFunc) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.cancel = c
+}
+
+// setGate records the running job's exec gate, or clears it once the job
+// has run, after which Approve finds nothing waiting.
+func (j *jobState) setGate(g *execGate) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.gate = g
+}
+
+func (j *jobState) execGate() *execGate {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.gate
 }
 
 // cancelJob cancels a running job and reports whether it was running.
@@ -101,62 +116,84 @@ type jobStore struct {
 	maxFinished int
 
 	mu   sync.Mutex
-	jobs map[string]*jobState
-	// order is the IDs of the jobs in the order they started, for the
-	// cap; an ID whose job is gone is skipped.
-	order []string
+	jobs map[jobKey]*jobState
+	// order is the keys of the jobs in the order they started, for the
+	// cap; a key whose job is gone is skipped.
+	order []jobKey
 }
+
+// jobKey names a job: job IDs are the caller's, so each owner has its own.
+// One caller can then neither claim an ID another will use nor learn,
+// from a refusal, that another holds it.
+type jobKey struct{ owner, id string }
 
 func newJobStore(retention time.Duration, maxFinished int) *jobStore {
-	return &jobStore{retention: retention, maxFinished: maxFinished, jobs: map[string]*jobState{}}
+	return &jobStore{retention: retention, maxFinished: maxFinished, jobs: map[jobKey]*jobState{}}
 }
 
-// start returns the job with id, and whether this call created it.
-func (s *jobStore) start(id, owner string, request [sha256.Size]byte) (*jobState, bool) {
+// start returns owner's job with id, and whether this call created it.
+func (s *jobStore) start(owner, id string, request [sha256.Size]byte) (*jobState, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.expireLocked(time.Now())
-	if j, ok := s.jobs[id]; ok {
+	k := jobKey{owner, id}
+	if j, ok := s.jobs[k]; ok {
 		return j, false
 	}
 	j := &jobState{id: id, owner: owner, request: request, done: make(chan struct{})}
-	s.jobs[id] = j
-	s.order = append(s.order, id)
+	s.jobs[k] = j
+	s.order = append(s.order, k)
 	return j, true
 }
 
-func (s *jobStore) get(id string) (*jobState, bool) {
+func (s *jobStore) get(owner, id string) (*jobState, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	j, ok := s.jobs[id]
+	j, ok := s.jobs[jobKey{owner, id}]
 	return j, ok
 }
 
-func (s *jobStore) forget(id string) {
+// byID returns every owner's job with id, for admins.
+func (s *jobStore) byID(id string) []*jobState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.jobs, id)
+	var out []*jobState
+	for k, j := range s.jobs {
+		if k.id == id {
+			out = append(out, j)
+		}
+	}
+	return out
+}
+
+func (s *jobStore) forget(j *jobState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := jobKey{j.owner, j.id}
+	if s.jobs[k] == j {
+		delete(s.jobs, k)
+	}
 }
 
 // expireLocked drops finished jobs past the retention, then the oldest
 // finished ones past the cap. Running jobs are never dropped.
 func (s *jobStore) expireLocked(now time.Time) {
 	finished := 0
-	for id, j := range s.jobs {
+	for k, j := range s.jobs {
 		j.mu.Lock()
 		done := !j.finished.IsZero()
 		old := done && now.Sub(j.finished) > s.retention
 		j.mu.Unlock()
 		switch {
 		case old:
-			delete(s.jobs, id)
+			delete(s.jobs, k)
 		case done:
 			finished++
 		}
 	}
 	kept := s.order[:0]
-	for _, id := range s.order {
-		j, ok := s.jobs[id]
+	for _, k := range s.order {
+		j, ok := s.jobs[k]
 		if !ok {
 			continue
 		}
@@ -165,14 +202,14 @@ func (s *jobStore) expireLocked(now time.Time) {
 			done := !j.finished.IsZero()
 			j.mu.Unlock()
 			if done {
-				delete(s.jobs, id)
+				delete(s.jobs, k)
 				finished--
 				continue
 			}
 		}
-		kept = append(kept, id)
+		kept = append(kept, k)
 	}
-	// Zeroed so the dropped IDs' strings can be collected.
+	// Zeroed so the dropped keys' strings can be collected.
 	clear(s.order[len(kept):])
 	s.order = kept
 }

@@ -79,15 +79,25 @@ func finishedJob(resp *airlockv1.SpawnResponse) *airlockv1.Job {
 	}
 }
 
-// ownedJob returns the job if the caller owns it or holds admin. Another
-// owner's job is NotFound, worded as for an ID nobody used, so that a
-// caller cannot learn which IDs other tenants hold.
+// ownedJob returns the caller's job with id. An admin may name another
+// owner's job too, as long as only one owner holds the ID. Any other
+// owner's job is simply not the caller's: the answer is NotFound, as for
+// an ID nobody used, so that a caller cannot learn which IDs others hold.
 func (s *Server) ownedJob(ctx context.Context, id string) (*jobState, error) {
-	j, ok := s.jobs.get(id)
-	if !ok || checkOwner(ctx, j) != nil {
-		return nil, fmt.Errorf("job %s: %w", quoteName(id), ErrNotFound)
+	name, admin := owner(ctx)
+	if j, ok := s.jobs.get(name, id); ok {
+		return j, nil
 	}
-	return j, nil
+	if admin {
+		switch js := s.jobs.byID(id); len(js) {
+		case 0:
+		case 1:
+			return js[0], nil
+		default:
+			return nil, badField("job_id", "job_id %s is held by %d callers; ask with the owner's token", quoteName(id), len(js))
+		}
+	}
+	return nil, fmt.Errorf("job %s: %w", quoteName(id), ErrNotFound)
 }
 
 // owner is the caller's token name; calls without auth (unit tests that
@@ -98,14 +108,6 @@ func owner(ctx context.Context) (name string, admin bool) {
 		return "", false
 	}
 	return id.Name, id.Has(auth.ScopeAdmin)
-}
-
-func checkOwner(ctx context.Context, j *jobState) error {
-	name, admin := owner(ctx)
-	if j.owner != name && !admin {
-		return fmt.Errorf("%w: job %q belongs to another caller", ErrPermission, j.id)
-	}
-	return nil
 }
 
 // ListProfiles lists the served profiles.
@@ -156,10 +158,11 @@ func (s *Server) Approve(ctx context.Context, req *airlockv1.ApproveRequest) (*a
 		req.GetDecision() != airlockv1.ApprovalDecision_APPROVAL_DECISION_DENY:
 		return nil, badField("decision", "decision must be ALLOW_ONCE or DENY")
 	}
-	if _, err := s.ownedJob(ctx, req.GetJobId()); err != nil {
+	j, err := s.ownedJob(ctx, req.GetJobId())
+	if err != nil {
 		return nil, err
 	}
-	g := s.gates.get(req.GetJobId())
+	g := j.execGate()
 	if g == nil || !g.answer(req.GetRequestId(), req.GetDecision()) {
 		return nil, fmt.Errorf("%w: job %s has no approval request %s waiting", ErrNotFound, quoteName(req.GetJobId()), quoteName(req.GetRequestId()))
 	}

@@ -95,10 +95,6 @@ func TestScopes_AndOwnership(t *testing.T) {
 			_, err := c.Cancel(ctx(t), &airlockv1.CancelRequest{JobId: "alice-job"}, as(tokB))
 			return err
 		}, codes.NotFound},
-		{"another caller replays its job id", func() error {
-			_, err := c.Spawn(ctx(t), req, as(tokB))
-			return err
-		}, codes.PermissionDenied},
 		{"admin reads it", func() error {
 			_, err := c.GetJob(ctx(t), &airlockv1.GetJobRequest{JobId: "alice-job"}, as(tokAdm))
 			return err
@@ -116,6 +112,56 @@ func TestScopes_AndOwnership(t *testing.T) {
 		if got := status.Code(s.call()); got != s.want {
 			t.Errorf("%s: %v, want %v", s.name, got, s.want)
 		}
+	}
+}
+
+// TestJobIDs_AreEachCallersOwn: a job ID names a job among its owner's
+// only. Another caller using the same ID gets a job of its own, neither
+// a refusal that says the ID is taken nor the first job's response; each
+// retry reaches its own caller's job, and an admin who names an ID that
+// two callers hold is asked to use the owner's token.
+func TestJobIDs_AreEachCallersOwn(t *testing.T) {
+	runner := &fakeRunner{outcome: rawResult(`{"title":"T"}`)}
+	c, _ := newScopedBroker(t, runner)
+	reqA := request()
+	reqA.JobId = "shared-id"
+	reqB := request()
+	reqB.JobId = "shared-id"
+	reqB.Task.Params = map[string]string{"note": "bob's"}
+	if _, err := c.Spawn(ctx(t), reqA, as(tokA)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GetJob(ctx(t), &airlockv1.GetJobRequest{JobId: "shared-id"}, as(tokAdm)); err != nil {
+		t.Fatalf("admin reads the one job with the ID: %v", err)
+	}
+	if _, err := c.Spawn(ctx(t), reqB, as(tokB)); err != nil {
+		t.Fatalf("another caller's job under the same ID: %v, want a job of its own", err)
+	}
+	if got := runner.runs.Load(); got != 2 {
+		t.Fatalf("%d runs, want 2: one per caller", got)
+	}
+	for _, retry := range []struct {
+		req *airlockv1.SpawnRequest
+		tok []byte
+	}{{reqA, tokA}, {reqB, tokB}} {
+		if _, err := c.Spawn(ctx(t), retry.req, as(retry.tok)); err != nil {
+			t.Errorf("retry of the caller's own job: %v", err)
+		}
+	}
+	if _, err := c.Spawn(ctx(t), reqB, as(tokA)); status.Code(err) != codes.AlreadyExists {
+		t.Errorf("alice sends bob's request under her ID: %v, want AlreadyExists against her own job", err)
+	}
+	if got := runner.runs.Load(); got != 2 {
+		t.Errorf("%d runs after retries, want still 2", got)
+	}
+	for _, tok := range [][]byte{tokA, tokB} {
+		if _, err := c.GetJob(ctx(t), &airlockv1.GetJobRequest{JobId: "shared-id"}, as(tok)); err != nil {
+			t.Errorf("owner reads its job: %v", err)
+		}
+	}
+	_, err := c.GetJob(ctx(t), &airlockv1.GetJobRequest{JobId: "shared-id"}, as(tokAdm))
+	if status.Code(err) != codes.InvalidArgument {
+		t.Errorf("admin names an ID two callers hold: %v, want InvalidArgument", err)
 	}
 }
 

@@ -122,7 +122,6 @@ type Server struct {
 	secrets        func() [][]byte
 
 	approvalTimeout time.Duration
-	gates           gates
 }
 
 // New returns a Server. It refuses a config without a runner or profiles

@@ -30,13 +30,11 @@ func (s *Server) spawn(ctx context.Context, req *airlockv1.SpawnRequest, interac
 	if err != nil {
 		return nil, err
 	}
-	j, first := s.jobs.start(plan.job.ID, name, digest)
+	j, first := s.jobs.start(name, plan.job.ID, digest)
 	if !first {
 		// Idempotent retry: the first job's response, never a second run,
-		// and only to the caller that ran it, for the same request.
-		if err := checkOwner(ctx, j); err != nil {
-			return nil, err
-		}
+		// for the same request. The store is per owner, so this is the
+		// caller's own job.
 		if j.request != digest {
 			return nil, fmt.Errorf("%w: job_id %s was used for a different request; an idempotent retry must repeat the request exactly, and a new request needs a new job_id", ErrAlreadyExists, quoteName(plan.job.ID))
 		}
@@ -62,7 +60,7 @@ func (s *Server) spawn(ctx context.Context, req *airlockv1.SpawnRequest, interac
 			return resp, nil
 		}
 		j.finish(nil)
-		s.jobs.forget(j.id)
+		s.jobs.forget(j)
 		return nil, err
 	}
 	defer release()
@@ -83,7 +81,7 @@ func (s *Server) spawn(ctx context.Context, req *airlockv1.SpawnRequest, interac
 	gate := newExecGate(j.id, plan.job.Policy, interactive, s.approvalTimeout, emit, plan.sanitize)
 	onStart := plan.job.OnStart
 	plan.job.OnStart = func() { gate.started(time.Now()); onStart() }
-	s.gates.add(gate)
+	j.setGate(gate)
 	plan.job.OnExec = gate.decide
 	if plan.job.Task == TaskAgent {
 		gate.maxCalls = plan.job.Policy.Model.MaxToolCalls
@@ -101,7 +99,7 @@ func (s *Server) spawn(ctx context.Context, req *airlockv1.SpawnRequest, interac
 	out, runErr := s.runner.Run(jobCtx, plan.job)
 	s.metrics.SandboxesLive.Dec()
 	gate.close()
-	s.gates.remove(gate)
+	j.setGate(nil)
 	calls, callLimit := gate.toolCalls()
 	resp := s.verdict(jobCtx, plan, out, runErr, callLimit)
 	var execCounts map[string]int
