@@ -130,8 +130,9 @@ func withClock(now func() time.Time) Option {
 // Authenticator checks the bearer token on every call that is not exempt.
 // It keeps only digests of the tokens, and the token set can be swapped
 // while serving (Reload) without touching calls already authenticated.
-// Failures are limited per peer: a TCP peer by IP, and every unix-socket
-// peer as one. Only failures are throttled: the right token always passes,
+// Failures are limited per peer: a TCP peer by IP, a unix-socket peer by
+// the uid the kernel reports for it where the listener gives one (see
+// PeerKeyer), else every unix-socket peer as one. Only failures are throttled: the right token always passes,
 // so a guesser sharing a socket or an address with valid callers costs
 // them nothing.
 type Authenticator struct {
@@ -295,9 +296,18 @@ func (a *Authenticator) authenticate(ctx context.Context, method string) (contex
 	return context.WithValue(ctx, callerKey{}, *id), nil
 }
 
+// PeerKeyer is an AuthInfo that names its peer for failure limiting, such
+// as the unix socket's peer credentials.
+type PeerKeyer interface{ PeerKey() string }
+
 // peerKey identifies a caller's origin for failure limiting.
 func peerKey(ctx context.Context) string {
 	p, ok := peer.FromContext(ctx)
+	if ok {
+		if k, ok := p.AuthInfo.(PeerKeyer); ok {
+			return k.PeerKey()
+		}
+	}
 	if !ok || p.Addr == nil {
 		return "unknown"
 	}

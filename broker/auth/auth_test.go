@@ -10,10 +10,12 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 )
@@ -303,5 +305,44 @@ func TestCredentials_SendsBearerHeader(t *testing.T) {
 	ctx := metadata.NewIncomingContext(context.Background(), metadata.New(md))
 	if tok, ok := bearerToken(ctx); !ok || tok != string(testToken) {
 		t.Errorf("bearerToken read back %q, %v", tok, ok)
+	}
+}
+
+type peerKeyer string
+
+func (k peerKeyer) AuthType() string { return "test" }
+func (k peerKeyer) PeerKey() string  { return string(k) }
+
+// TestAuthenticator_UnixPeersAreThrottledByUID: on the unix socket, where
+// the listener reports each peer's uid, one local user's wrong tokens
+// lock out that user only; without it, unix peers share one budget.
+func TestAuthenticator_UnixPeersAreThrottledByUID(t *testing.T) {
+	a, err := New(testToken, WithExemptMethods(), WithFailureLimit(2, time.Hour, time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := func(info credentials.AuthInfo) codes.Code {
+		md := metadata.Pairs("authorization", "Bearer "+string(otherToken))
+		ctx := peer.NewContext(metadata.NewIncomingContext(context.Background(), md),
+			&peer.Peer{Addr: &net.UnixAddr{Net: "unix", Name: "@"}, AuthInfo: info})
+		_, err := a.UnaryServerInterceptor()(ctx, nil, &grpc.UnaryServerInfo{FullMethod: healthpb.Health_Check_FullMethodName},
+			func(context.Context, any) (any, error) { return nil, nil })
+		return status.Code(err)
+	}
+	for range 2 {
+		call(peerKeyer("unix-uid:1000"))
+	}
+	if got := call(peerKeyer("unix-uid:1000")); got != codes.ResourceExhausted {
+		t.Errorf("uid 1000 after its failures: %v, want ResourceExhausted", got)
+	}
+	if got := call(peerKeyer("unix-uid:1001")); got != codes.Unauthenticated {
+		t.Errorf("uid 1001 beside it: %v, want Unauthenticated, its own budget", got)
+	}
+	// The control: unix peers without credentials are one peer.
+	for range 2 {
+		call(nil)
+	}
+	if got := call(nil); got != codes.ResourceExhausted {
+		t.Errorf("unix peers without credentials: %v, want one shared budget", got)
 	}
 }

@@ -35,12 +35,16 @@ type Config struct {
 	TLSClientCA string
 }
 
-// Open returns the listener and the server options it needs (TLS
-// credentials for a remote bind).
+// Open returns the listener and the server options it needs: TLS
+// credentials for a remote bind, and on the unix socket the peer's
+// credentials (PeerCred) as each call's AuthInfo.
 func Open(c Config) (net.Listener, []grpc.ServerOption, error) {
 	if c.Addr == "" {
 		l, err := unixSocket(c.Socket)
-		return l, nil, err
+		if err != nil {
+			return nil, nil, err
+		}
+		return l, []grpc.ServerOption{grpc.Creds(peerCreds{})}, nil
 	}
 	host, _, err := net.SplitHostPort(c.Addr)
 	if err != nil {

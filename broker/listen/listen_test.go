@@ -1,6 +1,7 @@
 package listen
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -8,12 +9,21 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	"google.golang.org/grpc/peer"
 )
 
 func TestOpen_UnixSocketIsMode0600(t *testing.T) {
@@ -27,8 +37,8 @@ func TestOpen_UnixSocketIsMode0600(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Mode().Perm() != 0o600 || len(opts) != 0 {
-		t.Errorf("mode %v opts %d, want 0600 and plaintext", st.Mode().Perm(), len(opts))
+	if st.Mode().Perm() != 0o600 || len(opts) != 1 {
+		t.Errorf("mode %v opts %d, want 0600 and the peer-credentials transport", st.Mode().Perm(), len(opts))
 	}
 }
 
@@ -102,4 +112,43 @@ func selfSigned(t *testing.T) (certPath, keyPath string) {
 	os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
 	os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
 	return certPath, keyPath
+}
+
+// TestOpen_UnixSocketCallsCarryThePeersCredentials: a call on the unix
+// socket carries the kernel's word on who made it, which the auth layer
+// keys its failure budget on.
+func TestOpen_UnixSocketCallsCarryThePeersCredentials(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a.sock")
+	l, opts, err := Open(Config{Socket: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan credentials.AuthInfo, 1)
+	srv := grpc.NewServer(append(opts, grpc.UnaryInterceptor(
+		func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			p, _ := peer.FromContext(ctx)
+			got <- p.AuthInfo
+			return h(ctx, req)
+		}))...)
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	go srv.Serve(l)
+	defer srv.Stop()
+	cc, err := grpc.NewClient("unix://"+path, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	if _, err := healthpb.NewHealthClient(cc).Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	pc, ok := (<-got).(PeerCred)
+	if !ok {
+		t.Fatal("no peer credentials on the call")
+	}
+	if pc.UID != uint32(os.Getuid()) || pc.PID != int32(os.Getpid()) {
+		t.Errorf("peer uid %d pid %d, want %d and %d", pc.UID, pc.PID, os.Getuid(), os.Getpid())
+	}
+	if want := fmt.Sprintf("unix-uid:%d", os.Getuid()); pc.PeerKey() != want {
+		t.Errorf("PeerKey %q, want %q", pc.PeerKey(), want)
+	}
 }
