@@ -8,6 +8,7 @@ import (
 
 	"github.com/airlock/airlock/broker"
 	"github.com/airlock/airlock/broker/metrics"
+	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
 	"github.com/airlock/airlock/sandbox/job"
 )
 
@@ -49,5 +50,33 @@ func TestMetrics_EgressLabelsComeFromTheProfile(t *testing.T) {
 	}
 	if strings.Join(series, "\n") != strings.Join(want, "\n") {
 		t.Errorf("egress series:\n%s\nwant:\n%s", strings.Join(series, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestSpawn_SaysHowManyEgressAttemptsWereDropped: a job past the egress
+// log's cap has its count of dropped attempts in the response, and in
+// GetJob, so that a caller sees the list is not the whole story.
+func TestSpawn_SaysHowManyEgressAttemptsWereDropped(t *testing.T) {
+	runner := &fakeRunner{outcome: func(*job.Job) (*job.Outcome, error) {
+		return &job.Outcome{Result: []byte(`{"title":"T"}`),
+			Egress:        []job.EgressAttempt{{Host: "a.example.com", Port: 443}},
+			EgressDropped: 4321}, nil
+	}}
+	c, _ := newBroker(t, runner, testToken, 1)
+	req := request()
+	req.JobId = "flooder"
+	resp, err := c.Spawn(ctx(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.GetUsage().GetEgressDropped(); got != 4321 || len(resp.Egress) != 1 {
+		t.Errorf("egress_dropped %d with %d attempts listed, want 4321 with 1", got, len(resp.Egress))
+	}
+	j, err := c.GetJob(ctx(t), &airlockv1.GetJobRequest{JobId: "flooder"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := j.GetJob().GetUsage().GetEgressDropped(); got != 4321 {
+		t.Errorf("GetJob: egress_dropped %d, want 4321", got)
 	}
 }

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"regexp"
 	"strings"
@@ -202,6 +203,7 @@ func (s *Server) verdict(ctx context.Context, pl *plan, out *job.Outcome, runErr
 	for _, a := range out.Egress {
 		resp.Egress = append(resp.Egress, egressProto(a, pl.sanitize))
 	}
+	resp.Usage.EgressDropped = int32(min(out.EgressDropped, math.MaxInt32))
 	resp.Usage.ExitCode = int32(out.ExitCode)
 	resp.Usage.MemoryPeakBytes = out.MemoryPeakBytes
 	resp.Usage.Cpu = durationpb.New(out.CPU)

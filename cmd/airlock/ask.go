@@ -124,5 +124,8 @@ func askSummary(j *airlockv1.Job) string {
 	if n := len(j.GetSanitization().GetFindings()); n > 0 {
 		line += fmt.Sprintf("; the sanitizer changed or flagged %d places", n)
 	}
+	if n := u.GetEgressDropped(); n > 0 {
+		line += fmt.Sprintf("; %d egress attempts past the log's cap are not listed", n)
+	}
 	return line
 }

@@ -1155,7 +1155,10 @@ type Usage struct {
 	InputTokens  int64 `protobuf:"varint,7,opt,name=input_tokens,json=inputTokens,proto3" json:"input_tokens,omitempty"`
 	OutputTokens int64 `protobuf:"varint,8,opt,name=output_tokens,json=outputTokens,proto3" json:"output_tokens,omitempty"`
 	// Tool calls the job asked the broker to decide.
-	ToolCalls     int32 `protobuf:"varint,9,opt,name=tool_calls,json=toolCalls,proto3" json:"tool_calls,omitempty"`
+	ToolCalls int32 `protobuf:"varint,9,opt,name=tool_calls,json=toolCalls,proto3" json:"tool_calls,omitempty"`
+	// Egress attempts left out of the egress list, which keeps a job's first
+	// 1,000 attempts or 256 KiB of them: a job past that was flooding.
+	EgressDropped int32 `protobuf:"varint,10,opt,name=egress_dropped,json=egressDropped,proto3" json:"egress_dropped,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1249,6 +1252,13 @@ func (x *Usage) GetOutputTokens() int64 {
 func (x *Usage) GetToolCalls() int32 {
 	if x != nil {
 		return x.ToolCalls
+	}
+	return 0
+}
+
+func (x *Usage) GetEgressDropped() int32 {
+	if x != nil {
+		return x.EgressDropped
 	}
 	return 0
 }
@@ -2671,7 +2681,7 @@ const file_airlock_v1_broker_proto_rawDesc = "" +
 	"bytes_down\x18\b \x01(\x03R\tbytesDown\x12\x12\n" +
 	"\x04path\x18\t \x01(\tR\x04path\x12\x16\n" +
 	"\x06status\x18\n" +
-	" \x01(\x05R\x06status\"\xd7\x02\n" +
+	" \x01(\x05R\x06status\"\xfe\x02\n" +
 	"\x05Usage\x12-\n" +
 	"\x04wall\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x04wall\x12\x1b\n" +
 	"\texit_code\x18\x02 \x01(\x05R\bexitCode\x12!\n" +
@@ -2683,7 +2693,9 @@ const file_airlock_v1_broker_proto_rawDesc = "" +
 	"\finput_tokens\x18\a \x01(\x03R\vinputTokens\x12#\n" +
 	"\routput_tokens\x18\b \x01(\x03R\foutputTokens\x12\x1d\n" +
 	"\n" +
-	"tool_calls\x18\t \x01(\x05R\ttoolCalls\"Y\n" +
+	"tool_calls\x18\t \x01(\x05R\ttoolCalls\x12%\n" +
+	"\x0eegress_dropped\x18\n" +
+	" \x01(\x05R\regressDropped\"Y\n" +
 	"\x0fEffectivePolicy\x12\x18\n" +
 	"\aprofile\x18\x01 \x01(\tR\aprofile\x12\x12\n" +
 	"\x04hash\x18\x02 \x01(\tR\x04hash\x12\x18\n" +
