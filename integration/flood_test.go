@@ -4,6 +4,7 @@ package integration
 
 import (
 	"runtime"
+	"runtime/metrics"
 	"sync"
 	"testing"
 	"time"
@@ -28,17 +29,23 @@ func TestEgress_ConnectionFloodIsContained(t *testing.T) {
 		t.Fatalf("warm-up: %s: %s", resp.Verdict, resp.Message)
 	}
 	before := settledSample(t, nil)
+	liveBefore := heapLive() // as of the GC settledSample just ran
 
 	// The peak is sampled while the flood runs; sampling is the
 	// measurement, nothing waits on it.
 	stop := make(chan struct{})
-	peak := make(chan int, 1)
+	type peaks struct {
+		goroutines int
+		live       uint64
+	}
+	peak := make(chan peaks, 1)
 	go func() {
-		most := 0
+		var most peaks
 		tick := time.NewTicker(5 * time.Millisecond)
 		defer tick.Stop()
 		for {
-			most = max(most, runtime.NumGoroutine())
+			most.goroutines = max(most.goroutines, runtime.NumGoroutine())
+			most.live = max(most.live, heapLive())
 			select {
 			case <-stop:
 				peak <- most
@@ -82,7 +89,8 @@ func TestEgress_ConnectionFloodIsContained(t *testing.T) {
 	}
 	ops := opOutcomes(t, resp)
 	d, _ := ops[0]["detail"].(map[string]any)
-	t.Logf("flood: %v; %d benign jobs beside it; goroutines %d at rest, %d at the peak", d, benign, before.goroutines, most)
+	t.Logf("flood: %v; %d benign jobs beside it; goroutines %d at rest, %d at the peak; live heap %.2f MiB at rest, %.2f at the peak",
+		d, benign, before.goroutines, most.goroutines, float64(liveBefore)/(1<<20), float64(most.live)/(1<<20))
 	if open, _ := d["open_after_hold"].(float64); open > egress.DefaultMaxConns {
 		t.Errorf("the proxy held %v connections of the job, over its cap of %d", open, egress.DefaultMaxConns)
 	}
@@ -93,8 +101,13 @@ func TestEgress_ConnectionFloodIsContained(t *testing.T) {
 	}
 	// Each held connection costs the proxy a goroutine; the broker and
 	// the benign jobs beside it a few hundred more.
-	if most-before.goroutines > egress.DefaultMaxConns+400 {
-		t.Errorf("goroutines peaked %d over the rest, want at most the cap of %d and the jobs' own", most-before.goroutines, egress.DefaultMaxConns)
+	if most.goroutines-before.goroutines > egress.DefaultMaxConns+400 {
+		t.Errorf("goroutines peaked %d over the rest, want at most the cap of %d and the jobs' own", most.goroutines-before.goroutines, egress.DefaultMaxConns)
+	}
+	// The bound: buffers taken per connection before the cap cost
+	// 145 MiB for 3,000 of them.
+	if grew := int64(most.live) - int64(liveBefore); grew > 16<<20 {
+		t.Errorf("live heap grew %.1f MiB during the flood, want under 16", float64(grew)/(1<<20))
 	}
 	after := settledSample(t, &before)
 	if after.goroutines > before.goroutines || after.fds > before.fds {
@@ -102,6 +115,14 @@ func TestEgress_ConnectionFloodIsContained(t *testing.T) {
 	}
 	t.Logf("heap in use %.2f -> %.2f MiB", float64(before.heapInuse)/(1<<20), float64(after.heapInuse)/(1<<20))
 	requireNothingLeft(t)
+}
+
+// heapLive is the live heap as of the last GC, read without stopping the
+// world.
+func heapLive() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
 }
 
 // benignFetch is a job that fetches the allowlisted page.
