@@ -240,23 +240,23 @@ func carryOut(job Job, offered []toolSpec, c toolCall) (string, bool) {
 	if err := json.Unmarshal(c.args, &args); err != nil {
 		return "refused: the arguments are not a JSON object of the tool's fields", true
 	}
-	cl := call{tool: c.name}
+	cl := call{Tool: c.name}
 	switch c.name {
 	case ToolRead:
-		cl.target = args.Path
+		cl.Target = args.Path
 	case ToolFetch:
-		cl.target = args.URL
+		cl.Target = args.URL
 	case ToolExec:
 		switch {
 		case len(args.Argv) > 0 && args.Command == "":
-			cl.argv = args.Argv
+			cl.Argv = args.Argv
 		case len(args.Argv) == 0 && args.Command != "" && len(args.Command) <= toolgw.MaxCommandBytes:
-			cl.command = args.Command
+			cl.Command = args.Command
 		default:
 			return "refused: exec takes argv or command, one of them", true
 		}
 	}
-	if cl.tool != ToolExec && cl.target == "" {
+	if cl.Tool != ToolExec && cl.Target == "" {
 		return "refused: an empty " + map[string]string{ToolRead: "path", ToolFetch: "url"}[c.name], true
 	}
 	res := runCall(job, cl)

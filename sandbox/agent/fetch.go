@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/airlock/airlock/sandbox/job"
 	"golang.org/x/net/http/httpproxy"
 )
 
@@ -59,19 +60,10 @@ type FetchResult struct {
 // fetchPage downloads params["url"] through the egress proxy and extracts
 // its visible text. It reads no content files.
 func fetchPage(params map[string]string, _ []document) (any, error) {
-	raw := params["url"]
-	u, err := url.Parse(raw)
-	switch {
-	case raw == "":
-		return nil, fmt.Errorf("%w: url is required", ErrBadParam)
-	case len(raw) > MaxURLBytes:
-		return nil, fmt.Errorf("%w: url is over %d bytes", ErrBadParam, MaxURLBytes)
-	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "":
-		return nil, fmt.Errorf("%w: url must be an absolute http or https URL", ErrBadParam)
-	case u.User != nil:
-		return nil, fmt.Errorf("%w: url must not carry credentials", ErrBadParam)
+	u, err := job.ParseFetchURL(params["url"])
+	if err != nil {
+		return nil, err
 	}
-	u.Fragment, u.RawFragment = "", ""
 
 	ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
 	defer cancel()

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/airlock/airlock/sandbox/job"
 )
 
 // Exit codes of Main, which the sandbox runner reports to the broker.
@@ -35,7 +37,7 @@ const (
 const MaxJobBytes = 1 << 20
 
 // MaxContentBytes caps each content file: the agent never reads further.
-const MaxContentBytes = 16 << 20
+const MaxContentBytes = job.MaxContentItemBytes
 
 // ErrBadJob is returned, wrapped, for a job.json that cannot be decoded.
 var ErrBadJob = errors.New("bad job")

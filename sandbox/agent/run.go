@@ -4,15 +4,17 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
+
+	"github.com/airlock/airlock/sandbox/job"
 )
 
 // ErrUnknownTask is returned, wrapped, for a task this agent does not know.
 var ErrUnknownTask = errors.New("unknown task")
 
-// ErrBadParam is returned, wrapped, for a missing or malformed task param.
-var ErrBadParam = errors.New("bad task param")
+// ErrBadParam is returned, wrapped, for a missing or malformed task param;
+// it is the broker's, which refuses the same values at the door.
+var ErrBadParam = job.ErrBadParam
 
 // Output caps. They keep a result well under the broker's output limit even
 // when the content is at MaxContentBytes.
@@ -24,18 +26,19 @@ const (
 	// MaxSummaryRunes caps summarize's summary.
 	MaxSummaryRunes = 1000
 	// MaxSentences is the largest "sentences" param summarize accepts.
-	MaxSentences = 100
+	MaxSentences = job.MaxSentences
 	// MaxLinks caps extract_links; later links are dropped.
 	MaxLinks = 1000
-	// MaxURLBytes is the longest URL extract_links reports. Longer ones are
-	// dropped, not cut, since a cut URL points somewhere else.
-	MaxURLBytes = 2048
+	// MaxURLBytes is the longest URL extract_links reports (longer ones
+	// are dropped, not cut, since a cut URL points somewhere else) and
+	// fetch takes.
+	MaxURLBytes = job.MaxURLBytes
 	// MaxLinkTextRunes caps each link's text.
 	MaxLinkTextRunes = 200
 	// MaxLabels is the most labels classify accepts.
-	MaxLabels = 64
+	MaxLabels = job.MaxLabels
 	// MaxLabelBytes is the longest label classify accepts.
-	MaxLabelBytes = 100
+	MaxLabelBytes = job.MaxLabelBytes
 )
 
 // TextResult is the result of extract_text.
@@ -163,11 +166,11 @@ func extractLinks(_ map[string]string, docs []document) (any, error) {
 }
 
 func summarize(params map[string]string, docs []document) (any, error) {
-	n := 3
+	n := job.DefaultSentences
 	if s, ok := params["sentences"]; ok {
-		v, err := strconv.Atoi(s)
-		if err != nil || v < 1 || v > MaxSentences {
-			return nil, fmt.Errorf("%w: sentences=%q: want an integer from 1 to %d", ErrBadParam, s, MaxSentences)
+		v, err := job.ParseSentences(s)
+		if err != nil {
+			return nil, err
 		}
 		n = v
 	}
@@ -199,31 +202,8 @@ func classify(params map[string]string, docs []document) (any, error) {
 	return ClassifyResult{Labels: found}, nil
 }
 
-// parseLabels splits the comma-separated labels param, dropping blanks and
-// case-insensitive repeats so each label is reported at most once.
-func parseLabels(param string) ([]string, error) {
-	var labels []string
-	seen := map[string]bool{}
-	for _, l := range strings.Split(param, ",") {
-		l = strings.TrimSpace(l)
-		key := strings.ToLower(l)
-		if l == "" || seen[key] {
-			continue
-		}
-		if len(l) > MaxLabelBytes {
-			return nil, fmt.Errorf("%w: labels: a label is %d bytes, at most %d allowed", ErrBadParam, len(l), MaxLabelBytes)
-		}
-		seen[key] = true
-		labels = append(labels, l)
-	}
-	switch {
-	case len(labels) == 0:
-		return nil, fmt.Errorf("%w: labels: want a comma-separated list of at least one label", ErrBadParam)
-	case len(labels) > MaxLabels:
-		return nil, fmt.Errorf("%w: labels: %d labels, at most %d allowed", ErrBadParam, len(labels), MaxLabels)
-	}
-	return labels, nil
-}
+// parseLabels splits the comma-separated labels param.
+func parseLabels(param string) ([]string, error) { return job.ParseLabels(param) }
 
 // title is the first document's title: combined content is read as one
 // piece whose first item leads.

@@ -1,8 +1,6 @@
 package agent
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,15 +12,16 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/airlock/airlock/sandbox/job"
 	"github.com/airlock/airlock/sandbox/toolgw"
 )
 
 // Limits of the run task.
 const (
 	// MaxCalls is the most tool calls one run task makes.
-	MaxCalls = 64
+	MaxCalls = job.MaxCalls
 	// MaxCallsParamBytes caps the calls param.
-	MaxCallsParamBytes = 4 << 10
+	MaxCallsParamBytes = job.MaxCallsParamBytes
 	// MaxToolTextBytes caps what one read or fetch call returns, as the
 	// gateway caps a command's output.
 	MaxToolTextBytes = toolgw.MaxOutputBytes
@@ -77,143 +76,23 @@ type CallResult struct {
 }
 
 // call is one parsed entry of the calls param.
-type call struct {
-	tool string
-	argv []string
-	// command is a command line, sent instead of argv for the broker to
-	// parse, decide as a whole and run command by command.
-	command string
-	// target is the path or URL the gateway is asked about.
-	target   string
-	content  string
-	old, new string
-}
+type call = job.Call
 
-// callObject is the JSON form of every call but an argv: a command line,
-// or another tool. A field missing is told apart from an empty one, since
-// writing an empty file is a call but writing a missing content is a
-// mistake.
-type callObject struct {
-	Command *string `json:"command"`
-	Tool    string  `json:"tool"`
-	Path    *string `json:"path"`
-	Content *string `json:"content"`
-	Old     *string `json:"old"`
-	New     *string `json:"new"`
-	URL     *string `json:"url"`
-}
+// parseCalls reads the calls param, as the broker checked it at the door.
+func parseCalls(raw string) ([]call, error) { return job.ParseCalls(raw) }
 
 // jobTasks need the job itself, not only its params and content.
 var jobTasks = map[string]func(Job) (any, error){
 	"run": runCalls,
 }
 
-// parseCalls reads the calls param: a JSON list whose entries are argv
-// arrays (exec), {"command": line} objects (exec of a command line), or
-// objects naming another tool and exactly its fields.
-func parseCalls(raw string) ([]call, error) {
-	if len(raw) > MaxCallsParamBytes {
-		return nil, fmt.Errorf("%w: calls is over %d bytes", ErrBadParam, MaxCallsParamBytes)
-	}
-	var entries []json.RawMessage
-	if err := json.Unmarshal([]byte(raw), &entries); err != nil {
-		return nil, fmt.Errorf("%w: calls: want a JSON list of argv arrays and tool objects: %v", ErrBadParam, err)
-	}
-	if len(entries) == 0 || len(entries) > MaxCalls {
-		return nil, fmt.Errorf("%w: calls: want 1 to %d calls, got %d", ErrBadParam, MaxCalls, len(entries))
-	}
-	calls := make([]call, 0, len(entries))
-	for i, e := range entries {
-		c, err := parseCall(e)
-		if err != nil {
-			return nil, fmt.Errorf("%w: calls[%d]: %v", ErrBadParam, i, err)
-		}
-		calls = append(calls, c)
-	}
-	return calls, nil
-}
-
-func parseCall(e json.RawMessage) (call, error) {
-	e = bytes.TrimLeft(e, " \t\r\n")
-	if len(e) > 0 && e[0] == '[' {
-		var argv []string
-		if err := json.Unmarshal(e, &argv); err != nil {
-			return call{}, fmt.Errorf("want an argv array of strings: %v", err)
-		}
-		if len(argv) == 0 {
-			return call{}, errors.New("an empty argv")
-		}
-		return call{tool: ToolExec, argv: argv}, nil
-	}
-	if len(e) == 0 || e[0] != '{' {
-		return call{}, errors.New("want an argv array or a tool object")
-	}
-	dec := json.NewDecoder(bytes.NewReader(e))
-	dec.DisallowUnknownFields()
-	var o callObject
-	if err := dec.Decode(&o); err != nil {
-		return call{}, err
-	}
-	if o.Command != nil {
-		// Parsed and judged by the broker alone: what the agent would make
-		// of it is beside the point.
-		if o.Tool != "" || o.Path != nil || o.Content != nil || o.Old != nil || o.New != nil || o.URL != nil {
-			return call{}, errors.New("a command line takes exactly command")
-		}
-		switch {
-		case *o.Command == "":
-			return call{}, errors.New("an empty command")
-		case len(*o.Command) > toolgw.MaxCommandBytes:
-			return call{}, fmt.Errorf("command is over %d bytes", toolgw.MaxCommandBytes)
-		}
-		return call{tool: ToolExec, command: *o.Command}, nil
-	}
-	// Each tool takes exactly its own fields, so that a call never means
-	// something other than it says.
-	has := map[string]bool{"path": o.Path != nil, "content": o.Content != nil, "old": o.Old != nil, "new": o.New != nil, "url": o.URL != nil}
-	want := map[string][]string{
-		ToolRead:  {"path"},
-		ToolWrite: {"path", "content"},
-		ToolEdit:  {"path", "old", "new"},
-		ToolFetch: {"url"},
-	}[o.Tool]
-	if want == nil {
-		return call{}, fmt.Errorf("unknown tool %q (want read, write, edit or fetch, or an argv array or a command for exec)", o.Tool)
-	}
-	for field, set := range has {
-		if set != slices.Contains(want, field) {
-			return call{}, fmt.Errorf("%s takes exactly %s", o.Tool, strings.Join(want, ", "))
-		}
-	}
-	c := call{tool: o.Tool}
-	switch o.Tool {
-	case ToolFetch:
-		c.target = *o.URL
-	default:
-		c.target = *o.Path
-	}
-	if c.target == "" {
-		return call{}, fmt.Errorf("%s: an empty %s", o.Tool, want[0])
-	}
-	if o.Content != nil {
-		c.content = *o.Content
-	}
-	if o.Old != nil {
-		if *o.Old == "" {
-			return call{}, errors.New("edit: old must not be empty")
-		}
-		c.old, c.new = *o.Old, *o.New
-	}
-	return c, nil
-}
-
-// result is the call's entry in RunResult, before it is carried out.
-func (c call) result() CallResult {
-	r := CallResult{Tool: c.tool, Argv: c.argv, Command: c.command, ExitCode: -1}
-	if c.tool == ToolFetch {
-		r.URL = c.target
-	} else if c.tool != ToolExec {
-		r.Path = c.target
+// callResult is c's entry in RunResult, before it is carried out.
+func callResult(c call) CallResult {
+	r := CallResult{Tool: c.Tool, Argv: c.Argv, Command: c.Command, ExitCode: -1}
+	if c.Tool == ToolFetch {
+		r.URL = c.Target
+	} else if c.Tool != ToolExec {
+		r.Path = c.Target
 	}
 	return r
 }
@@ -238,16 +117,16 @@ func runCalls(job Job) (any, error) {
 }
 
 func runCall(job Job, c call) CallResult {
-	res := c.result()
-	if !slices.Contains(job.Tools, c.tool) {
+	res := callResult(c)
+	if !slices.Contains(job.Tools, c.Tool) {
 		// The gateway would refuse it too; asking would only spend the
 		// job's approvals and the caller's attention.
-		res.Reason = fmt.Sprintf("refused by the agent: the job's tools do not include %s", c.tool)
+		res.Reason = fmt.Sprintf("refused by the agent: the job's tools do not include %s", c.Tool)
 		return res
 	}
-	req := toolgw.Request{Cap: job.Gateway.Capability, Argv: c.argv, Command: c.command, Cwd: "/"}
-	if c.tool != ToolExec {
-		req = toolgw.Request{Cap: job.Gateway.Capability, Tool: c.tool, Target: c.target}
+	req := toolgw.Request{Cap: job.Gateway.Capability, Argv: c.Argv, Command: c.Command, Cwd: "/"}
+	if c.Tool != ToolExec {
+		req = toolgw.Request{Cap: job.Gateway.Capability, Tool: c.Tool, Target: c.Target}
 	}
 	resp, err := toolgw.Call(job.Gateway.Socket, req, callTimeout)
 	if err != nil {
@@ -255,43 +134,43 @@ func runCall(job Job, c call) CallResult {
 		return res
 	}
 	res.Reason = resp.Reason
-	if c.tool == ToolExec {
+	if c.Tool == ToolExec {
 		res.Allowed, res.ExitCode, res.Stdout, res.Truncated = resp.Allowed, resp.ExitCode, resp.Stdout, resp.Truncated
 		return res
 	}
 	if !resp.Allowed {
 		return res
 	}
-	text, cut, err := c.do()
+	text, cut, err := doCall(c)
 	if err != nil {
-		res.Reason = fmt.Sprintf("allowed (%s), but %s failed: %v", resp.Reason, c.tool, err)
+		res.Reason = fmt.Sprintf("allowed (%s), but %s failed: %v", resp.Reason, c.Tool, err)
 		return res
 	}
 	res.Allowed, res.ExitCode, res.Text, res.Truncated = true, 0, text, cut
 	return res
 }
 
-// do carries out an allowed call of a tool other than exec. Whatever the
+// doCall carries out an allowed call of a tool other than exec. Whatever the
 // broker allowed, the kernel has the last word: the root and /input are
 // read-only mounts, and Landlock keeps the agent's writes in /tmp and
 // /output.
-func (c call) do() (string, bool, error) {
-	switch c.tool {
+func doCall(c call) (string, bool, error) {
+	switch c.Tool {
 	case ToolRead:
-		return readTool(c.target)
+		return readTool(c.Target)
 	case ToolWrite:
-		return "", false, writeTool(c.target, c.content)
+		return "", false, writeTool(c.Target, c.Content)
 	case ToolEdit:
-		return "", false, editTool(c.target, c.old, c.new)
+		return "", false, editTool(c.Target, c.Old, c.New)
 	case ToolFetch:
-		r, err := fetchPage(map[string]string{"url": c.target}, nil)
+		r, err := fetchPage(map[string]string{"url": c.Target}, nil)
 		if err != nil {
 			return "", false, err
 		}
 		text := r.(FetchResult).Text
 		return truncateBytes(text, MaxToolTextBytes), len(text) > MaxToolTextBytes, nil
 	}
-	return "", false, fmt.Errorf("no tool %q", c.tool)
+	return "", false, fmt.Errorf("no tool %q", c.Tool)
 }
 
 func readTool(name string) (string, bool, error) {

@@ -315,12 +315,12 @@ func TestParseCalls_MixesArgvArraysAndToolObjects(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []call{
-		{tool: ToolExec, argv: []string{"wc", "-c", "/input/content/0"}},
-		{tool: ToolExec, command: "cat /input/job.json && wc -c /input/job.json"},
-		{tool: ToolRead, target: "/input/content/0"},
-		{tool: ToolWrite, target: "/tmp/a"},
-		{tool: ToolEdit, target: "/output/r.md", old: "x"},
-		{tool: ToolFetch, target: "https://example.com/"},
+		{Tool: ToolExec, Argv: []string{"wc", "-c", "/input/content/0"}},
+		{Tool: ToolExec, Command: "cat /input/job.json && wc -c /input/job.json"},
+		{Tool: ToolRead, Target: "/input/content/0"},
+		{Tool: ToolWrite, Target: "/tmp/a"},
+		{Tool: ToolEdit, Target: "/output/r.md", Old: "x"},
+		{Tool: ToolFetch, Target: "https://example.com/"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("parseCalls = %+v\nwant %+v", got, want)
@@ -398,13 +398,13 @@ func FuzzParseCalls(f *testing.F) {
 		}
 		for _, c := range calls {
 			switch {
-			case c.tool == ToolExec && ((len(c.argv) == 0) == (c.command == "") || c.target != ""):
+			case c.Tool == ToolExec && ((len(c.Argv) == 0) == (c.Command == "") || c.Target != ""):
 				t.Fatalf("exec call %+v", c)
-			case c.tool != ToolExec && (c.target == "" || c.argv != nil || c.command != ""):
-				t.Fatalf("%s call %+v", c.tool, c)
-			case !slices.Contains(allTools, c.tool):
+			case c.Tool != ToolExec && (c.Target == "" || c.Argv != nil || c.Command != ""):
+				t.Fatalf("%s call %+v", c.Tool, c)
+			case !slices.Contains(allTools, c.Tool):
 				t.Fatalf("unknown tool in %+v", c)
-			case c.tool == ToolEdit && c.old == "":
+			case c.Tool == ToolEdit && c.Old == "":
 				t.Fatalf("edit without old: %+v", c)
 			}
 		}
