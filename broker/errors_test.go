@@ -26,31 +26,48 @@ func TestSpawn_InvalidArgumentNamesTheField(t *testing.T) {
 	tests := []struct {
 		field string
 		edit  func(*airlockv1.SpawnRequest)
+		// says is what the message must say beyond the field, if anything.
+		says string
 	}{
-		{"job_id", func(r *airlockv1.SpawnRequest) { r.JobId = "../etc" }},
-		{"profile", func(r *airlockv1.SpawnRequest) { r.Profile = "nosuch" }},
+		{"job_id", func(r *airlockv1.SpawnRequest) { r.JobId = "../etc" }, ""},
+		{"profile", func(r *airlockv1.SpawnRequest) { r.Profile = "nosuch" }, ""},
 		{"overrides.timeout", func(r *airlockv1.SpawnRequest) {
 			r.Overrides = &airlockv1.Overrides{Timeout: durationpb.New(-1)}
-		}},
+		}, ""},
 		{"overrides.timeout", func(r *airlockv1.SpawnRequest) {
 			r.Overrides = &airlockv1.Overrides{Timeout: durationpb.New(24 * time.Hour)}
-		}},
-		{"overrides.memory_bytes", func(r *airlockv1.SpawnRequest) { r.Overrides = &airlockv1.Overrides{MemoryBytes: 1 << 40} }},
-		{"overrides.output_bytes", func(r *airlockv1.SpawnRequest) { r.Overrides = &airlockv1.Overrides{OutputBytes: 1 << 40} }},
+		}, ""},
+		{"overrides.memory_bytes", func(r *airlockv1.SpawnRequest) { r.Overrides = &airlockv1.Overrides{MemoryBytes: 1 << 40} }, ""},
+		{"overrides.output_bytes", func(r *airlockv1.SpawnRequest) { r.Overrides = &airlockv1.Overrides{OutputBytes: 1 << 40} }, ""},
 		{"overrides.egress[0]", func(r *airlockv1.SpawnRequest) {
 			r.Overrides = &airlockv1.Overrides{Egress: []string{"api.example.com"}} // vanilla has no network
-		}},
-		{"task.name", func(r *airlockv1.SpawnRequest) { r.Task.Name = "Rm -rf" }},
+		}, ""},
+		{"task.name", func(r *airlockv1.SpawnRequest) { r.Task.Name = "Rm -rf" }, ""},
 		{"task.params", func(r *airlockv1.SpawnRequest) {
 			r.Task.Params = map[string]string{"k": strings.Repeat("v", 5<<10)}
-		}},
-		{"content", func(r *airlockv1.SpawnRequest) { r.Content = nil }},
+		}, ""},
+		{"task.name", func(r *airlockv1.SpawnRequest) { r.Task.Name = "summarise" },
+			"the tasks are agent, classify, extract_links, extract_text, fetch, run, summarize"},
+		{"task.params", func(r *airlockv1.SpawnRequest) { r.Task.Params = map[string]string{"sentence": "2"} },
+			"its params are sentences (optional)"},
+		{"task.params[sentences]", func(r *airlockv1.SpawnRequest) { r.Task.Params = map[string]string{"sentences": "0"} },
+			"want an integer from 1 to 100"},
+		{"task.params[labels]", func(r *airlockv1.SpawnRequest) { r.Task.Name = "classify" },
+			"needs param labels"},
+		{"task.params[calls]", func(r *airlockv1.SpawnRequest) {
+			r.Profile, r.Task.Name, r.Task.Params = "secureclaw", "run", map[string]string{"calls": `[{"tool":"rm","path":"/"}]`}
+		}, `unknown tool "rm"`},
+		{"content", func(r *airlockv1.SpawnRequest) { r.Content = nil }, ""},
+		{"content[1].data", func(r *airlockv1.SpawnRequest) {
+			// Within the total, but over what the agent reads of one item.
+			r.Content = []*airlockv1.Content{{Data: []byte("x")}, {Data: make([]byte, 16<<20+1)}}
+		}, "split it into several items"},
 		{"content[2].data", func(r *airlockv1.SpawnRequest) {
 			// The third item takes the total one byte over 32 MiB.
 			half := make([]byte, 16<<20)
 			r.Content = []*airlockv1.Content{{Data: half}, {Data: half}, {Data: []byte("x")}}
-		}},
-		{"result_schema", func(r *airlockv1.SpawnRequest) { r.ResultSchema = `{"type":` }},
+		}, ""},
+		{"result_schema", func(r *airlockv1.SpawnRequest) { r.ResultSchema = `{"type":` }, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.field, func(t *testing.T) {
@@ -81,6 +98,9 @@ func TestSpawn_InvalidArgumentNamesTheField(t *testing.T) {
 			top := strings.FieldsFunc(tt.field, func(r rune) bool { return r == '.' || r == '[' })[0]
 			if !strings.Contains(st.Message(), top) {
 				t.Errorf("message %q does not name %s", st.Message(), top)
+			}
+			if !strings.Contains(st.Message(), tt.says) {
+				t.Errorf("message %q does not say %q", st.Message(), tt.says)
 			}
 			if runner.runs.Load() != 0 {
 				t.Error("a refused request ran")

@@ -29,7 +29,7 @@ func TestSpawn_ReusedJobIDWithAnotherRequestIsAlreadyExists(t *testing.T) {
 	changes := map[string]func(*airlockv1.SpawnRequest){
 		"content":  func(r *airlockv1.SpawnRequest) { r.Content[0].Data = append(r.Content[0].Data, '!') },
 		"profile":  func(r *airlockv1.SpawnRequest) { r.Profile = "ironclaw" },
-		"task":     func(r *airlockv1.SpawnRequest) { r.Task.Params = map[string]string{"x": "y"} },
+		"task":     func(r *airlockv1.SpawnRequest) { r.Task.Params = map[string]string{"sentences": "7"} },
 		"labels":   func(r *airlockv1.SpawnRequest) { r.Labels = map[string]string{"k": "v"} },
 		"overides": func(r *airlockv1.SpawnRequest) { r.Overrides = &airlockv1.Overrides{OutputBytes: 1024} },
 	}

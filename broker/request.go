@@ -42,7 +42,7 @@ func (s *Server) plan(req *airlockv1.SpawnRequest) (*plan, error) {
 		return nil, err
 	}
 	task := req.GetTask()
-	if err := checkTask(p, task); err != nil {
+	if err := checkTask(p, task, s.tasks); err != nil {
 		return nil, err
 	}
 	content, err := contentOf(req.GetContent())
@@ -360,6 +360,9 @@ func contentOf(items []*airlockv1.Content) ([]job.Content, error) {
 	over := -1 // the item that takes the total over the bound
 	content := make([]job.Content, 0, len(items))
 	for i, c := range items {
+		if n := len(c.GetData()); n > job.MaxContentItemBytes {
+			return nil, badField(fmt.Sprintf("content[%d].data", i), "content[%d] is %d bytes; an item may be at most %d, the most the agent reads: split it into several items or jobs", i, n, job.MaxContentItemBytes)
+		}
 		total += len(c.GetData())
 		if total > maxContentBytes && over < 0 {
 			over = i
@@ -458,10 +461,13 @@ func checkInstructions(p *policy.Profile, task *airlockv1.Task) error {
 // profile's tool policy rules out: a task that is itself a tool
 // (extract_text, fetch, ...) must be one of the job's tools, and run,
 // which only makes tool calls, needs a tool gateway.
-func checkTask(p *policy.Profile, task *airlockv1.Task) error {
+func checkTask(p *policy.Profile, task *airlockv1.Task, specs []job.TaskSpec) error {
 	name := task.GetName()
 	if !taskNamePattern.MatchString(name) {
 		return badField("task.name", "task.name %s must be a lowercase task name such as summarize", quoteName(name))
+	}
+	if !slices.ContainsFunc(specs, func(s job.TaskSpec) bool { return s.Name == name }) {
+		return badField("task.name", "%v", job.CheckTask(specs, name, nil))
 	}
 	if err := checkInstructions(p, task); err != nil {
 		return err
@@ -482,6 +488,15 @@ func checkTask(p *policy.Profile, task *airlockv1.Task) error {
 		if len(k)+len(v) > maxParamBytes {
 			return badField("task.params", "task.params[%s] is longer than %d bytes", quoteName(k), maxParamBytes)
 		}
+	}
+	// Bounded above, so the checks parse little; a param's value is the
+	// caller's own, and the error may quote it back.
+	if err := job.CheckTask(specs, name, task.GetParams()); err != nil {
+		field := "task.params"
+		if te, ok := err.(*job.TaskError); ok && te.Param != "" {
+			field = "task.params[" + te.Param + "]"
+		}
+		return badField(field, "%v", err)
 	}
 	return nil
 }

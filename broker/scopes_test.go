@@ -127,7 +127,7 @@ func TestJobIDs_AreEachCallersOwn(t *testing.T) {
 	reqA.JobId = "shared-id"
 	reqB := request()
 	reqB.JobId = "shared-id"
-	reqB.Task.Params = map[string]string{"note": "bob's"}
+	reqB.Task.Params = map[string]string{"sentences": "7"}
 	if _, err := c.Spawn(ctx(t), reqA, as(tokA)); err != nil {
 		t.Fatal(err)
 	}

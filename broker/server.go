@@ -87,6 +87,9 @@ type Config struct {
 	// Approve before exec.askFallback applies; default
 	// DefaultApprovalTimeout.
 	ApprovalTimeout time.Duration
+	// Tasks are the tasks the images serve, checked with their params at
+	// the door; nil is the reference agent's, job.ReferenceTasks.
+	Tasks []job.TaskSpec
 }
 
 // Server implements airlockv1.BrokerServer.
@@ -94,6 +97,7 @@ type Server struct {
 	airlockv1.UnimplementedBrokerServer
 
 	runner   job.Runner
+	tasks    []job.TaskSpec
 	profiles *policy.Set
 	log      *slog.Logger
 	slots    chan struct{}
@@ -157,11 +161,15 @@ func New(cfg Config) (*Server, error) {
 	if cfg.ApprovalTimeout <= 0 {
 		cfg.ApprovalTimeout = DefaultApprovalTimeout
 	}
+	if cfg.Tasks == nil {
+		cfg.Tasks = job.ReferenceTasks()
+	}
 	if _, err := cfg.Profiles.Get(cfg.DefaultProfile); err != nil {
 		return nil, fmt.Errorf("broker: default profile %q is not loaded (have %v)", cfg.DefaultProfile, cfg.Profiles.Names())
 	}
 	srv := &Server{
 		runner:   cfg.Runner,
+		tasks:    cfg.Tasks,
 		profiles: cfg.Profiles,
 		log:      cfg.Logger,
 		slots:    make(chan struct{}, cfg.MaxJobs),

@@ -1018,6 +1018,10 @@ func TestSpawn_RefusesTasksTheProfileDoesNotAllow(t *testing.T) {
 			c, _ := newBroker(t, runner, testToken, 0)
 			req := request()
 			req.Profile, req.Task.Name = tt.profile, tt.task
+			req.Task.Params = map[string]map[string]string{
+				"fetch": {"url": "https://example.com/"},
+				"run":   {"calls": `[["wc","-c","/input/content/0"]]`},
+			}[tt.task]
 			_, err := c.Spawn(ctx(t), req)
 			if status.Code(err) != tt.want {
 				t.Fatalf("err = %v, want %s", err, tt.want)

@@ -167,6 +167,9 @@ func setup(dir string) error {
 		o.Egress = egress.Config{Resolver: testResolver{}}
 		o.ExtraImages = []images.Spec{images.Hostile(filepath.Join(bin, "hostile"))}
 		o.WrapRunner = func(r job.Runner) job.Runner { return hostileRunner{r} }
+		for name := range hostileTasks {
+			o.ExtraTasks = append(o.ExtraTasks, job.TaskSpec{Name: name, AnyParams: true})
+		}
 	})
 	if err != nil {
 		return err

@@ -17,6 +17,19 @@ var ErrBadTask = errors.New("bad task")
 // it too, so that a value the broker let through is refused the same way.
 var ErrBadParam = fmt.Errorf("%w param", ErrBadTask)
 
+// TaskError is CheckTask's refusal. Its message is for the caller and
+// carries no sentinel's words.
+type TaskError struct {
+	// Param is the spec's param at fault; empty for the task's name or a
+	// param the task does not take.
+	Param string
+	msg   string
+	err   error
+}
+
+func (e *TaskError) Error() string { return e.msg }
+func (e *TaskError) Unwrap() error { return e.err }
+
 // MaxContentItemBytes caps each content item: the reference agent reads no
 // further, so a larger item is refused at the door rather than failing
 // in the sandbox.
@@ -108,7 +121,7 @@ func CheckTask(specs []TaskSpec, name string, params map[string]string) error {
 			names[i] = s.Name
 		}
 		slices.Sort(names)
-		return fmt.Errorf("%w: no task %q; the tasks are %s", ErrBadTask, name, strings.Join(names, ", "))
+		return &TaskError{msg: fmt.Sprintf("no task %s; the tasks are %s", shownName(name), strings.Join(names, ", ")), err: ErrBadTask}
 	}
 	spec := specs[i]
 	keys := make([]string, 0, len(params))
@@ -120,23 +133,34 @@ func CheckTask(specs []TaskSpec, name string, params map[string]string) error {
 		if spec.AnyParams || slices.ContainsFunc(spec.Params, func(p ParamSpec) bool { return p.Name == k }) {
 			continue
 		}
-		return fmt.Errorf("%w: task %s takes no param %q; %s", ErrBadTask, name, k, paramList(spec))
+		return &TaskError{msg: fmt.Sprintf("task %s takes no param %s; %s", name, shownName(k), paramList(spec)), err: ErrBadTask}
 	}
 	for _, p := range spec.Params {
 		v, ok := params[p.Name]
 		if !ok {
 			if p.Required {
-				return fmt.Errorf("%w: task %s needs param %s: %s", ErrBadParam, name, p.Name, p.Doc)
+				return &TaskError{Param: p.Name, msg: fmt.Sprintf("task %s needs param %s: %s", name, p.Name, p.Doc), err: ErrBadParam}
 			}
 			continue
 		}
 		if p.Check != nil {
 			if err := p.Check(v); err != nil {
-				return fmt.Errorf("task %s: %w", name, err)
+				why := strings.TrimPrefix(err.Error(), ErrBadParam.Error()+": ")
+				return &TaskError{Param: p.Name, msg: fmt.Sprintf("task %s: %s", name, why), err: ErrBadParam}
 			}
 		}
 	}
 	return nil
+}
+
+// shownName quotes a name the caller sent, cut to a prefix: an error
+// names it, and need not repeat kilobytes of it.
+func shownName(s string) string {
+	const max = 64
+	if len(s) > max {
+		return strconv.Quote(s[:max]) + "..."
+	}
+	return strconv.Quote(s)
 }
 
 func paramList(s TaskSpec) string {

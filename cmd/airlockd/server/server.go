@@ -111,6 +111,9 @@ type Options struct {
 	// For the integration suite, which routes the hostile image's tasks to
 	// it; a production broker picks the image from the policy only.
 	WrapRunner func(job.Runner) job.Runner
+	// ExtraTasks are served beside the reference agent's, for the
+	// integration suite's hostile image, whose tasks take any params.
+	ExtraTasks []job.TaskSpec
 }
 
 // Validate refuses values that parse but mean nothing, before any work
@@ -322,6 +325,7 @@ func Start(ctx context.Context, o Options) (_ *Server, retErr error) {
 		Retention: o.JobRetention, RetainJobs: o.RetainJobs,
 		ApprovalTimeout: o.ApprovalTimeout, DefaultProfile: o.DefaultProfile, ExplainSpec: sandbox.ExplainJSON, ResolveSecret: egress.ResolveSecret,
 		Secrets: func() [][]byte { return knownSecrets(*s.tokens.Load(), profiles) },
+		Tasks:   append(job.ReferenceTasks(), o.ExtraTasks...),
 	})
 	if err != nil {
 		return nil, err
