@@ -235,3 +235,25 @@ func TestSpawnStream_RefusalsCarryTheirDetails(t *testing.T) {
 		})
 	}
 }
+
+// TestSpawn_OversizeRequestsAreToldTheLimit: a request over the fields'
+// bounds, up to twice their sum, is still read and refused at the door
+// naming the field, with what to do.
+func TestSpawn_OversizeRequestsAreToldTheLimit(t *testing.T) {
+	runner := &fakeRunner{outcome: rawResult(`{"title":"T"}`)}
+	c, _ := newBroker(t, runner, testToken, 0)
+	cctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	req := request()
+	item := make([]byte, 12<<20)
+	req.Content = []*airlockv1.Content{{Data: item}, {Data: item}, {Data: item}} // 36 MiB
+	_, err := c.Spawn(cctx, req)
+	if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "split it over several jobs") {
+		t.Errorf("36 MiB of content: %v, want InvalidArgument that says to split it", err)
+	}
+
+	if runner.runs.Load() != 0 {
+		t.Error("an oversize request ran")
+	}
+}

@@ -370,7 +370,7 @@ func contentOf(items []*airlockv1.Content) ([]job.Content, error) {
 		content = append(content, job.Content{Data: c.GetData(), MediaType: c.GetMediaType(), Source: c.GetSource()})
 	}
 	if over >= 0 {
-		return nil, badField(fmt.Sprintf("content[%d].data", over), "content is %d bytes; at most %d", total, maxContentBytes)
+		return nil, badField(fmt.Sprintf("content[%d].data", over), "content is %d bytes; at most %d in all: split it over several jobs", total, maxContentBytes)
 	}
 	return content, nil
 }

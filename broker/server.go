@@ -39,6 +39,12 @@ const (
 	maxInstructionsBytes = 32 << 10
 	// maxAuditLogBytes caps the task output kept in an audit record.
 	maxAuditLogBytes = 4 << 10
+	// MaxMessageBytes is the largest request gRPC reads. It is twice what
+	// the fields' own bounds add up to, so that a request over those is
+	// read and refused at the door naming the field and its limit. Only
+	// one over this gets gRPC's own words, which gRPC writes before any
+	// handler or interceptor sees the call; broker/client rewrites them.
+	MaxMessageBytes = 2 * (maxContentBytes + maxSchemaBytes + maxInstructionsBytes + maxParams*maxParamBytes + 1<<20)
 )
 
 var (
@@ -301,7 +307,7 @@ func NewGRPCServerAuth(s *Server, a *auth.Authenticator, opts ...grpc.ServerOpti
 		// there. Auth's refusals are statuses already and pass through.
 		grpc.ChainUnaryInterceptor(unaryErrors, a.UnaryServerInterceptor()),
 		grpc.ChainStreamInterceptor(streamErrors, watchLimit(MaxHealthWatches), a.StreamServerInterceptor()),
-		grpc.MaxRecvMsgSize(maxContentBytes + maxSchemaBytes + 1<<20),
+		grpc.MaxRecvMsgSize(MaxMessageBytes),
 	}, opts...)
 	g := grpc.NewServer(opts...)
 	airlockv1.RegisterBrokerServer(g, s)

@@ -3,6 +3,7 @@
 package client
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -10,7 +11,9 @@ import (
 	"strings"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/airlock/airlock/broker/auth"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
@@ -64,7 +67,12 @@ func Dial(socket, addr, tokenFile string) (*Conn, error) {
 	cc, err := grpc.NewClient(target,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithPerRPCCredentials(auth.Credentials(token)),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)),
+		// The send limit is above the broker's read limit, so that the
+		// broker's door, not this client, judges a request's size.
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(128<<20)),
+		grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+			return explainTooLarge(invoker(ctx, method, req, reply, cc, opts...))
+		}),
 	)
 	if err != nil {
 		return nil, err
@@ -79,4 +87,14 @@ func firstNonEmpty(s ...string) string {
 		}
 	}
 	return ""
+}
+
+// explainTooLarge rewrites gRPC's words for a message over a size limit,
+// the client's or the broker's, into what the caller can do about it.
+func explainTooLarge(err error) error {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), "message larger than max") {
+		return err
+	}
+	return status.Errorf(codes.ResourceExhausted, "the request is too large for the broker (%s): content may be at most 32 MiB in all and 16 MiB per item; split it over several jobs", st.Message())
 }

@@ -253,3 +253,14 @@ func TestTokenFile_FlagThenEnvironment(t *testing.T) {
 		}
 	}
 }
+
+// TestDial_ExplainsARequestOverTheBrokersLimit: gRPC's words for a request
+// the broker will not read become what to do about it.
+func TestDial_ExplainsARequestOverTheBrokersLimit(t *testing.T) {
+	conn := dial(t, unixBroker(t), "", tokenFile(t, testToken, 0o600)) // reads at most gRPC's default 4 MiB
+	_, err := conn.Broker.Spawn(callCtx(t), &airlockv1.SpawnRequest{Content: []*airlockv1.Content{{Data: make([]byte, 5<<20)}}})
+	st := status.Convert(err)
+	if st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), "split it over several jobs") {
+		t.Errorf("status = %v %q, want ResourceExhausted that says to split the content", st.Code(), st.Message())
+	}
+}
