@@ -80,3 +80,47 @@ func TestSpawn_SaysHowManyEgressAttemptsWereDropped(t *testing.T) {
 		t.Errorf("GetJob: egress_dropped %d, want 4321", got)
 	}
 }
+
+// TestSpawn_AFailureAfterARefusalIsPolicyDenied: a job that fails after
+// the policy refused its egress is POLICY_DENIED, naming what was refused
+// (cleaned, as the job chose it); one that fails with nothing refused is
+// still SANDBOX_ERROR; one that succeeds despite a refusal is OK.
+func TestSpawn_AFailureAfterARefusalIsPolicyDenied(t *testing.T) {
+	denied := job.EgressAttempt{Host: "exfil.example\x1b[31m\u202e", Port: 443}
+	tests := []struct {
+		name   string
+		out    job.Outcome
+		want   airlockv1.Verdict
+		saying []string
+	}{
+		{"failed after a denial", job.Outcome{ExitCode: 1, Egress: []job.EgressAttempt{{Host: "ok.example", Port: 443, Allowed: true}, denied}},
+			airlockv1.Verdict_VERDICT_POLICY_DENIED, []string{"profile ironclaw refused egress to exfil.example", "egress allowlist"}},
+		{"failed with nothing refused", job.Outcome{ExitCode: 1, Egress: []job.EgressAttempt{{Host: "ok.example", Port: 443, Allowed: true}}},
+			airlockv1.Verdict_VERDICT_SANDBOX_ERROR, []string{"exited with code 1"}},
+		{"succeeded despite a denial", job.Outcome{Result: []byte(`{"title":"T"}`), Egress: []job.EgressAttempt{denied}},
+			airlockv1.Verdict_VERDICT_OK, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			runner := &fakeRunner{outcome: func(*job.Job) (*job.Outcome, error) { out := tt.out; return &out, nil }}
+			c, _ := newBroker(t, runner, testToken, 1)
+			req := request()
+			req.Profile = "ironclaw"
+			resp, err := c.Spawn(ctx(t), req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.Verdict != tt.want {
+				t.Fatalf("verdict %s (%q), want %s", resp.Verdict, resp.Message, tt.want)
+			}
+			for _, w := range tt.saying {
+				if !strings.Contains(resp.Message, w) {
+					t.Errorf("message %q does not say %q", resp.Message, w)
+				}
+			}
+			if strings.ContainsAny(resp.Message, "\x1b\u202e") {
+				t.Errorf("message %q carries the job's control characters", resp.Message)
+			}
+		})
+	}
+}

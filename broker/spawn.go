@@ -104,6 +104,7 @@ func (s *Server) spawn(ctx context.Context, req *airlockv1.SpawnRequest, interac
 	resp := s.verdict(jobCtx, plan, out, runErr, callLimit)
 	var execCounts map[string]int
 	resp.Exec, execCounts = gate.results()
+	policyDenied(resp, plan.job.Policy, plan.sanitize)
 	resp.Usage.ToolCalls = int32(calls)
 	resp.Usage.Wall = durationpb.New(time.Since(start))
 	if !started.IsZero() {

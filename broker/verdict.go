@@ -244,6 +244,39 @@ func (s *Server) verdict(ctx context.Context, pl *plan, out *job.Outcome, runErr
 	return resp
 }
 
+// policyDenied turns a job that failed (SANDBOX_ERROR after it ran) into
+// POLICY_DENIED when the policy refused something it tried: egress off
+// the allowlist, or a command (denied by the policy, by its fallback or by
+// the approver). The caller's remedy is then a profile that
+// allows it, not a retry. What the message names (a host, a command) is
+// the job's and was sanitized with the response.
+func policyDenied(resp *airlockv1.SpawnResponse, p *policy.Profile, sanitize result.SanitizeOptions) {
+	if resp.Verdict != airlockv1.Verdict_VERDICT_SANDBOX_ERROR {
+		return
+	}
+	var what string
+	for _, e := range resp.Egress {
+		if !e.GetAllowed() {
+			what = fmt.Sprintf("egress to %s:%d; if the job needs it, use a profile whose egress allowlist has it", e.GetHost(), e.GetPort())
+			break
+		}
+	}
+	if what == "" {
+		for _, d := range resp.Exec {
+			if !d.GetAllowed() {
+				what = fmt.Sprintf("the command %s (%s); if the job needs it, use a profile whose exec allowlist has it, or approve it when asked", strings.Join(d.GetArgv(), " "),
+					strings.ToLower(strings.TrimPrefix(d.GetVerdict().String(), "EXEC_VERDICT_")))
+				break
+			}
+		}
+	}
+	if what == "" {
+		return
+	}
+	resp.Verdict = airlockv1.Verdict_VERDICT_POLICY_DENIED
+	resp.Message = cleanLine(fmt.Sprintf("the job failed after profile %s refused %s", p.Name, what), maxMessageRunes, sanitize)
+}
+
 func effectivePolicy(p *policy.Profile) *airlockv1.EffectivePolicy {
 	return &airlockv1.EffectivePolicy{Profile: p.Name, Hash: p.Hash(), Summary: p.Summary()}
 }
