@@ -227,7 +227,7 @@ func (s *Server) verdict(ctx context.Context, pl *plan, out *job.Outcome, runErr
 	case agent && out.ExitCode == exitAnswer:
 		return set(airlockv1.Verdict_VERDICT_SCHEMA_INVALID, "the model's answer did not fit the result schema, also after one repair turn; make the schema simpler or the instructions clearer")
 	case out.ExitCode != 0:
-		return set(airlockv1.Verdict_VERDICT_SANDBOX_ERROR, "agent exited with code %d", out.ExitCode)
+		return set(airlockv1.Verdict_VERDICT_SANDBOX_ERROR, "the agent exited with code %d before it wrote a result; the request passed every check at the door, so retry, and if it persists ask the operator to look up job %s in the audit log", out.ExitCode, pl.job.ID)
 	case out.Result == nil:
 		return set(airlockv1.Verdict_VERDICT_SCHEMA_INVALID, "no result: %s", out.ResultProblem)
 	}
