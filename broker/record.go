@@ -106,7 +106,7 @@ func gatewayReason(reason string) string {
 
 // observe counts a finished job in the metrics and the anomaly detector.
 func (s *Server) observe(rec audit.Record, resp *airlockv1.SpawnResponse, owner string) {
-	s.metrics.Jobs.WithLabelValues(rec.Profile, rec.Verdict).Inc()
+	s.metrics.JobFinished(rec.Profile, resp.GetVerdict())
 	for kind, n := range rec.Findings {
 		s.metrics.Sanitizer.WithLabelValues(kind).Add(float64(n))
 	}

@@ -634,13 +634,22 @@ func TestMetrics_CountJobsAndAuthFailures(t *testing.T) {
 	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	body := rec.Body.String()
 	for _, want := range []string{
-		`airlock_jobs_total{profile="vanilla",verdict="VERDICT_OK"} 1`,
+		`airlock_jobs_total{profile="vanilla",verdict="ok"} 1`,
 		`airlock_auth_failures_total{reason="missing"} 1`,
-		`airlock_spawn_seconds_count{phase="total"} 1`,
+		`airlock_spawn_seconds_count{phase="spawn"} 1`,
+		`airlock_spawn_seconds_count{phase="run"} 1`,
+		"airlock_job_seconds_count 1",
 		`airlock_sandboxes_live 0`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q", want)
+		}
+	}
+	// The whole job is its own histogram: a phase of it would make every
+	// sum over phases count the job twice.
+	for _, unwanted := range []string{`phase="total"`, "VERDICT_"} {
+		if strings.Contains(body, unwanted) {
+			t.Errorf("metrics hold %q:\n%s", unwanted, body)
 		}
 	}
 }

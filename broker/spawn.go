@@ -110,7 +110,7 @@ func (s *Server) spawn(ctx context.Context, req *airlockv1.SpawnRequest, interac
 	if !started.IsZero() {
 		s.metrics.Observe("run", time.Since(started))
 	}
-	s.metrics.Observe("total", time.Since(received))
+	s.metrics.ObserveJob(time.Since(received))
 	j.finish(resp)
 	s.record(req, plan, out, resp, j.owner, execCounts)
 	return resp, nil

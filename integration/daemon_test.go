@@ -77,12 +77,18 @@ func TestShippedDaemon_AuthAuditAndMetrics(t *testing.T) {
 	}
 	for _, want := range []string{
 		"airlock_up 1",
-		`airlock_jobs_total{profile="ironclaw",verdict="VERDICT_OK"}`,
+		`airlock_jobs_total{profile="ironclaw",verdict="ok"}`,
 		`airlock_auth_failures_total{reason=`,
+		`airlock_spawn_seconds_count{phase="spawn"}`,
+		`airlock_spawn_seconds_count{phase="run"}`,
+		"airlock_job_seconds_count ",
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+	if strings.Contains(string(body), `phase="total"`) {
+		t.Error(`metrics hold airlock_spawn_seconds{phase="total"}; the whole job is airlock_job_seconds`)
 	}
 }
 

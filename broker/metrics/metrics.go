@@ -1,7 +1,8 @@
 // Package metrics holds the broker's Prometheus metrics and serves them on
 // a loopback listener. Labels never carry job content or caller input:
 // their values come from the broker's own vocabulary and the operator's
-// profiles (profile, verdict, egress rule).
+// profiles (profile, verdict, egress rule). Label values are lower snake
+// case, as Prometheus's own are.
 package metrics
 
 import (
@@ -18,6 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
 )
 
 // Metrics are the broker's instruments, registered on their own registry
@@ -26,8 +29,9 @@ type Metrics struct {
 	Registry *prometheus.Registry
 
 	Up             prometheus.Gauge
-	Jobs           *prometheus.CounterVec   // profile, verdict
-	SpawnLatency   *prometheus.HistogramVec // phase: spawn|run|total
+	Jobs           *prometheus.CounterVec   // profile, verdict (VerdictLabel)
+	SpawnLatency   *prometheus.HistogramVec // phase: PhaseSpawn, PhaseRun
+	JobLatency     prometheus.Histogram
 	SandboxesLive  prometheus.Gauge
 	Egress         *prometheus.CounterVec // rule, decision: count with EgressAttempt
 	AuthFailures   *prometheus.CounterVec // reason
@@ -59,6 +63,22 @@ const (
 	maxRuleLabelBytes = 270
 )
 
+// Phases of airlock_spawn_seconds. They follow one another, so for a job
+// that started they add up to its airlock_job_seconds; the whole is not a
+// phase, or a sum over phases would count every job twice.
+const (
+	// PhaseSpawn is from the request's arrival to the sandbox's start,
+	// waiting for a slot included.
+	PhaseSpawn = "spawn"
+	// PhaseRun is from the sandbox's start to the response, teardown and
+	// sanitizing included.
+	PhaseRun = "run"
+)
+
+// latencyBuckets suit both the phases and the whole: tens of milliseconds
+// to start a sandbox, up to a minute for a profile's longest timeout.
+var latencyBuckets = []float64{.025, .05, .075, .1, .15, .2, .3, .5, .75, 1, 2, 5, 10, 30, 60}
+
 // New creates and registers every metric.
 func New() *Metrics {
 	r := prometheus.NewRegistry()
@@ -69,8 +89,11 @@ func New() *Metrics {
 		Jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "airlock_jobs_total", Help: "Finished jobs by profile and verdict."}, []string{"profile", "verdict"}),
 		SpawnLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "airlock_spawn_seconds", Help: "Spawn latency by phase: spawn (request to sandbox start), run, total.",
-			Buckets: []float64{.025, .05, .075, .1, .15, .2, .3, .5, .75, 1, 2, 5, 10, 30, 60}}, []string{"phase"}),
+			Name: "airlock_spawn_seconds", Help: "Job latency by phase: spawn (request received to sandbox start), run (sandbox start to response). The phases add up to airlock_job_seconds.",
+			Buckets: latencyBuckets}, []string{"phase"}),
+		JobLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "airlock_job_seconds", Help: "Job latency from request received to response, for every job admitted, whether or not its sandbox started.",
+			Buckets: latencyBuckets}),
 		SandboxesLive: prometheus.NewGauge(prometheus.GaugeOpts{Name: "airlock_sandboxes_live", Help: "Sandboxes running now."}),
 		Egress: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "airlock_egress_attempts_total", Help: "Egress attempts by the profile entry that allowed them (or denied) and decision."}, []string{"rule", "decision"}),
@@ -83,14 +106,36 @@ func New() *Metrics {
 		RejectedSpawns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "airlock_spawn_rejected_total", Help: "Spawns refused before running, by reason."}, []string{"reason"}),
 	}
-	r.MustRegister(m.Up, m.Jobs, m.SpawnLatency, m.SandboxesLive, m.Egress, m.AuthFailures, m.Sanitizer, m.Anomalies, m.RejectedSpawns,
+	r.MustRegister(m.Up, m.Jobs, m.SpawnLatency, m.JobLatency, m.SandboxesLive, m.Egress, m.AuthFailures, m.Sanitizer, m.Anomalies, m.RejectedSpawns,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
-// Observe records a phase latency.
+// Observe records a phase latency; phase is PhaseSpawn or PhaseRun.
 func (m *Metrics) Observe(phase string, d time.Duration) {
 	m.SpawnLatency.WithLabelValues(phase).Observe(d.Seconds())
+}
+
+// ObserveJob records a job's whole latency, request to response.
+func (m *Metrics) ObserveJob(d time.Duration) {
+	m.JobLatency.Observe(d.Seconds())
+}
+
+// JobFinished counts a finished job under its profile and verdict.
+func (m *Metrics) JobFinished(profile string, v airlockv1.Verdict) {
+	m.Jobs.WithLabelValues(profile, VerdictLabel(v)).Inc()
+}
+
+// VerdictLabel is a verdict's label value: its proto name without the
+// VERDICT_ prefix, in lower case (VERDICT_SCHEMA_INVALID is
+// schema_invalid). A number no generated name covers, from a newer peer,
+// is "unknown", so the label's values stay the enum's.
+func VerdictLabel(v airlockv1.Verdict) string {
+	name, ok := airlockv1.Verdict_name[int32(v)]
+	if !ok {
+		return "unknown"
+	}
+	return strings.ToLower(strings.TrimPrefix(name, "VERDICT_"))
 }
 
 // EgressAttempt counts one egress attempt under the profile entry that

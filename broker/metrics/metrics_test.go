@@ -1,18 +1,22 @@
 package metrics_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
 
 	"github.com/airlock/airlock/broker/metrics"
+	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
 )
 
 // scrape fetches h's exposition as a scraper would.
@@ -57,8 +61,9 @@ func ruleLabels(t *testing.T, m *metrics.Metrics) map[string]float64 {
 func TestNew_AScrapeShowsEverySeries(t *testing.T) {
 	m := metrics.New()
 	m.Up.Set(1)
-	m.Jobs.WithLabelValues("secureclaw", "VERDICT_OK").Inc()
-	m.Observe("spawn", 150*time.Millisecond)
+	m.JobFinished("secureclaw", airlockv1.Verdict_VERDICT_OK)
+	m.Observe(metrics.PhaseSpawn, 150*time.Millisecond)
+	m.ObserveJob(2 * time.Second)
 	m.SandboxesLive.Inc()
 	m.EgressAttempt("example.com:443", true)
 	m.EgressAttempt("", false)
@@ -70,9 +75,11 @@ func TestNew_AScrapeShowsEverySeries(t *testing.T) {
 	body := scrape(t, m.Handler())
 	for _, want := range []string{
 		"airlock_up 1",
-		`airlock_jobs_total{profile="secureclaw",verdict="VERDICT_OK"} 1`,
+		`airlock_jobs_total{profile="secureclaw",verdict="ok"} 1`,
 		`airlock_spawn_seconds_bucket{phase="spawn",le="0.15"} 1`,
 		`airlock_spawn_seconds_count{phase="spawn"} 1`,
+		`airlock_job_seconds_bucket{le="2"} 1`,
+		"airlock_job_seconds_count 1",
 		"airlock_sandboxes_live 1",
 		`airlock_egress_attempts_total{decision="allowed",rule="example.com:443"} 1`,
 		`airlock_egress_attempts_total{decision="denied",rule="denied"} 1`,
@@ -86,6 +93,108 @@ func TestNew_AScrapeShowsEverySeries(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("scrape lacks %q", want)
 		}
+	}
+}
+
+// TestJobFinished_VerdictLabelsArePrometheusStyle: the verdict label is
+// the enum's name in lower snake case, without its VERDICT_ prefix, as
+// alerts and dashboards spell it.
+func TestJobFinished_VerdictLabelsArePrometheusStyle(t *testing.T) {
+	tests := []struct {
+		verdict airlockv1.Verdict
+		want    string
+	}{
+		{airlockv1.Verdict_VERDICT_OK, "ok"},
+		{airlockv1.Verdict_VERDICT_TIMEOUT, "timeout"},
+		{airlockv1.Verdict_VERDICT_OOM, "oom"},
+		{airlockv1.Verdict_VERDICT_SCHEMA_INVALID, "schema_invalid"},
+		{airlockv1.Verdict_VERDICT_SANDBOX_ERROR, "sandbox_error"},
+		{airlockv1.Verdict_VERDICT_POLICY_DENIED, "policy_denied"},
+		{airlockv1.Verdict_VERDICT_OUTPUT_TOO_LARGE, "output_too_large"},
+		{airlockv1.Verdict_VERDICT_UNSPECIFIED, "unspecified"},
+		{airlockv1.Verdict(1000), "unknown"},
+	}
+	m := metrics.New()
+	for _, tt := range tests {
+		if got := metrics.VerdictLabel(tt.verdict); got != tt.want {
+			t.Errorf("VerdictLabel(%v) = %q, want %q", tt.verdict, got, tt.want)
+		}
+		m.JobFinished("secureclaw", tt.verdict)
+	}
+	body := scrape(t, m.Handler())
+	for _, tt := range tests {
+		if want := `airlock_jobs_total{profile="secureclaw",verdict="` + tt.want + `"} 1`; !strings.Contains(body, want) {
+			t.Errorf("scrape lacks %q", want)
+		}
+	}
+	// Every verdict the enum has, not only those above.
+	for n, name := range airlockv1.Verdict_name {
+		got := metrics.VerdictLabel(airlockv1.Verdict(n))
+		if got == "" || strings.ContainsFunc(got, func(r rune) bool { return (r < 'a' || r > 'z') && r != '_' }) {
+			t.Errorf("VerdictLabel(%s) = %q, want lower snake case", name, got)
+		}
+	}
+}
+
+// TestAlerts_NameVerdictsTheBrokerCounts: the shipped alert rules match on
+// verdict label values the broker emits; a rule on a value no job carries
+// would never fire. Nor do they read a whole-job phase that is not there.
+func TestAlerts_NameVerdictsTheBrokerCounts(t *testing.T) {
+	rules, err := os.ReadFile("../../deploy/prometheus/airlock-alerts.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	valid := map[string]bool{}
+	for n := range airlockv1.Verdict_name {
+		valid[metrics.VerdictLabel(airlockv1.Verdict(n))] = true
+	}
+	matchers := regexp.MustCompile(`verdict\s*=\s*"([^"]*)"`).FindAllSubmatch(rules, -1)
+	if len(matchers) == 0 {
+		t.Fatal("no verdict matcher in the alert rules: is this the right file?")
+	}
+	for _, m := range matchers {
+		if !valid[string(m[1])] {
+			t.Errorf("alert rules match verdict %q, which the broker never emits", m[1])
+		}
+	}
+	if bytes.Contains(rules, []byte(`phase="total"`)) {
+		t.Error(`alert rules read airlock_spawn_seconds{phase="total"}; the whole job is airlock_job_seconds`)
+	}
+}
+
+// TestObserveJob_TheWholeIsNotAPhase: a job's whole latency goes to its
+// own histogram, so the phase histogram holds only phases, whose sums add
+// up to the whole's.
+func TestObserveJob_TheWholeIsNotAPhase(t *testing.T) {
+	m := metrics.New()
+	m.Observe(metrics.PhaseSpawn, 100*time.Millisecond)
+	m.Observe(metrics.PhaseRun, 400*time.Millisecond)
+	m.ObserveJob(500 * time.Millisecond)
+	families, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	phases := map[string]float64{}
+	var whole float64
+	for _, f := range families {
+		switch f.GetName() {
+		case "airlock_spawn_seconds":
+			for _, s := range f.GetMetric() {
+				for _, l := range s.GetLabel() {
+					if l.GetName() == "phase" {
+						phases[l.GetValue()] = s.GetHistogram().GetSampleSum()
+					}
+				}
+			}
+		case "airlock_job_seconds":
+			whole = f.GetMetric()[0].GetHistogram().GetSampleSum()
+		}
+	}
+	if len(phases) != 2 || phases[metrics.PhaseSpawn] == 0 || phases[metrics.PhaseRun] == 0 {
+		t.Errorf("phases = %v, want only %s and %s", phases, metrics.PhaseSpawn, metrics.PhaseRun)
+	}
+	if sum := phases[metrics.PhaseSpawn] + phases[metrics.PhaseRun]; sum != whole || whole != 0.5 {
+		t.Errorf("phases sum to %v, airlock_job_seconds to %v; want both 0.5", sum, whole)
 	}
 }
 

@@ -28,7 +28,7 @@ process_open_fds 31
 # HELP process_resident_memory_bytes Resident memory size in bytes.
 # TYPE process_resident_memory_bytes gauge
 process_resident_memory_bytes 5.1150848e+07 1700000000000
-airlock_jobs_total{profile="ironclaw",verdict="OK"} 12
+airlock_jobs_total{profile="ironclaw",verdict="ok"} 12
 `
 
 func TestParseGauges_ReadsTheUnlabelledGauges(t *testing.T) {

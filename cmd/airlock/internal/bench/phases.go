@@ -13,9 +13,18 @@ import (
 
 // spawnMetric is airlockd's spawn latency histogram, labelled by phase:
 // request received to task started (named admit in older brokers, spawn in
-// newer ones), run (task started to response ready, which includes
-// teardown and sanitizing) and total. Every phase found is reported.
+// newer ones) and run (task started to response ready, which includes
+// teardown and sanitizing). Every phase found is reported. Older brokers
+// had a total phase too; newer ones keep it in jobMetric.
 const spawnMetric = "airlock_spawn_seconds"
+
+// jobMetric is airlockd's whole-job latency histogram, request received to
+// response; the report shows it as the phase TotalPhase.
+const jobMetric = "airlock_job_seconds"
+
+// TotalPhase is the name the report gives airlockd's whole-job latency,
+// beside its phases.
+const TotalPhase = "total"
 
 // maxMetricsBytes bounds a scrape; airlockd's whole page is a few tens of
 // kilobytes.
@@ -47,29 +56,39 @@ func ScrapePhases(ctx context.Context, url string) (PhaseTotals, error) {
 	return parsePhases(io.LimitReader(resp.Body, maxMetricsBytes))
 }
 
-// parsePhases picks the spawn histogram's _sum and _count lines out of the
-// Prometheus text format.
+// parsePhases picks the spawn histogram's _sum and _count lines, and the
+// job histogram's as TotalPhase, out of the Prometheus text format.
 func parsePhases(r io.Reader) (PhaseTotals, error) {
 	out := PhaseTotals{}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		rest, ok := strings.CutPrefix(line, spawnMetric+"_")
-		if !ok {
-			continue
-		}
-		kind, rest, ok := strings.Cut(rest, "{")
-		if !ok || (kind != "sum" && kind != "count") {
-			continue
-		}
-		labels, value, ok := strings.Cut(rest, "} ")
-		if !ok {
-			continue
-		}
-		phase, ok := label(labels, "phase")
-		if !ok {
-			continue
+		var kind, phase, value string
+		if rest, ok := strings.CutPrefix(line, jobMetric+"_"); ok {
+			// Unlabelled: "airlock_job_seconds_sum 1.5".
+			kind, value, ok = strings.Cut(rest, " ")
+			if !ok || (kind != "sum" && kind != "count") {
+				continue
+			}
+			phase = TotalPhase
+		} else {
+			rest, ok := strings.CutPrefix(line, spawnMetric+"_")
+			if !ok {
+				continue
+			}
+			kind, rest, ok = strings.Cut(rest, "{")
+			if !ok || (kind != "sum" && kind != "count") {
+				continue
+			}
+			var labels string
+			labels, value, ok = strings.Cut(rest, "} ")
+			if !ok {
+				continue
+			}
+			if phase, ok = label(labels, "phase"); !ok {
+				continue
+			}
 		}
 		fields := strings.Fields(value)
 		if len(fields) == 0 {

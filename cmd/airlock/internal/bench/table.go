@@ -76,7 +76,7 @@ func fmtBytes(n int64) string {
 
 // phaseOrder is the order in which a spawn goes through the phases that
 // airlockd and the containerd baseline report.
-var phaseOrder = []string{"admit", "spawn", PhaseCreate, PhaseTask, PhaseStart, PhaseRun, PhaseTeardown, "total"}
+var phaseOrder = []string{"admit", "spawn", PhaseCreate, PhaseTask, PhaseStart, PhaseRun, PhaseTeardown, TotalPhase}
 
 func writePhases(b *strings.Builder, title string, phases map[string]time.Duration) {
 	names := make([]string, 0, len(phases))
