@@ -61,41 +61,12 @@ func truncateRunes(s string, n int) string {
 func firstSentences(lines []string, n int) []string {
 	var out []string
 	for _, line := range lines {
-		for _, s := range splitSentences(line) {
+		for s := range sentences(line) {
 			if len(out) == n {
 				return out
 			}
 			out = append(out, s)
 		}
-	}
-	return out
-}
-
-// splitSentences splits after '.', '!', '?' or '…' (plus any closing quotes
-// or brackets) that is followed by a space. Abbreviations split too: the
-// summary is extractive and only needs to be deterministic.
-func splitSentences(line string) []string {
-	var out []string
-	start := 0
-	rs := []rune(line)
-	for i := 0; i < len(rs); i++ {
-		if !strings.ContainsRune(".!?…", rs[i]) {
-			continue
-		}
-		j := i + 1
-		for j < len(rs) && strings.ContainsRune(`"')]}”’»`, rs[j]) {
-			j++
-		}
-		if j < len(rs) && !unicode.IsSpace(rs[j]) {
-			continue
-		}
-		if s := strings.TrimSpace(string(rs[start:j])); s != "" {
-			out = append(out, s)
-		}
-		start, i = j, j
-	}
-	if s := strings.TrimSpace(string(rs[start:])); s != "" {
-		out = append(out, s)
 	}
 	return out
 }
