@@ -21,8 +21,8 @@ import (
 func spawn(ctx context.Context, b airlockv1.BrokerClient, args []string) (proto.Message, error) {
 	fs := flag.NewFlagSet("spawn", flag.ExitOnError)
 	profile := fs.String("profile", "secureclaw", "policy profile")
-	task := fs.String("task", "", "task name, e.g. summarize")
-	schema := fs.String("schema", "", "JSON Schema file the result must fit")
+	task := fs.String("task", "", "task name, e.g. summarize (docs/tasks.md lists the reference agent's)")
+	schema := fs.String("schema", "", "JSON Schema file the result must fit (default: the profile's result.defaultSchema)")
 	jobID := fs.String("job-id", "", "idempotency key (default: a new UUID)")
 	mediaType := fs.String("media-type", "", "media type of the content (default: by file extension)")
 	timeout := fs.Duration("timeout", 0, "tighten the profile's wall timeout")
@@ -31,18 +31,23 @@ func spawn(ctx context.Context, b airlockv1.BrokerClient, args []string) (proto.
 	fs.Var(&contents, "content", "content file (repeatable)")
 	fs.Var(&params, "param", "task parameter key=value (repeatable)")
 	_ = fs.Parse(args)
-	if *task == "" || *schema == "" || len(contents) == 0 {
-		return nil, fmt.Errorf("spawn needs --task, --schema and at least one --content")
-	}
-	sb, err := os.ReadFile(*schema)
-	if err != nil {
-		return nil, err
+	if *task == "" || len(contents) == 0 {
+		return nil, fmt.Errorf("spawn needs --task and at least one --content")
 	}
 	req := &airlockv1.SpawnRequest{
-		JobId:        *jobID,
-		Profile:      *profile,
-		Task:         &airlockv1.Task{Name: *task, Params: map[string]string{}},
-		ResultSchema: string(sb),
+		JobId:   *jobID,
+		Profile: *profile,
+		Task:    &airlockv1.Task{Name: *task, Params: map[string]string{}},
+	}
+	// Without --schema none is sent, as the API allows: the broker then
+	// applies the profile's default schema, or refuses naming the field
+	// when the profile has none.
+	if *schema != "" {
+		sb, err := os.ReadFile(*schema)
+		if err != nil {
+			return nil, err
+		}
+		req.ResultSchema = string(sb)
 	}
 	for _, p := range params {
 		k, v, ok := strings.Cut(p, "=")

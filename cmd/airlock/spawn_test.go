@@ -2,7 +2,10 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -87,5 +90,70 @@ func TestFollowStream_PrintsEventsAndReturnsTheResponse(t *testing.T) {
 func TestFollowStream_AStreamWithoutAResponseIsAnError(t *testing.T) {
 	if _, err := followStream(io.Discard, &fakeEvents{end: io.EOF}); err == nil || !strings.Contains(err.Error(), "without the job's response") {
 		t.Errorf("followStream at EOF: %v", err)
+	}
+}
+
+// fakeBroker records the Spawn request it is sent.
+type fakeBroker struct {
+	airlockv1.BrokerClient
+	got *airlockv1.SpawnRequest
+}
+
+func (f *fakeBroker) Spawn(_ context.Context, req *airlockv1.SpawnRequest, _ ...grpc.CallOption) (*airlockv1.SpawnResponse, error) {
+	f.got = req
+	return &airlockv1.SpawnResponse{JobId: "j1", Verdict: airlockv1.Verdict_VERDICT_OK}, nil
+}
+
+func TestSpawn_WithoutSchemaSendsNoneSoTheProfileDefaultApplies(t *testing.T) {
+	dir := t.TempDir()
+	page := filepath.Join(dir, "page.html")
+	if err := os.WriteFile(page, []byte("<p>Hi.</p>"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := &fakeBroker{}
+	if _, err := spawn(context.Background(), b, []string{"--profile", "vanilla", "--task", "extract_links", "--content", page}); err != nil {
+		t.Fatalf("spawn without --schema: %v", err)
+	}
+	if b.got == nil {
+		t.Fatal("no Spawn request was sent")
+	}
+	if b.got.GetResultSchema() != "" {
+		t.Errorf("result_schema = %q, want none", b.got.GetResultSchema())
+	}
+	if b.got.GetTask().GetName() != "extract_links" || b.got.GetProfile() != "vanilla" || len(b.got.GetContent()) != 1 ||
+		b.got.GetContent()[0].GetMediaType() != "text/html" {
+		t.Errorf("request = %v", b.got)
+	}
+}
+
+func TestSpawn_SchemaFileIsSentAsIs(t *testing.T) {
+	dir := t.TempDir()
+	page, schema := filepath.Join(dir, "page.txt"), filepath.Join(dir, "s.json")
+	const text = `{"type": "object", "required": ["links"]}`
+	if err := os.WriteFile(page, []byte("Hi."), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(schema, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := &fakeBroker{}
+	if _, err := spawn(context.Background(), b, []string{"--task", "extract_links", "--content", page, "--schema", schema}); err != nil {
+		t.Fatalf("spawn: %v", err)
+	}
+	if b.got.GetResultSchema() != text {
+		t.Errorf("result_schema = %q, want %q", b.got.GetResultSchema(), text)
+	}
+}
+
+func TestSpawn_NeedsATaskAndContent(t *testing.T) {
+	for _, args := range [][]string{{"--content", "x"}, {"--task", "summarize"}} {
+		b := &fakeBroker{}
+		_, err := spawn(context.Background(), b, args)
+		if err == nil || !strings.Contains(err.Error(), "spawn needs --task and at least one --content") {
+			t.Errorf("spawn %q: %v", args, err)
+		}
+		if b.got != nil {
+			t.Errorf("spawn %q sent a request", args)
+		}
 	}
 }
