@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,8 +23,12 @@ const commandTimeout = 5 * time.Second
 var minContainerd = [2]int{1, 6}
 
 // checkContainerd finds containerd and its runc shim, which airlockd starts
-// as its private daemon, and reports the version.
-func checkContainerd(ctx context.Context, _ *env) result {
+// as its private daemon, and reports the version; or, with
+// --containerd-address, checks that the containerd there answers.
+func checkContainerd(ctx context.Context, e *env) result {
+	if e.cfg.ContainerdAddress != "" {
+		return checkContainerdAddress(e.cfg.ContainerdAddress)
+	}
 	var f findings
 	const fix = "install containerd 1.6 or later (Debian: apt-get install containerd)"
 	if _, err := exec.LookPath("containerd"); err != nil {
@@ -50,6 +55,29 @@ func checkContainerd(ctx context.Context, _ *env) result {
 		f.add(Fail, fmt.Sprintf("containerd %s is older than %d.%d", version, minContainerd[0], minContainerd[1]), fix)
 	}
 	return f.result("containerd " + version)
+}
+
+// checkContainerdAddress checks the containerd airlockd is told to use
+// instead of its own: a socket that accepts a connection. Only a connect:
+// the doctor speaks no containerd API, so as not to link its client.
+func checkContainerdAddress(addr string) result {
+	var f findings
+	path := strings.TrimPrefix(addr, "unix://")
+	st, err := os.Stat(path)
+	switch {
+	case err != nil:
+		f.add(Fail, fmt.Sprintf("--containerd-address %s: %v", addr, err), "start that containerd, or leave --containerd-address unset for airlockd's own")
+	case st.Mode()&os.ModeSocket == 0:
+		f.add(Fail, fmt.Sprintf("--containerd-address %s is not a socket (mode %v)", addr, st.Mode()), "give containerd's socket, such as /run/containerd/containerd.sock")
+	default:
+		c, err := net.DialTimeout("unix", path, commandTimeout)
+		if err != nil {
+			f.add(Fail, fmt.Sprintf("--containerd-address %s does not answer: %v", addr, err), "start that containerd, or run airlock doctor as root")
+		} else {
+			c.Close()
+		}
+	}
+	return f.result("containerd at " + addr + " answers; airlockd uses it rather than starting its own")
 }
 
 // checkRunc finds runc and reports its version. A runc built without

@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"time"
+
+	"github.com/airlock/airlock/sandbox/egress"
 )
 
 // certExpiryWarning is how early an expiring certificate is reported.
@@ -95,4 +98,46 @@ func checkTLS(_ context.Context, e *env) result {
 		detail += "; client certificates required"
 	}
 	return f.result(detail)
+}
+
+// checkDebugListeners applies airlockd's rule for --metrics-listen and
+// --pprof: a loopback IP and a port, since metrics name profiles and
+// egress rules, and pprof shows the broker's memory.
+func checkDebugListeners(_ context.Context, e *env) result {
+	var f findings
+	var serving []string
+	for _, l := range []struct{ flag, addr string }{{"--metrics-listen", e.cfg.MetricsListen}, {"--pprof", e.cfg.PprofListen}} {
+		if l.addr == "" {
+			continue
+		}
+		host, _, err := net.SplitHostPort(l.addr)
+		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+			f.add(Fail, fmt.Sprintf("%s %q is not a loopback IP and port: airlockd refuses to start", l.flag, l.addr),
+				"give a loopback IP and port, such as 127.0.0.1:9464, and scrape from this host")
+			continue
+		}
+		serving = append(serving, l.flag+" "+l.addr)
+	}
+	if len(serving) == 0 {
+		return f.result("neither metrics nor pprof served")
+	}
+	return f.result("loopback only: " + strings.Join(serving, ", "))
+}
+
+// checkUpstreamCA loads --upstream-ca as airlockd does: a bundle without a
+// certificate stops it at start.
+func checkUpstreamCA(_ context.Context, e *env) result {
+	var f findings
+	path := e.cfg.UpstreamCA
+	if path == "" {
+		return result{ok: true, detail: "not configured: https service upstreams are checked against the system's CAs"}
+	}
+	if _, err := egress.LoadCAFile(path); err != nil {
+		f.add(Fail, fmt.Sprintf("--upstream-ca: %v: airlockd refuses to start", err),
+			"point it at a PEM bundle of only the certificates of the CAs that sign the upstreams'")
+	}
+	if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o022 != 0 {
+		f.add(Fail, fmt.Sprintf("%s has mode %#o: other users can add a CA and read what jobs send to services", path, st.Mode().Perm()), "chmod go-w "+path)
+	}
+	return f.result(path + " holds CA certificates, trusted besides the system's")
 }

@@ -1,7 +1,10 @@
 // Package doctor checks a host and an airlockd configuration before (or
 // while) the broker runs: kernel features, containerd and runc, the state
 // dir and socket permissions, the bind policy, token strength and storage,
-// the profiles' invariants, and resources a crashed broker left behind.
+// the profiles' invariants, the egress pool, and resources a broker that
+// no longer runs left behind. It tells those from a running broker's by
+// the state-dir lock each airlockd holds and the instance ID its
+// resources are named with.
 //
 // Every check has a stable id (IDs lists them) so that scripts and
 // monitoring can key on it, a severity, and a fix hint a person can act
@@ -12,13 +15,12 @@ package doctor
 import (
 	"context"
 	"io/fs"
-	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/airlock/airlock/broker/client"
 	airlockresult "github.com/airlock/airlock/broker/result"
@@ -113,6 +115,19 @@ type Config struct {
 	// AgentBinary is airlockd's --agent-binary; empty means airlock-agent
 	// next to this executable or on PATH.
 	AgentBinary string
+	// ContainerdAddress is airlockd's --containerd-address; empty means
+	// airlockd starts a private containerd under the state dir.
+	ContainerdAddress string
+	// EgressPool is airlockd's --egress-pool; the zero prefix means
+	// netns.DefaultPrefix.
+	EgressPool netip.Prefix
+	// Pools is airlockd's --pool: warm pool sizes by profile name.
+	Pools map[string]int
+	// MetricsListen and PprofListen are airlockd's --metrics-listen and
+	// --pprof; empty serves none.
+	MetricsListen, PprofListen string
+	// UpstreamCA is airlockd's --upstream-ca.
+	UpstreamCA string
 
 	// owner is the uid that must own the state dir and socket. It is
 	// root, as airlockd runs as root; tests running unprivileged set their
@@ -144,9 +159,8 @@ type env struct {
 	// tokensErr why the tokens file could not be read.
 	tokens    []tokenSource
 	tokensErr error
-	// brokerLive is true when something answers on the socket or the
-	// listen address: what looks left behind may then belong to live jobs.
-	brokerLive bool
+	// owners tells a running broker's resources from a dead one's.
+	owners *owners
 }
 
 // needsUserNS reports which profiles map users into a user namespace;
@@ -205,14 +219,18 @@ var catalog = []check{
 	{"bin.busybox-static", "static busybox for tools images", checkBusybox},
 	{"bin.airlock-agent", "static airlock-agent", checkAgent},
 	{"statedir.perms", "state dir permissions", checkStateDir},
+	{"statedir.lock", "broker on the state dir", checkStateDirLock},
 	{"socket.mode", "broker socket mode", checkSocket},
 	{"bind.listen", "bind address", checkBind},
+	{"bind.metrics", "metrics and pprof listeners", checkDebugListeners},
 	{"tls.files", "TLS certificate and key", checkTLS},
+	{"tls.upstream-ca", "CAs for https service upstreams", checkUpstreamCA},
 	{"token.strength", "token strength", checkTokenStrength},
 	{"token.file-mode", "token file permissions", checkTokenFileMode},
 	{"tokens.literal", "literal tokens in config", checkLiteralTokens},
 	{"token.webhook-distinct", "webhook token distinct from gateway token", checkWebhookDistinct},
 	{"profiles.invariants", "profile invariants", checkProfiles},
+	{"net.egress-pool", "egress address pool", checkEgressPool},
 	{"leftovers.netns", "leftover network namespaces", checkLeftoverNetns},
 	{"leftovers.veth", "leftover veth links", checkLeftoverVeth},
 	{"leftovers.mounts", "leftover job mounts", checkLeftoverMounts},
@@ -242,7 +260,7 @@ func Run(ctx context.Context, cfg Config) []Check {
 		e.profiles = nil
 	}
 	e.tokens, e.tokensErr = gatewayTokens(e.cfg)
-	e.brokerLive = brokerAnswers(e.cfg)
+	e.owners = readOwners(e.cfg.StateDir)
 
 	out := make([]Check, len(catalog))
 	var wg sync.WaitGroup
@@ -269,23 +287,6 @@ func Summary(checks []Check) (failed int) {
 		}
 	}
 	return failed
-}
-
-// brokerAnswers reports whether something accepts connections where
-// airlockd would listen. Only a connect: nothing is sent.
-func brokerAnswers(cfg Config) bool {
-	d := net.Dialer{Timeout: 500 * time.Millisecond}
-	targets := [][2]string{{"unix", cfg.Socket}}
-	if cfg.Listen != "" {
-		targets = append(targets, [2]string{"tcp", cfg.Listen})
-	}
-	for _, t := range targets {
-		if c, err := d.Dial(t[0], t[1]); err == nil {
-			c.Close()
-			return true
-		}
-	}
-	return false
 }
 
 // findings collects the problems of one check, so that it reports all of

@@ -20,7 +20,7 @@ import (
 // configIDs are the checks that judge the Config rather than the host, so
 // their outcome is the same on every machine.
 var configIDs = []string{
-	"statedir.perms", "socket.mode", "bind.listen", "tls.files",
+	"statedir.perms", "socket.mode", "bind.listen", "bind.metrics", "tls.files", "tls.upstream-ca",
 	"token.strength", "token.file-mode", "tokens.literal", "token.webhook-distinct",
 	"profiles.invariants",
 }
@@ -65,6 +65,10 @@ func badConfig(t *testing.T) Config {
 			"tokens:\n  - name: openclaw\n    scopes: [spawn]\n    token: "+literalToken+"\n", 0o600),
 		WebhookTokenFile: write(t, filepath.Join(dir, "webhook.token"), "abcdef\n", 0o600),
 		PolicyDir:        policyDir,
+		MetricsListen:    "0.0.0.0:9464",
+		PprofListen:      "localhost:6060",
+		UpstreamCA:       write(t, filepath.Join(dir, "upstream.pem"), "not a certificate\n", 0o644),
+		Pools:            map[string]int{"nope": 2},
 		owner:            os.Geteuid(),
 	}
 }
@@ -125,6 +129,9 @@ func goodConfig(t *testing.T) Config {
 				"\n  - name: ops\n    scopes: [read, admin]\n    secretRef: env:AIRLOCK_DOCTOR_TEST_TOKEN\n", 0o644),
 		WebhookTokenFile: token("webhook.token"),
 		PolicyDir:        policyDir,
+		MetricsListen:    "127.0.0.1:9464",
+		PprofListen:      "[::1]:6060",
+		Pools:            map[string]int{"secureclaw": 2, "ironclaw": 1},
 		owner:            os.Geteuid(),
 	}
 }
@@ -147,7 +154,7 @@ func TestRun_ReportsExactlyTheExpectedConfigFailures(t *testing.T) {
 			name:   "bad config",
 			config: badConfig,
 			failed: []string{
-				"statedir.perms", "socket.mode", "bind.listen",
+				"statedir.perms", "socket.mode", "bind.listen", "bind.metrics", "tls.upstream-ca",
 				"token.strength", "token.file-mode", "tokens.literal", "token.webhook-distinct",
 				"profiles.invariants",
 			},
@@ -197,6 +204,8 @@ func TestRun_BadConfigSaysWhatIsWrongAndHowToFixIt(t *testing.T) {
 		{"tokens.literal", []string{cfg.TokensFile + ":4: ", `"token" key`}},
 		{"token.webhook-distinct", []string{cfg.WebhookTokenFile, "same secret as gateway token --token-file"}},
 		{"profiles.invariants", []string{filepath.Join(cfg.PolicyDir, "strict.yaml") + ":1: isolation.uid: 0 would run the agent as root"}},
+		{"bind.metrics", []string{`--metrics-listen "0.0.0.0:9464" is not a loopback IP`, `--pprof "localhost:6060" is not a loopback IP`}},
+		{"tls.upstream-ca", []string{cfg.UpstreamCA + " holds no PEM certificate", "airlockd refuses to start"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.id, func(t *testing.T) {

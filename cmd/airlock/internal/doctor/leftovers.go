@@ -3,8 +3,10 @@ package doctor
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/vishvananda/netlink"
@@ -17,41 +19,133 @@ import (
 // maxListed bounds how many leftovers a detail names.
 const maxListed = 8
 
-// reapFix is the remedy common to every leftover: airlockd reaps them all
-// on start.
-const reapFix = "restart airlockd, which reaps everything a predecessor left on start"
+// found is one thing a leftovers check found, with the instance its name
+// carries: "" for a name that carries none.
+type found struct {
+	instance, name string
+}
 
-// leftover turns what a leftovers check found into a result. With a broker
-// answering, what was found may be its live jobs, so it is only reported.
-func leftover(e *env, what string, found []string, manual string) result {
-	if len(found) == 0 {
+// leftover turns what a leftovers check found into a result, by owner.
+// What a running broker's instance carries is its jobs', and passes. What
+// a dead broker's carries is left over: airlockd's recovery on start
+// removes its own instance's, so the advice is to start the broker of that
+// state dir. Where the owner cannot be told, nothing is advised removed.
+func leftover(e *env, what string, items []found, manual string) result {
+	if len(items) == 0 {
 		return result{ok: true, detail: "none"}
 	}
-	shown := found
-	if len(shown) > maxListed {
-		shown = append(shown[:maxListed:maxListed], fmt.Sprintf("and %d more", len(found)-maxListed))
+	var dead, unknown []string
+	var why []string
+	live := map[string]int{}
+	var brokers []string
+	deadInstances := map[string]bool{}
+	for _, it := range items {
+		switch st, who := e.owners.of(it.instance); st {
+		case ownerLive:
+			if live[who] == 0 {
+				brokers = append(brokers, who)
+			}
+			live[who]++
+		case ownerDead:
+			dead = append(dead, it.name)
+			deadInstances[it.instance] = true
+		default:
+			unknown = append(unknown, it.name)
+			if !slices.Contains(why, who) {
+				why = append(why, who)
+			}
+		}
 	}
-	detail := fmt.Sprintf("%d %s: %s", len(found), what, strings.Join(shown, ", "))
-	if e.brokerLive {
-		return result{sev: Info, detail: detail + "; airlockd is answering, so these may be live jobs",
-			fix: "nothing, if they belong to running jobs; otherwise " + reapFix}
+	var detail, fix []string
+	if len(dead) > 0 {
+		detail = append(detail, fmt.Sprintf("%d %s left by brokers that no longer run: %s", len(dead), what, listed(dead)))
+		for _, inst := range slices.Sorted(maps.Keys(deadInstances)) {
+			fix = append(fix, deadFix(e, inst, manual))
+		}
 	}
-	return result{sev: Warn, detail: detail + "; no broker answers on its socket, so they are likely a crashed one's", fix: reapFix + ", or by hand: " + manual}
+	if len(unknown) > 0 {
+		detail = append(detail, fmt.Sprintf("%d %s whose broker cannot be told (%s): %s", len(unknown), what, strings.Join(why, "; "), listed(unknown)))
+		fix = append(fix, "remove nothing until the owner is known: run airlock doctor as root, which can read which state dir each airlockd locks, and look again in a minute, as a job being set up can briefly carry no instance")
+	}
+	if len(brokers) > 0 {
+		var per []string
+		for _, b := range brokers {
+			per = append(per, fmt.Sprintf("%d to %s", live[b], b))
+		}
+		n := len(items) - len(dead) - len(unknown)
+		if len(dead)+len(unknown) == 0 {
+			detail = append(detail, "none left over")
+		}
+		detail = append(detail, fmt.Sprintf("%d %s belong to running brokers' jobs, not left over: %s", n, what, strings.Join(per, ", ")))
+	}
+	if len(dead)+len(unknown) == 0 {
+		return result{ok: true, detail: strings.Join(detail, "; ")}
+	}
+	return result{sev: Warn, detail: strings.Join(detail, "; "), fix: strings.Join(fix, "; ")}
 }
+
+// deadFix is the advice for what a dead broker's instance left.
+func deadFix(e *env, instance, manual string) string {
+	switch instance {
+	case e.owners.mine:
+		return fmt.Sprintf("start airlockd with --state-dir %s: its recovery on start removes them (or, with no broker running to own them, by hand: %s)", absPath(e.cfg.StateDir), manual)
+	case "":
+		return "no airlockd's recovery removes names without an instance, and no broker runs to own them: by hand, " + manual
+	}
+	return fmt.Sprintf("start the airlockd of the state dir with instance %s (the first 12 hex digits of the SHA-256 of its absolute path): its recovery on start removes them (or, with no broker running to own them, by hand: %s)", instance, manual)
+}
+
+// listed names up to maxListed items.
+func listed(names []string) string {
+	if len(names) > maxListed {
+		names = append(names[:maxListed:maxListed], fmt.Sprintf("and %d more", len(names)-maxListed))
+	}
+	return strings.Join(names, ", ")
+}
+
+// netnsDir is where job network namespaces are; a variable for tests.
+var netnsDir = netns.Dir
 
 // checkLeftoverNetns lists job network namespaces under netns.Dir.
 func checkLeftoverNetns(_ context.Context, e *env) result {
-	entries, err := os.ReadDir(netns.Dir)
+	namespaces, err := jobNamespaces(netnsDir)
+	if err != nil {
+		return result{sev: Warn, detail: fmt.Sprintf("cannot list %s: %v", netnsDir, err), fix: "run airlock doctor as root"}
+	}
+	var items []found
+	for _, n := range namespaces {
+		items = append(items, n.found)
+	}
+	return leftover(e, "job network namespaces in "+netnsDir, items, "ip netns delete NAME")
+}
+
+// jobNamespace is a job network namespace, by the name netns gives it:
+// NamePrefix, the instance (the broker's pool scope), a dash and the short
+// hash the job's veth is named with too.
+type jobNamespace struct {
+	found
+	short string
+}
+
+// jobNamespaces lists the job network namespaces under dir.
+func jobNamespaces(dir string) ([]jobNamespace, error) {
+	entries, err := os.ReadDir(dir)
 	if err != nil && !os.IsNotExist(err) {
-		return result{sev: Warn, detail: fmt.Sprintf("cannot list %s: %v", netns.Dir, err), fix: "run airlock doctor as root"}
+		return nil, err
 	}
-	var found []string
+	var out []jobNamespace
 	for _, d := range entries {
-		if strings.HasPrefix(d.Name(), netns.NamePrefix) {
-			found = append(found, d.Name())
+		rest, ok := strings.CutPrefix(d.Name(), netns.NamePrefix)
+		if !ok {
+			continue
 		}
+		n := jobNamespace{found: found{name: d.Name()}, short: rest}
+		if scope, short, ok := strings.Cut(rest, "-"); ok {
+			n.instance, n.short = scope, short
+		}
+		out = append(out, n)
 	}
-	return leftover(e, "job network namespaces in "+netns.Dir, found, "ip netns delete NAME")
+	return out, nil
 }
 
 // checkLeftoverVeth lists the host ends of job veths, recognised as
@@ -67,13 +161,32 @@ func checkLeftoverVeth(_ context.Context, e *env) result {
 	if err != nil {
 		return result{sev: Warn, detail: fmt.Sprintf("cannot list links: %v", err), fix: "run airlock doctor as root"}
 	}
-	var found []string
+	namespaces, _ := jobNamespaces(netnsDir)
+	var items []found
 	for _, l := range links {
 		if netns.IsJobLink(l) {
-			found = append(found, l.Attrs().Name)
+			items = append(items, vethOwner(l.Attrs().Name, l.Attrs().Alias, namespaces))
 		}
 	}
-	return leftover(e, "job veths", found, "ip link delete NAME")
+	return leftover(e, "job veths", items, "ip link delete NAME")
+}
+
+// vethOwner finds the instance of a job veth: in its alias, "airlock
+// INSTANCE job ID", or, when a crash left it without one, in the name of
+// the job namespace its peer is in, which ends in the same short hash.
+func vethOwner(name, alias string, namespaces []jobNamespace) found {
+	f := found{name: name}
+	if fields := strings.Fields(alias); len(fields) >= 2 && fields[0] == netns.LinkAlias && fields[1] != "job" {
+		f.instance = fields[1]
+		return f
+	}
+	short := strings.TrimPrefix(name, netns.LinkPrefix)
+	for _, n := range namespaces {
+		if n.short == short {
+			f.instance = n.instance
+		}
+	}
+	return f
 }
 
 // checkLeftoverMounts lists mounts below the state dir's jobs dir, such
@@ -89,33 +202,40 @@ func checkLeftoverMounts(_ context.Context, e *env) result {
 		return result{sev: Warn, detail: fmt.Sprintf("cannot read mountinfo: %v", err), fix: "mount /proc"}
 	}
 	defer f.Close()
-	var found []string
+	var items []found
 	mps, err := footprint.MountPoints(f)
 	if err != nil {
 		return result{sev: Warn, detail: fmt.Sprintf("cannot read mountinfo: %v", err), fix: "mount /proc"}
 	}
 	for _, mp := range mps {
 		if strings.HasPrefix(mp, jobs+"/") {
-			found = append(found, mp)
+			// Job dirs are the state dir's broker's.
+			items = append(items, found{instance: e.owners.mine, name: mp})
 		}
 	}
-	return leftover(e, "mounts under "+jobs, found, "umount -l PATH")
+	return leftover(e, "mounts under "+jobs, items, "umount -l PATH")
 }
 
 // checkLeftoverCgroups lists run cgroups, /airlock/<instance>/airlock-<run>
 // (and /airlock/airlock-<run> of brokers that had no instance level), on
-// every hierarchy: on v1 one per controller, on v2 one. A run whose cgroup
-// still holds processes is a job running on outside any broker's control.
+// every hierarchy: on v1 one per controller, on v2 one. A dead broker's run
+// whose cgroup still holds processes is a job running on outside any
+// broker's control.
 func checkLeftoverCgroups(_ context.Context, e *env) result {
-	mine := cgroupInstance(e.cfg.StateDir)
-	var found []string
+	return leftover(e, "run cgroups", runCgroups(cgroupRoot),
+		"kill the pids in each cgroup.procs, then rmdir the cgroup in every hierarchy")
+}
+
+// runCgroups lists the run cgroups under root, each once however many
+// hierarchies it is in, marked when it holds processes.
+func runCgroups(root string) []found {
+	var out []found
 	seen := map[string]int{}
-	busy, others := 0, 0
 	for _, pattern := range []string{
-		cgroupRoot + "/*/" + footprint.Namespace + "/*/airlock-*",
-		cgroupRoot + "/*/" + footprint.Namespace + "/airlock-*",
-		cgroupRoot + "/" + footprint.Namespace + "/*/airlock-*",
-		cgroupRoot + "/" + footprint.Namespace + "/airlock-*",
+		root + "/*/" + footprint.Namespace + "/*/airlock-*",
+		root + "/*/" + footprint.Namespace + "/airlock-*",
+		root + "/" + footprint.Namespace + "/*/airlock-*",
+		root + "/" + footprint.Namespace + "/airlock-*",
 	} {
 		m, _ := filepath.Glob(pattern)
 		for _, p := range m {
@@ -123,36 +243,25 @@ func checkLeftoverCgroups(_ context.Context, e *env) result {
 				continue
 			}
 			// One run shows up once per v1 controller; name it once.
-			rel, _ := filepath.Rel(cgroupRoot, p)
+			rel, _ := filepath.Rel(root, p)
 			if parts := strings.SplitN(rel, "/", 2); len(parts) == 2 && parts[0] != footprint.Namespace {
 				rel = parts[1]
 			}
 			i, ok := seen[rel]
 			if !ok {
-				i = len(found)
+				i = len(out)
 				seen[rel] = i
-				found = append(found, "/"+rel)
-				if !strings.HasPrefix(rel, footprint.Namespace+"/"+mine+"/") {
-					others++
+				f := found{name: "/" + rel}
+				// airlock/<instance>/airlock-<run>, or airlock/airlock-<run>.
+				if parts := strings.Split(rel, "/"); len(parts) == 3 {
+					f.instance = parts[1]
 				}
+				out = append(out, f)
 			}
-			if b, err := os.ReadFile(filepath.Join(p, "cgroup.procs")); err == nil && len(strings.TrimSpace(string(b))) > 0 && !strings.HasSuffix(found[i], " (has processes)") {
-				found[i] += " (has processes)"
-				busy++
+			if b, err := os.ReadFile(filepath.Join(p, "cgroup.procs")); err == nil && len(strings.TrimSpace(string(b))) > 0 && !strings.HasSuffix(out[i].name, " (has processes)") {
+				out[i].name += " (has processes)"
 			}
 		}
 	}
-	const manual = "kill the pids in each cgroup.procs, then rmdir the cgroup in every hierarchy"
-	r := leftover(e, "run cgroups", found, manual)
-	if len(found) > 0 {
-		r.detail += fmt.Sprintf("; %d with processes; %d not of this state dir's broker (instance %s)", busy, others, mine)
-		if others > 0 && !e.brokerLive {
-			// airlockd reaps only its own instance's cgroups.
-			r.fix = "restart the broker of each state dir, which reaps its own on start, or by hand: " + manual
-		}
-	}
-	return r
+	return out
 }
-
-// cgroupInstance is the cgroup level naming the broker of a state dir.
-func cgroupInstance(stateDir string) string { return footprint.InstanceID(absPath(stateDir)) }

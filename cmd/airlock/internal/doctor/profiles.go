@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/airlock/airlock/policies/policy"
@@ -45,6 +47,12 @@ func checkProfiles(_ context.Context, e *env) result {
 	if _, err := e.profiles.Get(def); err != nil {
 		f.add(Fail, fmt.Sprintf("default profile %q is not among %s (%s): airlockd refuses to start", def, source, strings.Join(names, ", ")),
 			"add "+def+".yaml or pass --default-profile")
+	}
+	for _, name := range slices.Sorted(maps.Keys(e.cfg.Pools)) {
+		if _, err := e.profiles.Get(name); err != nil {
+			f.add(Fail, fmt.Sprintf("--pool %s=%d names a profile not among %s (%s): airlockd refuses to start", name, e.cfg.Pools[name], source, strings.Join(names, ", ")),
+				"name a profile that exists in --pool, or add "+name+".yaml")
+		}
 	}
 	return f.result(fmt.Sprintf("%d profiles from %s hold every invariant: %s", len(names), source, strings.Join(names, ", ")))
 }
