@@ -3,12 +3,16 @@
 //
 //   AIRLOCK_TOKEN_FILE=/etc/airlock/token \
 //   AIRLOCK_ADDR=unix:///run/airlock/airlock.sock \
-//     node spawn.js [--profile P] [--task T] [--param k=v]... [--schema FILE] \
+//     node spawn.js [--profile P] [--task T] [--param k=v]... [--schema FILE|none] \
 //                   [--media-type TYPE] [--source URL] [--deadline SECONDS] CONTENT_FILE
 //     node spawn.js --ask "INSTRUCTIONS" [--profile P] [--model NAME] [--schema FILE] CONTENT_FILE
 //
 // --ask runs the agent task: a model-driven sub-agent reads the content and
 // answers the instructions, as {"answer": "..."} unless --schema is given.
+//
+// Without --schema a job of the reference agent's tasks asks for that task's
+// result shape, ../schemas/TASK.schema.json (docs/tasks.md); any other task,
+// or --schema none, sends no schema, so the profile's defaultSchema applies.
 //
 // CONTENT_FILE is the untrusted content ("-" reads stdin). The response goes
 // to stdout as one JSON document, with `result` as plain JSON. Exit status:
@@ -34,17 +38,23 @@ const protoLoader = require('@grpc/proto-loader');
 const PROTO_ROOT = path.resolve(__dirname, '..', '..', 'proto');
 const DEFAULT_ADDR = 'unix:///run/airlock/airlock.sock';
 
-// The result schema used when --schema is not given: what `summarize`
-// returns.
-const SUMMARY_SCHEMA = {
-  type: 'object',
-  required: ['title', 'summary'],
-  additionalProperties: false,
-  properties: {
-    title: { type: 'string', maxLength: 500 },
-    summary: { type: 'string', maxLength: 4000 },
-  },
-};
+// The result shapes of the reference agent's tasks, one file per task.
+const SCHEMA_DIR = path.resolve(__dirname, '..', 'schemas');
+
+// taskSchema returns the result schema of one of the reference agent's
+// tasks as JSON text, or '' for another task: sending none lets the profile's
+// defaultSchema apply, where a schema made for another task would refuse
+// every result. The task name picks a file, so only a plain name may.
+function taskSchema(task) {
+  if (!/^[a-z][a-z0-9_]*$/.test(task)) return '';
+  const file = path.join(SCHEMA_DIR, `${task === 'agent' ? 'answer' : task}.schema.json`);
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    if (err.code === 'ENOENT') return '';
+    throw err;
+  }
+}
 
 // The result schema askJob uses when none is given: the model's answer as
 // one string.
@@ -55,9 +65,13 @@ const ANSWER_SCHEMA = {
   properties: { answer: { type: 'string' } },
 };
 
-const USAGE = `usage: node spawn.js [--profile P] [--task T] [--param k=v]... [--schema FILE]
+const USAGE = `usage: node spawn.js [--profile P] [--task T] [--param k=v]... [--schema FILE|none]
                      [--media-type TYPE] [--source URL] [--deadline SECONDS] CONTENT_FILE
        node spawn.js --ask INSTRUCTIONS [--profile P] [--model NAME] [--schema FILE] CONTENT_FILE
+
+Without --schema: the task's own schema (../schemas/TASK.schema.json), or
+none for a task without one; --schema none sends none, for the profile's
+defaultSchema.
 
 environment:
   AIRLOCK_TOKEN_FILE  file holding the bearer token (required)
@@ -222,11 +236,13 @@ function brokerClient(addr) {
 // VERDICT_OK.
 //
 //   content     Buffer or string: the untrusted content
-//   schema      the result's JSON Schema, as an object or a JSON string
+//   schema      the result's JSON Schema, as an object or a JSON string;
+//               default the task's own (taskSchema); null or '' sends none,
+//               so the profile's defaultSchema applies
 //   addr        default $AIRLOCK_ADDR, else the default unix socket
 //   tokenFile   default $AIRLOCK_TOKEN_FILE
 //   profile, task, params, mediaType, source, deadlineSeconds: as the flags
-function spawnJob({ content, schema = SUMMARY_SCHEMA, addr = process.env.AIRLOCK_ADDR || DEFAULT_ADDR,
+function spawnJob({ content, schema, addr = process.env.AIRLOCK_ADDR || DEFAULT_ADDR,
   tokenFile = process.env.AIRLOCK_TOKEN_FILE, profile = 'secureclaw', task = 'summarize', params = {},
   mediaType = 'text/plain', source = '', deadlineSeconds = 300, instructions = '', model = '' }) {
   return new Promise((resolve, reject) => {
@@ -241,7 +257,7 @@ function spawnJob({ content, schema = SUMMARY_SCHEMA, addr = process.env.AIRLOCK
       profile,
       task: { name: task, params, instructions },
       content: [{ data: Buffer.from(content), media_type: mediaType, source }],
-      result_schema: typeof schema === 'string' ? schema : JSON.stringify(schema),
+      result_schema: schemaText(schema === undefined ? taskSchema(task) : schema),
     };
     if (model) req.overrides = { model: { name: model } };
     const deadline = new Date(Date.now() + deadlineSeconds * 1000);
@@ -251,6 +267,12 @@ function spawnJob({ content, schema = SUMMARY_SCHEMA, addr = process.env.AIRLOCK
       else resolve(messageToJS(resp, 'airlock.v1.SpawnResponse'));
     });
   });
+}
+
+// schemaText is a schema as the request carries it: '' for none.
+function schemaText(schema) {
+  if (schema === null || schema === '') return '';
+  return typeof schema === 'string' ? schema : JSON.stringify(schema);
 }
 
 // askJob runs the agent task: a model-driven sub-agent reads the content
@@ -266,13 +288,21 @@ function askJob({ instructions, schema = ANSWER_SCHEMA, ...rest }) {
   return spawnJob({ ...rest, schema, task: 'agent', instructions });
 }
 
+// schemaOption is the schema --schema asks for: a file, none, or the
+// task's own.
+function schemaOption(opts) {
+  if (opts.schema === 'none') return null;
+  if (opts.schema) return fs.readFileSync(opts.schema, 'utf8');
+  return opts.instructions ? ANSWER_SCHEMA : undefined;
+}
+
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
   let resp;
   try {
     resp = await spawnJob({
       content: fs.readFileSync(opts.content === '-' ? 0 : opts.content),
-      schema: opts.schema ? fs.readFileSync(opts.schema, 'utf8') : (opts.instructions ? ANSWER_SCHEMA : SUMMARY_SCHEMA),
+      schema: schemaOption(opts),
       profile: opts.profile,
       task: opts.task,
       params: opts.params,
@@ -292,7 +322,7 @@ async function main() {
   process.exitCode = resp.verdict === 'VERDICT_OK' ? 0 : 3;
 }
 
-module.exports = { spawnJob, askJob, SUMMARY_SCHEMA, ANSWER_SCHEMA };
+module.exports = { spawnJob, askJob, taskSchema, ANSWER_SCHEMA };
 
 if (require.main === module) {
   main().catch((err) => {
