@@ -1,20 +1,66 @@
 // Package examples holds the checks that keep the example inputs true: the
 // schemas under schemas/ fit what the reference agent returns for each task,
-// through the broker's own validation and sanitizing, and page.html carries
-// the visible injection the README says it does.
+// through the broker's own validation and sanitizing; page.html carries the
+// visible injection the README says it does; tokens.yaml loads as airlockd
+// loads --tokens.
 package examples
 
 import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/airlock/airlock/broker/auth"
 	"github.com/airlock/airlock/broker/result"
 	"github.com/airlock/airlock/sandbox/agent"
 )
+
+// TestTokens_ExampleLoadsAsAirlockdLoadsIt reads tokens.yaml with airlockd's
+// own loader, its file reference moved to a temporary directory.
+func TestTokens_ExampleLoadsAsAirlockdLoadsIt(t *testing.T) {
+	b, err := os.ReadFile("tokens.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if !strings.Contains(string(b), "file:/etc/airlock/") {
+		t.Fatal("tokens.yaml has no file reference under /etc/airlock/")
+	}
+	yaml := filepath.Join(dir, "tokens.yaml")
+	if err := os.WriteFile(yaml, []byte(strings.ReplaceAll(string(b), "file:/etc/airlock/", "file:"+dir+"/")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	gen := func() string {
+		tok, err := auth.GenerateToken()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	if err := os.WriteFile(filepath.Join(dir, "openclaw.token"), []byte(gen()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AIRLOCK_OPS_TOKEN", gen())
+	toks, err := auth.LoadTokens(yaml)
+	if err != nil {
+		t.Fatalf("airlockd would not start with tokens.yaml: %v", err)
+	}
+	if _, err := auth.NewTokens(toks); err != nil {
+		t.Fatalf("airlockd would refuse tokens.yaml's tokens: %v", err)
+	}
+	got := map[string][]auth.Scope{}
+	for _, tok := range toks {
+		got[tok.Name] = tok.Scopes
+	}
+	want := map[string][]auth.Scope{"openclaw": {auth.ScopeSpawn, auth.ScopeRead}, "ops": {auth.ScopeRead, auth.ScopeAdmin}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("tokens = %v, want %v", got, want)
+	}
+}
 
 // maxResultBytes stands in for a profile's output cap; every result here is
 // far below any shipped profile's.
