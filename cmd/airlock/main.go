@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -65,6 +66,19 @@ func main() {
 	if !ok {
 		fmt.Fprintf(os.Stderr, "airlock: unknown command %q\n%s", cmd, usage)
 		os.Exit(2)
+	}
+	if slices.ContainsFunc(args, func(a string) bool { return a == "-h" || a == "-help" || a == "--help" }) {
+		// spawn and ask parse their flags before they touch the broker,
+		// and help exits there; the others have a line in usage. No token
+		// or broker is needed to read either.
+		switch cmd {
+		case "ask":
+			_, _ = askCmd(context.Background(), nil, args)
+		case "spawn":
+			_, _ = f(context.Background(), nil, args)
+		}
+		fmt.Fprint(os.Stdout, usage)
+		os.Exit(0)
 	}
 	conn, err := client.Dial(client.Socket(*socket), *addr, client.TokenFile(*tokenFile))
 	if err != nil {
