@@ -509,13 +509,15 @@ func TestRules_LimitLetsClosedConnectionsGo(t *testing.T) {
 
 // probeTCPMany is probeTCP n times in a row from the job's namespace.
 func probeTCPMany(nsPath, addr string, n int) error {
+	// The timeouts only bound a failure: a refusal past the limit is a
+	// reset, at once. On a loaded host a second is not enough for a SYN.
 	return doInNetNS(nsPath, func() error {
 		for i := range n {
-			c, err := net.DialTimeout("tcp", addr, time.Second)
+			c, err := net.DialTimeout("tcp", addr, 30*time.Second)
 			if err != nil {
 				return fmt.Errorf("connection %d of %d: %w", i+1, n, err)
 			}
-			c.SetDeadline(time.Now().Add(time.Second))
+			c.SetDeadline(time.Now().Add(30 * time.Second))
 			_, err = c.Write([]byte("a"))
 			if err == nil {
 				_, err = io.ReadFull(c, make([]byte, 1))
