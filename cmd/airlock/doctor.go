@@ -6,12 +6,11 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/airlock/airlock/broker/client"
 	"github.com/airlock/airlock/cmd/airlock/internal/doctor"
+	"github.com/airlock/airlock/policies/policy"
 	"github.com/airlock/airlock/sandbox/netns"
 )
 
@@ -70,7 +69,7 @@ func doctorFlags(c *doctor.Config) (fset *flag.FlagSet, socket, tokenFile *strin
 		return err
 	})
 	fset.Func("pool", "airlockd's --pool NAME=SIZE, repeatable or comma-separated: each NAME checked to be a profile", func(v string) error {
-		return parseDoctorPools(v, &c.Pools)
+		return policy.ParsePools(v, &c.Pools)
 	})
 	for _, name := range []string{"audit-log"} {
 		fset.String(name, "", ignoredFlag)
@@ -89,26 +88,6 @@ func doctorFlags(c *doctor.Config) (fset *flag.FlagSet, socket, tokenFile *strin
 	fset.Func("pool-min-available", ignoredFlag, func(string) error { return nil })
 	asJSON = fset.Bool("json", false, "print the checks as JSON")
 	return fset, socket, tokenFile, asJSON
-}
-
-// parseDoctorPools reads --pool as airlockd does: NAME=SIZE entries,
-// comma-separated, SIZE from 1 to 64, no NAME twice.
-func parseDoctorPools(v string, pools *map[string]int) error {
-	if *pools == nil {
-		*pools = map[string]int{}
-	}
-	for _, e := range strings.Split(v, ",") {
-		name, size, ok := strings.Cut(strings.TrimSpace(e), "=")
-		n, err := strconv.Atoi(size)
-		if !ok || name == "" || err != nil || n < 1 || n > 64 {
-			return fmt.Errorf("%q: want PROFILE=SIZE with SIZE from 1 to 64, such as secureclaw=2", e)
-		}
-		if _, dup := (*pools)[name]; dup {
-			return fmt.Errorf("%q: profile %s named twice", e, name)
-		}
-		(*pools)[name] = n
-	}
-	return nil
 }
 
 // doctorCmd checks the host and an airlockd configuration; it needs no

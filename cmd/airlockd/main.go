@@ -11,8 +11,6 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -61,7 +59,7 @@ func main() {
 		return err
 	})
 	flag.Func("pool", "keep warm sandboxes for a profile: NAME=SIZE, repeatable or comma-separated (jobs under that profile, without overrides, skip the sandbox's creation)", func(v string) error {
-		return parsePools(v, &o.Pools)
+		return policy.ParsePools(v, &o.Pools)
 	})
 	flag.DurationVar(&o.PoolIdle, "pool-idle", 10*time.Minute, "drain a warm pool nobody claimed from for this long, until its next claim (0: never)")
 	flag.Func("pool-min-available", "drain warm pools while the host's MemAvailable is under this (default 512Mi)", func(v string) error {
@@ -112,23 +110,4 @@ func run(o server.Options) error {
 			return s.Shutdown(context.Background())
 		}
 	}
-}
-
-// parsePools adds NAME=SIZE entries, comma-separated, to pools.
-func parsePools(v string, pools *map[string]int) error {
-	if *pools == nil {
-		*pools = map[string]int{}
-	}
-	for _, e := range strings.Split(v, ",") {
-		name, size, ok := strings.Cut(strings.TrimSpace(e), "=")
-		n, err := strconv.Atoi(size)
-		if !ok || name == "" || err != nil || n < 1 || n > 64 {
-			return fmt.Errorf("%q: want PROFILE=SIZE with SIZE from 1 to 64, such as secureclaw=2", e)
-		}
-		if _, dup := (*pools)[name]; dup {
-			return fmt.Errorf("%q: profile %s named twice", e, name)
-		}
-		(*pools)[name] = n
-	}
-	return nil
 }
