@@ -6,10 +6,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -125,6 +128,7 @@ func (d *daemonProc) flags() []string {
 		"--socket", d.sock,
 		"--token-file", d.tokenFile,
 		"--agent-binary", filepath.Join(env.bin, "hostile"),
+		"--agent-tasks", strings.Join(slices.Sorted(maps.Keys(hostileTasks)), ","),
 		"--policy-dir", filepath.Join(d.dir, "policies"),
 		"--audit-log", d.auditLog,
 		"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", d.metricsPort),

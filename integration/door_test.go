@@ -39,7 +39,7 @@ func TestDoor_CallerMistakesAreRefusedBeforeASandbox(t *testing.T) {
 			r.Content = []*airlockv1.Content{{Data: make([]byte, 20<<20), MediaType: "text/plain"}}
 		}, codes.InvalidArgument, "content[0].data", []string{"20971520 bytes", "at most 16777216", "split it"}},
 		{"an unknown task", func(r *airlockv1.SpawnRequest) { r.Task.Name = "summarise" },
-			codes.InvalidArgument, "task.name", []string{`no task "summarise"`, "classify, extract_links, extract_text, fetch, run, summarize"}},
+			codes.InvalidArgument, "task.name", []string{`no task "summarise"; the tasks are `, "classify, ", "extract_text, ", "summarize"}},
 		{"a param the task does not take", func(r *airlockv1.SpawnRequest) { r.Task.Params = map[string]string{"max_sentences": "2"} },
 			codes.InvalidArgument, "task.params", []string{`no param "max_sentences"`, "sentences (optional): an integer from 1 to 100"}},
 		{"a bad param value", func(r *airlockv1.SpawnRequest) { r.Task.Params = map[string]string{"sentences": "1000"} },

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -35,6 +36,16 @@ func main() {
 	flag.StringVar(&o.StateDir, "state-dir", "/var/lib/airlock", "state directory: job dirs and the embedded containerd")
 	flag.StringVar(&o.ContainerdAddress, "containerd-address", "", "use this containerd socket instead of starting a private one")
 	flag.StringVar(&o.AgentBinary, "agent-binary", "", "static airlock-agent binary for the reader image (default: next to airlockd)")
+	flag.Func("agent-tasks", "for an --agent-binary other than airlock-agent: the tasks it serves, comma-separated, each taking any params (default: airlock-agent's tasks, their params checked at the door)", func(v string) error {
+		for name := range strings.SplitSeq(v, ",") {
+			name = strings.TrimSpace(name)
+			if name == "" {
+				return errors.New("want task names, comma-separated")
+			}
+			o.AgentTasks = append(o.AgentTasks, name)
+		}
+		return nil
+	})
 	flag.StringVar(&o.Busybox, "busybox", "/bin/busybox", "static busybox for the tools image (Debian: busybox-static)")
 	flag.StringVar(&o.PolicyDir, "policy-dir", "", "directory of policy profiles (default: the shipped ones)")
 	flag.StringVar(&o.DefaultProfile, "default-profile", "secureclaw", "profile for requests that name none")

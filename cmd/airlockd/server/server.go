@@ -111,8 +111,13 @@ type Options struct {
 	// For the integration suite, which routes the hostile image's tasks to
 	// it; a production broker picks the image from the policy only.
 	WrapRunner func(job.Runner) job.Runner
-	// ExtraTasks are served beside the reference agent's, for the
-	// integration suite's hostile image, whose tasks take any params.
+	// AgentTasks, when set, are the tasks of an AgentBinary other than
+	// the reference agent: only they are served, each taking any params,
+	// which that agent checks itself. Empty serves the reference agent's
+	// tasks, whose params the broker checks at the door.
+	AgentTasks []string
+	// ExtraTasks are served beside those, for the integration suite's
+	// hostile image, whose tasks take any params.
 	ExtraTasks []job.TaskSpec
 }
 
@@ -325,7 +330,7 @@ func Start(ctx context.Context, o Options) (_ *Server, retErr error) {
 		Retention: o.JobRetention, RetainJobs: o.RetainJobs,
 		ApprovalTimeout: o.ApprovalTimeout, DefaultProfile: o.DefaultProfile, ExplainSpec: sandbox.ExplainJSON, ResolveSecret: egress.ResolveSecret,
 		Secrets: func() [][]byte { return knownSecrets(*s.tokens.Load(), profiles) },
-		Tasks:   append(job.ReferenceTasks(), o.ExtraTasks...),
+		Tasks:   append(agentTasks(o.AgentTasks), o.ExtraTasks...),
 	})
 	if err != nil {
 		return nil, err
@@ -487,4 +492,17 @@ func knownSecrets(tokens []auth.Token, profiles *policy.Set) [][]byte {
 		}
 	}
 	return out
+}
+
+// agentTasks are the tasks the reader and tools images serve: the
+// reference agent's, or those named for another agent binary.
+func agentTasks(names []string) []job.TaskSpec {
+	if len(names) == 0 {
+		return job.ReferenceTasks()
+	}
+	specs := make([]job.TaskSpec, 0, len(names))
+	for _, n := range names {
+		specs = append(specs, job.TaskSpec{Name: n, Doc: "a task of the configured agent binary", AnyParams: true})
+	}
+	return specs
 }
