@@ -21,14 +21,10 @@ func init() {
 // the counts; the op is ok once it has made its attempts.
 func connFlood(_ *attacker, s step) outcome {
 	var o outcome
-	u, err := proxyURL()
+	addr, err := proxyAddr()
 	if err != nil {
 		o.fail(err)
 		return o
-	}
-	addr := u.Host
-	if u.Port() == "" {
-		addr = net.JoinHostPort(u.Hostname(), "80")
 	}
 	count, err := s.int("count", 1000)
 	if err != nil {

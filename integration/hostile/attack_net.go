@@ -170,14 +170,10 @@ func dnsPacket(id uint16, name string) []byte {
 // line of its answer. It is ok on a 2xx status.
 func rawProxyRequest(_ *attacker, s step) outcome {
 	var o outcome
-	u, err := proxyURL()
+	addr, err := proxyAddr()
 	if err != nil {
 		o.fail(err)
 		return o
-	}
-	addr := u.Host
-	if u.Port() == "" {
-		addr = net.JoinHostPort(u.Hostname(), "80")
 	}
 	c, err := net.DialTimeout("tcp", addr, 3*time.Second)
 	if err != nil {
@@ -209,4 +205,16 @@ func rawProxyRequest(_ *attacker, s step) outcome {
 		o.Error = line
 	}
 	return o
+}
+
+// proxyAddr is the proxy's host:port, port 80 when the URL names none.
+func proxyAddr() (string, error) {
+	u, err := proxyURL()
+	if err != nil {
+		return "", err
+	}
+	if u.Port() == "" {
+		return net.JoinHostPort(u.Hostname(), "80"), nil
+	}
+	return u.Host, nil
 }

@@ -496,18 +496,10 @@ func ensureNSDir(dir string) error {
 // must not exist yet. The namespace lives as long as the mount or any
 // process, socket or file descriptor in it.
 func newNamedNS(path string) error {
-	if err := ensureNSDir(filepath.Dir(path)); err != nil {
+	if err := nsMountPoint(path); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
-	if err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("%w: %s", ErrExists, path)
-		}
-		return fmt.Errorf("netns: %w", err)
-	}
-	f.Close()
-	err = onThrowawayThread(func() error {
+	err := onThrowawayThread(func() error {
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 			return fmt.Errorf("netns: unshare: %w", err)
 		}
@@ -523,9 +515,10 @@ func newNamedNS(path string) error {
 	return err
 }
 
-// bindNamedNS bind-mounts the network namespace at from on path, which
-// must not exist yet, as newNamedNS does a new one.
-func bindNamedNS(from, path string) error {
+// nsMountPoint creates the empty file a namespace is bind-mounted on; it
+// must not exist yet, so that a namespace of the same name is never
+// mounted over.
+func nsMountPoint(path string) error {
 	if err := ensureNSDir(filepath.Dir(path)); err != nil {
 		return err
 	}
@@ -536,7 +529,15 @@ func bindNamedNS(from, path string) error {
 		}
 		return fmt.Errorf("netns: %w", err)
 	}
-	f.Close()
+	return f.Close()
+}
+
+// bindNamedNS bind-mounts the network namespace at from on path, which
+// must not exist yet, as newNamedNS does a new one.
+func bindNamedNS(from, path string) error {
+	if err := nsMountPoint(path); err != nil {
+		return err
+	}
 	if err := unix.Mount(from, path, "none", unix.MS_BIND, ""); err != nil {
 		os.Remove(path)
 		return fmt.Errorf("netns: mount %s on %s: %w", from, path, err)
