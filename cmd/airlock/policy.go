@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/airlock/airlock/broker/result"
@@ -44,6 +45,10 @@ func policyCmd(args []string) error {
 	}
 	opts := []policy.Option{policy.WithDevMode(*dev), policy.WithSchemaCheck(result.CheckSchema)}
 	rest := fset.Args()[1:]
+	if slices.ContainsFunc(rest, func(a string) bool { return a == "-h" || a == "-help" || a == "--help" }) {
+		fmt.Fprint(os.Stdout, policyUsage)
+		return nil
+	}
 	switch fset.Arg(0) {
 	case "lint":
 		if len(rest) == 0 {
@@ -75,7 +80,7 @@ func policyCmd(args []string) error {
 		}
 		p, err := set.Get(rest[0])
 		if err != nil {
-			return fmt.Errorf("%w (known: %v)", err, set.Names())
+			return err
 		}
 		spec, err := sandbox.Explain(p)
 		if err != nil {
