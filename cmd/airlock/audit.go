@@ -21,7 +21,7 @@ const auditUsage = `usage: airlock audit [--file PATH | --state-dir DIR] COMMAND
   show JOB      print the record of one job
 
 The audit log is read locally: --file; else STATE_DIR/audit.jsonl with
---state-dir; else the log of the airlockd serving $AIRLOCK_SOCKET (default
+--state-dir; else the log of the airlockd serving --socket or $AIRLOCK_SOCKET (default
 ` + client.DefaultSocket + `), where its --audit-log and --state-dir
 put it; else airlockd's default, ` + bench.DefaultStateDir + `/audit.jsonl.
 `
@@ -32,8 +32,8 @@ put it; else airlockd's default, ` + bench.DefaultStateDir + `/audit.jsonl.
 const auditFileName = "audit.jsonl"
 
 // auditCmd reads the audit log file; it needs no broker.
-func auditCmd(args []string) error {
-	return runAudit(args, os.Stdout, client.Socket(""))
+func auditCmd(socket string, args []string) error {
+	return runAudit(args, os.Stdout, client.Socket(socket))
 }
 
 // runAudit is auditCmd writing to w, finding airlockd by socket.

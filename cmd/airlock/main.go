@@ -45,7 +45,8 @@ func main() {
 		os.Exit(2)
 	}
 	cmd, args := global.Arg(0), global.Args()[1:]
-	if local, ok := map[string]func([]string) error{"policy": policyCmd, "audit": auditCmd, "doctor": doctorCmd, "bench": benchCmd}[cmd]; ok {
+	auditWithSocket := func(args []string) error { return auditCmd(*socket, args) }
+	if local, ok := map[string]func([]string) error{"policy": policyCmd, "audit": auditWithSocket, "doctor": doctorCmd, "bench": benchCmd}[cmd]; ok {
 		if err := local(args); err != nil {
 			fail(err)
 		}
