@@ -1,0 +1,348 @@
+// Package detect flags text that reads like instructions to a model: the
+// shapes prompt injection takes in pages, documents and tool output, in
+// the languages it comes in, plain, encoded or obfuscated.
+//
+// A flag is advice for whoever reads the text next. Detection never
+// changes the text, and no detector of natural language is complete: a
+// string without flags is not thereby safe to obey.
+//
+// Scan is linear in the length of its input. Rules start at anchor words
+// and other rare bytes; each runs an anchored regular expression over a
+// bounded window, so most text costs one table lookup per word.
+package detect
+
+import (
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Category is a set of kinds of injected instruction.
+type Category uint16
+
+// The categories. Each is reported as its own flag.
+const (
+	// Override: an order to drop earlier instructions or take on a new
+	// task or persona ("ignore previous instructions", "you are now DAN"),
+	// or an aside addressed to an AI reader.
+	Override Category = 1 << iota
+	// RoleMarker: a chat role or turn marker anywhere in the text
+	// ("SYSTEM:", "[system]", "<assistant>", "### Instruction:").
+	RoleMarker
+	// FakeDelimiter: a tag or banner that pretends the data has ended
+	// ("</untrusted><system>", "=== END OF EXTERNAL CONTENT ===").
+	FakeDelimiter
+	// PromptLeak: a request to reveal the reader's prompt or instructions.
+	PromptLeak
+	// Command: a shell pipeline to the network, a destructive command, or
+	// an order to run a tool that deletes, executes or sends.
+	Command
+	// Exfiltration: a link, image or host built to carry data out, or an
+	// order to send private data somewhere.
+	Exfiltration
+	// Encoded: base64, hex, percent-encoding or ROT13 that decodes to
+	// text in one of the categories above.
+	Encoded
+	// Obfuscated: text in one of the categories above that only reads as
+	// such after folding homoglyphs, leetspeak, fullwidth or styled
+	// letters, invisible characters, or letters split by spaces, dots or
+	// hyphens.
+	Obfuscated
+	// ToolCall: the JSON or tag shape of a model's tool call.
+	ToolCall
+
+	numCategories = iota
+)
+
+// instructions are the categories that encoding or obfuscation can hide.
+const instructions = Override | RoleMarker | FakeDelimiter | PromptLeak | Command | Exfiltration | ToolCall
+
+var names = [numCategories]string{
+	"override", "role_marker", "fake_delimiter", "prompt_leak",
+	"command", "exfiltration", "encoded", "obfuscated", "tool_call",
+}
+
+// Names lists the categories of c by name, in a fixed order.
+func (c Category) Names() []string {
+	var out []string
+	for i, n := range names {
+		if c&(1<<i) != 0 {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// String joins Names with ", ".
+func (c Category) String() string { return strings.Join(c.Names(), ", ") }
+
+// All is every category.
+const All Category = 1<<numCategories - 1
+
+// maxDepth bounds how many layers of encoding are unwrapped.
+const maxDepth = 2
+
+// Scan returns the categories of injected instruction found in s.
+func Scan(s string) Category {
+	return scan(s, 0)
+}
+
+func scan(s string, depth int) Category {
+	var sc scanner
+	sc.depth = depth
+	found := sc.view(s)
+	if sc.suspect {
+		if o := scanObfuscated(s, depth); o&^found&instructions != 0 {
+			found |= o | Obfuscated
+		}
+	}
+	return found
+}
+
+// scanObfuscated scans the folded view of s, without looking for encodings
+// again: an encoding found there was found in s.
+func scanObfuscated(s string, depth int) Category {
+	var found Category
+	for _, spaced := range []bool{false, true} {
+		f := fold(s, spaced)
+		if f == s {
+			return 0
+		}
+		sc := scanner{depth: maxDepth, folded: true} // no second look for encodings
+		found |= sc.view(f)
+		if !hasInvisible(s) {
+			break
+		}
+	}
+	return found
+}
+
+// hasInvisible reports whether s holds a character fold drops.
+func hasInvisible(s string) bool {
+	return strings.IndexFunc(s, invisible) >= 0
+}
+
+// scanner holds the state of one pass over a view of the text.
+type scanner struct {
+	found   Category
+	depth   int
+	folded  bool // this view is the folded one
+	suspect bool // the text has what fold would change
+	// encodedEnd is where the last encoded run looked at ended, so that
+	// no byte is decoded twice.
+	encodedEnd int
+}
+
+// view runs every rule over v.
+func (sc *scanner) view(v string) Category {
+	if len(v) > 0 && startsJSONBreakout(v) {
+		sc.found |= FakeDelimiter
+	}
+	prevSingle, singles := -1, 0
+	for i := 0; i < len(v); {
+		c := v[i]
+		switch {
+		case c < utf8.RuneSelf && isWordByte[c]:
+			we := i + 1
+			digits, letters := c >= '0' && c <= '9', c > '9'
+			for we < len(v) && v[we] < utf8.RuneSelf && isWordByte[v[we]] {
+				if v[we] <= '9' {
+					digits = true
+				} else {
+					letters = true
+				}
+				we++
+			}
+			if we < len(v) && v[we] >= utf8.RuneSelf {
+				// A word that runs on into other scripts is looked at whole.
+				we = sc.wideWord(v, i, we)
+			} else {
+				sc.asciiWord(v, i, we)
+			}
+			if !sc.folded && !sc.suspect {
+				sc.suspect = digits && letters || hyphenSplit(v, i, we)
+				if we-i == 1 && letters {
+					// Letters spelt out one by one: "i g n o r e".
+					if prevSingle == i-2 {
+						singles++
+					} else {
+						singles = 1
+					}
+					prevSingle = i
+					sc.suspect = singles >= 3
+				}
+			}
+			if sc.depth < maxDepth && i >= sc.encodedEnd {
+				switch {
+				case we-i == 2 && isHex(c) && isHex(v[i+1]) && we < len(v) && v[we] == ' ':
+					sc.spacedHex(v, i)
+				case digits && letters || we-i >= minEncoded || we < len(v) && strings.IndexByte("+/-_=", v[we]) >= 0:
+					sc.encodedRun(v, i)
+				}
+			}
+			i = we
+		case c >= utf8.RuneSelf:
+			r, n := utf8.DecodeRuneInString(v[i:])
+			if !sc.folded && !sc.suspect && foldsRune(r, v, i, n) {
+				sc.suspect = true
+			}
+			if unicode.IsLetter(r) {
+				i = sc.wideWord(v, i, i)
+				continue
+			}
+			i += n
+		default:
+			if p := punctRules[c]; p != nil {
+				p(sc, v, i)
+			} else if c < ' ' && c != '\n' && c != '\t' && c != '\r' {
+				sc.suspect = true // an escape sequence or control inside text
+			}
+			i++
+		}
+	}
+	return sc.found
+}
+
+// isWordByte marks ASCII letters and digits. The underscore splits words,
+// so that delete_file is seen as delete and file.
+var isWordByte = func() (t [utf8.RuneSelf]bool) {
+	for c := range t {
+		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+	}
+	return t
+}()
+
+// maxAnchor is the longest anchor word, in bytes.
+const maxAnchor = 24
+
+// asciiWord runs the rules anchored at the ASCII word v[i:we].
+func (sc *scanner) asciiWord(v string, i, we int) {
+	n := we - i
+	if n > maxAnchor || !anchorLengths[n] || !anchorPairs[lower(v[i])][lower(v[i+min(1, n-1)])] {
+		return
+	}
+	var b [maxAnchor]byte
+	for k := 0; k < n; k++ {
+		b[k] = lower(v[i+k])
+	}
+	for _, r := range anchors[string(b[:n])] {
+		sc.try(r, v, i)
+	}
+}
+
+// wideWord runs the rules anchored at the word that starts at i and holds
+// letters of any script; ascii is where its ASCII start ends. It returns
+// where the word ends.
+func (sc *scanner) wideWord(v string, i, ascii int) int {
+	we := ascii
+	for we < len(v) {
+		if v[we] < utf8.RuneSelf {
+			if !isWordByte[v[we]] {
+				break
+			}
+			we++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(v[we:])
+		if r == utf8.RuneError && n <= 1 || !(unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.Is(unicode.Mn, r)) {
+			break
+		}
+		if !sc.folded && !sc.suspect && foldsRune(r, v, we, n) {
+			sc.suspect = true
+		}
+		if isIdeograph(r) {
+			// Scripts without spaces: every character may start a rule.
+			if we > i {
+				break
+			}
+			for _, rl := range runeAnchors[r] {
+				sc.try(rl, v, i)
+			}
+			return i + n
+		}
+		we += n
+	}
+	if we == i {
+		_, n := utf8.DecodeRuneInString(v[i:])
+		return i + n
+	}
+	if we == ascii {
+		sc.asciiWord(v, i, we)
+		return we
+	}
+	if we-i <= 4*maxAnchor {
+		for _, r := range anchors[strings.ToLower(v[i:we])] {
+			sc.try(r, v, i)
+		}
+	}
+	return we
+}
+
+// isIdeograph reports whether r belongs to a script written without
+// spaces between words, which rules match character by character.
+func isIdeograph(r rune) bool {
+	return unicode.Is(unicode.Han, r) || unicode.Is(unicode.Hiragana, r) ||
+		unicode.Is(unicode.Katakana, r) || unicode.Is(unicode.Hangul, r)
+}
+
+// window is how far after its anchor a rule's match may end.
+const window = 320
+
+// try runs r at v[i:] unless its category was already found.
+func (sc *scanner) try(r *rule, v string, i int) {
+	if sc.found&r.cat != 0 {
+		return
+	}
+	if r.fn != nil {
+		if r.fn(sc, v, i) {
+			sc.found |= r.cat
+		}
+		return
+	}
+	if r.before != nil && !r.before(v, i) {
+		return
+	}
+	w := v[i:min(len(v), i+window)]
+	loc := r.re.FindStringIndex(w)
+	if loc == nil {
+		return
+	}
+	if r.after != nil && !r.after(v, i, i+loc[1]) {
+		return
+	}
+	sc.found |= r.cat
+}
+
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+// hyphenSplit reports whether the word v[i:we] is joined to the next by a
+// hyphen or dot with a short piece on either side ("Ig-nore", "c-u-r-l"),
+// which fold joins.
+func hyphenSplit(v string, i, we int) bool {
+	if we+1 >= len(v) || (v[we] != '-' && v[we] != '.' && v[we] != '_') || !isLetter(v[we+1]) {
+		return false
+	}
+	ne := we + 1
+	for ne < len(v) && isLetter(v[ne]) {
+		ne++
+	}
+	return we-i <= 3 || ne-we-1 <= 3
+}
+
+func isLetter(c byte) bool { return 'a' <= c|0x20 && c|0x20 <= 'z' }
+
+// startsJSONBreakout reports whether v opens by closing a JSON string and
+// its object ("\"}]} …"): text that tries to end the data it sits in.
+func startsJSONBreakout(v string) bool {
+	v = strings.TrimLeft(v, " \t\r\n")
+	if len(v) < 2 || (v[0] != '"' && v[0] != '\'') {
+		return false
+	}
+	rest := strings.TrimLeft(v[1:], " \t")
+	return len(rest) > 0 && (rest[0] == '}' || rest[0] == ']')
+}

@@ -1,0 +1,485 @@
+package detect
+
+import (
+	"regexp"
+	"strings"
+	"unicode/utf8"
+)
+
+// rule is one shape of injected instruction. It starts at one of its
+// anchor words (or runes, or punctuation), and matches if re matches at
+// the anchor, within window bytes, and before and after, when set, agree
+// with what surrounds the match. A rule with fn instead decides by itself.
+type rule struct {
+	cat    Category
+	re     *regexp.Regexp
+	before func(v string, i int) bool
+	after  func(v string, start, end int) bool
+	fn     func(sc *scanner, v string, i int) bool
+}
+
+var (
+	// anchors maps a lower-case word to the rules that start at it.
+	anchors = map[string][]*rule{}
+	// runeAnchors maps a character of a script without spaces to the
+	// rules that start at it.
+	runeAnchors = map[rune][]*rule{}
+	// punctRules run at an ASCII punctuation byte.
+	punctRules [utf8.RuneSelf]func(sc *scanner, v string, i int)
+	// anchorLengths and anchorPairs let most ASCII words go after two
+	// table lookups: by length, and by their first two letters.
+	anchorLengths [maxAnchor + 1]bool
+	anchorPairs   [256][256]bool
+)
+
+// sep stands for a space in a rule's source: any run of white space,
+// including none, since folding drops the invisible characters that
+// stood between words.
+const sep = `[\s\p{Z}]*`
+
+// compile anchors src at its start and makes it case-insensitive, with
+// every space outside a character class standing for sep.
+func compile(src string) *regexp.Regexp {
+	var b strings.Builder
+	class := false
+	for i := 0; i < len(src); i++ {
+		switch c := src[i]; {
+		case c == '\\' && i+1 < len(src):
+			b.WriteString(src[i : i+2])
+			i++
+			continue
+		case c == '[':
+			class = true
+		case c == ']':
+			class = false
+		case c == ' ' && !class:
+			b.WriteString(sep)
+			continue
+		}
+		b.WriteByte(src[i])
+	}
+	return regexp.MustCompile(`(?i)^(?:` + b.String() + `)`)
+}
+
+// on registers a rule of category cat at each of the space-separated
+// words, which are lower-case.
+func on(cat Category, words, src string, opts ...func(*rule)) {
+	r := &rule{cat: cat, re: compile(src)}
+	for _, o := range opts {
+		o(r)
+	}
+	onWords(words, r)
+}
+
+func onWords(words string, r *rule) {
+	for _, w := range strings.Fields(words) {
+		anchors[w] = append(anchors[w], r)
+		if len(w) <= maxAnchor && w[0] < utf8.RuneSelf {
+			anchorLengths[len(w)] = true
+			anchorPairs[w[0]][w[min(1, len(w)-1)]] = true
+		}
+	}
+}
+
+// onRunes registers a rule at each of the runes.
+func onRunes(cat Category, runes, src string) {
+	r := &rule{cat: cat, re: compile(src)}
+	for _, c := range runes {
+		runeAnchors[c] = append(runeAnchors[c], r)
+	}
+}
+
+// onPunct registers rules that run at the ASCII punctuation c.
+func onPunct(c byte, rules ...*rule) {
+	prev := punctRules[c]
+	punctRules[c] = func(sc *scanner, v string, i int) {
+		if prev != nil {
+			prev(sc, v, i)
+		}
+		for _, r := range rules {
+			sc.try(r, v, i)
+		}
+	}
+}
+
+func re(cat Category, src string, opts ...func(*rule)) *rule {
+	r := &rule{cat: cat, re: compile(src)}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
+}
+
+func withBefore(f func(v string, i int) bool) func(*rule) { return func(r *rule) { r.before = f } }
+func withAfter(f func(v string, start, end int) bool) func(*rule) {
+	return func(r *rule) { r.after = f }
+}
+
+// atBoundary reports whether what precedes i, past blanks and Markdown
+// emphasis or quoting, starts a line, ends a sentence or closes a bracket:
+// where a chat transcript starts a turn.
+func atBoundary(v string, i int) bool {
+	j := i
+	for j > 0 && strings.IndexByte(" \t*_>", v[j-1]) >= 0 {
+		j--
+	}
+	return j == 0 || strings.IndexByte("\n\r.!?;:)]}\"'", v[j-1]) >= 0
+}
+
+// runStart reports whether v[i] starts a run of its byte.
+func runStart(v string, i int) bool { return i == 0 || v[i-1] != v[i] }
+
+// lineStart reports whether only blanks precede i on its line.
+func lineStart(v string, i int) bool {
+	j := i
+	for j > 0 && (v[j-1] == ' ' || v[j-1] == '\t') {
+		j--
+	}
+	return j == 0 || v[j-1] == '\n' || v[j-1] == '\r'
+}
+
+// notNegated reports whether the sentence before i does not warn against
+// what follows ("never run rm -rf /").
+func notNegated(v string, i int) bool {
+	from := max(0, i-48)
+	if k := strings.LastIndexAny(v[from:i], ".!?\n"); k >= 0 {
+		from += k + 1
+	}
+	return !negation.MatchString(v[from:i])
+}
+
+// addressed reports whether the words before i address whoever follows:
+// a greeting, "Note to", "Guidance for", or "To" opening a sentence.
+func addressed(v string, i int) bool {
+	return addressing.MatchString(v[max(0, i-48):i])
+}
+
+var addressing = regexp.MustCompile(`(?i)(?:\b(?:hey|hi|hello|dear|attention|attn)\b[\s,:]*|\b(?:note|notice|message|memo|reminder|important|warning|guidance|instructions?|information|request|update|notes)\s+(?:\w+\s+)?(?:to|for)\s+|(?:^|[.!?\n]\s*)to\s+)(?:(?:the|all|any|every|you|this|our)\s+)*$`)
+
+var negation = regexp.MustCompile(`(?i)\b(?:never|don'?t|do\s+not|must\s+not|should\s+not|avoid|careful|warning|dangerous)\b`)
+
+// roleCue is how a turn that gives orders goes on after its marker.
+const roleCue = `(?:you\b|your\b|the (?:assistant|user|model|ai|following|conversation)|ignore|now\b|from now|new (?:policy|instructions|rules|task)|always|never|reset|override|grant|approve|content filter|disable|enable|authori[sz]ed|follow|do not|don'?t|reveal|send|email|forward|delete|respond|reply|answer|say\b|i (?:will|have|am)\b|sure\b|this (?:user|session|conversation)|(?:ты|вы|теперь|игнорируй)[^\p{L}]|tu\b|vous\b|du\b|ahora\b|maintenant\b|jetzt\b|agora\b|ora\b)`
+
+// English override: drop earlier instructions, take a new task or persona.
+const (
+	overrideQual = `(?:(?:all|any|every|each|the|your|my|of|these|those|previous|previously|prior|above|preceding|earlier|former|original|initial|existing|system|developer|safety|other|current|and|following|given|aforementioned|above-mentioned) ){0,6}`
+	overrideNoun = `(?:instructions?|prompts?|directions|directives?|rules|guidelines|guardrails|commands|constraints|restrictions|policies|orders|objectives?|goals?|programming|training|system messages?|developer messages?|(?:the )?user'?s? (?:request|question|instructions?|task|query))\b`
+	cancelled    = `(?:are|were|have been|is|has been|should(?: now)? be|must(?: now)? be|can(?: now)? be|may(?: now)? be) (?:now |hereby |all |officially )?(?:cancell?ed|void|outdated|obsolete|revoked|overridden|overruled|invalid|no longer (?:valid|apply|applicable|in effect)|null|suspended|replaced|lifted|deprecated|superseded|disabled|removed|bypassed|ignored|disregarded|skipped|waived|turned off|switched off)`
+	// aiReader names an AI that reads the text; aiHeads are the words it
+	// can start with.
+	aiReader = `(?:(?:automated|automatic) (?:[\w-]+ ){0,2}?(?:software|systems?|tools?|screeners?|agents?|readers?|reviewers?|pipelines?|analysis)|[\w-]+ analysis (?:software|tools?|systems?)|(?:large )?language models?|llms?|ai(?: (?:agents?|assistants?|models?|systems?|readers?|tools?|screeners?|reviewers?))?|assistants?|chatbots?|bots?|gpt-?\d*o?|chatgpt|claude|gemini|copilot)\b`
+	aiHeads  = "automated automatic language large llm llms ai assistant assistants chatbot chatbots bot bots gpt chatgpt claude gemini copilot"
+	// aiReading is what such a reader is doing to the text.
+	aiReading = `(?:reading|processing|parsing|summari[sz]ing|analy[sz]ing|reviewing|screening|scanning|crawling|indexing|evaluating|that (?:reads?|process(?:es)?|summari[sz]es?)|which (?:reads?|process(?:es)?))`
+	told         = `(?:you(?:'ve| have| had)? (?:were |was |been |are )?(?:told|given|instructed|taught|asked|said|programmed))`
+)
+
+// Shell commands.
+const (
+	fetchCmd = `(?:curl|wget|iwr|irm|invoke-webrequest|invoke-restmethod)\b`
+	shellCmd = `(?:(?:ba|z|k|da|fi)?sh|python[23]?|perl|ruby|node|iex|powershell|pwsh)\b`
+)
+
+// Exfiltration.
+const (
+	transferVerb = `(?:send|forward|e-?mail|mail|post|upload|transfer|exfiltrate|leak|paste|copy|share|submit|append|attach|deliver|envía|envia|envie|envíe|envoie|envoyez|sende|schicke|schick|invia|inviare|отправь(?:те)?|перешли(?:те)?)`
+	sensitive    = `(?:conversation|chat ?(?:history|log)|history|transcript|inbox|unread|e-?mails\b|password|passcode|security code|verification code|one-time code|2fa|otp\b|mfa|api ?keys?|keys\b|tokens?\b|credentials?|secrets?\b|session|cookies?|clipboard|calendar|contacts\b|address book|phone number|(?:the )?user'?s\b|personal (?:data|information|details)|ssn\b|social security|credit card|card number|private|ssh|id_rsa|\.aws|\.env\b|/etc/passwd|contents? of|messages|channels|bank (?:details|account)|account details|card details|logins?\b|historial|credenciales|datos del usuario|identifiants|données|zugangsdaten|anmeldedaten|passw(?:o|ö)rter|credenciais|dados|credenziali|учетн|conversación|contraseña|mot de passe|presse-papiers|contenu|historique|passwort|kennwort|verlauf|senha|histórico|conversa\b|cronologia|dati\b|парол|истори|переписк)`
+)
+
+// dataName is a placeholder named for private data.
+const dataName = `[\w-]{0,20}(?:secret|token|key|password|passwd|ssn|data|user|email|info|cookie|session|credential|history)[\w-]{0,20}`
+
+var sensitiveBefore = regexp.MustCompile(`(?i)` + strings.ReplaceAll(sensitive, " ", `\s*`))
+
+var destination = regexp.MustCompile(`(?i)[\w.+-]+@[\w-]+(?:\.[\w-]+)+|https?://\S+|\b(?:[a-z0-9-]+\.)+(?:example|com|net|org|io|ru|cn|xyz|top|info|biz|co|me|app|dev|site|online|link|click)\b|\b\d{1,3}(?:\.\d{1,3}){3}\b`)
+
+// hasDestination reports whether an address, link or host lies near the
+// match: before it, or after it in the same paragraph.
+func hasDestination(v string, start, end int) bool {
+	from := max(0, start-160)
+	to := min(len(v), end+200)
+	return destination.MatchString(v[from:to])
+}
+
+func init() {
+	overrideRules()
+	multilingualOverride()
+	roleRules()
+	delimiterRules()
+	leakRules()
+	commandRules()
+	exfiltrationRules()
+	encodedRules()
+	toolRules()
+}
+
+func overrideRules() {
+	on(Override, "ignore disregard forget overwrite override overrule bypass abandon discard dismiss",
+		`(?:ignore|disregard|forget|overwrite|override|overrule|bypass|abandon|discard|dismiss) `+overrideQual+overrideNoun)
+	on(Override, "ignore disregard forget set",
+		`(?:ignore|disregard|forget|set aside) (?:what|everything|anything|all|whatever) (?:that )?(?:`+told+`|(?:was |has been )?(?:said |written |stated )?(?:above|before|previously|earlier|so far|until now))`)
+	on(Override, "ignore", `ignore (?:the )?rest of (?:this|the) (?:data|text|document|page|content|input|article|message|email|file)`)
+	on(Override, "override", `override (?:the )?(?:manual |automatic |automated )?(?:scoring|evaluation|screening|assessment|review|grading|moderation|filter(?:s|ing)?|safety)`)
+	on(Override, "drop skip neglect reset erase clear cancel replace",
+		`(?:drop|skip|neglect|reset|erase|clear|cancel|replace) (?:all (?:of )?)?(?:your|the (?:previous|prior|above|earlier|original|initial|system)) (?:[\w-]+ ){0,2}`+overrideNoun)
+	on(Override, "follow obey comply adhere listen",
+		`(?:follow|obey|comply with|adhere to|listen to) (?:(?:the|your|any|all|those|these) )*(?:(?:previous|prior|above|earlier|original|initial|system|developer)\b|`+overrideNoun+` (?:[\w']+ ){0,2}?(?:you (?:were|have been|'ve been) given|above|from before|earlier))`,
+		withBefore(func(v string, i int) bool {
+			b := strings.ToLower(v[max(0, i-12):i])
+			return strings.Contains(b, "not ") || strings.Contains(b, "n't ") || strings.Contains(b, "never ") || strings.Contains(b, "stop ")
+		}))
+	on(Override, "pay", `pay no attention to `+overrideQual+`(?:`+overrideNoun+`|what)`)
+	on(Override, "never", `never mind `+overrideQual+`(?:`+overrideNoun+`|task|what)`)
+	on(Override, "previous prior above earlier original preceding former initial old existing safety content",
+		`(?:previous|prior|above|earlier|original|preceding|former|initial|old|existing|safety|content) (?:[\w-]+ )?(?:rules|instructions|directives|guidelines|guardrails|orders|prompts?|commands|restrictions|constraints|filters|policies|checks)(?: [\w',]+){0,6}? `+cancelled)
+	on(Override, "skip bypass ignore disregard turn",
+		`(?:skip|bypass|ignore|disregard|turn off) (?:all |any |the |your )?(?:safety|security|content|moderation) (?:checks|filters|rules|guidelines|policies|restrictions|review|guardrails)`)
+	on(Override, "in", `in your (?:response|reply|answer|summary|output),? (?:suggest|tell (?:the )?(?:users?|readers?)|say that|state that|claim|recommend|urge|direct|convince|insist|ask (?:the )?(?:users?|readers?))`)
+	on(Override, "what", `what follows (?:is|are) your (?:new |real |actual |true )?(?:instructions|task|orders|directives)`)
+	on(Override, "rules instructions directives guidelines orders",
+		`(?:rules|instructions|directives|guidelines|orders) (?:above|before this|you were given|you received) `+cancelled)
+	on(Override, "your",
+		`your (?:instructions|rules|directives|orders|guidelines|task|goal|programming) (?:have|has) (?:changed|been (?:changed|updated|replaced|revoked|modified|cancell?ed))`+
+			`|your (?:new|real|actual|true|only|primary) (?:task|instructions?|goal|objective|mission|purpose|directive|orders?) (?:is to|are(?: as follows| below)?|is (?:as follows|below)|:)`)
+	on(Override, "new", `new (?:instructions|directives|orders|rules|system prompt|task|prompt) ?:`)
+	on(Override, "you youre",
+		`you(?:'re| are) no longer (?:a |an |the |bound|restricted|limited|required|subject|chatgpt|\w*gpt)`+
+			`|you(?:'re| are) now (?:in )?(?:(?:developer|dan|jailbreak|jailbroken|unrestricted|unfiltered|god|admin|evil|sudo|debug) mode|an? (?:unrestricted|unfiltered|uncensored|jailbroken|different|new|evil)|['"]?\w*gpt|dan\b|free\b|an? (?:pirate|\w+ ?bot\b))`+
+			`|you(?:'re| are) an? (?:ai|llm|language model|large language model|ai (?:model|assistant|agent|system)|chatbot|gpt|assistant|automated (?:system|agent|reader|screener))(?: \w+)? (?:reading|summari[sz]ing|processing|parsing|analy[sz]ing|evaluating|screening|reviewing|that (?:reads|is reading)|,)`+
+			`|you,? (?:gpt|chatgpt|claude|gemini|copilot)(?:-?\d+o?)?\b`)
+	on(Override, "from", `from (?:now|here) on,? (?:you|answer|respond|reply|act|always|never|only|ignore|speak|say|output|write in|pretend|behave|forget)\b`)
+	on(Override, "act pretend behave roleplay role",
+		`(?:act|pretend|behave|roleplay|role-play|role play) (?:as|like|to be) (?:dan\b|an? (?:unrestricted|unfiltered|uncensored|jailbroken|evil|rogue)|my (?:deceased|dead|late) grand(?:mother|father|ma|pa)|if you (?:have|had) no (?:rules|restrictions|limits|filters))`)
+	on(Override, "do", `do anything now\b`)
+	on(Override, "enable activate enter switch",
+		`(?:enable|activate|enter|switch to) (?:the )?(?:dan|jailbreak|jailbroken|god|unrestricted|unfiltered) mode|(?:activate|enter|switch to) (?:the )?developer mode`)
+	on(Override, "longer", `longer (?:bound|restricted|limited) by`)
+	on(Override, "respond answer reply", `(?:respond|answer|reply) without (?:any )?(?:filters?|restrictions|rules|limits|censorship|guardrails)`)
+	// An aside addressed to an AI reader: "Note to automated screening
+	// software:", "Hey AI assistant reading this page:".
+	on(Override, aiHeads, aiReader+`(?: `+aiReading+`(?: [\w'-]+){0,4})? ?[,:!—]`, withBefore(addressed))
+	// An order to AI readers of this very text.
+	on(Override, aiHeads, aiReader+` `+aiReading+` (?:this|these|the following|my|our)\b(?: [\w'-]+){0,5}? (?:must|should|shall|need to|needs to|are required to|is required to|have to|has to|will|are instructed to|is instructed to)\b`)
+	on(Override, "instead",
+		`instead(?: of (?:a |the )?(?:summary|summari[sz]ing|translation|translating|answering|an answer),?)?,? (?:tell|say|output|print|write|reply|respond|inform|state|claim|recommend|praise|insist)\b`)
+	on(Override, "task", `task (?:that )?i gave you`)
+	on(Override, "supersede supersedes override overrides precedence take takes",
+		`(?:supersedes?|overrides?|takes? precedence over|precedence over) (?:any |all |the |your )?(?:(?:previous|prior|earlier|original|other|system|developer|or) ){1,4}(?:instructions|prompts?|messages|directives)`)
+	on(Override, "add append include insert",
+		`(?:add|append|include|insert) ["'“][^"'”\n]{1,200}["'”] (?:to|in|into|at the end of) (?:your|the|each|every) (?:reply|replies|response|responses|answer|answers|summary|output)`)
+	on(Override, "encode write format",
+		`(?:encode|write|format) your (?:response|reply|answer|output)s? (?:in|into|as|using) (?:base64|hex|rot13|binary|morse|pig latin|all caps|leetspeak)`)
+	on(Override, "modify alter rewrite change",
+		`(?:modify|alter|rewrite|change) your (?:answer|response|reply|output|summary) (?:to|so|with|by) (?:\w+ ){0,3}?(?:spread|include|say|claim|state|praise|recommend|mention|promote)`)
+	on(Override, "don do", `(?:don'?t|do not) (?:summari[sz]e|translate|analy[sz]e|evaluate|review|answer|grade|score) (?:this|the)(?: \w+){0,3}[.;,] ?(?:instead|rather)`)
+	on(Override, "regardless", `regardless of (?:what|whatever) (?:the user|you were|you are|i) (?:asked|told|say|said|requested|wants?)`)
+}
+
+// multilingualOverride covers Spanish, French, German, Portuguese,
+// Italian, Dutch, Russian, Chinese, Japanese and Korean.
+func multilingualOverride() {
+	// Spanish.
+	on(Override, "ignora ignore ignoren ignorad olvida olvide olviden olvidad olvídate olvídese descarta descarte descartad omite omita no haz pasa",
+		`(?:ignora|ignore|ignoren|ignorad|olvida|olvide|olviden|olvidad|olvídate de|olvídese de|descarta|descarte|descartad|omite|omita|no sigas|no siga|no sigan|no hagas caso (?:a|de)|haz caso omiso (?:a|de)|pasa por alto) (?:(?:todas?|todos?|las|los|tus|sus|el|la|de|del|sistema|anteriores?|previas?|previos?|iniciales|originales|de arriba) ){0,5}(?:instrucci|regla|indicaci|órden|orden|directri|norma|restricci)`)
+	on(Override, "olvida olvide", `olvid[ae] (?:todo )?lo que (?:te|le|se te) (?:dijeron|han dicho|dije|indicaron|ordenaron)`)
+	on(Override, "partir", `partir de ahora (?:eres|serás|debes|responde|actúa|solo)`)
+	on(Override, "tu", `tu (?:nueva|verdadera|única) (?:tarea|misión|instrucción|función) (?:es|será|:)`)
+	on(Override, "importante nota aviso note hinweis avis wichtig achtung примечание внимание",
+		`(?:importante|nota|aviso|note|hinweis|avis|wichtig|achtung|примечание|внимание) (?:para|pour|per|an|für|для|à) (?:l'|la |el |il |a |o |die |den |le )?(?:ia|ki|ии|asistente de ia|assistente de ia|assistente|asistente|assistant|modelo|modèle|modell)(?:[^\p{L}]|$)`)
+	// French.
+	on(Override, "ignore ignorez ignorer oublie oubliez oublier ne faites fais n",
+		`(?:ignore|ignorez|ignorer|oublie|oubliez|oublier|ne tiens? pas compte (?:de|des|du)|ne tenez pas compte (?:de|des|du)|faites abstraction (?:de|des)|fais abstraction (?:de|des)|n'obéis pas (?:à|aux)) (?:(?:toutes|tous|tout|les|la|le|tes|vos|ses|de|des|du|précédentes?|antérieures?|initiales?|ci-dessus|système) ){0,5}(?:instruction|directive|règle|consigne|ordre)`)
+	on(Override, "oublie oubliez", `oublie[zr]? tout ce qui (?:précède|est au-dessus|a été dit)`)
+	on(Override, "règles instructions consignes directives", `(?:règles|instructions|consignes|directives) (?:précédentes|antérieures|ci-dessus) (?:sont|ont été) (?:annulées|caduques|obsolètes|remplacées|révoquées)`)
+	on(Override, "ta votre", `(?:ta|votre) (?:nouvelle|vraie|véritable|seule) (?:mission|tâche|instruction|consigne) (?:est|sera|:)`)
+	// German.
+	on(Override, "ignoriere ignorier ignorieren ignoriert vergiss vergesst vergessen missachte missachtet missachten befolge befolgt übergehe verwirf verwerft",
+		`(?:ignoriere|ignorier|ignorieren sie|ignoriert|vergiss|vergesst|vergessen sie|missachte|missachtet|missachten sie|befolge nicht|befolgt nicht|übergehe|verwirf|verwerft) (?:(?:alle|alles|die|den|das|deine|eure|ihre|sämtliche|vorherigen?|bisherigen?|obigen?|früheren?|ursprünglichen?|vorigen?) ){0,5}(?:system)?(?:anweisung|instruktion|regel|vorgabe|befehl|richtlinie|anordnung|einschränkung|prompt)`)
+	on(Override, "vergiss vergessen", `(?:vergiss|vergessen sie) alles,? was (?:dir|du|ihnen|man dir|man ihnen) (?:\p{L}+ ){0,3}(?:gesagt|mitgeteilt|aufgetragen|befohlen|erklärt)`)
+	on(Override, "bisherigen vorherigen obigen alten",
+		`(?:bisherigen|vorherigen|obigen|alten) (?:anweisungen|regeln|vorgaben|instruktionen) (?:gelten nicht mehr|sind (?:aufgehoben|ungültig|hinfällig))`)
+	on(Override, "deine", `deine (?:neue|eigentliche|wahre|einzige) (?:aufgabe|anweisung|mission|rolle) (?:ist|lautet|:)`)
+	// Portuguese.
+	on(Override, "ignore ignora ignorem esqueça esqueca esquece desconsidere desconsidera descarte não nao",
+		`(?:ignore|ignora|ignorem|esqueça|esqueca|esquece|desconsidere|desconsidera|descarte|não siga|nao siga) (?:(?:todas?|todos?|as|os|suas|seus|tuas|de|do|da|anteriores|prévias|previas|iniciais|originais|acima|sistema) ){0,5}(?:instru|regra|orienta|diretri|orde|comando)`)
+	on(Override, "esqueça esqueca esquece", `esque(?:ç|c)[ae] (?:tudo )?o que (?:lhe|te) (?:disseram|foi dito|mandaram)`)
+	on(Override, "regras instruções orientações", `(?:regras|instruções|orientações) (?:anteriores|acima) (?:foram|estão) (?:canceladas|anuladas|revogadas|suspensas)`)
+	on(Override, "sua tua", `(?:sua|tua) (?:nova|verdadeira|única) (?:tarefa|missão|instrução|função) (?:é|será|:)`)
+	// Italian.
+	on(Override, "ignora ignorate ignori dimentica dimenticate dimentichi non trascura tralascia",
+		`(?:ignora|ignorate|ignori|dimentica|dimenticate|dimentichi|non tenere conto (?:delle|degli|dei|di)|non seguire|trascura|tralascia) (?:(?:tutte|tutti|le|gli|i|tue|sue|di|delle|precedenti|iniziali|originali|sopra|sistema) ){0,5}(?:istruzion|regol|indicazion|direttiv|ordin|comand)`)
+	on(Override, "dimentica dimenticate", `dimentica(?:te)? (?:tutto )?(?:quello|ciò|cio) che ti (?:è|e) stato detto`)
+	on(Override, "regole istruzioni indicazioni", `(?:regole|istruzioni|indicazioni) (?:precedenti|sopra) sono (?:annullate|revocate|sospese|superate)`)
+	on(Override, "il", `il tuo (?:nuovo|vero|unico) (?:compito|incarico|obiettivo) (?:è|e|sarà|:)`)
+	// Dutch.
+	on(Override, "negeer vergeet",
+		`(?:negeer|vergeet) (?:(?:alle|de|je|jouw|eerdere|voorgaande|vorige|bovenstaande) ){0,4}(?:instructies|regels|opdrachten|aanwijzingen)|vergeet wat (?:je|jou|u) (?:\w+ ){0,3}(?:verteld|gezegd)`)
+	// Russian.
+	on(Override, "игнорируй игнорируйте проигнорируй проигнорируйте забудь забудьте не отбрось отбросьте отмени",
+		`(?:игнорируй|игнорируйте|проигнорируй|проигнорируйте|забудь|забудьте|не обращай(?:те)? внимания на|не следуй(?:те)?|отбрось(?:те)?|отмени) (?:(?:все|всё|свои|ваши|твои|эти|прежние|предыдущие|предшествующие|вышеуказанные|системные|на) ){0,4}(?:инструкци|правил|указани|команд|установк|ограничени|промпт)`)
+	on(Override, "забудь забудьте", `забудь(?:те)? вс[её],? что (?:тебе|вам) (?:говорили|сказали|велели)`)
+	on(Override, "прежние предыдущие старые", `(?:прежние|предыдущие|старые) (?:правила|инструкции|указания) (?:отменены|недействительны|больше не действуют)`)
+	on(Override, "ваша твоя", `(?:ваша|твоя) (?:новая|настоящая|единственная) задача`)
+	// Chinese, Japanese and Korean, character by character.
+	onRunes(Override, "忽无無忘不别抛丢", `(?:忽略|无视|無視|忘记|忘掉|忘了|不要理会|不要理睬|不要遵守|不要遵循|不用理会|别管|抛开|丢弃)[^。！？\n]{0,12}(?:指令|指示|说明|說明|规则|規則|提示|内容|設定|设定|要求|命令|约束|限制)`)
+	onRunes(Override, "你", `你的(?:新|真正的)任务`)
+	onRunes(Override, "之以上前先原", `(?:之前|以上|上面|前面|先前|原来|原先)的?(?:所有)?(?:指令|指示|规则|說明|说明|提示|设定)[^。\n]{0,12}(?:作废|无效|取消|废弃|不再适用|忽略)`)
+	onRunes(Override, "指ル命プ設制", `(?:指示|ルール|命令|プロンプト|指令|設定|制約)(?:[^。！？\n]{0,16}(?:無視|忘れ|破棄|無効|取り消|撤回)|に従わない)`)
+	onRunes(Override, "あ", `あなたの(?:新しい|本当の)(?:任務|タスク|仕事|指示)`)
+	onRunes(Override, "지프명규", `(?:지시|프롬프트|명령|규칙)[^.\n]{0,16}무시`)
+}
+
+func roleRules() {
+	on(RoleMarker, "user human assistant ai bot",
+		`(?:user|human|assistant|ai|bot)\** ?\** ?:[^\n]{0,400}?[\n.!?;] ?\**(?:user|human|assistant|ai|bot|system)\** ?:`+
+			`|(?:user|human|assistant|ai|bot)\** ?\** ?: ?\** ?`+roleCue, withBefore(atBoundary))
+	on(RoleMarker, "role", `role["'] ?: ?["'](?:system|developer|assistant)["'] ?, ?["']content["'] ?: ?["']`,
+		withAfter(func(v string, _, end int) bool {
+			content := v[end:min(len(v), end+window)]
+			if k := strings.IndexAny(content, "\"'"); k >= 0 {
+				content = content[:k]
+			}
+			return scan(content, maxDepth)&instructions != 0
+		}))
+	onRunes(RoleMarker, "系", `系统 ?[:：] ?(?:从现在开始|你|忽略|现在|新的|请)`)
+	onRunes(RoleMarker, "シ", `システム ?[:：] ?(?:あなた|今|これから|以後|新しい)`)
+	on(RoleMarker, "system developer admin operator système sistema systém система",
+		`(?-i:SYSTEM|DEVELOPER|ADMIN|OPERATOR|SYSTÈME|SISTEMA|СИСТЕМА)\**(?: (?-i:PROMPT|MESSAGE|NOTE|OVERRIDE|NOTICE|INSTRUCTIONS?))? ?\** ?:`+
+			`|(?:system|developer|admin|operator) (?:message|note|prompt|override|notice|instructions?|update|alert|directive)\** ?:`+
+			`|(?:system|developer|admin|système|sistema|systém|система)\** ?\** ?: ?\** ?`+roleCue,
+		withBefore(atBoundary))
+	onPunct('[', re(FakeDelimiter, `\[\[? ?(?-i:(?:ADMIN|SYSTEM|DEVELOPER|OPERATOR|IMPORTANT|PRIORITY|URGENT|OVERRIDE|INSTRUCTIONS?|AI|ASSISTANT|SECURITY|MODERATOR)(?: [A-Z]+){0,3}) ?(?:::?|\]|-)`))
+	onPunct('[', re(RoleMarker, `\[\[? ?/? ?(?:system|assistant|user|developer|admin|sys|inst|system_message|human)\b[^\]\n]{0,30}\]`))
+	onPunct('<',
+		re(RoleMarker, `</? ?(?:system|assistant|user|developer|admin|human|im_start|im_end|system_message)(?:\s[^>\n]{0,30})?>`),
+		re(RoleMarker, `<\| ?(?:system|assistant|user|im_start|im_end|start_header_id|end_header_id|eot_id|endoftext)`))
+	onPunct('#', re(RoleMarker, `#{2,} ?(?:\( ?system(?:_message)? ?\)|(?:system|instructions?|response|assistant|user|human)\b ?\)? ?:|(?:system|new) (?:prompt|instructions|message)\b)`,
+		withBefore(runStart)))
+}
+
+func delimiterRules() {
+	dataTag := `(?:untrusted\w*|documents?|data|context|content|e?mail\w*|search_results?|inputs?|user_input|text|article|page|external\w*|tool_\w+|results?|query|information|retrieved\w*|sources?|web\w*|file|message|snippet|\w+_(?:content|data|input|text|body|output|results?))`
+	cue := `(?:</?(?:system\w*|instructions?\w*|admin\w*|assistant\w*|developer\w*|user_query|prompt\w*|trusted\w*|\w*instructions?)\b|\b(?:now|ignore|instead|new (?:task|instructions)|system ?:|follow|execute|reveal|forward|delete|respond|say|output|disable|approve)\b)`
+	onPunct('<',
+		re(FakeDelimiter, `</ ?`+dataTag+` ?>[\s\S]{0,200}?`+cue),
+		re(FakeDelimiter, `</ ?`+dataTag+` ?>[\s\S]{0,200}?<([a-z][\w-]*)[\s>]`, withAfter(notHTMLTag)),
+		re(FakeDelimiter, `</? ?(?:\w*(?:system|instruction|admin|developer|override|trusted)\w*|(?:end|begin|start)_\w+) ?/?>`),
+		re(FakeDelimiter, `< ?(?:system_prompt|system_instructions?|instructions?|assistant_instructions?|admin|trusted_\w+|developer_instructions?|new_instructions?|hidden_instructions?|important_instructions?|information)>`))
+	onPunct(']', re(FakeDelimiter, `\]\]> ?<`))
+	banner := re(FakeDelimiter,
+		`(?:[-=*#~_]{2,}|\[{1,2}|<<|\(\() ?(?:end|beginning|begin|start|close|stop) (?:of )?(?:the )?(?:\w+ ){0,3}?(?:input|content|document|text|data|e?mail|message|context|instructions?|prompt|conversation|summary|article|page|section|query|results?|file|payload)s?\b`+
+			`|(?:[-=*#~_]{2,}|\[{1,2}) ?(?:begin|start|new) (?:of )?(?:the )?(?:trusted |system |new |admin |real |actual |important )?(?:instructions?|task|prompt|system prompt|directives?)\b`,
+		withBefore(runStart))
+	for _, c := range []byte("-=*#~_[<(") {
+		onPunct(c, banner)
+	}
+	on(FakeDelimiter, "end beginning begin start",
+		`(?-i:END OF|BEGIN(?:NING)? OF|START OF) (?:THE )?(?-i:[A-Z][A-Z\x20]{1,30})\b`, withBefore(atBoundary))
+	onPunct('-', re(FakeDelimiter, `-{2,} ?(?:[a-z]+[\x20,]+){0,4}?(?:instruction|override|amendment|directive|resume|command)s?\b`,
+		withBefore(func(v string, i int) bool { return lineStart(v, i) && runStart(v, i) })))
+}
+
+// htmlTags are the tags of ordinary HTML, which a page's text may hold.
+var htmlTags = map[string]bool{}
+
+func init() {
+	for _, t := range strings.Fields(`a abbr address article aside audio b blockquote body br button canvas caption cite code col dd
+		del details dfn div dl dt em figcaption figure footer form h1 h2 h3 h4 h5 h6 head header hr html i iframe img input ins kbd
+		label legend li link main mark meta nav noscript ol option p path picture pre q s samp script section select small source
+		span strong style sub summary sup svg table tbody td template textarea tfoot th thead time title tr u ul var video g`) {
+		htmlTags[t] = true
+	}
+}
+
+// notHTMLTag reports whether the tag that ends the match is not HTML.
+func notHTMLTag(v string, start, end int) bool {
+	k := strings.LastIndexByte(v[start:end], '<')
+	name := strings.ToLower(strings.TrimRight(v[start+k+1:end], " \t\n>"))
+	return !htmlTags[name]
+}
+
+func leakRules() {
+	verb := `(?:repeat|print|output|show|reveal|display|paste|append|leak|dump|quote|recite|echo|write out|give|tell|share|list|copy|reproduce|spell out|disclose|expose|summari[sz]e|paraphrase|translate|what (?:are|were|is|was)) (?:me |us )?(?:back )?(?:all (?:of )?)?(?:the )?(?:(?:first|last) \w+ (?:words|lines|sentences|characters) of )?`
+	strong := `(?:full |entire |exact |complete |verbatim )?(?:system|initial|original|starting|hidden|secret|confidential|internal|developer|pre-?)`
+	words := "repeat print output show reveal display paste append leak dump quote recite echo write give tell share list copy reproduce spell disclose expose summarize summarise paraphrase translate what"
+	on(PromptLeak, words,
+		verb+`your (?:(?:full|entire|exact|complete|original|initial|first|starting|hidden|secret|confidential|internal|system|developer|pre-?|previous|above|verbatim) ){0,4}(?:system )?(?:prompt|pre-?prompt|instructions|system message|message|rules|configuration|guidelines|directives|context|persona)\b`+
+			`|`+verb+`the (?:`+strong+` ){1,3}(?:prompt|pre-?prompt|instructions|message|rules|configuration|guidelines|directives)\b`+
+			`|`+verb+`(?:the|all) (?:[\w-]+ ){0,2}(?:prompt|instructions|rules|configuration|guidelines|directives|text|content|words|messages?)(?: [\w,]+){0,4}? (?:you (?:were|have been|'ve been) given|you (?:received|follow|operate under|must follow)|above|at the (?:beginning|start|top)|before this|verbatim|word for word|in full)`)
+	on(PromptLeak, "your", `your (?:system prompt|system message|pre-?prompt|(?:initial|original|hidden|starting|secret|confidential|internal) (?:prompt|instructions|rules))`)
+	on(PromptLeak, "what", `what (?:your|the) (?:developer|creator|operator|admin|owner|system prompt|instructions) (?:told|instructed|said to|asked|taught) you`)
+	on(PromptLeak, "what", `what (?:were|have) you (?:been )?(?:told|instructed|given|programmed) (?:before|at the (?:start|beginning)|initially|originally)`)
+	on(PromptLeak, "deinen ihren", `(?:deinen|ihren) system-?prompt`)
+	on(PromptLeak, "prompt instrucciones instructions instruction versteckten geheimen ursprünglichen istruzioni",
+		`prompt (?:del|de|do|di) sistema|instrucciones (?:iniciales|del sistema|ocultas|originales)|instructions? (?:système|systeme|initiales|cachées|d'origine)|(?:versteckten|geheimen|ursprünglichen) (?:anweisungen|instruktionen)|istruzioni (?:iniziali|di sistema|nascoste|originali)`)
+	on(PromptLeak, "системный системные системного исходные исходных", `системн\p{L}* промпт|исходн\p{L}* инструкци`)
+	onRunes(PromptLeak, "输显告打展泄重", `(?:输出|显示|告诉我|打印|展示|泄露|重复)[^。\n]{0,8}(?:系统提示|初始指令|提示词|系统指令)`)
+	onRunes(PromptLeak, "シ", `システムプロンプト[^。\n]{0,10}(?:表示|教えて|出力|見せ)`)
+	onRunes(PromptLeak, "시", `시스템 ?프롬프트[^.\n]{0,10}(?:보여|알려|출력)`)
+}
+
+func commandRules() {
+	on(Command, "curl wget iwr irm invoke",
+		fetchCmd+`[^|\n]{0,200}\| ?(?:sudo )?`+shellCmd+
+			`|`+fetchCmd+`[^\n]{0,160}?(?:&&|;|\|\|) ?(?:sudo )?(?:chmod \+x|\./|\.\\|start |/tmp/|bash |sh )`)
+	on(Command, "iex invoke powershell pwsh downloadstring net",
+		`(?:iex|invoke-expression)\b[^\n]{0,80}(?:downloadstring|downloadfile|invoke-webrequest|iwr|net\.webclient)|(?:downloadstring|net\.webclient)[^\n]{0,80}(?:iex|invoke-expression)|(?:powershell|pwsh)\b[^\n]{0,40} -(?:w(?:indowstyle)? hidden|enc(?:odedcommand)?)\b`)
+	on(Command, "cat chmod cp less more head tail type scp base64 xxd",
+		`(?:cat|chmod|cp|less|more|head|tail|type|scp|base64|xxd)\b[^\n;&|]{0,24}?(?:/etc/shadow|/etc/sudoers|\.git-credentials|id_(?:rsa|ed25519|ecdsa)\b(?:[^.]|$)|\.aws/credentials|\.netrc|\.kube/config|\.docker/config\.json)`)
+	on(Command, "curl wget nc ncat scp rsync socat",
+		`(?:curl|wget|nc|ncat|scp|rsync|socat)\b[^\n]{0,120}?(?:/etc/(?:passwd|shadow)|id_rsa|\.ssh/|\.aws/|\.netrc|\.env\b)`)
+	on(Command, "rm",
+		`rm (?:-{1,2}[\w-]+ )*?(?:-[a-z]*r[a-z]*f[a-z]*|-[a-z]*f[a-z]*r[a-z]*|-r -f|-f -r|--recursive --force|--force --recursive)(?: -{1,2}[\w-]+)* (?:/|~|\$home|\*|~/|/home|/etc|/usr|/var|/boot|/root|/opt|/var/lib/|c:\\)(?:[\s;&|'"`+"`"+`)]|\*|$)`,
+		withBefore(notNegated))
+	on(Command, "dd", `dd (?:\S+ )*?of=/dev/(?:sd|nvme|vd|hd|xvd|mmcblk|disk)`, withBefore(notNegated))
+	on(Command, "mkfs", `mkfs(?:\.\w+)? (?:-\S+ )*/dev/`, withBefore(notNegated))
+	on(Command, "shred", `shred\b[^\n]{0,40}(?:/dev/|~|\.ssh|/etc|/home|id_rsa)`, withBefore(notNegated))
+	on(Command, "find", `find[\x20\t]+(?:/|~/?)[\x20\t][^\n|]{0,80}?-delete\b`, withBefore(notNegated))
+	on(Command, "chmod", `chmod (?:-r )?(?:777|a\+rwx) /(?:[\s;]|$)`, withBefore(notNegated))
+	on(Command, "nsenter", `nsenter\b[^\n]{0,30}-t ?1\b`)
+	on(Command, "mount", `mount /dev/\w+ /`)
+	on(Command, "bash sh", `(?:ba)?sh -i\b`)
+	on(Command, "tcp udp", `(?:tcp|udp)/\S`, withBefore(func(v string, i int) bool { return strings.HasSuffix(v[:i], "/dev/") }))
+	on(Command, "nc ncat socat mkfifo", `(?:nc|ncat) (?:-\w+ )*-[ec]\b|ncat\b[^\n]{0,40}-e\b|socat\b[^\n]{0,60}exec:|mkfifo\b`)
+	on(Command, "call use invoke run trigger execute",
+		`(?:call|use|invoke|run|trigger|execute) (?:the |your )?\w*(?:delete|remove|shell|exec|execute|terminal|bash|run_code|code|send_email|send|transfer|write_file|payment|wire)\w* (?:tool|function|command|api)\b`)
+	on(Command, "delete erase wipe destroy purge",
+		`(?:delete|erase|wipe|destroy|purge) (?:(?:all|every|each|any) (?:of (?:the|your) )?(?:\w+ )?(?:files?|e-?mails?|messages?|logs?|databases?|backups?|inbox(?:es)?|records?|contacts?|repositor(?:y|ies)|documents?|drives?|accounts?)|the (?:\w+ )?(?:files|e-?mails|messages|logs|databases|backups|inbox|records|contacts|repositories|documents|drives)|the file with id)\b`)
+	onPunct('(', re(Command, `\(\) ?\{ ?: ?\| ?: ?& ?\} ?; ?:`))
+}
+
+func exfiltrationRules() {
+	on(Exfiltration, "http https",
+		`https?://[^\s)\]"'<>]*?=(?:\[[\w\x20.-]{2,40}\]|\{\{?[\w\x20.-]{2,40}\}\}?|\$\{?[a-z_]{3,}\}?|%s|(?-i:[A-Z][A-Z_]{3,})(?:[&)#\s"'\]<>]|$))`+
+			`|https?://[^\s)\]"'<>]*[?&][\w.-]*=(?:[\s"')\]<>]|[.,;:](?:\s|$)|$)`)
+	r := &rule{cat: Exfiltration, re: compile(transferVerb + `\s[^.!?\n]{0,80}?` + sensitive), after: hasDestination}
+	onWords("send forward email e mail post upload transfer exfiltrate leak paste copy share submit append attach deliver envía envia envie envíe envoie envoyez sende schicke schick invia inviare отправь отправьте перешли перешлите", r)
+	onPunct('{', re(Exfiltration, `\{\{? ?`+dataName+` ?\}\}?\.(?:[\w-]+\.)+[a-z]{2,}\b`))
+	onPunct('<', re(Exfiltration, `< ?`+dataName+` ?>\.(?:[\w-]+\.)+[a-z]{2,}\b`))
+	onPunct('[', re(Exfiltration, `\[ ?`+dataName+` ?\]\.(?:[\w-]+\.)+[a-z]{2,}\b`))
+	on(Exfiltration, "resolve nslookup dig ping lookup look query host",
+		`(?:resolve|nslookup|dig|ping(?: -c ?\d+)?|look ?up|query|host)\s+(?:the (?:host ?name|domain) )?(?:[\w-]*\d[\w-]*|[0-9a-f]{8,})\.(?:[\w-]+\.)+[a-z]{2,}\b`)
+	rev := &rule{cat: Exfiltration,
+		re: compile(transferVerb + ` (?:them|it|this|these|those|that|everything|all of (?:it|them)) (?:\w+ ){0,3}?(?:to|at|into|on)\b`),
+		after: func(v string, start, end int) bool {
+			return sensitiveBefore.MatchString(v[max(0, start-160):start]) && hasDestination(v, start, end)
+		}}
+	onWords("send forward email e mail post upload transfer exfiltrate leak paste copy share submit append attach deliver", rev)
+	on(Exfiltration, "post upload send transfer submit exfiltrate put",
+		`(?:post|upload|send|transfer|submit|exfiltrate|put)\s[^.!?\n]{0,80}?\bto\s+(?:https?://)?\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}`)
+	// A host name built from a command's output sends that output to
+	// whoever answers for the domain.
+	leaky := `(?:whoami|hostname|id|uname|cat|env|printenv|pwd|echo|base64|head|ls|xxd|hexdump|od)\b[^)\n` + "`" + `]{0,40}`
+	onPunct('$', re(Exfiltration, `\$\( ?`+leaky+`\)\.(?:[\w$()-]+\.)*[a-z]{2,}\b`))
+	onPunct('`', re(Exfiltration, "` ?"+leaky+"`\\.(?:[\\w$()`-]+\\.)*[a-z]{2,}\\b"))
+	on(Exfiltration, "email e mail send forward",
+		`(?:e-?mail|send|forward) the (?:text|message|words|string|following) ["'“][^"'”\n]{1,200}["'”] to ["']?[\w.+-]+@[\w-]+\.`)
+}
+
+func toolRules() {
+	key := re(ToolCall, `["'](?:tool_calls?|function_call|tool_use|tool|tool_name|tool_choice|tool_input|functions)["'] ?:`)
+	onPunct('"', key)
+	onPunct('\'', key)
+	onPunct('<', re(ToolCall, `</?(?:tool_calls?|function_calls?|invoke|tool_use|tool_result|function_results|function)(?:[\s>=/]|$)`))
+}
