@@ -172,7 +172,7 @@ const (
 	aiHeads  = "automated automatic language large llm llms ai assistant assistants chatbot chatbots bot bots gpt chatgpt claude gemini copilot"
 	// aiReading is what such a reader is doing to the text.
 	aiReading = `(?:reading|processing|parsing|summari[sz]ing|analy[sz]ing|reviewing|screening|scanning|crawling|indexing|evaluating|that (?:reads?|process(?:es)?|summari[sz]es?)|which (?:reads?|process(?:es)?))`
-	told         = `(?:you(?:'ve| have| had)? (?:were |was |been |are )?(?:told|given|instructed|taught|asked|said|programmed))`
+	told      = `(?:you(?:'ve| have| had)? (?:were |was |been |are )?(?:told|given|instructed|taught|asked|said|programmed))`
 )
 
 // Shell commands.
