@@ -53,14 +53,6 @@ func runEnd(s string, i int, cls uint8) int {
 	return i
 }
 
-// alphaEnd returns the end of the run of ASCII letters that starts at i.
-func alphaEnd(s string, i int) int {
-	for i < len(s) && isAlpha(s[i]) {
-		i++
-	}
-	return i
-}
-
 // skipBlanks skips spaces and tabs.
 func skipBlanks(s string, i int) int {
 	for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
@@ -99,11 +91,6 @@ func equalFoldASCII[T string | []byte](s T, lower string) bool {
 	return true
 }
 
-// hasPrefixFold reports whether s[i:] starts with lower, ignoring ASCII case.
-func hasPrefixFold(s string, i int, lower string) bool {
-	return len(s)-i >= len(lower) && equalFoldASCII(s[i:i+len(lower)], lower)
-}
-
 // hasDigit reports whether s contains an ASCII digit.
 func hasDigit(s string) bool {
 	for i := 0; i < len(s); i++ {
@@ -112,27 +99,4 @@ func hasDigit(s string) bool {
 		}
 	}
 	return false
-}
-
-// wordsAt matches the given lowercase words at s[i:], separated by runs of
-// spaces, tabs or newlines and ending at a word boundary; it returns the
-// end of the match or -1.
-func wordsAt(s string, i int, words ...string) int {
-	for k, w := range words {
-		if k > 0 {
-			j := skipSpace(s, i)
-			if j == i {
-				return -1
-			}
-			i = j
-		}
-		if !hasPrefixFold(s, i, w) {
-			return -1
-		}
-		i += len(w)
-	}
-	if i < len(s) && isAlnum(s[i]) {
-		return -1
-	}
-	return i
 }

@@ -21,13 +21,6 @@ const (
 	detailCustom     = "custom_pattern"
 )
 
-// Details of flagged findings.
-const (
-	detailInstruction = "instruction_like"
-	detailRoleMarker  = "role_marker"
-	detailToolCall    = "tool_call"
-)
-
 // keyShape is a credential recognised by a fixed, case-sensitive prefix
 // followed by at least minRest bytes of class cls. The match runs as far as
 // the class does, with no condition on what follows, so that cutting text
@@ -101,30 +94,17 @@ var authSchemes = []string{"bearer", "basic", "token", "apikey", "negotiate", "n
 // paramAuthSchemes carry their credential as parameters to the end of the line.
 var paramAuthSchemes = []string{"digest", "hoba", "mutual", "aws4-hmac-sha256", "oauth"}
 
-// instructionRE confirms an instruction-like phrase once a scanner has found
-// one of its verbs; it only runs there, on a bounded window.
-var instructionRE = regexp.MustCompile(`(?i)^(?:ignore|disregard|forget|override|bypass)\s+` +
-	`(?:(?:(?:all|any|every|the|your|my|these|those|of|previous|prior|above|preceding|earlier|former|original|initial|existing|system|developer|safety|other)\s+){0,5}` +
-	`(?:instructions?|prompts?|directions?|directives?|rules|guidelines|guardrails|messages?|context|commands?|constraints|restrictions|policies|orders)\b` +
-	`|(?:all|everything|anything)\s+(?:above|before|previously|else|you\s+were\s+told))`)
-
-// instructionWindow bounds the text instructionRE looks at.
-const instructionWindow = 200
-
 // redaction is a span of text to replace with RedactedMarker.
 type redaction struct {
 	span
 	detail string
 }
 
-// credentials redacts credential shapes and flags instruction-like text in
-// one pass over the words of s. It runs after known secrets are redacted.
+// credentials redacts credential shapes in one pass over the words of s. It
+// runs after known secrets are redacted.
 func credentials(s string, ns *notes, buf *buffers) string {
 	red := buf.red[:0]
 	defer func() { buf.red = red[:0] }()
-	if roleMarkerAt(s, 0) {
-		ns.add(KindFlagged, detailRoleMarker, 1)
-	}
 	// done is where the last redaction ended. Whatever follows it is read
 	// as it will be next to RedactedMarker: a word starts there, and no
 	// setting's name reaches back past it.
@@ -145,7 +125,7 @@ func credentials(s string, ns *notes, buf *buffers) string {
 			if !mayMatter(s, ws, i) {
 				continue
 			}
-			if sp, detail := wordAt(s, ws, i, ns, &jwtMiss); sp.end > sp.start {
+			if sp, detail := wordAt(s, ws, i, &jwtMiss); sp.end > sp.start {
 				red = append(red, redaction{sp, detail})
 				i, done = sp.end, sp.end
 			}
@@ -156,10 +136,6 @@ func credentials(s string, ns *notes, buf *buffers) string {
 			continue
 		}
 		switch c {
-		case '\n':
-			if roleMarkerAt(s, i+1) {
-				ns.add(KindFlagged, detailRoleMarker, 1)
-			}
 		case ':', '=':
 			if sp := assignmentValue(s, done, i); sp.end > sp.start {
 				red = append(red, redaction{sp, detailAssignment})
@@ -171,14 +147,6 @@ func credentials(s string, ns *notes, buf *buffers) string {
 				red = append(red, redaction{span{i, end}, detailPrivateKey})
 				i, done = end, end
 				continue
-			}
-		case '"', '\'':
-			if toolKeyAt(s, i) {
-				ns.add(KindFlagged, detailToolCall, 1)
-			}
-		case '<':
-			if toolTagAt(s, i) {
-				ns.add(KindFlagged, detailToolCall, 1)
 			}
 		}
 		i++
@@ -197,13 +165,12 @@ func credentials(s string, ns *notes, buf *buffers) string {
 
 // scanSpecial marks the bytes other than word bytes that credentials
 // looks at.
-var scanSpecial = [256]bool{'\n': true, ':': true, '=': true, '-': true, '"': true, '\'': true, '<': true}
+var scanSpecial = [256]bool{':': true, '=': true, '-': true}
 
 // wordAt looks at the word s[i:we], which starts at a word boundary. It
 // returns the span of a credential that the word is or introduces and the
-// kind of credential, or an empty span, after flagging any instruction-like
-// phrase that starts there.
-func wordAt(s string, i, we int, ns *notes, jwtMiss *int) (span, string) {
+// kind of credential, or an empty span.
+func wordAt(s string, i, we int, jwtMiss *int) (span, string) {
 	for _, k := range shapesByFirst[s[i]] {
 		if strings.HasPrefix(s[i:], k.prefix) {
 			rest := i + len(k.prefix)
@@ -235,30 +202,6 @@ func wordAt(s string, i, we int, ns *notes, jwtMiss *int) (span, string) {
 				return v, detailAuthHeader
 			}
 		}
-	case 'i', 'd', 'f', 'o':
-		switch len(word) {
-		case 6, 8, 9:
-			if equalFoldASCII(word, "ignore") || equalFoldASCII(word, "disregard") ||
-				equalFoldASCII(word, "forget") || equalFoldASCII(word, "override") {
-				if instructionRE.MatchString(s[i:min(len(s), i+instructionWindow)]) {
-					ns.add(KindFlagged, detailInstruction, 1)
-				}
-			} else if wordsAt(s, i, "developer", "mode") > 0 {
-				ns.add(KindFlagged, detailInstruction, 1)
-			}
-		}
-	case 'y':
-		if len(word) == 3 && wordsAt(s, i, "you", "are", "now") > 0 {
-			ns.add(KindFlagged, detailInstruction, 1)
-		}
-	case 's':
-		if len(word) == 6 && (wordsAt(s, i, "system", "prompt") > 0 || wordsAt(s, i, "system", "override") > 0) {
-			ns.add(KindFlagged, detailInstruction, 1)
-		}
-	case 'n':
-		if len(word) == 3 && wordsAt(s, i, "new", "instructions") > 0 {
-			ns.add(KindFlagged, detailInstruction, 1)
-		}
 	}
 	return span{}, ""
 }
@@ -289,8 +232,6 @@ var wordLengths = func() (t [256]uint32) {
 // something other than a key shape.
 var keywords = []struct{ word string }{
 	{"bearer"}, {"authorization"},
-	{"ignore"}, {"disregard"}, {"developer"}, {"forget"}, {"override"},
-	{"you"}, {"system"}, {"new"},
 }
 
 // wordPairs has bit c1 of wordPairs[c0] set if a shape or keyword starts
@@ -519,106 +460,6 @@ func privateKeyEnd(s string, i int) int {
 		end++
 	}
 	return end
-}
-
-// roleMarkers open a line that speaks as a chat role ("System:").
-var roleMarkers = []string{"system", "assistant", "user", "human", "developer", "tool", "function"}
-
-// headingRoles follow "###" in instruction-tuning formats ("### Instruction").
-var headingRoles = []string{"instruction", "instructions", "response", "system", "input", "assistant", "user", "human"}
-
-// roleMarkerAt reports whether the line starting at i opens with a role
-// marker, allowing for indentation, quoting and bold.
-func roleMarkerAt(s string, i int) bool {
-	j := i
-	for j < len(s) && (s[j] == ' ' || s[j] == '\t' || s[j] == '>') {
-		j++
-	}
-	if j < len(s) && s[j] == '#' {
-		h := j
-		for j < len(s) && s[j] == '#' {
-			j++
-		}
-		if j-h < 2 {
-			return false
-		}
-		j = skipBlanks(s, j)
-		word := s[j:alphaEnd(s, j)]
-		for _, r := range headingRoles {
-			if equalFoldASCII(word, r) {
-				return true
-			}
-		}
-		return false
-	}
-	for j < len(s) && (s[j] == '*' || s[j] == '_') {
-		j++
-	}
-	we := alphaEnd(s, j)
-	word := s[j:we]
-	found := false
-	for _, r := range roleMarkers {
-		if equalFoldASCII(word, r) {
-			found = true
-			break
-		}
-	}
-	if !found {
-		return false
-	}
-	for we < len(s) && (s[we] == '*' || s[we] == '_') {
-		we++
-	}
-	we = skipBlanks(s, we)
-	return we < len(s) && s[we] == ':'
-}
-
-// toolKeys are JSON keys of tool or function calls in the common model APIs.
-var toolKeys = []string{"tool_calls", "tool_call", "function_call", "tool_use", "tool", "tool_name", "tool_choice", "tool_input", "functions"}
-
-// toolTags are the XML-style tags some models use for tool calls.
-var toolTags = []string{"tool_call", "tool_calls", "function_calls", "function_call", "invoke", "tool_use", "tool_result", "function_results", "function"}
-
-// toolKeyAt reports whether a quoted tool-call key followed by ':' starts at i.
-func toolKeyAt(s string, i int) bool {
-	q := s[i]
-	j := runEnd(s, i+1, clsAlnumUnder)
-	if j == i+1 || j >= len(s) || s[j] != q {
-		return false
-	}
-	word := s[i+1 : j]
-	if k := skipBlanks(s, j+1); k >= len(s) || s[k] != ':' {
-		return false
-	}
-	for _, t := range toolKeys {
-		if equalFoldASCII(word, t) {
-			return true
-		}
-	}
-	return false
-}
-
-// toolTagAt reports whether a tool-call tag such as <tool_call> or
-// <function=name> starts at i.
-func toolTagAt(s string, i int) bool {
-	j := i + 1
-	if j < len(s) && s[j] == '/' {
-		j++
-	}
-	we := runEnd(s, j, clsAlnumUnder)
-	if we == j || we >= len(s) {
-		return false
-	}
-	if c := s[we]; c != '>' && c != ' ' && c != '=' && c != '/' && c != '\n' {
-		return false
-	}
-	word := s[j:we]
-	for _, t := range toolTags {
-		if equalFoldASCII(word, t) {
-			return true
-		}
-	}
-	return false
 }
 
 // extraPatterns redacts every match of the configured patterns. Matching

@@ -10,6 +10,8 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
+
+	"github.com/airlock/airlock/broker/result/internal/detect"
 )
 
 // Kinds of Finding.
@@ -28,12 +30,21 @@ const (
 	// KindTruncated: the string was cut to SanitizeOptions.MaxStringLength.
 	KindTruncated = "truncated"
 	// KindFlagged: the text is unchanged but looks like instructions to a
-	// model; the reader should treat it strictly as data.
+	// model; the reader should treat it strictly as data. Detail names the
+	// categories, from FlagDetails.
 	KindFlagged = "flagged"
 )
 
 // kindOrder sorts the findings at one path.
 var kindOrder = []string{KindStripped, KindNormalized, KindRemoved, KindRedacted, KindNeutralized, KindTruncated, KindFlagged}
+
+// FlagDetails are the details of flagged findings for injected
+// instructions, one per category: override, role_marker, fake_delimiter,
+// prompt_leak, command, exfiltration, encoded, obfuscated and tool_call.
+// chat_template_token is flagged too, when such a token was removed.
+// Flags are advice: they never change the data, and text without them is
+// not thereby safe to obey.
+var FlagDetails = detect.All.Names()
 
 // RedactedMarker replaces every redacted secret or credential.
 const RedactedMarker = "[REDACTED]"
@@ -105,8 +116,9 @@ type Finding struct {
 // secrets as they came; strip escape sequences, controls and invisible
 // characters; NFKC-normalize; remove
 // chat-template tokens; redact known secrets, then credential shapes, then
-// ExtraPatterns; neutralize links; cap the length. Instruction-like text is
-// flagged, not changed.
+// ExtraPatterns; neutralize links; cap the length. Text that reads like
+// injected instructions is flagged, not changed: the string as it came is
+// scanned, so that the flags also name what cleaning undid (obfuscated).
 //
 // When sanitizing makes two keys of an object equal, the member whose key
 // was already clean wins, then the one whose original key sorts first; the
@@ -115,6 +127,7 @@ type Finding struct {
 // MaxDepth) become null and are reported as removed.
 func Sanitize(v any, opts SanitizeOptions) (any, []Finding) {
 	z := newSanitizer(opts)
+	z.flag = true
 	out := z.value(v)
 	return out, z.report.findings()
 }
@@ -138,6 +151,9 @@ type sanitizer struct {
 	scratch notes
 	buf     buffers
 	report  collector
+	// flag runs the injection detector; SanitizeText, whose report
+	// nobody reads, leaves it off.
+	flag bool
 }
 
 // buffers are scratch slices the string rules reuse from one string to the
@@ -158,6 +174,11 @@ func newSanitizer(opts SanitizeOptions) *sanitizer {
 
 // text runs every string rule over s, noting what fired in ns.
 func (z *sanitizer) text(s string, ns *notes) string {
+	if z.flag {
+		for _, name := range detect.Scan(s).Names() {
+			ns.add(KindFlagged, name, 1)
+		}
+	}
 	// Known secrets are redacted as they came as well as once cleaned:
 	// stripping an escape sequence can take a secret's first character
 	// with it ("\x1b" + "sk-..." loses the "s"), and what is left would

@@ -209,32 +209,34 @@ func writeCompound(out *strings.Builder, pieces [][]rune, seps []rune) {
 		}
 		p = q
 	}
-	singles := 0
+	// Single letters joined by single spaces are one word if there are at
+	// least three of them: "i g n o r e".
+	for p := 0; p < len(seps); {
+		if seps[p] != ' ' || len(pieces[p]) != 1 || len(pieces[p+1]) != 1 {
+			p++
+			continue
+		}
+		q := p
+		for q < len(seps) && seps[q] == ' ' && len(pieces[q+1]) == 1 {
+			q++
+		}
+		if q-p+1 >= 3 {
+			for k := p; k < q; k++ {
+				join[k] = true
+			}
+		}
+		p = q
+	}
 	for p := 0; p < len(pieces); p++ {
-		if len(pieces[p]) == 1 {
-			singles++
-		} else {
-			singles = 0
-		}
-		// Look ahead: a run of single letters of three or more is one word.
-		run := 0
-		for q := p; q < len(pieces) && len(pieces[q]) == 1; q++ {
-			run++
-		}
 		for _, r := range pieces[p] {
 			out.WriteRune(r)
 		}
 		if p == len(seps) {
 			break
 		}
-		sep := seps[p]
 		single := len(pieces[p]) == 1 && len(pieces[p+1]) == 1
-		switch {
-		case join[p]:
-		case (sep == '.' || sep == '*') && single:
-		case sep == ' ' && single && (singles+run-1 >= 3):
-		default:
-			out.WriteRune(sep)
+		if !join[p] && !((seps[p] == '.' || seps[p] == '*') && single) {
+			out.WriteRune(seps[p])
 		}
 	}
 }

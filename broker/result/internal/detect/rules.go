@@ -154,12 +154,32 @@ func addressed(v string, i int) bool {
 	return addressing.MatchString(v[max(0, i-48):i])
 }
 
-var addressing = regexp.MustCompile(`(?i)(?:\b(?:hey|hi|hello|dear|attention|attn)\b[\s,:]*|\b(?:note|notice|message|memo|reminder|important|warning|guidance|instructions?|information|request|update|notes)\s+(?:\w+\s+)?(?:to|for)\s+|(?:^|[.!?\n]\s*)to\s+)(?:(?:the|all|any|every|you|this|our)\s+)*$`)
+var addressing = regexp.MustCompile(`(?i)(?:\b(?:hey|hi|hello|dear|attention|attn|fyi|psa|p\.?s\.?)\b[\s,:]*|\b(?:note|notice|message|memo|reminder|important|warning|guidance|instructions?|information|request|update|notes|heads-up|heads up|a word)\s+(?:\w+\s+)?(?:to|for)\s+|(?:^|[.!?\n]\s*)to\s+)(?:(?:the|all|any|every|you|this|our|whichever|whatever)\s+)*$`)
+
+// asThe reports whether "as the" or "as an" precedes i: "As the AI
+// reading this résumé, …".
+func asThe(v string, i int) bool {
+	return asTheRE.MatchString(v[max(0, i-12):i])
+}
+
+var asTheRE = regexp.MustCompile(`(?i)\bas\s+(?:the|an?|any)\s+$`)
 
 var negation = regexp.MustCompile(`(?i)\b(?:never|don'?t|do\s+not|must\s+not|should\s+not|avoid|careful|warning|dangerous)\b`)
 
 // roleCue is how a turn that gives orders goes on after its marker.
-const roleCue = `(?:you\b|your\b|the (?:assistant|user|model|ai|following|conversation)|ignore|now\b|from now|new (?:policy|instructions|rules|task)|always|never|reset|override|grant|approve|content filter|disable|enable|authori[sz]ed|follow|do not|don'?t|reveal|send|email|forward|delete|respond|reply|answer|say\b|i (?:will|have|am)\b|sure\b|this (?:user|session|conversation)|(?:ты|вы|теперь|игнорируй)[^\p{L}]|tu\b|vous\b|du\b|ahora\b|maintenant\b|jetzt\b|agora\b|ora\b)`
+const roleCue = `(?:you\b|your\b|the (?:assistant|user|model|ai|following|conversation)|ignore|disregard|forget|now\b|from now|new (?:policy|instructions|rules|task)|always|never|reset|override|grant|approve|content filter|disable|enable|authori[sz]ed|follow|do not|don'?t|reveal|send|email|forward|delete|respond|reply|answer|say\b|i (?:will|have|am)\b|sure\b|this (?:user|session|conversation)|(?:ты|вы|теперь|игнорируй)[^\p{L}]|tu\b|vous\b|du\b|ahora\b|maintenant\b|jetzt\b|agora\b|ora\b|a partir de ahora|el asistente|la asistente|l'assistant|der assistent|die assistentin|o assistente|a assistente|l'assistente|ab sofort|désormais|d'ora in poi|a partir de agora|с этого момента|ассистент)`
+
+// addressedAbroad is addressed in other languages: "À l'attention de
+// l'assistant", "An alle KI-Systeme", "Atenção, inteligência artificial".
+func addressedAbroad(v string, i int) bool {
+	return addressingAbroad.MatchString(v[max(0, i-64):i])
+}
+
+var addressingAbroad = regexp.MustCompile(`(?i)(?:attention|atención|atenção|attenzione|achtung|hinweis|nota|note|aviso|avis|remarque|importante?|wichtig|внимание|примечание|à l'attention de|an alle|an die|an das|an den|à tous les|à toutes les|a todos los|a todas las|a tutti gli|a tutte le|para|pour|per|für|для|всем)[\s,:]*(?:l'|la\s+|le\s+|les\s+|el\s+|los\s+|las\s+|die\s+|den\s+|das\s+|il\s+|lo\s+|gli\s+|o\s+|os\s+|a\s+|as\s+)*$`)
+
+// ruleNounBefore finds instructions, rules or a task named in the words
+// before a verb that says they changed, in the languages covered.
+var ruleNounBefore = regexp.MustCompile(`(?i)(?:instru|consign|règle|regla|regel|vorgab|anweis|diretri|orienta|istruz|regol|mission|missão|tarefa|aufgabe|tâche|tarea|compito|indicaci|indicazion|richtlinie|правил|инструкци|указани|задач)\p{L}*[^.!?\n]{0,40}$`)
 
 // English override: drop earlier instructions, take a new task or persona.
 const (
@@ -168,8 +188,8 @@ const (
 	cancelled    = `(?:are|were|have been|is|has been|should(?: now)? be|must(?: now)? be|can(?: now)? be|may(?: now)? be) (?:now |hereby |all |officially )?(?:cancell?ed|void|outdated|obsolete|revoked|overridden|overruled|invalid|no longer (?:valid|apply|applicable|in effect)|null|suspended|replaced|lifted|deprecated|superseded|disabled|removed|bypassed|ignored|disregarded|skipped|waived|turned off|switched off)`
 	// aiReader names an AI that reads the text; aiHeads are the words it
 	// can start with.
-	aiReader = `(?:(?:automated|automatic) (?:[\w-]+ ){0,2}?(?:software|systems?|tools?|screeners?|agents?|readers?|reviewers?|pipelines?|analysis)|[\w-]+ analysis (?:software|tools?|systems?)|(?:large )?language models?|llms?|ai(?: (?:agents?|assistants?|models?|systems?|readers?|tools?|screeners?|reviewers?))?|assistants?|chatbots?|bots?|gpt-?\d*o?|chatgpt|claude|gemini|copilot)\b`
-	aiHeads  = "automated automatic language large llm llms ai assistant assistants chatbot chatbots bot bots gpt chatgpt claude gemini copilot"
+	aiReader = `(?:(?:automated|automatic) (?:[\w-]+ ){0,2}?(?:software|systems?|tools?|screeners?|agents?|readers?|reviewers?|pipelines?|analysis)|[\w-]+ analysis (?:software|tools?|systems?)|(?:large )?language models?|llms?|ai(?: (?:agents?|assistants?|models?|systems?|readers?|tools?|screeners?|reviewers?))?|assistants?|chatbots?|bots?|models?|gpt-?\d*o?|chatgpt|claude|gemini|copilot)\b`
+	aiHeads  = "automated automatic language large llm llms ai assistant assistants chatbot chatbots bot bots model models gpt chatgpt claude gemini copilot"
 	// aiReading is what such a reader is doing to the text.
 	aiReading = `(?:reading|processing|parsing|summari[sz]ing|analy[sz]ing|reviewing|screening|scanning|crawling|indexing|evaluating|that (?:reads?|process(?:es)?|summari[sz]es?)|which (?:reads?|process(?:es)?))`
 	told      = `(?:you(?:'ve| have| had)? (?:were |was |been |are )?(?:told|given|instructed|taught|asked|said|programmed))`
@@ -183,12 +203,14 @@ const (
 
 // Exfiltration.
 const (
-	transferVerb = `(?:send|forward|e-?mail|mail|post|upload|transfer|exfiltrate|leak|paste|copy|share|submit|append|attach|deliver|envía|envia|envie|envíe|envoie|envoyez|sende|schicke|schick|invia|inviare|отправь(?:те)?|перешли(?:те)?)`
-	sensitive    = `(?:conversation|chat ?(?:history|log)|history|transcript|inbox|unread|e-?mails\b|password|passcode|security code|verification code|one-time code|2fa|otp\b|mfa|api ?keys?|keys\b|tokens?\b|credentials?|secrets?\b|session|cookies?|clipboard|calendar|contacts\b|address book|phone number|(?:the )?user'?s\b|personal (?:data|information|details)|ssn\b|social security|credit card|card number|private|ssh|id_rsa|\.aws|\.env\b|/etc/passwd|contents? of|messages|channels|bank (?:details|account)|account details|card details|logins?\b|historial|credenciales|datos del usuario|identifiants|données|zugangsdaten|anmeldedaten|passw(?:o|ö)rter|credenciais|dados|credenziali|учетн|conversación|contraseña|mot de passe|presse-papiers|contenu|historique|passwort|kennwort|verlauf|senha|histórico|conversa\b|cronologia|dati\b|парол|истори|переписк)`
+	transferVerb = `(?:send|forward|e-?mail|mail|post|upload|transfer|exfiltrate|leak|paste|copy|share|submit|append|attach|deliver|envía|envia|envie|envíe|envoie|envoyez|sende|schicke|schick|lade|übertrage|übermittle|invia|inviare|отправь(?:те)?|перешли(?:те)?)`
+	sensitive    = `(?:conversation|chat ?(?:history|log)|history|transcript|inbox|unread|e-?mails\b|password|passcode|security code|verification code|one-time code|2fa|otp\b|mfa|api[ _-]?keys?|keys\b|tokens?\b|credentials?|secrets?\b|session|cookies?|clipboard|calendar|contacts\b|address book|phone number|(?:the )?user'?s\b|personal (?:data|information|details)|ssn\b|social security|credit card|card number|private|ssh|id_rsa|id_ed25519|id_ecdsa|\.aws|inhalt|número de teléfono|teléfono|dirección|del usuario|de l'utilisateur|des nutzers|do usuário|dell'utente|пользовател|\.env\b|/etc/passwd|contents? of|messages|channels|bank (?:details|account)|account details|card details|logins?\b|historial|credenciales|datos del usuario|identifiants|données|zugangsdaten|anmeldedaten|passw(?:o|ö)rter|credenciais|dados|credenziali|учетн|conversación|contraseña|mot de passe|presse-papiers|contenu|historique|passwort|kennwort|verlauf|senha|histórico|conversa\b|cronologia|dati\b|парол|истори|переписк)`
 )
 
 // dataName is a placeholder named for private data.
 const dataName = `[\w-]{0,20}(?:secret|token|key|password|passwd|ssn|data|user|email|info|cookie|session|credential|history)[\w-]{0,20}`
+
+var cjkSensitive = regexp.MustCompile(`(?:用户的|身份证|银行卡|密码|聊天记录|对话|手机号|地址|ユーザーの|パスワード|住所|履歴)`)
 
 var sensitiveBefore = regexp.MustCompile(`(?i)` + strings.ReplaceAll(sensitive, " ", `\s*`))
 
@@ -233,12 +255,21 @@ func overrideRules() {
 	on(Override, "never", `never mind `+overrideQual+`(?:`+overrideNoun+`|task|what)`)
 	on(Override, "previous prior above earlier original preceding former initial old existing safety content",
 		`(?:previous|prior|above|earlier|original|preceding|former|initial|old|existing|safety|content) (?:[\w-]+ )?(?:rules|instructions|directives|guidelines|guardrails|orders|prompts?|commands|restrictions|constraints|filters|policies|checks)(?: [\w',]+){0,6}? `+cancelled)
+	on(Override, "skip ignore forget drop abandon discard disregard",
+		`(?:skip|ignore|forget|drop|abandon|discard|disregard) (?:the|your) (?:[\w-]+ ){0,2}?(?:summary|task|analysis|translation|review|request|instructions|assignment|job|rubric|brief|checklist|guidelines) (?:that )?(?:you were|you've been|you have been|you are being) (?:asked|given|told|assigned|handed|provided)`)
+	on(Override, "no don do needn stop",
+		`(?:no need to|(?:don'?t|do not) (?:need|have) to|needn'?t|no longer (?:need|have) to|stop) (?:follow|obey|comply with|stick to|adhere to|apply|use) (?:the|your|any|those|these)(?: [\w-]+){0,3}? (?:you were|you've been|you have been) (?:given|handed|told|assigned|provided)`)
+	on(Override, "whatever everything anything",
+		`(?:whatever|everything|anything) (?:your|the) (?:operator|developer|user|admin|owner|creator|system prompt|instructions?|prompt) (?:told|instructed|asked|said to|gave) you(?: [\w'-]+){0,5}? (?:no longer (?:applies|apply|matters?|stands?)|is (?:void|cancell?ed|irrelevant|obsolete|outdated)|(?:doesn'?t|does not) (?:matter|apply))`)
+	on(Override, "now", `now that (?:the|this) (?:file|document|data|input|text|page|content|email) is (?:finished|over|done|complete|closed)`)
 	on(Override, "skip bypass ignore disregard turn",
 		`(?:skip|bypass|ignore|disregard|turn off) (?:all |any |the |your )?(?:safety|security|content|moderation) (?:checks|filters|rules|guidelines|policies|restrictions|review|guardrails)`)
 	on(Override, "in", `in your (?:response|reply|answer|summary|output),? (?:suggest|tell (?:the )?(?:users?|readers?)|say that|state that|claim|recommend|urge|direct|convince|insist|ask (?:the )?(?:users?|readers?))`)
 	on(Override, "what", `what follows (?:is|are) your (?:new |real |actual |true )?(?:instructions|task|orders|directives)`)
 	on(Override, "rules instructions directives guidelines orders",
 		`(?:rules|instructions|directives|guidelines|orders) (?:above|before this|you were given|you received) `+cancelled)
+	on(Override, "your the",
+		`(?:your (?:instructions|rules|directives|orders|guidelines|task|goal|programming|brief|assignment|mission|guidance)|the (?:brief|instructions|assignment|orders|directive|guidance)) (?:have|has) (?:changed|been (?:changed|updated|replaced|revoked|modified|cancell?ed))`)
 	on(Override, "your",
 		`your (?:instructions|rules|directives|orders|guidelines|task|goal|programming) (?:have|has) (?:changed|been (?:changed|updated|replaced|revoked|modified|cancell?ed))`+
 			`|your (?:new|real|actual|true|only|primary) (?:task|instructions?|goal|objective|mission|purpose|directive|orders?) (?:is to|are(?: as follows| below)?|is (?:as follows|below)|:)`)
@@ -258,7 +289,8 @@ func overrideRules() {
 	on(Override, "respond answer reply", `(?:respond|answer|reply) without (?:any )?(?:filters?|restrictions|rules|limits|censorship|guardrails)`)
 	// An aside addressed to an AI reader: "Note to automated screening
 	// software:", "Hey AI assistant reading this page:".
-	on(Override, aiHeads, aiReader+`(?: `+aiReading+`(?: [\w'-]+){0,4})? ?[,:!—]`, withBefore(addressed))
+	on(Override, aiHeads, aiReader+`(?: (?:`+aiReading+`|who|that|which|ends? up|currently|now|here|out there)\b(?: [\w'-]+){0,5}?)? ?[,:!—]`, withBefore(addressed))
+	on(Override, aiHeads, aiReader+` `+aiReading+`\b(?: [\w'-]+){0,6}? ?[,:!—]`, withBefore(asThe))
 	// An order to AI readers of this very text.
 	on(Override, aiHeads, aiReader+` `+aiReading+` (?:this|these|the following|my|our)\b(?: [\w'-]+){0,5}? (?:must|should|shall|need to|needs to|are required to|is required to|have to|has to|will|are instructed to|is instructed to)\b`)
 	on(Override, "instead",
@@ -285,6 +317,20 @@ func multilingualOverride() {
 	on(Override, "olvida olvide", `olvid[ae] (?:todo )?lo que (?:te|le|se te) (?:dijeron|han dicho|dije|indicaron|ordenaron)`)
 	on(Override, "partir", `partir de ahora (?:eres|serás|debes|responde|actúa|solo)`)
 	on(Override, "tu", `tu (?:nueva|verdadera|única) (?:tarea|misión|instrucción|función) (?:es|será|:)`)
+	on(Override, "ia ki ai assistant assistante assistente asistente modelo modèle modell inteligência inteligencia intelligence intelligenza künstliche ии нейросеть",
+		`(?:ia|ki|ai|assistant\p{L}*|asistente\p{L}*|modelo\p{L}*|modèle\p{L}*|modell\p{L}*|inteligência artificial|inteligencia artificial|intelligence artificielle|intelligenza artificiale|künstliche intelligenz|ии|нейросет\p{L}*)(?:-\p{L}+)?(?:[^\p{L}]|$)[^.\n]{0,60}?[:：,!]`,
+		withBefore(addressedAbroad))
+	on(Override, "changé changée changées changés cambiado cambiada cambiadas geändert mudaram mudou cambiate cambiato cambiata valer valgono válidas válidos aplican valables gelten действуют изменились изменилось отменены annulées",
+		`(?:a|ont|han|ha|haben sich|hat sich|sono|è|deixaram de|não|non|ya no son|ya no|ne sont plus|больше не|)? ?(?:changé\p{L}*|cambiad\p{L}*|geändert|mudaram|mudou|cambiat\p{L}*|valer|valgono più|válid\p{L}*|aplican|valables|gelten nicht mehr|действуют|изменил\p{L}*|отменены|annulées)`,
+		withBefore(func(v string, i int) bool { return ruleNounBefore.MatchString(v[max(0, i-64):i]) }))
+	onRunes(Override, "致", `致[^。\n]{0,12}(?:AI|ＡＩ|人工智能|助手|模型)[:：]`)
+	on(Override, "ai", `ai(?:の方|さん)?へ[:：]`)
+	onRunes(Override, "今こ", `(?:今から|これから|今後)[^。\n]{0,6}あなたの(?:役目|任務|仕事|役割)`)
+	onRunes(Override, "现从", `(?:现在|从现在开始)[^。\n]{0,4}请?扮演`)
+	on(Override, "setz setzt setzen", `(?:setz|setzt|setzen sie) (?:dich|euch|sich) über (?:\p{L}+ ){0,3}(?:vorgabe|anweisung|regel|instruktion|richtlinie)`)
+	on(Override, "eure", `eure (?:neue|eigentliche|wahre|einzige) (?:aufgabe|anweisung|mission|rolle) (?:ist|lautet|:)`)
+	on(Override, "laisse laissez laissons mets mettez",
+		`(?:laisse|laissez|laissons|mets|mettez) (?:de côté|tomber) (?:(?:toutes|tous|tout|les|la|le|ta|tes|votre|vos|ses|de|des|du|précédentes?|antérieures?|initiales?|ci-dessus) ){0,4}(?:instruction|directive|règle|consigne|ordre|mission|tâche)`)
 	on(Override, "importante nota aviso note hinweis avis wichtig achtung примечание внимание",
 		`(?:importante|nota|aviso|note|hinweis|avis|wichtig|achtung|примечание|внимание) (?:para|pour|per|an|für|для|à) (?:l'|la |el |il |a |o |die |den |le )?(?:ia|ki|ии|asistente de ia|assistente de ia|assistente|asistente|assistant|modelo|modèle|modell)(?:[^\p{L}]|$)`)
 	// French.
@@ -301,8 +347,8 @@ func multilingualOverride() {
 		`(?:bisherigen|vorherigen|obigen|alten) (?:anweisungen|regeln|vorgaben|instruktionen) (?:gelten nicht mehr|sind (?:aufgehoben|ungültig|hinfällig))`)
 	on(Override, "deine", `deine (?:neue|eigentliche|wahre|einzige) (?:aufgabe|anweisung|mission|rolle) (?:ist|lautet|:)`)
 	// Portuguese.
-	on(Override, "ignore ignora ignorem esqueça esqueca esquece desconsidere desconsidera descarte não nao",
-		`(?:ignore|ignora|ignorem|esqueça|esqueca|esquece|desconsidere|desconsidera|descarte|não siga|nao siga) (?:(?:todas?|todos?|as|os|suas|seus|tuas|de|do|da|anteriores|prévias|previas|iniciais|originais|acima|sistema) ){0,5}(?:instru|regra|orienta|diretri|orde|comando)`)
+	on(Override, "ignore ignora ignorem esqueça esqueca esquece esqueçam desconsidere desconsidera desconsiderem descarte descartem não nao",
+		`(?:ignore|ignora|ignorem|esqueça|esqueca|esquece|esqueçam|desconsidere|desconsidera|desconsiderem|descarte|descartem|não siga|nao siga) (?:(?:todas?|todos?|as|os|a|o|suas|seus|sua|seu|tuas|de|do|da|anteriores|anterior|prévias|previas|iniciais|inicial|originais|original|acima|sistema) ){0,5}(?:instru|regra|orienta|diretri|orde|comando|tarefa|missão)`)
 	on(Override, "esqueça esqueca esquece", `esque(?:ç|c)[ae] (?:tudo )?o que (?:lhe|te) (?:disseram|foi dito|mandaram)`)
 	on(Override, "regras instruções orientações", `(?:regras|instruções|orientações) (?:anteriores|acima) (?:foram|estão) (?:canceladas|anuladas|revogadas|suspensas)`)
 	on(Override, "sua tua", `(?:sua|tua) (?:nova|verdadeira|única) (?:tarefa|missão|instrução|função) (?:é|será|:)`)
@@ -324,16 +370,19 @@ func multilingualOverride() {
 	// Chinese, Japanese and Korean, character by character.
 	onRunes(Override, "忽无無忘不别抛丢", `(?:忽略|无视|無視|忘记|忘掉|忘了|不要理会|不要理睬|不要遵守|不要遵循|不用理会|别管|抛开|丢弃)[^。！？\n]{0,12}(?:指令|指示|说明|說明|规则|規則|提示|内容|設定|设定|要求|命令|约束|限制)`)
 	onRunes(Override, "你", `你的(?:新|真正的)任务`)
-	onRunes(Override, "之以上前先原", `(?:之前|以上|上面|前面|先前|原来|原先)的?(?:所有)?(?:指令|指示|规则|說明|说明|提示|设定)[^。\n]{0,12}(?:作废|无效|取消|废弃|不再适用|忽略)`)
-	onRunes(Override, "指ル命プ設制", `(?:指示|ルール|命令|プロンプト|指令|設定|制約)(?:[^。！？\n]{0,16}(?:無視|忘れ|破棄|無効|取り消|撤回)|に従わない)`)
+	onRunes(Override, "之以上前先原最", `(?:之前|以上|上面|前面|先前|原来|原先|最初)[^。\n]{0,8}(?:指令|指示|规则|說明|说明|提示|设定|任务|要求)[^。\n]{0,12}(?:作废|无效|取消|废弃|不再适用|忽略|不必再遵守|不用再遵守|不需要再遵守)`)
+	onRunes(Override, "指ル命プ設制", `(?:指示|ルール|命令|プロンプト|指令|設定|制約)(?:[^。！？\n]{0,16}(?:無視|忘れ|破棄|無効|取り消|撤回|守る必要はありません|守らなくて|従う必要はありません|従わなくて)|に従わない)`)
 	onRunes(Override, "あ", `あなたの(?:新しい|本当の)(?:任務|タスク|仕事|指示)`)
 	onRunes(Override, "지프명규", `(?:지시|프롬프트|명령|규칙)[^.\n]{0,16}무시`)
 }
 
 func roleRules() {
 	on(RoleMarker, "user human assistant ai bot",
-		`(?:user|human|assistant|ai|bot)\** ?\** ?:[^\n]{0,400}?[\n.!?;] ?\**(?:user|human|assistant|ai|bot|system)\** ?:`+
-			`|(?:user|human|assistant|ai|bot)\** ?\** ?: ?\** ?`+roleCue, withBefore(atBoundary))
+		`(?:user|human|assistant|ai|bot)\** ?\** ?:[^\n]{0,400}?[\n.!?;][\s>*_]*(?:user|human|assistant|ai|bot|system)\** ?:`, withBefore(atBoundary))
+	on(RoleMarker, "user human assistant ai bot system developer admin système sistema systém система systemnachricht systemmeldung systemhinweis",
+		`(?:user|human|assistant|ai|bot|system|developer|admin|système|sistema|systém|система|systemnachricht|systemmeldung|systemhinweis)\** ?\** ?: ?\** ?`+roleCue)
+	on(RoleMarker, "systemnachricht systemmeldung systemhinweis", `(?-i:SYSTEM[A-ZÄÖÜ]+) ?:`)
+	on(RoleMarker, "role", `role" ?: ?"(?:system|developer|assistant|user|tool)" ?, ?"content" ?: ?"`, withBefore(func(v string, i int) bool { return i > 0 && v[i-1] == '"' }))
 	on(RoleMarker, "role", `role["'] ?: ?["'](?:system|developer|assistant)["'] ?, ?["']content["'] ?: ?["']`,
 		withAfter(func(v string, _, end int) bool {
 			content := v[end:min(len(v), end+window)]
@@ -343,14 +392,14 @@ func roleRules() {
 			return scan(content, maxDepth)&instructions != 0
 		}))
 	onRunes(RoleMarker, "系", `系统 ?[:：] ?(?:从现在开始|你|忽略|现在|新的|请)`)
-	onRunes(RoleMarker, "シ", `システム ?[:：] ?(?:あなた|今|これから|以後|新しい)`)
+	onRunes(RoleMarker, "シ", `システム ?[:：] ?(?:あなた|今|これから|以後|新しい|アシスタント|今後)`)
 	on(RoleMarker, "system developer admin operator système sistema systém система",
 		`(?-i:SYSTEM|DEVELOPER|ADMIN|OPERATOR|SYSTÈME|SISTEMA|СИСТЕМА)\**(?: (?-i:PROMPT|MESSAGE|NOTE|OVERRIDE|NOTICE|INSTRUCTIONS?))? ?\** ?:`+
 			`|(?:system|developer|admin|operator) (?:message|note|prompt|override|notice|instructions?|update|alert|directive)\** ?:`+
 			`|(?:system|developer|admin|système|sistema|systém|система)\** ?\** ?: ?\** ?`+roleCue,
 		withBefore(atBoundary))
 	onPunct('[', re(FakeDelimiter, `\[\[? ?(?-i:(?:ADMIN|SYSTEM|DEVELOPER|OPERATOR|IMPORTANT|PRIORITY|URGENT|OVERRIDE|INSTRUCTIONS?|AI|ASSISTANT|SECURITY|MODERATOR)(?: [A-Z]+){0,3}) ?(?:::?|\]|-)`))
-	onPunct('[', re(RoleMarker, `\[\[? ?/? ?(?:system|assistant|user|developer|admin|sys|inst|system_message|human)\b[^\]\n]{0,30}\]`))
+	onPunct('[', re(RoleMarker, `\[\[? ?/? ?(?:system|système|systeme|sistema|система|developer|admin|sys|inst|system_message)(?:[^\p{L}\d_\]\n][^\]\n]{0,30})?\]|\[ ?/? ?(?:assistant|user|human|ai) ?\] ?:`))
 	onPunct('<',
 		re(RoleMarker, `</? ?(?:system|assistant|user|developer|admin|human|im_start|im_end|system_message)(?:\s[^>\n]{0,30})?>`),
 		re(RoleMarker, `<\| ?(?:system|assistant|user|im_start|im_end|start_header_id|end_header_id|eot_id|endoftext)`))
@@ -367,6 +416,13 @@ func delimiterRules() {
 		re(FakeDelimiter, `</? ?(?:\w*(?:system|instruction|admin|developer|override|trusted)\w*|(?:end|begin|start)_\w+) ?/?>`),
 		re(FakeDelimiter, `< ?(?:system_prompt|system_instructions?|instructions?|assistant_instructions?|admin|trusted_\w+|developer_instructions?|new_instructions?|hidden_instructions?|important_instructions?|information)>`))
 	onPunct(']', re(FakeDelimiter, `\]\]> ?<`))
+	onPunct('{', re(FakeDelimiter, `\{ ?"(?:instructions?|system|system_prompt|trusted|role|admin|override|directive|command|new_task)" ?:`,
+		withBefore(func(v string, i int) bool {
+			return strings.ContainsAny(strings.TrimRight(v[max(0, i-8):i], " \t\r\n,"), "}]")
+		})))
+	on(FakeDelimiter, "no", `no more (?:data|input|content|text|documents?) (?:below|beyond|after|past) (?:this|here)`)
+	on(FakeDelimiter, "now", `now that (?:the|this) (?:file|document|data|input|text|page|content|email) (?:is|has) (?:finished|over|done|complete|closed|ended)`)
+	onRunes(FakeDelimiter, "数内输文用外系新", `(?:用户|外部|不可信)?(?:数据|内容|输入|文档)(?:结束|到此为止)|(?:系统|新的?)(?:指令|提示|任务)开始`)
 	banner := re(FakeDelimiter,
 		`(?:[-=*#~_]{2,}|\[{1,2}|<<|\(\() ?(?:end|beginning|begin|start|close|stop) (?:of )?(?:the )?(?:\w+ ){0,3}?(?:input|content|document|text|data|e?mail|message|context|instructions?|prompt|conversation|summary|article|page|section|query|results?|file|payload)s?\b`+
 			`|(?:[-=*#~_]{2,}|\[{1,2}) ?(?:begin|start|new) (?:of )?(?:the )?(?:trusted |system |new |admin |real |actual |important )?(?:instructions?|task|prompt|system prompt|directives?)\b`,
@@ -404,9 +460,19 @@ func leakRules() {
 	strong := `(?:full |entire |exact |complete |verbatim )?(?:system|initial|original|starting|hidden|secret|confidential|internal|developer|pre-?)`
 	words := "repeat print output show reveal display paste append leak dump quote recite echo write give tell share list copy reproduce spell disclose expose summarize summarise paraphrase translate what"
 	on(PromptLeak, words,
-		verb+`your (?:(?:full|entire|exact|complete|original|initial|first|starting|hidden|secret|confidential|internal|system|developer|pre-?|previous|above|verbatim) ){0,4}(?:system )?(?:prompt|pre-?prompt|instructions|system message|message|rules|configuration|guidelines|directives|context|persona)\b`+
+		verb+`(?:your|its) (?:(?:full|entire|exact|complete|original|initial|first|starting|hidden|secret|confidential|internal|system|developer|pre-?|previous|above|verbatim) ){0,4}(?:system )?(?:prompt|pre-?prompt|instructions|system message|message|rules|configuration|guidelines|directives|context|persona)\b`+
 			`|`+verb+`the (?:`+strong+` ){1,3}(?:prompt|pre-?prompt|instructions|message|rules|configuration|guidelines|directives)\b`+
 			`|`+verb+`(?:the|all) (?:[\w-]+ ){0,2}(?:prompt|instructions|rules|configuration|guidelines|directives|text|content|words|messages?)(?: [\w,]+){0,4}? (?:you (?:were|have been|'ve been) given|you (?:received|follow|operate under|must follow)|above|at the (?:beginning|start|top)|before this|verbatim|word for word|in full)`)
+	on(PromptLeak, "whatever everything all", `(?:whatever|everything|all) (?:text |instructions |content |words )?(?:you were given|you received|you've been given|that (?:was|were) given to you|you were told) (?:before|ahead of|above|prior to|at the (?:start|beginning))`)
+	on(PromptLeak, "what", `what (?:guidelines|rules|instructions|directives|constraints|policies|prompt) (?:are you|do you) (?:operating under|following|bound by|running with|given|follow|obey)`)
+	on(PromptLeak, "text instructions prompt rules setup configuration",
+		`(?:text|instructions|prompt|rules|setup|configuration)(?: text)? (?:that )?(?:your|the) (?:developer|creator|operator|admin|owner|system) (?:gave|wrote|set|provided|configured|wrote for)(?: you)?`)
+	on(PromptLeak, "my", `my (?:instructions|system prompt|rules|configuration) (?:are|were) ?:`)
+	on(PromptLeak, "ton ta tes votre vos", `(?:ton|ta|tes|votre|vos) (?:prompt|instructions?|règles|consignes|configuration)(?: \p{L}+)? (?:initial|initiales?|système|secrètes?|cachées?|confidentielles?)|(?:ton|votre) prompt`)
+	on(PromptLeak, "geheimen versteckten internen ursprünglichen vertraulichen", `(?:geheimen|versteckten|internen|ursprünglichen|vertraulichen) (?:regeln|anweisungen|vorgaben|instruktionen)`)
+	on(PromptLeak, "скрытые скрытых скрытую скрытое", `скрыт\p{L}* (?:правил|инструкци|настро|указани)`)
+	onRunes(PromptLeak, "与", `与えられた(?:設定|ルール|指示|プロンプト)[^。\n]{0,20}(?:書き出|表示|教え|出力|見せ)`)
+	onRunes(PromptLeak, "开隐系", `(?:开发者|系统)给你的[^。\n]{0,10}(?:规则|配置|指令|提示)|隐藏的?(?:规则|指令|提示|配置)`)
 	on(PromptLeak, "your", `your (?:system prompt|system message|pre-?prompt|(?:initial|original|hidden|starting|secret|confidential|internal) (?:prompt|instructions|rules))`)
 	on(PromptLeak, "what", `what (?:your|the) (?:developer|creator|operator|admin|owner|system prompt|instructions) (?:told|instructed|said to|asked|taught) you`)
 	on(PromptLeak, "what", `what (?:were|have) you (?:been )?(?:told|instructed|given|programmed) (?:before|at the (?:start|beginning)|initially|originally)`)
@@ -423,27 +489,29 @@ func commandRules() {
 	on(Command, "curl wget iwr irm invoke",
 		fetchCmd+`[^|\n]{0,200}\| ?(?:sudo )?`+shellCmd+
 			`|`+fetchCmd+`[^\n]{0,160}?(?:&&|;|\|\|) ?(?:sudo )?(?:chmod \+x|\./|\.\\|start |/tmp/|bash |sh )`)
-	on(Command, "iex invoke powershell pwsh downloadstring net",
-		`(?:iex|invoke-expression)\b[^\n]{0,80}(?:downloadstring|downloadfile|invoke-webrequest|iwr|net\.webclient)|(?:downloadstring|net\.webclient)[^\n]{0,80}(?:iex|invoke-expression)|(?:powershell|pwsh)\b[^\n]{0,40} -(?:w(?:indowstyle)? hidden|enc(?:odedcommand)?)\b`)
+	on(Command, "iex invoke powershell pwsh downloadstring downloadfile net",
+		`(?:iex|invoke-expression)\b[^\n]{0,80}(?:downloadstring|downloadfile|invoke-webrequest|iwr|net\.webclient)|(?:downloadstring|net\.webclient)[^\n]{0,80}(?:iex|invoke-expression)|(?:powershell|pwsh)\b[^\n]{0,40} -(?:w(?:indowstyle)? hidden|enc(?:odedcommand)?|(?:executionpolicy|ep) bypass)\b|(?:downloadfile|downloadstring)\b[^\n]{0,200}(?:start-process|invoke-item|iex|invoke-expression)`)
 	on(Command, "cat chmod cp less more head tail type scp base64 xxd",
 		`(?:cat|chmod|cp|less|more|head|tail|type|scp|base64|xxd)\b[^\n;&|]{0,24}?(?:/etc/shadow|/etc/sudoers|\.git-credentials|id_(?:rsa|ed25519|ecdsa)\b(?:[^.]|$)|\.aws/credentials|\.netrc|\.kube/config|\.docker/config\.json)`)
 	on(Command, "curl wget nc ncat scp rsync socat",
 		`(?:curl|wget|nc|ncat|scp|rsync|socat)\b[^\n]{0,120}?(?:/etc/(?:passwd|shadow)|id_rsa|\.ssh/|\.aws/|\.netrc|\.env\b)`)
 	on(Command, "rm",
-		`rm (?:-{1,2}[\w-]+ )*?(?:-[a-z]*r[a-z]*f[a-z]*|-[a-z]*f[a-z]*r[a-z]*|-r -f|-f -r|--recursive --force|--force --recursive)(?: -{1,2}[\w-]+)* (?:/|~|\$home|\*|~/|/home|/etc|/usr|/var|/boot|/root|/opt|/var/lib/|c:\\)(?:[\s;&|'"`+"`"+`)]|\*|$)`,
+		`rm (?:-{1,2}[\w-]+ )*?(?:-[a-z]*r[a-z]*f[a-z]*|-[a-z]*f[a-z]*r[a-z]*|-r -f|-f -r|--recursive --force|--force --recursive)(?: -{1,2}[\w-]+)* (?:/|~|\$\{?home\}?|\*|/home|/etc|/usr|/var|/boot|/root|/opt|/var/lib|c:\\)/?(?:[\s;&|'"`+"`"+`)]|\*|$)`,
 		withBefore(notNegated))
 	on(Command, "dd", `dd (?:\S+ )*?of=/dev/(?:sd|nvme|vd|hd|xvd|mmcblk|disk)`, withBefore(notNegated))
 	on(Command, "mkfs", `mkfs(?:\.\w+)? (?:-\S+ )*/dev/`, withBefore(notNegated))
 	on(Command, "shred", `shred\b[^\n]{0,40}(?:/dev/|~|\.ssh|/etc|/home|id_rsa)`, withBefore(notNegated))
 	on(Command, "find", `find[\x20\t]+(?:/|~/?)[\x20\t][^\n|]{0,80}?-delete\b`, withBefore(notNegated))
-	on(Command, "chmod", `chmod (?:-r )?(?:777|a\+rwx) /(?:[\s;]|$)`, withBefore(notNegated))
+	on(Command, "chmod", `chmod (?:-r )?(?:[0-7]{3,4}|[ugoa]*[-+=][rwxst]+) /(?:[\s;&|]|$)`, withBefore(notNegated))
+	on(Command, "socket pty", `socket\.socket\([^\n]{0,160}(?:connect|dup2)[^\n]{0,240}(?:/bin/(?:ba)?sh|subprocess|pty\.spawn)|pty\.spawn\( ?["'](?:/bin/)?(?:ba)?sh`)
 	on(Command, "nsenter", `nsenter\b[^\n]{0,30}-t ?1\b`)
 	on(Command, "mount", `mount /dev/\w+ /`)
 	on(Command, "bash sh", `(?:ba)?sh -i\b`)
 	on(Command, "tcp udp", `(?:tcp|udp)/\S`, withBefore(func(v string, i int) bool { return strings.HasSuffix(v[:i], "/dev/") }))
 	on(Command, "nc ncat socat mkfifo", `(?:nc|ncat) (?:-\w+ )*-[ec]\b|ncat\b[^\n]{0,40}-e\b|socat\b[^\n]{0,60}exec:|mkfifo\b`)
 	on(Command, "call use invoke run trigger execute",
-		`(?:call|use|invoke|run|trigger|execute) (?:the |your )?\w*(?:delete|remove|shell|exec|execute|terminal|bash|run_code|code|send_email|send|transfer|write_file|payment|wire)\w* (?:tool|function|command|api)\b`)
+		`(?:call|use|invoke|run|trigger|execute) (?:the |your )?\w*(?:delete|remove|shell|exec|execute|terminal|bash|run_code|code|send_email|send|transfer|write_file|payment|wire)\w* (?:tool|function|command|api)\b`+
+			`|(?:call|use|invoke|run|trigger|execute) (?:the |your )?(?:[a-z]+_\w*(?:shell|exec|execute|delete|remove|run|code|send|transfer|write|pay)\w*|\w*(?:shell|exec|execute|delete|remove|send|transfer|write|pay)_\w+)\b`)
 	on(Command, "delete erase wipe destroy purge",
 		`(?:delete|erase|wipe|destroy|purge) (?:(?:all|every|each|any) (?:of (?:the|your) )?(?:\w+ )?(?:files?|e-?mails?|messages?|logs?|databases?|backups?|inbox(?:es)?|records?|contacts?|repositor(?:y|ies)|documents?|drives?|accounts?)|the (?:\w+ )?(?:files|e-?mails|messages|logs|databases|backups|inbox|records|contacts|repositories|documents|drives)|the file with id)\b`)
 	onPunct('(', re(Command, `\(\) ?\{ ?: ?\| ?: ?& ?\} ?; ?:`))
@@ -451,10 +519,10 @@ func commandRules() {
 
 func exfiltrationRules() {
 	on(Exfiltration, "http https",
-		`https?://[^\s)\]"'<>]*?=(?:\[[\w\x20.-]{2,40}\]|\{\{?[\w\x20.-]{2,40}\}\}?|\$\{?[a-z_]{3,}\}?|%s|(?-i:[A-Z][A-Z_]{3,})(?:[&)#\s"'\]<>]|$))`+
+		`https?://[^\s)\]"'<>]*?=(?:\[\[?[\w\x20.-]{2,40}\]\]?|\{\{?[\w\x20.-]{2,40}\}\}?|\$\{?[a-z_]{3,}\}?|%s|(?-i:[A-Z][A-Z_]{3,})(?:[&)#\s"'\]<>]|$))`+
 			`|https?://[^\s)\]"'<>]*[?&][\w.-]*=(?:[\s"')\]<>]|[.,;:](?:\s|$)|$)`)
 	r := &rule{cat: Exfiltration, re: compile(transferVerb + `\s[^.!?\n]{0,80}?` + sensitive), after: hasDestination}
-	onWords("send forward email e mail post upload transfer exfiltrate leak paste copy share submit append attach deliver envía envia envie envíe envoie envoyez sende schicke schick invia inviare отправь отправьте перешли перешлите", r)
+	onWords("send forward email e mail post upload transfer exfiltrate leak paste copy share submit append attach deliver envía envia envie envíe envoie envoyez sende schicke schick lade übertrage übermittle invia inviare отправь отправьте перешли перешлите", r)
 	onPunct('{', re(Exfiltration, `\{\{? ?`+dataName+` ?\}\}?\.(?:[\w-]+\.)+[a-z]{2,}\b`))
 	onPunct('<', re(Exfiltration, `< ?`+dataName+` ?>\.(?:[\w-]+\.)+[a-z]{2,}\b`))
 	onPunct('[', re(Exfiltration, `\[ ?`+dataName+` ?\]\.(?:[\w-]+\.)+[a-z]{2,}\b`))
@@ -466,6 +534,18 @@ func exfiltrationRules() {
 			return sensitiveBefore.MatchString(v[max(0, start-160):start]) && hasDestination(v, start, end)
 		}}
 	onWords("send forward email e mail post upload transfer exfiltrate leak paste copy share submit append attach deliver", rev)
+	on(Exfiltration, "subdomain subdomains hostname label",
+		`(?:subdomains?|hostname|label)\b`, withBefore(func(v string, i int) bool {
+			return sensitiveBefore.MatchString(v[max(0, i-160):i]) && strings.Contains(strings.ToLower(v[max(0, i-160):i]), "it as")
+		}))
+	on(Exfiltration, "include add append put insert embed",
+		`(?:include|add|append|put|insert|embed) (?:it|them|this|that|the \w+(?: \w+)?) (?:as|in|into) (?:the |a )?[^\n]{0,40}?(?:in|to|into) (?:every|each|all|any) (?:links?|urls?|images?|requests?)`,
+		withBefore(func(v string, i int) bool { return sensitiveBefore.MatchString(v[max(0, i-160):i]) }))
+	cjk := &rule{cat: Exfiltration, re: compile(`(?:发送|传送|转发|上传|发)(?:到|至|给)`),
+		before: func(v string, i int) bool { return cjkSensitive.MatchString(v[max(0, i-90):i]) }, after: hasDestination}
+	for _, c := range "发传转上" {
+		runeAnchors[c] = append(runeAnchors[c], cjk)
+	}
 	on(Exfiltration, "post upload send transfer submit exfiltrate put",
 		`(?:post|upload|send|transfer|submit|exfiltrate|put)\s[^.!?\n]{0,80}?\bto\s+(?:https?://)?\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}`)
 	// A host name built from a command's output sends that output to

@@ -1,0 +1,220 @@
+package result_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/airlock/airlock/broker/result"
+)
+
+// The detector's corpus: testdata/injection/injected*.jsonl and
+// benign*.jsonl. Every sample names its source and licence. Columns of the
+// report, in the order they were used:
+//   - "written against": what the rules were first written against;
+//   - "held out": injected.jsonl's holdout samples, measured once before
+//     the rules were tuned on them (recall 29/53, 55%);
+//   - "fresh": written by someone who never saw the rules, measured once
+//     (recall 57/96, 59%; false positives 1/144) before tuning on it;
+//   - "blind": written the same way and never tuned against. This column
+//     is the honest estimate of what the detector does on new text.
+const (
+	minRecall        = 0.90
+	maxFalsePositive = 0.02
+)
+
+type corpusSample struct {
+	Category string `json:"category"`
+	Lang     string `json:"lang"`
+	Text     string `json:"text"`
+	Source   string `json:"source"`
+	Licence  string `json:"licence"`
+	Holdout  bool   `json:"holdout"`
+	file     string
+}
+
+func loadCorpus(t testing.TB, pattern string) []corpusSample {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join("testdata", "injection", pattern))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no corpus files %s: %v", pattern, err)
+	}
+	var out []corpusSample
+	for _, name := range files {
+		f, err := os.Open(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(f)
+		sc.Buffer(nil, 1<<20)
+		for line := 1; sc.Scan(); line++ {
+			var s corpusSample
+			if err := json.Unmarshal(sc.Bytes(), &s); err != nil {
+				t.Fatalf("%s:%d: %v", name, line, err)
+			}
+			if s.Text == "" || s.Category == "" || s.Licence == "" || s.Source == "" {
+				t.Fatalf("%s:%d: a sample needs text, category, source and licence", name, line)
+			}
+			s.file = filepath.Base(name)
+			out = append(out, s)
+		}
+		f.Close()
+		if err := sc.Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// flagsOf sanitizes text as a result's only string and returns the details
+// it was flagged with, after checking that flagging left it unchanged.
+func flagsOf(t testing.TB, text string) []string {
+	in := map[string]any{"text": text}
+	out, findings := result.Sanitize(in, result.SanitizeOptions{KeepLinks: true})
+	clean, _ := result.Sanitize(map[string]any{"text": out.(map[string]any)["text"]}, result.SanitizeOptions{KeepLinks: true})
+	if clean.(map[string]any)["text"] != out.(map[string]any)["text"] {
+		t.Fatalf("sanitizing %q is not idempotent", text)
+	}
+	var flags []string
+	for _, f := range findings {
+		if f.Kind == result.KindFlagged {
+			flags = append(flags, strings.Split(f.Detail, ", ")...)
+		}
+	}
+	return flags
+}
+
+// detailOf maps the corpus's categories to flag details.
+func detailOf(category string) string {
+	if category == "delimiter" {
+		return "fake_delimiter"
+	}
+	return category
+}
+
+type tally struct{ hit, n int }
+
+func (c tally) String() string {
+	if c.n == 0 {
+		return "      -"
+	}
+	return fmt.Sprintf("%3d/%-3d %4.0f%%", c.hit, c.n, 100*float64(c.hit)/float64(c.n))
+}
+
+// columns are the parts of the corpus, as the comment at the top tells.
+var columns = [...]string{"written against", "held out", "fresh", "blind", "all"}
+
+// split returns the column of s.
+func split(s corpusSample) int {
+	switch {
+	case strings.Contains(s.file, "blind"):
+		return 3
+	case strings.Contains(s.file, "fresh"):
+		return 2
+	case s.Holdout:
+		return 1
+	}
+	return 0
+}
+
+// TestInjectionCorpus measures the detector as callers meet it, through
+// Sanitize: recall per category and language, and false positives on
+// benign text. It fails under minRecall overall or over maxFalsePositive.
+func TestInjectionCorpus(t *testing.T) {
+	injected := loadCorpus(t, "injected*.jsonl")
+	benign := loadCorpus(t, "benign*.jsonl")
+
+	byCat := map[string]*[5]tally{}
+	byLang := map[string]*[5]tally{}
+	var all [5]tally
+	for _, s := range injected {
+		hit := 0
+		if slices.Contains(flagsOf(t, s.Text), detailOf(s.Category)) {
+			hit = 1
+		} else if testing.Verbose() {
+			t.Logf("missed %s/%s (%s): %q", s.Category, s.Lang, s.file, s.Text)
+		}
+		add := func(m map[string]*[5]tally, key string) {
+			if m[key] == nil {
+				m[key] = &[5]tally{}
+			}
+			m[key][split(s)].hit += hit
+			m[key][split(s)].n++
+			m[key][4].hit += hit
+			m[key][4].n++
+		}
+		add(byCat, s.Category)
+		if s.Category == "override" {
+			add(byLang, s.Lang)
+		}
+		all[split(s)].hit += hit
+		all[split(s)].n++
+		all[4].hit += hit
+		all[4].n++
+	}
+	var fp [5]tally
+	for _, s := range benign {
+		hit := 0
+		if flags := flagsOf(t, s.Text); len(flags) > 0 {
+			hit = 1
+			t.Logf("false positive %v on %s (%s): %q", flags, s.Category, s.file, s.Text)
+		}
+		fp[split(s)].hit += hit
+		fp[split(s)].n++
+		fp[4].hit += hit
+		fp[4].n++
+	}
+
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n%-20s", "recall")
+	for _, c := range columns {
+		fmt.Fprintf(&b, " %-15s", c)
+	}
+	b.WriteString("\n")
+	row := func(name string, c [5]tally) {
+		fmt.Fprintf(&b, "%-20s", name)
+		for _, t := range c {
+			fmt.Fprintf(&b, " %-15s", t)
+		}
+		b.WriteString("\n")
+	}
+	for _, k := range slices.Sorted(maps.Keys(byCat)) {
+		row(k, *byCat[k])
+	}
+	row("all categories", all)
+	for _, k := range slices.Sorted(maps.Keys(byLang)) {
+		row("override, "+k, *byLang[k])
+	}
+	row("false positives", fp)
+	t.Log(b.String())
+
+	if r := rate(all[4]); r < minRecall {
+		t.Errorf("recall %.1f%% is under %.0f%%", 100*r, 100*minRecall)
+	}
+	if r := rate(fp[4]); r > maxFalsePositive {
+		t.Errorf("false positives %.1f%% are over %.0f%%", 100*r, 100*maxFalsePositive)
+	}
+}
+
+func rate(c tally) float64 {
+	if c.n == 0 {
+		return 0
+	}
+	return float64(c.hit) / float64(c.n)
+}
+
+// TestFlagDetails_AreTheCorpusCategories keeps the documented vocabulary
+// and the corpus in step.
+func TestFlagDetails_AreTheCorpusCategories(t *testing.T) {
+	for _, s := range loadCorpus(t, "injected*.jsonl") {
+		if !slices.Contains(result.FlagDetails, detailOf(s.Category)) {
+			t.Fatalf("corpus category %q has no flag in %v", s.Category, result.FlagDetails)
+		}
+	}
+}
