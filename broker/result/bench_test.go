@@ -115,3 +115,32 @@ func BenchmarkProcess_1MiB(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSanitize_1MiBInjected is the detector's worst realistic case: a
+// result made of the injection corpus, where rules fire on every line.
+func BenchmarkSanitize_1MiBInjected(b *testing.B) {
+	var texts []string
+	for _, s := range loadCorpus(b, "injected*.jsonl") {
+		texts = append(texts, s.Text)
+	}
+	var items []string
+	for n, i := 0, 0; n < 1<<20; i++ {
+		t := texts[i%len(texts)]
+		items = append(items, t)
+		n += len(t) + 4
+	}
+	raw, err := json.Marshal(map[string]any{"items": items})
+	if err != nil {
+		b.Fatal(err)
+	}
+	v, err := result.Parse(raw)
+	if err != nil {
+		b.Fatal(err)
+	}
+	opts := benchOptions()
+	b.SetBytes(int64(len(raw)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		result.Sanitize(v, opts)
+	}
+}

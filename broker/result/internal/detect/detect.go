@@ -91,30 +91,52 @@ func scan(s string, depth int) Category {
 	var sc scanner
 	sc.depth = depth
 	found := sc.view(s)
-	if sc.suspect {
-		if o := scanObfuscated(s, depth); o&^found&instructions != 0 {
+	if len(sc.spots) > 0 {
+		if o := scanObfuscated(s, sc.spots); o&^found&instructions != 0 {
 			found |= o | Obfuscated
 		}
 	}
 	return found
 }
 
-// scanObfuscated scans the folded view of s, without looking for encodings
-// again: an encoding found there was found in s.
-func scanObfuscated(s string, depth int) Category {
+// scanObfuscated scans the folded view of the parts of s around spots,
+// without looking for encodings again: an encoding found there was found
+// in s.
+func scanObfuscated(s string, spots []span) Category {
 	var found Category
-	for _, spaced := range []bool{false, true} {
-		f := fold(s, spaced)
-		if f == s {
-			return 0
+	for _, sp := range spots {
+		a, b := sp.start, min(len(s), sp.end)
+		for a > 0 && !utf8.RuneStart(s[a]) {
+			a--
 		}
-		sc := scanner{depth: maxDepth, folded: true} // no second look for encodings
-		found |= sc.view(f)
-		if !hasInvisible(s) {
-			break
+		for b < len(s) && !utf8.RuneStart(s[b]) {
+			b++
+		}
+		part := s[a:b]
+		for _, spaced := range []bool{false, true} {
+			if f := fold(part, spaced); f != part {
+				sc := scanner{depth: maxDepth, folded: true}
+				found |= sc.view(f)
+			}
+			if !hasInvisible(part) {
+				break
+			}
 		}
 	}
 	return found
+}
+
+// span is a part of the text, from start to end.
+type span struct{ start, end int }
+
+// mark notes that fold would change the text at p, so that the folded view
+// of the text around p is scanned too.
+func (sc *scanner) mark(p int) {
+	if n := len(sc.spots); n > 0 && p-window <= sc.spots[n-1].end {
+		sc.spots[n-1].end = max(sc.spots[n-1].end, p+window)
+		return
+	}
+	sc.spots = append(sc.spots, span{max(0, p-window), p + window})
 }
 
 // hasInvisible reports whether s holds a character fold drops.
@@ -127,7 +149,9 @@ type scanner struct {
 	found   Category
 	depth   int
 	folded  bool // this view is the folded one
-	suspect bool // the text has what fold would change
+	// spots are the parts of the text fold would change; nil in the
+	// folded view itself.
+	spots []span
 	// encodedEnd is where the last encoded run looked at ended, so that
 	// no byte is decoded twice.
 	encodedEnd int
@@ -159,8 +183,10 @@ func (sc *scanner) view(v string) Category {
 			} else {
 				sc.asciiWord(v, i, we)
 			}
-			if !sc.folded && !sc.suspect {
-				sc.suspect = digits && letters || hyphenSplit(v, i, we)
+			if !sc.folded {
+				if digits && letters || hyphenSplit(v, i, we) {
+					sc.mark(i)
+				}
 				if we-i == 1 && letters {
 					// Letters spelt out one by one: "i g n o r e".
 					if prevSingle == i-2 {
@@ -169,7 +195,9 @@ func (sc *scanner) view(v string) Category {
 						singles = 1
 					}
 					prevSingle = i
-					sc.suspect = singles >= 3
+					if singles >= 3 {
+						sc.mark(i)
+					}
 				}
 			}
 			if sc.depth < maxDepth && i >= sc.encodedEnd {
@@ -183,8 +211,8 @@ func (sc *scanner) view(v string) Category {
 			i = we
 		case c >= utf8.RuneSelf:
 			r, n := utf8.DecodeRuneInString(v[i:])
-			if !sc.folded && !sc.suspect && foldsRune(r, v, i, n) {
-				sc.suspect = true
+			if !sc.folded && foldsRune(r, v, i, n) {
+				sc.mark(i)
 			}
 			if unicode.IsLetter(r) {
 				i = sc.wideWord(v, i, i)
@@ -193,9 +221,11 @@ func (sc *scanner) view(v string) Category {
 			i += n
 		default:
 			if p := punctRules[c]; p != nil {
-				p(sc, v, i)
-			} else if c < ' ' && c != '\n' && c != '\t' && c != '\r' {
-				sc.suspect = true // an escape sequence or control inside text
+				if g := punctGates[c]; g == nil || g(v, i) {
+					p(sc, v, i)
+				}
+			} else if c < ' ' && c != '\n' && c != '\t' && c != '\r' && !sc.folded {
+				sc.mark(i) // an escape sequence or control inside text
 			}
 			i++
 		}
@@ -222,11 +252,19 @@ func (sc *scanner) asciiWord(v string, i, we int) {
 		return
 	}
 	var b [maxAnchor]byte
+	h := uint32(0)
 	for k := 0; k < n; k++ {
 		b[k] = lower(v[i+k])
+		h = h*31 + uint32(b[k])
 	}
-	for _, r := range anchors[string(b[:n])] {
-		sc.try(r, v, i)
+	if h &= bloomBits - 1; anchorBloom[h>>6]&(1<<(h&63)) == 0 {
+		return
+	}
+	word := b[:n]
+	for _, r := range anchors[string(word)] {
+		if r.next == nil || nextIn(v, we, r.next[string(word)]) {
+			sc.try(r, v, i)
+		}
 	}
 }
 
@@ -247,8 +285,8 @@ func (sc *scanner) wideWord(v string, i, ascii int) int {
 		if r == utf8.RuneError && n <= 1 || !(unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.Is(unicode.Mn, r)) {
 			break
 		}
-		if !sc.folded && !sc.suspect && foldsRune(r, v, we, n) {
-			sc.suspect = true
+		if !sc.folded && foldsRune(r, v, we, n) {
+			sc.mark(we)
 		}
 		if isIdeograph(r) {
 			// Scripts without spaces: every character may start a rule.
@@ -271,8 +309,11 @@ func (sc *scanner) wideWord(v string, i, ascii int) int {
 		return we
 	}
 	if we-i <= 4*maxAnchor {
-		for _, r := range anchors[strings.ToLower(v[i:we])] {
-			sc.try(r, v, i)
+		word := strings.ToLower(v[i:we])
+		for _, r := range anchors[word] {
+			if r.next == nil || nextIn(v, we, r.next[word]) {
+				sc.try(r, v, i)
+			}
 		}
 	}
 	return we
@@ -299,7 +340,7 @@ func (sc *scanner) try(r *rule, v string, i int) {
 		}
 		return
 	}
-	if r.before != nil && !r.before(v, i) {
+	if r.colon && !colonAhead(v, i) || r.pre != nil && !r.pre(v, i) {
 		return
 	}
 	w := v[i:min(len(v), i+window)]
@@ -307,10 +348,52 @@ func (sc *scanner) try(r *rule, v string, i int) {
 	if loc == nil {
 		return
 	}
-	if r.after != nil && !r.after(v, i, i+loc[1]) {
+	// What surrounds the match is looked at last: the regular expression
+	// rejects most anchors at their next word.
+	if r.before != nil && !r.before(v, i) || r.after != nil && !r.after(v, i, i+loc[1]) {
 		return
 	}
 	sc.found |= r.cat
+}
+
+// nextIn reports whether one of the two words after we is in set, or
+// cannot be told apart from one (a word in another script). A nil set
+// lets every word through.
+func nextIn(v string, we int, set map[string]bool) bool {
+	if set == nil {
+		return true
+	}
+	j := we
+	for range 2 {
+		for k := 0; j < len(v) && k < 8 && !isLetter(v[j]) && v[j] < utf8.RuneSelf && v[j] != '\n'; k++ {
+			j++
+		}
+		if j >= len(v) || !isLetter(v[j]) {
+			return j < len(v) && v[j] >= utf8.RuneSelf
+		}
+		var b [maxAnchor]byte
+		n := 0
+		for ; j < len(v) && isLetter(v[j]); j++ {
+			if n < len(b) {
+				b[n] = lower(v[j])
+			}
+			n++
+		}
+		if j < len(v) && v[j] >= utf8.RuneSelf {
+			return true
+		}
+		if n <= len(b) && set[string(b[:n])] {
+			return true
+		}
+	}
+	return false
+}
+
+// colonAhead reports whether a colon follows i closely, as it must in a
+// role marker ("System:", "**Assistant**:", "SYSTEM PROMPT:").
+func colonAhead(v string, i int) bool {
+	w := v[i:min(len(v), i+40)]
+	return strings.IndexByte(w, ':') >= 0 || strings.Contains(w, "：")
 }
 
 func lower(c byte) byte {
@@ -321,10 +404,10 @@ func lower(c byte) byte {
 }
 
 // hyphenSplit reports whether the word v[i:we] is joined to the next by a
-// hyphen or dot with a short piece on either side ("Ig-nore", "c-u-r-l"),
-// which fold joins.
+// hyphen or underscore with a short piece on either side ("Ig-nore",
+// "c-u-r-l"), which fold joins.
 func hyphenSplit(v string, i, we int) bool {
-	if we+1 >= len(v) || (v[we] != '-' && v[we] != '.' && v[we] != '_') || !isLetter(v[we+1]) {
+	if we+1 >= len(v) || (v[we] != '-' && v[we] != '_') || !isLetter(v[we+1]) {
 		return false
 	}
 	ne := we + 1

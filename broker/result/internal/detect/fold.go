@@ -158,6 +158,9 @@ func inWord(r rune) bool {
 func joinSplit(rs []rune) string {
 	var out strings.Builder
 	out.Grow(len(rs))
+	var pieces [][]rune
+	var seps []rune
+	var join []bool
 	for i := 0; i < len(rs); {
 		if !unicode.IsLetter(rs[i]) {
 			out.WriteRune(rs[i])
@@ -165,8 +168,7 @@ func joinSplit(rs []rune) string {
 			continue
 		}
 		// A compound: letter runs joined by single separators.
-		var pieces [][]rune
-		var seps []rune
+		pieces, seps = pieces[:0], seps[:0]
 		j := i
 		for {
 			k := j
@@ -182,7 +184,7 @@ func joinSplit(rs []rune) string {
 			j = k
 			break
 		}
-		writeCompound(&out, pieces, seps)
+		join = writeCompound(&out, pieces, seps, join[:0])
 		i = j
 	}
 	return out.String()
@@ -191,10 +193,13 @@ func joinSplit(rs []rune) string {
 func isSplitter(r rune) bool { return r == '-' || r == '_' || r == '.' || r == ' ' || r == '*' }
 
 // writeCompound writes pieces, dropping the separators that split a word.
-func writeCompound(out *strings.Builder, pieces [][]rune, seps []rune) {
+// join is scratch space, returned for reuse.
+func writeCompound(out *strings.Builder, pieces [][]rune, seps []rune, join []bool) []bool {
 	// A chain of pieces joined by hyphens or underscores is one word if
 	// any of its pieces is short: "in-struc-tions".
-	join := make([]bool, len(seps))
+	for range seps {
+		join = append(join, false)
+	}
 	for p := 0; p < len(seps); {
 		if seps[p] != '-' && seps[p] != '_' {
 			p++
@@ -239,6 +244,7 @@ func writeCompound(out *strings.Builder, pieces [][]rune, seps []rune) {
 			out.WriteRune(seps[p])
 		}
 	}
+	return join
 }
 
 // foldsRune reports whether fold would change the rune r at v[i:i+n] in a

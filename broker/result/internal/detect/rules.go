@@ -16,6 +16,13 @@ type rule struct {
 	before func(v string, i int) bool
 	after  func(v string, start, end int) bool
 	fn     func(sc *scanner, v string, i int) bool
+	// next, when set, names for some anchors the words one of which must
+	// come in the two words after the anchor for the rule to run at all.
+	next map[string]map[string]bool
+	// colon, when set, needs a colon soon after the anchor.
+	colon bool
+	// pre, when set, is a cheap test that must pass before re runs.
+	pre func(v string, i int) bool
 }
 
 var (
@@ -30,7 +37,12 @@ var (
 	// table lookups: by length, and by their first two letters.
 	anchorLengths [maxAnchor + 1]bool
 	anchorPairs   [256][256]bool
+	// anchorBloom has the bit of each anchor's hash set; a word whose bit
+	// is clear is no anchor, and most words are let go there.
+	anchorBloom [bloomBits / 64]uint64
 )
+
+const bloomBits = 1 << 16
 
 // sep stands for a space in a rule's source: any run of white space,
 // including none, since folding drops the invisible characters that
@@ -77,6 +89,12 @@ func onWords(words string, r *rule) {
 		if len(w) <= maxAnchor && w[0] < utf8.RuneSelf {
 			anchorLengths[len(w)] = true
 			anchorPairs[w[0]][w[min(1, len(w)-1)]] = true
+			h := uint32(0)
+			for k := 0; k < len(w); k++ {
+				h = h*31 + uint32(w[k])
+			}
+			h &= bloomBits - 1
+			anchorBloom[h>>6] |= 1 << (h & 63)
 		}
 	}
 }
@@ -111,6 +129,107 @@ func re(cat Category, src string, opts ...func(*rule)) *rule {
 }
 
 func withBefore(f func(v string, i int) bool) func(*rule) { return func(r *rule) { r.before = f } }
+
+// withNext makes the rule run at any of the space-separated anchors only
+// if one of the two words after it is among words.
+func withNext(anchors, words string) func(*rule) {
+	return func(r *rule) {
+		if r.next == nil {
+			r.next = map[string]map[string]bool{}
+		}
+		set := map[string]bool{}
+		for _, w := range strings.Fields(words) {
+			set[w] = true
+		}
+		for _, a := range strings.Fields(anchors) {
+			r.next[a] = set
+		}
+	}
+}
+
+func withColon(r *rule) { r.colon = true }
+
+func withPre(f func(v string, i int) bool) func(*rule) { return func(r *rule) { r.pre = f } }
+
+// punctGates are cheap tests at a punctuation byte that every rule there
+// needs to pass, so that ordinary prose with brackets, hyphens and quotes
+// runs no regular expression.
+var punctGates = func() (t [utf8.RuneSelf]func(v string, i int) bool) {
+	at := func(v string, i int) byte {
+		if i < len(v) {
+			return v[i]
+		}
+		return 0
+	}
+	closes := func(c byte, n int) func(v string, i int) bool {
+		return func(v string, i int) bool { return strings.IndexByte(v[i:min(len(v), i+n)], c) >= 0 }
+	}
+	run := func(v string, i int) bool { return at(v, i+1) == v[i] && runStart(v, i) }
+	bracket := closes(']', 64)
+	t['['] = func(v string, i int) bool { c := at(v, i+1); return 'A' <= c && c <= 'Z' || c == '[' || bracket(v, i) }
+	t['<'] = func(v string, i int) bool {
+		j := i + 1
+		for j < len(v) && (v[j] == '/' || v[j] == ' ' || v[j] == '<') && j < i+4 {
+			j++
+		}
+		c := at(v, j)
+		return c == '|' || isLetter(c) || c >= utf8.RuneSelf
+	}
+	t['#'] = run
+	t[']'] = func(v string, i int) bool { return at(v, i+1) == ']' }
+	brace := closes('}', 72)
+	t['{'] = func(v string, i int) bool {
+		j := i + 1
+		for j < len(v) && j < i+4 && (v[j] == ' ' || v[j] == '\n') {
+			j++
+		}
+		return at(v, j) == '"' || brace(v, i)
+	}
+	for _, c := range []byte("-=*~_") {
+		t[c] = run
+	}
+	t['('] = func(v string, i int) bool { return at(v, i+1) == '(' || at(v, i+1) == ')' }
+	t['$'] = func(v string, i int) bool { return at(v, i+1) == '(' }
+	t['`'] = func(v string, i int) bool { c := at(v, i+1); return c == ' ' || isLetter(c) }
+	quote := func(v string, i int) bool { c := at(v, i+1) | 0x20; return c == 't' || c == 'f' }
+	t['"'], t['\''] = quote, quote
+	return t
+}()
+
+// wordAfterIn returns a test that the word after i, past bytes in skip,
+// is one of words, or starts outside ASCII.
+func wordAfterIn(skip, words string) func(v string, i int) bool {
+	set := map[string]bool{}
+	for _, w := range strings.Fields(words) {
+		set[w] = true
+	}
+	return func(v string, i int) bool {
+		j := i
+		for j < len(v) && j < i+64 && strings.IndexByte(skip, v[j]) >= 0 {
+			j++
+		}
+		var b [16]byte
+		n := 0
+		for ; j < len(v) && n < len(b) && (isLetter(v[j]) || v[j] == '_'); j++ {
+			b[n] = lower(v[j])
+			n++
+		}
+		if j < len(v) && v[j] >= utf8.RuneSelf {
+			return true
+		}
+		return set[string(b[:n])]
+	}
+}
+
+// urlHasQuery reports whether the link at i carries a query or an
+// assignment, which the exfiltration shapes of links need.
+func urlHasQuery(v string, i int) bool {
+	end := i
+	for end < len(v) && end < i+2048 && strings.IndexByte(" \t\n)]\"'<>", v[end]) < 0 {
+		end++
+	}
+	return strings.IndexByte(v[i:end], '=') >= 0
+}
 func withAfter(f func(v string, start, end int) bool) func(*rule) {
 	return func(r *rule) { r.after = f }
 }
@@ -252,37 +371,45 @@ func overrideRules() {
 			return strings.Contains(b, "not ") || strings.Contains(b, "n't ") || strings.Contains(b, "never ") || strings.Contains(b, "stop ")
 		}))
 	on(Override, "pay", `pay no attention to `+overrideQual+`(?:`+overrideNoun+`|what)`)
-	on(Override, "never", `never mind `+overrideQual+`(?:`+overrideNoun+`|task|what)`)
-	on(Override, "previous prior above earlier original preceding former initial old existing safety content",
-		`(?:previous|prior|above|earlier|original|preceding|former|initial|old|existing|safety|content) (?:[\w-]+ )?(?:rules|instructions|directives|guidelines|guardrails|orders|prompts?|commands|restrictions|constraints|filters|policies|checks)(?: [\w',]+){0,6}? `+cancelled)
+	on(Override, "never", `never mind `+overrideQual+`(?:`+overrideNoun+`|task|what)`, withNext("never", "mind"))
+	on(Override, "previous prior above earlier original preceding former initial existing safety content",
+		`(?:previous|prior|above|earlier|original|preceding|former|initial|old|existing|safety|content) (?:[\w-]+ )?(?:rules|instructions|directives|guidelines|guardrails|orders|prompts?|commands|restrictions|constraints|filters|policies|checks)(?: [\w',]+){0,6}? `+cancelled,
+		withNext("previous prior above earlier original preceding former initial old existing safety content", "rules instructions directives guidelines guardrails orders prompt prompts commands restrictions constraints filters policies checks"))
 	on(Override, "skip ignore forget drop abandon discard disregard",
 		`(?:skip|ignore|forget|drop|abandon|discard|disregard) (?:the|your) (?:[\w-]+ ){0,2}?(?:summary|task|analysis|translation|review|request|instructions|assignment|job|rubric|brief|checklist|guidelines) (?:that )?(?:you were|you've been|you have been|you are being) (?:asked|given|told|assigned|handed|provided)`)
 	on(Override, "no don do needn stop",
-		`(?:no need to|(?:don'?t|do not) (?:need|have) to|needn'?t|no longer (?:need|have) to|stop) (?:follow|obey|comply with|stick to|adhere to|apply|use) (?:the|your|any|those|these)(?: [\w-]+){0,3}? (?:you were|you've been|you have been) (?:given|handed|told|assigned|provided)`)
+		`(?:no need to|(?:don'?t|do not) (?:need|have) to|needn'?t|no longer (?:need|have) to|stop) (?:follow|obey|comply with|stick to|adhere to|apply|use) (?:the|your|any|those|these)(?: [\w-]+){0,3}? (?:you were|you've been|you have been) (?:given|handed|told|assigned|provided)`,
+		withNext("no", "need longer"), withNext("do", "not"), withNext("don", "t"))
 	on(Override, "whatever everything anything",
-		`(?:whatever|everything|anything) (?:your|the) (?:operator|developer|user|admin|owner|creator|system prompt|instructions?|prompt) (?:told|instructed|asked|said to|gave) you(?: [\w'-]+){0,5}? (?:no longer (?:applies|apply|matters?|stands?)|is (?:void|cancell?ed|irrelevant|obsolete|outdated)|(?:doesn'?t|does not) (?:matter|apply))`)
-	on(Override, "now", `now that (?:the|this) (?:file|document|data|input|text|page|content|email) is (?:finished|over|done|complete|closed)`)
+		`(?:whatever|everything|anything) (?:your|the) (?:operator|developer|user|admin|owner|creator|system prompt|instructions?|prompt) (?:told|instructed|asked|said to|gave) you(?: [\w'-]+){0,5}? (?:no longer (?:applies|apply|matters?|stands?)|is (?:void|cancell?ed|irrelevant|obsolete|outdated)|(?:doesn'?t|does not) (?:matter|apply))`,
+		withNext("whatever everything anything", "your the"))
+
 	on(Override, "skip bypass ignore disregard turn",
 		`(?:skip|bypass|ignore|disregard|turn off) (?:all |any |the |your )?(?:safety|security|content|moderation) (?:checks|filters|rules|guidelines|policies|restrictions|review|guardrails)`)
-	on(Override, "in", `in your (?:response|reply|answer|summary|output),? (?:suggest|tell (?:the )?(?:users?|readers?)|say that|state that|claim|recommend|urge|direct|convince|insist|ask (?:the )?(?:users?|readers?))`)
-	on(Override, "what", `what follows (?:is|are) your (?:new |real |actual |true )?(?:instructions|task|orders|directives)`)
+	on(Override, "in", `in your (?:response|reply|answer|summary|output),? (?:suggest|tell (?:the )?(?:users?|readers?)|say that|state that|claim|recommend|urge|direct|convince|insist|ask (?:the )?(?:users?|readers?))`,
+		withNext("in", "your"))
+	on(Override, "what", `what follows (?:is|are) your (?:new |real |actual |true )?(?:instructions|task|orders|directives)`, withNext("what", "follows"))
 	on(Override, "rules instructions directives guidelines orders",
 		`(?:rules|instructions|directives|guidelines|orders) (?:above|before this|you were given|you received) `+cancelled)
 	on(Override, "your the",
-		`(?:your (?:instructions|rules|directives|orders|guidelines|task|goal|programming|brief|assignment|mission|guidance)|the (?:brief|instructions|assignment|orders|directive|guidance)) (?:have|has) (?:changed|been (?:changed|updated|replaced|revoked|modified|cancell?ed))`)
+		`(?:your (?:instructions|rules|directives|orders|guidelines|task|goal|programming|brief|assignment|mission|guidance)|the (?:brief|instructions|assignment|orders|directive|guidance)) (?:have|has) (?:changed|been (?:changed|updated|replaced|revoked|modified|cancell?ed))`,
+		withNext("your", "instructions rules directives orders guidelines task goal programming brief assignment mission guidance"),
+		withNext("the", "brief instructions assignment orders directive guidance"))
 	on(Override, "your",
-		`your (?:instructions|rules|directives|orders|guidelines|task|goal|programming) (?:have|has) (?:changed|been (?:changed|updated|replaced|revoked|modified|cancell?ed))`+
-			`|your (?:new|real|actual|true|only|primary) (?:task|instructions?|goal|objective|mission|purpose|directive|orders?) (?:is to|are(?: as follows| below)?|is (?:as follows|below)|:)`)
-	on(Override, "new", `new (?:instructions|directives|orders|rules|system prompt|task|prompt) ?:`)
+		`your (?:new|real|actual|true|only|primary) (?:task|instructions?|goal|objective|mission|purpose|directive|orders?) (?:is to|are(?: as follows| below)?|is (?:as follows|below)|:)`,
+		withNext("your", "new real actual true only primary"))
+	on(Override, "new", `new (?:instructions|directives|orders|rules|system prompt|task|prompt) ?:`, withNext("new", "instructions directives orders rules system task prompt"))
 	on(Override, "you youre",
 		`you(?:'re| are) no longer (?:a |an |the |bound|restricted|limited|required|subject|chatgpt|\w*gpt)`+
 			`|you(?:'re| are) now (?:in )?(?:(?:developer|dan|jailbreak|jailbroken|unrestricted|unfiltered|god|admin|evil|sudo|debug) mode|an? (?:unrestricted|unfiltered|uncensored|jailbroken|different|new|evil)|['"]?\w*gpt|dan\b|free\b|an? (?:pirate|\w+ ?bot\b))`+
 			`|you(?:'re| are) an? (?:ai|llm|language model|large language model|ai (?:model|assistant|agent|system)|chatbot|gpt|assistant|automated (?:system|agent|reader|screener))(?: \w+)? (?:reading|summari[sz]ing|processing|parsing|analy[sz]ing|evaluating|screening|reviewing|that (?:reads|is reading)|,)`+
-			`|you,? (?:gpt|chatgpt|claude|gemini|copilot)(?:-?\d+o?)?\b`)
-	on(Override, "from", `from (?:now|here) on,? (?:you|answer|respond|reply|act|always|never|only|ignore|speak|say|output|write in|pretend|behave|forget)\b`)
+			`|you,? (?:gpt|chatgpt|claude|gemini|copilot)(?:-?\d+o?)?\b`,
+		withNext("you", "are re gpt chatgpt claude gemini copilot"))
+	on(Override, "from", `from (?:now|here) on,? (?:you|answer|respond|reply|act|always|never|only|ignore|speak|say|output|write in|pretend|behave|forget)\b`,
+		withNext("from", "now here"))
 	on(Override, "act pretend behave roleplay role",
 		`(?:act|pretend|behave|roleplay|role-play|role play) (?:as|like|to be) (?:dan\b|an? (?:unrestricted|unfiltered|uncensored|jailbroken|evil|rogue)|my (?:deceased|dead|late) grand(?:mother|father|ma|pa)|if you (?:have|had) no (?:rules|restrictions|limits|filters))`)
-	on(Override, "do", `do anything now\b`)
+	on(Override, "do", `do anything now\b`, withNext("do", "anything"))
 	on(Override, "enable activate enter switch",
 		`(?:enable|activate|enter|switch to) (?:the )?(?:dan|jailbreak|jailbroken|god|unrestricted|unfiltered) mode|(?:activate|enter|switch to) (?:the )?developer mode`)
 	on(Override, "longer", `longer (?:bound|restricted|limited) by`)
@@ -297,14 +424,15 @@ func overrideRules() {
 		`instead(?: of (?:a |the )?(?:summary|summari[sz]ing|translation|translating|answering|an answer),?)?,? (?:tell|say|output|print|write|reply|respond|inform|state|claim|recommend|praise|insist)\b`)
 	on(Override, "task", `task (?:that )?i gave you`)
 	on(Override, "supersede supersedes override overrides precedence take takes",
-		`(?:supersedes?|overrides?|takes? precedence over|precedence over) (?:any |all |the |your )?(?:(?:previous|prior|earlier|original|other|system|developer|or) ){1,4}(?:instructions|prompts?|messages|directives)`)
+		`(?:supersedes?|overrides?|takes? precedence over|precedence over) (?:any |all |the |your )?(?:(?:previous|prior|earlier|original|other|system|developer|or) ){1,4}(?:instructions|prompts?|messages|directives)`, withNext("take takes", "precedence"))
 	on(Override, "add append include insert",
 		`(?:add|append|include|insert) ["'“][^"'”\n]{1,200}["'”] (?:to|in|into|at the end of) (?:your|the|each|every) (?:reply|replies|response|responses|answer|answers|summary|output)`)
 	on(Override, "encode write format",
 		`(?:encode|write|format) your (?:response|reply|answer|output)s? (?:in|into|as|using) (?:base64|hex|rot13|binary|morse|pig latin|all caps|leetspeak)`)
 	on(Override, "modify alter rewrite change",
 		`(?:modify|alter|rewrite|change) your (?:answer|response|reply|output|summary) (?:to|so|with|by) (?:\w+ ){0,3}?(?:spread|include|say|claim|state|praise|recommend|mention|promote)`)
-	on(Override, "don do", `(?:don'?t|do not) (?:summari[sz]e|translate|analy[sz]e|evaluate|review|answer|grade|score) (?:this|the)(?: \w+){0,3}[.;,] ?(?:instead|rather)`)
+	on(Override, "don do", `(?:don'?t|do not) (?:summari[sz]e|translate|analy[sz]e|evaluate|review|answer|grade|score) (?:this|the)(?: \w+){0,3}[.;,] ?(?:instead|rather)`,
+		withNext("do", "not"), withNext("don", "t"))
 	on(Override, "regardless", `regardless of (?:what|whatever) (?:the user|you were|you are|i) (?:asked|told|say|said|requested|wants?)`)
 }
 
@@ -313,7 +441,8 @@ func overrideRules() {
 func multilingualOverride() {
 	// Spanish.
 	on(Override, "ignora ignore ignoren ignorad olvida olvide olviden olvidad olvídate olvídese descarta descarte descartad omite omita no haz pasa",
-		`(?:ignora|ignore|ignoren|ignorad|olvida|olvide|olviden|olvidad|olvídate de|olvídese de|descarta|descarte|descartad|omite|omita|no sigas|no siga|no sigan|no hagas caso (?:a|de)|haz caso omiso (?:a|de)|pasa por alto) (?:(?:todas?|todos?|las|los|tus|sus|el|la|de|del|sistema|anteriores?|previas?|previos?|iniciales|originales|de arriba) ){0,5}(?:instrucci|regla|indicaci|órden|orden|directri|norma|restricci)`)
+		`(?:ignora|ignore|ignoren|ignorad|olvida|olvide|olviden|olvidad|olvídate de|olvídese de|descarta|descarte|descartad|omite|omita|no sigas|no siga|no sigan|no hagas caso (?:a|de)|haz caso omiso (?:a|de)|pasa por alto) (?:(?:todas?|todos?|las|los|tus|sus|el|la|de|del|sistema|anteriores?|previas?|previos?|iniciales|originales|de arriba) ){0,5}(?:instrucci|regla|indicaci|órden|orden|directri|norma|restricci)`,
+		withNext("no", "sigas siga sigan hagas"), withNext("haz", "caso"), withNext("pasa", "por"))
 	on(Override, "olvida olvide", `olvid[ae] (?:todo )?lo que (?:te|le|se te) (?:dijeron|han dicho|dije|indicaron|ordenaron)`)
 	on(Override, "partir", `partir de ahora (?:eres|serás|debes|responde|actúa|solo)`)
 	on(Override, "tu", `tu (?:nueva|verdadera|única) (?:tarea|misión|instrucción|función) (?:es|será|:)`)
@@ -378,9 +507,9 @@ func multilingualOverride() {
 
 func roleRules() {
 	on(RoleMarker, "user human assistant ai bot",
-		`(?:user|human|assistant|ai|bot)\** ?\** ?:[^\n]{0,400}?[\n.!?;][\s>*_]*(?:user|human|assistant|ai|bot|system)\** ?:`, withBefore(atBoundary))
+		`(?:user|human|assistant|ai|bot)\** ?\** ?:[^\n]{0,400}?[\n.!?;][\s>*_]*(?:user|human|assistant|ai|bot|system)\** ?:`, withBefore(atBoundary), withColon)
 	on(RoleMarker, "user human assistant ai bot system developer admin système sistema systém система systemnachricht systemmeldung systemhinweis",
-		`(?:user|human|assistant|ai|bot|system|developer|admin|système|sistema|systém|система|systemnachricht|systemmeldung|systemhinweis)\** ?\** ?: ?\** ?`+roleCue)
+		`(?:user|human|assistant|ai|bot|system|developer|admin|système|sistema|systém|система|systemnachricht|systemmeldung|systemhinweis)\** ?\** ?: ?\** ?`+roleCue, withColon)
 	on(RoleMarker, "systemnachricht systemmeldung systemhinweis", `(?-i:SYSTEM[A-ZÄÖÜ]+) ?:`)
 	on(RoleMarker, "role", `role" ?: ?"(?:system|developer|assistant|user|tool)" ?, ?"content" ?: ?"`, withBefore(func(v string, i int) bool { return i > 0 && v[i-1] == '"' }))
 	on(RoleMarker, "role", `role["'] ?: ?["'](?:system|developer|assistant)["'] ?, ?["']content["'] ?: ?["']`,
@@ -397,9 +526,15 @@ func roleRules() {
 		`(?-i:SYSTEM|DEVELOPER|ADMIN|OPERATOR|SYSTÈME|SISTEMA|СИСТЕМА)\**(?: (?-i:PROMPT|MESSAGE|NOTE|OVERRIDE|NOTICE|INSTRUCTIONS?))? ?\** ?:`+
 			`|(?:system|developer|admin|operator) (?:message|note|prompt|override|notice|instructions?|update|alert|directive)\** ?:`+
 			`|(?:system|developer|admin|système|sistema|systém|система)\** ?\** ?: ?\** ?`+roleCue,
-		withBefore(atBoundary))
-	onPunct('[', re(FakeDelimiter, `\[\[? ?(?-i:(?:ADMIN|SYSTEM|DEVELOPER|OPERATOR|IMPORTANT|PRIORITY|URGENT|OVERRIDE|INSTRUCTIONS?|AI|ASSISTANT|SECURITY|MODERATOR)(?: [A-Z]+){0,3}) ?(?:::?|\]|-)`))
-	onPunct('[', re(RoleMarker, `\[\[? ?/? ?(?:system|système|systeme|sistema|система|developer|admin|sys|inst|system_message)(?:[^\p{L}\d_\]\n][^\]\n]{0,30})?\]|\[ ?/? ?(?:assistant|user|human|ai) ?\] ?:`))
+		withBefore(atBoundary), withColon)
+	onPunct('[', re(FakeDelimiter, `\[\[? ?(?-i:(?:ADMIN|SYSTEM|DEVELOPER|OPERATOR|IMPORTANT|PRIORITY|URGENT|OVERRIDE|INSTRUCTIONS?|AI|ASSISTANT|SECURITY|MODERATOR)(?: [A-Z]+){0,3}) ?(?:::?|\]|-)`, withPre(func(v string, i int) bool {
+		j := i + 1
+		for j < len(v) && j < i+3 && (v[j] == '[' || v[j] == ' ') {
+			j++
+		}
+		return j < len(v) && 'A' <= v[j] && v[j] <= 'Z'
+	})))
+	onPunct('[', re(RoleMarker, `\[\[? ?/? ?(?:system|système|systeme|sistema|система|developer|admin|sys|inst|system_message)(?:[^\p{L}\d_\]\n][^\]\n]{0,30})?\]|\[ ?/? ?(?:assistant|user|human|ai) ?\] ?:`, withPre(wordAfterIn("[/ ", "system systeme sistema developer admin sys inst system_message assistant user human ai"))))
 	onPunct('<',
 		re(RoleMarker, `</? ?(?:system|assistant|user|developer|admin|human|im_start|im_end|system_message)(?:\s[^>\n]{0,30})?>`),
 		re(RoleMarker, `<\| ?(?:system|assistant|user|im_start|im_end|start_header_id|end_header_id|eot_id|endoftext)`))
@@ -420,13 +555,13 @@ func delimiterRules() {
 		withBefore(func(v string, i int) bool {
 			return strings.ContainsAny(strings.TrimRight(v[max(0, i-8):i], " \t\r\n,"), "}]")
 		})))
-	on(FakeDelimiter, "no", `no more (?:data|input|content|text|documents?) (?:below|beyond|after|past) (?:this|here)`)
-	on(FakeDelimiter, "now", `now that (?:the|this) (?:file|document|data|input|text|page|content|email) (?:is|has) (?:finished|over|done|complete|closed|ended)`)
+	on(FakeDelimiter, "no", `no more (?:data|input|content|text|documents?) (?:below|beyond|after|past) (?:this|here)`, withNext("no", "more"))
+	on(FakeDelimiter, "now", `now that (?:the|this) (?:file|document|data|input|text|page|content|email) (?:is|has) (?:finished|over|done|complete|closed|ended)`, withNext("now", "that"))
 	onRunes(FakeDelimiter, "数内输文用外系新", `(?:用户|外部|不可信)?(?:数据|内容|输入|文档)(?:结束|到此为止)|(?:系统|新的?)(?:指令|提示|任务)开始`)
 	banner := re(FakeDelimiter,
 		`(?:[-=*#~_]{2,}|\[{1,2}|<<|\(\() ?(?:end|beginning|begin|start|close|stop) (?:of )?(?:the )?(?:\w+ ){0,3}?(?:input|content|document|text|data|e?mail|message|context|instructions?|prompt|conversation|summary|article|page|section|query|results?|file|payload)s?\b`+
 			`|(?:[-=*#~_]{2,}|\[{1,2}) ?(?:begin|start|new) (?:of )?(?:the )?(?:trusted |system |new |admin |real |actual |important )?(?:instructions?|task|prompt|system prompt|directives?)\b`,
-		withBefore(runStart))
+		withBefore(runStart), withPre(wordAfterIn("-=*#~_[<( ", "end beginning begin start close stop new")))
 	for _, c := range []byte("-=*#~_[<(") {
 		onPunct(c, banner)
 	}
@@ -462,20 +597,24 @@ func leakRules() {
 	on(PromptLeak, words,
 		verb+`(?:your|its) (?:(?:full|entire|exact|complete|original|initial|first|starting|hidden|secret|confidential|internal|system|developer|pre-?|previous|above|verbatim) ){0,4}(?:system )?(?:prompt|pre-?prompt|instructions|system message|message|rules|configuration|guidelines|directives|context|persona)\b`+
 			`|`+verb+`the (?:`+strong+` ){1,3}(?:prompt|pre-?prompt|instructions|message|rules|configuration|guidelines|directives)\b`+
-			`|`+verb+`(?:the|all) (?:[\w-]+ ){0,2}(?:prompt|instructions|rules|configuration|guidelines|directives|text|content|words|messages?)(?: [\w,]+){0,4}? (?:you (?:were|have been|'ve been) given|you (?:received|follow|operate under|must follow)|above|at the (?:beginning|start|top)|before this|verbatim|word for word|in full)`)
-	on(PromptLeak, "whatever everything all", `(?:whatever|everything|all) (?:text |instructions |content |words )?(?:you were given|you received|you've been given|that (?:was|were) given to you|you were told) (?:before|ahead of|above|prior to|at the (?:start|beginning))`)
-	on(PromptLeak, "what", `what (?:guidelines|rules|instructions|directives|constraints|policies|prompt) (?:are you|do you) (?:operating under|following|bound by|running with|given|follow|obey)`)
+			`|`+verb+`(?:the|all) (?:[\w-]+ ){0,2}(?:prompt|instructions|rules|configuration|guidelines|directives|text|content|words|messages?)(?: [\w,]+){0,4}? (?:you (?:were|have been|'ve been) given|you (?:received|follow|operate under|must follow)|above|at the (?:beginning|start|top)|before this|verbatim|word for word|in full)`,
+		withNext(words, "me us back all your its the first last out"), withNext("what", "are were is was"))
+	on(PromptLeak, "whatever everything all", `(?:whatever|everything|all) (?:text |instructions |content |words )?(?:you were given|you received|you've been given|that (?:was|were) given to you|you were told) (?:before|ahead of|above|prior to|at the (?:start|beginning))`,
+		withNext("whatever everything all", "text instructions content words you that"))
+	on(PromptLeak, "what", `what (?:guidelines|rules|instructions|directives|constraints|policies|prompt) (?:are you|do you) (?:operating under|following|bound by|running with|given|follow|obey)`,
+		withNext("what", "guidelines rules instructions directives constraints policies prompt"))
 	on(PromptLeak, "text instructions prompt rules setup configuration",
 		`(?:text|instructions|prompt|rules|setup|configuration)(?: text)? (?:that )?(?:your|the) (?:developer|creator|operator|admin|owner|system) (?:gave|wrote|set|provided|configured|wrote for)(?: you)?`)
-	on(PromptLeak, "my", `my (?:instructions|system prompt|rules|configuration) (?:are|were) ?:`)
+	on(PromptLeak, "my", `my (?:instructions|system prompt|rules|configuration) (?:are|were) ?:`, withNext("my", "instructions system rules configuration"))
 	on(PromptLeak, "ton ta tes votre vos", `(?:ton|ta|tes|votre|vos) (?:prompt|instructions?|règles|consignes|configuration)(?: \p{L}+)? (?:initial|initiales?|système|secrètes?|cachées?|confidentielles?)|(?:ton|votre) prompt`)
 	on(PromptLeak, "geheimen versteckten internen ursprünglichen vertraulichen", `(?:geheimen|versteckten|internen|ursprünglichen|vertraulichen) (?:regeln|anweisungen|vorgaben|instruktionen)`)
 	on(PromptLeak, "скрытые скрытых скрытую скрытое", `скрыт\p{L}* (?:правил|инструкци|настро|указани)`)
 	onRunes(PromptLeak, "与", `与えられた(?:設定|ルール|指示|プロンプト)[^。\n]{0,20}(?:書き出|表示|教え|出力|見せ)`)
 	onRunes(PromptLeak, "开隐系", `(?:开发者|系统)给你的[^。\n]{0,10}(?:规则|配置|指令|提示)|隐藏的?(?:规则|指令|提示|配置)`)
-	on(PromptLeak, "your", `your (?:system prompt|system message|pre-?prompt|(?:initial|original|hidden|starting|secret|confidential|internal) (?:prompt|instructions|rules))`)
-	on(PromptLeak, "what", `what (?:your|the) (?:developer|creator|operator|admin|owner|system prompt|instructions) (?:told|instructed|said to|asked|taught) you`)
-	on(PromptLeak, "what", `what (?:were|have) you (?:been )?(?:told|instructed|given|programmed) (?:before|at the (?:start|beginning)|initially|originally)`)
+	on(PromptLeak, "your", `your (?:system prompt|system message|pre-?prompt|(?:initial|original|hidden|starting|secret|confidential|internal) (?:prompt|instructions|rules))`,
+		withNext("your", "system pre preprompt initial original hidden starting secret confidential internal"))
+	on(PromptLeak, "what", `what (?:your|the) (?:developer|creator|operator|admin|owner|system prompt|instructions) (?:told|instructed|said to|asked|taught) you`, withNext("what", "your the"))
+	on(PromptLeak, "what", `what (?:were|have) you (?:been )?(?:told|instructed|given|programmed) (?:before|at the (?:start|beginning)|initially|originally)`, withNext("what", "were have"))
 	on(PromptLeak, "deinen ihren", `(?:deinen|ihren) system-?prompt`)
 	on(PromptLeak, "prompt instrucciones instructions instruction versteckten geheimen ursprünglichen istruzioni",
 		`prompt (?:del|de|do|di) sistema|instrucciones (?:iniciales|del sistema|ocultas|originales)|instructions? (?:système|systeme|initiales|cachées|d'origine)|(?:versteckten|geheimen|ursprünglichen) (?:anweisungen|instruktionen)|istruzioni (?:iniziali|di sistema|nascoste|originali)`)
@@ -491,7 +630,7 @@ func commandRules() {
 			`|`+fetchCmd+`[^\n]{0,160}?(?:&&|;|\|\|) ?(?:sudo )?(?:chmod \+x|\./|\.\\|start |/tmp/|bash |sh )`)
 	on(Command, "iex invoke powershell pwsh downloadstring downloadfile net",
 		`(?:iex|invoke-expression)\b[^\n]{0,80}(?:downloadstring|downloadfile|invoke-webrequest|iwr|net\.webclient)|(?:downloadstring|net\.webclient)[^\n]{0,80}(?:iex|invoke-expression)|(?:powershell|pwsh)\b[^\n]{0,40} -(?:w(?:indowstyle)? hidden|enc(?:odedcommand)?|(?:executionpolicy|ep) bypass)\b|(?:downloadfile|downloadstring)\b[^\n]{0,200}(?:start-process|invoke-item|iex|invoke-expression)`)
-	on(Command, "cat chmod cp less more head tail type scp base64 xxd",
+	on(Command, "cat chmod cp scp base64 xxd",
 		`(?:cat|chmod|cp|less|more|head|tail|type|scp|base64|xxd)\b[^\n;&|]{0,24}?(?:/etc/shadow|/etc/sudoers|\.git-credentials|id_(?:rsa|ed25519|ecdsa)\b(?:[^.]|$)|\.aws/credentials|\.netrc|\.kube/config|\.docker/config\.json)`)
 	on(Command, "curl wget nc ncat scp rsync socat",
 		`(?:curl|wget|nc|ncat|scp|rsync|socat)\b[^\n]{0,120}?(?:/etc/(?:passwd|shadow)|id_rsa|\.ssh/|\.aws/|\.netrc|\.env\b)`)
@@ -520,12 +659,15 @@ func commandRules() {
 func exfiltrationRules() {
 	on(Exfiltration, "http https",
 		`https?://[^\s)\]"'<>]*?=(?:\[\[?[\w\x20.-]{2,40}\]\]?|\{\{?[\w\x20.-]{2,40}\}\}?|\$\{?[a-z_]{3,}\}?|%s|(?-i:[A-Z][A-Z_]{3,})(?:[&)#\s"'\]<>]|$))`+
-			`|https?://[^\s)\]"'<>]*[?&][\w.-]*=(?:[\s"')\]<>]|[.,;:](?:\s|$)|$)`)
+			`|https?://[^\s)\]"'<>]*[?&][\w.-]*=(?:[\s"')\]<>]|[.,;:](?:\s|$)|$)`, withPre(urlHasQuery))
 	r := &rule{cat: Exfiltration, re: compile(transferVerb + `\s[^.!?\n]{0,80}?` + sensitive), after: hasDestination}
 	onWords("send forward email e mail post upload transfer exfiltrate leak paste copy share submit append attach deliver envía envia envie envíe envoie envoyez sende schicke schick lade übertrage übermittle invia inviare отправь отправьте перешли перешлите", r)
-	onPunct('{', re(Exfiltration, `\{\{? ?`+dataName+` ?\}\}?\.(?:[\w-]+\.)+[a-z]{2,}\b`))
-	onPunct('<', re(Exfiltration, `< ?`+dataName+` ?>\.(?:[\w-]+\.)+[a-z]{2,}\b`))
-	onPunct('[', re(Exfiltration, `\[ ?`+dataName+` ?\]\.(?:[\w-]+\.)+[a-z]{2,}\b`))
+	hostAfter := func(closing string) func(*rule) {
+		return withPre(func(v string, i int) bool { return strings.Contains(v[i:min(len(v), i+64)], closing) })
+	}
+	onPunct('{', re(Exfiltration, `\{\{? ?`+dataName+` ?\}\}?\.(?:[\w-]+\.)+[a-z]{2,}\b`, hostAfter("}.")))
+	onPunct('<', re(Exfiltration, `< ?`+dataName+` ?>\.(?:[\w-]+\.)+[a-z]{2,}\b`, hostAfter(">.")))
+	onPunct('[', re(Exfiltration, `\[ ?`+dataName+` ?\]\.(?:[\w-]+\.)+[a-z]{2,}\b`, hostAfter("].")))
 	on(Exfiltration, "resolve nslookup dig ping lookup look query host",
 		`(?:resolve|nslookup|dig|ping(?: -c ?\d+)?|look ?up|query|host)\s+(?:the (?:host ?name|domain) )?(?:[\w-]*\d[\w-]*|[0-9a-f]{8,})\.(?:[\w-]+\.)+[a-z]{2,}\b`)
 	rev := &rule{cat: Exfiltration,
