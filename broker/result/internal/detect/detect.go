@@ -146,9 +146,9 @@ func hasInvisible(s string) bool {
 
 // scanner holds the state of one pass over a view of the text.
 type scanner struct {
-	found   Category
-	depth   int
-	folded  bool // this view is the folded one
+	found  Category
+	depth  int
+	folded bool // this view is the folded one
 	// spots are the parts of the text fold would change; nil in the
 	// folded view itself.
 	spots []span
