@@ -953,7 +953,7 @@ type SanitizationFinding struct {
 	// truncated or flagged.
 	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
 	// Why, from a fixed vocabulary (for example "jwt", "link",
-	// "instruction_like"); never the removed text itself.
+	// "override"); never the removed text itself.
 	Detail string `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
 	// How many times at this path.
 	Count         int32 `protobuf:"varint,4,opt,name=count,proto3" json:"count,omitempty"`
