@@ -105,6 +105,10 @@ var homoglyphs = map[rune]rune{
 	'α': 'a', 'ο': 'o', 'ε': 'e', 'ι': 'i', 'κ': 'k', 'ν': 'v', 'ρ': 'p', 'τ': 't', 'υ': 'u', 'χ': 'x',
 	'Α': 'A', 'Β': 'B', 'Ε': 'E', 'Ζ': 'Z', 'Η': 'H', 'Ι': 'I', 'Κ': 'K', 'Μ': 'M', 'Ν': 'N', 'Ο': 'O',
 	'Ρ': 'P', 'Τ': 'T', 'Υ': 'Y', 'Χ': 'X',
+	// Latin small capitals and look-alike letters, which NFKC leaves alone.
+	'ᴀ': 'a', 'ʙ': 'b', 'ᴄ': 'c', 'ᴅ': 'd', 'ᴇ': 'e', 'ꜰ': 'f', 'ɢ': 'g', 'ʜ': 'h', 'ɪ': 'i', 'ᴊ': 'j',
+	'ᴋ': 'k', 'ʟ': 'l', 'ᴍ': 'm', 'ɴ': 'n', 'ᴏ': 'o', 'ᴘ': 'p', 'ʀ': 'r', 'ꜱ': 's', 'ᴛ': 't', 'ᴜ': 'u',
+	'ᴠ': 'v', 'ᴡ': 'w', 'ʏ': 'y', 'ᴢ': 'z', 'ı': 'i', 'ɑ': 'a', 'ɩ': 'i', 'ѵ': 'v', 'ɵ': 'o',
 }
 
 // leet maps the digits and signs of leetspeak to the letters they stand for.
@@ -190,7 +194,10 @@ func joinSplit(rs []rune) string {
 	return out.String()
 }
 
-func isSplitter(r rune) bool { return r == '-' || r == '_' || r == '.' || r == ' ' || r == '*' }
+func isSplitter(r rune) bool {
+	return r == '-' || r == '_' || r == '.' || r == ' ' || r == '*' ||
+		r == '|' || r == '/' || r == '+' || r == '~' || r == ',' || r == ':' || r == '·' || r == '•' || r == '‧'
+}
 
 // writeCompound writes pieces, dropping the separators that split a word.
 // join is scratch space, returned for reuse.
@@ -214,15 +221,16 @@ func writeCompound(out *strings.Builder, pieces [][]rune, seps []rune, join []bo
 		}
 		p = q
 	}
-	// Single letters joined by single spaces are one word if there are at
-	// least three of them: "i g n o r e".
+	// Single letters joined by the same separator, other than a hyphen,
+	// are one word if there are at least three of them: "i g n o r e",
+	// "i.g.n.o.r.e", "i|g|n|o|r|e".
 	for p := 0; p < len(seps); {
-		if seps[p] != ' ' || len(pieces[p]) != 1 || len(pieces[p+1]) != 1 {
+		if seps[p] == '-' || seps[p] == '_' || len(pieces[p]) != 1 || len(pieces[p+1]) != 1 {
 			p++
 			continue
 		}
 		q := p
-		for q < len(seps) && seps[q] == ' ' && len(pieces[q+1]) == 1 {
+		for q < len(seps) && seps[q] == seps[p] && len(pieces[q+1]) == 1 {
 			q++
 		}
 		if q-p+1 >= 3 {
@@ -239,8 +247,7 @@ func writeCompound(out *strings.Builder, pieces [][]rune, seps []rune, join []bo
 		if p == len(seps) {
 			break
 		}
-		single := len(pieces[p]) == 1 && len(pieces[p+1]) == 1
-		if !join[p] && !((seps[p] == '.' || seps[p] == '*') && single) {
+		if !join[p] {
 			out.WriteRune(seps[p])
 		}
 	}
