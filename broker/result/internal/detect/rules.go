@@ -233,6 +233,7 @@ func urlHasPlaceholder(v string, i int) bool {
 
 // transferBefore finds an order to send something earlier in the text.
 var transferBefore = regexp.MustCompile(`(?i)\b(?:send|forward|post|upload|transfer|submit|exfiltrate|leak|deliver|push|report|ping|call|hit|fetch|notify)\b`)
+
 func withAfter(f func(v string, start, end int) bool) func(*rule) {
 	return func(r *rule) { r.after = f }
 }
