@@ -22,8 +22,13 @@ import (
 //     the rules were tuned on them (recall 29/53, 55%);
 //   - "fresh": written by someone who never saw the rules, measured once
 //     (recall 57/96, 59%; false positives 1/144) before tuning on it;
-//   - "blind": written the same way and never tuned against. This column
-//     is the honest estimate of what the detector does on new text.
+//   - "blind2": written the same way, never looked at sample by sample;
+//     measured once as it stood then (recall 51/96, 53%; false positives
+//     1/144, whose class was then fixed), and again after the rules were
+//     made broader without looking at it;
+//   - "blind3": written the same way after all tuning and measured once.
+//     This column is the honest estimate of what the detector does on
+//     text it has never seen.
 const (
 	minRecall        = 0.90
 	maxFalsePositive = 0.02
@@ -108,12 +113,14 @@ func (c tally) String() string {
 }
 
 // columns are the parts of the corpus, as the comment at the top tells.
-var columns = [...]string{"written against", "held out", "fresh", "blind", "all"}
+var columns = [...]string{"written against", "held out", "fresh", "blind2", "blind3", "all"}
 
 // split returns the column of s.
 func split(s corpusSample) int {
 	switch {
-	case strings.Contains(s.file, "blind"):
+	case strings.Contains(s.file, "blind3"):
+		return 4
+	case strings.Contains(s.file, "blind2"):
 		return 3
 	case strings.Contains(s.file, "fresh"):
 		return 2
@@ -130,9 +137,9 @@ func TestInjectionCorpus(t *testing.T) {
 	injected := loadCorpus(t, "injected*.jsonl")
 	benign := loadCorpus(t, "benign*.jsonl")
 
-	byCat := map[string]*[5]tally{}
-	byLang := map[string]*[5]tally{}
-	var all [5]tally
+	byCat := map[string]*[6]tally{}
+	byLang := map[string]*[6]tally{}
+	var all [6]tally
 	for _, s := range injected {
 		hit := 0
 		if slices.Contains(flagsOf(t, s.Text), detailOf(s.Category)) {
@@ -140,14 +147,14 @@ func TestInjectionCorpus(t *testing.T) {
 		} else if testing.Verbose() {
 			t.Logf("missed %s/%s (%s): %q", s.Category, s.Lang, s.file, s.Text)
 		}
-		add := func(m map[string]*[5]tally, key string) {
+		add := func(m map[string]*[6]tally, key string) {
 			if m[key] == nil {
-				m[key] = &[5]tally{}
+				m[key] = &[6]tally{}
 			}
 			m[key][split(s)].hit += hit
 			m[key][split(s)].n++
-			m[key][4].hit += hit
-			m[key][4].n++
+			m[key][5].hit += hit
+			m[key][5].n++
 		}
 		add(byCat, s.Category)
 		if s.Category == "override" {
@@ -155,20 +162,22 @@ func TestInjectionCorpus(t *testing.T) {
 		}
 		all[split(s)].hit += hit
 		all[split(s)].n++
-		all[4].hit += hit
-		all[4].n++
+		all[5].hit += hit
+		all[5].n++
 	}
-	var fp [5]tally
+	var fp [6]tally
 	for _, s := range benign {
 		hit := 0
 		if flags := flagsOf(t, s.Text); len(flags) > 0 {
 			hit = 1
-			t.Logf("false positive %v on %s (%s): %q", flags, s.Category, s.file, s.Text)
+			if testing.Verbose() {
+				t.Logf("false positive %v on %s (%s): %q", flags, s.Category, s.file, s.Text)
+			}
 		}
 		fp[split(s)].hit += hit
 		fp[split(s)].n++
-		fp[4].hit += hit
-		fp[4].n++
+		fp[5].hit += hit
+		fp[5].n++
 	}
 
 	var b strings.Builder
@@ -177,7 +186,7 @@ func TestInjectionCorpus(t *testing.T) {
 		fmt.Fprintf(&b, " %-15s", c)
 	}
 	b.WriteString("\n")
-	row := func(name string, c [5]tally) {
+	row := func(name string, c [6]tally) {
 		fmt.Fprintf(&b, "%-20s", name)
 		for _, t := range c {
 			fmt.Fprintf(&b, " %-15s", t)
@@ -194,10 +203,10 @@ func TestInjectionCorpus(t *testing.T) {
 	row("false positives", fp)
 	t.Log(b.String())
 
-	if r := rate(all[4]); r < minRecall {
+	if r := rate(all[5]); r < minRecall {
 		t.Errorf("recall %.1f%% is under %.0f%%", 100*r, 100*minRecall)
 	}
-	if r := rate(fp[4]); r > maxFalsePositive {
+	if r := rate(fp[5]); r > maxFalsePositive {
 		t.Errorf("false positives %.1f%% are over %.0f%%", 100*r, 100*maxFalsePositive)
 	}
 }

@@ -357,6 +357,7 @@ func hasDestination(v string, start, end int) bool {
 func init() {
 	overrideRules()
 	multilingualOverride()
+	cooccurrence()
 	roleRules()
 	delimiterRules()
 	leakRules()
@@ -464,6 +465,52 @@ func overrideRules() {
 	on(Override, "don do", `(?:don'?t|do not) (?:summari[sz]e|translate|analy[sz]e|evaluate|review|answer|grade|score) (?:this|the)(?: \w+){0,3}[.;,] ?(?:instead|rather)`,
 		withNext("do", "not"), withNext("don", "t"))
 	on(Override, "regardless", `regardless of (?:what|whatever) (?:the user|you were|you are|i) (?:asked|told|say|said|requested|wants?)`)
+}
+
+// cooccurrence flags an order to drop instructions by what it is made of,
+// in any order of words: a verb of dismissal and a noun for instructions
+// in one sentence, in each language covered. It is looser than the
+// phrasings above and catches what they were not written for.
+func cooccurrence() {
+	type lang struct{ verbs, nouns string }
+	for _, l := range []lang{
+		{`ignore|disregard|forget|discard|dismiss|abandon|override|overrule|bypass|circumvent|scrap|set aside|put aside|pay no attention to|never mind|no longer follow|stop following|stop obeying|do not follow|don't follow|do not obey|don't obey|do not comply with|don't comply with|do not adhere to|don't adhere to`,
+			`(?:previous|prior|earlier|original|initial|existing|above|preceding|system|developer|your|the)(?: [\w'-]+){0,3}? (?:instructions?|directives?|guidelines|guidance|guardrails|safeguards|constraints|restrictions|policies|programming|system prompt|prompt|brief|briefing|rubric)\b`},
+		{`ignora|ignore|ignoren|ignorad|olvida|olvide|olvidad|olvídate de|olvídese de|descarta|descarte|omite|omita|no sigas|no siga|no sigan|deja de lado|deje de lado|haz caso omiso (?:a|de)|pasa por alto|prescinde de|desobedece|anula|anule`,
+			`(?:instrucci|indicaci|regla|norma|directri|órden|orden|consigna|pauta|lineamiento|configuraci|prompt)\p{L}*`},
+		{`ignore|ignorez|ignorer|oublie|oubliez|oublier|ne tiens pas compte|ne tenez pas compte|ne suis pas|ne suivez pas|laisse de côté|laissez de côté|fais abstraction|faites abstraction|abandonne|abandonnez|annule|annulez|passe outre|passez outre|outrepasse|écarte|écartez`,
+			`(?:instruction|consigne|règle|directive|ordre|prompt|configuration|paramètre)\p{L}*`},
+		{`ignoriere|ignoriert|ignorieren|vergiss|vergesst|vergessen sie|missachte|missachtet|missachten|verwirf|verwerft|übergehe|übergeht|befolge nicht|befolgt nicht|streiche|streicht`,
+			`(?:system)?(?:anweisung|instruktion|regel|vorgabe|befehl|richtlinie|anordnung|einschränkung|prompt|konfiguration)\p{L}*`},
+		{`ignore|ignora|ignorem|esqueça|esqueca|esquece|esqueçam|desconsidere|desconsidera|desconsiderem|descarte|descartem|não siga|nao siga|não sigam|deixe de lado|abandone|anule|despreze`,
+			`(?:instru|regra|orienta|diretri|ordem|ordens|comando|prompt|configura)\p{L}*`},
+		{`ignora|ignorate|ignori|dimentica|dimenticate|dimentichi|non tenere conto|non seguire|non seguite|trascura|tralascia|lascia perdere|metti da parte|accantona|annulla|scarta`,
+			`(?:istruzion|regol|indicazion|direttiv|ordin|comand|prompt|configurazion|consegn)\p{L}*`},
+		{`игнорируй|игнорируйте|проигнорируй|проигнорируйте|забудь|забудьте|не обращай(?:те)? внимания на|не следуй(?:те)?|отбрось(?:те)?|отмени(?:те)?|пренебреги|не слушай(?:те)?|не выполняй(?:те)?`,
+			`(?:инструкци|правил|указани|команд|установк|ограничени|промпт|директив|настройк)\p{L}*`},
+	} {
+		r := &rule{cat: Override, re: compile(`(?:` + l.verbs + `)\b[^.!?\n;:\p{Cf}]{0,60}?` + l.nouns)}
+		seen := map[string]bool{}
+		for _, alt := range strings.Split(l.verbs, "|") {
+			w := strings.ToLower(strings.Fields(strings.NewReplacer("(", " ", "?", " ").Replace(alt))[0])
+			if !seen[w] {
+				seen[w] = true
+				anchors[w] = append(anchors[w], r)
+				if len(w) <= maxAnchor && w[0] < utf8.RuneSelf {
+					anchorLengths[len(w)] = true
+					anchorPairs[w[0]][w[min(1, len(w)-1)]] = true
+					h := uint32(0)
+					for k := 0; k < len(w); k++ {
+						h = h*31 + uint32(w[k])
+					}
+					h &= bloomBits - 1
+					anchorBloom[h>>6] |= 1 << (h & 63)
+				}
+			}
+		}
+	}
+	onRunes(Override, "忽无無忘不别抛丢放跳作", `(?:忽略|无视|無視|忘记|忘掉|忘了|不要理会|不要遵守|不要遵循|不用理会|别管|抛开|丢弃|放弃|跳过|不必遵守|不再遵守|不用再遵守)[^。！？\n]{0,16}(?:指令|指示|说明|規則|规则|提示|设定|設定|要求|命令|约束|限制|任务|规定)`)
+	onRunes(Override, "指ル命プ設制規タガ", `(?:指示|ルール|命令|プロンプト|指令|設定|制約|規則|タスク|ガイドライン)[^。！？\n]{0,20}(?:無視|忘れ|破棄|無効|取り消|撤回|従わ|守らなくて|気にしないで|放棄|捨て)`)
 }
 
 // multilingualOverride covers Spanish, French, German, Portuguese,
