@@ -490,9 +490,17 @@ func cooccurrence() {
 			`(?:инструкци|правил|указани|команд|установк|ограничени|промпт|директив|настройк)\p{L}*`},
 	} {
 		r := &rule{cat: Override, re: compile(`(?:` + l.verbs + `)\b[^.!?\n;:\p{Cf}]{0,60}?` + l.nouns)}
+		// Common words start some of the verbs: run only when the verb goes on.
+		withNext("do", "not")(r)
+		withNext("don", "t")(r)
+		withNext("no", "longer sigas siga sigan")(r)
+		withNext("set put", "aside")(r)
+		withNext("never", "mind")(r)
+		withNext("stop", "following obeying")(r)
+		withNext("pay", "no")(r)
 		seen := map[string]bool{}
 		for _, alt := range strings.Split(l.verbs, "|") {
-			w := strings.ToLower(strings.Fields(strings.NewReplacer("(", " ", "?", " ").Replace(alt))[0])
+			w := strings.ToLower(strings.Fields(strings.NewReplacer("(", " ", "?", " ", "'", " ").Replace(alt))[0])
 			if !seen[w] {
 				seen[w] = true
 				anchors[w] = append(anchors[w], r)
