@@ -2,6 +2,7 @@ package detect
 
 import (
 	"regexp"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -498,24 +499,14 @@ func cooccurrence() {
 		withNext("never", "mind")(r)
 		withNext("stop", "following obeying")(r)
 		withNext("pay", "no")(r)
-		seen := map[string]bool{}
+		var words []string
 		for _, alt := range strings.Split(l.verbs, "|") {
 			w := strings.ToLower(strings.Fields(strings.NewReplacer("(", " ", "?", " ", "'", " ").Replace(alt))[0])
-			if !seen[w] {
-				seen[w] = true
-				anchors[w] = append(anchors[w], r)
-				if len(w) <= maxAnchor && w[0] < utf8.RuneSelf {
-					anchorLengths[len(w)] = true
-					anchorPairs[w[0]][w[min(1, len(w)-1)]] = true
-					h := uint32(0)
-					for k := 0; k < len(w); k++ {
-						h = h*31 + uint32(w[k])
-					}
-					h &= bloomBits - 1
-					anchorBloom[h>>6] |= 1 << (h & 63)
-				}
+			if !slices.Contains(words, w) {
+				words = append(words, w)
 			}
 		}
+		onWords(strings.Join(words, " "), r)
 	}
 	onRunes(Override, "忽无無忘不别抛丢放跳作", `(?:忽略|无视|無視|忘记|忘掉|忘了|不要理会|不要遵守|不要遵循|不用理会|别管|抛开|丢弃|放弃|跳过|不必遵守|不再遵守|不用再遵守)[^。！？\n]{0,16}(?:指令|指示|说明|規則|规则|提示|设定|設定|要求|命令|约束|限制|任务|规定)`)
 	onRunes(Override, "指ル命プ設制規タガ", `(?:指示|ルール|命令|プロンプト|指令|設定|制約|規則|タスク|ガイドライン)[^。！？\n]{0,20}(?:無視|忘れ|破棄|無効|取り消|撤回|従わ|守らなくて|気にしないで|放棄|捨て)`)
