@@ -583,7 +583,7 @@ func multilingualOverride() {
 
 func roleRules() {
 	on(RoleMarker, "user human assistant ai bot",
-		`(?:user|human|assistant|ai|bot)\** ?\** ?:[^\n]{0,400}?[\n.!?;][\s>*_]*(?:user|human|assistant|ai|bot|system)\** ?:`, withBefore(atBoundary), withColon)
+		`(?:user|human|assistant|ai|bot)\** ?\** ?:[^\n]{0,400}?[\n.!?;][\s>*_]*(?:user|human|assistant|ai|bot|system)\** ?:`, withPre(atBoundary), withColon)
 	on(RoleMarker, "user human assistant ai bot system developer admin système sistema systém система systemnachricht systemmeldung systemhinweis",
 		`(?:user|human|assistant|ai|bot|system|developer|admin|système|sistema|systém|система|systemnachricht|systemmeldung|systemhinweis)\** ?\** ?: ?\** ?`+roleCue, withColon)
 	on(RoleMarker, "systemnachricht systemmeldung systemhinweis", `(?-i:SYSTEM[A-ZÄÖÜ]+) ?:`)
@@ -602,7 +602,7 @@ func roleRules() {
 		`(?-i:SYSTEM|DEVELOPER|ADMIN|OPERATOR|SYSTÈME|SISTEMA|СИСТЕМА|USER|ASSISTANT|HUMAN)\**(?: (?-i:PROMPT|MESSAGE|NOTE|OVERRIDE|NOTICE|INSTRUCTIONS?))? ?\** ?:`+
 			`|(?:system|developer|admin|operator) (?:message|note|prompt|override|notice|instructions?|update|alert|directive)\** ?:`+
 			`|(?:system|developer|admin|système|sistema|systém|система)\** ?\** ?: ?\** ?`+roleCue,
-		withBefore(atBoundary), withColon)
+		withPre(atBoundary), withColon)
 	onPunct('[', re(FakeDelimiter, `\[\[? ?(?-i:(?:ADMIN|SYSTEM|DEVELOPER|OPERATOR|IMPORTANT|PRIORITY|URGENT|OVERRIDE|INSTRUCTIONS?|AI|ASSISTANT|SECURITY|MODERATOR)(?: [A-Z]+){0,3}) ?(?:::?|\]|-)`, withPre(func(v string, i int) bool {
 		j := i + 1
 		for j < len(v) && j < i+3 && (v[j] == '[' || v[j] == ' ') {
@@ -617,7 +617,7 @@ func roleRules() {
 		re(RoleMarker, `<\| ?(?:system|assistant|user|im_start|im_end|start_header_id|end_header_id|eot_id|endoftext)`),
 		re(RoleMarker, `<(?:start_of_turn|end_of_turn)>|<< ?/? ?sys ?>>`))
 	onPunct('#', re(RoleMarker, `#{2,} ?(?:\( ?system(?:_message)? ?\)|(?:system|instructions?|response|assistant|user|human)\b ?\)? ?:|(?:system|new) (?:prompt|instructions|message)\b)`,
-		withBefore(runStart)))
+		withPre(runStart)))
 }
 
 func delimiterRules() {
@@ -639,17 +639,18 @@ func delimiterRules() {
 	banner := re(FakeDelimiter,
 		`(?:[-=*#~_]{2,}|\[{1,2}|<<|\(\() ?(?:end|beginning|begin|start|close|stop) (?:of )?(?:the )?(?:\w+ ){0,3}?(?:input|content|document|text|data|e?mail|message|context|instructions?|prompt|conversation|summary|article|page|section|query|results?|file|payload)s?\b`+
 			`|(?:[-=*#~_]{2,}|\[{1,2}) ?(?:begin|start|new) (?:of )?(?:the )?(?:trusted |system |new |admin |real |actual |important )?(?:instructions?|task|prompt|system prompt|directives?)\b`,
-		withBefore(runStart), withPre(wordAfterIn("-=*#~_[<( ", "end beginning begin start close stop new")))
+		withPre(runStart), withPre(wordAfterIn("-=*#~_[<( ", "end beginning begin start close stop new")))
 	for _, c := range []byte("-=*#~_[<(") {
 		onPunct(c, banner)
 	}
 	on(FakeDelimiter, "end",
-		`end of (?:the )?(?:user|untrusted|external|retrieved|third-party|customer|provided|supplied|quoted) (?:data|input|content|text|document|message|section)`, withBefore(atBoundary))
+		`end of (?:the )?(?:user|untrusted|external|retrieved|third-party|customer|provided|supplied|quoted) (?:data|input|content|text|document|message|section)`, withPre(atBoundary))
 	on(FakeDelimiter, "user untrusted external retrieved document email text data input content",
-		`(?:(?:user|untrusted|external|retrieved) )?(?:document|email|text|data|input|content|message) (?:ends|ended|stops|is over|finishes) here`, withBefore(atBoundary))
+		`(?:(?:user|untrusted|external|retrieved) )?(?:document|email|text|data|input|content|message) (?:ends|ended|stops|is over|finishes) here`, withPre(atBoundary),
+		withNext("user untrusted external retrieved document email text data input content", "ends ended stops is finishes document email text data input content message"))
 	on(FakeDelimiter, "system admin trusted developer instructions instruction override",
 		`(?:system|admin|trusted|developer|override|operator)(?: \w+){0,2}? (?:instructions?|section|block|prompt|zone|area|mode|message)? ?(?:begins?|starts?|follows?)\b`,
-		withBefore(func(v string, i int) bool {
+		withPre(func(v string, i int) bool {
 			j := i
 			for j > 0 && (v[j-1] == ' ' || v[j-1] == '\t') {
 				j--
@@ -657,9 +658,9 @@ func delimiterRules() {
 			return j > 1 && strings.IndexByte("-=*#~_[<>|/", v[j-1]) >= 0 && v[j-2] == v[j-1]
 		}))
 	on(FakeDelimiter, "end beginning begin start",
-		`(?-i:END OF|BEGIN(?:NING)? OF|START OF) (?:THE )?(?-i:[A-Z][A-Z\x20]{1,30})\b`, withBefore(atBoundary))
+		`(?-i:END OF|BEGIN(?:NING)? OF|START OF) (?:THE )?(?-i:[A-Z][A-Z\x20]{1,30})\b`, withPre(atBoundary))
 	onPunct('-', re(FakeDelimiter, `-{2,} ?(?:[a-z]+[\x20,]+){0,4}?(?:instruction|override|amendment|directive|resume|command)s?\b`,
-		withBefore(func(v string, i int) bool { return lineStart(v, i) && runStart(v, i) })))
+		withPre(func(v string, i int) bool { return lineStart(v, i) && runStart(v, i) })))
 }
 
 // htmlTags are the tags of ordinary HTML, which a page's text may hold.
