@@ -2,9 +2,9 @@ package result
 
 import (
 	"strings"
-	"unicode"
 	"unicode/utf8"
 
+	"github.com/airlock/airlock/broker/result/internal/invisible"
 	"golang.org/x/text/unicode/norm"
 )
 
@@ -162,7 +162,7 @@ func strip(s string, i int, ns *notes) string {
 		case r < 0x20 || 0x7f <= r && r <= 0x9f:
 			i += n
 			nCtl++
-		case isInvisible(r):
+		case invisible.Is(r):
 			i += n
 			nInv++
 		default:
@@ -179,7 +179,7 @@ func strip(s string, i int, ns *notes) string {
 
 // isStrippedRune reports whether strip removes r (escape introducers included).
 func isStrippedRune(r rune) bool {
-	return r < 0x20 && r != '\t' && r != '\n' || 0x7f <= r && r <= 0x9f || isInvisible(r)
+	return r < 0x20 && r != '\t' && r != '\n' || 0x7f <= r && r <= 0x9f || invisible.Is(r)
 }
 
 // isC1Introducer reports whether r opens an 8-bit escape sequence: CSI,
@@ -267,33 +267,4 @@ func stringEnd(s string, j int) int {
 		j++
 	}
 	return j
-}
-
-// isInvisible reports whether r is a character that changes what text
-// means without being seen: Unicode tags (which can spell out hidden ASCII),
-// bidi controls (which reorder what is displayed), zero-width and other
-// format characters, variation selectors (which can encode hidden bytes) and
-// blank fillers.
-func isInvisible(r rune) bool {
-	switch {
-	case r < 0xad:
-		return false
-	case r == 0xad, // soft hyphen
-		r == 0x61c,               // Arabic letter mark
-		r == 0x115f, r == 0x1160, // Hangul fillers
-		r == 0x17b4, r == 0x17b5, // Khmer inherent vowels
-		0x180b <= r && r <= 0x180f, // Mongolian variation selectors, vowel separator
-		0x200b <= r && r <= 0x200f, // zero-width space, joiners, LRM, RLM
-		0x202a <= r && r <= 0x202e, // bidi embeddings and overrides
-		0x2060 <= r && r <= 0x206f, // word joiner, invisible operators, bidi isolates
-		r == 0x3164, r == 0xffa0,   // Hangul fillers
-		0xfe00 <= r && r <= 0xfe0f,   // variation selectors
-		r == 0xfeff,                  // zero-width no-break space (BOM)
-		0xfff0 <= r && r <= 0xfffb,   // interlinear annotation
-		0x1bca0 <= r && r <= 0x1bca3, // shorthand format controls
-		0x1d173 <= r && r <= 0x1d17a, // musical format controls
-		0xe0000 <= r && r <= 0xe0fff: // tags and variation selectors supplement
-		return true
-	}
-	return unicode.Is(unicode.Cf, r)
 }

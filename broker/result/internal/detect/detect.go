@@ -15,6 +15,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/airlock/airlock/broker/result/internal/invisible"
 )
 
 // Category is a set of kinds of injected instruction.
@@ -141,7 +143,7 @@ func (sc *scanner) mark(p int) {
 
 // hasInvisible reports whether s holds a character fold drops.
 func hasInvisible(s string) bool {
-	return strings.IndexFunc(s, invisible) >= 0
+	return strings.IndexFunc(s, invisible.Is) >= 0
 }
 
 // scanner holds the state of one pass over a view of the text.
@@ -235,7 +237,8 @@ func (sc *scanner) view(v string) Category {
 
 // isWordByte marks ASCII letters and digits. The underscore splits words,
 // so that delete_file is seen as delete and file.
-var isWordByte = func() (t [utf8.RuneSelf]bool) {
+// It has a slot for every byte, so that any byte of the text indexes it.
+var isWordByte = func() (t [256]bool) {
 	for c := range t {
 		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
 	}
@@ -350,7 +353,7 @@ func (sc *scanner) try(r *rule, v string, i int) {
 	}
 	// What surrounds the match is looked at last: the regular expression
 	// rejects most anchors at their next word.
-	if r.before != nil && !r.before(v, i) || r.after != nil && !r.after(v, i, i+loc[1]) {
+	if r.after != nil && !r.after(v, i, i+loc[1]) {
 		return
 	}
 	sc.found |= r.cat

@@ -6,6 +6,8 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
+
+	"github.com/airlock/airlock/broker/result/internal/invisible"
 )
 
 // fold returns s as a reader would see it once the tricks that keep words
@@ -36,7 +38,7 @@ func plainRunes(s string, spaced bool) []rune {
 		case r < ' ' && r != '\n' && r != '\t' || 0x7f <= r && r < 0xa0:
 		case 0xe0020 <= r && r <= 0xe007e:
 			rs = append(rs, r-0xe0000) // a tag spells out hidden ASCII
-		case invisible(r):
+		case invisible.Is(r):
 			if spaced {
 				rs = append(rs, ' ')
 			}
@@ -79,21 +81,6 @@ func isASCIIAlnum(b []byte) bool {
 		}
 	}
 	return len(b) > 0
-}
-
-// invisible reports whether r is not seen when rendered: format
-// characters, variation selectors and fillers.
-func invisible(r rune) bool {
-	switch {
-	case r < 0xad:
-		return false
-	case r == 0x115f, r == 0x1160, r == 0x3164, r == 0xffa0, // Hangul fillers
-		0x180b <= r && r <= 0x180f, // Mongolian variation selectors
-		0xfe00 <= r && r <= 0xfe0f, // variation selectors
-		0xe0000 <= r && r <= 0xe0fff:
-		return true
-	}
-	return unicode.Is(unicode.Cf, r)
 }
 
 // homoglyphs are Cyrillic and Greek letters drawn like Latin ones.
@@ -262,7 +249,7 @@ func foldsRune(r rune, v string, i, n int) bool {
 	switch {
 	case r < 0xa0:
 		return true // C1 control
-	case invisible(r), unicode.Is(unicode.Zs, r):
+	case invisible.Is(r), unicode.Is(unicode.Zs, r):
 		return true
 	case homoglyphs[r] != 0:
 		return i > 0 && isLetter(v[i-1]) || i+n < len(v) && isLetter(v[i+n])

@@ -8,15 +8,16 @@ import (
 )
 
 // rule is one shape of injected instruction. It starts at one of its
-// anchor words (or runes, or punctuation), and matches if re matches at
-// the anchor, within window bytes, and before and after, when set, agree
-// with what surrounds the match. A rule with fn instead decides by itself.
+// anchor words (or runes, or punctuation), and matches if pre, when set,
+// passes, re matches at the anchor within window bytes, and after, when
+// set, agrees with what surrounds the match. Cheap tests go in pre; tests
+// that cost a regular expression go in after, which runs only on a match.
+// A rule with fn instead decides by itself.
 type rule struct {
-	cat    Category
-	re     *regexp.Regexp
-	before func(v string, i int) bool
-	after  func(v string, start, end int) bool
-	fn     func(sc *scanner, v string, i int) bool
+	cat   Category
+	re    *regexp.Regexp
+	after func(v string, start, end int) bool
+	fn    func(sc *scanner, v string, i int) bool
 	// next, when set, names for some anchors the words one of which must
 	// come in the two words after the anchor for the rule to run at all.
 	next map[string]map[string]bool
@@ -129,7 +130,10 @@ func re(cat Category, src string, opts ...func(*rule)) *rule {
 	return r
 }
 
-func withBefore(f func(v string, i int) bool) func(*rule) { return func(r *rule) { r.before = f } }
+// withBefore looks, once re has matched, at what precedes the anchor.
+func withBefore(f func(v string, i int) bool) func(*rule) {
+	return withAfter(func(v string, start, _ int) bool { return f(v, start) })
+}
 
 // withNext makes the rule run at any of the space-separated anchors only
 // if one of the two words after it is among words.
@@ -235,8 +239,15 @@ func urlHasPlaceholder(v string, i int) bool {
 // transferBefore finds an order to send something earlier in the text.
 var transferBefore = regexp.MustCompile(`(?i)\b(?:send|forward|post|upload|transfer|submit|exfiltrate|leak|deliver|push|report|ping|call|hit|fetch|notify)\b`)
 
+// withAfter adds a test of the match and what surrounds it.
 func withAfter(f func(v string, start, end int) bool) func(*rule) {
-	return func(r *rule) { r.after = f }
+	return func(r *rule) {
+		if prev := r.after; prev != nil {
+			r.after = func(v string, start, end int) bool { return prev(v, start, end) && f(v, start, end) }
+			return
+		}
+		r.after = f
+	}
 }
 
 // atBoundary reports whether what precedes i, past blanks and Markdown
@@ -396,7 +407,7 @@ func overrideRules() {
 		`(?:drop|skip|neglect|reset|erase|clear|cancel|replace) (?:all (?:of )?)?(?:your|the (?:previous|prior|above|earlier|original|initial|system)) (?:[\w-]+ ){0,2}`+overrideNoun)
 	on(Override, "follow obey comply adhere listen",
 		`(?:follow|obey|comply with|adhere to|listen to) (?:(?:the|your|any|all|those|these) )*(?:(?:previous|prior|above|earlier|original|initial|system|developer)\b|`+overrideNoun+` (?:[\w']+ ){0,2}?(?:you (?:were|have been|'ve been) given|above|from before|earlier))`,
-		withBefore(func(v string, i int) bool {
+		withPre(func(v string, i int) bool {
 			b := strings.ToLower(v[max(0, i-12):i])
 			return strings.Contains(b, "not ") || strings.Contains(b, "n't ") || strings.Contains(b, "never ") || strings.Contains(b, "stop ")
 		}))
@@ -587,7 +598,7 @@ func roleRules() {
 	on(RoleMarker, "user human assistant ai bot system developer admin système sistema systém система systemnachricht systemmeldung systemhinweis",
 		`(?:user|human|assistant|ai|bot|system|developer|admin|système|sistema|systém|система|systemnachricht|systemmeldung|systemhinweis)\** ?\** ?: ?\** ?`+roleCue, withColon)
 	on(RoleMarker, "systemnachricht systemmeldung systemhinweis", `(?-i:SYSTEM[A-ZÄÖÜ]+) ?:`)
-	on(RoleMarker, "role", `role" ?: ?"(?:system|developer|assistant|user|tool)" ?, ?"content" ?: ?"`, withBefore(func(v string, i int) bool { return i > 0 && v[i-1] == '"' }))
+	on(RoleMarker, "role", `role" ?: ?"(?:system|developer|assistant|user|tool)" ?, ?"content" ?: ?"`, withPre(func(v string, i int) bool { return i > 0 && v[i-1] == '"' }))
 	on(RoleMarker, "role", `role["'] ?: ?["'](?:system|developer|assistant)["'] ?, ?["']content["'] ?: ?["']`,
 		withAfter(func(v string, _, end int) bool {
 			content := v[end:min(len(v), end+window)]
@@ -613,7 +624,7 @@ func roleRules() {
 	onPunct('[', re(RoleMarker, `\[\[? ?/? ?(?:system|système|systeme|sistema|система|developer|admin|sys|inst|system_message)(?:[^\p{L}\d_\]\n][^\]\n]{0,30})?\]|\[ ?/? ?(?:assistant|user|human|ai) ?\] ?:`, withPre(wordAfterIn("[/ ", "system systeme sistema developer admin sys inst system_message assistant user human ai"))))
 	onPunct('<',
 		re(RoleMarker, `</? ?(?:system|assistant|user|developer|admin|human|im_start|im_end|system_message)(?:\s[^>\n]{0,30})?>`,
-			withBefore(func(v string, i int) bool { return i == 0 || !isWordByte[v[i-1]] })), // not List<User>
+			withPre(func(v string, i int) bool { return i == 0 || !isWordByte[v[i-1]] })), // not List<User>
 		re(RoleMarker, `<\| ?(?:system|assistant|user|im_start|im_end|start_header_id|end_header_id|eot_id|endoftext)`),
 		re(RoleMarker, `<(?:start_of_turn|end_of_turn)>|<< ?/? ?sys ?>>`))
 	onPunct('#', re(RoleMarker, `#{2,} ?(?:\( ?system(?:_message)? ?\)|(?:system|instructions?|response|assistant|user|human)\b ?\)? ?:|(?:system|new) (?:prompt|instructions|message)\b)`,
@@ -630,7 +641,7 @@ func delimiterRules() {
 		re(FakeDelimiter, `< ?(?:system_prompt|system_instructions?|instructions?|assistant_instructions?|admin|trusted_\w+|developer_instructions?|new_instructions?|hidden_instructions?|important_instructions?|information)>`))
 	onPunct(']', re(FakeDelimiter, `\]\]> ?<`))
 	onPunct('{', re(FakeDelimiter, `\{ ?"(?:instructions?|system|system_prompt|trusted|role|admin|override|directive|command|new_task)" ?:`,
-		withBefore(func(v string, i int) bool {
+		withPre(func(v string, i int) bool {
 			return strings.ContainsAny(strings.TrimRight(v[max(0, i-8):i], " \t\r\n,"), "}]")
 		})))
 	on(FakeDelimiter, "no", `no more (?:data|input|content|text|documents?) (?:below|beyond|after|past) (?:this|here)`, withNext("no", "more"))
@@ -803,7 +814,9 @@ func exfiltrationRules() {
 		`(?:include|add|append|put|insert|embed) (?:it|them|this|that|the \w+(?: \w+)?) (?:as|in|into) (?:the |a )?[^\n]{0,40}?(?:in|to|into) (?:every|each|all|any) (?:links?|urls?|images?|requests?)`,
 		withBefore(func(v string, i int) bool { return sensitiveBefore.MatchString(v[max(0, i-160):i]) }))
 	cjk := &rule{cat: Exfiltration, re: compile(`(?:发送|传送|转发|上传|发)(?:到|至|给)`),
-		before: func(v string, i int) bool { return cjkSensitive.MatchString(v[max(0, i-90):i]) }, after: hasDestination}
+		after: func(v string, start, end int) bool {
+			return cjkSensitive.MatchString(v[max(0, start-90):start]) && hasDestination(v, start, end)
+		}}
 	for _, c := range "发传转上" {
 		runeAnchors[c] = append(runeAnchors[c], cjk)
 	}
