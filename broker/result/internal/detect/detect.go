@@ -347,6 +347,15 @@ func (sc *scanner) try(r *rule, v string, i int) {
 		return
 	}
 	w := v[i:min(len(v), i+window)]
+	if d := dfaOf(r.re); d != nil && useDFA {
+		if !d.matches(w) {
+			return
+		}
+		if r.after == nil {
+			sc.found |= r.cat
+			return
+		}
+	}
 	loc := r.re.FindStringIndex(w)
 	if loc == nil {
 		return
