@@ -3,6 +3,7 @@ package result_test
 import (
 	"encoding/json"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -123,9 +124,11 @@ func BenchmarkSanitize_1MiBInjected(b *testing.B) {
 	for _, s := range loadCorpus(b, "injected*.jsonl") {
 		texts = append(texts, s.Text)
 	}
+	// Each item is made distinct, as the texts of a real result are: the
+	// detector reads a string that comes twice only once.
 	var items []string
 	for n, i := 0, 0; n < 1<<20; i++ {
-		t := texts[i%len(texts)]
+		t := texts[i%len(texts)] + " (" + strconv.Itoa(i) + ")"
 		items = append(items, t)
 		n += len(t) + 4
 	}

@@ -128,7 +128,9 @@ type Finding struct {
 func Sanitize(v any, opts SanitizeOptions) (any, []Finding) {
 	z := newSanitizer(opts)
 	z.flag = true
+	z.flags = startFlags(v)
 	out := z.value(v)
+	z.reportFlags()
 	return out, z.report.findings()
 }
 
@@ -152,8 +154,11 @@ type sanitizer struct {
 	buf     buffers
 	report  collector
 	// flag runs the injection detector; SanitizeText, whose report
-	// nobody reads, leaves it off.
-	flag bool
+	// nobody reads, leaves it off. flags, when set, is the detector
+	// running beside the walk, and pending the strings waiting for it.
+	flag    bool
+	flags   *flagSet
+	pending []pendingFlag
 }
 
 // buffers are scratch slices the string rules reuse from one string to the
@@ -174,7 +179,7 @@ func newSanitizer(opts SanitizeOptions) *sanitizer {
 
 // text runs every string rule over s, noting what fired in ns.
 func (z *sanitizer) text(s string, ns *notes) string {
-	if z.flag {
+	if z.flag && z.flags == nil {
 		for _, name := range detect.Scan(s).Names() {
 			ns.add(KindFlagged, name, 1)
 		}
@@ -269,6 +274,7 @@ func (z *sanitizer) value(orig any) any {
 		z.scratch = z.scratch[:0]
 		out := z.text(v, &z.scratch)
 		z.record(z.scratch, "")
+		z.flagLater(v, "")
 		if out == v {
 			return orig // no new interface value to allocate
 		}
@@ -349,6 +355,7 @@ func (z *sanitizer) object(m map[string]any) map[string]any {
 		}
 		z.path = append(z.path, step{key: mb.key})
 		z.record(mb.notes, detailInKey)
+		z.flagLater(mb.orig, detailInKey)
 		if n := collided[mb.key]; n > 0 {
 			z.record(notes{{KindRemoved, detailKeyCollision, n}}, "")
 		}

@@ -171,19 +171,21 @@ func (sc *scanner) view(v string) Category {
 		case c < utf8.RuneSelf && isWordByte[c]:
 			we := i + 1
 			digits, letters := c >= '0' && c <= '9', c > '9'
+			h := hashByte(0, c)
 			for we < len(v) && v[we] < utf8.RuneSelf && isWordByte[v[we]] {
 				if v[we] <= '9' {
 					digits = true
 				} else {
 					letters = true
 				}
+				h = hashByte(h, v[we])
 				we++
 			}
 			if we < len(v) && v[we] >= utf8.RuneSelf {
 				// A word that runs on into other scripts is looked at whole.
 				we = sc.wideWord(v, i, we)
 			} else {
-				sc.asciiWord(v, i, we)
+				sc.asciiWord(v, i, we, h)
 			}
 			if !sc.folded {
 				if digits && letters || hyphenSplit(v, i, we) {
@@ -248,24 +250,15 @@ var isWordByte = func() (t [256]bool) {
 // maxAnchor is the longest anchor word, in bytes.
 const maxAnchor = 24
 
-// asciiWord runs the rules anchored at the ASCII word v[i:we].
-func (sc *scanner) asciiWord(v string, i, we int) {
-	n := we - i
-	if n > maxAnchor || !anchorLengths[n] || !anchorPairs[lower(v[i])][lower(v[i+min(1, n-1)])] {
+// asciiWord runs the rules anchored at the ASCII word v[i:we], whose
+// hash is h.
+func (sc *scanner) asciiWord(v string, i, we int, h uint32) {
+	e := index().lookup(v, i, we, h)
+	if e == nil {
 		return
 	}
-	var b [maxAnchor]byte
-	h := uint32(0)
-	for k := 0; k < n; k++ {
-		b[k] = lower(v[i+k])
-		h = h*31 + uint32(b[k])
-	}
-	if h &= bloomBits - 1; anchorBloom[h>>6]&(1<<(h&63)) == 0 {
-		return
-	}
-	word := b[:n]
-	for _, r := range anchors[string(word)] {
-		if r.next == nil || nextIn(v, we, r.next[string(word)]) {
+	for k, r := range e.rules {
+		if e.nexts[k] == nil || nextHashIn(v, we, e.nexts[k]) {
 			sc.try(r, v, i)
 		}
 	}
@@ -308,7 +301,7 @@ func (sc *scanner) wideWord(v string, i, ascii int) int {
 		return i + n
 	}
 	if we == ascii {
-		sc.asciiWord(v, i, we)
+		sc.asciiWord(v, i, we, wordHash(v[i:we]))
 		return we
 	}
 	if we-i <= 4*maxAnchor {

@@ -5,6 +5,7 @@ import (
 	"regexp/syntax"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 )
 
@@ -19,8 +20,8 @@ import (
 // they agree on every input; the tests check that they do.
 
 // dfa decides whether its program matches at the start of a window. Its
-// states are made as inputs first need them and kept, up to maxStates,
-// after which they are dropped and made again. A dfa is safe for use by
+// states are made as inputs first need them and kept, within a bound on
+// memory past which they are dropped and made again. A dfa is safe for use by
 // concurrent goroutines.
 type dfa struct {
 	prog *syntax.Prog
@@ -34,6 +35,10 @@ type dfa struct {
 	starts [1]*dstate
 	stack  []uint32 // scratch for closures
 	seen   []bool
+	// visited lists the instructions seen marks, to clear them.
+	visited []uint32
+	// size is about how many bytes the states take.
+	size int64
 }
 
 // dstate is a set of instructions waiting for the next rune, and what the
@@ -49,8 +54,16 @@ type dstate struct {
 	wide       map[rune]*dstate
 }
 
-// maxStates bounds a dfa's memory: past it, its states are made anew.
-const maxStates = 2048
+// A hostile text can make every rule's dfa grow, so their memory is
+// bounded each and all together: past a bound, a dfa drops its states and
+// makes them again as needed, which costs time, never memory.
+var (
+	maxDFABytes    int64 = 2 << 20
+	maxAllDFABytes int64 = 32 << 20
+)
+
+// dfaBytes is about how many bytes the states of all dfas take.
+var dfaBytes atomic.Int64
 
 // dfas caches the dfa of each expression; nil when there is none.
 var dfas sync.Map // *regexp.Regexp → *dfa
@@ -123,6 +136,8 @@ func kindOf(r rune) rune {
 }
 
 func (d *dfa) reset() {
+	dfaBytes.Add(-d.size)
+	d.size = 0
 	d.states = map[string]*dstate{}
 	d.starts[0] = d.state([]uint32{uint32(d.prog.Start)}, -1)
 }
@@ -139,6 +154,9 @@ func (d *dfa) state(pcs []uint32, prev rune) *dstate {
 	}
 	s := &dstate{pcs: pcs, prev: prev, next: make([]*dstate, d.nclasses), dead: len(pcs) == 0}
 	d.states[string(key)] = s
+	n := int64(2*len(key) + 8*d.nclasses + 128)
+	d.size += n
+	dfaBytes.Add(n)
 	return s
 }
 
@@ -151,6 +169,7 @@ func (d *dfa) closure(pcs []uint32, before, after rune) ([]uint32, bool) {
 	var out []uint32
 	matched := false
 	stack := append(d.stack[:0], pcs...)
+	visited := append(d.visited[:0], pcs...)
 	for _, pc := range pcs {
 		d.seen[pc] = true
 	}
@@ -162,6 +181,7 @@ func (d *dfa) closure(pcs []uint32, before, after rune) ([]uint32, bool) {
 			if !d.seen[next] {
 				d.seen[next] = true
 				stack = append(stack, next)
+				visited = append(visited, next)
 			}
 		}
 		switch in.Op {
@@ -182,7 +202,10 @@ func (d *dfa) closure(pcs []uint32, before, after rune) ([]uint32, bool) {
 		}
 	}
 	d.stack = stack
-	clear(d.seen)
+	for _, pc := range visited {
+		d.seen[pc] = false
+	}
+	d.visited = visited
 	return out, matched
 }
 
@@ -201,7 +224,7 @@ func (d *dfa) step(s *dstate, r rune) *dstate {
 	}
 	slices.Sort(next)
 	next = slices.Compact(next)
-	if len(d.states) >= maxStates {
+	if d.size > maxDFABytes || dfaBytes.Load() > maxAllDFABytes {
 		d.reset()
 	}
 	return d.state(next, kindOf(r))

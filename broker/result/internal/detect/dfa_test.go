@@ -73,3 +73,32 @@ func FuzzDFA(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) { assertDFAAgrees(t, s) })
 }
+
+// However many states hostile text needs, the dfas keep within their
+// bounds, and dropping states changes no result.
+func TestDFA_MemoryIsBounded(t *testing.T) {
+	defer func(one, all int64) { maxDFABytes, maxAllDFABytes = one, all }(maxDFABytes, maxAllDFABytes)
+	maxDFABytes, maxAllDFABytes = 16<<10, 256<<10
+	dfas.Range(func(_, v any) bool {
+		if d := v.(*dfa); d != nil {
+			d.mu.Lock()
+			d.reset()
+			d.mu.Unlock()
+		}
+		return true
+	})
+	texts := append(corpusTexts(t, "injected*.jsonl"), corpusTexts(t, "benign*.jsonl")...)
+	for _, s := range texts {
+		assertDFAAgrees(t, s)
+		// One state over the bound is made before the bound is checked.
+		if n := dfaBytes.Load(); n > maxAllDFABytes+64<<10 {
+			t.Fatalf("dfas take %d bytes, over %d", n, maxAllDFABytes)
+		}
+	}
+	dfas.Range(func(_, v any) bool {
+		if d := v.(*dfa); d != nil && d.size > maxDFABytes+64<<10 {
+			t.Errorf("a dfa takes %d bytes, over %d", d.size, maxDFABytes)
+		}
+		return true
+	})
+}

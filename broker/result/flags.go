@@ -1,0 +1,135 @@
+package result
+
+import (
+	"runtime"
+	"slices"
+	"sync"
+
+	"github.com/airlock/airlock/broker/result/internal/detect"
+)
+
+// The injection detector reads each string as it came and changes
+// nothing, so it need not wait for the cleaning: on a large result it runs
+// on other cores beside the walk that cleans, and its flags join the
+// report when both are done. The report is the same either way; a small
+// result is not worth a goroutine.
+
+// parallelFlagBytes is the size of the strings of a result from which the
+// detector runs beside the cleaning walk.
+const parallelFlagBytes = 32 << 10
+
+// parallelFlags lets the detector run beside the walk; tests turn it off
+// to compare the reports.
+var parallelFlags = true
+
+// maxFlagWorkers bounds the goroutines one result's detection takes.
+const maxFlagWorkers = 4
+
+// flagSet holds the categories of each distinct string of a result, found
+// by goroutines that have finished once wait returns.
+type flagSet struct {
+	index map[string]int
+	cats  []detect.Category
+	wg    sync.WaitGroup
+}
+
+// pendingFlag is a string whose flags are reported at steps once the
+// detector has read it.
+type pendingFlag struct {
+	steps  []step
+	raw    string
+	suffix string
+}
+
+// startFlags starts detecting injected instructions in the strings and
+// keys of v, up to MaxDepth, on goroutines of their own, and returns nil
+// when v is too small to be worth it or there is one core.
+func startFlags(v any) *flagSet {
+	procs := runtime.GOMAXPROCS(0)
+	if procs < 2 || !parallelFlags {
+		return nil
+	}
+	f := &flagSet{index: map[string]int{}}
+	var texts []string
+	total := 0
+	var collect func(v any, depth int)
+	collect = func(v any, depth int) {
+		add := func(s string) {
+			if _, ok := f.index[s]; !ok {
+				f.index[s] = len(texts)
+				texts = append(texts, s)
+				total += len(s)
+			}
+		}
+		switch v := v.(type) {
+		case string:
+			add(v)
+		case map[string]any:
+			if depth >= MaxDepth {
+				return
+			}
+			for k, e := range v {
+				add(k)
+				collect(e, depth+1)
+			}
+		case []any:
+			if depth >= MaxDepth {
+				return
+			}
+			for _, e := range v {
+				collect(e, depth+1)
+			}
+		}
+	}
+	collect(v, 0)
+	if total < parallelFlagBytes {
+		return nil
+	}
+	f.cats = make([]detect.Category, len(texts))
+	// The walk that cleans takes one core; the detector shares the rest
+	// out by bytes.
+	workers := min(procs-1, maxFlagWorkers)
+	share := total/workers + 1
+	for from := 0; from < len(texts); {
+		to, n := from, 0
+		for to < len(texts) && (n < share || to == from) {
+			n += len(texts[to])
+			to++
+		}
+		f.wg.Add(1)
+		go func(from, to int) {
+			defer f.wg.Done()
+			for i := from; i < to; i++ {
+				f.cats[i] = detect.Scan(texts[i])
+			}
+		}(from, to)
+		from = to
+	}
+	return f
+}
+
+// flagLater notes that raw, the string at the current path, is flagged
+// there (with suffix on each detail) once the detector has read it.
+func (z *sanitizer) flagLater(raw, suffix string) {
+	if z.flags != nil {
+		z.pending = append(z.pending, pendingFlag{steps: slices.Clone(z.path), raw: raw, suffix: suffix})
+	}
+}
+
+// reportFlags waits for the detector and adds its flags to the report.
+func (z *sanitizer) reportFlags() {
+	if z.flags == nil {
+		return
+	}
+	z.flags.wg.Wait()
+	for _, p := range z.pending {
+		names := z.flags.cats[z.flags.index[p.raw]].Names()
+		if len(names) == 0 {
+			continue
+		}
+		path := formatPath(p.steps)
+		for _, name := range names {
+			z.report.add(p.steps, path, KindFlagged, name+p.suffix, 1)
+		}
+	}
+}

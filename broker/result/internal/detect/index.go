@@ -1,0 +1,151 @@
+package detect
+
+import (
+	"sync"
+	"unicode/utf8"
+)
+
+// Every ASCII word of a text is looked up as a possible anchor, so the
+// lookup is a hash the walk over the word already computed, checked
+// against a bit set and then an open-addressed table, with no string made;
+// the words a rule needs next are hashed sets too.
+
+// hashByte folds c into the hash h of a word in lower case.
+func hashByte(h uint32, c byte) uint32 { return h*31 + uint32(lowerByte[c]) }
+
+// lowerByte maps each byte to its ASCII lower case.
+var lowerByte = func() (t [256]byte) {
+	for c := range t {
+		t[c] = lower(byte(c))
+	}
+	return t
+}()
+
+// entry is an ASCII anchor word and the rules that start at it, each with
+// the hashes of the words one of which must follow it (nil: any).
+type entry struct {
+	word  string
+	hash  uint32
+	rules []*rule
+	nexts []map[uint32]bool
+}
+
+// anchorIndex finds the entry of an ASCII word by its hash.
+type anchorIndex struct {
+	bloom [bloomBits / 64]uint64
+	slots []*entry // open addressing, a power of two long
+}
+
+// index is built from the registered rules when a text is first scanned.
+var index = sync.OnceValue(func() *anchorIndex {
+	x := &anchorIndex{}
+	var es []*entry
+	for w, rs := range anchors {
+		if len(w) > maxAnchor || !isASCIIWord(w) {
+			continue
+		}
+		e := &entry{word: w, hash: wordHash(w), rules: rs}
+		for _, r := range rs {
+			var set map[uint32]bool
+			if r.next != nil && r.next[w] != nil {
+				set = map[uint32]bool{}
+				for n := range r.next[w] {
+					set[wordHash(n)] = true
+				}
+			}
+			e.nexts = append(e.nexts, set)
+		}
+		es = append(es, e)
+	}
+	size := 1
+	for size < 4*len(es) {
+		size *= 2
+	}
+	x.slots = make([]*entry, size)
+	for _, e := range es {
+		h := e.hash & (bloomBits - 1)
+		x.bloom[h>>6] |= 1 << (h & 63)
+		for k := e.hash & uint32(size-1); ; k = (k + 1) & uint32(size-1) {
+			if x.slots[k] == nil {
+				x.slots[k] = e
+				break
+			}
+		}
+	}
+	return x
+})
+
+func wordHash(w string) uint32 {
+	h := uint32(0)
+	for i := 0; i < len(w); i++ {
+		h = hashByte(h, w[i])
+	}
+	return h
+}
+
+func isASCIIWord(w string) bool {
+	for i := 0; i < len(w); i++ {
+		if w[i] >= utf8.RuneSelf || !isWordByte[w[i]] {
+			return false
+		}
+	}
+	return w != ""
+}
+
+// lookup returns the entry of the word v[i:we], whose hash is h.
+func (x *anchorIndex) lookup(v string, i, we int, h uint32) *entry {
+	if b := h & (bloomBits - 1); x.bloom[b>>6]&(1<<(b&63)) == 0 || we-i > maxAnchor {
+		return nil
+	}
+	mask := uint32(len(x.slots) - 1)
+	for k := h & mask; ; k = (k + 1) & mask {
+		e := x.slots[k]
+		if e == nil {
+			return nil
+		}
+		if e.hash == h && equalFoldASCII(v[i:we], e.word) {
+			return e
+		}
+	}
+}
+
+// equalFoldASCII reports whether s in lower case is word.
+func equalFoldASCII(s, word string) bool {
+	if len(s) != len(word) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if lowerByte[s[i]] != word[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// nextHashIn is nextIn for a set of word hashes: whether one of the two
+// words after we is in set, or cannot be told apart from one (a word in
+// another script). A hash shared by another word lets the rule run, and
+// its expression decides.
+func nextHashIn(v string, we int, set map[uint32]bool) bool {
+	j := we
+	for range 2 {
+		for k := 0; j < len(v) && k < 8 && !isLetter(v[j]) && v[j] < utf8.RuneSelf && v[j] != '\n'; k++ {
+			j++
+		}
+		if j >= len(v) || !isLetter(v[j]) {
+			return j < len(v) && v[j] >= utf8.RuneSelf
+		}
+		h, n := uint32(0), 0
+		for ; j < len(v) && isLetter(v[j]); j++ {
+			h = hashByte(h, v[j])
+			n++
+		}
+		if j < len(v) && v[j] >= utf8.RuneSelf {
+			return true
+		}
+		if n <= maxAnchor && set[h] {
+			return true
+		}
+	}
+	return false
+}
