@@ -90,8 +90,7 @@ func Scan(s string) Category {
 }
 
 func scan(s string, depth int) Category {
-	var sc scanner
-	sc.depth = depth
+	sc := scanner{depth: depth, index: index()}
 	found := sc.view(s)
 	if len(sc.spots) > 0 {
 		if o := scanObfuscated(s, sc.spots); o&^found&instructions != 0 {
@@ -117,7 +116,7 @@ func scanObfuscated(s string, spots []span) Category {
 		part := s[a:b]
 		for _, spaced := range []bool{false, true} {
 			if f := fold(part, spaced); f != part {
-				sc := scanner{depth: maxDepth, folded: true}
+				sc := scanner{depth: maxDepth, folded: true, index: index()}
 				found |= sc.view(f)
 			}
 			if !hasInvisible(part) {
@@ -150,6 +149,7 @@ func hasInvisible(s string) bool {
 type scanner struct {
 	found  Category
 	depth  int
+	index  *anchorIndex
 	folded bool // this view is the folded one
 	// spots are the parts of the text fold would change; nil in the
 	// folded view itself.
@@ -253,7 +253,7 @@ const maxAnchor = 24
 // asciiWord runs the rules anchored at the ASCII word v[i:we], whose
 // hash is h.
 func (sc *scanner) asciiWord(v string, i, we int, h uint32) {
-	e := index().lookup(v, i, we, h)
+	e := sc.index.lookup(v, i, we, h)
 	if e == nil {
 		return
 	}
