@@ -358,6 +358,29 @@ var sensitiveBefore = regexp.MustCompile(`(?i)` + strings.ReplaceAll(sensitive, 
 
 var destination = regexp.MustCompile(`(?i)[\w.+-]+@[\w-]+(?:\.[\w-]+)+|https?://\S+|\b(?:[a-z0-9-]+\.)+(?:example|com|net|org|io|ru|cn|xyz|top|info|biz|co|me|app|dev|site|online|link|click)\b|\b\d{1,3}(?:\.\d{1,3}){3}\b`)
 
+// destinationNear is a cheap test that hasDestination may pass at a
+// match that starts at i: an address, a link or a host has an @, a "://"
+// or a dot between word characters. Most sentences with "send" or "copy"
+// have none, and the costly expression does not run for them.
+func destinationNear(v string, i int) bool {
+	w := v[max(0, i-160):min(len(v), i+window+200)]
+	for k := 1; k+1 < len(w); k++ {
+		switch w[k] {
+		case '@':
+			return true
+		case ':':
+			if k+2 < len(w) && w[k+1] == '/' && w[k+2] == '/' {
+				return true
+			}
+		case '.':
+			if isWordByte[w[k-1]] && isWordByte[w[k+1]] {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // hasDestination reports whether an address, link or host lies near the
 // match: before it, or after it in the same paragraph.
 func hasDestination(v string, start, end int) bool {
@@ -790,7 +813,7 @@ func exfiltrationRules() {
 	on(Exfiltration, "webhook requestbin pipedream ngrok burpcollaborator oast interact hooks discord canarytokens",
 		`(?:webhook\.site|requestbin|pipedream\.net|ngrok(?:-free)?\.(?:io|app|dev)|burpcollaborator\.net|oast\.(?:pro|live|site|online|fun|me)|interact\.sh|hooks\.slack\.com|discord(?:app)?\.com/api/webhooks|canarytokens)`,
 		withAfter(func(v string, start, end int) bool { return transferBefore.MatchString(v[max(0, start-160):start]) }))
-	r := &rule{cat: Exfiltration, re: compile(transferVerb + `\s[^.!?\n]{0,80}?` + sensitive), after: hasDestination}
+	r := &rule{cat: Exfiltration, re: compile(transferVerb + `\s[^.!?\n]{0,80}?` + sensitive), after: hasDestination, pre: destinationNear}
 	onWords("send forward email e mail post upload transfer exfiltrate leak paste copy share submit append attach deliver envía envia envie envíe envoie envoyez sende schicke schick lade übertrage übermittle invia inviare отправь отправьте перешли перешлите", r)
 	hostAfter := func(closing string) func(*rule) {
 		return withPre(func(v string, i int) bool { return strings.Contains(v[i:min(len(v), i+64)], closing) })
@@ -807,7 +830,10 @@ func exfiltrationRules() {
 		}}
 	onWords("send forward email e mail post upload transfer exfiltrate leak paste copy share submit append attach deliver", rev)
 	on(Exfiltration, "subdomain subdomains hostname label",
-		`(?:subdomains?|hostname|label)\b`, withBefore(func(v string, i int) bool {
+		`(?:subdomains?|hostname|label)\b`,
+		// "it as" is the cheaper half of the test, and rarely there.
+		withPre(func(v string, i int) bool { return containsFold(v[max(0, i-160):i], "it as") }),
+		withBefore(func(v string, i int) bool {
 			return sensitiveBefore.MatchString(v[max(0, i-160):i]) && strings.Contains(strings.ToLower(v[max(0, i-160):i]), "it as")
 		}))
 	on(Exfiltration, "include add append put insert embed",
