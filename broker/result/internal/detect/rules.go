@@ -346,7 +346,7 @@ const (
 // Exfiltration.
 const (
 	transferVerb = `(?:send|forward|e-?mail|mail|post|upload|transfer|exfiltrate|leak|paste|copy|share|submit|append|attach|deliver|envía|envia|envie|envíe|envoie|envoyez|sende|schicke|schick|lade|übertrage|übermittle|invia|inviare|отправь(?:те)?|перешли(?:те)?)`
-	sensitive    = `(?:conversation|chat ?(?:history|log)|history|transcript|inbox|unread|e-?mails\b|password|passcode|security code|verification code|one-time code|2fa|otp\b|mfa|api[ _-]?keys?|keys\b|tokens?\b|credentials?|secrets?\b|session|cookies?|clipboard|calendar|contacts\b|address book|phone number|(?:the )?user'?s\b|personal (?:data|information|details)|ssn\b|social security|credit card|card number|private|ssh|id_rsa|id_ed25519|id_ecdsa|\.aws|inhalt|número de teléfono|teléfono|dirección|del usuario|de l'utilisateur|des nutzers|do usuário|dell'utente|пользовател|\.env\b|/etc/passwd|contents? of|messages|channels|bank (?:details|account)|account details|card details|logins?\b|historial|credenciales|datos del usuario|identifiants|données|zugangsdaten|anmeldedaten|passw(?:o|ö)rter|credenciais|dados|credenziali|учетн|conversación|contraseña|mot de passe|presse-papiers|contenu|historique|passwort|kennwort|verlauf|senha|histórico|conversa\b|cronologia|dati\b|парол|истори|переписк)`
+	sensitive    = `(?:conversation|chat ?(?:history|log)|history|transcript|inbox|unread|e-?mails\b|password|passcode|security code|verification code|one-time code|2fa|otp\b|mfa|api[ _-]?keys?|keys\b|tokens?\b|credentials?|secrets?\b|session|cookies?|clipboard|calendar|contacts\b|address book|phone number|(?:the )?user'?s\b|personal (?:data|information|details)|ssn\b|social security|credit card|card number|private|ssh|id_rsa|id_ed25519|id_ecdsa|\.aws|inhalt|número de teléfono|teléfono|dirección|del usuario|de l'utilisateur|des nutzers|do usuário|dell'utente|пользовател|\.env\b|/etc/passwd|contents? of|messages|channels|bank (?:details|account)|account details|card details|home address|date of birth|passport|iban\b|salar(?:y|ies)\b|salários|salarios|logins?\b|historial|credenciales|datos del usuario|identifiants|données|zugangsdaten|anmeldedaten|passw(?:o|ö)rter|credenciais|dados|credenziali|учетн|conversación|contraseña|mot de passe|presse-papiers|contenu|historique|passwort|kennwort|verlauf|senha|histórico|conversa\b|cronologia|dati\b|парол|истори|переписк)`
 )
 
 // dataName is a placeholder named for private data.
@@ -356,7 +356,7 @@ var cjkSensitive = regexp.MustCompile(`(?:用户的|身份证|银行卡|密码|�
 
 var sensitiveBefore = regexp.MustCompile(`(?i)` + strings.ReplaceAll(sensitive, " ", `\s*`))
 
-var destination = regexp.MustCompile(`(?i)[\w.+-]+@[\w-]+(?:\.[\w-]+)+|https?://\S+|\b(?:[a-z0-9-]+\.)+(?:example|com|net|org|io|ru|cn|xyz|top|info|biz|co|me|app|dev|site|online|link|click)\b|\b\d{1,3}(?:\.\d{1,3}){3}\b`)
+var destination = regexp.MustCompile(`(?i)[\w.+-]+[@＠][\w-]+(?:[.．][\w-]+)+|https?://\S+|\b(?:[a-z0-9-]+\.)+(?:example|com|net|org|io|ru|cn|xyz|top|info|biz|co|me|app|dev|site|online|link|click)\b|\b\d{1,3}(?:\.\d{1,3}){3}\b`)
 
 // destinationNear is a cheap test that hasDestination may pass at a
 // match that starts at i: an address, a link or a host has an @, a "://"
@@ -368,6 +368,11 @@ func destinationNear(v string, i int) bool {
 		switch w[k] {
 		case '@':
 			return true
+		case 0xef:
+			// ＠ and ．, which fold leaves as they are.
+			if k+2 < len(w) && w[k+1] == 0xbc && (w[k+2] == 0xa0 || w[k+2] == 0x8e) {
+				return true
+			}
 		case ':':
 			if k+2 < len(w) && w[k+1] == '/' && w[k+2] == '/' {
 				return true
