@@ -281,6 +281,10 @@ func readerAddressAbroad() {
 	words := `agent agents agente agentes agenti bot bots robot robots assistant assistants assistante assistantes assistente assistenti asistente asistentes assistent assistenten assistentin modèle modèles modelo modelos modello modelli modell modelle modellen sprachmodell sprachmodelle sprachmodellen sprachmodells ki ia agrégateur agrégateurs algorithme algorithmes ии нейросеть нейросети модель модели агент агенты ассистент бот`
 	on(Override, words,
 		readerNounAbroad+`(?:[^\p{L}:：][^.!?\n:：]{0,70}?)?[:：]`,
+		withPre(func(v string, i int) bool {
+			w := v[i:min(len(v), i+90)]
+			return strings.IndexByte(w, ':') >= 0 || strings.Contains(w, "：")
+		}),
 		withAfter(func(v string, start, end int) bool {
 			clause := v[max(0, start-40):end]
 			return (deixisAbroad.MatchString(clause) || addressedAbroad(v, start)) && speaksToReader(v, end, end+200)
