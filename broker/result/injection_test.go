@@ -26,17 +26,25 @@ import (
 //     measured once as it stood then (recall 51/96, 53%; false positives
 //     1/144, whose class was then fixed), and again after the rules were
 //     made broader without looking at it;
-//   - "blind3": written the same way after all tuning and measured once
-//     (recall 41/96, 43%; false positives 1/144). This column is the
-//     honest estimate of what the detector does on text it has never
-//     seen, and nothing was tuned on it afterwards.
+//   - "blind3": written the same way and measured once (recall 41/96,
+//     43%; false positives 1/144);
+//   - blind2 and blind3 were then tuned on, class by class, with variants
+//     of each class written anew in internal/detect/classes_test.go;
+//   - "blind4": written the same way after that, by someone who saw
+//     neither the rules nor the corpus, and measured once: recall 74/96
+//     (77%), false positives 9/144 (6%). It is the honest estimate of what
+//     the detector does on text it has never seen, and the test never
+//     prints its samples, so that it stays unread.
 const (
-	// minRecall holds on the parts the rules were written or tuned
-	// against. It does not hold on text the rules never saw: the blind
-	// sets measure 43% to 60%, and minBlindRecall only keeps that from
-	// getting worse.
-	minRecall        = 0.90
-	minBlindRecall   = 0.40
+	// minRecall holds on the whole corpus and on the tuned parts.
+	minRecall = 0.90
+	// minBlindRecall and maxBlindFalsePositive keep the last blind set
+	// from getting worse than it measured: on text nobody tuned for, the
+	// rules catch about three injections in four and flag about one
+	// benign text in sixteen.
+	minBlindRecall        = 0.75
+	maxBlindFalsePositive = 0.07
+	// maxFalsePositive holds on the whole benign corpus.
 	maxFalsePositive = 0.02
 )
 
@@ -119,11 +127,19 @@ func (c tally) String() string {
 }
 
 // columns are the parts of the corpus, as the comment at the top tells.
-var columns = [...]string{"written against", "held out", "fresh", "blind2", "blind3", "all"}
+var columns = [...]string{"written against", "held out", "fresh", "blind2", "blind3", "blind4", "all"}
+
+const (
+	nCols  = len(columns)
+	blind4 = nCols - 2
+	last   = nCols - 1
+)
 
 // split returns the column of s.
 func split(s corpusSample) int {
 	switch {
+	case strings.Contains(s.file, "blind4"):
+		return blind4
 	case strings.Contains(s.file, "blind3"):
 		return 4
 	case strings.Contains(s.file, "blind2"):
@@ -138,30 +154,31 @@ func split(s corpusSample) int {
 
 // TestInjectionCorpus measures the detector as callers meet it, through
 // Sanitize: recall per category and language, and false positives on
-// benign text. It fails under minRecall on the tuned parts, under
-// minBlindRecall on each blind set, or over maxFalsePositive anywhere.
+// benign text. It fails under minRecall on the tuned parts or the whole
+// corpus, under minBlindRecall or over maxBlindFalsePositive on the last
+// blind set, or over maxFalsePositive on all benign text.
 func TestInjectionCorpus(t *testing.T) {
 	injected := loadCorpus(t, "injected*.jsonl")
 	benign := loadCorpus(t, "benign*.jsonl")
 
-	byCat := map[string]*[6]tally{}
-	byLang := map[string]*[6]tally{}
-	var all [6]tally
+	byCat := map[string]*[nCols]tally{}
+	byLang := map[string]*[nCols]tally{}
+	var all [nCols]tally
 	for _, s := range injected {
 		hit := 0
 		if slices.Contains(flagsOf(t, s.Text), detailOf(s.Category)) {
 			hit = 1
-		} else if testing.Verbose() {
+		} else if testing.Verbose() && split(s) != blind4 {
 			t.Logf("missed %s/%s (%s): %q", s.Category, s.Lang, s.file, s.Text)
 		}
-		add := func(m map[string]*[6]tally, key string) {
+		add := func(m map[string]*[nCols]tally, key string) {
 			if m[key] == nil {
-				m[key] = &[6]tally{}
+				m[key] = &[nCols]tally{}
 			}
 			m[key][split(s)].hit += hit
 			m[key][split(s)].n++
-			m[key][5].hit += hit
-			m[key][5].n++
+			m[key][last].hit += hit
+			m[key][last].n++
 		}
 		add(byCat, s.Category)
 		if s.Category == "override" {
@@ -169,22 +186,22 @@ func TestInjectionCorpus(t *testing.T) {
 		}
 		all[split(s)].hit += hit
 		all[split(s)].n++
-		all[5].hit += hit
-		all[5].n++
+		all[last].hit += hit
+		all[last].n++
 	}
-	var fp [6]tally
+	var fp [nCols]tally
 	for _, s := range benign {
 		hit := 0
 		if flags := flagsOf(t, s.Text); len(flags) > 0 {
 			hit = 1
-			if testing.Verbose() {
+			if testing.Verbose() && split(s) != blind4 {
 				t.Logf("false positive %v on %s (%s): %q", flags, s.Category, s.file, s.Text)
 			}
 		}
 		fp[split(s)].hit += hit
 		fp[split(s)].n++
-		fp[5].hit += hit
-		fp[5].n++
+		fp[last].hit += hit
+		fp[last].n++
 	}
 
 	var b strings.Builder
@@ -193,7 +210,7 @@ func TestInjectionCorpus(t *testing.T) {
 		fmt.Fprintf(&b, " %-15s", c)
 	}
 	b.WriteString("\n")
-	row := func(name string, c [6]tally) {
+	row := func(name string, c [nCols]tally) {
 		fmt.Fprintf(&b, "%-20s", name)
 		for _, t := range c {
 			fmt.Fprintf(&b, " %-15s", t)
@@ -211,19 +228,23 @@ func TestInjectionCorpus(t *testing.T) {
 	t.Log(b.String())
 
 	var tuned tally
-	for _, c := range all[:3] {
+	for _, c := range all[:blind4] {
 		tuned.hit += c.hit
 		tuned.n += c.n
 	}
 	if r := rate(tuned); r < minRecall {
 		t.Errorf("recall on the tuned parts %.1f%% is under %.0f%%", 100*r, 100*minRecall)
 	}
-	for k := 3; k < 5; k++ {
-		if r := rate(all[k]); all[k].n > 0 && r < minBlindRecall {
-			t.Errorf("recall on %s %.1f%% is under %.0f%%", columns[k], 100*r, 100*minBlindRecall)
-		}
+	if r := rate(all[last]); r < minRecall {
+		t.Errorf("recall on the whole corpus %.1f%% is under %.0f%%", 100*r, 100*minRecall)
 	}
-	if r := rate(fp[5]); r > maxFalsePositive {
+	if r := rate(all[blind4]); r < minBlindRecall {
+		t.Errorf("recall on %s %.1f%% is under %.0f%%", columns[blind4], 100*r, 100*minBlindRecall)
+	}
+	if r := rate(fp[blind4]); r > maxBlindFalsePositive {
+		t.Errorf("false positives on %s %.1f%% are over %.0f%%", columns[blind4], 100*r, 100*maxBlindFalsePositive)
+	}
+	if r := rate(fp[last]); r > maxFalsePositive {
 		t.Errorf("false positives %.1f%% are over %.0f%%", 100*r, 100*maxFalsePositive)
 	}
 }
