@@ -257,8 +257,14 @@ func (sc *scanner) asciiWord(v string, i, we int, h uint32) {
 	if e == nil {
 		return
 	}
+	sc.runEntry(e, v, i, we)
+}
+
+// runEntry runs the rules of e at the word v[i:we] whose next words let
+// them.
+func (sc *scanner) runEntry(e *entry, v string, i, we int) {
 	for k, r := range e.rules {
-		if e.nexts[k] == nil || nextHashIn(v, we, e.nexts[k]) {
+		if e.nexts[k] == nil || nextIn(v, we, e.nexts[k]) {
 			sc.try(r, v, i)
 		}
 	}
@@ -306,10 +312,8 @@ func (sc *scanner) wideWord(v string, i, ascii int) int {
 	}
 	if we-i <= 4*maxAnchor {
 		word := strings.ToLower(v[i:we])
-		for _, r := range anchors[word] {
-			if r.next == nil || nextIn(v, we, r.next[word]) {
-				sc.try(r, v, i)
-			}
+		if e := sc.index.wide[word]; e != nil {
+			sc.runEntry(e, v, i, we)
 		}
 	}
 	return we
@@ -359,39 +363,6 @@ func (sc *scanner) try(r *rule, v string, i int) {
 		return
 	}
 	sc.found |= r.cat
-}
-
-// nextIn reports whether one of the two words after we is in set, or
-// cannot be told apart from one (a word in another script). A nil set
-// lets every word through.
-func nextIn(v string, we int, set map[string]bool) bool {
-	if set == nil {
-		return true
-	}
-	j := we
-	for range 2 {
-		for k := 0; j < len(v) && k < 8 && !isLetter(v[j]) && v[j] < utf8.RuneSelf && v[j] != '\n'; k++ {
-			j++
-		}
-		if j >= len(v) || !isLetter(v[j]) {
-			return j < len(v) && v[j] >= utf8.RuneSelf
-		}
-		var b [maxAnchor]byte
-		n := 0
-		for ; j < len(v) && isLetter(v[j]); j++ {
-			if n < len(b) {
-				b[n] = lower(v[j])
-			}
-			n++
-		}
-		if j < len(v) && v[j] >= utf8.RuneSelf {
-			return true
-		}
-		if n <= len(b) && set[string(b[:n])] {
-			return true
-		}
-	}
-	return false
 }
 
 // colonAhead reports whether a colon follows i closely, as it must in a

@@ -34,16 +34,15 @@ type entry struct {
 type anchorIndex struct {
 	bloom [bloomBits / 64]uint64
 	slots []*entry // open addressing, a power of two long
+	// wide holds the anchors in other scripts, by their lower case.
+	wide map[string]*entry
 }
 
 // index is built from the registered rules when a text is first scanned.
 var index = sync.OnceValue(func() *anchorIndex {
-	x := &anchorIndex{}
+	x := &anchorIndex{wide: map[string]*entry{}}
 	var es []*entry
 	for w, rs := range anchors {
-		if len(w) > maxAnchor || !isASCIIWord(w) {
-			continue
-		}
 		e := &entry{word: w, hash: wordHash(w), rules: rs}
 		for _, r := range rs {
 			var set map[uint32]bool
@@ -54,6 +53,10 @@ var index = sync.OnceValue(func() *anchorIndex {
 				}
 			}
 			e.nexts = append(e.nexts, set)
+		}
+		if len(w) > maxAnchor || !isASCIIWord(w) {
+			x.wide[w] = e
+			continue
 		}
 		es = append(es, e)
 	}
@@ -122,11 +125,11 @@ func equalFoldASCII(s, word string) bool {
 	return true
 }
 
-// nextHashIn is nextIn for a set of word hashes: whether one of the two
-// words after we is in set, or cannot be told apart from one (a word in
-// another script). A hash shared by another word lets the rule run, and
-// its expression decides.
-func nextHashIn(v string, we int, set map[uint32]bool) bool {
+// nextIn reports whether one of the two words after we is in set, a set
+// of word hashes, or cannot be told apart from one (a word in another
+// script). A hash shared by another word lets the rule run, and its
+// expression decides.
+func nextIn(v string, we int, set map[uint32]bool) bool {
 	j := we
 	for range 2 {
 		for k := 0; j < len(v) && k < 8 && !isLetter(v[j]) && v[j] < utf8.RuneSelf && v[j] != '\n'; k++ {

@@ -35,13 +35,6 @@ var (
 	runeAnchors = map[rune][]*rule{}
 	// punctRules run at an ASCII punctuation byte.
 	punctRules [utf8.RuneSelf]func(sc *scanner, v string, i int)
-	// anchorLengths and anchorPairs let most ASCII words go after two
-	// table lookups: by length, and by their first two letters.
-	anchorLengths [maxAnchor + 1]bool
-	anchorPairs   [256][256]bool
-	// anchorBloom has the bit of each anchor's hash set; a word whose bit
-	// is clear is no anchor, and most words are let go there.
-	anchorBloom [bloomBits / 64]uint64
 )
 
 const bloomBits = 1 << 16
@@ -88,16 +81,6 @@ func on(cat Category, words, src string, opts ...func(*rule)) {
 func onWords(words string, r *rule) {
 	for _, w := range strings.Fields(words) {
 		anchors[w] = append(anchors[w], r)
-		if len(w) <= maxAnchor && w[0] < utf8.RuneSelf {
-			anchorLengths[len(w)] = true
-			anchorPairs[w[0]][w[min(1, len(w)-1)]] = true
-			h := uint32(0)
-			for k := 0; k < len(w); k++ {
-				h = h*31 + uint32(w[k])
-			}
-			h &= bloomBits - 1
-			anchorBloom[h>>6] |= 1 << (h & 63)
-		}
 	}
 }
 
