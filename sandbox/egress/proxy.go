@@ -300,14 +300,16 @@ func (p *Proxy) admit(s *Session) (why string, ok bool) {
 // keeps a socket around for it, and counts it. logMsg, if set, is logged:
 // once per streak, not once per connection of a flood.
 func (p *Proxy) refuseConn(conn net.Conn, s *Session, src netip.Addr, logMsg string) {
-	if tc, ok := conn.(*net.TCPConn); ok {
-		tc.SetLinger(0)
-	}
-	conn.Close()
+	// Counted before the close, so that whoever sees the connection end
+	// also sees it counted.
 	p.refused.Add(1)
 	if s != nil && s.countRefused() == 1 {
 		logMsg = fmt.Sprintf("job has %d connections open, its cap (MaxConns)", p.cfg.MaxConns)
 	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	conn.Close()
 	if logMsg != "" {
 		jobID := ""
 		if s != nil {
