@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/airlock/airlock/broker/result/internal/detect"
 )
@@ -22,15 +23,19 @@ const parallelFlagBytes = 32 << 10
 // to compare the reports.
 var parallelFlags = true
 
-// maxFlagWorkers bounds the goroutines one result's detection takes.
+// maxFlagWorkers bounds the goroutines one result's detection takes
+// besides its own.
 const maxFlagWorkers = 4
 
 // flagSet holds the categories of each distinct string of a result, found
 // by goroutines that have finished once wait returns.
 type flagSet struct {
-	index map[string]int
-	cats  []detect.Category
-	wg    sync.WaitGroup
+	index  map[string]int
+	texts  []string
+	cats   []detect.Category
+	chunks [][2]int // [from, to) in texts
+	next   atomic.Int64
+	wg     sync.WaitGroup
 }
 
 // pendingFlag is a string whose flags are reported at steps once the
@@ -86,26 +91,44 @@ func startFlags(v any) *flagSet {
 		return nil
 	}
 	f.cats = make([]detect.Category, len(texts))
-	// The walk that cleans takes one core; the detector shares the rest
-	// out by bytes.
-	workers := min(procs-1, maxFlagWorkers)
-	share := total/workers + 1
+	// The texts are cut into chunks of about flagChunk bytes, which the
+	// detector's goroutines take in turn; the walk that cleans takes
+	// what is left once it is done, so that neither waits for the other
+	// longer than a chunk.
 	for from := 0; from < len(texts); {
 		to, n := from, 0
-		for to < len(texts) && (n < share || to == from) {
+		for to < len(texts) && (n < flagChunk || to == from) {
 			n += len(texts[to])
 			to++
 		}
-		f.wg.Add(1)
-		go func(from, to int) {
-			defer f.wg.Done()
-			for i := from; i < to; i++ {
-				f.cats[i] = detect.Scan(texts[i])
-			}
-		}(from, to)
+		f.chunks = append(f.chunks, [2]int{from, to})
 		from = to
 	}
+	f.texts = texts
+	for range min(procs-1, maxFlagWorkers) {
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			f.work()
+		}()
+	}
 	return f
+}
+
+// flagChunk is about how many bytes of text a goroutine scans at a time.
+const flagChunk = 16 << 10
+
+// work scans chunks until none is left.
+func (f *flagSet) work() {
+	for {
+		k := int(f.next.Add(1)) - 1
+		if k >= len(f.chunks) {
+			return
+		}
+		for i := f.chunks[k][0]; i < f.chunks[k][1]; i++ {
+			f.cats[i] = detect.Scan(f.texts[i])
+		}
+	}
 }
 
 // flagLater notes that raw, the string at the current path, is flagged
@@ -121,6 +144,7 @@ func (z *sanitizer) reportFlags() {
 	if z.flags == nil {
 		return
 	}
+	z.flags.work()
 	z.flags.wg.Wait()
 	for _, p := range z.pending {
 		names := z.flags.cats[z.flags.index[p.raw]].Names()
