@@ -5,8 +5,8 @@ import (
 	"testing"
 )
 
-// The dfa decides as the regexp it is built from does: at every anchor of
-// every corpus text, for every rule.
+// The dfa decides as the regexp it is built from does: wherever a rule may
+// start in every corpus text, for every rule.
 func TestDFA_AgreesWithRegexp(t *testing.T) {
 	texts := append(corpusTexts(t, "injected*.jsonl"), corpusTexts(t, "benign*.jsonl")...)
 	var res []*regexp.Regexp
@@ -32,8 +32,14 @@ func TestDFA_AgreesWithRegexp(t *testing.T) {
 			t.Errorf("no dfa for %s", re)
 			continue
 		}
-		for _, s := range texts {
+		for n, s := range texts {
+			if raceEnabled && n%16 != 0 {
+				continue
+			}
 			for i := range s {
+				if i > 0 && isWordByte[s[i-1]] {
+					continue // rules start at word starts, runes and punctuation
+				}
 				w := s[i:min(len(s), i+window)]
 				if got, want := d.matches(w), re.FindStringIndex(w) != nil; got != want {
 					t.Fatalf("dfa of %s on %q: %v, regexp: %v", re, w, got, want)
