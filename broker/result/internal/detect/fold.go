@@ -98,8 +98,14 @@ var homoglyphs = map[rune]rune{
 	'ᴠ': 'v', 'ᴡ': 'w', 'ʏ': 'y', 'ᴢ': 'z', 'ı': 'i', 'ɑ': 'a', 'ɩ': 'i', 'ѵ': 'v', 'ɵ': 'o',
 }
 
-// leet maps the digits and signs of leetspeak to the letters they stand for.
-var leet = map[rune]rune{'0': 'o', '1': 'i', '3': 'e', '4': 'a', '5': 's', '7': 't', '8': 'b', '@': 'a', '$': 's'}
+// leet maps the digits and signs of leetspeak to the letters they stand
+// for; the rest of ASCII maps to 0.
+var leet = func() (t [utf8.RuneSelf]rune) {
+	for c, l := range map[byte]rune{'0': 'o', '1': 'i', '3': 'e', '4': 'a', '5': 's', '7': 't', '8': 'b', '@': 'a', '$': 's'} {
+		t[c] = l
+	}
+	return t
+}()
 
 // foldWords makes homoglyphs Latin in words that also hold Latin letters,
 // and leetspeak digits letters in words that also hold letters.
@@ -114,21 +120,26 @@ func foldWords(rs []rune) []rune {
 		for ; j < len(rs) && inWord(rs[j]); j++ {
 			r := rs[j]
 			switch {
-			case r < utf8.RuneSelf && isLetter(byte(r)):
-				latin, letter = true, true
+			case r < utf8.RuneSelf:
+				if isLetter(byte(r)) {
+					latin, letter = true, true
+				} else if leet[r] != 0 {
+					digit = true
+				}
 			case homoglyphs[r] != 0:
 				glyph, letter = true, true
-			case leet[r] != 0:
-				digit = true
 			case unicode.IsLetter(r):
 				letter = true
 			}
 		}
 		for k := i; k < j; k++ {
-			if g := homoglyphs[rs[k]]; g != 0 && latin && glyph {
+			r := rs[k]
+			if r < utf8.RuneSelf {
+				if l := leet[r]; l != 0 && letter && digit {
+					rs[k] = l
+				}
+			} else if g := homoglyphs[r]; g != 0 && latin && glyph {
 				rs[k] = g
-			} else if l := leet[rs[k]]; l != 0 && letter && digit {
-				rs[k] = l
 			}
 		}
 		i = j
@@ -138,7 +149,18 @@ func foldWords(rs []rune) []rune {
 
 // inWord reports whether r can be part of a word, leetspeak included.
 func inWord(r rune) bool {
-	return unicode.IsLetter(r) || unicode.IsDigit(r) || r == '@' || r == '$'
+	if r < utf8.RuneSelf {
+		return isWordByte[r] || r == '@' || r == '$'
+	}
+	return unicode.IsLetter(r) || unicode.IsDigit(r)
+}
+
+// isLetterRune is unicode.IsLetter with ASCII looked at first.
+func isLetterRune(r rune) bool {
+	if r < utf8.RuneSelf {
+		return isLetter(byte(r))
+	}
+	return unicode.IsLetter(r)
 }
 
 // joinSplit joins words split into pieces: by hyphens or underscores when
@@ -153,7 +175,7 @@ func joinSplit(rs []rune) string {
 	var seps []rune
 	var join []bool
 	for i := 0; i < len(rs); {
-		if !unicode.IsLetter(rs[i]) {
+		if !isLetterRune(rs[i]) {
 			out.WriteRune(rs[i])
 			i++
 			continue
@@ -163,11 +185,11 @@ func joinSplit(rs []rune) string {
 		j := i
 		for {
 			k := j
-			for k < len(rs) && unicode.IsLetter(rs[k]) {
+			for k < len(rs) && isLetterRune(rs[k]) {
 				k++
 			}
 			pieces = append(pieces, rs[j:k])
-			if k+1 < len(rs) && isSplitter(rs[k]) && unicode.IsLetter(rs[k+1]) {
+			if k+1 < len(rs) && isSplitter(rs[k]) && isLetterRune(rs[k+1]) {
 				seps = append(seps, rs[k])
 				j = k + 1
 				continue
