@@ -21,8 +21,8 @@ import (
 
 // dfa decides whether its program matches at the start of a window. Its
 // states are made as inputs first need them and kept, within a bound on
-// memory past which they are dropped and made again. A dfa is safe for use by
-// concurrent goroutines.
+// memory past which they are dropped and made again. A dfa is safe for
+// use by concurrent goroutines.
 type dfa struct {
 	prog *syntax.Prog
 	// class maps an ASCII byte to its class: bytes of a class match the
@@ -32,7 +32,7 @@ type dfa struct {
 
 	mu     sync.Mutex
 	states map[string]*dstate
-	starts [1]*dstate
+	start  *dstate
 	stack  []uint32 // scratch for closures
 	seen   []bool
 	// visited lists the instructions seen marks, to clear them.
@@ -60,6 +60,13 @@ type dstate struct {
 var (
 	maxDFABytes    int64 = 2 << 20
 	maxAllDFABytes int64 = 32 << 20
+)
+
+// maxWide bounds the transitions on runes outside ASCII a state keeps,
+// each about wideBytes.
+const (
+	maxWide   = 256
+	wideBytes = 32
 )
 
 // dfaBytes is about how many bytes the states of all dfas take.
@@ -139,7 +146,7 @@ func (d *dfa) reset() {
 	dfaBytes.Add(-d.size)
 	d.size = 0
 	d.states = map[string]*dstate{}
-	d.starts[0] = d.state([]uint32{uint32(d.prog.Start)}, -1)
+	d.start = d.state([]uint32{uint32(d.prog.Start)}, -1)
 }
 
 // state returns the state of pcs after the rune prev, making it if new.
@@ -209,12 +216,12 @@ func (d *dfa) closure(pcs []uint32, before, after rune) ([]uint32, bool) {
 	return out, matched
 }
 
-// step returns the state after rune r from s, and whether a match ended
+// step returns the state after rune r from s: doneState if a match ended
 // before r.
 func (d *dfa) step(s *dstate, r rune) *dstate {
 	pcs, matched := d.closure(s.pcs, s.prev, r)
 	if matched {
-		return &dstate{done: true}
+		return doneState
 	}
 	var next []uint32
 	for _, pc := range pcs {
@@ -242,33 +249,27 @@ var doneState = &dstate{done: true}
 func (d *dfa) matches(w string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	s := d.starts[0]
+	s := d.start
 	for i := 0; i < len(w); {
 		var t *dstate
 		if c := w[i]; c < utf8.RuneSelf {
 			k := d.class[c]
 			if t = s.next[k]; t == nil {
 				t = d.step(s, rune(c))
-				if t.done {
-					t = doneState
-				}
-				if s.next != nil {
-					s.next[k] = t
-				}
+				s.next[k] = t
 			}
 			i++
 		} else {
 			r, n := utf8.DecodeRuneInString(w[i:])
 			if t = s.wide[r]; t == nil {
 				t = d.step(s, r)
-				if t.done {
-					t = doneState
-				}
 				if s.wide == nil {
 					s.wide = map[rune]*dstate{}
 				}
-				if len(s.wide) < 256 {
+				if len(s.wide) < maxWide {
 					s.wide[r] = t
+					d.size += wideBytes
+					dfaBytes.Add(wideBytes)
 				}
 			}
 			i += n
