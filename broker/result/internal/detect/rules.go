@@ -392,7 +392,8 @@ func init() {
 
 func overrideRules() {
 	on(Override, "ignore disregard forget overwrite override overrule bypass abandon discard dismiss scrap nullify void neglect",
-		`(?:ignore|disregard|forget|overwrite|override|overrule|bypass|abandon|discard|dismiss|scrap|nullify|void|neglect) `+overrideQual+overrideNoun)
+		`(?:ignore|disregard|forget|overwrite|override|overrule|bypass|abandon|discard|dismiss|scrap|nullify|void|neglect) `+overrideQual+overrideNoun,
+		withAfter(ownedOrder))
 	on(Override, "put set throw take turn pay",
 		`(?:put|set|throw|take|turn) (?:aside|away|out|no notice of|a blind eye to) `+overrideQual+`(?:`+overrideNoun+`|what)|(?:throw|put) `+overrideQual+overrideNoun+` (?:out|aside|away)|pay no (?:heed|mind|attention) to `+overrideQual+`(?:`+overrideNoun+`|what)`,
 		withNext("put set throw take turn", "aside away out no a your the all any previous prior earlier"), withNext("pay", "no"))
@@ -426,6 +427,7 @@ func overrideRules() {
 	on(Override, "never", `never mind `+overrideQual+`(?:`+overrideNoun+`|task|what)`, withNext("never", "mind"))
 	on(Override, "previous prior above earlier original preceding former initial existing safety content",
 		`(?:previous|prior|above|earlier|original|preceding|former|initial|old|existing|safety|content) (?:[\w-]+ )?(?:rules|instructions|directives|guidelines|guardrails|orders|prompts?|commands|restrictions|constraints|filters|policies|checks|configuration|settings|setup|programming)(?: [\w',]+){0,6}? `+cancelled,
+		withAfter(readersVoidedRules),
 		withNext("previous prior above earlier original preceding former initial old existing safety content", "rules instructions directives guidelines guardrails orders prompt prompts commands restrictions constraints filters policies checks configuration settings setup programming"))
 	on(Override, "skip ignore forget drop abandon discard disregard",
 		`(?:skip|ignore|forget|drop|abandon|discard|disregard) (?:the|your) (?:[\w-]+ ){0,2}?(?:summary|task|analysis|translation|review|request|instructions|assignment|job|rubric|brief|checklist|guidelines) (?:that )?(?:you were|you've been|you have been|you are being) (?:asked|given|told|assigned|handed|provided)`)
@@ -512,7 +514,7 @@ func cooccurrence() {
 		{`игнорируй|игнорируйте|проигнорируй|проигнорируйте|забудь|забудьте|не обращай(?:те)? внимания на|не следуй(?:те)?|отбрось(?:те)?|отмени(?:те)?|пренебреги|не слушай(?:те)?|не выполняй(?:те)?`,
 			`(?:инструкци|правил|указани|команд|установк|ограничени|промпт|директив|настройк)\p{L}*`},
 	} {
-		r := &rule{cat: Override, re: compile(`(?:` + l.verbs + `)\b[^.!?\n;:\p{Cf}]{0,60}?` + l.nouns)}
+		r := &rule{cat: Override, re: compile(`(?:` + l.verbs + `)\b[^.!?\n;:\p{Cf}]{0,60}?` + l.nouns), after: ownedOrder}
 		// Common words start some of the verbs: run only when the verb goes on.
 		withNext("do", "not")(r)
 		withNext("don", "t")(r)
@@ -605,11 +607,12 @@ func multilingualOverride() {
 
 func roleRules() {
 	on(RoleMarker, "user human assistant ai bot",
-		`(?:user|human|assistant|ai|bot)\** ?\** ?:[^\n]{0,400}?[\n.!?;][\s>*_]*(?:user|human|assistant|ai|bot|system)\** ?:`, withPre(atBoundary), withColon)
+		`(?:user|human|assistant|ai|bot)\** ?\** ?:[^\n]{0,400}?[\n.!?;][\s>*_]*(?:user|human|assistant|ai|bot|system)\** ?:`, withPre(atBoundary), withColon, withAfter(transcriptInjected))
 	on(RoleMarker, "user human assistant ai bot system developer admin système sistema systém система systemnachricht systemmeldung systemhinweis",
 		`(?:user|human|assistant|ai|bot|system|developer|admin|système|sistema|systém|система|systemnachricht|systemmeldung|systemhinweis)\** ?\** ?: ?\** ?`+roleCue, withColon)
 	on(RoleMarker, "systemnachricht systemmeldung systemhinweis", `(?-i:SYSTEM[A-ZÄÖÜ]+) ?:`)
-	on(RoleMarker, "role", `role" ?: ?"(?:system|developer|assistant|user|tool)" ?, ?"content" ?: ?"`, withPre(func(v string, i int) bool { return i > 0 && v[i-1] == '"' }))
+	on(RoleMarker, "role", `role" ?: ?"(?:system|developer|assistant|user|tool)" ?, ?"content" ?: ?"`, withPre(func(v string, i int) bool { return i > 0 && v[i-1] == '"' }),
+		withAfter(jsonMessageInjected))
 	on(RoleMarker, "role", `role["'] ?: ?["'](?:system|developer|assistant)["'] ?, ?["']content["'] ?: ?["']`,
 		withAfter(func(v string, _, end int) bool {
 			content := v[end:min(len(v), end+window)]
@@ -625,6 +628,11 @@ func roleRules() {
 			`|(?:system|developer|admin|operator) (?:message|note|prompt|override|notice|instructions?|update|alert|directive)\** ?:`+
 			`|(?:system|developer|admin|système|sistema|systém|система)\** ?\** ?: ?\** ?`+roleCue,
 		withPre(atBoundary), withColon)
+	// A system turn in a chat transcript that gives the assistant orders:
+	// "Agent: let me check\nSystem: The assistant must refund …".
+	on(RoleMarker, "system developer admin operator", `(?:system|developer|admin|operator)\** ?:`,
+		withPre(func(v string, i int) bool { return lineStart(v, i) && prevLineIsTurn(v, i) }),
+		withAfter(func(v string, _, end int) bool { return strongOrder.MatchString(lineRest(v, end, 240)) }))
 	onPunct('[', re(FakeDelimiter, `\[\[? ?(?-i:(?:ADMIN|SYSTEM|DEVELOPER|OPERATOR|IMPORTANT|PRIORITY|URGENT|OVERRIDE|INSTRUCTIONS?|AI|ASSISTANT|SECURITY|MODERATOR)(?: [A-Z]+){0,3}) ?(?:::?|\]|-)`, withPre(func(v string, i int) bool {
 		j := i + 1
 		for j < len(v) && j < i+3 && (v[j] == '[' || v[j] == ' ') {
@@ -654,6 +662,10 @@ func delimiterRules() {
 	onPunct('{', re(FakeDelimiter, `\{ ?"(?:instructions?|system|system_prompt|trusted|role|admin|override|directive|command|new_task)" ?:`,
 		withPre(func(v string, i int) bool {
 			return strings.ContainsAny(strings.TrimRight(v[max(0, i-8):i], " \t\r\n,"), "}]")
+		}),
+		// The next message of a list of messages is not a breakout.
+		withAfter(func(v string, start, end int) bool {
+			return !containsFold(v[start:end], `"role"`) || !containsFold(prevObject(v, start+1), `"role"`)
 		})))
 	on(FakeDelimiter, "no", `no more (?:data|input|content|text|documents?) (?:below|beyond|after|past) (?:this|here)`, withNext("no", "more"))
 	on(FakeDelimiter, "now", `now that (?:the|this) (?:file|document|data|input|text|page|content|email) (?:is|has) (?:finished|over|done|complete|closed|ended)`, withNext("now", "that"))
@@ -763,27 +775,29 @@ func commandRules() {
 	on(Command, "python python3 perl ruby php node",
 		`(?:python[23]?|perl|ruby|php|node) (?:-c|-e|-r) ["'][^"'\n]{0,200}(?:socket|subprocess|os\.system|exec\(|child_process|fsockopen|urllib|/bin/(?:ba)?sh)`)
 	on(Command, "format del rd remove",
-		`format [a-z]: ?(?:/[a-z]+ ?)*(?:[\s;&]|$)|(?:del|erase) (?:/[sqf] ?)+[a-z]:\\|rd (?:/[sq] ?)+[a-z]:\\|remove-item\b[^\n]{0,60}-recurse[^\n]{0,40}(?:[a-z]:\\|/|~)(?:[\s"';]|$)`, withBefore(notNegated))
+		`format [a-z]: ?(?:/[a-z]+ ?)*(?:[\s;&]|$)|(?:del|erase) (?:/[sqf] ?)+[a-z]:\\|rd (?:/[sq] ?)+[a-z]:\\|remove-item\b[^\n]{0,60}-recurse[^\n]{0,40}(?:[a-z]:\\|/|~)(?:[\s"';]|$)`, withAfter(undocumented))
 	on(Command, "kill pkill shutdown reboot halt poweroff",
-		`kill -9 -1\b|(?:shutdown|poweroff|halt) (?:-[hP]|now|/s)|reboot -f`, withBefore(notNegated))
+		`kill -9 -1\b|(?:shutdown|poweroff|halt) (?:-[hP]|now|/s)|reboot -f`, withAfter(undocumented))
 	on(Command, "terraform kubectl aws gsutil",
-		`terraform destroy\b[^\n]{0,30}-auto-approve|kubectl delete (?:ns|namespaces?|--all|all --all)|aws s3 rm\b[^\n]{0,80}--recursive|gsutil (?:-m )?rm -r`, withBefore(notNegated))
+		`terraform destroy\b[^\n]{0,30}-auto-approve|kubectl delete (?:(?:ns|namespaces?) (?:--all\b|-A\b|(?:kube-system|kube-public|default|prod\w*|live|main)\b)|--all|all --all)|aws s3 rm\b[^\n]{0,80}--recursive|gsutil (?:-m )?rm -r`, withAfter(undocumented))
 	on(Command, "curl wget nc ncat scp rsync socat",
 		`(?:curl|wget|nc|ncat|scp|rsync|socat)\b[^\n]{0,120}?(?:/etc/(?:passwd|shadow)|id_rsa|\.ssh/|\.aws/|\.netrc|\.env\b)`+
 			`|curl\b[^\n]{0,80}(?:-d|--data(?:-binary|-raw)?|-F|--form|--upload-file|-T) ?["']?@|wget\b[^\n]{0,60}--post-file`)
 	on(Command, "rm",
 		`rm (?:-{1,2}[\w-]+ )*?(?:-[a-z]*r[a-z]*f[a-z]*|-[a-z]*f[a-z]*r[a-z]*|-r -f|-f -r|--recursive --force|--force --recursive)(?: -{1,2}[\w-]+)* (?:/|~|\$\{?home\}?|\*|/home|/etc|/usr|/var|/boot|/root|/opt|/var/lib|c:\\)/?(?:[\s;&|'"`+"`"+`)]|\*|$)`,
-		withBefore(notNegated))
-	on(Command, "dd", `dd (?:\S+ )*?of=/dev/(?:sd|nvme|vd|hd|xvd|mmcblk|disk)`, withBefore(notNegated))
-	on(Command, "mkfs", `mkfs(?:\.\w+)? (?:-\S+ )*/dev/`, withBefore(notNegated))
-	on(Command, "shred", `shred\b[^\n]{0,40}(?:/dev/|~|\.ssh|/etc|/home|id_rsa)`, withBefore(notNegated))
-	on(Command, "find", `find[\x20\t]+(?:/|~/?)[\x20\t][^\n|]{0,80}?-delete\b`, withBefore(notNegated))
-	on(Command, "chmod", `chmod (?:-r )?(?:[0-7]{3,4}|[ugoa]*[-+=][rwxst]+) /(?:[\s;&|]|$)`, withBefore(notNegated))
+		withAfter(undocumented))
+	on(Command, "dd", `dd (?:\S+ )*?of=/dev/(?:sd|nvme|vd|hd|xvd|mmcblk|disk)`, withAfter(undocumented))
+	on(Command, "mkfs", `mkfs(?:\.\w+)? (?:-\S+ )*/dev/`, withAfter(undocumented))
+	on(Command, "shred", `shred\b[^\n]{0,40}(?:/dev/|~|\.ssh|/etc|/home|id_rsa)`, withAfter(undocumented))
+	on(Command, "find", `find[\x20\t]+(?:/|~/?)[\x20\t][^\n|]{0,80}?-delete\b`, withAfter(undocumented))
+	on(Command, "chmod", `chmod (?:-r )?(?:[0-7]{3,4}|[ugoa]*[-+=][rwxst]+) /(?:[\s;&|]|$)`, withAfter(undocumented))
 	on(Command, "socket pty", `socket\.socket\([^\n]{0,160}(?:connect|dup2)[^\n]{0,240}(?:/bin/(?:ba)?sh|subprocess|pty\.spawn)|pty\.spawn\( ?["'](?:/bin/)?(?:ba)?sh`)
 	on(Command, "nsenter", `nsenter\b[^\n]{0,30}-t ?1\b`)
 	on(Command, "mount", `mount /dev/\w+ /`)
-	on(Command, "bash sh", `(?:ba)?sh -i\b`)
-	on(Command, "tcp udp", `(?:tcp|udp)/\S`, withBefore(func(v string, i int) bool { return strings.HasSuffix(v[:i], "/dev/") }))
+	// "bash -i" alone is an interactive shell; a reverse shell sends it
+	// over a socket.
+	on(Command, "bash sh", `(?:ba)?sh -i\b[^\n]{0,24}?(?:[<>]&|&>|/dev/(?:tcp|udp)/|\| ?(?:nc|ncat|socat|telnet|openssl)\b)`, withAfter(undocumented))
+	on(Command, "tcp udp", `(?:tcp|udp)/\S`, withBefore(func(v string, i int) bool { return strings.HasSuffix(v[:i], "/dev/") }), withAfter(undocumented))
 	on(Command, "nc ncat socat mkfifo", `(?:nc|ncat) (?:-\w+ )*-[ec]\b|ncat\b[^\n]{0,40}-e\b|socat\b[^\n]{0,60}exec:|mkfifo\b`)
 	on(Command, "call use invoke run trigger execute",
 		`(?:call|use|invoke|run|trigger|execute) (?:the |your )?\w*(?:delete|remove|shell|exec|execute|terminal|bash|run_code|code|send_email|send|transfer|write_file|payment|wire)\w* (?:tool|function|command|api)\b`+

@@ -29,19 +29,19 @@ func execRules() {
 			from := max(0, i-60)
 			return notNegated(v, i) && (runVerb.MatchString(v[from:i]) || runVerb.MatchString(lineRest(v, i, 160)))
 		}))
-	on(Command, "rm", `rm (?:-{1,2}[\w-]+ )*?-[a-z]*r[a-z]* (?:-\w+ )*(?:\./)?\.git/?(?:[\s;&|'"`+"`"+`)]|$)`, withBefore(notNegated))
-	on(Command, "git", `git push (?:[^\n;&|]{0,30} )?(?:--force|-f)\b[^\n]{0,60}?(?:&&|;) ?rm -|git push (?:--force|-f) \S+ :(?:main|master|trunk)\b`, withNext("git", "push"), withBefore(notNegated))
+	on(Command, "rm", `rm (?:-{1,2}[\w-]+ )*?-[a-z]*r[a-z]* (?:-\w+ )*(?:\./)?\.git/?(?:[\s;&|'"`+"`"+`)]|$)`, withAfter(undocumented))
+	on(Command, "git", `git push (?:[^\n;&|]{0,30} )?(?:--force|-f)\b[^\n]{0,60}?(?:&&|;) ?rm -|git push (?:--force|-f) \S+ :(?:main|master|trunk)\b`, withNext("git", "push"), withAfter(undocumented))
 	on(Command, "iex invoke",
 		`(?:iex|invoke-expression)\b[^\n]{0,40}(?:invoke-restmethod|irm\b|invoke-webrequest|iwr\b)`)
 	on(Command, "remove rd rmdir",
 		`remove-item\b[^\n]{0,60}-recurse[^\n]{0,40}[a-z]:\\(?:(?:users|windows|program files|programdata)\\?)?\*?(?:[\s"';`+"`"+`]|$)|remove-item ["']?[a-z]:\\(?:(?:users|windows|program files|programdata)\\?)?\*?["']?[^\n]{0,40}-recurse|(?:rd|rmdir) (?:/[sq] ?)+[a-z]:\\(?:users|windows)\b`,
-		withBefore(notNegated))
+		withAfter(undocumented))
 	// Reverse shells in any interpreter: a socket, then a shell or a pipe
 	// of what comes in.
 	on(Command, "ruby perl python python2 python3 php lua",
 		`(?:ruby|perl|python[23]?|php|lua)\b[^\n]{0,40}?(?:tcpsocket|socket|fsockopen)[^\n]{0,240}?(?:popen|exec|spawn|/bin/(?:ba)?sh|system|dup2|\.gets)`)
 	on(Command, "find",
-		`find[\x20\t]+(?:/|~/?)(?:home|etc|usr|var|srv|opt|root|data|mnt|users)?/?[\x20\t][^\n|;]{0,80}?(?:-delete\b|-exec rm\b)`, withBefore(notNegated))
+		`find[\x20\t]+(?:/|~/?)(?:home|etc|usr|var|srv|opt|root|data|mnt|users)?/?[\x20\t][^\n|;]{0,80}?(?:-delete\b|-exec rm\b)`, withAfter(undocumented))
 	// Tools named for executing or purging, called with a destructive
 	// argument: drive_purge with path='/', shell_exec with find … -delete.
 	on(Command, "purge exec execute command cmd wipe destroy nuke erase",

@@ -76,7 +76,14 @@ func leakNounRules() {
 			return hasWordIn(v[from:to], verbs) && origin.MatchString(v[from:to])
 		})}
 		if l.english {
-			opts = append(opts, withPre(readerNear))
+			// A definition ("a system prompt is the block of instructions a
+			// developer gives a model before the conversation starts") has
+			// the nouns, a verb and an origin, but no reader whose own
+			// prompt it would be.
+			opts = append(opts, withPre(readerNear), withAfter(func(v string, start, end int) bool {
+				from, to := sentenceAround(v, start, end)
+				return readerOwns(v, from, to)
+			}))
 		}
 		on(PromptLeak, l.nouns, l.noun, opts...)
 	}
@@ -142,6 +149,12 @@ func readerNear(v string, i int) bool {
 		}
 	}
 	return false
+}
+
+// readerOwns reports whether v[from:to] speaks to the reader or of what
+// is its own: "your", "its".
+func readerOwns(v string, from, to int) bool {
+	return speaksToReader(v, from, to) || containsWordFold(v[from:min(len(v), to)], "its")
 }
 
 var (
