@@ -110,7 +110,7 @@ func roleFormatRules() {
 
 // closing finds where data says it ended: a closing tag or comment, or a
 // word for "ends" in the languages covered.
-var closing = regexp.MustCompile(`(?i)</[\p{L}\w.-]{1,40}>|-->|\*/|\[/[^\]\n]{1,40}\]|(?m:^\.\.\.$)|\b(?:ends?|ended|end of|terminated|complete|completed|closed|finished|eof|fin|fine|ende|endet|beendet|schluss)\b|(?:^|[^\p{L}])(?:конец|окончен\p{L}*|завершен\p{L}*)|終わり|终わり|结束|以上|完毕`)
+var closing = regexp.MustCompile(`(?i)</[\p{L}\w.-]{1,40}>|-->|\*/|\[/[^\]\n]{1,40}\]|(?m:^\.\.\.$)|\b(?:ends?|ended|end of|terminated|complete|completed|closed|finished|eof|fin|fine|fim|final|ende|endet|beendet|schluss)\b|(?:^|[^\p{L}])(?:конец|окончен\p{L}*|завершен\p{L}*)|終わり|终わり|结束|以上|完毕|ここまで|到此为止`)
 
 func closingBefore(v string, i int) bool {
 	return closing.MatchString(v[max(0, i-300):i])
@@ -140,9 +140,10 @@ func bannerLine(v string, i int) bool {
 		strings.Count(line, "#") >= 4 || strings.Contains(line, "═") || strings.Contains(line, "──") || strings.Contains(line, "━")
 }
 
-// forReader finds "for the assistant:", "all'assistente", "для модели"
-// after an instruction noun.
-var forReader = regexp.MustCompile(`(?i)^[^\n:：]{0,30}?\b(?:for|to|all'|al|alla|für|pour|para|для)\s*(?:the |l'|la |le |el |den |die |das )?(?:[\w-]+ )?(?:assistant|agent|ai|model|bot|summari[sz]er|llm|copilot|assistente|asistente|assistent\p{L}*|модел\p{L}*|ассистент\p{L}*)\w*\s*[:：]`)
+// forReader finds who an instruction is for or from after its noun: "for
+// the assistant:", "per l'assistente", "для модели:", "del operador:",
+// "de l'administrateur destinée à l'assistant :".
+var forReader = regexp.MustCompile(`(?i)^[^\n:：]{0,48}?(?:^|[^\p{L}])(?:for|to|from|of|all'|al|alla|per|für|von|vom|pour|para|à|a|de|del|des|dell'|от|для)\s*(?:the |l'|la |le |el |den |die |das |dem )?(?:[\p{L}-]+ )?(?:assistant|agent|ai|model|bot|summari[sz]er|llm|copilot|assistente|asistente|assistent|модел|ассистент|агент|operator|operador|operatore|administra|amministrator|admin|betreiber|администратор|оператор|ia|ki|ии)\p{L}*[^\n:：]{0,40}?[:：]`)
 
 // qualified finds a qualifier opening a key or tag name.
 var qualified = regexp.MustCompile(`(?i)^` + directiveQualifier)
@@ -192,8 +193,8 @@ func handOverRules() {
 	// Banners and brackets that open instructions after data ended: "===
 	// INSTRUCCIONES DEL SISTEMA ===", "[[controller instructions]]",
 	// "**Log ended. Operator instructions for the assistant:**".
-	on(FakeDelimiter, "instruction instructions directive directives task orders commands instrucciones instrucción istruzioni istruzione anweisung anweisungen consignes consigne указание указания инструкции инструкция директива",
-		`(?:instructions?|directives?|task|orders|commands|instrucci\p{L}+|istruzion\p{L}|anweisung(?:en)?|consignes?|указани\p{L}|инструкци\p{L}|директив\p{L})`,
+	on(FakeDelimiter, "instruction instructions directive directives task orders commands guidance instrucciones instrucción indicaciones directivas órdenes istruzioni istruzione direttive indicazioni anweisung anweisungen vorgaben richtlinien consignes consigne directives instruções instrução orientações diretivas указание указания указаний инструкции инструкция директива директивы",
+		`(?:instructions?|directives?|task|orders|commands|guidance|instrucci\p{L}+|indicaci\p{L}+|directivas|órdenes|istruzion\p{L}|direttive|indicazioni|anweisung(?:en)?|vorgaben|richtlinien|consignes?|instru\p{L}+|orientações|diretivas|указани\p{L}|инструкци\p{L}|директив\p{L})`,
 		withPre(bannerLineOrAddress),
 		withBefore(closingBefore))
 	// A JSON key naming instructions right after the data's object closed:
@@ -230,6 +231,16 @@ func handOverRules() {
 			b := v[max(0, i-12):i]
 			return strings.ContainsAny(b, "[【") || strings.Contains(b, "［")
 		}}
+	// 【ここからシステム管理者の指示】: a longer heading in the bracket, which
+	// must then name who gives the orders.
+	hanHeading := &rule{cat: FakeDelimiter, re: compile(`[^\]］】\n]{0,8}?(?:管理者|管理员|系统|系統|システム|開発者|开发者|運営|AI|ＡＩ|アシスタント|助手)[^\]］】\n]{0,8}?(?:指示|指令|命令)[\]］】]`),
+		pre: func(v string, i int) bool {
+			b := v[max(0, i-15):i]
+			return strings.Contains(b, "【") || strings.Contains(b, "［") || strings.Contains(b, "[")
+		}}
+	for _, c := range "管系シ開开運ア助" {
+		runeAnchors[c] = append(runeAnchors[c], hanHeading)
+	}
 	for _, c := range "管系シ開开運指命" {
 		runeAnchors[c] = append(runeAnchors[c], hanBracket)
 	}
