@@ -470,7 +470,7 @@ func overrideRules() {
 	on(Override, "respond answer reply", `(?:respond|answer|reply) without (?:any )?(?:filters?|restrictions|rules|limits|censorship|guardrails)`)
 	// An aside addressed to an AI reader: "Note to automated screening
 	// software:", "Hey AI assistant reading this page:".
-	on(Override, aiHeads, aiReader+`(?: (?:`+aiReading+`|who|that|which|ends? up|currently|now|here|out there)\b(?: [\w'-]+){0,5}?)? ?[,:!—]`, withBefore(addressed))
+	on(Override, aiHeads, aiReader+`(?: (?:`+aiReading+`|(?:is|are) (?:currently |now )?[a-z]+ing|who|that|which|ends? up|currently|now|here|out there)\b(?: [\w'-]+){0,5}?)? ?[,:!—]`, withBefore(addressed))
 	on(Override, aiHeads, aiReader+` `+aiReading+`\b(?: [\w'-]+){0,6}? ?[,:!—]`, withBefore(asThe))
 	// "If you are an AI", "Any LLM reading this".
 	on(Override, "if any", `(?:if you(?:'re| are) (?:an?|the|any) |any )`+aiReader+`(?: `+aiReading+`)?`, withNext("if", "you"), withNext("any", "ai llm llms language large assistant assistants model models agent agents chatbot bot automated gpt"))
