@@ -170,17 +170,18 @@ func (sc *scanner) view(v string) Category {
 		switch {
 		case c < utf8.RuneSelf && isWordByte[c]:
 			we := i + 1
-			digits, letters := c >= '0' && c <= '9', c > '9'
+			kinds := byteKind[c]
 			h := hashByte(0, c)
-			for we < len(v) && v[we] < utf8.RuneSelf && isWordByte[v[we]] {
-				if v[we] <= '9' {
-					digits = true
-				} else {
-					letters = true
+			for we < len(v) {
+				k := byteKind[v[we]]
+				if k == 0 {
+					break
 				}
+				kinds |= k
 				h = hashByte(h, v[we])
 				we++
 			}
+			digits, letters := kinds&kindDigit != 0, kinds&kindLetter != 0
 			if we < len(v) && v[we] >= utf8.RuneSelf {
 				// A word that runs on into other scripts is looked at whole.
 				we = sc.wideWord(v, i, we)
@@ -247,6 +248,25 @@ var isWordByte = func() (t [256]bool) {
 	return t
 }()
 
+// byteKind tells ASCII letters and digits apart in one lookup; every
+// other byte is 0.
+var byteKind = func() (t [256]uint8) {
+	for c := range t {
+		switch {
+		case '0' <= c && c <= '9':
+			t[c] = kindDigit
+		case isWordByte[c]:
+			t[c] = kindLetter
+		}
+	}
+	return t
+}()
+
+const (
+	kindDigit = 1 << iota
+	kindLetter
+)
+
 // maxAnchor is the longest anchor word, in bytes.
 const maxAnchor = 24
 
@@ -263,10 +283,18 @@ func (sc *scanner) asciiWord(v string, i, we int, h uint32) {
 // runEntry runs the rules of e at the word v[i:we] whose next words let
 // them.
 func (sc *scanner) runEntry(e *entry, v string, i, we int) {
+	var f follow
+	read := false
 	for k, r := range e.rules {
-		if e.nexts[k] == nil || nextIn(v, we, e.nexts[k]) {
-			sc.try(r, v, i)
+		if set := e.nexts[k]; set != nil {
+			if !read {
+				f, read = followOf(v, we), true
+			}
+			if !f.in(set) {
+				continue
+			}
 		}
+		sc.try(r, v, i)
 	}
 }
 

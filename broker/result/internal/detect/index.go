@@ -125,18 +125,27 @@ func equalFoldASCII(s, word string) bool {
 	return true
 }
 
-// nextIn reports whether one of the two words after we is in set, a set
-// of word hashes, or cannot be told apart from one (a word in another
-// script). A hash shared by another word lets the rule run, and its
-// expression decides.
-func nextIn(v string, we int, set map[uint32]bool) bool {
+// follow is what comes after an anchor, as the rules' next-word tests see
+// it: the hashes of the next two words, or that one of them cannot be
+// told apart from any word (it runs into another script).
+type follow struct {
+	hashes [2]uint32
+	n      int
+	any    bool
+}
+
+// followOf reads the two words after we. A word is letters only, after at
+// most eight bytes of ASCII other than letters and newlines.
+func followOf(v string, we int) follow {
+	var f follow
 	j := we
 	for range 2 {
 		for k := 0; j < len(v) && k < 8 && !isLetter(v[j]) && v[j] < utf8.RuneSelf && v[j] != '\n'; k++ {
 			j++
 		}
 		if j >= len(v) || !isLetter(v[j]) {
-			return j < len(v) && v[j] >= utf8.RuneSelf
+			f.any = j < len(v) && v[j] >= utf8.RuneSelf
+			return f
 		}
 		h, n := uint32(0), 0
 		for ; j < len(v) && isLetter(v[j]); j++ {
@@ -144,9 +153,26 @@ func nextIn(v string, we int, set map[uint32]bool) bool {
 			n++
 		}
 		if j < len(v) && v[j] >= utf8.RuneSelf {
-			return true
+			f.any = true
+			return f
 		}
-		if n <= maxAnchor && set[h] {
+		if n <= maxAnchor {
+			f.hashes[f.n] = h
+			f.n++
+		}
+	}
+	return f
+}
+
+// in reports whether one of the words is in set, a set of word hashes. A
+// hash shared by another word lets the rule run, and its expression
+// decides.
+func (f *follow) in(set map[uint32]bool) bool {
+	if f.any {
+		return true
+	}
+	for _, h := range f.hashes[:f.n] {
+		if set[h] {
 			return true
 		}
 	}
