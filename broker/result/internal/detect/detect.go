@@ -209,7 +209,7 @@ func (sc *scanner) view(v string) Category {
 				switch {
 				case we-i == 2 && isHex(c) && isHex(v[i+1]) && we < len(v) && v[we] == ' ':
 					sc.spacedHex(v, i)
-				case digits && letters || we-i >= minEncoded || we < len(v) && strings.IndexByte("+/-_=", v[we]) >= 0:
+				case digits && letters || we-i >= minEncoded || we < len(v) && encodedJoin[v[we]]:
 					sc.encodedRun(v, i)
 				}
 			}
@@ -266,6 +266,15 @@ const (
 	kindDigit = 1 << iota
 	kindLetter
 )
+
+// encodedJoin marks the bytes that join the pieces of a base64 or
+// URL-safe run, or pad it, after a word.
+var encodedJoin = func() (t [256]bool) {
+	for _, c := range []byte("+/-_=") {
+		t[c] = true
+	}
+	return t
+}()
 
 // maxAnchor is the longest anchor word, in bytes.
 const maxAnchor = 24
