@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -290,7 +291,46 @@ const roleCue = `(?:you\b|your\b|the (?:assistant|user|model|ai|following|conver
 // addressedAbroad is addressed in other languages: "À l'attention de
 // l'assistant", "An alle KI-Systeme", "Atenção, inteligência artificial".
 func addressedAbroad(v string, i int) bool {
-	return addressingAbroad.MatchString(v[max(0, i-64):i])
+	return addressWordBefore(v, i) && addressingAbroad.MatchString(v[max(0, i-64):i])
+}
+
+// addressEnds are the words addressingAbroad can end at, before its
+// articles: a cheap test that spares the expression most anchors.
+var addressEnds = func() map[string]bool {
+	m := wordSet(`attention atención atenção attenzione achtung hinweis nota note aviso avis remarque importante important
+		wichtig внимание примечание de alle die das den les los las gli para pour per für для всем
+		l la le el il lo o os a as tous toutes todos todas tutti tutte`)
+	return m
+}()
+
+// addressWordBefore reports whether one of the three words before i is
+// one addressingAbroad can end at.
+func addressWordBefore(v string, i int) bool {
+	j := i
+	for range 3 {
+		for j > 0 && j > i-64 {
+			r, n := utf8.DecodeLastRuneInString(v[:j])
+			if unicode.IsLetter(r) {
+				break
+			}
+			j -= n
+		}
+		e := j
+		for j > 0 {
+			r, n := utf8.DecodeLastRuneInString(v[:j])
+			if !unicode.IsLetter(r) {
+				break
+			}
+			j -= n
+		}
+		if j == e {
+			return false
+		}
+		if w := v[j:e]; len(w) <= 24 && addressEnds[strings.ToLower(w)] {
+			return true
+		}
+	}
+	return false
 }
 
 var addressingAbroad = regexp.MustCompile(`(?i)(?:attention|atención|atenção|attenzione|achtung|hinweis|nota|note|aviso|avis|remarque|importante?|wichtig|внимание|примечание|à l'attention de|an alle|an die|an das|an den|à tous les|à toutes les|a todos los|a todas las|a tutti gli|a tutte le|para|pour|per|für|для|всем)[\s,:]*(?:l'|la\s+|le\s+|les\s+|el\s+|los\s+|las\s+|die\s+|den\s+|das\s+|il\s+|lo\s+|gli\s+|o\s+|os\s+|a\s+|as\s+)*$`)
@@ -328,8 +368,8 @@ const (
 
 // Exfiltration.
 const (
-	transferVerb = `(?:send|forward|e-?mail|mail|post|upload|transfer|exfiltrate|leak|paste|copy|share|submit|append|attach|deliver|envía|envia|envie|envíe|envoie|envoyez|sende|schicke|schick|lade|übertrage|übermittle|invia|inviare|отправь(?:те)?|перешли(?:те)?)`
-	sensitive    = `(?:conversation|chat ?(?:history|log)|history|transcript|inbox|unread|e-?mails\b|password|passcode|security code|verification code|one-time code|2fa|otp\b|mfa|api[ _-]?keys?|keys\b|tokens?\b|credentials?|secrets?\b|session|cookies?|clipboard|calendar|contacts\b|address book|phone number|(?:the )?user'?s\b|personal (?:data|information|details)|ssn\b|social security|credit card|card number|private|ssh|id_rsa|id_ed25519|id_ecdsa|\.aws|inhalt|número de teléfono|teléfono|dirección|del usuario|de l'utilisateur|des nutzers|do usuário|dell'utente|пользовател|\.env\b|/etc/passwd|contents? of|messages|channels|bank (?:details|account)|account details|card details|home address|date of birth|passport|iban\b|salar(?:y|ies)\b|salários|salarios|logins?\b|historial|credenciales|datos del usuario|identifiants|données|zugangsdaten|anmeldedaten|passw(?:o|ö)rter|credenciais|dados|credenziali|учетн|conversación|contraseña|mot de passe|presse-papiers|contenu|historique|passwort|kennwort|verlauf|senha|histórico|conversa\b|cronologia|dati\b|парол|истори|переписк)`
+	transferVerb = `(?:send|forward|e-?mail|mail|post|upload|transfer|exfiltrate|leak|paste|copy|share|submit|append|attach|deliver|export|anexe|anexa|adjunta|adjunte|joins|joignez|allega|envía|envia|envie|envíe|envoie|envoyez|sende|schicke|schick|lade|übertrage|übermittle|invia|inviare|отправь(?:те)?|перешли(?:те)?)`
+	sensitive    = `(?:conversation|chat ?(?:history|log)|history|transcript|inbox|unread|e-?mails\b|password|passcode|security code|verification code|one-time code|2fa|otp\b|mfa|api[ _-]?keys?|keys\b|tokens?\b|credentials?|secrets?\b|session|cookies?|clipboard|calendar|contacts\b|address book|phone number|(?:the )?user'?s\b|personal (?:data|information|details)|ssn\b|social security|credit card|card number|private|ssh|id_rsa|id_ed25519|id_ecdsa|\.aws|inhalt|número de teléfono|teléfono|dirección|del usuario|de l'utilisateur|des nutzers|do usuário|dell'utente|пользовател|\.env\b|/etc/passwd|contents? of|messages|channels|bank (?:details|account)|account details|card details|home address|date of birth|passport|iban\b|salar(?:y|ies)\b|salários|salarios|logins?\b|historial|credenciales|datos del usuario|identifiants|données|zugangsdaten|anmeldedaten|passw(?:o|ö)rter|credenciais|dados|credenziali|учетн|conversación|contraseña|mot de passe|presse-papiers|contenu|historique|passwort|kennwort|verlauf|senha|histórico|conversa\b|cronologia|dati\b|парол|истори|переписк|t[ée]l[ée]phones?|telefone|adresses? e-?mail|e-?mail addresses|(?:customer|client) (?:list|database|records|data)|list of (?:customers|clients)|liste (?:complète )?des clients|lista (?:completa )?de clientes|kundenliste|kundendaten|elenco (?:dei )?clienti|planilha|dossier (?:du )?personnel)`
 )
 
 // dataName is a placeholder named for private data.
@@ -816,13 +856,13 @@ func exfiltrationRules() {
 		`(?:webhook\.site|requestbin|pipedream\.net|ngrok(?:-free)?\.(?:io|app|dev)|burpcollaborator\.net|oast\.(?:pro|live|site|online|fun|me)|interact\.sh|hooks\.slack\.com|discord(?:app)?\.com/api/webhooks|canarytokens)`,
 		withAfter(func(v string, start, end int) bool { return transferBefore.MatchString(v[max(0, start-160):start]) }))
 	r := &rule{cat: Exfiltration, re: compile(transferVerb + `\s[^.!?\n]{0,80}?` + sensitive), after: hasDestination, pre: destinationNear}
-	onWords("send forward email e mail post upload transfer exfiltrate leak paste copy share submit append attach deliver envía envia envie envíe envoie envoyez sende schicke schick lade übertrage übermittle invia inviare отправь отправьте перешли перешлите", r)
+	onWords("send forward email e mail post upload transfer exfiltrate leak paste copy share submit append attach deliver export anexe anexa adjunta adjunte joins joignez allega envía envia envie envíe envoie envoyez sende schicke schick lade übertrage übermittle invia inviare отправь отправьте перешли перешлите", r)
 	hostAfter := func(closing string) func(*rule) {
 		return withPre(func(v string, i int) bool { return strings.Contains(v[i:min(len(v), i+64)], closing) })
 	}
-	onPunct('{', re(Exfiltration, `\{\{? ?`+dataName+` ?\}\}?\.(?:[\w-]+\.)+[a-z]{2,}\b`, hostAfter("}.")))
-	onPunct('<', re(Exfiltration, `< ?`+dataName+` ?>\.(?:[\w-]+\.)+[a-z]{2,}\b`, hostAfter(">.")))
-	onPunct('[', re(Exfiltration, `\[ ?`+dataName+` ?\]\.(?:[\w-]+\.)+[a-z]{2,}\b`, hostAfter("].")))
+	onPunct('{', re(Exfiltration, `\{\{? ?`+dataName+` ?\}\}?\.(?:[\w-]+\.)+[a-z]{2,}\b`, hostAfter("}."), withAfter(notIdentityHost)))
+	onPunct('<', re(Exfiltration, `< ?`+dataName+` ?>\.(?:[\w-]+\.)+[a-z]{2,}\b`, hostAfter(">."), withAfter(notIdentityHost)))
+	onPunct('[', re(Exfiltration, `\[ ?`+dataName+` ?\]\.(?:[\w-]+\.)+[a-z]{2,}\b`, hostAfter("]."), withAfter(notIdentityHost)))
 	on(Exfiltration, "resolve nslookup dig ping lookup look query host",
 		`(?:resolve|nslookup|dig|ping(?: -c ?\d+)?|look ?up|query|host)\s+(?:the (?:host ?name|domain) )?(?:[\w-]*\d[\w-]*|[0-9a-f]{8,})\.(?:[\w-]+\.)+[a-z]{2,}\b`)
 	rev := &rule{cat: Exfiltration,

@@ -22,13 +22,11 @@ func orderish(s string) bool {
 	if speaksToReader(s, 0, len(s)) {
 		return true
 	}
-	for _, w := range []string{"must", "should", "always", "never", "may", "now", "grant", "granted", "allowed", "permitted", "authorised", "authorized", "ignore", "assistant", "agent", "agents", "model", "share", "approve", "reveal", "delete"} {
-		if containsWordFold(s, w) {
-			return true
-		}
-	}
-	return false
+	return hasASCIIWord(s, orderWords)
 }
+
+// orderWords give orders or grants to an AI.
+var orderWords = wordSet("must should always never may now grant granted allowed permitted authorised authorized ignore assistant agent agents model share approve reveal delete")
 
 // timestampBefore reports whether a chat-log time stamp ("[09:15]",
 // "19:05", "[14.03.24, 19:05]") ends just before i.
@@ -247,5 +245,10 @@ func handOverRules() {
 }
 
 func bannerLineOrAddress(v string, i int) bool {
-	return bannerLine(v, i) || forReader.MatchString(v[i:min(len(v), i+80)])
+	if bannerLine(v, i) {
+		return true
+	}
+	// forReader ends at a colon; most instruction nouns have none after.
+	w := v[i:min(len(v), i+120)]
+	return (strings.IndexByte(w, ':') >= 0 || strings.Contains(w, "：")) && forReader.MatchString(w)
 }

@@ -79,11 +79,13 @@ func leakNounRules() {
 			// A definition ("a system prompt is the block of instructions a
 			// developer gives a model before the conversation starts") has
 			// the nouns, a verb and an origin, but no reader whose own
-			// prompt it would be.
-			opts = append(opts, withPre(readerNear), withAfter(func(v string, start, end int) bool {
+			// prompt it would be. The words are ASCII, and the cheaper
+			// tests go first.
+			opts = []func(*rule){withPre(readerNear), withAfter(func(v string, start, end int) bool {
 				from, to := sentenceAround(v, start, end)
-				return readerOwns(v, from, to)
-			}))
+				w := v[from:to]
+				return hasASCIIWord(w, readersOwn) && hasASCIIWord(w, verbs) && origin.MatchString(w)
+			})}
 		}
 		on(PromptLeak, l.nouns, l.noun, opts...)
 	}
@@ -142,20 +144,13 @@ func hasWordIn(s string, set map[string]bool) bool {
 // near i, which a request for its prompt does and most uses of "message"
 // or "rules" do not.
 func readerNear(v string, i int) bool {
-	w := v[max(0, i-100):min(len(v), i+100)]
-	for _, r := range []string{"you", "your", "its", "assistant", "bot", "model", "ai", "agent", "chatbot", "helper"} {
-		if containsWordFold(w, r) {
-			return true
-		}
-	}
-	return false
+	return hasASCIIWord(v[max(0, i-100):min(len(v), i+100)], readerWords)
 }
 
-// readerOwns reports whether v[from:to] speaks to the reader or of what
-// is its own: "your", "its".
-func readerOwns(v string, from, to int) bool {
-	return speaksToReader(v, from, to) || containsWordFold(v[from:min(len(v), to)], "its")
-}
+var readerWords = wordSet("you your its assistant bot model ai agent chatbot helper")
+
+// readersOwn speak to the reader or of what is its own: "your", "its".
+var readersOwn = wordSet("you your yours yourself its")
 
 var (
 	cjkLeakVerb   = regexp.MustCompile(`贴出|输出|显示|告诉我|打印|复述|写出|列出|原样|逐字|引用|表示|書き出|出力|教え|そのまま|見せ|一字一句`)

@@ -56,6 +56,28 @@ func containsWordFold(s, w string) bool {
 	return false
 }
 
+// hasASCIIWord reports whether a word of ASCII letters in s, in lower
+// case, is in set: one pass over s, where a containsWordFold per word
+// would take one each.
+func hasASCIIWord(s string, set map[string]bool) bool {
+	var b [16]byte
+	n := 0
+	for i := 0; i <= len(s); i++ {
+		if i < len(s) && isLetter(s[i]) {
+			if n < len(b) {
+				b[n] = lowerByte[s[i]]
+			}
+			n++
+			continue
+		}
+		if n > 0 && n <= len(b) && set[string(b[:n])] {
+			return true
+		}
+		n = 0
+	}
+	return false
+}
+
 func indexFold(s, sub string) int {
 	n := len(sub)
 	for i := 0; i+n <= len(s); i++ {
@@ -78,9 +100,10 @@ func indexFold(s, sub string) int {
 // to whoever processes it does.
 func deicticAhead(v string, i int) bool {
 	w := v[i:min(len(v), i+90)]
-	return containsWordFold(w, "this") || containsWordFold(w, "these") || containsWordFold(w, "following") ||
-		containsWordFold(w, "our") || containsWordFold(w, "my")
+	return hasASCIIWord(w, deictics)
 }
+
+var deictics = wordSet("this these following our my")
 
 // secondPerson are the words that speak to the reader, in the languages
 // covered.
@@ -190,6 +213,10 @@ var ruleNounNear = regexp.MustCompile(`(?i)\b(?:rules?|instructions?|guidance|gu
 // toldYou finds, in the sentence, that the rules were given to the reader.
 var toldYou = regexp.MustCompile(`(?i)\byou(?:'ve| have| had)? (?:were |was |been |are )?(?:told|given|set up|configured|primed|assigned|handed|instructed|initiali[sz]ed|loaded|programmed|running under|operating under|bound by)\b|\byour (?:operator|principal|developer|developers|creator|maker|owner|vendor|admin|user|maintainers?|company|team|system prompt)\b`)
 
+// voidCopulas come just before a word that voids rules: "are
+// suspended", "now void", "as obsolete".
+var voidCopulas = wordSet("are is been were now hereby as")
+
 func voidedRulesRules() {
 	// "the rules set by your principal are suspended", "your operator's
 	// guidance stops applying": rules declared void, with an AI reader
@@ -209,8 +236,7 @@ func voidedRulesRules() {
 		`(?:obsolete|suspended|void|revoked|rescinded|superseded|lifted|invalid|invalidated|withdrawn|cancell?ed|nullified|annulled|expired)\b`,
 		withPre(func(v string, i int) bool {
 			b := v[max(0, i-24):i]
-			return containsWordFold(b, "are") || containsWordFold(b, "is") || containsWordFold(b, "been") ||
-				containsWordFold(b, "were") || containsWordFold(b, "now") || containsWordFold(b, "hereby") || containsWordFold(b, "as")
+			return hasASCIIWord(b, voidCopulas)
 		}),
 		withAfter(void))
 	on(Override, "stop stops stopped cease ceases longer",
