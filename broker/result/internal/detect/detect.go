@@ -303,7 +303,7 @@ func (sc *scanner) runEntry(e *entry, v string, i, we int) {
 				continue
 			}
 		}
-		sc.try(r, v, i)
+		sc.tryWith(r, e.dfas[k], v, i)
 	}
 }
 
@@ -367,7 +367,10 @@ func isIdeograph(r rune) bool {
 const window = 320
 
 // try runs r at v[i:] unless its category was already found.
-func (sc *scanner) try(r *rule, v string, i int) {
+func (sc *scanner) try(r *rule, v string, i int) { sc.tryWith(r, nil, v, i) }
+
+// tryWith is try with r's dfa at hand in lz, when the caller has it.
+func (sc *scanner) tryWith(r *rule, lz *lazyDFA, v string, i int) {
 	if sc.found&r.cat != 0 {
 		return
 	}
@@ -381,7 +384,13 @@ func (sc *scanner) try(r *rule, v string, i int) {
 		return
 	}
 	w := v[i:min(len(v), i+window)]
-	if d := dfaOf(r.re); d != nil && useDFA {
+	var d *dfa
+	if lz != nil {
+		d = lz.get()
+	} else {
+		d = dfaOf(r.re)
+	}
+	if d != nil && useDFA {
 		if !d.matches(w) {
 			return
 		}

@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"regexp"
 	"sync"
 	"unicode/utf8"
 )
@@ -28,6 +29,19 @@ type entry struct {
 	hash  uint32
 	rules []*rule
 	nexts []map[uint32]bool
+	dfas  []*lazyDFA // nil for a rule without an expression
+}
+
+// lazyDFA is the dfa of a rule's expression, made when first needed.
+type lazyDFA struct {
+	once sync.Once
+	re   *regexp.Regexp
+	d    *dfa
+}
+
+func (l *lazyDFA) get() *dfa {
+	l.once.Do(func() { l.d = dfaOf(l.re) })
+	return l.d
 }
 
 // anchorIndex finds the entry of an ASCII word by its hash.
@@ -53,6 +67,11 @@ var index = sync.OnceValue(func() *anchorIndex {
 				}
 			}
 			e.nexts = append(e.nexts, set)
+			var lz *lazyDFA
+			if r.re != nil {
+				lz = &lazyDFA{re: r.re}
+			}
+			e.dfas = append(e.dfas, lz)
 		}
 		if len(w) > maxAnchor || !isASCIIWord(w) {
 			x.wide[w] = e
