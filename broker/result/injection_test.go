@@ -31,19 +31,21 @@ import (
 //   - blind2 and blind3 were then tuned on, class by class, with variants
 //     of each class written anew in internal/detect/classes_test.go;
 //   - "blind4": written the same way after that, by someone who saw
-//     neither the rules nor the corpus, and measured once: recall 74/96
-//     (77%), false positives 9/144 (6%). It is the honest estimate of what
-//     the detector does on text it has never seen, and the test never
-//     prints its samples, so that it stays unread.
+//     neither the rules nor the corpus, and measured once (recall 74/96,
+//     77%; false positives 9/144, 6%), then tuned on class by class;
+//   - "blind5": written the same way after all tuning and measured once:
+//     recall 80/96 (83%), false positives 6/144 (4%). It is the honest
+//     estimate of what the detector does on text it has never seen, and
+//     the test never prints its samples, so that it stays unread.
 const (
 	// minRecall holds on the whole corpus and on the tuned parts.
 	minRecall = 0.90
 	// minBlindRecall and maxBlindFalsePositive keep the last blind set
 	// from getting worse than it measured: on text nobody tuned for, the
-	// rules catch about three injections in four and flag about one
-	// benign text in sixteen.
-	minBlindRecall        = 0.75
-	maxBlindFalsePositive = 0.07
+	// rules catch about five injections in six and flag about one benign
+	// text in twenty-five.
+	minBlindRecall        = 0.80
+	maxBlindFalsePositive = 0.05
 	// maxFalsePositive holds on the whole benign corpus.
 	maxFalsePositive = 0.02
 )
@@ -127,19 +129,21 @@ func (c tally) String() string {
 }
 
 // columns are the parts of the corpus, as the comment at the top tells.
-var columns = [...]string{"written against", "held out", "fresh", "blind2", "blind3", "blind4", "all"}
+var columns = [...]string{"written against", "held out", "fresh", "blind2", "blind3", "blind4", "blind5", "all"}
 
 const (
 	nCols  = len(columns)
-	blind4 = nCols - 2
+	blind5 = nCols - 2
 	last   = nCols - 1
 )
 
 // split returns the column of s.
 func split(s corpusSample) int {
 	switch {
+	case strings.Contains(s.file, "blind5"):
+		return blind5
 	case strings.Contains(s.file, "blind4"):
-		return blind4
+		return 5
 	case strings.Contains(s.file, "blind3"):
 		return 4
 	case strings.Contains(s.file, "blind2"):
@@ -168,7 +172,7 @@ func TestInjectionCorpus(t *testing.T) {
 		hit := 0
 		if slices.Contains(flagsOf(t, s.Text), detailOf(s.Category)) {
 			hit = 1
-		} else if testing.Verbose() && split(s) != blind4 {
+		} else if testing.Verbose() && split(s) != blind5 {
 			t.Logf("missed %s/%s (%s): %q", s.Category, s.Lang, s.file, s.Text)
 		}
 		add := func(m map[string]*[nCols]tally, key string) {
@@ -194,7 +198,7 @@ func TestInjectionCorpus(t *testing.T) {
 		hit := 0
 		if flags := flagsOf(t, s.Text); len(flags) > 0 {
 			hit = 1
-			if testing.Verbose() && split(s) != blind4 {
+			if testing.Verbose() && split(s) != blind5 {
 				t.Logf("false positive %v on %s (%s): %q", flags, s.Category, s.file, s.Text)
 			}
 		}
@@ -228,7 +232,7 @@ func TestInjectionCorpus(t *testing.T) {
 	t.Log(b.String())
 
 	var tuned tally
-	for _, c := range all[:blind4] {
+	for _, c := range all[:blind5] {
 		tuned.hit += c.hit
 		tuned.n += c.n
 	}
@@ -238,11 +242,11 @@ func TestInjectionCorpus(t *testing.T) {
 	if r := rate(all[last]); r < minRecall {
 		t.Errorf("recall on the whole corpus %.1f%% is under %.0f%%", 100*r, 100*minRecall)
 	}
-	if r := rate(all[blind4]); r < minBlindRecall {
-		t.Errorf("recall on %s %.1f%% is under %.0f%%", columns[blind4], 100*r, 100*minBlindRecall)
+	if r := rate(all[blind5]); r < minBlindRecall {
+		t.Errorf("recall on %s %.1f%% is under %.0f%%", columns[blind5], 100*r, 100*minBlindRecall)
 	}
-	if r := rate(fp[blind4]); r > maxBlindFalsePositive {
-		t.Errorf("false positives on %s %.1f%% are over %.0f%%", columns[blind4], 100*r, 100*maxBlindFalsePositive)
+	if r := rate(fp[blind5]); r > maxBlindFalsePositive {
+		t.Errorf("false positives on %s %.1f%% are over %.0f%%", columns[blind5], 100*r, 100*maxBlindFalsePositive)
 	}
 	if r := rate(fp[last]); r > maxFalsePositive {
 		t.Errorf("false positives %.1f%% are over %.0f%%", 100*r, 100*maxFalsePositive)
