@@ -213,12 +213,33 @@ func wordAfterIn(skip, words string) func(v string, i int) bool {
 // urlHasPlaceholder reports whether the link at i has a query, an
 // assignment or a placeholder, which the exfiltration shapes of links need.
 func urlHasPlaceholder(v string, i int) bool {
-	end := i
-	for end < len(v) && end < i+2048 && strings.IndexByte(" \t\n)]\"'", v[end]) < 0 {
-		end++
+	for end := i; end < len(v) && end < i+2048; end++ {
+		switch urlByte[v[end]] {
+		case urlEnds:
+			return false
+		case urlFills:
+			return true
+		}
 	}
-	return strings.ContainsAny(v[i:end], "={<%$")
+	return false
 }
+
+// urlByte marks the bytes that end a link and those that fill a
+// placeholder or query in one.
+var urlByte = func() (t [256]uint8) {
+	for _, c := range []byte(" \t\n)]\"'") {
+		t[c] = urlEnds
+	}
+	for _, c := range []byte("={<%$") {
+		t[c] = urlFills
+	}
+	return t
+}()
+
+const (
+	urlEnds = 1 + iota
+	urlFills
+)
 
 // transferBefore finds an order to send something earlier in the text.
 var transferBefore = regexp.MustCompile(`(?i)\b(?:send|forward|post|upload|transfer|submit|exfiltrate|leak|deliver|push|report|ping|call|hit|fetch|notify)\b`)
