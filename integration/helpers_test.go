@@ -124,7 +124,7 @@ func leftovers(ctx context.Context) ([]string, error) {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if fields := strings.Fields(sc.Text()); len(fields) > 4 && strings.HasPrefix(fields[4], env.stateDir) {
+		if fields := strings.Fields(sc.Text()); len(fields) > 4 && (strings.HasPrefix(fields[4], env.stateDir) || strings.HasPrefix(fields[4], env.taskDir)) {
 			out = append(out, "mount "+fields[4])
 		}
 	}

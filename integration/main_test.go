@@ -36,7 +36,10 @@ import (
 
 // env is the suite's shared world: one containerd, one broker.
 var env struct {
-	stateDir    string
+	stateDir string
+	// taskDir is where the suite's containerd keeps its tasks' bundles,
+	// whose root filesystems a lost shim leaves mounted.
+	taskDir     string
 	address     string
 	bin         string
 	profileFile string
@@ -134,6 +137,7 @@ func setup(dir string) error {
 	env.canary = "canary-" + randHex(16)
 	os.Setenv("AIRLOCK_TEST_CANARY", env.canary)
 
+	env.taskDir = filepath.Join(dir, "containerd", "state", "io.containerd.runtime.v2.task")
 	d, err := embedded.Start(ctx, filepath.Join(dir, "containerd"))
 	if err != nil {
 		return err

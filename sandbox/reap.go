@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -33,6 +34,12 @@ func (r *Runner) Reap(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("list containers: %w", err)
 	}
+	// runs are this instance's run IDs, by which its shims and mounts
+	// are told from another broker's on the same containerd.
+	runs := map[string]bool{}
+	for _, c := range containers {
+		runs[c.ID()] = true
+	}
 	for _, c := range containers {
 		if task, err := c.Task(ctx, nil); err == nil {
 			if _, err := task.Delete(ctx, containerd.WithProcessKill); ignoreNotFound(err) != nil {
@@ -58,7 +65,7 @@ func (r *Runner) Reap(ctx context.Context) error {
 	// What containerd no longer knows of can still run: a predecessor
 	// killed with -9 mid-job may leave tasks whose shim containerd failed
 	// to reconnect. Their cgroups and shims are found by name and ended.
-	errs = append(errs, r.reapCgroups(), r.reapShims())
+	errs = append(errs, r.reapCgroups(runs), r.killShims(runs), unmountRuns(runs))
 	if err := netns.Reap(ctx, r.instance); err != nil {
 		errs = append(errs, fmt.Errorf("reap network namespaces: %w", err))
 	}
@@ -90,19 +97,21 @@ func (r *Runner) Reap(ctx context.Context) error {
 }
 
 // reapCgroups kills every process in this runner's cgroup subtree and
-// removes the cgroups. It runs only at start, when no job of ours is live.
-func (r *Runner) reapCgroups() error {
+// removes the cgroups, adding their runs to runs. It runs only at start,
+// when no job of ours is live.
+func (r *Runner) reapCgroups(runs map[string]bool) error {
 	var errs []error
 	roots, _ := filepath.Glob("/sys/fs/cgroup/*/" + footprint.Namespace + "/" + r.instance)
 	if st, err := os.Stat("/sys/fs/cgroup/" + footprint.Namespace + "/" + r.instance); err == nil && st.IsDir() {
 		roots = append(roots, "/sys/fs/cgroup/"+footprint.Namespace+"/"+r.instance)
 	}
 	for _, root := range roots {
-		runs, _ := os.ReadDir(root)
-		for _, run := range runs {
+		dirs, _ := os.ReadDir(root)
+		for _, run := range dirs {
 			if !run.IsDir() {
 				continue
 			}
+			runs[run.Name()] = true
 			dir := filepath.Join(root, run.Name())
 			killCgroup(dir)
 			if err := removeCgroup(dir); err != nil {
@@ -170,17 +179,16 @@ func (r *Runner) reapRun(runID string) error {
 		killCgroup(dir)
 		errs = append(errs, removeCgroup(dir))
 	}
-	errs = append(errs, r.killShims(runID))
+	runs := map[string]bool{runID: true}
+	errs = append(errs, r.killShims(runs), unmountRuns(runs))
 	return errors.Join(errs...)
 }
 
-// reapShims kills runc shims serving this runner's containerd that
-// outlived their tasks.
-func (r *Runner) reapShims() error { return r.killShims("") }
-
-// killShims kills this runner's shims: all of them, or the one of runID.
-func (r *Runner) killShims(runID string) error {
-	if r.address == "" {
+// killShims kills the runc shims serving this runner's containerd for the
+// runs named; another broker's shims on the same containerd are left
+// alone.
+func (r *Runner) killShims(runs map[string]bool) error {
+	if r.address == "" || len(runs) == 0 {
 		return nil
 	}
 	entries, err := os.ReadDir("/proc")
@@ -199,13 +207,58 @@ func (r *Runner) killShims(runID string) error {
 		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
 		if len(args) == 0 || filepath.Base(args[0]) != "containerd-shim-runc-v2" ||
 			!slices.Contains(args, "-namespace") || !slices.Contains(args, footprint.Namespace) || !slices.Contains(args, r.address) ||
-			runID != "" && !slices.Contains(args, runID) {
+			!runs[argAfter(args, "-id")] {
 			continue
 		}
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 		r.log.Info("reaped shim", "pid", pid)
 	}
 	return nil
+}
+
+// argAfter returns the argument after flag in args, or "".
+func argAfter(args []string, flag string) string {
+	if i := slices.Index(args, flag); i >= 0 && i+1 < len(args) {
+		return args[i+1]
+	}
+	return ""
+}
+
+// unmountRuns unmounts what a killed shim left mounted in the task
+// bundles of the runs named: their root filesystems, which containerd
+// would have unmounted when it deleted the task.
+func unmountRuns(runs map[string]bool) error {
+	if len(runs) == 0 {
+		return nil
+	}
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	var points []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		p := fields[4]
+		_, rest, ok := strings.Cut(p, "/io.containerd.runtime.v2.task/"+footprint.Namespace+"/")
+		if id, _, _ := strings.Cut(rest, "/"); ok && runs[id] {
+			points = append(points, p)
+		}
+	}
+	f.Close()
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	var errs []error
+	// Deepest first, so that no mount hides another.
+	slices.SortFunc(points, func(a, b string) int { return len(b) - len(a) })
+	for _, p := range points {
+		errs = append(errs, unmount(p))
+	}
+	return errors.Join(errs...)
 }
 
 // removeInstanceCgroups removes this runner's cgroup subtree once it is
