@@ -30,9 +30,11 @@ type dfa struct {
 	class    [utf8.RuneSelf]uint8
 	nclasses int
 
+	// mu guards making states and the scratch below; a match that
+	// finds its transitions made takes no lock.
 	mu     sync.Mutex
 	states map[string]*dstate
-	start  *dstate
+	start  atomic.Pointer[dstate]
 	stack  []uint32 // scratch for closures
 	seen   []bool
 	// visited lists the instructions seen marks, to clear them.
@@ -49,9 +51,13 @@ type dstate struct {
 	// next holds the state after each class of ASCII byte; nil is not
 	// yet made. done marks a match already certain before the next rune;
 	// dead marks a state no input can lead to a match from.
-	next       []*dstate
+	next       []atomic.Pointer[dstate]
 	done, dead bool
-	wide       map[rune]*dstate
+	// atEnd is whether a match ends if the text ends here: 0 not yet
+	// known, 1 yes, 2 no.
+	atEnd atomic.Int32
+	// wide holds transitions on runes outside ASCII, under the dfa's mu.
+	wide map[rune]*dstate
 }
 
 // A hostile text can make every rule's dfa grow, so their memory is
@@ -146,7 +152,7 @@ func (d *dfa) reset() {
 	dfaBytes.Add(-d.size)
 	d.size = 0
 	d.states = map[string]*dstate{}
-	d.start = d.state([]uint32{uint32(d.prog.Start)}, -1)
+	d.start.Store(d.state([]uint32{uint32(d.prog.Start)}, -1))
 }
 
 // state returns the state of pcs after the rune prev, making it if new.
@@ -159,7 +165,7 @@ func (d *dfa) state(pcs []uint32, prev rune) *dstate {
 	if s, ok := d.states[string(key)]; ok {
 		return s
 	}
-	s := &dstate{pcs: pcs, prev: prev, next: make([]*dstate, d.nclasses), dead: len(pcs) == 0}
+	s := &dstate{pcs: pcs, prev: prev, next: make([]atomic.Pointer[dstate], d.nclasses), dead: len(pcs) == 0}
 	d.states[string(key)] = s
 	n := int64(2*len(key) + 8*d.nclasses + 128)
 	d.size += n
@@ -245,22 +251,27 @@ var useDFA = true
 var doneState = &dstate{done: true}
 
 // matches reports whether the program matches at the start of w, as
-// regexp's FindStringIndex(w) != nil would.
+// regexp's FindStringIndex(w) != nil would. States already made are read
+// without the lock: a state, once published, changes only by gaining
+// transitions, each stored atomically.
 func (d *dfa) matches(w string) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	s := d.start
+	s := d.start.Load()
 	for i := 0; i < len(w); {
 		var t *dstate
 		if c := w[i]; c < utf8.RuneSelf {
 			k := d.class[c]
-			if t = s.next[k]; t == nil {
-				t = d.step(s, rune(c))
-				s.next[k] = t
+			if t = s.next[k].Load(); t == nil {
+				d.mu.Lock()
+				if t = s.next[k].Load(); t == nil {
+					t = d.step(s, rune(c))
+					s.next[k].Store(t)
+				}
+				d.mu.Unlock()
 			}
 			i++
 		} else {
 			r, n := utf8.DecodeRuneInString(w[i:])
+			d.mu.Lock()
 			if t = s.wide[r]; t == nil {
 				t = d.step(s, r)
 				if s.wide == nil {
@@ -272,6 +283,7 @@ func (d *dfa) matches(w string) bool {
 					dfaBytes.Add(wideBytes)
 				}
 			}
+			d.mu.Unlock()
 			i += n
 		}
 		if t.done {
@@ -282,6 +294,19 @@ func (d *dfa) matches(w string) bool {
 		}
 		s = t
 	}
+	switch s.atEnd.Load() {
+	case 1:
+		return true
+	case 2:
+		return false
+	}
+	d.mu.Lock()
 	_, matched := d.closure(s.pcs, s.prev, -1)
+	d.mu.Unlock()
+	if matched {
+		s.atEnd.Store(1)
+	} else {
+		s.atEnd.Store(2)
+	}
 	return matched
 }

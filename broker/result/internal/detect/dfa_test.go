@@ -1,7 +1,9 @@
 package detect
 
 import (
+	"fmt"
 	"regexp"
+	"sync"
 	"testing"
 )
 
@@ -107,4 +109,41 @@ func TestDFA_MemoryIsBounded(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// Scans on many goroutines share the dfas, which make states as they go
+// and drop them at their bounds, and each finds what a scan alone finds.
+func TestDFA_ConcurrentScansAgree(t *testing.T) {
+	texts := append(corpusTexts(t, "injected*.jsonl"), corpusTexts(t, "benign*.jsonl")...)
+	if raceEnabled {
+		texts = texts[:len(texts)/8]
+	}
+	want := make([]Category, len(texts))
+	useDFA = false
+	for i, s := range texts {
+		want[i] = Scan(s)
+	}
+	useDFA = true
+	defer func(one, all int64) { maxDFABytes, maxAllDFABytes = one, all }(maxDFABytes, maxAllDFABytes)
+	maxDFABytes, maxAllDFABytes = 16<<10, 256<<10
+	errs := make(chan string, 4)
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range texts {
+				i := (k + g*len(texts)/4) % len(texts)
+				if got := Scan(texts[i]); got != want[i] {
+					errs <- fmt.Sprintf("Scan(%q) = [%v] beside other scans, [%v] alone", texts[i], got, want[i])
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
 }
