@@ -622,7 +622,8 @@ func multilingualOverride() {
 	on(Override, "laisse laissez laissons mets mettez",
 		`(?:laisse|laissez|laissons|mets|mettez) (?:de côté|tomber) (?:(?:toutes|tous|tout|les|la|le|ta|tes|votre|vos|ses|de|des|du|précédentes?|antérieures?|initiales?|ci-dessus) ){0,4}(?:instruction|directive|règle|consigne|ordre|mission|tâche)`)
 	on(Override, "importante nota aviso note hinweis avis wichtig achtung примечание внимание",
-		`(?:importante|nota|aviso|note|hinweis|avis|wichtig|achtung|примечание|внимание) (?:para|pour|per|an|für|для|à) (?:l'|la |el |il |a |o |die |den |le )?(?:ia|ki|ии|asistente de ia|assistente de ia|assistente|asistente|assistant|modelo|modèle|modell)(?:[^\p{L}]|$)`)
+		`(?:importante|nota|aviso|note|hinweis|avis|wichtig|achtung|примечание|внимание) (?:para|pour|per|an|für|для|à) (?:l'|la |el |il |a |o |die |den |le )?(?:ia|ki|ии|asistente de ia|assistente de ia|assistente|asistente|assistant|modelo|modèle|modell)(?:[^\p{L}]|$)`,
+		withNext("importante nota aviso note hinweis avis wichtig achtung", "para pour per an"))
 	// French.
 	on(Override, "ignore ignorez ignorer oublie oubliez oublier ne faites fais n",
 		`(?:ignore|ignorez|ignorer|oublie|oubliez|oublier|ne tiens? pas compte (?:de|des|du)|ne tenez pas compte (?:de|des|du)|faites abstraction (?:de|des)|fais abstraction (?:de|des)|n'obéis pas (?:à|aux)) (?:(?:toutes|tous|tout|les|la|le|tes|vos|ses|de|des|du|précédentes?|antérieures?|initiales?|ci-dessus|système) ){0,5}(?:instruction|directive|règle|consigne|ordre)`)
