@@ -22,22 +22,7 @@ func init() {
 
 // containsFold reports whether s holds sub, which is lower-case ASCII,
 // in any case.
-func containsFold(s, sub string) bool {
-	n := len(sub)
-	for i := 0; i+n <= len(s); i++ {
-		if lower(s[i]) != sub[0] {
-			continue
-		}
-		k := 1
-		for k < n && lower(s[i+k]) == sub[k] {
-			k++
-		}
-		if k == n {
-			return true
-		}
-	}
-	return false
-}
+func containsFold(s, sub string) bool { return indexFold(s, sub) >= 0 }
 
 // containsWordFold reports whether s holds the lower-case ASCII word w,
 // in any case, with no letter on either side.
@@ -78,6 +63,8 @@ func hasASCIIWord(s string, set map[string]bool) bool {
 	return false
 }
 
+// indexFold returns where s first holds sub, which is lower-case ASCII,
+// in any case, or -1.
 func indexFold(s, sub string) int {
 	n := len(sub)
 	for i := 0; i+n <= len(s); i++ {
