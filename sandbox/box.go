@@ -155,7 +155,7 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 	// range's release.
 	b.u.Push(func(context.Context) error { return r.reapRun(runID) })
 	b.u.Push(func(context.Context) error { return os.RemoveAll(b.dir) })
-	runtime, err := runtimeFor(p.Isolation.Runtime)
+	runtime, runtimeOpts, err := runtimeFor(p.Isolation.Runtime)
 	if err != nil {
 		return nil, err
 	}
@@ -243,7 +243,7 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 	b.container, err = r.client.NewContainer(lctx, runID,
 		containerd.WithImageName(img.Name()),
 		withSnapshotView(runID, img.chainID),
-		containerd.WithRuntime(runtime, nil),
+		containerd.WithRuntime(runtime, runtimeOpts),
 		containerd.WithContainerLabels(labels),
 		containerd.WithNewSpec(append(SpecFor(runID, p, b.paths), oci.WithCgroup(r.cgroupPath(runID)))...),
 	)

@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -417,21 +416,6 @@ func unmount(path string) error {
 		return nil
 	}
 	return fmt.Errorf("unmount %s: %w", path, err)
-}
-
-// runtimeFor maps a policy runtime to a containerd shim, refusing one whose
-// shim is not installed rather than falling back to a weaker runtime.
-func runtimeFor(name string) (string, error) {
-	switch name {
-	case "", "runc":
-		return "io.containerd.runc.v2", nil
-	case "runsc":
-		if _, err := exec.LookPath("containerd-shim-runsc-v1"); err != nil {
-			return "", fmt.Errorf("runtime runsc: gVisor's containerd-shim-runsc-v1 is not installed")
-		}
-		return "io.containerd.runsc.v1", nil
-	}
-	return "", fmt.Errorf("runtime %q is not supported", name)
 }
 
 // deleteContainer deletes the container and its snapshot. A task whose

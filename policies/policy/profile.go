@@ -185,7 +185,7 @@ type Isolation struct {
 	UserNamespace bool `json:"userNamespace"`
 	// MaskedPaths always include DefaultMaskedPaths; a profile only adds.
 	MaskedPaths []string `json:"maskedPaths,omitempty"`
-	// Runtime is runc, or runsc (gVisor) where installed.
+	// Runtime is runc, crun, or runsc (gVisor), each where installed.
 	Runtime string `json:"runtime"` // runc
 }
 

@@ -41,9 +41,19 @@ const (
 	SeccompStrict = "strict"
 	// RuntimeRunc is the default OCI runtime.
 	RuntimeRunc = "runc"
+	// RuntimeCrun is crun, runc's faster kin, where installed.
+	RuntimeCrun = "crun"
 	// RuntimeRunsc is gVisor, where installed.
 	RuntimeRunsc = "runsc"
 )
+
+// RuntimeNeeds is what each runtime needs on the host's PATH, and how to
+// install it, for airlockd and airlock doctor to say.
+var RuntimeNeeds = map[string]struct{ Binary, Install string }{
+	RuntimeRunc:  {"runc", "apt-get install runc"},
+	RuntimeCrun:  {"crun", "apt-get install crun"},
+	RuntimeRunsc: {"containerd-shim-runsc-v1", "install gVisor's containerd-shim-runsc-v1 (Debian's runsc package has no shim)"},
+}
 
 // Bounds on limits. The maxima are sane for one job on a small host; a
 // profile that needs more is better split into smaller jobs.
@@ -374,7 +384,7 @@ func checkIsolation(c *checker, iso *Isolation) {
 		}
 	}
 	c.enum("isolation.seccomp", iso.Seccomp, SeccompDefault, SeccompStrict)
-	c.enum("isolation.runtime", iso.Runtime, RuntimeRunc, RuntimeRunsc)
+	c.enum("isolation.runtime", iso.Runtime, RuntimeRunc, RuntimeCrun, RuntimeRunsc)
 	for i, m := range iso.MaskedPaths {
 		if !path.IsAbs(m) || path.Clean(m) != m || strings.ContainsFunc(m, isControl) {
 			c.fail(fmt.Sprintf("isolation.maskedPaths[%d]", i), "%q is not a clean absolute path", m)

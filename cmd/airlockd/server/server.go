@@ -197,6 +197,9 @@ func Start(ctx context.Context, o Options) (_ *Server, retErr error) {
 	if err := checkModelSecrets(profiles); err != nil {
 		return nil, err
 	}
+	if err := checkRuntimes(profiles); err != nil {
+		return nil, err
+	}
 	lis, serverOpts, err := listen.Open(listen.Config{
 		Socket: client.Socket(o.Socket), Addr: o.Listen, AllowRemote: o.AllowRemote,
 		TLSCert: o.TLSCert, TLSKey: o.TLSKey, TLSClientCA: o.TLSClientCA,
@@ -471,6 +474,18 @@ func checkModelSecrets(profiles *policy.Set) error {
 		}
 		if _, err := egress.ResolveSecret(svc.Inject.SecretRef); err != nil {
 			return fmt.Errorf("profile %s: model service %s: %w", p.Name, p.Model.Service, err)
+		}
+	}
+	return nil
+}
+
+// checkRuntimes refuses to start when a profile names an OCI runtime this
+// host lacks, saying what to install: its jobs would otherwise fail one by
+// one, and a weaker runtime must never stand in.
+func checkRuntimes(profiles *policy.Set) error {
+	for _, p := range profiles.All() {
+		if err := sandbox.CheckRuntime(p.Isolation.Runtime); err != nil {
+			return fmt.Errorf("profile %s: isolation.runtime: %w", p.Name, err)
 		}
 	}
 	return nil

@@ -2,17 +2,21 @@ package doctor
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/airlock/airlock/images"
+	"github.com/airlock/airlock/policies/policy"
 )
 
 // commandTimeout bounds a --version call: a wedged binary must not wedge
@@ -109,6 +113,30 @@ func checkRunc(ctx context.Context, _ *env) result {
 		detail += ", libseccomp " + seccomp
 	}
 	return f.result(detail)
+}
+
+// checkRuntimes checks that the OCI runtime of every profile is
+// installed: airlockd refuses to start without it, and never runs a
+// profile on a weaker one.
+func checkRuntimes(_ context.Context, e *env) result {
+	var f findings
+	if e.profiles == nil {
+		return result{ok: true, detail: "the profiles did not load; profiles.invariants says why"}
+	}
+	used := map[string][]string{}
+	for _, p := range e.profiles.All() {
+		rt := cmp.Or(p.Isolation.Runtime, policy.RuntimeRunc)
+		used[rt] = append(used[rt], p.Name)
+	}
+	var names []string
+	for _, rt := range slices.Sorted(maps.Keys(used)) {
+		need := policy.RuntimeNeeds[rt]
+		names = append(names, rt)
+		if _, err := exec.LookPath(need.Binary); err != nil {
+			f.add(Fail, fmt.Sprintf("profiles %s run on %s, but %s is not on PATH, so airlockd will not start", strings.Join(used[rt], ", "), rt, need.Binary), need.Install)
+		}
+	}
+	return f.result("installed: " + strings.Join(names, ", "))
 }
 
 // checkBusybox checks the busybox that goes into each tools image: it runs

@@ -216,6 +216,7 @@ var catalog = []check{
 	{"kernel.nftables", "nftables", checkNftables},
 	{"bin.containerd", "containerd", checkContainerd},
 	{"bin.runc", "runc", checkRunc},
+	{"bin.runtimes", "the profiles' OCI runtimes", checkRuntimes},
 	{"bin.busybox-static", "static busybox for tools images", checkBusybox},
 	{"bin.airlock-agent", "static airlock-agent", checkAgent},
 	{"statedir.perms", "state dir permissions", checkStateDir},
