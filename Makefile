@@ -10,21 +10,32 @@ GOTEST_FLAGS ?=
 
 all: build
 
-# deps installs what the sandbox needs from Debian's packages, once, gcc
+# deps installs what the sandbox needs from Debian's packages (runc, crun
+# and gVisor's runsc among them), once, gcc
 # with libc's headers (the race detector needs cgo), and Node.js with npm
 # for the Node client example the integration suite runs.
 deps:
 	@missing=""; \
-	for b in containerd containerd-shim-runc-v2 runc nft gcc node npm; do \
+	for b in containerd containerd-shim-runc-v2 runc crun runsc nft gcc node npm; do \
 		command -v $$b >/dev/null 2>&1 || missing="$$missing $$b"; \
 	done; \
 	[ -e /usr/include/stdio.h ] || missing="$$missing libc6-dev"; \
 	file_static=$$( [ -x /bin/busybox ] && ! readelf -l /bin/busybox 2>/dev/null | grep -q interpreter && echo yes ); \
 	[ "$$file_static" = yes ] || missing="$$missing busybox-static"; \
 	if [ -n "$$missing" ]; then \
-		echo "installing containerd runc nftables busybox-static gcc libc6-dev nodejs npm (missing:$$missing)"; \
+		echo "installing containerd runc crun runsc nftables busybox-static gcc libc6-dev nodejs npm (missing:$$missing)"; \
 		if [ "$$(id -u)" != 0 ]; then echo "make deps: run as root to apt-get install" >&2; exit 1; fi; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq containerd runc nftables busybox-static gcc libc6-dev nodejs npm >/dev/null; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq containerd runc crun runsc nftables busybox-static gcc libc6-dev nodejs npm >/dev/null; \
+	fi
+	@# crun refuses a hybrid cgroup host whose cgroup v2 hierarchy holds
+	@# controllers; those are moved to cgroup v1, where runc also finds them.
+	@u=/sys/fs/cgroup/unified; \
+	if [ -f $$u/cgroup.controllers ] && [ -n "$$(cat $$u/cgroup.controllers)" ]; then \
+		for c in $$(cat $$u/cgroup.controllers); do \
+			echo "moving the $$c cgroup controller from cgroup v2 to v1, for crun"; \
+			echo "-$$c" > $$u/cgroup.subtree_control && mkdir -p /sys/fs/cgroup/$$c && \
+			mount -t cgroup -o $$c cgroup /sys/fs/cgroup/$$c || exit 1; \
+		done; \
 	fi
 
 build:

@@ -1,10 +1,12 @@
 package broker
 
 import (
+	"cmp"
 	"strings"
 	"time"
 
 	"github.com/airlock/airlock/broker/audit"
+	"github.com/airlock/airlock/policies/policy"
 	"github.com/airlock/airlock/policies/prompt"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
 	"github.com/airlock/airlock/sandbox/job"
@@ -33,6 +35,7 @@ func (s *Server) auditRecord(req *airlockv1.SpawnRequest, pl *plan, out *job.Out
 		Owner:       owner,
 		Profile:     pl.job.Policy.Name,
 		PolicyHash:  resp.Policy.GetHash(),
+		Runtime:     cmp.Or(pl.job.Policy.Isolation.Runtime, policy.RuntimeRunc),
 		Image:       pl.job.Image,
 		Task:        pl.job.Task,
 		Labels:      req.GetLabels(),

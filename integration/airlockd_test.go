@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -59,7 +60,11 @@ func airlockd(t *testing.T) *daemonProc {
 	return theDaemon
 }
 
-func startDaemon(args ...string) (*daemonProc, error) {
+func startDaemon(args ...string) (*daemonProc, error) { return startDaemonOn("", args...) }
+
+// startDaemonOn starts an airlockd whose shipped profiles run on the OCI
+// runtime named, or on what they say when it is "".
+func startDaemonOn(runtime string, args ...string) (*daemonProc, error) {
 	dir, err := os.MkdirTemp("", "airlockd-it-")
 	if err != nil {
 		return nil, err
@@ -82,7 +87,14 @@ func startDaemon(args ...string) (*daemonProc, error) {
 		return nil, err
 	}
 	for _, name := range []string{"vanilla.yaml", "secureclaw.yaml", "ironclaw.yaml"} {
-		if err := copyFile(filepath.Join("..", "policies", name), filepath.Join(policyDir, name)); err != nil {
+		b, err := os.ReadFile(filepath.Join("..", "policies", name))
+		if err != nil {
+			return nil, err
+		}
+		if runtime != "" {
+			b = regexp.MustCompile(`(?m)^(\s+runtime:) \w+`).ReplaceAll(b, []byte("${1} "+runtime))
+		}
+		if err := os.WriteFile(filepath.Join(policyDir, name), b, 0o600); err != nil {
 			return nil, err
 		}
 	}

@@ -4,6 +4,7 @@ package integration
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -118,8 +119,50 @@ func corpusReq(t *testing.T, d *daemonProc, p payload, profile string) *airlockv
 	}
 }
 
-func TestCorpus(t *testing.T) {
-	d := airlockd(t)
+func TestCorpus(t *testing.T) { runCorpus(t, airlockd(t), "runc") }
+
+var (
+	crunOnce   sync.Once
+	crunDaemon *daemonProc
+	crunErr    error
+)
+
+// The corpus holds under crun as under runc: every profile of a second
+// airlockd runs on crun, with its own egress pool.
+func TestCorpus_UnderCrun(t *testing.T) {
+	crunOnce.Do(func() {
+		crunDaemon, crunErr = startDaemonOn("crun", "--egress-pool", "10.215.0.0/16")
+		if crunDaemon != nil {
+			stops = append(stops, crunDaemon.stop)
+		}
+	})
+	if crunErr != nil {
+		t.Fatalf("airlockd on crun: %v", crunErr)
+	}
+	runCorpus(t, crunDaemon, "crun")
+	requireDaemonNothingLeft(t, crunDaemon)
+	// The audit record says so too.
+	b, err := os.ReadFile(crunDaemon.auditLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Only whole lines: a job's record may be on its way.
+	b = b[:bytes.LastIndexByte(b, '\n')+1]
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	for _, line := range lines {
+		var rec struct{ Runtime string }
+		if err := json.Unmarshal([]byte(line), &rec); err != nil || rec.Runtime != "crun" {
+			t.Fatalf("audit record %s: runtime %q (%v), want crun", line, rec.Runtime, err)
+		}
+	}
+	if len(lines) < 35 {
+		t.Fatalf("only %d audit records", len(lines))
+	}
+}
+
+// runCorpus runs every payload under each of its profiles on d, whose
+// jobs must say they ran on runtime.
+func runCorpus(t *testing.T, d *daemonProc, runtime string) {
 	corpus := loadCorpus(t)
 	var mu sync.Mutex
 	table := map[string]map[string]string{}
@@ -134,6 +177,9 @@ func TestCorpus(t *testing.T) {
 				}
 				checkPayload(t, d, p, resp)
 				checkInvariants(t, d, resp)
+				if s := resp.GetPolicy().GetSummary(); !strings.Contains(s, " runtime="+runtime+" ") {
+					t.Errorf("payload %s ran on %q, want runtime %s", p.ID, s, runtime)
+				}
 				mu.Lock()
 				if table[p.ID] == nil {
 					table[p.ID] = map[string]string{}

@@ -1,12 +1,19 @@
 package sandbox
 
 import (
+	"context"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 
 	"github.com/airlock/airlock/policies/policy"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	runcoptions "github.com/containerd/containerd/api/types/runc/options"
+	"github.com/containerd/containerd/containers"
+	"github.com/containerd/containerd/oci"
 )
 
 // The OCI runtimes a profile may name. runc and crun both run under
@@ -17,33 +24,81 @@ const (
 	runscShim = "io.containerd.runsc.v1"
 )
 
+// ociRuntime is how containerd runs a profile's runtime: the shim, the
+// options its tasks are created with, and what the spec must say for it.
+type ociRuntime struct {
+	shim    string
+	options any
+	spec    []oci.SpecOpts
+}
+
 // CheckRuntime reports whether the runtime a profile names can run on this
 // host. The error says what to install: a profile never falls back to a
 // weaker runtime.
 func CheckRuntime(name string) error {
-	_, _, err := runtimeFor(name)
+	_, err := runtimeFor(name)
 	return err
 }
 
-// runtimeFor maps a policy runtime to a containerd shim and the options
-// its tasks are created with, refusing one that is not installed.
-func runtimeFor(name string) (string, any, error) {
+// crunSpecVersion is the newest OCI spec version crun 1.8 accepts; it
+// refuses the 1.2 the runtime-spec module writes, though nothing Airlock
+// sets needs more than 1.0.
+const crunSpecVersion = "1.0.2"
+
+// runtimeFor maps a policy runtime to how containerd runs it, refusing
+// one that is not installed.
+func runtimeFor(name string) (ociRuntime, error) {
 	if name == "" {
 		name = "runc"
 	}
 	need, ok := policy.RuntimeNeeds[name]
 	if !ok {
-		return "", nil, fmt.Errorf("runtime %q is not supported (runc, crun, runsc)", name)
+		return ociRuntime{}, fmt.Errorf("runtime %q is not supported (runc, crun, runsc)", name)
 	}
 	path, err := exec.LookPath(need.Binary)
 	if err != nil {
-		return "", nil, fmt.Errorf("runtime %s: %s is not installed (%s)", name, need.Binary, need.Install)
+		return ociRuntime{}, fmt.Errorf("runtime %s: %s is not installed (%s)", name, need.Binary, need.Install)
 	}
 	switch name {
 	case "crun":
-		return runcShim, &runcoptions.Options{BinaryName: path}, nil
+		if err := crunCgroups(hybridUnified); err != nil {
+			return ociRuntime{}, err
+		}
+		return ociRuntime{
+			shim:    runcShim,
+			options: &runcoptions.Options{BinaryName: path},
+			spec:    []oci.SpecOpts{withSpecVersion(crunSpecVersion)},
+		}, nil
 	case "runsc":
-		return runscShim, nil, nil
+		return ociRuntime{shim: runscShim}, nil
 	}
-	return runcShim, nil, nil
+	return ociRuntime{shim: runcShim}, nil
+}
+
+// withSpecVersion sets the OCI spec version the runtime is told.
+func withSpecVersion(v string) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *specs.Spec) error {
+		s.Version = v
+		return nil
+	}
+}
+
+// hybridUnified is where a hybrid cgroup host mounts its cgroup v2
+// hierarchy beside the v1 controllers; tests point it elsewhere.
+var hybridUnified = "/sys/fs/cgroup/unified"
+
+// crunCgroups refuses crun on a hybrid cgroup host whose cgroup v2
+// hierarchy at unified holds controllers, which crun will not run on
+// ("cgroups in hybrid mode not supported"). A host with cgroup v1 or v2
+// alone has no such hierarchy.
+func crunCgroups(unified string) error {
+	b, err := os.ReadFile(filepath.Join(unified, "cgroup.controllers"))
+	if err != nil {
+		return nil
+	}
+	if c := strings.Fields(string(b)); len(c) > 0 {
+		return fmt.Errorf("runtime crun: this hybrid cgroup host's cgroup v2 hierarchy (%s) holds the controllers %s, which crun refuses; move them to cgroup v1 (make deps does) or run the profile on runc",
+			unified, strings.Join(c, ", "))
+	}
+	return nil
 }

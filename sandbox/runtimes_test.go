@@ -1,12 +1,14 @@
 package sandbox
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	runcoptions "github.com/containerd/containerd/api/types/runc/options"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // A runtime that is not installed is refused with what to install, and
@@ -35,12 +37,45 @@ func TestRuntimeFor_CrunRunsUnderTheRuncShim(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("PATH", dir)
-	shim, opts, err := runtimeFor("crun")
+	defer func(u string) { hybridUnified = u }(hybridUnified)
+	hybridUnified = t.TempDir()
+	rt, err := runtimeFor("crun")
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, ok := opts.(*runcoptions.Options)
-	if shim != runcShim || !ok || o.BinaryName != crun {
-		t.Fatalf("runtimeFor(crun) = %s, %+v; want the runc shim running %s", shim, opts, crun)
+	o, ok := rt.options.(*runcoptions.Options)
+	if rt.shim != runcShim || !ok || o.BinaryName != crun {
+		t.Fatalf("runtimeFor(crun) = %+v; want the runc shim running %s", rt, crun)
+	}
+	var s specs.Spec
+	for _, opt := range rt.spec {
+		if err := opt(context.Background(), nil, nil, &s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s.Version != crunSpecVersion {
+		t.Errorf("crun is told spec version %q, want %q", s.Version, crunSpecVersion)
+	}
+}
+
+// On a hybrid cgroup host, crun runs only once the cgroup v2 hierarchy
+// holds no controller.
+func TestCrunCgroups(t *testing.T) {
+	dir := t.TempDir()
+	if err := crunCgroups(dir); err != nil {
+		t.Errorf("no cgroup v2 hierarchy: %v", err)
+	}
+	write := func(s string) {
+		if err := os.WriteFile(filepath.Join(dir, "cgroup.controllers"), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("\n")
+	if err := crunCgroups(dir); err != nil {
+		t.Errorf("an empty cgroup v2 hierarchy: %v", err)
+	}
+	write("hugetlb\n")
+	if err := crunCgroups(dir); err == nil || !strings.Contains(err.Error(), "hugetlb") || !strings.Contains(err.Error(), "make deps") {
+		t.Errorf("hugetlb on cgroup v2: %v, want a refusal naming it and the fix", err)
 	}
 }

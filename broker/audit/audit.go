@@ -15,11 +15,13 @@ import (
 
 // Record is one job's audit entry.
 type Record struct {
-	Time        time.Time         `json:"time"`
-	JobID       string            `json:"jobId"`
-	Owner       string            `json:"owner,omitempty"`
-	Profile     string            `json:"profile"`
-	PolicyHash  string            `json:"policyHash"`
+	Time       time.Time `json:"time"`
+	JobID      string    `json:"jobId"`
+	Owner      string    `json:"owner,omitempty"`
+	Profile    string    `json:"profile"`
+	PolicyHash string    `json:"policyHash"`
+	// Runtime is the OCI runtime the job's sandbox ran on.
+	Runtime     string            `json:"runtime"`
 	Image       string            `json:"image,omitempty"`
 	ImageDigest string            `json:"imageDigest,omitempty"`
 	Task        string            `json:"task"`

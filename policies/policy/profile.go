@@ -3,6 +3,7 @@
 package policy
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -287,14 +288,14 @@ func (p *Profile) Hash() string {
 }
 
 // Summary is one short line for responses and logs, such as
-// "network=none exec=allowlist seccomp=default mem=512Mi pids=128 cpu=1 timeout=60s".
+// "network=none exec=allowlist seccomp=default runtime=runc mem=512Mi pids=128 cpu=1 timeout=60s".
 func (p *Profile) Summary() string {
 	network := p.Network.Mode
 	if network == NetworkAllowlist {
 		network = fmt.Sprintf("%s(%d)", network, len(p.Network.Egress)+len(p.Network.Services))
 	}
-	return fmt.Sprintf("network=%s exec=%s seccomp=%s mem=%s pids=%d cpu=%g timeout=%s",
-		network, p.Exec.Security, p.Isolation.Seccomp, FormatBytes(p.Limits.MemoryBytes),
+	return fmt.Sprintf("network=%s exec=%s seccomp=%s runtime=%s mem=%s pids=%d cpu=%g timeout=%s",
+		network, p.Exec.Security, p.Isolation.Seccomp, cmp.Or(p.Isolation.Runtime, RuntimeRunc), FormatBytes(p.Limits.MemoryBytes),
 		p.Limits.Pids, p.Limits.CPU, formatDuration(p.Limits.Timeout))
 }
 

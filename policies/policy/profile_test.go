@@ -222,12 +222,12 @@ isolation: {capabilities: [kill]}
 
 func TestSummary(t *testing.T) {
 	p := mustLoad(t, "exec: {security: allowlist}\nlimits: {memory: 512Mi, pids: 128, timeout: 60s}\n")
-	want := "network=none exec=allowlist seccomp=default mem=512Mi pids=128 cpu=1 timeout=60s"
+	want := "network=none exec=allowlist seccomp=default runtime=runc mem=512Mi pids=128 cpu=1 timeout=60s"
 	if got := p.Summary(); got != want {
 		t.Errorf("Summary() = %q, want %q", got, want)
 	}
 	q := mustLoad(t, egressProfile+"isolation: {seccomp: strict}\n")
-	if got := q.Summary(); !strings.HasPrefix(got, "network=allowlist(3) exec=deny seccomp=strict mem=256Mi") {
+	if got := q.Summary(); !strings.HasPrefix(got, "network=allowlist(3) exec=deny seccomp=strict runtime=runc mem=256Mi") {
 		t.Errorf("Summary() = %q", got)
 	}
 }
