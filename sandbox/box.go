@@ -155,7 +155,7 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 	// range's release.
 	b.u.Push(func(context.Context) error { return r.reapRun(runID) })
 	b.u.Push(func(context.Context) error { return os.RemoveAll(b.dir) })
-	runtime, runtimeOpts, err := runtimeFor(p.Isolation.Runtime)
+	rt, err := runtimeFor(p.Isolation.Runtime)
 	if err != nil {
 		return nil, err
 	}
@@ -243,9 +243,9 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 	b.container, err = r.client.NewContainer(lctx, runID,
 		containerd.WithImageName(img.Name()),
 		withSnapshotView(runID, img.chainID),
-		containerd.WithRuntime(runtime, runtimeOpts),
+		containerd.WithRuntime(rt.shim, rt.options),
 		containerd.WithContainerLabels(labels),
-		containerd.WithNewSpec(append(SpecFor(runID, p, b.paths), oci.WithCgroup(r.cgroupPath(runID)))...),
+		containerd.WithNewSpec(append(append(SpecFor(runID, p, b.paths), oci.WithCgroup(r.cgroupPath(runID))), rt.spec...)...),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("create container: %w", err)
