@@ -243,9 +243,9 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 	b.container, err = r.client.NewContainer(lctx, runID,
 		containerd.WithImageName(img.Name()),
 		withSnapshotView(runID, img.chainID),
-		containerd.WithRuntime(rt.shim, rt.options),
+		containerd.WithRuntime(rt.Shim, rt.Options),
 		containerd.WithContainerLabels(labels),
-		containerd.WithNewSpec(append(append(SpecFor(runID, p, b.paths), oci.WithCgroup(r.cgroupPath(runID))), rt.spec...)...),
+		containerd.WithNewSpec(append(append(SpecFor(runID, p, b.paths), oci.WithCgroup(r.cgroupPath(runID))), rt.Spec...)...),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("create container: %w", err)

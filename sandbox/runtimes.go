@@ -24,13 +24,20 @@ const (
 	runscShim = "io.containerd.runsc.v1"
 )
 
-// ociRuntime is how containerd runs a profile's runtime: the shim, the
-// options its tasks are created with, and what the spec must say for it.
-type ociRuntime struct {
-	shim    string
-	options any
-	spec    []oci.SpecOpts
+// Runtime is how a profile's OCI runtime is run: by containerd, through
+// Shim with the task options Options, or by hand, as Binary; either way
+// with Spec applied to the sandbox's spec.
+type Runtime struct {
+	Name    string
+	Binary  string // the runtime's own binary; for runsc, its shim
+	Shim    string
+	Options any
+	Spec    []oci.SpecOpts
 }
+
+// RuntimeFor returns how the named runtime is run here, or an error saying
+// what to install when it is not.
+func RuntimeFor(name string) (Runtime, error) { return runtimeFor(name) }
 
 // CheckRuntime reports whether the runtime a profile names can run on this
 // host. The error says what to install: a profile never falls back to a
@@ -47,32 +54,32 @@ const crunSpecVersion = "1.0.2"
 
 // runtimeFor maps a policy runtime to how containerd runs it, refusing
 // one that is not installed.
-func runtimeFor(name string) (ociRuntime, error) {
+func runtimeFor(name string) (Runtime, error) {
 	if name == "" {
 		name = "runc"
 	}
 	need, ok := policy.RuntimeNeeds[name]
 	if !ok {
-		return ociRuntime{}, fmt.Errorf("runtime %q is not supported (runc, crun, runsc)", name)
+		return Runtime{}, fmt.Errorf("runtime %q is not supported (runc, crun, runsc)", name)
 	}
 	path, err := exec.LookPath(need.Binary)
 	if err != nil {
-		return ociRuntime{}, fmt.Errorf("runtime %s: %s is not installed (%s)", name, need.Binary, need.Install)
+		return Runtime{}, fmt.Errorf("runtime %s: %s is not installed (%s)", name, need.Binary, need.Install)
 	}
 	switch name {
 	case "crun":
 		if err := crunCgroups(hybridUnified); err != nil {
-			return ociRuntime{}, err
+			return Runtime{}, err
 		}
-		return ociRuntime{
-			shim:    runcShim,
-			options: &runcoptions.Options{BinaryName: path},
-			spec:    []oci.SpecOpts{withSpecVersion(crunSpecVersion)},
+		return Runtime{
+			Name: name, Binary: path, Shim: runcShim,
+			Options: &runcoptions.Options{BinaryName: path},
+			Spec:    []oci.SpecOpts{withSpecVersion(crunSpecVersion)},
 		}, nil
 	case "runsc":
-		return ociRuntime{shim: runscShim}, nil
+		return Runtime{Name: name, Binary: path, Shim: runscShim}, nil
 	}
-	return ociRuntime{shim: runcShim}, nil
+	return Runtime{Name: name, Binary: path, Shim: runcShim}, nil
 }
 
 // withSpecVersion sets the OCI spec version the runtime is told.

@@ -43,12 +43,12 @@ func TestRuntimeFor_CrunRunsUnderTheRuncShim(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, ok := rt.options.(*runcoptions.Options)
-	if rt.shim != runcShim || !ok || o.BinaryName != crun {
+	o, ok := rt.Options.(*runcoptions.Options)
+	if rt.Shim != runcShim || !ok || o.BinaryName != crun {
 		t.Fatalf("runtimeFor(crun) = %+v; want the runc shim running %s", rt, crun)
 	}
 	var s specs.Spec
-	for _, opt := range rt.spec {
+	for _, opt := range rt.Spec {
 		if err := opt(context.Background(), nil, nil, &s); err != nil {
 			t.Fatal(err)
 		}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/airlock/airlock/images"
+	"github.com/airlock/airlock/policies/policy"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
 )
 
@@ -26,6 +27,9 @@ const (
 	SystemAirlock    = "airlock"
 	SystemContainerd = "containerd client"
 	SystemRunc       = "runc run"
+	// SystemCrun is raw crun, which runs beside raw runc when the
+	// profile's runtime is crun.
+	SystemCrun = "crun run"
 )
 
 // Config configures Run.
@@ -182,6 +186,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				b.N, b.Concurrency = n, c
 				return RunRunc(ctx, bundleRoot, b)
 			}})
+		if p.Isolation.Runtime == policy.RuntimeCrun {
+			systems = append(systems, system{SystemCrun, func(ctx context.Context, n, c int) (Stats, error) {
+				b := base
+				b.N, b.Concurrency = n, c
+				return RunRaw(ctx, bundleRoot, b, "crun")
+			}})
+		}
 	}
 
 	if cfg.Warmup > 0 {
@@ -271,7 +282,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 	for i, s := range systems {
 		res := Result{System: s.name, Stats: Merge(runs[i]...)}
-		if ctdPID > 0 && s.name != SystemRunc {
+		if ctdPID > 0 && s.name != SystemRunc && s.name != SystemCrun {
 			res.ContainerdCPUPerJob = ctdCPU[i] / time.Duration(o.N)
 		}
 		rep.Results = append(rep.Results, res)

@@ -170,12 +170,16 @@ func runContainer(ctx context.Context, client *containerd.Client, img containerd
 			retErr = fmt.Errorf("delete lease: %w", err)
 		}
 	}()
-	spec := append(sandbox.SpecFor(r.id, b.Profile, dir.paths(r)), oci.WithCgroup(cgroupParent+"/"+r.id))
+	rt, err := sandbox.RuntimeFor(b.Profile.Isolation.Runtime)
+	if err != nil {
+		return err
+	}
+	spec := append(append(sandbox.SpecFor(r.id, b.Profile, dir.paths(r)), oci.WithCgroup(cgroupParent+"/"+r.id)), rt.Spec...)
 	container, err := client.NewContainer(lctx, r.id,
 		containerd.WithImage(img),
 		containerd.WithSnapshotter(snapshotter),
 		containerd.WithNewSnapshotView(r.id, img),
-		containerd.WithRuntime("io.containerd.runc.v2", nil),
+		containerd.WithRuntime(rt.Shim, rt.Options),
 		containerd.WithContainerLabels(labels),
 		containerd.WithNewSpec(spec...),
 	)

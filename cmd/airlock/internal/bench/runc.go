@@ -87,7 +87,14 @@ func applyLayer(ctx context.Context, cs content.Store, desc ocispec.Descriptor, 
 // directory and container ID. runc, run in the foreground, destroys the
 // container when it exits, so a run's latency is its whole life.
 func RunRunc(ctx context.Context, bundleRoot string, b Baseline) (Stats, error) {
-	rb, err := newRuncBench(ctx, bundleRoot, b)
+	return RunRaw(ctx, bundleRoot, b, "runc")
+}
+
+// RunRaw is RunRunc with the runtime binary named, runc or crun, which
+// take the same command line. The spec is the one the profile's own
+// runtime is given.
+func RunRaw(ctx context.Context, bundleRoot string, b Baseline, binary string) (Stats, error) {
+	rb, err := newRuncBench(ctx, bundleRoot, b, binary)
 	if err != nil {
 		return Stats{}, err
 	}
@@ -106,13 +113,17 @@ type runcBench struct {
 	timeout  time.Duration
 }
 
-func newRuncBench(ctx context.Context, bundleRoot string, b Baseline) (_ *runcBench, retErr error) {
+func newRuncBench(ctx context.Context, bundleRoot string, b Baseline, binary string) (_ *runcBench, retErr error) {
 	if err := b.check(); err != nil {
 		return nil, err
 	}
-	runcPath, err := exec.LookPath("runc")
+	rt, err := sandbox.RuntimeFor(b.Profile.Isolation.Runtime)
 	if err != nil {
-		return nil, fmt.Errorf("runc: %w", err)
+		return nil, err
+	}
+	runcPath, err := exec.LookPath(binary)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", binary, err)
 	}
 	rootfs, err := filepath.Abs(filepath.Join(bundleRoot, RootfsDir))
 	if err != nil {
@@ -140,7 +151,7 @@ func newRuncBench(ctx context.Context, bundleRoot string, b Baseline) (_ *runcBe
 	}
 	const placeholder = "airlock-bench-placeholder"
 	rb.tmpl, err = oci.GenerateSpec(namespaces.WithNamespace(ctx, footprint.Namespace), nil, &containers.Container{ID: placeholder},
-		sandbox.SpecFor(placeholder, b.Profile, sandbox.JobPaths{Input: rb.dir.input, Output: placeholder, Run: rb.dir.run})...)
+		append(sandbox.SpecFor(placeholder, b.Profile, sandbox.JobPaths{Input: rb.dir.input, Output: placeholder, Run: rb.dir.run}), rt.Spec...)...)
 	if err != nil {
 		return nil, fmt.Errorf("generate spec: %w", err)
 	}
