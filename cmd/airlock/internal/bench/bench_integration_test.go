@@ -109,7 +109,7 @@ func BenchmarkRunc(b *testing.B) {
 	if err := ExtractRootfs(ctx, env.address, env.image, env.dir); err != nil {
 		b.Fatal(err)
 	}
-	rb, err := newRuncBench(ctx, env.dir, env.base)
+	rb, err := newRuncBench(ctx, env.dir, env.base, "runc")
 	if err != nil {
 		b.Fatal(err)
 	}
