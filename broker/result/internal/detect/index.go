@@ -22,8 +22,8 @@ var lowerByte = func() (t [256]byte) {
 	return t
 }()
 
-// entry is an ASCII anchor word and the rules that start at it, each with
-// the hashes of the words one of which must follow it (nil: any).
+// entry is an anchor word and the rules that start at it, each with the
+// hashes of the words one of which must follow it (nil: any).
 type entry struct {
 	word  string
 	hash  uint32
