@@ -155,7 +155,7 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 	// range's release.
 	b.u.Push(func(context.Context) error { return r.reapRun(runID) })
 	b.u.Push(func(context.Context) error { return os.RemoveAll(b.dir) })
-	rt, err := runtimeFor(p.Isolation.Runtime)
+	rt, err := RuntimeFor(p.Isolation.Runtime)
 	if err != nil {
 		return nil, err
 	}

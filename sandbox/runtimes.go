@@ -35,15 +35,11 @@ type Runtime struct {
 	Spec    []oci.SpecOpts
 }
 
-// RuntimeFor returns how the named runtime is run here, or an error saying
-// what to install when it is not.
-func RuntimeFor(name string) (Runtime, error) { return runtimeFor(name) }
-
 // CheckRuntime reports whether the runtime a profile names can run on this
 // host. The error says what to install: a profile never falls back to a
 // weaker runtime.
 func CheckRuntime(name string) error {
-	_, err := runtimeFor(name)
+	_, err := RuntimeFor(name)
 	return err
 }
 
@@ -52,9 +48,9 @@ func CheckRuntime(name string) error {
 // sets needs more than 1.0.
 const crunSpecVersion = "1.0.2"
 
-// runtimeFor maps a policy runtime to how containerd runs it, refusing
-// one that is not installed.
-func runtimeFor(name string) (Runtime, error) {
+// RuntimeFor returns how the named runtime is run here, or an error saying
+// what to install when it is not.
+func RuntimeFor(name string) (Runtime, error) {
 	if name == "" {
 		name = "runc"
 	}

@@ -39,13 +39,13 @@ func TestRuntimeFor_CrunRunsUnderTheRuncShim(t *testing.T) {
 	t.Setenv("PATH", dir)
 	defer func(u string) { hybridUnified = u }(hybridUnified)
 	hybridUnified = t.TempDir()
-	rt, err := runtimeFor("crun")
+	rt, err := RuntimeFor("crun")
 	if err != nil {
 		t.Fatal(err)
 	}
 	o, ok := rt.Options.(*runcoptions.Options)
 	if rt.Shim != runcShim || !ok || o.BinaryName != crun {
-		t.Fatalf("runtimeFor(crun) = %+v; want the runc shim running %s", rt, crun)
+		t.Fatalf("RuntimeFor(crun) = %+v; want the runc shim running %s", rt, crun)
 	}
 	var s specs.Spec
 	for _, opt := range rt.Spec {

@@ -36,7 +36,12 @@ func TestSanitize_ParallelFlagsReportTheSame(t *testing.T) {
 		t.Fatal("the sanitized results differ")
 	}
 	if !reflect.DeepEqual(par, seq) {
-		t.Fatalf("parallel findings differ from inline ones:\n%v\n%v", par, seq)
+		for i := range min(len(par), len(seq)) {
+			if par[i] != seq[i] {
+				t.Fatalf("finding %d of %d differs: %+v in parallel, %+v inline", i, len(seq), par[i], seq[i])
+			}
+		}
+		t.Fatalf("%d findings in parallel, %d inline", len(par), len(seq))
 	}
 	flagged := 0
 	for _, f := range seq {

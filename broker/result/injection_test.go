@@ -1,17 +1,15 @@
 package result_test
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
 	"maps"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/airlock/airlock/broker/result"
+	"github.com/airlock/airlock/broker/result/internal/corpus"
 )
 
 // The detector's corpus: testdata/injection/injected*.jsonl and
@@ -50,47 +48,15 @@ const (
 	maxFalsePositive = 0.02
 )
 
-type corpusSample struct {
-	Category string `json:"category"`
-	Lang     string `json:"lang"`
-	Text     string `json:"text"`
-	Source   string `json:"source"`
-	Licence  string `json:"licence"`
-	Holdout  bool   `json:"holdout"`
-	file     string
-}
+type corpusSample = corpus.Sample
 
 func loadCorpus(t testing.TB, pattern string) []corpusSample {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join("testdata", "injection", pattern))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no corpus files %s: %v", pattern, err)
+	samples, err := corpus.Load(filepath.Join("testdata", "injection"), pattern)
+	if err != nil {
+		t.Fatal(err)
 	}
-	var out []corpusSample
-	for _, name := range files {
-		f, err := os.Open(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(f)
-		sc.Buffer(nil, 1<<20)
-		for line := 1; sc.Scan(); line++ {
-			var s corpusSample
-			if err := json.Unmarshal(sc.Bytes(), &s); err != nil {
-				t.Fatalf("%s:%d: %v", name, line, err)
-			}
-			if s.Text == "" || s.Category == "" || s.Licence == "" || s.Source == "" {
-				t.Fatalf("%s:%d: a sample needs text, category, source and licence", name, line)
-			}
-			s.file = filepath.Base(name)
-			out = append(out, s)
-		}
-		f.Close()
-		if err := sc.Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return out
+	return samples
 }
 
 // flagsOf sanitizes text as a result's only string and returns the details
@@ -140,15 +106,15 @@ const (
 // split returns the column of s.
 func split(s corpusSample) int {
 	switch {
-	case strings.Contains(s.file, "blind5"):
+	case strings.Contains(s.File, "blind5"):
 		return blind5
-	case strings.Contains(s.file, "blind4"):
+	case strings.Contains(s.File, "blind4"):
 		return 5
-	case strings.Contains(s.file, "blind3"):
+	case strings.Contains(s.File, "blind3"):
 		return 4
-	case strings.Contains(s.file, "blind2"):
+	case strings.Contains(s.File, "blind2"):
 		return 3
-	case strings.Contains(s.file, "fresh"):
+	case strings.Contains(s.File, "fresh"):
 		return 2
 	case s.Holdout:
 		return 1
@@ -173,7 +139,7 @@ func TestInjectionCorpus(t *testing.T) {
 		if slices.Contains(flagsOf(t, s.Text), detailOf(s.Category)) {
 			hit = 1
 		} else if testing.Verbose() && split(s) != blind5 {
-			t.Logf("missed %s/%s (%s): %q", s.Category, s.Lang, s.file, s.Text)
+			t.Logf("missed %s/%s (%s): %q", s.Category, s.Lang, s.File, s.Text)
 		}
 		add := func(m map[string]*[nCols]tally, key string) {
 			if m[key] == nil {
@@ -199,7 +165,7 @@ func TestInjectionCorpus(t *testing.T) {
 		if flags := flagsOf(t, s.Text); len(flags) > 0 {
 			hit = 1
 			if testing.Verbose() && split(s) != blind5 {
-				t.Logf("false positive %v on %s (%s): %q", flags, s.Category, s.file, s.Text)
+				t.Logf("false positive %v on %s (%s): %q", flags, s.Category, s.File, s.Text)
 			}
 		}
 		fp[split(s)].hit += hit

@@ -1,37 +1,23 @@
 package detect
 
 import (
-	"bufio"
-	"encoding/json"
-	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/airlock/airlock/broker/result/internal/corpus"
 )
 
 // corpusTexts returns the texts of the result package's corpus files that
 // match pattern.
 func corpusTexts(tb testing.TB, pattern string) []string {
 	tb.Helper()
-	files, err := filepath.Glob(filepath.Join("..", "..", "testdata", "injection", pattern))
-	if err != nil || len(files) == 0 {
-		tb.Fatalf("no corpus files %s: %v", pattern, err)
+	samples, err := corpus.Load(filepath.Join("..", "..", "testdata", "injection"), pattern)
+	if err != nil {
+		tb.Fatal(err)
 	}
-	var out []string
-	for _, name := range files {
-		f, err := os.Open(name)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		sc := bufio.NewScanner(f)
-		sc.Buffer(nil, 1<<20)
-		for sc.Scan() {
-			var s struct{ Text string }
-			if err := json.Unmarshal(sc.Bytes(), &s); err != nil {
-				tb.Fatal(err)
-			}
-			out = append(out, s.Text)
-		}
-		f.Close()
+	out := make([]string, len(samples))
+	for i, s := range samples {
+		out[i] = s.Text
 	}
 	return out
 }
