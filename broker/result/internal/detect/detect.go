@@ -167,30 +167,35 @@ func (sc *scanner) view(v string) Category {
 	}
 	prevSingle, singles := -1, 0
 	for i := 0; i < len(v); {
+		if usePlainRun {
+			if i = sc.index.plainRun(v, i); i >= len(v) {
+				break
+			}
+		}
 		c := v[i]
 		switch {
 		case c < utf8.RuneSelf && isWordByte[c]:
 			we := i + 1
 			kinds := byteKind[c]
-			h := hashByte(0, c)
+			h := hashAlnum(0, c)
 			for we < len(v) {
 				k := byteKind[v[we]]
 				if k == 0 {
 					break
 				}
 				kinds |= k
-				h = hashByte(h, v[we])
+				h = hashAlnum(h, v[we])
 				we++
 			}
 			digits, letters := kinds&kindDigit != 0, kinds&kindLetter != 0
 			if we < len(v) && v[we] >= utf8.RuneSelf {
 				// A word that runs on into other scripts is looked at whole.
 				we = sc.wideWord(v, i, we)
-			} else {
+			} else if sc.index.mayHold(h) {
 				sc.asciiWord(v, i, we, h)
 			}
 			if !sc.folded {
-				if digits && letters || hyphenSplit(v, i, we) {
+				if digits && letters || we < len(v) && (v[we] == '-' || v[we] == '_') && hyphenSplit(v, i, we) {
 					sc.mark(i)
 				}
 				if we-i == 1 && letters {

@@ -30,6 +30,11 @@ func plainRunes(s string, spaced bool) []rune {
 	rs := make([]rune, 0, len(s))
 	var b [utf8.UTFMax]byte
 	for i := 0; i < len(s); {
+		if c := s[i]; ' ' <= c && c < 0x7f || c == '\n' || c == '\t' {
+			rs = append(rs, rune(c))
+			i++
+			continue
+		}
 		r, n := utf8.DecodeRuneInString(s[i:])
 		switch {
 		case r == 0x1b:

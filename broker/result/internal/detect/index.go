@@ -14,6 +14,10 @@ import (
 // hashByte folds c into the hash h of a word in lower case.
 func hashByte(h uint32, c byte) uint32 { return h*31 + uint32(lowerByte[c]) }
 
+// hashAlnum is hashByte for an ASCII letter or digit, whose lower case
+// is the byte with 0x20 set: the scan's inner loop saves a lookup.
+func hashAlnum(h uint32, c byte) uint32 { return h*31 + uint32(c|0x20) }
+
 // lowerByte maps each byte to its ASCII lower case.
 var lowerByte = func() (t [256]byte) {
 	for c := range t {
@@ -28,7 +32,7 @@ type entry struct {
 	word  string
 	hash  uint32
 	rules []*rule
-	nexts []map[uint32]bool
+	nexts []*hashSet
 	dfas  []*lazyDFA // nil for a rule without an expression
 }
 
@@ -50,20 +54,26 @@ type anchorIndex struct {
 	slots []*entry // open addressing, a power of two long
 	// wide holds the anchors in other scripts, by their lower case.
 	wide map[string]*entry
+	// plainSep marks the bytes between words that no rule starts at and
+	// nothing else looks at.
+	plainSep [256]bool
 }
 
 // index is built from the registered rules when a text is first scanned.
 var index = sync.OnceValue(func() *anchorIndex {
 	x := &anchorIndex{wide: map[string]*entry{}}
+	for c := range byte(utf8.RuneSelf) {
+		x.plainSep[c] = !isWordByte[c] && punctRules[c] == nil && (c >= ' ' || c == '\n' || c == '\t' || c == '\r')
+	}
 	var es []*entry
 	for w, rs := range anchors {
 		e := &entry{word: w, hash: wordHash(w), rules: rs}
 		for _, r := range rs {
-			var set map[uint32]bool
+			var set *hashSet
 			if r.next != nil && r.next[w] != nil {
-				set = map[uint32]bool{}
+				set = &hashSet{m: map[uint32]bool{}}
 				for n := range r.next[w] {
-					set[wordHash(n)] = true
+					set.add(wordHash(n))
 				}
 			}
 			e.nexts = append(e.nexts, set)
@@ -114,9 +124,57 @@ func isASCIIWord(w string) bool {
 	return w != ""
 }
 
+// usePlainRun lets the scan skip plain words in a loop of their own; tests
+// turn it off to check that it changes no result.
+var usePlainRun = true
+
+// plainRun skips, from i, what the scan would look at and find nothing
+// in: the plain separators, and the words of letters only that are
+// neither anchors, single letters, hex pairs nor long enough to be
+// encoded, and that end where no other piece joins them. It returns where
+// the scan must look closely. Most of a text is such words, and a loop
+// that makes no call keeps its state in registers.
+func (x *anchorIndex) plainRun(v string, i int) int {
+	for i < len(v) {
+		c := v[i]
+		if x.plainSep[c] {
+			i++
+			continue
+		}
+		if byteKind[c] != kindLetter {
+			return i
+		}
+		we := i + 1
+		h := hashAlnum(0, c)
+		for we < len(v) && byteKind[v[we]] == kindLetter {
+			h = hashAlnum(h, v[we])
+			we++
+		}
+		if n := we - i; n < 2 || n >= minEncoded || x.mayHold(h) {
+			return i
+		}
+		if we < len(v) {
+			d := v[we]
+			if d >= utf8.RuneSelf || byteKind[d] != 0 || encodedJoin[d] ||
+				we-i == 2 && d == ' ' && isHex(c) && isHex(v[i+1]) {
+				return i
+			}
+		}
+		i = we
+	}
+	return i
+}
+
+// mayHold reports whether a word whose hash is h may be an anchor; it
+// is small enough to be inlined where every word is looked at.
+func (x *anchorIndex) mayHold(h uint32) bool {
+	b := h & (bloomBits - 1)
+	return x.bloom[b>>6]&(1<<(b&63)) != 0
+}
+
 // lookup returns the entry of the word v[i:we], whose hash is h.
 func (x *anchorIndex) lookup(v string, i, we int, h uint32) *entry {
-	if b := h & (bloomBits - 1); x.bloom[b>>6]&(1<<(b&63)) == 0 || we-i > maxAnchor {
+	if !x.mayHold(h) || we-i > maxAnchor {
 		return nil
 	}
 	mask := uint32(len(x.slots) - 1)
@@ -168,7 +226,7 @@ func followOf(v string, we int) follow {
 		}
 		h, n := uint32(0), 0
 		for ; j < len(v) && isLetter(v[j]); j++ {
-			h = hashByte(h, v[j])
+			h = hashAlnum(h, v[j])
 			n++
 		}
 		if j < len(v) && v[j] >= utf8.RuneSelf {
@@ -183,17 +241,38 @@ func followOf(v string, we int) follow {
 	return f
 }
 
-// in reports whether one of the words is in set, a set of word hashes. A
-// hash shared by another word lets the rule run, and its expression
-// decides.
-func (f *follow) in(set map[uint32]bool) bool {
+// in reports whether one of the words is in set. A hash shared by
+// another word lets the rule run, and its expression decides.
+func (f *follow) in(set *hashSet) bool {
 	if f.any {
 		return true
 	}
 	for _, h := range f.hashes[:f.n] {
-		if set[h] {
+		if set.has(h) {
 			return true
 		}
 	}
 	return false
+}
+
+// hashSet is a set of word hashes. Most words that follow an anchor in
+// ordinary prose are not in its rules' sets, and a bitmask in front of the
+// map turns them away without a lookup.
+type hashSet struct {
+	mask [2]uint64
+	m    map[uint32]bool
+}
+
+// maskBit spreads a hash over the bits of a hashSet's mask.
+func maskBit(h uint32) uint32 { return (h * 0x9e3779b1) >> 25 }
+
+func (s *hashSet) add(h uint32) {
+	b := maskBit(h)
+	s.mask[b>>6] |= 1 << (b & 63)
+	s.m[h] = true
+}
+
+func (s *hashSet) has(h uint32) bool {
+	b := maskBit(h)
+	return s.mask[b>>6]&(1<<(b&63)) != 0 && s.m[h]
 }
