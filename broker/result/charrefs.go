@@ -119,9 +119,11 @@ func breakSplitSchemes(s string, ns *notes) string {
 	var b strings.Builder
 	last := 0
 	for i := 0; i < len(s); i++ {
-		if s[i] != ':' {
-			continue
+		k := strings.IndexByte(s[i:], ':')
+		if k < 0 {
+			break
 		}
+		i += k
 		start, split := i, false
 		for start > 0 && i-start < 64 {
 			c := s[start-1]
