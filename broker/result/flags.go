@@ -30,6 +30,9 @@ const maxFlagWorkers = 4
 // flagSet holds the categories of each distinct string of a result, found
 // by goroutines that have finished once wait returns.
 type flagSet struct {
+	// ready is closed once the first goroutine has gathered the strings
+	// and cut them into chunks; the fields below it are set by then.
+	ready  chan struct{}
 	index  map[string]int
 	texts  []string
 	cats   []detect.Category
@@ -48,22 +51,80 @@ type pendingFlag struct {
 
 // startFlags starts detecting injected instructions in the strings and
 // keys of v, up to MaxDepth, on goroutines of their own, and returns nil
-// when v is too small to be worth it or there is one core.
+// when v is too small to be worth it or there is one core. The strings
+// are gathered on the first goroutine, so that the walk that cleans them
+// starts at once.
 func startFlags(v any) *flagSet {
 	procs := runtime.GOMAXPROCS(0)
-	if procs < 2 || !parallelFlags {
+	if procs < 2 || !parallelFlags || !textsReach(v, 0, parallelFlagBytes) {
 		return nil
 	}
-	f := &flagSet{index: map[string]int{}}
-	var texts []string
+	f := &flagSet{ready: make(chan struct{})}
+	workers := min(procs-1, maxFlagWorkers)
+	f.wg.Add(workers)
+	go func() {
+		defer f.wg.Done()
+		f.gather(v)
+		close(f.ready)
+		f.work()
+	}()
+	for range workers - 1 {
+		go func() {
+			defer f.wg.Done()
+			<-f.ready
+			f.work()
+		}()
+	}
+	return f
+}
+
+// textsReach reports whether the strings and keys of v, up to MaxDepth,
+// hold at least n bytes; it stops counting once they do.
+func textsReach(v any, depth, n int) bool {
+	return n <= 0 || textBytes(v, depth, n) >= n
+}
+
+// textBytes counts the bytes of the strings and keys of v up to MaxDepth,
+// or at least limit of them.
+func textBytes(v any, depth, limit int) int {
 	total := 0
+	switch v := v.(type) {
+	case string:
+		return len(v)
+	case map[string]any:
+		if depth >= MaxDepth {
+			return 0
+		}
+		for k, e := range v {
+			if total += len(k) + textBytes(e, depth+1, limit-total-len(k)); total >= limit {
+				return total
+			}
+		}
+	case []any:
+		if depth >= MaxDepth {
+			return 0
+		}
+		for _, e := range v {
+			if total += textBytes(e, depth+1, limit-total); total >= limit {
+				return total
+			}
+		}
+	}
+	return total
+}
+
+// gather notes each distinct string and key of v, up to MaxDepth, and cuts
+// them into chunks of about flagChunk bytes, which the detector's
+// goroutines take in turn; the walk that cleans takes what is left once
+// it is done, so that neither waits for the other longer than a chunk.
+func (f *flagSet) gather(v any) {
+	f.index = map[string]int{}
 	var collect func(v any, depth int)
 	collect = func(v any, depth int) {
 		add := func(s string) {
 			if _, ok := f.index[s]; !ok {
-				f.index[s] = len(texts)
-				texts = append(texts, s)
-				total += len(s)
+				f.index[s] = len(f.texts)
+				f.texts = append(f.texts, s)
 			}
 		}
 		switch v := v.(type) {
@@ -87,32 +148,16 @@ func startFlags(v any) *flagSet {
 		}
 	}
 	collect(v, 0)
-	if total < parallelFlagBytes {
-		return nil
-	}
-	f.cats = make([]detect.Category, len(texts))
-	// The texts are cut into chunks of about flagChunk bytes, which the
-	// detector's goroutines take in turn; the walk that cleans takes
-	// what is left once it is done, so that neither waits for the other
-	// longer than a chunk.
-	for from := 0; from < len(texts); {
+	f.cats = make([]detect.Category, len(f.texts))
+	for from := 0; from < len(f.texts); {
 		to, n := from, 0
-		for to < len(texts) && (n < flagChunk || to == from) {
-			n += len(texts[to])
+		for to < len(f.texts) && (n < flagChunk || to == from) {
+			n += len(f.texts[to])
 			to++
 		}
 		f.chunks = append(f.chunks, [2]int{from, to})
 		from = to
 	}
-	f.texts = texts
-	for range min(procs-1, maxFlagWorkers) {
-		f.wg.Add(1)
-		go func() {
-			defer f.wg.Done()
-			f.work()
-		}()
-	}
-	return f
 }
 
 // flagChunk is about how many bytes of text a goroutine scans at a time.
@@ -144,6 +189,7 @@ func (z *sanitizer) reportFlags() {
 	if z.flags == nil {
 		return
 	}
+	<-z.flags.ready
 	z.flags.work()
 	z.flags.wg.Wait()
 	for _, p := range z.pending {

@@ -213,12 +213,10 @@ func wordAfterIn(skip, words string) func(v string, i int) bool {
 // urlHasPlaceholder reports whether the link at i has a query, an
 // assignment or a placeholder, which the exfiltration shapes of links need.
 func urlHasPlaceholder(v string, i int) bool {
-	for end := i; end < len(v) && end < i+2048; end++ {
-		switch urlByte[v[end]] {
-		case urlEnds:
-			return false
-		case urlFills:
-			return true
+	w := v[i:min(len(v), i+2048)]
+	for k := 0; k < len(w); k++ {
+		if t := urlByte[w[k]]; t != 0 {
+			return t == urlFills
 		}
 	}
 	return false
