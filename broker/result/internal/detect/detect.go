@@ -177,22 +177,22 @@ func (sc *scanner) view(v string) Category {
 		case c < utf8.RuneSelf && isWordByte[c]:
 			we := i + 1
 			kinds := byteKind[c]
-			h := hashAlnum(0, c)
 			for we < len(v) {
 				k := byteKind[v[we]]
 				if k == 0 {
 					break
 				}
 				kinds |= k
-				h = hashAlnum(h, v[we])
 				we++
 			}
 			digits, letters := kinds&kindDigit != 0, kinds&kindLetter != 0
 			if we < len(v) && v[we] >= utf8.RuneSelf {
 				// A word that runs on into other scripts is looked at whole.
 				we = sc.wideWord(v, i, we)
-			} else if sc.index.mayHold(h) {
-				sc.asciiWord(v, i, we, h)
+			} else if we-i <= maxAnchor {
+				if h := hashWord(v, i, we); sc.index.mayHold(h) {
+					sc.asciiWord(v, i, we, h)
+				}
 			}
 			if !sc.folded {
 				if digits && letters || we < len(v) && (v[we] == '-' || v[we] == '_') && hyphenSplit(v, i, we) {

@@ -1,22 +1,87 @@
 package detect
 
 import (
+	"math/bits"
 	"regexp"
 	"sync"
 	"unicode/utf8"
 )
 
 // Every ASCII word of a text is looked up as a possible anchor, so the
-// lookup is a hash the walk over the word already computed, checked
+// lookup is a hash of the word taken eight bytes at a time, checked
 // against a bit set and then an open-addressed table, with no string made;
 // the words a rule needs next are hashed sets too.
 
-// hashByte folds c into the hash h of a word in lower case.
-func hashByte(h uint32, c byte) uint32 { return h*31 + uint32(lowerByte[c]) }
+// hashWord hashes v[i:we], a word of ASCII letters and digits, in lower
+// case. It takes the word eight bytes at a time, so that a word costs a
+// multiply or two rather than one per letter: the scan hashes most words
+// of a text.
+func hashWord(v string, i, we int) uint32 {
+	h := uint64(we - i)
+	for ; i < we; i += 8 {
+		h = mixBlock(h, load8(v, i), we-i)
+	}
+	return uint32(h)
+}
 
-// hashAlnum is hashByte for an ASCII letter or digit, whose lower case
-// is the byte with 0x20 set: the scan's inner loop saves a lookup.
-func hashAlnum(h uint32, c byte) uint32 { return h*31 + uint32(c|0x20) }
+// mixBlock mixes into h the first n (up to eight) bytes of x, which hold
+// ASCII letters and digits, in lower case. A letter's lower case is the
+// letter with 0x20 set, and a digit has it set already.
+func mixBlock(h, x uint64, n int) uint64 {
+	x |= 0x20 * lsb8
+	if n < 8 {
+		x &= 1<<(8*n) - 1
+	}
+	h = (h ^ x) * 0x9e3779b97f4a7c15
+	return h ^ h>>32
+}
+
+// load8 returns the eight bytes of v from i, the first in the low byte,
+// with zeros past the end of v.
+func load8(v string, i int) uint64 {
+	if i+8 <= len(v) {
+		return le64(v[i : i+8])
+	}
+	var x uint64
+	for k := len(v) - 1; k >= i; k-- {
+		x = x<<8 | uint64(v[k])
+	}
+	return x
+}
+
+// le64 reads w, eight bytes, as a little-endian number; the compiler
+// makes it one load.
+func le64(w string) uint64 {
+	_ = w[7]
+	return uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
+		uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56
+}
+
+const (
+	lsb8 = 0x0101010101010101
+	msb8 = 0x8080808080808080
+)
+
+// letterBytes returns x with the high bit set in each byte that is an
+// ASCII letter, and every other bit clear.
+func letterBytes(x uint64) uint64 {
+	y := (x | 0x20*lsb8) &^ msb8 // lower case, and no carry out of a byte below
+	ge := y + (0x80-'a')*lsb8    // a byte's high bit: at least 'a'
+	gt := y + (0x80-'z'-1)*lsb8  // a byte's high bit: past 'z'
+	return ge &^ gt &^ x & msb8
+}
+
+// letterRun returns how many ASCII letters start v[i:], or minEncoded
+// when there are at least that many. (The first eight, in plainRun,
+// are counted there.)
+func letterRun(v string, i int) int {
+	for n := 0; n < minEncoded; n += 8 {
+		if m := ^letterBytes(load8(v, i+n)) & msb8; m != 0 {
+			return n + bits.TrailingZeros64(m)/8
+		}
+	}
+	return minEncoded
+}
 
 // lowerByte maps each byte to its ASCII lower case.
 var lowerByte = func() (t [256]byte) {
@@ -107,13 +172,7 @@ var index = sync.OnceValue(func() *anchorIndex {
 	return x
 })
 
-func wordHash(w string) uint32 {
-	h := uint32(0)
-	for i := 0; i < len(w); i++ {
-		h = hashByte(h, w[i])
-	}
-	return h
-}
+func wordHash(w string) uint32 { return hashWord(w, 0, len(w)) }
 
 func isASCIIWord(w string) bool {
 	for i := 0; i < len(w); i++ {
@@ -144,11 +203,23 @@ func (x *anchorIndex) plainRun(v string, i int) int {
 		if byteKind[c] != kindLetter {
 			return i
 		}
-		we := i + 1
-		h := hashAlnum(0, c)
-		for we < len(v) && byteKind[v[we]] == kindLetter {
-			h = hashAlnum(h, v[we])
-			we++
+		// The word's first eight bytes, read at once, give its length
+		// and, when it is no longer, its hash.
+		var b uint64
+		if i+8 <= len(v) {
+			b = le64(v[i : i+8])
+		} else {
+			b = load8(v, i)
+		}
+		var we int
+		var h uint32
+		if m := ^letterBytes(b) & msb8; m != 0 {
+			n := bits.TrailingZeros64(m) / 8
+			we = i + n
+			h = uint32(mixBlock(uint64(n), b, n))
+		} else {
+			we = i + 8 + letterRun(v, i+8)
+			h = hashWord(v, i, we)
 		}
 		if n := we - i; n < 2 || n >= minEncoded || x.mayHold(h) {
 			return i
@@ -224,17 +295,17 @@ func followOf(v string, we int) follow {
 			f.any = j < len(v) && v[j] >= utf8.RuneSelf
 			return f
 		}
-		h, n := uint32(0), 0
-		for ; j < len(v) && isLetter(v[j]); j++ {
-			h = hashAlnum(h, v[j])
-			n++
+		start := j
+		for j < len(v) && isLetter(v[j]) {
+			j++
 		}
+		n := j - start
 		if j < len(v) && v[j] >= utf8.RuneSelf {
 			f.any = true
 			return f
 		}
 		if n <= maxAnchor {
-			f.hashes[f.n] = h
+			f.hashes[f.n] = hashWord(v, start, j)
 			f.n++
 		}
 	}
