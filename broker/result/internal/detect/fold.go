@@ -181,31 +181,51 @@ func joinSplit(rs []rune) string {
 	var join []bool
 	for i := 0; i < len(rs); {
 		if !isLetterRune(rs[i]) {
-			out.WriteRune(rs[i])
+			writeRunes(&out, rs[i:i+1])
 			i++
 			continue
 		}
 		// A compound: letter runs joined by single separators.
 		pieces, seps = pieces[:0], seps[:0]
 		j := i
+		// Only a piece of one letter or a hyphen or underscore can join
+		// pieces; ordinary prose has neither, and is written as it is.
+		joins := false
 		for {
 			k := j
 			for k < len(rs) && isLetterRune(rs[k]) {
 				k++
 			}
 			pieces = append(pieces, rs[j:k])
+			joins = joins || k-j == 1
 			if k+1 < len(rs) && isSplitter(rs[k]) && isLetterRune(rs[k+1]) {
 				seps = append(seps, rs[k])
+				joins = joins || rs[k] == '-' || rs[k] == '_'
 				j = k + 1
 				continue
 			}
 			j = k
 			break
 		}
-		join = writeCompound(&out, pieces, seps, join[:0])
+		if joins {
+			join = writeCompound(&out, pieces, seps, join[:0])
+		} else {
+			writeRunes(&out, rs[i:j])
+		}
 		i = j
 	}
 	return out.String()
+}
+
+// writeRunes writes rs to out, ASCII a byte at a time.
+func writeRunes(out *strings.Builder, rs []rune) {
+	for _, r := range rs {
+		if r < utf8.RuneSelf {
+			out.WriteByte(byte(r))
+		} else {
+			out.WriteRune(r)
+		}
+	}
 }
 
 func isSplitter(r rune) bool {
