@@ -5,6 +5,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/airlock/airlock/broker/result/internal/invisible"
+	"github.com/airlock/airlock/broker/result/internal/swar"
 	"golang.org/x/text/unicode/norm"
 )
 
@@ -65,12 +66,6 @@ func isNFKC(s string) bool {
 	return norm.NFKC.IsNormalString(s[max(0, i-1):])
 }
 
-// Masks for testing eight bytes at once.
-const (
-	lsb8 = 0x0101010101010101
-	msb8 = 0x8080808080808080
-)
-
 // scanClean returns the offset of the first byte strip would act on (or
 // len(s)), and whether every character before it is inert: printable ASCII
 // or one of inertRunes, which NFKC leaves alone next to anything else
@@ -80,12 +75,10 @@ func scanClean(s string) (int, bool) {
 	i := 0
 	for i < len(s) {
 		if i+8 <= len(s) {
-			w := s[i : i+8] // one bounds check, and the compiler loads the eight bytes at once
-			x := uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
-				uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56
+			x := swar.Word(s[i : i+8])
 			// No byte >= 0x80, none < 0x20 and none == 0x7f.
-			y := x ^ (0x7f * lsb8)
-			if (x|(x-0x20*lsb8)|(y-lsb8)&^y)&msb8 == 0 {
+			y := x ^ (0x7f * swar.Low)
+			if (x|(x-0x20*swar.Low)|(y-swar.Low)&^y)&swar.High == 0 {
 				i += 8
 				continue
 			}

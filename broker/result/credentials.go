@@ -1,8 +1,11 @@
 package result
 
 import (
+	"math/bits"
 	"regexp"
 	"strings"
+
+	"github.com/airlock/airlock/broker/result/internal/swar"
 )
 
 // Details of redacted findings for credential shapes.
@@ -120,8 +123,7 @@ func credentials(s string, ns *notes, buf *buffers) string {
 			// byte of a word, at a byte that is not part of one, or where
 			// a redaction ended.
 			ws := i
-			for i++; i < n && class[s[i]]&clsAlnum != 0; i++ {
-			}
+			i = alnumEnd(s, i+1)
 			if !mayMatter(s, ws, i) {
 				continue
 			}
@@ -251,6 +253,20 @@ var wordPairs = func() (t [256][4]uint64) {
 	}
 	return t
 }()
+
+// alnumEnd returns where the run of ASCII letters and digits from i ends,
+// reading eight bytes at a time.
+func alnumEnd(s string, i int) int {
+	for ; i+8 <= len(s); i += 8 {
+		if m := ^swar.Alnum(swar.Word(s[i:i+8])) & swar.High; m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
+	}
+	for i < len(s) && class[s[i]]&clsAlnum != 0 {
+		i++
+	}
+	return i
+}
 
 // mayMatter reports whether wordAt could do anything with the word
 // s[i:we], from its first two bytes and its length.

@@ -7,3 +7,11 @@ func SetParallelFlags(on bool) bool {
 	parallelFlags = on
 	return was
 }
+
+// SetFlagging turns the injection detector in Sanitize on or off, and
+// returns the setting before.
+func SetFlagging(on bool) bool {
+	was := flagging
+	flagging = on
+	return was
+}

@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"sync"
 	"unicode/utf8"
+
+	"github.com/airlock/airlock/broker/result/internal/swar"
 )
 
 // Every ASCII word of a text is looked up as a possible anchor, so the
@@ -19,7 +21,7 @@ import (
 func hashWord(v string, i, we int) uint32 {
 	h := uint64(we - i)
 	for ; i < we; i += 8 {
-		h = mixBlock(h, load8(v, i), we-i)
+		h = mixBlock(h, swar.At(v, i), we-i)
 	}
 	return uint32(h)
 }
@@ -28,7 +30,7 @@ func hashWord(v string, i, we int) uint32 {
 // ASCII letters and digits, in lower case. A letter's lower case is the
 // letter with 0x20 set, and a digit has it set already.
 func mixBlock(h, x uint64, n int) uint64 {
-	x |= 0x20 * lsb8
+	x |= 0x20 * swar.Low
 	if n < 8 {
 		x &= 1<<(8*n) - 1
 	}
@@ -36,47 +38,12 @@ func mixBlock(h, x uint64, n int) uint64 {
 	return h ^ h>>32
 }
 
-// load8 returns the eight bytes of v from i, the first in the low byte,
-// with zeros past the end of v.
-func load8(v string, i int) uint64 {
-	if i+8 <= len(v) {
-		return le64(v[i : i+8])
-	}
-	var x uint64
-	for k := len(v) - 1; k >= i; k-- {
-		x = x<<8 | uint64(v[k])
-	}
-	return x
-}
-
-// le64 reads w, eight bytes, as a little-endian number; the compiler
-// makes it one load.
-func le64(w string) uint64 {
-	_ = w[7]
-	return uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
-		uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56
-}
-
-const (
-	lsb8 = 0x0101010101010101
-	msb8 = 0x8080808080808080
-)
-
-// letterBytes returns x with the high bit set in each byte that is an
-// ASCII letter, and every other bit clear.
-func letterBytes(x uint64) uint64 {
-	y := (x | 0x20*lsb8) &^ msb8 // lower case, and no carry out of a byte below
-	ge := y + (0x80-'a')*lsb8    // a byte's high bit: at least 'a'
-	gt := y + (0x80-'z'-1)*lsb8  // a byte's high bit: past 'z'
-	return ge &^ gt &^ x & msb8
-}
-
 // letterRun returns how many ASCII letters start v[i:], or minEncoded
 // when there are at least that many. (The first eight, in plainRun,
 // are counted there.)
 func letterRun(v string, i int) int {
 	for n := 0; n < minEncoded; n += 8 {
-		if m := ^letterBytes(load8(v, i+n)) & msb8; m != 0 {
+		if m := ^swar.Letters(swar.At(v, i+n)) & swar.High; m != 0 {
 			return n + bits.TrailingZeros64(m)/8
 		}
 	}
@@ -207,13 +174,13 @@ func (x *anchorIndex) plainRun(v string, i int) int {
 		// and, when it is no longer, its hash.
 		var b uint64
 		if i+8 <= len(v) {
-			b = le64(v[i : i+8])
+			b = swar.Word(v[i : i+8])
 		} else {
-			b = load8(v, i)
+			b = swar.At(v, i)
 		}
 		var we int
 		var h uint32
-		if m := ^letterBytes(b) & msb8; m != 0 {
+		if m := ^swar.Letters(b) & swar.High; m != 0 {
 			n := bits.TrailingZeros64(m) / 8
 			we = i + n
 			h = uint32(mixBlock(uint64(n), b, n))
