@@ -155,7 +155,7 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 	// range's release.
 	b.u.Push(func(context.Context) error { return r.reapRun(runID) })
 	b.u.Push(func(context.Context) error { return os.RemoveAll(b.dir) })
-	rt, err := RuntimeFor(p.Isolation.Runtime)
+	rt, err := ForProfile(r.runscDir, p)
 	if err != nil {
 		return nil, err
 	}
@@ -198,8 +198,11 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 		// A user-namespaced task gets a network namespace of its user
 		// namespace's, which runc makes and which is set up once the task
 		// exists (see netns.Net.SetupIn); any other joins one made now,
-		// alongside the container.
-		if !p.Isolation.UserNamespace {
+		// alongside the container. gVisor's network stack takes the
+		// interfaces it finds when the sandbox is made, and the sentry,
+		// not the host, keeps the job's user namespace: under runsc every
+		// job joins a namespace made now.
+		if !p.Isolation.UserNamespace || rt.Name == policy.RuntimeRunsc {
 			b.paths.NetNS = n.Path
 			netDone = make(chan error, 1)
 			go func() { netDone <- n.Setup(cctx) }()

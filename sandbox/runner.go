@@ -91,8 +91,11 @@ const DefaultTeardownsBehind = 64
 type Runner struct {
 	client  *containerd.Client
 	jobsDir string
-	images  map[string]*loadedImage
-	log     *slog.Logger
+	// runscDir holds the wrappers that run runsc with a profile's flags,
+	// and runsc's state.
+	runscDir string
+	images   map[string]*loadedImage
+	log      *slog.Logger
 
 	// claims hands each user-namespaced sandbox a host ID range of its
 	// own.
@@ -149,6 +152,7 @@ func New(ctx context.Context, cfg Config) (_ *Runner, retErr error) {
 	r := &Runner{
 		client:   client,
 		jobsDir:  filepath.Join(cfg.StateDir, "jobs"),
+		runscDir: filepath.Join(cfg.StateDir, "runsc"),
 		address:  cfg.Address,
 		instance: footprint.InstanceID(cfg.StateDir),
 		proc:     procRoot,
@@ -435,12 +439,16 @@ func deleteContainer(ctx context.Context, container containerd.Container) error 
 	return ignoreNotFound(container.Delete(ctx, containerd.WithSnapshotCleanup))
 }
 
-// deleteTask deletes the task, killing it first. A task whose start was
-// still in flight when the caller went away can report "running" to the
-// first delete; it is killed again until it is stopped, or ctx ends.
+// deleteTask deletes the task, killing it while it runs. A task whose
+// start was still in flight when the caller went away can report
+// "running" to a delete after the kill; it is killed again until it is
+// stopped, or ctx ends.
 func deleteTask(ctx context.Context, task containerd.Task) error {
 	for {
-		_, err := task.Delete(ctx, containerd.WithProcessKill)
+		// A task that has exited is deleted without a kill first: runsc
+		// answers a kill of a stopped sandbox with an error ("sandbox is
+		// not running") that the shim passes on as unknown.
+		_, err := task.Delete(ctx)
 		if err == nil || errdefs.IsNotFound(err) {
 			return nil
 		}

@@ -16,30 +16,33 @@ import (
 	"github.com/containerd/containerd/oci"
 )
 
-// The OCI runtimes a profile may name. runc and crun both run under
-// containerd's runc v2 shim, which execs the binary the task's options
-// name; gVisor needs its own shim.
-const (
-	runcShim  = "io.containerd.runc.v2"
-	runscShim = "io.containerd.runsc.v1"
-)
+// All three OCI runtimes run under containerd's runc v2 shim, which execs
+// the binary the task's options name with runc's command line: crun takes
+// it as it is, and runsc through a wrapper that adds the flags the
+// profile's sandbox needs (gVisor's own shim is not packaged).
+const runcShim = "io.containerd.runc.v2"
 
 // Runtime is how a profile's OCI runtime is run: by containerd, through
-// Shim with the task options Options, or by hand, as Binary; either way
-// with Spec applied to the sandbox's spec.
+// Shim with the task options Options, or by hand, as Binary with Flags
+// first; either way with Spec applied to the sandbox's spec.
 type Runtime struct {
 	Name    string
-	Binary  string // the runtime's own binary; for runsc, its shim
+	Binary  string // the runtime's own binary
+	Flags   []string
 	Shim    string
 	Options any
 	Spec    []oci.SpecOpts
 }
 
-// CheckRuntime reports whether the runtime a profile names can run on this
-// host. The error says what to install: a profile never falls back to a
-// weaker runtime.
-func CheckRuntime(name string) error {
-	_, err := RuntimeFor(name)
+// CheckRuntime reports whether the runtime profile p names can run on this
+// host as p says. The error says what to install: a profile never falls
+// back to a weaker runtime.
+func CheckRuntime(p *policy.Profile) error {
+	rt, err := RuntimeFor(p.Isolation.Runtime)
+	if err != nil || rt.Name != policy.RuntimeRunsc {
+		return err
+	}
+	_, err = runscPlatform(p.Isolation.Platform, rt.Binary)
 	return err
 }
 
@@ -49,10 +52,11 @@ func CheckRuntime(name string) error {
 const crunSpecVersion = "1.0.2"
 
 // RuntimeFor returns how the named runtime is run here, or an error saying
-// what to install when it is not.
+// what to install when it is not. A runsc Runtime needs ForProfile to be
+// run by containerd.
 func RuntimeFor(name string) (Runtime, error) {
 	if name == "" {
-		name = "runc"
+		name = policy.RuntimeRunc
 	}
 	need, ok := policy.RuntimeNeeds[name]
 	if !ok {
@@ -62,20 +66,40 @@ func RuntimeFor(name string) (Runtime, error) {
 	if err != nil {
 		return Runtime{}, fmt.Errorf("runtime %s: %s is not installed (%s)", name, need.Binary, need.Install)
 	}
+	rt := Runtime{Name: name, Binary: path, Shim: runcShim}
 	switch name {
-	case "crun":
+	case policy.RuntimeCrun:
 		if err := crunCgroups(hybridUnified); err != nil {
 			return Runtime{}, err
 		}
-		return Runtime{
-			Name: name, Binary: path, Shim: runcShim,
-			Options: &runcoptions.Options{BinaryName: path},
-			Spec:    []oci.SpecOpts{withSpecVersion(crunSpecVersion)},
-		}, nil
-	case "runsc":
-		return Runtime{Name: name, Binary: path, Shim: runscShim}, nil
+		rt.Options = &runcoptions.Options{BinaryName: path}
+		rt.Spec = []oci.SpecOpts{withSpecVersion(crunSpecVersion)}
+	case policy.RuntimeRunsc:
+		rt.Spec = []oci.SpecOpts{withPidsHeadroom(sentryPids)}
 	}
-	return Runtime{Name: name, Binary: path, Shim: runcShim}, nil
+	return rt, nil
+}
+
+// ForProfile returns how profile p's sandboxes run here. For runsc it
+// writes, under dir, the wrapper that runs runsc with p's flags, and keeps
+// runsc's state under dir too; dir is the broker's state, so that a
+// restart finds what a killed broker's sandboxes left.
+func ForProfile(dir string, p *policy.Profile) (Runtime, error) {
+	rt, err := RuntimeFor(p.Isolation.Runtime)
+	if err != nil || rt.Name != policy.RuntimeRunsc {
+		return rt, err
+	}
+	platform, err := runscPlatform(p.Isolation.Platform, rt.Binary)
+	if err != nil {
+		return Runtime{}, err
+	}
+	rt.Flags = runscFlags(p.Network.Mode, platform)
+	wrapper, err := runscWrapper(filepath.Join(dir, "bin"), rt.Binary, rt.Flags)
+	if err != nil {
+		return Runtime{}, err
+	}
+	rt.Options = &runcoptions.Options{BinaryName: wrapper, Root: filepath.Join(dir, "root")}
+	return rt, nil
 }
 
 // withSpecVersion sets the OCI spec version the runtime is told.

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/airlock/airlock/policies/policy"
 	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -19,10 +20,10 @@ func TestRuntimeFor_RefusesWhatIsNotInstalled(t *testing.T) {
 	for name, want := range map[string]string{
 		"runc":  "apt-get install runc",
 		"crun":  "apt-get install crun",
-		"runsc": "containerd-shim-runsc-v1",
+		"runsc": "apt-get install runsc",
 		"kata":  "not supported",
 	} {
-		err := CheckRuntime(name)
+		err := CheckRuntime(&policy.Profile{Isolation: policy.Isolation{Runtime: name}})
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("CheckRuntime(%q) with an empty PATH = %v, want an error saying %q", name, err, want)
 		}
@@ -77,5 +78,69 @@ func TestCrunCgroups(t *testing.T) {
 	write("hugetlb\n")
 	if err := crunCgroups(dir); err == nil || !strings.Contains(err.Error(), "hugetlb") || !strings.Contains(err.Error(), "make deps") {
 		t.Errorf("hugetlb on cgroup v2: %v, want a refusal naming it and the fix", err)
+	}
+}
+
+// runsc runs under the runc shim through a wrapper that gives it the
+// profile's network and platform: gVisor's own stack on the job's
+// namespace for an allowlist job, no network otherwise, and never the
+// host's. Its state lives under the directory given.
+func TestForProfile_RunscWrapper(t *testing.T) {
+	bin := t.TempDir()
+	runsc := filepath.Join(bin, "runsc")
+	if err := os.WriteFile(runsc, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin)
+	defer func(d string) { kvmDevice = d }(kvmDevice)
+	kvmDevice = filepath.Join(t.TempDir(), "kvm") // absent
+	dir := t.TempDir()
+	for mode, want := range map[string]string{policy.NetworkNone: "--network=none", policy.NetworkAllowlist: "--network=sandbox"} {
+		p := &policy.Profile{Isolation: policy.Isolation{Runtime: "runsc", Platform: "ptrace"}, Network: policy.Network{Mode: mode}}
+		rt, err := ForProfile(dir, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, ok := rt.Options.(*runcoptions.Options)
+		if rt.Shim != runcShim || !ok || o.Root != filepath.Join(dir, "root") || filepath.Dir(o.BinaryName) != filepath.Join(dir, "bin") {
+			t.Fatalf("ForProfile(runsc, %s) = %+v; want the runc shim, a wrapper in %s/bin and runsc's root in %s/root", mode, rt, dir, dir)
+		}
+		b, err := os.ReadFile(o.BinaryName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		script := string(b)
+		if !strings.Contains(script, "'"+runsc+"'") || !strings.Contains(script, want) || !strings.Contains(script, "--platform=ptrace") ||
+			strings.Contains(script, "host") || !strings.HasSuffix(script, "\"$@\"\n") {
+			t.Errorf("the %s wrapper is %q; want runsc with %s and the ptrace platform, never the host network", mode, script, want)
+		}
+	}
+	// A profile that names kvm on a host without it does not load.
+	p := &policy.Profile{Isolation: policy.Isolation{Runtime: "runsc", Platform: "kvm"}}
+	if err := CheckRuntime(p); err == nil || !strings.Contains(err.Error(), "kvm") {
+		t.Errorf("CheckRuntime(runsc on kvm) without %s = %v, want a refusal naming kvm", kvmDevice, err)
+	}
+}
+
+// The sentry's and the gofer's threads count in the job's pids cgroup, so
+// a runsc sandbox's limit leaves them room beside the profile's.
+func TestRuntimeFor_RunscPidsHeadroom(t *testing.T) {
+	bin := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bin, "runsc"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin)
+	rt, err := RuntimeFor("runsc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := specs.Spec{Linux: &specs.Linux{Resources: &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: 32}}}}
+	for _, opt := range rt.Spec {
+		if err := opt(context.Background(), nil, nil, &s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := s.Linux.Resources.Pids.Limit; got != 32+sentryPids {
+		t.Errorf("pids limit under runsc = %d, want %d", got, 32+sentryPids)
 	}
 }

@@ -90,6 +90,7 @@ var leaves = map[string]leaf{
 	"isolation.userNamespace":   leafOf(decBool, func(p *Profile, v bool) { p.Isolation.UserNamespace = v }),
 	"isolation.maskedPaths":     leafOf(decStrings, func(p *Profile, v []string) { p.Isolation.MaskedPaths = withDefaultMasks(v) }),
 	"isolation.runtime":         leafOf(decString, func(p *Profile, v string) { p.Isolation.Runtime = v }),
+	"isolation.platform":        leafOf(decString, func(p *Profile, v string) { p.Isolation.Platform = v }),
 	"isolation.privileged":      {decode: mustBeFalse("privileged mode would hand the agent the host; no profile can enable it")},
 	"isolation.hostNetwork":     {decode: mustBeFalse("the host network would bypass the egress proxy; no profile can enable it")},
 	"isolation.hostPID":         {decode: mustBeFalse("the host PID namespace would expose host processes; no profile can enable it")},

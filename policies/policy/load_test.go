@@ -78,6 +78,8 @@ func TestLoad_RejectsStrictDecodingErrors(t *testing.T) {
 		{"bad tools policy", "tools:\n  policy: open\n", `p.yaml:2: tools.policy: unknown value "open" (want allowlist|denylist)`},
 		{"bad seccomp", "isolation:\n  seccomp: unconfined\n", `p.yaml:2: isolation.seccomp: unknown value "unconfined" (want default|strict)`},
 		{"bad runtime", "isolation:\n  runtime: kata\n", `p.yaml:2: isolation.runtime: unknown value "kata" (want runc|crun|runsc)`},
+		{"bad platform", "isolation:\n  runtime: runsc\n  platform: systrap\n", `p.yaml:3: isolation.platform: unknown value "systrap" (want ptrace|kvm)`},
+		{"platform off runsc", "isolation:\n  runtime: runc\n  platform: ptrace\n", `p.yaml:3: isolation.platform: is gVisor's, and the runtime is runc, not runsc`},
 		{"duplicate key", "limits:\n  pids: 1\n  pids: 2\n", "p.yaml:3: limits.pids: duplicate key (first set on line 2)"},
 		{"duplicate section", "exec:\n  ask: off\nexec:\n  ask: off\n", "p.yaml:3: exec: duplicate key (first set on line 1)"},
 		{"duplicate service", "network:\n  mode: allowlist\n  services:\n    m: {upstream: https://a.example.com}\n    m: {upstream: https://b.example.com}\n", "p.yaml:5: network.services.m: duplicate key (first set on line 4)"},

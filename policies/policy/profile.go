@@ -188,6 +188,10 @@ type Isolation struct {
 	MaskedPaths []string `json:"maskedPaths,omitempty"`
 	// Runtime is runc, crun, or runsc (gVisor), each where installed.
 	Runtime string `json:"runtime"` // runc
+	// Platform is how gVisor's sentry traps the agent's system calls:
+	// ptrace, or kvm where the host serves it. Empty picks kvm where a
+	// probe finds it works, else ptrace. Only for runtime runsc.
+	Platform string `json:"platform,omitempty"`
 }
 
 // Result is how the broker treats the job's output.

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"net/url"
@@ -45,6 +46,10 @@ const (
 	RuntimeCrun = "crun"
 	// RuntimeRunsc is gVisor, where installed.
 	RuntimeRunsc = "runsc"
+	// PlatformPtrace and PlatformKVM are how gVisor's sentry traps system
+	// calls: ptrace everywhere, kvm where the host serves /dev/kvm.
+	PlatformPtrace = "ptrace"
+	PlatformKVM    = "kvm"
 )
 
 // RuntimeNeeds is what each runtime needs on the host's PATH, and how to
@@ -52,7 +57,7 @@ const (
 var RuntimeNeeds = map[string]struct{ Binary, Install string }{
 	RuntimeRunc:  {"runc", "apt-get install runc"},
 	RuntimeCrun:  {"crun", "apt-get install crun"},
-	RuntimeRunsc: {"containerd-shim-runsc-v1", "install gVisor's containerd-shim-runsc-v1 (Debian's runsc package has no shim)"},
+	RuntimeRunsc: {"runsc", "apt-get install runsc"},
 }
 
 // Bounds on limits. The maxima are sane for one job on a small host; a
@@ -385,6 +390,12 @@ func checkIsolation(c *checker, iso *Isolation) {
 	}
 	c.enum("isolation.seccomp", iso.Seccomp, SeccompDefault, SeccompStrict)
 	c.enum("isolation.runtime", iso.Runtime, RuntimeRunc, RuntimeCrun, RuntimeRunsc)
+	if iso.Platform != "" {
+		c.enum("isolation.platform", iso.Platform, PlatformPtrace, PlatformKVM)
+		if iso.Runtime != RuntimeRunsc {
+			c.fail("isolation.platform", "is gVisor's, and the runtime is %s, not runsc", cmp.Or(iso.Runtime, RuntimeRunc))
+		}
+	}
 	for i, m := range iso.MaskedPaths {
 		if !path.IsAbs(m) || path.Clean(m) != m || strings.ContainsFunc(m, isControl) {
 			c.fail(fmt.Sprintf("isolation.maskedPaths[%d]", i), "%q is not a clean absolute path", m)

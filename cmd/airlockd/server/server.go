@@ -484,7 +484,7 @@ func checkModelSecrets(profiles *policy.Set) error {
 // one, and a weaker runtime must never stand in.
 func checkRuntimes(profiles *policy.Set) error {
 	for _, p := range profiles.All() {
-		if err := sandbox.CheckRuntime(p.Isolation.Runtime); err != nil {
+		if err := sandbox.CheckRuntime(p); err != nil {
 			return fmt.Errorf("profile %s: isolation.runtime: %w", p.Name, err)
 		}
 	}

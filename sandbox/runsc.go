@@ -1,0 +1,173 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/containerd/containerd/containers"
+	"github.com/containerd/containerd/oci"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/airlock/airlock/policies/policy"
+)
+
+// runscFlags are the flags every runsc command of a sandbox takes: its
+// network, from the profile, and its platform. The sentry never uses the
+// host's network: a job without network gets none, and an allowlist job
+// gets gVisor's own network stack on the interfaces of the job's network
+// namespace, where the egress rules are.
+func runscFlags(network, platform string) []string {
+	net := "none"
+	if network == policy.NetworkAllowlist {
+		net = "sandbox"
+	}
+	return []string{"--network=" + net, "--platform=" + platform}
+}
+
+// runscWrapper writes, in dir, a script that runs runsc with flags before
+// the runc command line the shim gives it, and returns its path. Its name
+// is a hash of what it runs, so that it is written once and a changed one
+// is written back.
+func runscWrapper(dir, runsc string, flags []string) (string, error) {
+	for _, f := range append([]string{runsc}, flags...) {
+		if strings.ContainsAny(f, "'\n\x00") {
+			return "", fmt.Errorf("runsc wrapper: %q cannot be quoted", f)
+		}
+	}
+	command := "'" + runsc + "' '" + strings.Join(flags, "' '") + "' \"$@\""
+	script := "#!/bin/sh\n"
+	if slices.Contains(flags, "--network=sandbox") {
+		// runsc 2022 refuses to give a sandbox the interfaces of its
+		// network namespace when it finds /proc/sys/net/core/rmem_default
+		// there, which it takes to mean the host's namespace; recent
+		// kernels have it in every namespace. Its start, which reads the
+		// namespace's interfaces, runs with /proc/sys/net empty, in a
+		// mount namespace of its own. (The file is looked up in the
+		// namespace runsc joins, so only a mount above the per-namespace
+		// directories hides it.) The namespace is never the host's: the
+		// broker makes it for the job.
+		script += "case \" $* \" in *\" start \"*)\n" +
+			"\texec unshare --mount --propagation private sh -c 'mount -t tmpfs -o size=4k,mode=0555 none /proc/sys/net && exec \"$@\"' runsc " + command + " ;;\n" +
+			"esac\n"
+	}
+	script += "exec " + command + "\n"
+	sum := sha256.Sum256([]byte(script))
+	path := filepath.Join(dir, "runsc-"+hex.EncodeToString(sum[:8]))
+	if b, err := os.ReadFile(path); err == nil && string(b) == script {
+		return path, nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	tmp, err := os.CreateTemp(dir, ".runsc-*")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.WriteString(script); err != nil {
+		tmp.Close()
+		return "", err
+	}
+	if err := tmp.Chmod(0o700); err != nil {
+		tmp.Close()
+		return "", err
+	}
+	if err := tmp.Close(); err != nil {
+		return "", err
+	}
+	return path, os.Rename(tmp.Name(), path)
+}
+
+// sentryPids is how many tasks gVisor's own processes take in the job's
+// pids cgroup: the sentry's and the gofer's threads count there beside the
+// agent's (under ptrace, each of the agent's threads is a host thread of
+// the sentry's), so a runsc sandbox's limit is the profile's plus these.
+const sentryPids = 128
+
+// withPidsHeadroom raises the pids limit by n.
+func withPidsHeadroom(n int64) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *specs.Spec) error {
+		if s.Linux != nil && s.Linux.Resources != nil && s.Linux.Resources.Pids != nil && s.Linux.Resources.Pids.Limit > 0 {
+			s.Linux.Resources.Pids.Limit += n
+		}
+		return nil
+	}
+}
+
+// kvmDevice is where the host serves KVM; tests point it elsewhere.
+var kvmDevice = "/dev/kvm"
+
+// platforms caches what runscPlatform found for the empty platform.
+var platforms struct {
+	once sync.Once
+	kvm  bool
+	why  string
+}
+
+// runscPlatform returns the platform a runsc sandbox runs on: the one the
+// profile names, or, when it names none, kvm where a probe finds it
+// works and ptrace elsewhere. A profile that names kvm on a host without
+// it is refused; picking ptrace for a profile that names none is said once
+// in the log, and is no weaker a boundary.
+func runscPlatform(named, runsc string) (string, error) {
+	switch named {
+	case policy.PlatformPtrace:
+		return named, nil
+	case policy.PlatformKVM:
+		if err := probeKVM(runsc); err != nil {
+			return "", fmt.Errorf("runtime runsc: isolation.platform kvm: %w", err)
+		}
+		return named, nil
+	}
+	platforms.once.Do(func() {
+		if err := probeKVM(runsc); err != nil {
+			platforms.why = err.Error()
+			slog.Info("runsc sandboxes run on the ptrace platform", "kvm", platforms.why)
+			return
+		}
+		platforms.kvm = true
+	})
+	if platforms.kvm {
+		return policy.PlatformKVM, nil
+	}
+	return policy.PlatformPtrace, nil
+}
+
+// kvmProbeTimeout bounds the probe: on a host that is itself a virtual
+// machine without nested virtualization, a kvm sandbox hangs.
+const kvmProbeTimeout = 20 * time.Second
+
+// probeKVM runs a sandbox that does nothing on the kvm platform.
+func probeKVM(runsc string) error {
+	if _, err := os.Stat(kvmDevice); err != nil {
+		return fmt.Errorf("%s is absent: this host does not serve KVM", kvmDevice)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), kvmProbeTimeout)
+	defer cancel()
+	root, err := os.MkdirTemp("", "airlock-kvm-probe-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(root)
+	cmd := exec.CommandContext(ctx, runsc, "--root", root, "--network=none", "--platform=kvm", "do", "/bin/true")
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.CombinedOutput()
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("a sandbox on kvm did not finish within %s (a virtual machine without nested virtualization?)", kvmProbeTimeout)
+	}
+	if err != nil {
+		return fmt.Errorf("a sandbox on kvm failed: %v: %.200s", err, out)
+	}
+	return nil
+}
