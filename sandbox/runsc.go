@@ -22,17 +22,26 @@ import (
 	"github.com/airlock/airlock/policies/policy"
 )
 
-// runscFlags are the flags every runsc command of a sandbox takes: its
-// network, from the profile, and its platform. The sentry never uses the
-// host's network: a job without network gets none, and an allowlist job
-// gets gVisor's own network stack on the interfaces of the job's network
-// namespace, where the egress rules are.
-func runscFlags(network, platform string) []string {
+// runscFlags are the flags every runsc command of p's sandboxes takes:
+//   - the network: the sentry never uses the host's. A job without network
+//     gets none, and an allowlist job gets gVisor's own network stack on
+//     the interfaces of the job's network namespace, where the egress
+//     rules are;
+//   - the platform;
+//   - the profile's seccomp filter, which gVisor applies to the agent
+//     inside the sandbox only when told to;
+//   - host Unix sockets: none, but for a job with a tool gateway, whose
+//     socket the broker binds into the sandbox, those the agent opens.
+func runscFlags(p *policy.Profile, platform string) []string {
 	net := "none"
-	if network == policy.NetworkAllowlist {
+	if p.Network.Mode == policy.NetworkAllowlist {
 		net = "sandbox"
 	}
-	return []string{"--network=" + net, "--platform=" + platform}
+	uds := "none"
+	if p.ToolGateway() {
+		uds = "open"
+	}
+	return []string{"--network=" + net, "--platform=" + platform, "--oci-seccomp", "--host-uds=" + uds}
 }
 
 // runscWrapper writes, in dir, a script that runs runsc with flags before

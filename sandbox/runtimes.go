@@ -93,7 +93,7 @@ func ForProfile(dir string, p *policy.Profile) (Runtime, error) {
 	if err != nil {
 		return Runtime{}, err
 	}
-	rt.Flags = runscFlags(p.Network.Mode, platform)
+	rt.Flags = runscFlags(p, platform)
 	wrapper, err := runscWrapper(filepath.Join(dir, "bin"), rt.Binary, rt.Flags)
 	if err != nil {
 		return Runtime{}, err

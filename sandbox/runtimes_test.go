@@ -111,8 +111,9 @@ func TestForProfile_RunscWrapper(t *testing.T) {
 		}
 		script := string(b)
 		if !strings.Contains(script, "'"+runsc+"'") || !strings.Contains(script, want) || !strings.Contains(script, "--platform=ptrace") ||
-			strings.Contains(script, "host") || !strings.HasSuffix(script, "\"$@\"\n") {
-			t.Errorf("the %s wrapper is %q; want runsc with %s and the ptrace platform, never the host network", mode, script, want)
+			!strings.Contains(script, "--oci-seccomp") || !strings.Contains(script, "--host-uds=none") ||
+			strings.Contains(script, "--network=host") || !strings.HasSuffix(script, "\"$@\"\n") {
+			t.Errorf("the %s wrapper is %q; want runsc with %s, the ptrace platform, the profile's seccomp and no host sockets, never the host network", mode, script, want)
 		}
 	}
 	// A profile that names kvm on a host without it does not load.
