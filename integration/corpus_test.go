@@ -5,12 +5,14 @@ package integration
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -20,6 +22,9 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/airlock/airlock/broker/result"
+	"github.com/airlock/airlock/policies"
+	"github.com/airlock/airlock/policies/policy"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
 )
 
@@ -119,7 +124,7 @@ func corpusReq(t *testing.T, d *daemonProc, p payload, profile string) *airlockv
 	}
 }
 
-func TestCorpus(t *testing.T) { runCorpus(t, airlockd(t), "runc") }
+func TestCorpus(t *testing.T) { runCorpus(t, airlockd(t), "") }
 
 var (
 	crunOnce   sync.Once
@@ -139,10 +144,30 @@ func TestCorpus_UnderCrun(t *testing.T) {
 	if crunErr != nil {
 		t.Fatalf("airlockd on crun: %v", crunErr)
 	}
-	runCorpus(t, crunDaemon, "crun")
-	requireDaemonNothingLeft(t, crunDaemon)
-	// The audit record says so too.
-	b, err := os.ReadFile(crunDaemon.auditLog)
+	corpusOn(t, crunDaemon, "crun")
+}
+
+// TestCorpus_UnderRunsc runs the whole corpus with every profile on gVisor,
+// the allowlist one included: egress through the job's namespace and the
+// proxy, and nothing else, holds under gVisor's network stack too.
+func TestCorpus_UnderRunsc(t *testing.T) {
+	d, err := startDaemonOn("runsc", "--egress-pool", "10.216.0.0/16")
+	if d != nil {
+		defer d.stop()
+	}
+	if err != nil {
+		t.Fatalf("airlockd on runsc: %v", err)
+	}
+	corpusOn(t, d, "runsc")
+}
+
+// corpusOn runs the corpus on d, whose profiles all name runtime, and
+// checks that every job, and every audit record, says it ran there and
+// that nothing is left.
+func corpusOn(t *testing.T, d *daemonProc, runtime string) {
+	runCorpus(t, d, runtime)
+	requireDaemonNothingLeft(t, d)
+	b, err := os.ReadFile(d.auditLog)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,8 +176,8 @@ func TestCorpus_UnderCrun(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	for _, line := range lines {
 		var rec struct{ Runtime string }
-		if err := json.Unmarshal([]byte(line), &rec); err != nil || rec.Runtime != "crun" {
-			t.Fatalf("audit record %s: runtime %q (%v), want crun", line, rec.Runtime, err)
+		if err := json.Unmarshal([]byte(line), &rec); err != nil || rec.Runtime != runtime {
+			t.Fatalf("audit record %s: runtime %q (%v), want %s", line, rec.Runtime, err, runtime)
 		}
 	}
 	if len(lines) < 35 {
@@ -161,7 +186,8 @@ func TestCorpus_UnderCrun(t *testing.T) {
 }
 
 // runCorpus runs every payload under each of its profiles on d, whose
-// jobs must say they ran on runtime.
+// jobs must say they ran on runtime, or, when it is empty, on the runtime
+// the shipped profile names.
 func runCorpus(t *testing.T, d *daemonProc, runtime string) {
 	corpus := loadCorpus(t)
 	var mu sync.Mutex
@@ -177,8 +203,9 @@ func runCorpus(t *testing.T, d *daemonProc, runtime string) {
 				}
 				checkPayload(t, d, p, resp)
 				checkInvariants(t, d, resp)
-				if s := resp.GetPolicy().GetSummary(); !strings.Contains(s, " runtime="+runtime+" ") {
-					t.Errorf("payload %s ran on %q, want runtime %s", p.ID, s, runtime)
+				want := cmp.Or(runtime, shippedRuntime(t, profile))
+				if got := runtimeOf(resp); got != want {
+					t.Errorf("payload %s ran on %q, want runtime %s", p.ID, resp.GetPolicy().GetSummary(), want)
 				}
 				mu.Lock()
 				if table[p.ID] == nil {
@@ -242,7 +269,7 @@ func checkPayload(t *testing.T, d *daemonProc, p payload, resp *airlockv1.SpawnR
 				continue
 			}
 			for i, o := range ops {
-				if msg := opMeets(o, want.(string)); msg != "" {
+				if msg := opMeets(o, want.(string), runtimeOf(resp)); msg != "" {
 					t.Errorf("%s", where("op %d %v: %s: %v", i, o["op"], msg, o))
 				}
 			}
@@ -285,11 +312,22 @@ func checkPayload(t *testing.T, d *daemonProc, p payload, resp *airlockv1.SpawnR
 	}
 }
 
-// opMeets checks one op outcome against an expectation word.
-func opMeets(o map[string]any, want string) string {
+// opMeets checks one op outcome against an expectation word, for a job that
+// ran on runtime.
+func opMeets(o map[string]any, want, runtime string) string {
 	ok := o["ok"] == true
 	errno, _ := o["errno"].(string)
+	if want == "fail_eperm" && runtime == "runsc" {
+		// gVisor's kernel refuses with the errno of what it lacks: no
+		// /proc/1/ns/mnt to open (ENOENT), a system call it does not
+		// implement (ENOSYS). Refused is what the payload asks.
+		want = "fail_refused"
+	}
 	switch want {
+	case "fail_refused":
+		if ok || !slices.Contains([]string{"EPERM", "EACCES", "ENOENT", "ENOSYS", "EINVAL"}, errno) {
+			return "want a refusal"
+		}
 	case "allowed":
 		if !ok {
 			return "want allowed"
@@ -416,6 +454,7 @@ func daemonLeftovers(d *daemonProc) []string {
 			out = append(out, "mount "+f[4])
 		}
 	}
+	out = append(out, runscLeftovers(filepath.Join(d.dir, "state"))...)
 	base, _ := leftovers(context.Background())
 	for _, l := range base {
 		if strings.HasPrefix(l, "netns") || strings.HasPrefix(l, "veth") {
@@ -525,4 +564,30 @@ func TestCorpus_ConcurrentWithBenignJobs(t *testing.T) {
 	}
 	requireNoForbiddenHits(t)
 	requireDaemonNothingLeft(t, d)
+}
+
+// runtimeOf is the OCI runtime a job's response says it ran on.
+func runtimeOf(resp interface {
+	GetPolicy() *airlockv1.EffectivePolicy
+}) string {
+	for _, f := range strings.Fields(resp.GetPolicy().GetSummary()) {
+		if v, ok := strings.CutPrefix(f, "runtime="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// shippedRuntime is the runtime the shipped profile names, runc by default.
+func shippedRuntime(t *testing.T, profile string) string {
+	t.Helper()
+	set, err := policy.Load(policies.FS, policy.WithSchemaCheck(result.CheckSchema))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := set.Get(profile)
+	if err != nil {
+		return "runc" // a test profile, which names none
+	}
+	return cmp.Or(p.Isolation.Runtime, "runc")
 }

@@ -117,6 +117,7 @@ func leftovers(ctx context.Context) ([]string, error) {
 			out = append(out, "cgroup "+d)
 		}
 	}
+	out = append(out, runscLeftovers(env.stateDir)...)
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return nil, err
@@ -129,6 +130,30 @@ func leftovers(ctx context.Context) ([]string, error) {
 		}
 	}
 	return out, sc.Err()
+}
+
+// runscLeftovers lists what gVisor left of the sandboxes of the airlockd on
+// stateDir: its processes (the sandbox, its stubs and the gofer carry
+// runsc's root, which is under the state dir, on their command lines) and
+// the state runsc keeps there.
+func runscLeftovers(stateDir string) []string {
+	var out []string
+	root := filepath.Join(stateDir, "runsc", "root")
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		if cmd := string(b); strings.Contains(cmd, "--root="+root+"/") || strings.Contains(cmd, "--root\x00"+root+"/") {
+			out = append(out, "runsc process "+e.Name())
+		}
+	}
+	state, _ := filepath.Glob(filepath.Join(root, "*", "*"))
+	for _, s := range state {
+		out = append(out, "runsc state "+s)
+	}
+	return out
 }
 
 // requireNothingLeft waits briefly for teardown (a cancelled RPC's cleanup

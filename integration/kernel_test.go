@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/containerd/containerd"
+	"golang.org/x/sys/unix"
 
 	"github.com/airlock/airlock/broker/result"
 	"github.com/airlock/airlock/cmd/airlockd/server"
@@ -106,18 +107,22 @@ func TestKernel_CgroupAndMountViewsShowNoHostPathOrID(t *testing.T) {
 		t.Run(tt.profile, func(t *testing.T) {
 			o := attackOps(t, tt.profile, map[string]any{"op": "proc_views"})[0]
 			cg, mi, runID := detail(o, "cgroup"), detail(o, "mountinfo"), detail(o, "run_id")
-			if cg == "" || mi == "" || !strings.HasPrefix(runID, "airlock-") {
+			// gVisor's kernel has no cgroups to show a job: its
+			// /proc/self/cgroup is empty.
+			if cg == "" && tt.runtime != "runsc" || mi == "" || !strings.HasPrefix(runID, "airlock-") {
 				t.Fatalf("views not read: %v", o)
 			}
 			t.Logf("/proc/self/cgroup:\n%s", cg)
-			lines := strings.Split(strings.TrimSpace(cg), "\n")
-			for _, line := range lines {
-				if parts := strings.SplitN(line, ":", 3); len(parts) != 3 || parts[2] != "/" {
-					t.Errorf("/proc/self/cgroup line %q: want the path /", line)
+			if tt.runtime != "runsc" {
+				lines := strings.Split(strings.TrimSpace(cg), "\n")
+				for _, line := range lines {
+					if parts := strings.SplitN(line, ":", 3); len(parts) != 3 || parts[2] != "/" {
+						t.Errorf("/proc/self/cgroup line %q: want the path /", line)
+					}
 				}
-			}
-			if !strings.Contains("\n"+cg, "\n0::/\n") {
-				t.Errorf("/proc/self/cgroup has no 0::/ line")
+				if !strings.Contains("\n"+cg, "\n0::/\n") {
+					t.Errorf("/proc/self/cgroup has no 0::/ line")
+				}
 			}
 			for _, line := range strings.Split(mi, "\n") {
 				fields := strings.Fields(line)
@@ -133,7 +138,9 @@ func TestKernel_CgroupAndMountViewsShowNoHostPathOrID(t *testing.T) {
 				}
 				// No sysfs, whose cgroup tree, devices and kernel are the
 				// host's, and no cgroup mount.
-				if fstype := fields[sep+1]; fstype == "sysfs" || fstype == "cgroup" || fstype == "cgroup2" {
+				// gVisor mounts a sysfs of its own, which shows its
+				// kernel's, not the host's.
+				if fstype := fields[sep+1]; fstype == "sysfs" && tt.runtime != "runsc" || fstype == "cgroup" || fstype == "cgroup2" {
 					t.Errorf("%s mount at %s (root %s)", fstype, fields[4], fields[3])
 				}
 			}
@@ -149,11 +156,21 @@ func TestKernel_CgroupAndMountViewsShowNoHostPathOrID(t *testing.T) {
 }
 
 // TestKernel_NoPseudoTerminal: /dev/ptmx and /dev/pts/ptmx cannot be
-// opened, and no devpts can be mounted, in any shipped profile.
+// opened, and no devpts can be mounted, in any shipped profile on runc: a
+// pseudo-terminal there comes from the host's pool. Under runsc they are
+// gVisor's own, and take nothing of the host's; there the open must not
+// reach a host device, which the sentry has none of.
 func TestKernel_NoPseudoTerminal(t *testing.T) {
 	for _, tt := range shipped {
 		t.Run(tt.profile, func(t *testing.T) {
 			o := attackOps(t, tt.profile, map[string]any{"op": "open_ptmx"})[0]
+			if tt.runtime == "runsc" {
+				if det, _ := o["detail"].(map[string]any); det["mount_devpts"] == "OK" {
+					t.Errorf("a devpts was mounted under gVisor: %v", det)
+				}
+				t.Logf("ptmx under gVisor: %v", o["detail"])
+				return
+			}
 			if ok, _ := o["ok"].(bool); ok {
 				t.Errorf("a pseudo-terminal was opened: %v", o["detail"])
 			}
@@ -267,9 +284,11 @@ func (j *runningJob) end() {
 func TestKernel_EachJobIsAHostUserOfItsOwnAndOwnsItsInputAlone(t *testing.T) {
 	ctx := testContext(t)
 	var jobs []*runningJob
-	// ironclaw last and twice: its 15 s timeout must not end it before
-	// the checks, and two of its jobs run at once.
-	for _, profile := range []string{"vanilla", "secureclaw", "ironclaw", "ironclaw"} {
+	// Two secureclaw jobs at once, on runc, whose host users must differ;
+	// ironclaw last: its 15 s timeout must not end it before the checks.
+	// Under runsc, its agent is not a host process: gVisor's sentry and
+	// stubs run as the host's nobody in a user namespace runsc makes.
+	for _, profile := range []string{"vanilla", "secureclaw", "secureclaw", "ironclaw"} {
 		j := startSleeper(t, ctx, profile)
 		defer j.end()
 		jobs = append(jobs, j)
@@ -290,6 +309,12 @@ func TestKernel_EachJobIsAHostUserOfItsOwnAndOwnsItsInputAlone(t *testing.T) {
 		p := shippedProfile(t, j.profile)
 		t.Logf("%s (%s, user namespace %v): host uid %d", j.id, j.profile, p.Isolation.UserNamespace, j.hostUID)
 		hostGID := j.hostUID
+		if p.Isolation.Runtime == "runsc" {
+			if j.hostUID == 0 {
+				t.Errorf("%s: gVisor's sentry runs as host root", j.id)
+			}
+			continue
+		}
 		if !p.Isolation.UserNamespace {
 			if j.hostUID != p.Isolation.UID {
 				t.Errorf("%s: host uid %d, want the profile's %d", j.id, j.hostUID, p.Isolation.UID)
@@ -396,9 +421,9 @@ func TestKernel_UserNamespacedJobsSeeTheirOwnRangeAndRunTools(t *testing.T) {
 	ctx := testContext(t)
 	first, last := userns.Block()
 	// The tools world has no hostile image; the suite's broker reads
-	// uid_map in a user-namespaced profile.
+	// uid_map in a user-namespaced profile on runc (gVisor shows its own).
 	req := hostileReq("proc_status", nil)
-	req.Profile = "ironclaw"
+	req.Profile = "secureclaw"
 	m := strings.Fields(resultMap(t, spawn(t, req), "status")["uid_map"])
 	if len(m) != 3 || m[0] != "0" || m[2] != strconv.Itoa(userns.Size) {
 		t.Fatalf("uid_map %q, want 0 <range> %d", m, userns.Size)
@@ -418,4 +443,27 @@ func TestKernel_UserNamespacedJobsSeeTheirOwnRangeAndRunTools(t *testing.T) {
 		t.Errorf("wc of job.json under a user namespace: %+v", c)
 	}
 	t.Logf("tools group %d runs busybox in a user namespace: %s", images.ToolsGID, mustJSON(calls))
+}
+
+// TestKernel_RunscJobsReachGVisorNotTheHost: an ironclaw job's system calls
+// reach gVisor's kernel, whose release is not the host's; a runc job's
+// reach the host's.
+func TestKernel_RunscJobsReachGVisorNotTheHost(t *testing.T) {
+	var host unix.Utsname
+	if err := unix.Uname(&host); err != nil {
+		t.Fatal(err)
+	}
+	hostRelease := unix.ByteSliceToString(host.Release[:])
+	for _, tt := range shipped {
+		t.Run(tt.profile, func(t *testing.T) {
+			release := detail(attackOps(t, tt.profile, map[string]any{"op": "uname"})[0], "release")
+			t.Logf("%s (%s): uname -r %q, host %q", tt.profile, tt.runtime, release, hostRelease)
+			if release == "" {
+				t.Fatal("uname read nothing")
+			}
+			if onHost := release == hostRelease; onHost != (tt.runtime != "runsc") {
+				t.Errorf("%s on %s reports kernel %q, host %q", tt.profile, tt.runtime, release, hostRelease)
+			}
+		})
+	}
 }

@@ -176,6 +176,14 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 	}
 	b.paths.IDs = b.ids
 	b.u.Push(func(context.Context) error { return unmount(b.paths.Output) })
+	if rt.Name == policy.RuntimeRunsc {
+		scratch := filepath.Join(b.dir, "scratch")
+		if err := mountTmpfs(scratch, p.Limits.ScratchBytes, b.hostID(p.Isolation.UID), b.hostID(p.Isolation.GID)); err != nil {
+			return nil, fmt.Errorf("mount scratch tmpfs: %w", err)
+		}
+		b.u.Push(func(context.Context) error { return unmount(scratch) })
+		b.paths.Scratch = scratch
+	}
 	if b.capability != "" {
 		if b.paths.Run, err = prepareRunDir(b.dir); err != nil {
 			return nil, err

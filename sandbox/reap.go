@@ -65,7 +65,7 @@ func (r *Runner) Reap(ctx context.Context) error {
 	// What containerd no longer knows of can still run: a predecessor
 	// killed with -9 mid-job may leave tasks whose shim containerd failed
 	// to reconnect. Their cgroups and shims are found by name and ended.
-	errs = append(errs, r.reapCgroups(runs), r.killShims(runs), unmountRuns(runs))
+	errs = append(errs, r.reapCgroups(runs), r.killShims(runs), unmountRuns(runs), r.reapRunscState(nil))
 	if err := netns.Reap(ctx, r.instance); err != nil {
 		errs = append(errs, fmt.Errorf("reap network namespaces: %w", err))
 	}
@@ -84,7 +84,7 @@ func (r *Runner) Reap(ctx context.Context) error {
 	}
 	for _, e := range entries {
 		dir := filepath.Join(r.jobsDir, e.Name())
-		if err := unmount(filepath.Join(dir, "output")); err != nil {
+		if err := errors.Join(unmount(filepath.Join(dir, "output")), unmount(filepath.Join(dir, "scratch"))); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -180,8 +180,45 @@ func (r *Runner) reapRun(runID string) error {
 		errs = append(errs, removeCgroup(dir))
 	}
 	runs := map[string]bool{runID: true}
-	errs = append(errs, r.killShims(runs), unmountRuns(runs))
+	errs = append(errs, r.killShims(runs), unmountRuns(runs), r.reapRunscState(runs))
 	return errors.Join(errs...)
+}
+
+// reapRunscState removes runsc's state of the runs named, or, with nil,
+// of every run: what runsc keeps of a sandbox (its state file and lock)
+// outlives a sandbox killed with its cgroup. runsc's root is this
+// runner's own, under its state dir, so nothing of another broker's is
+// there.
+func (r *Runner) reapRunscState(runs map[string]bool) error {
+	var errs []error
+	dirs, _ := filepath.Glob(filepath.Join(r.runscDir, "root", "*"))
+	for _, dir := range dirs {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, e := range entries {
+			if runs != nil && !mentionsRun(e.Name(), runs) {
+				continue
+			}
+			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			r.log.Info("reaped runsc state", "path", filepath.Join(dir, e.Name()))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// mentionsRun reports whether name holds one of the run IDs.
+func mentionsRun(name string, runs map[string]bool) bool {
+	for id := range runs {
+		if strings.Contains(name, id) {
+			return true
+		}
+	}
+	return false
 }
 
 // killShims kills the runc shims serving this runner's containerd for the

@@ -357,6 +357,15 @@ func prepareDir(dir string, outputBytes int64, uid, gid uint32) (JobPaths, error
 	return paths, nil
 }
 
+// mountTmpfs makes dir and mounts on it a tmpfs of sizeBytes, owned by
+// uid:gid, as the output is.
+func mountTmpfs(dir string, sizeBytes int64, uid, gid uint32) error {
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return err
+	}
+	return unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, outputOptions(sizeBytes, uid, gid))
+}
+
 // prepareInput makes the input dir and its content/, owned by uid:gid,
 // mode 0500. A user-namespaced sandbox's runc reaches them as the
 // sandbox's root, which may search a directory of its own range's.

@@ -23,6 +23,11 @@ type JobPaths struct {
 	Input string
 	// Output is a size-capped tmpfs the broker mounted for the job.
 	Output string
+	// Scratch, when set, is a size-capped tmpfs the broker mounted for
+	// the job's /tmp, which is otherwise a tmpfs the runtime mounts: under
+	// runsc it would be gVisor's own, whose 2022 kernel enforces neither
+	// the size nor the inode cap.
+	Scratch string
 	// NetNS is the path of the job's network namespace; empty gives the
 	// task a fresh namespace with loopback only.
 	NetNS string
@@ -72,7 +77,7 @@ func SpecFor(runID string, p *policy.Profile, paths JobPaths) []oci.SpecOpts {
 		// network namespace it does not own, which is what an allowlist
 		// job joins. /proc/self/cgroup still reads its cgroup namespace.
 		WithoutMounts("/run", "/dev/mqueue", "/dev/shm", "/dev/pts", "/sys", "/sys/fs/cgroup"),
-		WithTmpfs("/tmp", p.Limits.ScratchBytes, p.Isolation.UID, p.Isolation.GID),
+		withScratch(p, paths),
 		WithBind(paths.Input, agent.InputDir, true),
 		WithBind(paths.Output, agent.OutputDir, false),
 		WithToolGateway(p, paths.Run),
@@ -229,6 +234,25 @@ func WithoutMounts(dests ...string) oci.SpecOpts {
 			}
 		}
 		s.Mounts = kept
+		return nil
+	}
+}
+
+// withScratch mounts the job's /tmp: the broker's tmpfs at paths.Scratch
+// when there is one, else one the runtime makes.
+func withScratch(p *policy.Profile, paths JobPaths) oci.SpecOpts {
+	if paths.Scratch == "" {
+		return WithTmpfs("/tmp", p.Limits.ScratchBytes, p.Isolation.UID, p.Isolation.GID)
+	}
+	return func(ctx context.Context, c oci.Client, ctr *containers.Container, s *specs.Spec) error {
+		if err := WithBind(paths.Scratch, "/tmp", false)(ctx, c, ctr, s); err != nil {
+			return err
+		}
+		for i, m := range s.Mounts {
+			if m.Destination == "/tmp" {
+				s.Mounts[i].Options = append(s.Mounts[i].Options, "noexec")
+			}
+		}
 		return nil
 	}
 }

@@ -62,6 +62,7 @@ var attackOps = map[string]func(*attacker, step) outcome{
 	"raw_socket":           rawSocket,
 	"check_uid_after_exec": checkUIDAfterExec,
 	"escape_checklist":     escapeChecklistOp,
+	"uname":                unameOp,
 	// The result.
 	"write_result":       writeResult,
 	"write_result_raw":   writeResultRaw,
@@ -587,4 +588,15 @@ func proxyPlaceholders(attack string) string {
 		`"{{PROXY_PORT_PLUS_1}}"`, strconv.Itoa(port+1),
 		"{{PROXY_PORT_PLUS_1}}", strconv.Itoa(port+1),
 	).Replace(attack)
+}
+
+// unameOp reports the kernel the agent's system calls reach: the host's
+// under runc and crun, gVisor's sentry under runsc.
+func unameOp(*attacker, step) outcome {
+	var o outcome
+	var u unix.Utsname
+	err := unix.Uname(&u)
+	o.done(err)
+	o.Detail = map[string]any{"release": unix.ByteSliceToString(u.Release[:]), "version": unix.ByteSliceToString(u.Version[:])}
+	return o
 }

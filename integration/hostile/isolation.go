@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -37,6 +38,11 @@ func statusFields() (map[string]string, error) {
 		case "Uid", "Gid", "CapEff", "CapPrm", "CapBnd", "CapAmb", "CapInh", "NoNewPrivs", "Seccomp":
 			fields[k] = strings.Join(strings.Fields(v), " ")
 		}
+	}
+	// gVisor's status file has no NoNewPrivs line; the flag is asked of
+	// the kernel that enforces it, whichever that is.
+	if nnp, err := unix.PrctlRetInt(unix.PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0); err == nil {
+		fields["NoNewPrivs"] = strconv.Itoa(nnp)
 	}
 	return fields, nil
 }

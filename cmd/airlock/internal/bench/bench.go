@@ -30,6 +30,9 @@ const (
 	// SystemCrun is raw crun, which runs beside raw runc when the
 	// profile's runtime is crun.
 	SystemCrun = "crun run"
+	// SystemRunsc is raw runsc, with the flags Airlock gives it, which
+	// runs beside raw runc when the profile's runtime is runsc.
+	SystemRunsc = "runsc run"
 )
 
 // Config configures Run.
@@ -186,11 +189,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				b.N, b.Concurrency = n, c
 				return RunRunc(ctx, bundleRoot, b)
 			}})
-		if p.Isolation.Runtime == policy.RuntimeCrun {
-			systems = append(systems, system{SystemCrun, func(ctx context.Context, n, c int) (Stats, error) {
+		if raw, ok := map[string]string{policy.RuntimeCrun: SystemCrun, policy.RuntimeRunsc: SystemRunsc}[p.Isolation.Runtime]; ok {
+			systems = append(systems, system{raw, func(ctx context.Context, n, c int) (Stats, error) {
 				b := base
 				b.N, b.Concurrency = n, c
-				return RunRaw(ctx, bundleRoot, b, "crun")
+				return RunRaw(ctx, bundleRoot, b, p.Isolation.Runtime)
 			}})
 		}
 	}
@@ -282,7 +285,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 	for i, s := range systems {
 		res := Result{System: s.name, Stats: Merge(runs[i]...)}
-		if ctdPID > 0 && s.name != SystemRunc && s.name != SystemCrun {
+		if ctdPID > 0 && s.name != SystemRunc && s.name != SystemCrun && s.name != SystemRunsc {
 			res.ContainerdCPUPerJob = ctdCPU[i] / time.Duration(o.N)
 		}
 		rep.Results = append(rep.Results, res)

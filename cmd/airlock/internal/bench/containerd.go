@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/containerd/containerd"
@@ -170,7 +171,7 @@ func runContainer(ctx context.Context, client *containerd.Client, img containerd
 			retErr = fmt.Errorf("delete lease: %w", err)
 		}
 	}()
-	rt, err := sandbox.RuntimeFor(b.Profile.Isolation.Runtime)
+	rt, err := sandbox.ForProfile(filepath.Join(dir.root, "runsc"), b.Profile)
 	if err != nil {
 		return err
 	}

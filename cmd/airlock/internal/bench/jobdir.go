@@ -40,9 +40,6 @@ func (b Baseline) check() error {
 	if b.Profile == nil {
 		return errors.New("bench: a baseline needs the profile whose spec it runs")
 	}
-	if rt := b.Profile.Isolation.Runtime; rt != "" && rt != "runc" && rt != "crun" {
-		return fmt.Errorf("bench: profile %s uses runtime %q; the baselines measure runc and crun only", b.Profile.Name, rt)
-	}
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/airlock/airlock/images"
+	"github.com/airlock/airlock/policies/policy"
 	"github.com/airlock/airlock/sandbox"
 	"github.com/airlock/airlock/sandbox/agent"
 	"github.com/airlock/airlock/sandbox/footprint"
@@ -90,9 +92,9 @@ func RunRunc(ctx context.Context, bundleRoot string, b Baseline) (Stats, error) 
 	return RunRaw(ctx, bundleRoot, b, "runc")
 }
 
-// RunRaw is RunRunc with the runtime binary named, runc or crun, which
-// take the same command line. The spec is the one the profile's own
-// runtime is given.
+// RunRaw is RunRunc with the runtime binary named, runc, crun or runsc,
+// which take the same command line; runsc with the flags Airlock gives it
+// for the profile. The spec is the one the profile's own runtime is given.
 func RunRaw(ctx context.Context, bundleRoot string, b Baseline, binary string) (Stats, error) {
 	rb, err := newRuncBench(ctx, bundleRoot, b, binary)
 	if err != nil {
@@ -106,6 +108,7 @@ func RunRaw(ctx context.Context, bundleRoot string, b Baseline, binary string) (
 // state directory and the spec template.
 type runcBench struct {
 	runcPath string
+	flags    []string // before runc's command line
 	work     string
 	state    string
 	dir      *jobDir
@@ -138,6 +141,19 @@ func newRuncBench(ctx context.Context, bundleRoot string, b Baseline, binary str
 			rb.Close()
 		}
 	}()
+	if binary == policy.RuntimeRunsc {
+		// The flags only: the wrapper ForProfile writes is for the shim.
+		dir, err := os.MkdirTemp("", "airlock-bench-runsc-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+		rs, err := sandbox.ForProfile(dir, b.Profile)
+		if err != nil {
+			return nil, err
+		}
+		rb.flags = rs.Flags
+	}
 	if rb.work, err = mkWorkDir(bundleRoot, "runs-"); err != nil {
 		return nil, err
 	}
@@ -213,7 +229,7 @@ func (rb *runcBench) run(ctx context.Context) (retErr error) {
 	stderr := &cappedBuffer{max: 4 << 10}
 	// Not CommandContext: killing runc mid-run would strand the container;
 	// the deadline below kills the container through runc instead.
-	cmd := exec.Command(rb.runcPath, "--root", rb.state, "run", "--bundle", bundle, r.id)
+	cmd := exec.Command(rb.runcPath, append(slices.Clip(rb.flags), "--root", rb.state, "run", "--bundle", bundle, r.id)...)
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		return err
@@ -244,7 +260,7 @@ func (rb *runcBench) run(ctx context.Context) (retErr error) {
 
 // forceDelete kills and removes a container runc left behind.
 func (rb *runcBench) forceDelete(id string) {
-	_ = exec.Command(rb.runcPath, "--root", rb.state, "delete", "--force", id).Run()
+	_ = exec.Command(rb.runcPath, append(slices.Clip(rb.flags), "--root", rb.state, "delete", "--force", id)...).Run()
 }
 
 // cappedBuffer keeps the first max bytes written to it and drops the rest.
