@@ -129,7 +129,7 @@ var platforms struct {
 // works and ptrace elsewhere. A profile that names kvm on a host without
 // it is refused; picking ptrace for a profile that names none is said once
 // in the log, and is no weaker a boundary.
-func runscPlatform(named, runsc string) (string, error) {
+func runscPlatform(named, runsc string, log *slog.Logger) (string, error) {
 	switch named {
 	case policy.PlatformPtrace:
 		return named, nil
@@ -142,7 +142,7 @@ func runscPlatform(named, runsc string) (string, error) {
 	platforms.once.Do(func() {
 		if err := probeKVM(runsc); err != nil {
 			platforms.why = err.Error()
-			slog.Info("runsc sandboxes run on the ptrace platform", "kvm", platforms.why)
+			log.Info("runsc sandboxes run on the ptrace platform", "kvm", platforms.why)
 			return
 		}
 		platforms.kvm = true

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,13 +37,14 @@ type Runtime struct {
 
 // CheckRuntime reports whether the runtime profile p names can run on this
 // host as p says. The error says what to install: a profile never falls
-// back to a weaker runtime.
-func CheckRuntime(p *policy.Profile) error {
+// back to a weaker runtime. What it picks for the profile where the
+// profile leaves the choice (gVisor's platform) it says in log.
+func CheckRuntime(p *policy.Profile, log *slog.Logger) error {
 	rt, err := RuntimeFor(p.Isolation.Runtime)
 	if err != nil || rt.Name != policy.RuntimeRunsc {
 		return err
 	}
-	_, err = runscPlatform(p.Isolation.Platform, rt.Binary)
+	_, err = runscPlatform(p.Isolation.Platform, rt.Binary, log)
 	return err
 }
 
@@ -89,7 +91,7 @@ func ForProfile(dir string, p *policy.Profile) (Runtime, error) {
 	if err != nil || rt.Name != policy.RuntimeRunsc {
 		return rt, err
 	}
-	platform, err := runscPlatform(p.Isolation.Platform, rt.Binary)
+	platform, err := runscPlatform(p.Isolation.Platform, rt.Binary, slog.Default())
 	if err != nil {
 		return Runtime{}, err
 	}

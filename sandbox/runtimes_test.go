@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,7 +24,7 @@ func TestRuntimeFor_RefusesWhatIsNotInstalled(t *testing.T) {
 		"runsc": "apt-get install runsc",
 		"kata":  "not supported",
 	} {
-		err := CheckRuntime(&policy.Profile{Isolation: policy.Isolation{Runtime: name}})
+		err := CheckRuntime(&policy.Profile{Isolation: policy.Isolation{Runtime: name}}, slog.Default())
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("CheckRuntime(%q) with an empty PATH = %v, want an error saying %q", name, err, want)
 		}
@@ -118,7 +119,7 @@ func TestForProfile_RunscWrapper(t *testing.T) {
 	}
 	// A profile that names kvm on a host without it does not load.
 	p := &policy.Profile{Isolation: policy.Isolation{Runtime: "runsc", Platform: "kvm"}}
-	if err := CheckRuntime(p); err == nil || !strings.Contains(err.Error(), "kvm") {
+	if err := CheckRuntime(p, slog.Default()); err == nil || !strings.Contains(err.Error(), "kvm") {
 		t.Errorf("CheckRuntime(runsc on kvm) without %s = %v, want a refusal naming kvm", kvmDevice, err)
 	}
 }

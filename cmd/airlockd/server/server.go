@@ -197,7 +197,7 @@ func Start(ctx context.Context, o Options) (_ *Server, retErr error) {
 	if err := checkModelSecrets(profiles); err != nil {
 		return nil, err
 	}
-	if err := checkRuntimes(profiles); err != nil {
+	if err := checkRuntimes(profiles, log); err != nil {
 		return nil, err
 	}
 	lis, serverOpts, err := listen.Open(listen.Config{
@@ -482,9 +482,9 @@ func checkModelSecrets(profiles *policy.Set) error {
 // checkRuntimes refuses to start when a profile names an OCI runtime this
 // host lacks, saying what to install: its jobs would otherwise fail one by
 // one, and a weaker runtime must never stand in.
-func checkRuntimes(profiles *policy.Set) error {
+func checkRuntimes(profiles *policy.Set, log *slog.Logger) error {
 	for _, p := range profiles.All() {
-		if err := sandbox.CheckRuntime(p); err != nil {
+		if err := sandbox.CheckRuntime(p, log); err != nil {
 			return fmt.Errorf("profile %s: isolation.runtime: %w", p.Name, err)
 		}
 	}

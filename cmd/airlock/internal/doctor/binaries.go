@@ -124,9 +124,22 @@ func checkRuntimes(_ context.Context, e *env) result {
 		return result{ok: true, detail: "the profiles did not load; profiles.invariants says why"}
 	}
 	used := map[string][]string{}
+	var gvisorNet []string
 	for _, p := range e.profiles.All() {
 		rt := cmp.Or(p.Isolation.Runtime, policy.RuntimeRunc)
 		used[rt] = append(used[rt], p.Name)
+		if rt == policy.RuntimeRunsc && p.Network.Mode == policy.NetworkAllowlist {
+			gvisorNet = append(gvisorNet, p.Name)
+		}
+	}
+	// runsc starts an allowlist job's sandbox in a mount namespace of its
+	// own (docs/runtimes.md), which util-linux's unshare and mount make.
+	if len(gvisorNet) > 0 {
+		for _, b := range []string{"unshare", "mount"} {
+			if _, err := exec.LookPath(b); err != nil {
+				f.add(Fail, fmt.Sprintf("profiles %s give gVisor a network, which needs %s, not on PATH", strings.Join(gvisorNet, ", "), b), "apt-get install util-linux mount")
+			}
+		}
 	}
 	var names []string
 	for _, rt := range slices.Sorted(maps.Keys(used)) {
