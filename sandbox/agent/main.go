@@ -53,7 +53,12 @@ type sandboxPaths struct {
 // Main restricts the agent with Landlock, runs the job described by the
 // sandbox's job.json, writes result.json and returns the process exit code.
 func Main() int {
-	// First, before any content is read: whatever the content makes of
+	// A sandbox that does not enforce its profile runs nothing of the job.
+	if err := checkConfined("/proc/self/status"); err != nil {
+		fmt.Fprintf(os.Stderr, "airlock-agent: %v\n", err)
+		return ExitFailure
+	}
+	// Then, before any content is read: whatever the content makes of
 	// the agent later, it cannot execute a file or write outside these.
 	if _, err := Restrict([]string{OutputDir, ScratchDir}); err != nil {
 		fmt.Fprintf(os.Stderr, "airlock-agent: warning: running without a Landlock restriction: %v\n", err)
