@@ -39,11 +39,27 @@ type poolWorld struct {
 func newPoolWorld(t *testing.T, pools map[string]sandbox.PoolConfig) *poolWorld {
 	t.Helper()
 	ctx := testContext(t)
-	dir := t.TempDir()
+	// Not t.TempDir, whose parent only root may search: gVisor's sentry
+	// reaches the jobs' mounts as the host's nobody.
+	dir, err := os.MkdirTemp("", "airlock-pool-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
 	if err := footprint.MkdirTraversable(dir); err != nil {
 		t.Fatal(err)
 	}
-	profiles, err := policy.Lint(policies.FS, []string{env.profileFile}, policy.WithDevMode(true), policy.WithSchemaCheck(result.CheckSchema))
+	// The pools' mechanics do not depend on the runtime: these tests run
+	// ironclaw's settings on runc here, on the suite's shared containerd,
+	// whose gofer cannot reach the jobs' mounts under runsc (a stat of the
+	// /tmp bind fails with EACCES). airlockd's runsc pools are tested on
+	// its own containerd (TestShippedDaemon_PoolsAsConfigured,
+	// TestAirlockdKilled_WarmPoolsReapedAndHeldShut).
+	ironRunc := filepath.Join(dir, "ironclaw-runc.yaml")
+	if err := os.WriteFile(ironRunc, []byte("extends: ironclaw\nisolation:\n  runtime: runc\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	profiles, err := policy.Lint(policies.FS, []string{env.profileFile, ironRunc}, policy.WithDevMode(true), policy.WithSchemaCheck(result.CheckSchema))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,8 +161,8 @@ func resultTitle(t *testing.T, out *job.Outcome) string {
 }
 
 func TestWarmPool_JobsClaimFreshSandboxesNeverReused(t *testing.T) {
-	w := newPoolWorld(t, map[string]sandbox.PoolConfig{"ironclaw": {Size: 2}})
-	w.waitReady(t, "ironclaw", 2)
+	w := newPoolWorld(t, map[string]sandbox.PoolConfig{"ironclaw-runc": {Size: 2}})
+	w.waitReady(t, "ironclaw-runc", 2)
 	ready := poolContainers(t)
 	if len(ready) != 2 {
 		t.Fatalf("containers with a full pool: %v, want 2", ready)
@@ -165,7 +181,7 @@ func TestWarmPool_JobsClaimFreshSandboxesNeverReused(t *testing.T) {
 	for i, title := range []string{"First Page", "Second Page", "Third Page"} {
 		ctx := testContext(t)
 		before := poolContainers(t)
-		out, err := w.runner.Run(ctx, w.job(t, "ironclaw", "extract_text", nil, "<title>"+title+"</title><p>body</p>"))
+		out, err := w.runner.Run(ctx, w.job(t, "ironclaw-runc", "extract_text", nil, "<title>"+title+"</title><p>body</p>"))
 		if err != nil {
 			t.Fatalf("job %d: %v", i, err)
 		}
@@ -188,7 +204,7 @@ func TestWarmPool_JobsClaimFreshSandboxesNeverReused(t *testing.T) {
 		if len(after) > len(before) {
 			t.Errorf("containers %d -> %d over one job", len(before), len(after))
 		}
-		w.waitReady(t, "ironclaw", 2)
+		w.waitReady(t, "ironclaw-runc", 2)
 		for id := range poolContainers(t) {
 			if _, old := before[id]; !old && seen[id] {
 				t.Errorf("sandbox %s came back after it ran a job", id)
@@ -202,9 +218,9 @@ func TestWarmPool_JobsClaimFreshSandboxesNeverReused(t *testing.T) {
 }
 
 func TestWarmPool_OverriddenPolicyRunsCold(t *testing.T) {
-	w := newPoolWorld(t, map[string]sandbox.PoolConfig{"ironclaw": {Size: 1}})
-	w.waitReady(t, "ironclaw", 1)
-	j := w.job(t, "ironclaw", "extract_text", nil, "<title>Cold</title>")
+	w := newPoolWorld(t, map[string]sandbox.PoolConfig{"ironclaw-runc": {Size: 1}})
+	w.waitReady(t, "ironclaw-runc", 1)
+	j := w.job(t, "ironclaw-runc", "extract_text", nil, "<title>Cold</title>")
 	tight, err := j.Policy.Tighten(policy.Overrides{Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -220,8 +236,8 @@ func TestWarmPool_OverriddenPolicyRunsCold(t *testing.T) {
 	if got := resultTitle(t, out); got != "Cold" {
 		t.Errorf("title %q", got)
 	}
-	if w.runner.PoolReady("ironclaw") != 1 {
-		t.Errorf("pool holds %d after a cold job, want its 1 untouched", w.runner.PoolReady("ironclaw"))
+	if w.runner.PoolReady("ironclaw-runc") != 1 {
+		t.Errorf("pool holds %d after a cold job, want its 1 untouched", w.runner.PoolReady("ironclaw-runc"))
 	}
 }
 
@@ -266,13 +282,13 @@ func TestWarmPool_EgressIsTheClaimingJobs(t *testing.T) {
 
 func TestWarmPool_IdleAndMemoryPressureDrain(t *testing.T) {
 	w := newPoolWorld(t, map[string]sandbox.PoolConfig{
-		"ironclaw":   {Size: 1, MaxIdle: 2 * time.Second},
-		"secureclaw": {Size: 1, MinAvailable: 1 << 62}, // more than any host has
+		"ironclaw-runc": {Size: 1, MaxIdle: 2 * time.Second},
+		"secureclaw":    {Size: 1, MinAvailable: 1 << 62}, // more than any host has
 	})
-	w.waitReady(t, "ironclaw", 1)
+	w.waitReady(t, "ironclaw-runc", 1)
 	// Idle: drained without a claim, and nothing of it is left once the
 	// drain's teardown is through.
-	w.waitReady(t, "ironclaw", 0)
+	w.waitReady(t, "ironclaw-runc", 0)
 	var got map[string]containerd.ProcessStatus
 	if !waitFor(30*time.Second, func() bool { got = poolContainers(t); return len(got) == 0 }) {
 		t.Errorf("containers after the idle drain: %v", got)
@@ -281,19 +297,19 @@ func TestWarmPool_IdleAndMemoryPressureDrain(t *testing.T) {
 		t.Error("a pool under memory pressure filled")
 	}
 	// A claim wakes the idle pool: the job runs cold, the pool refills.
-	out, err := w.runner.Run(testContext(t), w.job(t, "ironclaw", "extract_text", nil, "<title>Wake</title>"))
+	out, err := w.runner.Run(testContext(t), w.job(t, "ironclaw-runc", "extract_text", nil, "<title>Wake</title>"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if out.Warm {
 		t.Error("a job claimed from a drained pool")
 	}
-	w.waitReady(t, "ironclaw", 1)
+	w.waitReady(t, "ironclaw-runc", 1)
 }
 
 func TestWarmPool_CloseLeavesNothing(t *testing.T) {
-	w := newPoolWorld(t, map[string]sandbox.PoolConfig{"ironclaw": {Size: 2}, "egresstest": {Size: 2}})
-	w.waitReady(t, "ironclaw", 2)
+	w := newPoolWorld(t, map[string]sandbox.PoolConfig{"ironclaw-runc": {Size: 2}, "egresstest": {Size: 2}})
+	w.waitReady(t, "ironclaw-runc", 2)
 	w.waitReady(t, "egresstest", 2)
 	if got := poolContainers(t); len(got) != 4 {
 		t.Fatalf("containers with full pools: %v, want 4", got)

@@ -245,7 +245,7 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 			if err != nil {
 				return ignoreNotFound(err)
 			}
-			return deleteContainer(c, ctr)
+			return deleteContainer(c, r.client.TaskService(), ctr)
 		})
 	})
 	if err := ctx.Err(); err != nil {
@@ -283,7 +283,7 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 	}
 	task := b.task
 	b.u.Push(func(c context.Context) error {
-		return retryUnavailable(c, func() error { return deleteTask(c, task) })
+		return retryUnavailable(c, func() error { return deleteTask(c, r.client.TaskService(), task) })
 	})
 	b.phase("task")
 

@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/containerd/containerd/api/services/tasks/v1"
+
 	"github.com/containerd/containerd"
 	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/containerd/namespaces"
@@ -435,13 +437,13 @@ func unmount(path string) error {
 // creation was still in flight when the caller went away exists in
 // containerd though NewTask returned an error; it is found and deleted
 // first, since containerd refuses to delete a container with a task.
-func deleteContainer(ctx context.Context, container containerd.Container) error {
+func deleteContainer(ctx context.Context, ts tasks.TasksClient, container containerd.Container) error {
 	err := ignoreNotFound(container.Delete(ctx, containerd.WithSnapshotCleanup))
 	if !errdefs.IsFailedPrecondition(err) {
 		return err
 	}
 	if task, terr := container.Task(ctx, nil); terr == nil {
-		if derr := deleteTask(ctx, task); derr != nil {
+		if derr := deleteTask(ctx, ts, task); derr != nil {
 			return derr
 		}
 	}
@@ -452,7 +454,7 @@ func deleteContainer(ctx context.Context, container containerd.Container) error 
 // start was still in flight when the caller went away can report
 // "running" to a delete after the kill; it is killed again until it is
 // stopped, or ctx ends.
-func deleteTask(ctx context.Context, task containerd.Task) error {
+func deleteTask(ctx context.Context, ts tasks.TasksClient, task containerd.Task) error {
 	for {
 		// A task that has exited is deleted without a kill first: runsc
 		// answers a kill of a stopped sandbox with an error ("sandbox is
@@ -463,6 +465,17 @@ func deleteTask(ctx context.Context, task containerd.Task) error {
 		}
 		if !errdefs.IsFailedPrecondition(err) {
 			return err
+		}
+		// A task created and never started, as a warm pool's are, is
+		// deleted through the task service: the client refuses to delete
+		// a created task before a kill, and runsc cannot signal one
+		// ("cannot signal container in state created"), though it, like
+		// runc, deletes it.
+		if st, serr := task.Status(ctx); serr == nil && st.Status == containerd.Created {
+			_, derr := ts.Delete(ctx, &tasks.DeleteTaskRequest{ContainerID: task.ID()})
+			if derr = errdefs.FromGRPC(derr); derr == nil || errdefs.IsNotFound(derr) {
+				return nil
+			}
 		}
 		_ = task.Kill(ctx, syscall.SIGKILL, containerd.WithKillAll)
 		select {

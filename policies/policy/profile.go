@@ -303,6 +303,15 @@ func (p *Profile) Summary() string {
 		p.Limits.Pids, p.Limits.CPU, formatDuration(p.Limits.Timeout))
 }
 
+// ReachesAsNobody reports whether the profile's sandboxes reach their root
+// filesystem and mounts below the broker's state dir as an unprivileged host
+// user: a user-namespaced sandbox's root is one, and gVisor's sentry runs as
+// the host's nobody. Every directory above the state dir must then be
+// searchable by other users.
+func (p *Profile) ReachesAsNobody() bool {
+	return p.Isolation.UserNamespace || p.Isolation.Runtime == RuntimeRunsc
+}
+
 // ExecAllowed reports whether the agent may run commands at all: exec
 // security is not deny and the tool policy allows the exec tool.
 func (p *Profile) ExecAllowed() bool {

@@ -31,7 +31,7 @@ func InstanceID(stateDir string) string {
 // CheckTraversable returns an error naming the first ancestor of dir that
 // other users cannot search. A user-namespaced sandbox's root is an
 // unprivileged host uid, and runc reaches the rootfs and mounts below dir
-// as that uid.
+// as that uid; gVisor's sentry reaches them as the host's nobody.
 func CheckTraversable(dir string) error {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -40,7 +40,7 @@ func CheckTraversable(dir string) error {
 	for d := abs; ; d = filepath.Dir(d) {
 		st, err := os.Stat(d)
 		if err == nil && st.Mode().Perm()&0o001 == 0 {
-			return fmt.Errorf("%s is not searchable by other users (mode %#o): a profile with isolation.userNamespace needs every directory above the state dir to be, e.g. chmod o+x %s", d, st.Mode().Perm(), d)
+			return fmt.Errorf("%s is not searchable by other users (mode %#o): a profile with isolation.userNamespace or runtime runsc needs every directory above the state dir to be, e.g. chmod o+x %s", d, st.Mode().Perm(), d)
 		}
 		if d == "/" {
 			return nil

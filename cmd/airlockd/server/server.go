@@ -238,7 +238,7 @@ func Start(ctx context.Context, o Options) (_ *Server, retErr error) {
 	}
 	s.push(unlock)
 	for _, p := range profiles.All() {
-		if p.Isolation.UserNamespace {
+		if p.ReachesAsNobody() {
 			if err := footprint.CheckTraversable(o.StateDir); err != nil {
 				return nil, fmt.Errorf("profile %s: %w", p.Name, err)
 			}

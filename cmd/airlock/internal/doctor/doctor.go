@@ -171,7 +171,7 @@ func (e *env) needsUserNS() (names []string, known bool) {
 		return nil, false
 	}
 	for _, p := range e.profiles.All() {
-		if p.Isolation.UserNamespace {
+		if p.ReachesAsNobody() {
 			names = append(names, p.Name)
 		}
 	}

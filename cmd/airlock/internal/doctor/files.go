@@ -69,9 +69,9 @@ func checkStateDir(_ context.Context, e *env) result {
 	// and the fixed ones may not use a user namespace.
 	users, known := e.needsUserNS()
 	if !known || len(users) > 0 {
-		sev, who := Fail, "profiles "+strings.Join(users, ", ")+" use isolation.userNamespace"
+		sev, who := Fail, "profiles "+strings.Join(users, ", ")+" use isolation.userNamespace or runsc"
 		if !known {
-			sev, who = Warn, "the profiles did not load; it matters if one uses isolation.userNamespace"
+			sev, who = Warn, "the profiles did not load; it matters if one uses isolation.userNamespace or runsc"
 		}
 		if err := footprint.CheckTraversable(dir); err != nil {
 			f.add(sev, fmt.Sprintf("%v; %s", err, who), "chmod o+x on each directory named, or move the state dir")
