@@ -94,6 +94,10 @@ func startDaemonOn(runtime string, args ...string) (*daemonProc, error) {
 		if runtime != "" {
 			b = regexp.MustCompile(`(?m)^(\s+runtime:) \w+`).ReplaceAll(b, []byte("${1} "+runtime))
 		}
+		if runtime == "runsc" {
+			// gVisor applies only the strict filter (docs/runtimes.md).
+			b = regexp.MustCompile(`(?m)^(\s+seccomp:) \w+`).ReplaceAll(b, []byte("${1} strict"))
+		}
 		if err := os.WriteFile(filepath.Join(policyDir, name), b, 0o600); err != nil {
 			return nil, err
 		}

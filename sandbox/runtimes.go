@@ -44,8 +44,22 @@ func CheckRuntime(p *policy.Profile, log *slog.Logger) error {
 	if err != nil || rt.Name != policy.RuntimeRunsc {
 		return err
 	}
+	if err := runscSeccomp(p); err != nil {
+		return err
+	}
 	_, err = runscPlatform(p.Isolation.Platform, rt.Binary, log)
 	return err
+}
+
+// runscSeccomp refuses a profile whose seccomp filter gVisor would not
+// apply: runsc 2022 runs the agent unfiltered under containerd's default
+// profile (the agent's /proc/self/status says "Seccomp: 0"), and applies
+// Airlock's strict one.
+func runscSeccomp(p *policy.Profile) error {
+	if p.Isolation.Seccomp != policy.SeccompStrict {
+		return fmt.Errorf("runtime runsc: isolation.seccomp %s is not applied by this gVisor, which would run the agent with no filter; use seccomp: strict", p.Isolation.Seccomp)
+	}
+	return nil
 }
 
 // crunSpecVersion is the newest OCI spec version crun 1.8 accepts; it
@@ -90,6 +104,9 @@ func ForProfile(dir string, p *policy.Profile) (Runtime, error) {
 	rt, err := RuntimeFor(p.Isolation.Runtime)
 	if err != nil || rt.Name != policy.RuntimeRunsc {
 		return rt, err
+	}
+	if err := runscSeccomp(p); err != nil {
+		return Runtime{}, err
 	}
 	platform, err := runscPlatform(p.Isolation.Platform, rt.Binary, slog.Default())
 	if err != nil {

@@ -97,7 +97,7 @@ func TestForProfile_RunscWrapper(t *testing.T) {
 	kvmDevice = filepath.Join(t.TempDir(), "kvm") // absent
 	dir := t.TempDir()
 	for mode, want := range map[string]string{policy.NetworkNone: "--network=none", policy.NetworkAllowlist: "--network=sandbox"} {
-		p := &policy.Profile{Isolation: policy.Isolation{Runtime: "runsc", Platform: "ptrace"}, Network: policy.Network{Mode: mode}}
+		p := &policy.Profile{Isolation: policy.Isolation{Runtime: "runsc", Platform: "ptrace", Seccomp: "strict"}, Network: policy.Network{Mode: mode}}
 		rt, err := ForProfile(dir, p)
 		if err != nil {
 			t.Fatal(err)
@@ -118,7 +118,7 @@ func TestForProfile_RunscWrapper(t *testing.T) {
 		}
 	}
 	// A profile that names kvm on a host without it does not load.
-	p := &policy.Profile{Isolation: policy.Isolation{Runtime: "runsc", Platform: "kvm"}}
+	p := &policy.Profile{Isolation: policy.Isolation{Runtime: "runsc", Platform: "kvm", Seccomp: "strict"}}
 	if err := CheckRuntime(p, slog.Default()); err == nil || !strings.Contains(err.Error(), "kvm") {
 		t.Errorf("CheckRuntime(runsc on kvm) without %s = %v, want a refusal naming kvm", kvmDevice, err)
 	}
@@ -144,5 +144,26 @@ func TestRuntimeFor_RunscPidsHeadroom(t *testing.T) {
 	}
 	if got := s.Linux.Resources.Pids.Limit; got != 32+sentryPids {
 		t.Errorf("pids limit under runsc = %d, want %d", got, 32+sentryPids)
+	}
+}
+
+// gVisor does not apply containerd's default seccomp profile: a runsc
+// profile with it does not load, where it would run the agent unfiltered.
+func TestCheckRuntime_RunscNeedsStrictSeccomp(t *testing.T) {
+	bin := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bin, "runsc"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin)
+	p := &policy.Profile{Isolation: policy.Isolation{Runtime: "runsc", Platform: "ptrace", Seccomp: "default"}}
+	if err := CheckRuntime(p, slog.Default()); err == nil || !strings.Contains(err.Error(), "strict") {
+		t.Errorf("CheckRuntime(runsc, seccomp default) = %v, want a refusal naming strict", err)
+	}
+	if _, err := ForProfile(t.TempDir(), p); err == nil {
+		t.Error("ForProfile ran a runsc profile with the default seccomp profile")
+	}
+	p.Isolation.Seccomp = "strict"
+	if err := CheckRuntime(p, slog.Default()); err != nil {
+		t.Errorf("CheckRuntime(runsc, seccomp strict) = %v", err)
 	}
 }
