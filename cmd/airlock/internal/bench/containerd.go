@@ -203,7 +203,13 @@ func runContainer(ctx context.Context, client *containerd.Client, img containerd
 	defer func() {
 		c, cancel := cleanupCtx()
 		defer cancel()
-		if _, err := task.Delete(c, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) && retErr == nil {
+		// As the runner does: a task that has exited is deleted without a
+		// kill, which runsc answers with an error for a stopped sandbox.
+		_, err := task.Delete(c)
+		if errdefs.IsFailedPrecondition(err) {
+			_, err = task.Delete(c, containerd.WithProcessKill)
+		}
+		if err != nil && !errdefs.IsNotFound(err) && retErr == nil {
 			retErr = fmt.Errorf("delete task: %w", err)
 		}
 	}()
