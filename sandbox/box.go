@@ -283,7 +283,7 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 	}
 	task := b.task
 	b.u.Push(func(c context.Context) error {
-		return retryUnavailable(c, func() error { return deleteTask(c, r.client.TaskService(), task) })
+		return retryUnavailable(c, func() error { return DeleteTask(c, r.client.TaskService(), task) })
 	})
 	b.phase("task")
 

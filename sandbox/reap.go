@@ -42,7 +42,7 @@ func (r *Runner) Reap(ctx context.Context) error {
 	}
 	for _, c := range containers {
 		if task, err := c.Task(ctx, nil); err == nil {
-			if err := deleteTask(ctx, r.client.TaskService(), task); err != nil {
+			if err := DeleteTask(ctx, r.client.TaskService(), task); err != nil {
 				errs = append(errs, fmt.Errorf("delete task %s: %w", c.ID(), err))
 			}
 		}

@@ -345,22 +345,21 @@ func prepareDir(dir string, outputBytes int64, uid, gid uint32) (JobPaths, error
 	if err := footprint.MkdirTraversable(dir); err != nil {
 		return paths, err
 	}
-	for _, d := range []string{paths.Output, filepath.Join(dir, "fifo")} {
-		if err := os.Mkdir(d, 0o700); err != nil {
-			return paths, err
-		}
+	if err := os.Mkdir(filepath.Join(dir, "fifo"), 0o700); err != nil {
+		return paths, err
 	}
 	if err := prepareInput(paths.Input, uid, gid); err != nil {
 		return paths, err
 	}
-	if err := unix.Mount("tmpfs", paths.Output, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, outputOptions(outputBytes, uid, gid)); err != nil {
+	if err := mountTmpfs(paths.Output, outputBytes, uid, gid); err != nil {
 		return paths, fmt.Errorf("mount output tmpfs: %w", err)
 	}
 	return paths, nil
 }
 
-// mountTmpfs makes dir and mounts on it a tmpfs of sizeBytes, owned by
-// uid:gid, as the output is.
+// mountTmpfs makes dir and mounts on it a size- and inode-capped, noexec
+// tmpfs of sizeBytes, owned by uid:gid: a job's output, and its scratch
+// where the runtime's own tmpfs would not keep the caps.
 func mountTmpfs(dir string, sizeBytes int64, uid, gid uint32) error {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return err
@@ -443,18 +442,18 @@ func deleteContainer(ctx context.Context, ts tasks.TasksClient, container contai
 		return err
 	}
 	if task, terr := container.Task(ctx, nil); terr == nil {
-		if derr := deleteTask(ctx, ts, task); derr != nil {
+		if derr := DeleteTask(ctx, ts, task); derr != nil {
 			return derr
 		}
 	}
 	return ignoreNotFound(container.Delete(ctx, containerd.WithSnapshotCleanup))
 }
 
-// deleteTask deletes the task, killing it while it runs. A task whose
+// DeleteTask deletes the task, killing it while it runs. A task whose
 // start was still in flight when the caller went away can report
 // "running" to a delete after the kill; it is killed again until it is
 // stopped, or ctx ends.
-func deleteTask(ctx context.Context, ts tasks.TasksClient, task containerd.Task) error {
+func DeleteTask(ctx context.Context, ts tasks.TasksClient, task containerd.Task) error {
 	for {
 		// A task that has exited is deleted without a kill first: runsc
 		// answers a kill of a stopped sandbox with an error ("sandbox is

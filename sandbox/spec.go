@@ -244,17 +244,7 @@ func withScratch(p *policy.Profile, paths JobPaths) oci.SpecOpts {
 	if paths.Scratch == "" {
 		return WithTmpfs("/tmp", p.Limits.ScratchBytes, p.Isolation.UID, p.Isolation.GID)
 	}
-	return func(ctx context.Context, c oci.Client, ctr *containers.Container, s *specs.Spec) error {
-		if err := WithBind(paths.Scratch, "/tmp", false)(ctx, c, ctr, s); err != nil {
-			return err
-		}
-		for i, m := range s.Mounts {
-			if m.Destination == "/tmp" {
-				s.Mounts[i].Options = append(s.Mounts[i].Options, "noexec")
-			}
-		}
-		return nil
-	}
+	return WithBind(paths.Scratch, "/tmp", false)
 }
 
 // WithTmpfs mounts a size-capped, noexec tmpfs owned by uid:gid at dest,

@@ -203,13 +203,7 @@ func runContainer(ctx context.Context, client *containerd.Client, img containerd
 	defer func() {
 		c, cancel := cleanupCtx()
 		defer cancel()
-		// As the runner does: a task that has exited is deleted without a
-		// kill, which runsc answers with an error for a stopped sandbox.
-		_, err := task.Delete(c)
-		if errdefs.IsFailedPrecondition(err) {
-			_, err = task.Delete(c, containerd.WithProcessKill)
-		}
-		if err != nil && !errdefs.IsNotFound(err) && retErr == nil {
+		if err := sandbox.DeleteTask(c, client.TaskService(), task); err != nil && retErr == nil {
 			retErr = fmt.Errorf("delete task: %w", err)
 		}
 	}()
