@@ -15,17 +15,19 @@ all: build
 # with libc's headers (the race detector needs cgo), and Node.js with npm
 # for the Node client example the integration suite runs.
 deps:
-	@missing=""; \
-	for b in containerd containerd-shim-runc-v2 runc crun runsc nft gcc node npm; do \
-		command -v $$b >/dev/null 2>&1 || missing="$$missing $$b"; \
+	@# Only what is missing is installed: a host's own Node (from
+	@# NodeSource, say, which bundles npm) conflicts with Debian's npm.
+	@pkgs=""; \
+	for bp in containerd:containerd containerd-shim-runc-v2:containerd runc:runc crun:crun runsc:runsc nft:nftables gcc:gcc node:nodejs npm:npm; do \
+		command -v $${bp%%:*} >/dev/null 2>&1 || case " $$pkgs " in *" $${bp#*:} "*) ;; *) pkgs="$$pkgs $${bp#*:}";; esac; \
 	done; \
-	[ -e /usr/include/stdio.h ] || missing="$$missing libc6-dev"; \
+	[ -e /usr/include/stdio.h ] || pkgs="$$pkgs libc6-dev"; \
 	file_static=$$( [ -x /bin/busybox ] && ! readelf -l /bin/busybox 2>/dev/null | grep -q interpreter && echo yes ); \
-	[ "$$file_static" = yes ] || missing="$$missing busybox-static"; \
-	if [ -n "$$missing" ]; then \
-		echo "installing containerd runc crun runsc nftables busybox-static gcc libc6-dev nodejs npm (missing:$$missing)"; \
+	[ "$$file_static" = yes ] || pkgs="$$pkgs busybox-static"; \
+	if [ -n "$$pkgs" ]; then \
+		echo "installing$$pkgs"; \
 		if [ "$$(id -u)" != 0 ]; then echo "make deps: run as root to apt-get install" >&2; exit 1; fi; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq containerd runc crun runsc nftables busybox-static gcc libc6-dev nodejs npm >/dev/null; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkgs >/dev/null; \
 	fi
 	@# crun refuses a hybrid cgroup host whose cgroup v2 hierarchy holds
 	@# controllers; those are moved to cgroup v1, where runc also finds them.
