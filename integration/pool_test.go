@@ -5,6 +5,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"maps"
 	"net/netip"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,6 +24,7 @@ import (
 	"github.com/airlock/airlock/policies"
 	"github.com/airlock/airlock/policies/policy"
 	"github.com/airlock/airlock/sandbox"
+	"github.com/airlock/airlock/sandbox/agent"
 	"github.com/airlock/airlock/sandbox/egress"
 	"github.com/airlock/airlock/sandbox/footprint"
 	"github.com/airlock/airlock/sandbox/job"
@@ -69,7 +72,7 @@ func newPoolWorld(t *testing.T, pools map[string]sandbox.PoolConfig) *poolWorld 
 	}
 	w := &poolWorld{profiles: profiles, stateDir: filepath.Join(dir, "state")}
 	w.runner, err = sandbox.New(ctx, sandbox.Config{
-		Address: env.address, StateDir: w.stateDir, Images: specs,
+		Address: env.address, StateDir: w.stateDir, Images: specs, AgentWaits: true,
 		Logger:     slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Egress:     egress.Config{Resolver: testResolver{}},
 		VethPrefix: netip.MustParsePrefix("10.214.250.0/24"), ProxyPort: 3130,
@@ -168,9 +171,13 @@ func TestWarmPool_JobsClaimFreshSandboxesNeverReused(t *testing.T) {
 		t.Fatalf("containers with a full pool: %v, want 2", ready)
 	}
 	for id, st := range ready {
-		// Created, not started: the agent has not run and read nothing.
-		if st != containerd.Created {
-			t.Errorf("pooled sandbox %s is %s, want created", id, st)
+		// Started, and its agent waits for the start line with nothing
+		// of a job in its input.
+		if st != containerd.Running {
+			t.Errorf("pooled sandbox %s is %s, want running", id, st)
+		}
+		if in := inputOf(t, id); len(in) != 1 || in[0] != "content" {
+			t.Errorf("pooled sandbox %s's input holds %v before any job, want only the empty content dir", id, in)
 		}
 	}
 
@@ -198,8 +205,8 @@ func TestWarmPool_JobsClaimFreshSandboxesNeverReused(t *testing.T) {
 		// The claimed sandbox goes (its teardown may run just after the
 		// job returns), and nothing that ran a job remains.
 		var after map[string]containerd.ProcessStatus
-		if !waitFor(30*time.Second, func() bool { after = poolContainers(t); return onlyCreated(after) }) {
-			t.Errorf("sandboxes after job %d: %v, want only created ones left", i, after)
+		if !waitFor(30*time.Second, func() bool { after = poolContainers(t); return onlyUnclaimed(after) }) {
+			t.Errorf("sandboxes after job %d: %v, want only unclaimed ones left", i, after)
 		}
 		if len(after) > len(before) {
 			t.Errorf("containers %d -> %d over one job", len(before), len(after))
@@ -338,11 +345,90 @@ func TestWarmPool_CloseLeavesNothing(t *testing.T) {
 	requireNothingLeft(t)
 }
 
-func onlyCreated(cs map[string]containerd.ProcessStatus) bool {
+// onlyUnclaimed says whether every sandbox is a pool's that has run no
+// job: created, or started and waiting for its start line.
+func onlyUnclaimed(cs map[string]containerd.ProcessStatus) bool {
 	for _, st := range cs {
-		if st != containerd.Created {
+		if st != containerd.Created && st != containerd.Running {
 			return false
 		}
 	}
 	return true
+}
+
+// inputOf lists what the container's /input holds, read on the host.
+func inputOf(t *testing.T, id string) []string {
+	t.Helper()
+	ctx := namespaces.WithNamespace(testContext(t), footprint.Namespace)
+	c, err := env.ctrd.LoadContainer(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := c.Spec(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range spec.Mounts {
+		if m.Destination != agent.InputDir {
+			continue
+		}
+		entries, err := os.ReadDir(m.Source)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		if sub, err := os.ReadDir(filepath.Join(m.Source, "content")); err != nil || len(sub) != 0 {
+			names = append(names, fmt.Sprintf("content holds %d entries (%v)", len(sub), err))
+		}
+		return names
+	}
+	t.Fatalf("container %s has no %s mount", id, agent.InputDir)
+	return nil
+}
+
+// TestWarmPool_AgentGoneBeforeItsJobRunsCold: a warm sandbox whose agent,
+// started ahead of its job, died (out of memory, say) is not given the job:
+// the job runs cold, and the dead sandbox goes.
+func TestWarmPool_AgentGoneBeforeItsJobRunsCold(t *testing.T) {
+	w := newPoolWorld(t, map[string]sandbox.PoolConfig{"ironclaw-runc": {Size: 1}})
+	w.waitReady(t, "ironclaw-runc", 1)
+	ctx := namespaces.WithNamespace(testContext(t), footprint.Namespace)
+	ready := poolContainers(t)
+	if len(ready) != 1 {
+		t.Fatalf("containers with a pool of 1: %v", ready)
+	}
+	var dead string
+	for id := range ready {
+		dead = id
+		c, err := env.ctrd.LoadContainer(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		task, err := c.Task(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := task.Kill(ctx, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !waitFor(30*time.Second, func() bool { return poolContainers(t)[dead] == containerd.Stopped }) {
+		t.Fatalf("killed sandbox is %s, want stopped", poolContainers(t)[dead])
+	}
+	out, err := w.runner.Run(testContext(t), w.job(t, "ironclaw-runc", "extract_text", nil, "<title>After</title>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Warm {
+		t.Error("the job was given the sandbox whose agent had died")
+	}
+	if got := resultTitle(t, out); got != "After" {
+		t.Errorf("title %q", got)
+	}
+	if !waitFor(30*time.Second, func() bool { _, ok := poolContainers(t)[dead]; return !ok }) {
+		t.Errorf("the dead warm sandbox %s is still there", dead)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -56,6 +57,13 @@ type box struct {
 	container containerd.Container
 	task      containerd.Task
 	logs      *cappedBuffer
+	// exited is closed once exit holds the task's exit status; watch sets
+	// both up before the task starts.
+	exited chan struct{}
+	exit   containerd.ExitStatus
+	// startLine is the agent's stdin on a box whose agent started ahead
+	// of its job and waits for agent.StartLine; nil on any other box.
+	startLine *io.PipeWriter
 
 	u      undo
 	phases []job.Phase
@@ -89,7 +97,9 @@ func (b *box) phase(name string) {
 
 // newBox makes a sandbox for policy p up to a created task. jobID labels
 // its lease and container when the job is already known; a warm pool's box
-// has none. On error, nothing it made is left.
+// has none, and, when the agent waits for its start line, is started: its
+// job then skips the runtime's start and the agent's. On error, nothing it
+// made is left.
 func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jobID string) (_ *box, retErr error) {
 	img, ok := r.images[image]
 	if !ok {
@@ -108,6 +118,7 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 	// could land on containerd's side after teardown looked for it.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), createTimeout)
 	defer cancel()
+	prestart := jobID == "" && r.agentWaits
 	b := &box{
 		runID: runID, image: image, hash: p.Hash(), p: p, img: img,
 		dir: filepath.Join(r.jobsDir, dirName), mark: time.Now(),
@@ -256,7 +267,7 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 		withSnapshotView(runID, img.chainID),
 		containerd.WithRuntime(rt.Shim, rt.Options),
 		containerd.WithContainerLabels(labels),
-		containerd.WithNewSpec(append(append(SpecFor(runID, p, b.paths), oci.WithCgroup(r.cgroupPath(runID))), rt.Spec...)...),
+		containerd.WithNewSpec(append(append(SpecFor(runID, p, b.paths), oci.WithCgroup(r.cgroupPath(runID)), withStartSignal(prestart)), rt.Spec...)...),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("create container: %w", err)
@@ -277,14 +288,28 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 		return nil, err
 	}
 	b.logs = newCappedBuffer(logCap)
-	b.task, err = b.container.NewTask(lctx, cio.NewCreator(cio.WithStreams(nil, b.logs, b.logs), cio.WithFIFODir(filepath.Join(b.dir, "fifo"))))
+	var stdin io.Reader
+	if prestart {
+		pr, pw := io.Pipe()
+		stdin, b.startLine = pr, pw
+	}
+	b.task, err = b.container.NewTask(lctx, cio.NewCreator(cio.WithStreams(stdin, b.logs, b.logs), cio.WithFIFODir(filepath.Join(b.dir, "fifo"))))
 	if err != nil {
+		if b.startLine != nil {
+			b.startLine.Close()
+		}
 		return nil, fmt.Errorf("create task: %w", err)
 	}
 	task := b.task
 	b.u.Push(func(c context.Context) error {
 		return retryUnavailable(c, func() error { return DeleteTask(c, r.client.TaskService(), task) })
 	})
+	if b.startLine != nil {
+		// Runs before the delete: an agent never given its job reads the
+		// end of stdin and exits without reading anything.
+		pw := b.startLine
+		b.u.Push(func(context.Context) error { return pw.Close() })
+	}
 	b.phase("task")
 
 	if b.net != nil && b.paths.NetNS == "" {
@@ -302,7 +327,61 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if prestart {
+		if err := b.watch(lctx); err != nil {
+			return nil, err
+		}
+		if err := b.task.Start(lctx); err != nil {
+			return nil, fmt.Errorf("start task: %w", err)
+		}
+		b.phase("start")
+	}
 	return b, nil
+}
+
+// withStartSignal tells the agent of a box started ahead of its job to
+// wait for its start line.
+func withStartSignal(prestart bool) oci.SpecOpts {
+	if !prestart {
+		return func(context.Context, oci.Client, *containers.Container, *oci.Spec) error { return nil }
+	}
+	return oci.WithEnv([]string{agent.StartEnv + "=" + agent.StartStdin})
+}
+
+// watch collects the task's exit status into b.exit, and closes b.exited,
+// whenever the task exits. The wait outlives the caller's context, so that
+// after a kill the exit is still collected before teardown; teardown ends
+// it.
+func (b *box) watch(ctx context.Context) error {
+	wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	ch, err := b.task.Wait(wctx)
+	if err != nil {
+		stop()
+		return fmt.Errorf("wait task: %w", err)
+	}
+	b.u.Push(func(context.Context) error { stop(); return nil })
+	b.exited = make(chan struct{})
+	go func() {
+		// The client sends exactly once: the exit, or the wait's error
+		// when teardown ends it.
+		b.exit = <-ch
+		close(b.exited)
+	}()
+	return nil
+}
+
+// stale says whether a started box's agent has already exited: the box
+// can no longer run a job.
+func (b *box) stale() bool {
+	if b.exited == nil {
+		return false
+	}
+	select {
+	case <-b.exited:
+		return true
+	default:
+		return false
+	}
 }
 
 // createTimeout bounds one sandbox's creation, which the caller's
@@ -393,18 +472,29 @@ func (r *Runner) run(ctx context.Context, b *box, j *job.Job) (*job.Outcome, err
 	}
 	b.phase("bind")
 
-	// Wait outlives the caller's context so that, after a kill, the exit is
-	// still collected before teardown.
-	waitCtx, stopWait := context.WithCancel(context.WithoutCancel(lctx))
-	defer stopWait()
-	exitCh, err := b.task.Wait(waitCtx)
-	if err != nil {
-		return nil, fmt.Errorf("wait task: %w", err)
+	if b.exited == nil {
+		if err := b.watch(lctx); err != nil {
+			return nil, err
+		}
 	}
+	// Calls after the exit, the kill's and the usage's, are teardown's
+	// business as much as the job's: the caller's cancellation does not
+	// cut them short.
+	waitCtx := context.WithoutCancel(lctx)
 	start := time.Now()
 	end := start.Add(p.Limits.Timeout)
 	deadlineAt.Store(&end)
-	if err := b.task.Start(lctx); err != nil {
+	if b.startLine != nil {
+		// The agent is running and waits for this line; its input is
+		// complete now.
+		_, err := io.WriteString(b.startLine, agent.StartLine)
+		if cerr := b.startLine.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return nil, fmt.Errorf("start the agent: %w", err)
+		}
+	} else if err := b.task.Start(lctx); err != nil {
 		return nil, fmt.Errorf("start task: %w", err)
 	}
 	b.phase("start")
@@ -417,12 +507,13 @@ func (r *Runner) run(ctx context.Context, b *box, j *job.Job) (*job.Outcome, err
 	defer deadline.Stop()
 	var status containerd.ExitStatus
 	select {
-	case status = <-exitCh:
+	case <-b.exited:
+		status = b.exit
 	case <-deadline.C:
 		out.TimedOut = true
-		status = r.kill(waitCtx, b.task, exitCh, log)
+		status = r.kill(waitCtx, b, log)
 	case <-ctx.Done():
-		r.kill(waitCtx, b.task, exitCh, log)
+		r.kill(waitCtx, b, log)
 		return nil, ctx.Err()
 	}
 	out.Wall = time.Since(start)

@@ -19,9 +19,11 @@ import (
 	"github.com/airlock/airlock/sandbox/job"
 )
 
-// PoolConfig configures warm pools: sandboxes made ahead of their jobs, up
-// to a created task, so that a job skips everything but start. A warm
-// sandbox runs exactly one job and is never reused.
+// PoolConfig configures warm pools: sandboxes made ahead of their jobs,
+// with their agents started and waiting for the start line when the agent
+// knows it (Config.AgentWaits), else up to a created task; a job then
+// skips everything but its input. A warm sandbox runs exactly one job and
+// is never reused.
 type PoolConfig struct {
 	// Size is how many ready sandboxes each pool keeps.
 	Size int

@@ -76,6 +76,12 @@ type Config struct {
 	// MaxTeardownsBehind bounds the sandboxes still being torn down after
 	// their jobs returned; zero is DefaultTeardownsBehind.
 	MaxTeardownsBehind int
+	// AgentWaits says the images' agent honours agent.StartEnv, as
+	// airlock-agent does: a warm pool's sandbox then starts its agent
+	// ahead of the job, which only sends it the start line. Leave it off
+	// for an agent that does not, which would run before its input is
+	// there.
+	AgentWaits bool
 	// UserNSDir records which host ID ranges the user-namespaced
 	// sandboxes of every broker on the host hold; empty is
 	// userns.DefaultDir.
@@ -97,7 +103,9 @@ type Runner struct {
 	// and runsc's state.
 	runscDir string
 	images   map[string]*loadedImage
-	log      *slog.Logger
+	// agentWaits is Config.AgentWaits.
+	agentWaits bool
+	log        *slog.Logger
 
 	// claims hands each user-namespaced sandbox a host ID range of its
 	// own.
@@ -152,14 +160,15 @@ func New(ctx context.Context, cfg Config) (_ *Runner, retErr error) {
 	}
 	u.Push(func(context.Context) error { return client.Close() })
 	r := &Runner{
-		client:   client,
-		jobsDir:  filepath.Join(cfg.StateDir, "jobs"),
-		runscDir: filepath.Join(cfg.StateDir, "runsc"),
-		address:  cfg.Address,
-		instance: footprint.InstanceID(cfg.StateDir),
-		proc:     procRoot,
-		images:   map[string]*loadedImage{},
-		log:      cfg.Logger,
+		client:     client,
+		jobsDir:    filepath.Join(cfg.StateDir, "jobs"),
+		runscDir:   filepath.Join(cfg.StateDir, "runsc"),
+		address:    cfg.Address,
+		instance:   footprint.InstanceID(cfg.StateDir),
+		proc:       procRoot,
+		images:     map[string]*loadedImage{},
+		agentWaits: cfg.AgentWaits,
+		log:        cfg.Logger,
 
 		poolMetrics: newPoolMetrics(),
 		behind:      make(chan teardownJob, cmp.Or(cfg.MaxTeardownsBehind, DefaultTeardownsBehind)),
@@ -253,6 +262,13 @@ func (r *Runner) Run(ctx context.Context, j *job.Job) (out *job.Outcome, retErr 
 	claimed := time.Now()
 	b, claimDone := r.claim(j)
 	defer claimDone()
+	if b != nil && b.stale() {
+		// Its agent, started ahead of the job, is gone (killed, or out of
+		// memory): the job runs cold, and the box goes.
+		b.log.Warn("warm sandbox's agent exited before its job; running the job cold", "job", j.ID)
+		r.queueTeardown(ctx, b, true)
+		b = nil
+	}
 	warm := b != nil
 	if warm {
 		// The list starts at the claim: making it was nobody's wait.
@@ -278,15 +294,22 @@ func (r *Runner) Run(ctx context.Context, j *job.Job) (out *job.Outcome, retErr 
 		// The task has exited, so nothing of the job runs any more and its
 		// result is read: the rest of the teardown need not delay the
 		// caller. A bounded number wait behind; past that, callers wait.
-		select {
-		case r.behind <- teardownJob{ctx: context.WithoutCancel(ctx), b: b, warm: warm}:
-		default:
-			if err := r.teardown(ctx, b, warm); err != nil {
-				out, retErr = nil, fmt.Errorf("cleanup: %w", err)
-			}
+		if err := r.queueTeardown(ctx, b, warm); err != nil {
+			out, retErr = nil, fmt.Errorf("cleanup: %w", err)
 		}
 	}()
 	return r.run(ctx, b, j)
+}
+
+// queueTeardown queues the box for teardown, or, when a bounded number
+// already wait, tears it down now and returns how that went.
+func (r *Runner) queueTeardown(ctx context.Context, b *box, warm bool) error {
+	select {
+	case r.behind <- teardownJob{ctx: context.WithoutCancel(ctx), b: b, warm: warm}:
+		return nil
+	default:
+		return r.teardown(ctx, b, warm)
+	}
 }
 
 // teardownJob is a box whose job has returned, queued for teardown.
@@ -321,13 +344,13 @@ func (r *Runner) observe(phases []job.Phase, warm bool) {
 }
 
 // kill ends the task and waits briefly for its exit status.
-func (r *Runner) kill(ctx context.Context, task containerd.Task, exitCh <-chan containerd.ExitStatus, log *slog.Logger) containerd.ExitStatus {
-	if err := task.Kill(ctx, syscall.SIGKILL, containerd.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
+func (r *Runner) kill(ctx context.Context, b *box, log *slog.Logger) containerd.ExitStatus {
+	if err := b.task.Kill(ctx, syscall.SIGKILL, containerd.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
 		log.Warn("kill task", "err", err)
 	}
 	select {
-	case st := <-exitCh:
-		return st
+	case <-b.exited:
+		return b.exit
 	case <-time.After(10 * time.Second):
 		log.Warn("task did not exit after SIGKILL")
 		return *containerd.NewExitStatus(137, time.Now(), nil)

@@ -33,6 +33,32 @@ const (
 	ExitAnswer = 5
 )
 
+// A warm pool's sandbox starts its agent before the job is known, so that
+// the job skips the runtime's start and the agent's own; the agent then
+// waits, confined and with nothing of /input read, for the broker to say
+// that its input is complete.
+const (
+	// StartEnv set to StartStdin makes Main wait for StartLine on stdin
+	// before it reads its input.
+	StartEnv   = "AIRLOCK_START"
+	StartStdin = "stdin"
+	// StartLine is all the broker ever writes to the agent's stdin.
+	StartLine = "start\n"
+)
+
+// waitStart reads the start line from r. Anything else, or the end of r,
+// means the sandbox is being torn down without a job: nothing is run.
+func waitStart(r io.Reader) error {
+	buf := make([]byte, len(StartLine))
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return fmt.Errorf("waiting for the start line: %w", err)
+	}
+	if string(buf) != StartLine {
+		return errors.New("waiting for the start line: stdin holds something else")
+	}
+	return nil
+}
+
 // MaxJobBytes caps job.json; a real job is a few hundred bytes.
 const MaxJobBytes = 1 << 20
 
@@ -62,6 +88,12 @@ func Main() int {
 	// the agent later, it cannot execute a file or write outside these.
 	if _, err := Restrict([]string{OutputDir, ScratchDir}); err != nil {
 		fmt.Fprintf(os.Stderr, "airlock-agent: warning: running without a Landlock restriction: %v\n", err)
+	}
+	if os.Getenv(StartEnv) == StartStdin {
+		if err := waitStart(os.Stdin); err != nil {
+			fmt.Fprintf(os.Stderr, "airlock-agent: %v\n", err)
+			return ExitFailure
+		}
 	}
 	return runJob(sandboxPaths{job: JobFile, contentDir: ContentDir, result: ResultFile}, os.Stderr)
 }

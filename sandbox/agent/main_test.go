@@ -144,3 +144,24 @@ func mustSymlink(t *testing.T, target, link string) {
 		t.Fatal(err)
 	}
 }
+
+func TestWaitStart(t *testing.T) {
+	for _, tc := range []struct {
+		name, stdin string
+		ok          bool
+	}{
+		{"the start line", StartLine, true},
+		{"the start line, then the end", StartLine + "ignored", true},
+		{"closed without a line", "", false},
+		{"cut short", "sta", false},
+		{"another line", "stop\n", false},
+		{"no newline", "startX", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := waitStart(strings.NewReader(tc.stdin))
+			if (err == nil) != tc.ok {
+				t.Fatalf("waitStart(%q) = %v, want ok=%v", tc.stdin, err, tc.ok)
+			}
+		})
+	}
+}

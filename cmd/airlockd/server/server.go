@@ -278,6 +278,9 @@ func Start(ctx context.Context, o Options) (_ *Server, retErr error) {
 		Egress:     o.Egress,
 		VethPrefix: o.EgressPool,
 		ProxyPort:  uint16(o.ProxyPort),
+		// Another agent binary is told its tasks (--agent-tasks), and
+		// may not know the start line.
+		AgentWaits: len(o.AgentTasks) == 0,
 	})
 	if err != nil {
 		return nil, err
