@@ -47,6 +47,8 @@ func (s *Server) auditRecord(req *airlockv1.SpawnRequest, pl *plan, out *job.Out
 		CPUMillis:   resp.Usage.GetCpu().AsDuration().Milliseconds(),
 		OutputBytes: resp.Usage.GetOutputBytes(),
 
+		EgressDeniedPackets: resp.Usage.GetEgressDeniedPackets(),
+
 		ModelTurns:   int(resp.Usage.GetModelTurns()),
 		InputTokens:  resp.Usage.GetInputTokens(),
 		OutputTokens: resp.Usage.GetOutputTokens(),

@@ -204,6 +204,7 @@ func (s *Server) verdict(ctx context.Context, pl *plan, out *job.Outcome, runErr
 		resp.Egress = append(resp.Egress, egressProto(a, pl.sanitize))
 	}
 	resp.Usage.EgressDropped = int32(min(out.EgressDropped, math.MaxInt32))
+	resp.Usage.EgressDeniedPackets = int64(min(out.EgressDeniedPackets, math.MaxInt64))
 	resp.Usage.ExitCode = int32(out.ExitCode)
 	resp.Usage.MemoryPeakBytes = out.MemoryPeakBytes
 	resp.Usage.Cpu = durationpb.New(out.CPU)

@@ -60,6 +60,28 @@ func airlockd(t *testing.T) *daemonProc {
 	return theDaemon
 }
 
+var (
+	runscOnce      sync.Once
+	theRunsc       *daemonProc
+	runscDaemonErr error
+)
+
+// runscDaemon returns the suite's airlockd whose profiles all run on
+// runsc, egresstest included, starting it on first use.
+func runscDaemon(t *testing.T) *daemonProc {
+	t.Helper()
+	runscOnce.Do(func() {
+		theRunsc, runscDaemonErr = startDaemonOn("runsc", "--egress-pool", "10.216.0.0/16")
+		if theRunsc != nil {
+			stops = append(stops, theRunsc.stop)
+		}
+	})
+	if runscDaemonErr != nil {
+		t.Fatalf("airlockd on runsc: %v", runscDaemonErr)
+	}
+	return theRunsc
+}
+
 func startDaemon(args ...string) (*daemonProc, error) { return startDaemonOn("", args...) }
 
 // startDaemonOn starts an airlockd whose shipped profiles run on the OCI

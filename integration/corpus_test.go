@@ -150,16 +150,7 @@ func TestCorpus_UnderCrun(t *testing.T) {
 // TestCorpus_UnderRunsc runs the whole corpus with every profile on gVisor,
 // the allowlist one included: egress through the job's namespace and the
 // proxy, and nothing else, holds under gVisor's network stack too.
-func TestCorpus_UnderRunsc(t *testing.T) {
-	d, err := startDaemonOn("runsc", "--egress-pool", "10.216.0.0/16")
-	if d != nil {
-		defer d.stop()
-	}
-	if err != nil {
-		t.Fatalf("airlockd on runsc: %v", err)
-	}
-	corpusOn(t, d, "runsc")
-}
+func TestCorpus_UnderRunsc(t *testing.T) { corpusOn(t, runscDaemon(t), "runsc") }
 
 // corpusOn runs the corpus on d, whose profiles all name runtime, and
 // checks that every job, and every audit record, says it ran there and

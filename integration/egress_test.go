@@ -205,3 +205,107 @@ func TestEgress_RunFetchCallsGoThroughGatewayAndProxy(t *testing.T) {
 	}
 	requireNothingLeft(t)
 }
+
+// directEgress are attempts to leave a job's namespace other than through
+// the proxy: UDP and ICMP to the gateway, and TCP to another of its ports.
+// Nothing listens there but the host's own stack, which answers what
+// reaches it: a UDP port unreachable, a TCP reset, an echo reply. A drop
+// answers nothing.
+func directEgress() []map[string]any {
+	return []map[string]any{
+		{"op": "dns_query", "name": "x.example", "server": "{{PROXY_HOST}}"},
+		{"op": "dns_query", "name": "x.example", "server": "{{PROXY_HOST}}", "port": "{{PROXY_PORT_PLUS_1}}"},
+		{"op": "icmp_echo", "host": "{{PROXY_HOST}}"},
+		{"op": "connect_tcp", "host": "{{PROXY_HOST}}", "port": "{{PROXY_PORT_PLUS_1}}", "bypass_proxy": true},
+	}
+}
+
+// checkDirectEgressDropped asserts that every direct attempt failed without
+// an answer from the host, and that the job's firewall counted drops.
+func checkDirectEgressDropped(t *testing.T, resp outcome) {
+	t.Helper()
+	for i, o := range opOutcomes(t, resp) {
+		if o["ok"] == true {
+			t.Errorf("op %d %v got an answer: %v", i, o["op"], o)
+			continue
+		}
+		// A refusal is the host's answer: the packet got out.
+		if e, _ := o["error"].(string); o["errno"] == "ECONNREFUSED" || strings.Contains(e, "refused") || strings.Contains(e, "unreachable") {
+			t.Errorf("op %d %v reached the host, which refused it: %v", i, o["op"], o)
+		}
+		t.Logf("op %d %v: %v", i, o["op"], o)
+	}
+	if n := resp.GetUsage().GetEgressDeniedPackets(); n == 0 {
+		t.Errorf("the job's firewall counted no dropped packets for %d direct attempts", len(directEgress()))
+	}
+}
+
+func TestEgress_DirectUDPICMPAndTCPAreDroppedAndCounted(t *testing.T) {
+	checkDirectEgressDropped(t, spawn(t, attackReq("egresstest", directEgress()...)))
+	requireNothingLeft(t)
+}
+
+// TestEgress_UnderRunsc runs the allowlist checks on gVisor, whose network
+// stack sends through a packet socket that the namespace's inet rules
+// never see: the link's own rules must drop what the job sends around the
+// proxy, and let through what it sends to it.
+func TestEgress_UnderRunsc(t *testing.T) {
+	d := runscDaemon(t)
+	spawnOn := func(t *testing.T, req *airlockv1.SpawnRequest) *airlockv1.SpawnResponse {
+		t.Helper()
+		req.Task.Params["attack"] = fill(d, req.Task.Params["attack"])
+		resp, err := d.conn.Broker.Spawn(testContext(t), req)
+		if err != nil {
+			t.Fatalf("Spawn: %v", err)
+		}
+		if got := runtimeOf(resp); got != "runsc" {
+			t.Fatalf("job ran on %q, want runsc", resp.GetPolicy().GetSummary())
+		}
+		return resp
+	}
+	t.Run("allowlisted fetch", func(t *testing.T) {
+		before := world.allowed.hits.Load()
+		ops := opOutcomes(t, spawnOn(t, attackReq("egresstest",
+			map[string]any{"op": "http_get", "url": world.allowed.URL + "/page", "via_proxy": true})))
+		if ops[0]["ok"] != true {
+			t.Errorf("fetch through the proxy failed: %v", ops[0])
+		}
+		if world.allowed.hits.Load() != before+1 {
+			t.Errorf("allowed server hits %d -> %d, want one more", before, world.allowed.hits.Load())
+		}
+	})
+	t.Run("forbidden server", func(t *testing.T) {
+		ops := opOutcomes(t, spawnOn(t, attackReq("egresstest",
+			map[string]any{"op": "http_get", "url": fmt.Sprintf("http://127.0.0.1:%d/", world.forbidden.port()), "via_proxy": true},
+			map[string]any{"op": "connect_tcp", "host": "127.0.0.1", "port": world.forbidden.port(), "bypass_proxy": true},
+		)))
+		if ops[0]["ok"] == true || ops[0]["denied_by_proxy"] != true {
+			t.Errorf("fetch of the forbidden server: %v, want a proxy denial", ops[0])
+		}
+		if ops[1]["ok"] == true {
+			t.Errorf("direct connection to the forbidden server: %v", ops[1])
+		}
+		requireNoForbiddenHits(t)
+	})
+	t.Run("direct udp, icmp and tcp", func(t *testing.T) {
+		checkDirectEgressDropped(t, spawnOn(t, attackReq("egresstest", directEgress()...)))
+	})
+	t.Run("service alias", func(t *testing.T) {
+		before := len(world.upstream.seenHeaders())
+		resp := spawnOn(t, attackReq("egresstest",
+			map[string]any{"op": "http_get", "url": "http://llm.airlock.internal/echo-headers", "via_proxy": true},
+			map[string]any{"op": "grep_fs", "root": "/", "pattern": world.serviceKey, "max_files": 5000},
+		))
+		ops := opOutcomes(t, resp)
+		if ops[0]["ok"] != true {
+			t.Fatalf("alias request failed: %v", ops[0])
+		}
+		if seen := world.upstream.seenHeaders(); len(seen) != before+1 || seen[len(seen)-1].Get("X-Api-Key") != world.serviceKey {
+			t.Errorf("upstream did not see the injected key")
+		}
+		if ops[1]["ok"] == true || strings.Contains(resp.String(), world.serviceKey) {
+			t.Error("the service key was found inside the sandbox or in the response")
+		}
+	})
+	requireDaemonNothingLeft(t, d)
+}

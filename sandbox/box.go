@@ -537,6 +537,16 @@ func (r *Runner) run(ctx context.Context, b *box, j *job.Job) (*job.Outcome, err
 		_ = session.Close()
 		out.Egress = session.Log()
 		out.EgressDropped = session.Stats().Dropped
+	}
+	if b.net != nil {
+		// Read before teardown closes the namespace; a counter that
+		// cannot be read is the operator's to know of, not the job's
+		// failure.
+		if n, err := b.net.DeniedPackets(); err != nil {
+			log.Warn("read the job's egress drop counters", "err", err)
+		} else {
+			out.EgressDeniedPackets = n
+		}
 		out.Model = session.ModelUsage()
 	}
 	oom, peak, cpu := usage(waitCtx, b.task)

@@ -38,6 +38,9 @@ type Record struct {
 	// EgressAllowed and EgressDenied count the job's egress attempts.
 	EgressAllowed int `json:"egressAllowed"`
 	EgressDenied  int `json:"egressDenied"`
+	// EgressDeniedPackets is what the job's firewall dropped: direct
+	// egress around the proxy.
+	EgressDeniedPackets int64 `json:"egressDeniedPackets,omitempty"`
 	// Exec counts the commands the job asked to run, by decision
 	// (EXEC_VERDICT_ALLOWED, EXEC_VERDICT_FALLBACK, ...), and the requests
 	// its tool gateway refused outright (GATEWAY_REFUSED_WRONG_CAPABILITY,

@@ -49,6 +49,7 @@ var attackOps = map[string]func(*attacker, step) outcome{
 	"http_post":         httpPost,
 	"connect_tcp":       connectTCP,
 	"dns_query":         dnsQuery,
+	"icmp_echo":         icmpEcho,
 	"raw_proxy_request": rawProxyRequest,
 	// Resources.
 	"fork_bomb": forkBomb,

@@ -12,6 +12,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv4"
 )
 
 var errNoProxy = errors.New("no proxy: HTTP_PROXY is unset")
@@ -217,4 +220,50 @@ func proxyAddr() (string, error) {
 		return net.JoinHostPort(u.Hostname(), "80"), nil
 	}
 	return u.Host, nil
+}
+
+// icmpEcho sends one ICMP echo request to "host" from an unprivileged ping
+// socket, the one way to ICMP without CAP_NET_RAW. It is ok only if the
+// reply arrives within 2 s; detail.stage says how far it got.
+func icmpEcho(_ *attacker, s step) outcome {
+	var o outcome
+	stage := "socket"
+	defer func() { o.Detail = map[string]any{"stage": stage} }()
+	c, err := icmp.ListenPacket("udp4", "0.0.0.0")
+	if err != nil {
+		o.fail(err)
+		return o
+	}
+	defer c.Close()
+	msg, err := (&icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: 0x4149, Seq: 1, Data: []byte("hostile")}}).Marshal(nil)
+	if err != nil {
+		o.fail(err)
+		return o
+	}
+	stage = "send"
+	ip, err := net.ResolveIPAddr("ip4", s.str("host"))
+	if err != nil {
+		o.fail(err)
+		return o
+	}
+	if _, err := c.WriteTo(msg, &net.UDPAddr{IP: ip.IP}); err != nil {
+		o.fail(err)
+		return o
+	}
+	stage = "reply"
+	c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 512)
+	n, _, err := c.ReadFrom(buf)
+	o.Bytes = int64(n)
+	if err != nil {
+		o.fail(err)
+		return o
+	}
+	if m, err := icmp.ParseMessage(1, buf[:n]); err != nil || m.Type != ipv4.ICMPTypeEchoReply {
+		o.Error = "not an echo reply"
+		return o
+	}
+	stage = "answered"
+	o.OK = true
+	return o
 }

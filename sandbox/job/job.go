@@ -227,6 +227,9 @@ type Outcome struct {
 	// EgressDropped counts the attempts left out of Egress because the
 	// job's log was full.
 	EgressDropped int
+	// EgressDeniedPackets is what the job's firewall dropped: its
+	// attempts at direct egress.
+	EgressDeniedPackets uint64
 	// Model totals the job's calls to its model service.
 	Model ModelUsage
 	// GatewayRefused counts the requests the job's tool gateway refused

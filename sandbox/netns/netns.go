@@ -71,6 +71,8 @@ type Net struct {
 	// alias and rules are what Setup gives the veth and the namespace.
 	alias string
 	rules Rules
+	// link is LinkRuleset's, installed on the job end of the veth.
+	link Rules
 	// from is the namespace SetupIn adopts; empty for a new one.
 	from string
 	// ownNS and ownLink say what this Net created and has not yet removed,
@@ -112,6 +114,11 @@ func Prepare(id string, pool *AddressPool, proxyPort uint16) (*Net, error) {
 		pool.Release(lease)
 		return nil, err
 	}
+	link, err := LinkRuleset(lease.HostIP, lease.JobIP, proxyPort, JobIf)
+	if err != nil {
+		pool.Release(lease)
+		return nil, err
+	}
 	short := shortID(id)
 	return &Net{
 		Path:   filepath.Join(Dir, nsName(pool.scope, short)),
@@ -122,6 +129,7 @@ func Prepare(id string, pool *AddressPool, proxyPort uint16) (*Net, error) {
 		lease:  lease,
 		alias:  aliasOf(pool.scope, id),
 		rules:  rules,
+		link:   link,
 	}, nil
 }
 
@@ -283,6 +291,10 @@ func (n *Net) setup(ctx context.Context, alias string, rules Rules) error {
 	peer, err := job.LinkByName(JobIf)
 	if err != nil {
 		return fmt.Errorf("netns: find %s in %s: %w", JobIf, n.Path, err)
+	}
+	// The job end is down until the link's own rules are on it.
+	if err := apply(nsFD, n.link); err != nil {
+		return err
 	}
 	if err := job.AddrAdd(peer, addr(n.JobIP)); err != nil {
 		return fmt.Errorf("netns: address %s on %s: %w", n.JobIP, JobIf, err)

@@ -413,8 +413,29 @@ var probes = []struct {
 		func(e *probeEnv) int32 { return e.proxy6.accepts.Load() }},
 }
 
+// TestRules_AllowOnlyTCPToProxyPort probes with both tables in place, and
+// with each alone: the inet table alone is what a runtime that sends
+// through the namespace's IP stack meets should the link's rules be gone;
+// the link's alone is what a runtime with a stack of its own (gVisor's,
+// under runsc) meets, since its frames pass no inet hook.
 func TestRules_AllowOnlyTCPToProxyPort(t *testing.T) {
-	e := newProbeEnv(t)
+	for _, tc := range []struct {
+		name   string
+		delete []nftables.TableFamily
+	}{
+		{"both tables", nil},
+		{"inet table alone", []nftables.TableFamily{nftables.TableFamilyNetdev}},
+		{"link table alone", []nftables.TableFamily{nftables.TableFamilyINet}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newProbeEnv(t)
+			deleteRules(t, e.net.Path, tc.delete...)
+			checkProbes(t, e)
+		})
+	}
+}
+
+func checkProbes(t *testing.T, e *probeEnv) {
 	for _, p := range probes {
 		t.Run(p.name, func(t *testing.T) {
 			err := p.run(e)
@@ -536,7 +557,7 @@ func probeTCPMany(nsPath, addr string, n int) error {
 // can fail when a rule lets its traffic out.
 func TestRules_ProbesDetectTrafficWithoutRules(t *testing.T) {
 	e := newProbeEnv(t)
-	deleteRules(t, e.net.Path)
+	deleteRules(t, e.net.Path, nftables.TableFamilyINet, nftables.TableFamilyNetdev)
 	for _, p := range probes {
 		t.Run(p.name, func(t *testing.T) {
 			if err := p.run(e); err != nil {
@@ -586,8 +607,12 @@ func TestRules_NftReadsThemBackAsIntended(t *testing.T) {
 	}
 }
 
-func deleteRules(t *testing.T, nsPath string) {
+// deleteRules deletes the job's tables of the given families.
+func deleteRules(t *testing.T, nsPath string, families ...nftables.TableFamily) {
 	t.Helper()
+	if len(families) == 0 {
+		return
+	}
 	f, err := os.Open(nsPath)
 	if err != nil {
 		t.Fatal(err)
@@ -597,7 +622,9 @@ func deleteRules(t *testing.T, nsPath string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.DelTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: TableName})
+	for _, f := range families {
+		c.DelTable(&nftables.Table{Family: f, Name: TableName})
+	}
 	if err := c.Flush(); err != nil {
 		t.Fatal(err)
 	}

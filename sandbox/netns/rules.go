@@ -126,6 +126,63 @@ func Ruleset(hostIP netip.Addr, proxyPort uint16) (Rules, error) {
 	}, nil
 }
 
+// LinkRuleset returns the rules on the job end of the veth, dev, itself:
+// a netdev table whose egress chain lets out only ARP from the job's own
+// address and IPv4 TCP to the proxy, and drops every other frame.
+//
+// The inet table of Ruleset filters what the namespace's own IP stack
+// sends. A runtime with a network stack of its own, gVisor's netstack
+// under runsc, writes whole frames to the link through a packet socket,
+// which no inet hook sees; only a hook on the device does. Under runc it
+// is a second wall behind the inet table. The chain hooks a device, which
+// must exist when it is installed: Setup installs it after the veth is
+// made and before the job end goes up.
+func LinkRuleset(hostIP, jobIP netip.Addr, proxyPort uint16, dev string) (Rules, error) {
+	if !hostIP.Is4() || hostIP.IsUnspecified() || !jobIP.Is4() || jobIP.IsUnspecified() {
+		return Rules{}, fmt.Errorf("%w: proxy address %v or job address %v is not a unicast IPv4 address", ErrInvalidRules, hostIP, jobIP)
+	}
+	if proxyPort == 0 || dev == "" {
+		return Rules{}, fmt.Errorf("%w: proxy port 0 or no device", ErrInvalidRules)
+	}
+	t := &nftables.Table{Family: nftables.TableFamilyNetdev, Name: TableName}
+	drop := nftables.ChainPolicyDrop
+	host, job := hostIP.As4(), jobIP.As4()
+	return Rules{
+		Table: t,
+		Chains: []Chain{
+			{Spec: &nftables.Chain{
+				Name: "egress", Table: t, Type: nftables.ChainTypeFilter,
+				Hooknum: nftables.ChainHookEgress, Priority: nftables.ChainPriorityFilter,
+				Policy: &drop, Device: dev,
+			}, Rules: []Rule{
+				// Without ARP the job cannot find the proxy's link address;
+				// only its own address may be claimed, so it cannot poison
+				// the host's neighbour table for another.
+				{"accept arp from the job's address", []expr.Any{
+					&expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: 1},
+					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(unix.ETH_P_ARP)},
+					// arp saddr ip: offset 14 in an Ethernet/IPv4 ARP packet.
+					&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 14, Len: 4},
+					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: job[:]},
+					accept(),
+				}},
+				{"accept tcp to the egress proxy", []expr.Any{
+					&expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: 1},
+					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(unix.ETH_P_IP)},
+					&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: host[:]},
+					&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+					&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(proxyPort)},
+					accept(),
+				}},
+				{deniedComment, []expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop}}},
+			}},
+		},
+	}, nil
+}
+
 func accept() expr.Any { return &expr.Verdict{Kind: expr.VerdictAccept} }
 
 // ifaceIs matches an interface name the way nft does: the whole IFNAMSIZ
@@ -163,8 +220,12 @@ func (r Rules) String() string {
 	fmt.Fprintf(&b, "table %s %s\n", family(r.Table.Family), r.Table.Name)
 	for _, c := range r.Chains {
 		s := c.Spec
+		hook := hookName(s.Hooknum)
+		if r.Table.Family == nftables.TableFamilyNetdev {
+			hook = netdevHookName(s.Hooknum) + " device " + s.Device
+		}
 		fmt.Fprintf(&b, "\nchain %s type %s hook %s priority %d policy %s\n",
-			s.Name, s.Type, hookName(s.Hooknum), *s.Priority, policyName(s.Policy))
+			s.Name, s.Type, hook, *s.Priority, policyName(s.Policy))
 		for _, rule := range c.Rules {
 			fmt.Fprintf(&b, "  rule %q\n", rule.Comment)
 			for _, e := range rule.Exprs {
@@ -183,6 +244,8 @@ func family(f nftables.TableFamily) string {
 		return "ip"
 	case nftables.TableFamilyIPv6:
 		return "ip6"
+	case nftables.TableFamilyNetdev:
+		return "netdev"
 	}
 	return fmt.Sprintf("family(%d)", f)
 }
@@ -202,6 +265,20 @@ func hookName(h *nftables.ChainHook) string {
 		return "prerouting"
 	case *nftables.ChainHookPostrouting:
 		return "postrouting"
+	}
+	return fmt.Sprintf("hook(%d)", *h)
+}
+
+// netdevHookName names a netdev chain's hook, whose numbers overlap the
+// inet family's.
+func netdevHookName(h *nftables.ChainHook) string {
+	switch {
+	case h == nil:
+		return "none"
+	case *h == *nftables.ChainHookIngress:
+		return "ingress"
+	case *h == *nftables.ChainHookEgress:
+		return "egress"
 	}
 	return fmt.Sprintf("hook(%d)", *h)
 }
@@ -276,6 +353,8 @@ func metaKey(k expr.MetaKey) string {
 		return "nfproto"
 	case expr.MetaKeyL4PROTO:
 		return "l4proto"
+	case expr.MetaKeyPROTOCOL:
+		return "protocol"
 	}
 	return fmt.Sprintf("key(%d)", k)
 }
@@ -354,16 +433,35 @@ func verify(c *nftables.Conn, r Rules) error {
 	return nil
 }
 
-// deniedPackets reads the counter of the output chain's final drop rule.
+// deniedPackets sums the counters of the final drop rules of the inet
+// output chain and the link's egress chain: a packet the namespace's own
+// stack sends is dropped, and counted, by the first, and one a runtime's
+// own stack sends, by the second.
 func deniedPackets(nsFD int) (uint64, error) {
 	c, err := nftables.New(nftables.WithNetNSFd(nsFD))
 	if err != nil {
 		return 0, fmt.Errorf("netns: nftables: %w", err)
 	}
-	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName}
-	rules, err := c.GetRules(t, &nftables.Chain{Name: "output", Table: t})
+	var sum uint64
+	for _, ch := range []struct {
+		family nftables.TableFamily
+		chain  string
+	}{{nftables.TableFamilyINet, "output"}, {nftables.TableFamilyNetdev, "egress"}} {
+		t := &nftables.Table{Family: ch.family, Name: TableName}
+		n, err := dropCounter(c, t, &nftables.Chain{Name: ch.chain, Table: t})
+		if err != nil {
+			return 0, err
+		}
+		sum += n
+	}
+	return sum, nil
+}
+
+// dropCounter reads the counter of the chain's rule marked deniedComment.
+func dropCounter(c *nftables.Conn, t *nftables.Table, ch *nftables.Chain) (uint64, error) {
+	rules, err := c.GetRules(t, ch)
 	if err != nil {
-		return 0, fmt.Errorf("netns: list nftables rules: %w", err)
+		return 0, fmt.Errorf("netns: list nftables rules of %s: %w", ch.Name, err)
 	}
 	for _, r := range rules {
 		if s, _ := userdata.GetString(r.UserData, userdata.TypeComment); s != deniedComment {
@@ -375,5 +473,5 @@ func deniedPackets(nsFD int) (uint64, error) {
 			}
 		}
 	}
-	return 0, errors.New("netns: drop counter not found in the job's ruleset")
+	return 0, fmt.Errorf("netns: drop counter not found in the job's %s chain", ch.Name)
 }

@@ -36,6 +36,49 @@ func TestRuleset_MatchesGolden(t *testing.T) {
 	}
 }
 
+func TestLinkRuleset_MatchesGolden(t *testing.T) {
+	rules, err := LinkRuleset(netip.MustParseAddr("10.213.0.1"), netip.MustParseAddr("10.213.0.2"), 3128, JobIf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := rules.String()
+	golden := filepath.Join("testdata", "linkruleset.golden")
+	if *update {
+		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test -run TestLinkRuleset_MatchesGolden -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("link ruleset differs from %s (rerun with -update if the change is intended)\n--- got\n%s\n--- want\n%s", golden, got, want)
+	}
+}
+
+func TestLinkRuleset_RejectsWhatNoJobHas(t *testing.T) {
+	host, job := netip.MustParseAddr("10.213.0.1"), netip.MustParseAddr("10.213.0.2")
+	for _, tc := range []struct {
+		name      string
+		host, job netip.Addr
+		port      uint16
+		dev       string
+	}{
+		{"ipv6 job", host, netip.MustParseAddr("fd00::2"), 3128, JobIf},
+		{"no job address", host, netip.Addr{}, 3128, JobIf},
+		{"unspecified proxy", netip.IPv4Unspecified(), job, 3128, JobIf},
+		{"port 0", host, job, 0, JobIf},
+		{"no device", host, job, 3128, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := LinkRuleset(tc.host, tc.job, tc.port, tc.dev); !errors.Is(err, ErrInvalidRules) {
+				t.Errorf("LinkRuleset error %v, want ErrInvalidRules", err)
+			}
+		})
+	}
+}
+
 func TestRuleset_EveryChainDropsByDefault(t *testing.T) {
 	rules, err := Ruleset(netip.MustParseAddr("10.213.0.1"), 3128)
 	if err != nil {

@@ -1159,8 +1159,12 @@ type Usage struct {
 	// Egress attempts left out of the egress list, which keeps a job's first
 	// 1,000 attempts or 256 KiB of them: a job past that was flooding.
 	EgressDropped int32 `protobuf:"varint,10,opt,name=egress_dropped,json=egressDropped,proto3" json:"egress_dropped,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Packets the job's firewall dropped: direct egress around the proxy,
+	// such as UDP, ICMP, or TCP to another host or port. Zero without a
+	// network.
+	EgressDeniedPackets int64 `protobuf:"varint,11,opt,name=egress_denied_packets,json=egressDeniedPackets,proto3" json:"egress_denied_packets,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *Usage) Reset() {
@@ -1259,6 +1263,13 @@ func (x *Usage) GetToolCalls() int32 {
 func (x *Usage) GetEgressDropped() int32 {
 	if x != nil {
 		return x.EgressDropped
+	}
+	return 0
+}
+
+func (x *Usage) GetEgressDeniedPackets() int64 {
+	if x != nil {
+		return x.EgressDeniedPackets
 	}
 	return 0
 }
@@ -2681,7 +2692,7 @@ const file_airlock_v1_broker_proto_rawDesc = "" +
 	"bytes_down\x18\b \x01(\x03R\tbytesDown\x12\x12\n" +
 	"\x04path\x18\t \x01(\tR\x04path\x12\x16\n" +
 	"\x06status\x18\n" +
-	" \x01(\x05R\x06status\"\xfe\x02\n" +
+	" \x01(\x05R\x06status\"\xb2\x03\n" +
 	"\x05Usage\x12-\n" +
 	"\x04wall\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x04wall\x12\x1b\n" +
 	"\texit_code\x18\x02 \x01(\x05R\bexitCode\x12!\n" +
@@ -2695,7 +2706,8 @@ const file_airlock_v1_broker_proto_rawDesc = "" +
 	"\n" +
 	"tool_calls\x18\t \x01(\x05R\ttoolCalls\x12%\n" +
 	"\x0eegress_dropped\x18\n" +
-	" \x01(\x05R\regressDropped\"Y\n" +
+	" \x01(\x05R\regressDropped\x122\n" +
+	"\x15egress_denied_packets\x18\v \x01(\x03R\x13egressDeniedPackets\"Y\n" +
 	"\x0fEffectivePolicy\x12\x18\n" +
 	"\aprofile\x18\x01 \x01(\tR\aprofile\x12\x12\n" +
 	"\x04hash\x18\x02 \x01(\tR\x04hash\x12\x18\n" +
