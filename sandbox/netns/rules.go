@@ -83,18 +83,10 @@ func Ruleset(hostIP netip.Addr, proxyPort uint16) (Rules, error) {
 	ip := hostIP.As4()
 	// toProxy matches TCP to the proxy's address and port.
 	toProxy := func(then ...expr.Any) []expr.Any {
-		return append([]expr.Any{
+		return append(append([]expr.Any{
 			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}},
-			// ip daddr: offset 16 in the IPv4 header.
-			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ip[:]},
-			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
-			// tcp dport: offset 2 in the TCP header.
-			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(proxyPort)},
-		}, then...)
+		}, tcpTo(ip, proxyPort)...), then...)
 	}
 	return Rules{
 		Table: t,
@@ -166,21 +158,29 @@ func LinkRuleset(hostIP, jobIP netip.Addr, proxyPort uint16, dev string) (Rules,
 					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: job[:]},
 					accept(),
 				}},
-				{"accept tcp to the egress proxy", []expr.Any{
+				{"accept tcp to the egress proxy", append(append([]expr.Any{
 					&expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: 1},
 					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(unix.ETH_P_IP)},
-					&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
-					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: host[:]},
-					&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
-					&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(proxyPort)},
-					accept(),
-				}},
+				}, tcpTo(host, proxyPort)...), accept())},
 				{deniedComment, []expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop}}},
 			}},
 		},
 	}, nil
+}
+
+// tcpTo matches an IPv4 packet's TCP to ip and port, once the packet is
+// known to be IPv4.
+func tcpTo(ip [4]byte, port uint16) []expr.Any {
+	return []expr.Any{
+		// ip daddr: offset 16 in the IPv4 header.
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ip[:]},
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+		// tcp dport: offset 2 in the TCP header.
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(port)},
+	}
 }
 
 func accept() expr.Any { return &expr.Verdict{Kind: expr.VerdictAccept} }

@@ -20,8 +20,13 @@ func TestRuleset_MatchesGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := rules.String()
-	golden := filepath.Join("testdata", "ruleset.golden")
+	checkGolden(t, "ruleset.golden", rules.String())
+}
+
+// checkGolden compares got with testdata/name, which -update rewrites.
+func checkGolden(t *testing.T, name, got string) {
+	t.Helper()
+	golden := filepath.Join("testdata", name)
 	if *update {
 		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
 			t.Fatal(err)
@@ -29,10 +34,10 @@ func TestRuleset_MatchesGolden(t *testing.T) {
 	}
 	want, err := os.ReadFile(golden)
 	if err != nil {
-		t.Fatalf("%v (run go test -run TestRuleset_MatchesGolden -update to create it)", err)
+		t.Fatalf("%v (run go test -run %s -update to create it)", err, t.Name())
 	}
 	if got != string(want) {
-		t.Errorf("ruleset differs from %s (rerun with -update if the change is intended)\n--- got\n%s\n--- want\n%s", golden, got, want)
+		t.Errorf("rules differ from %s (rerun with -update if the change is intended)\n--- got\n%s\n--- want\n%s", golden, got, want)
 	}
 }
 
@@ -41,20 +46,7 @@ func TestLinkRuleset_MatchesGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := rules.String()
-	golden := filepath.Join("testdata", "linkruleset.golden")
-	if *update {
-		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run go test -run TestLinkRuleset_MatchesGolden -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("link ruleset differs from %s (rerun with -update if the change is intended)\n--- got\n%s\n--- want\n%s", golden, got, want)
-	}
+	checkGolden(t, "linkruleset.golden", rules.String())
 }
 
 func TestLinkRuleset_RejectsWhatNoJobHas(t *testing.T) {
