@@ -125,7 +125,7 @@ func setup(dir string) error {
 	ctx := context.Background()
 	bin := filepath.Join(dir, "bin")
 	env.bin = bin
-	for name, pkg := range map[string]string{"airlock-agent": "../cmd/airlock-agent", "hostile": "./hostile", "airlockd": "../cmd/airlockd"} {
+	for name, pkg := range map[string]string{"airlock-agent": "../cmd/airlock-agent", "hostile": "./hostile", "airlockd": "../cmd/airlockd", "airlock": "../cmd/airlock"} {
 		cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(bin, name), pkg)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {

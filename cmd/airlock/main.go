@@ -31,6 +31,7 @@ commands:
   audit     read the audit log locally: tail, show JOB
   doctor    check the host and the configuration (--json for machines)
   bench     measure spawn latency against raw runc and containerd baselines
+  mcp       serve Airlock's tools to an MCP client, on stdio or Streamable HTTP
 `
 
 func main() {
@@ -46,7 +47,8 @@ func main() {
 	}
 	cmd, args := global.Arg(0), global.Args()[1:]
 	auditWithSocket := func(args []string) error { return auditCmd(*socket, args) }
-	if local, ok := map[string]func([]string) error{"policy": policyCmd, "audit": auditWithSocket, "doctor": doctorCmd, "bench": benchCmd}[cmd]; ok {
+	mcpWithBroker := func(args []string) error { return mcpCmd(*socket, *addr, *tokenFile, args) }
+	if local, ok := map[string]func([]string) error{"policy": policyCmd, "audit": auditWithSocket, "doctor": doctorCmd, "bench": benchCmd, "mcp": mcpWithBroker}[cmd]; ok {
 		if err := local(args); err != nil {
 			fail(err)
 		}
