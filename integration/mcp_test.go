@@ -165,35 +165,7 @@ func TestMCP_StdioWithTheGoSDK(t *testing.T) {
 func TestMCP_StreamableHTTPNeedsTheToken(t *testing.T) {
 	ctx, cancel := context.WithTimeout(testContext(t), 3*time.Minute)
 	defer cancel()
-	cmd := mcpCommand(ctx, "--http", "127.0.0.1:0")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }()
-	endpoint := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		re := regexp.MustCompile(`serving Streamable HTTP on (\S+/mcp)`)
-		for sc.Scan() {
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				endpoint <- "http://" + m[1]
-			}
-		}
-		close(endpoint)
-	}()
-	var url string
-	select {
-	case url = <-endpoint:
-	case <-ctx.Done():
-		t.Fatal("airlock mcp --http did not say where it serves")
-	}
-	if url == "" {
-		t.Fatal("airlock mcp --http exited before serving")
-	}
+	url := startMCPHTTP(ctx, t)
 
 	for name, header := range map[string]string{"no token": "", "wrong token": "Bearer " + randHex(32)} {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
@@ -229,6 +201,103 @@ func TestMCP_StreamableHTTPNeedsTheToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkRead(t, res)
+}
+
+// startMCPHTTP starts `airlock mcp --http` on a free loopback port until
+// the test ends, and returns its endpoint.
+func startMCPHTTP(ctx context.Context, t *testing.T) string {
+	t.Helper()
+	cmd := mcpCommand(ctx, "--http", "127.0.0.1:0")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() })
+	endpoint := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		re := regexp.MustCompile(`serving Streamable HTTP on (\S+/mcp)`)
+		for sc.Scan() {
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				endpoint <- "http://" + m[1]
+			}
+		}
+		close(endpoint)
+	}()
+	select {
+	case url := <-endpoint:
+		if url == "" {
+			t.Fatal("airlock mcp --http exited before serving")
+		}
+		return url
+	case <-ctx.Done():
+		t.Fatal("airlock mcp --http did not say where it serves")
+	}
+	return ""
+}
+
+// TestMCP_TypeScriptSDKClient runs examples/mcp-node/read.mjs, a client on
+// the official TypeScript MCP SDK from npm, against airlock mcp on stdio
+// and on Streamable HTTP.
+func TestMCP_TypeScriptSDKClient(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatalf("node is not on PATH (make deps installs it): %v", err)
+	}
+	npm, err := exec.LookPath("npm")
+	if err != nil {
+		t.Fatalf("npm is not on PATH: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(testContext(t), 5*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	for _, f := range []string{"package.json", "package-lock.json", "read.mjs"} {
+		if err := copyFile(filepath.Join("..", "examples", "mcp-node", f), filepath.Join(dir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	install := exec.CommandContext(ctx, npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund")
+	install.Dir = dir
+	if out, err := install.CombinedOutput(); err != nil {
+		t.Fatalf("npm ci: %v\n%s", err, out)
+	}
+	page, err := filepath.Abs("../examples/page.html")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := env.server.Options()
+	run := func(t *testing.T, args ...string) {
+		cmd := exec.CommandContext(ctx, node, append(append([]string{"read.mjs", "--airlock", filepath.Join(env.bin, "airlock"), "--profile", "secureclaw"}, args...), page)...)
+		cmd.Dir = dir
+		cmd.Env = append(withoutAirlockEnv(os.Environ()), "AIRLOCK_SOCKET="+o.Socket, "AIRLOCK_TOKEN_FILE="+o.TokenFile)
+		out, err := cmd.Output()
+		if err != nil {
+			var stderr []byte
+			if ee, ok := err.(*exec.ExitError); ok {
+				stderr = ee.Stderr
+			}
+			t.Fatalf("node read.mjs: %v\n%s\n%s", err, out, stderr)
+		}
+		var got struct {
+			Tools   []string
+			IsError bool
+			Result  map[string]any
+		}
+		if err := json.Unmarshal(out, &got); err != nil {
+			t.Fatalf("read.mjs printed %s: %v", out, err)
+		}
+		slices.Sort(got.Tools)
+		if !slices.Equal(got.Tools, []string{"airlock_profiles", "airlock_read"}) {
+			t.Errorf("tools %v", got.Tools)
+		}
+		checkRead(t, &mcp.CallToolResult{IsError: got.IsError, StructuredContent: got.Result})
+	}
+	t.Run("stdio", func(t *testing.T) { run(t) })
+	t.Run("streamable http", func(t *testing.T) { run(t, "--http", startMCPHTTP(ctx, t)) })
+	requireNothingLeft(t)
 }
 
 // bearer adds the token to every request.
