@@ -45,7 +45,7 @@ func (s *Server) plan(req *airlockv1.SpawnRequest) (*plan, error) {
 	if err := checkTask(p, task, s.tasks); err != nil {
 		return nil, err
 	}
-	content, err := contentOf(req.GetContent())
+	content, err := contentOf(req.GetContent(), p)
 	if err != nil {
 		return nil, err
 	}
@@ -348,8 +348,9 @@ func overrideField(base *policy.Profile, o policy.Overrides) string {
 }
 
 // contentOf copies the request's content into the job, within the bounds
-// of the broker's memory and disk.
-func contentOf(items []*airlockv1.Content) ([]job.Content, error) {
+// of the broker's memory and disk; a url item must be one the job's
+// egress lets the sandbox fetch.
+func contentOf(items []*airlockv1.Content, p *policy.Profile) ([]job.Content, error) {
 	if len(items) == 0 {
 		return nil, badField("content", "content is required")
 	}
@@ -363,16 +364,54 @@ func contentOf(items []*airlockv1.Content) ([]job.Content, error) {
 		if n := len(c.GetData()); n > job.MaxContentItemBytes {
 			return nil, badField(fmt.Sprintf("content[%d].data", i), "content[%d] is %d bytes; an item may be at most %d, the most the agent reads: split it into several items or jobs", i, n, job.MaxContentItemBytes)
 		}
+		if c.GetUrl() != "" {
+			if err := checkContentURL(i, c, p); err != nil {
+				return nil, err
+			}
+		}
 		total += len(c.GetData())
 		if total > maxContentBytes && over < 0 {
 			over = i
 		}
-		content = append(content, job.Content{Data: c.GetData(), MediaType: c.GetMediaType(), Source: c.GetSource()})
+		content = append(content, job.Content{Data: c.GetData(), MediaType: c.GetMediaType(), Source: c.GetSource(), URL: c.GetUrl()})
 	}
 	if over >= 0 {
 		return nil, badField(fmt.Sprintf("content[%d].data", over), "content is %d bytes; at most %d in all: split it over several jobs", total, maxContentBytes)
 	}
 	return content, nil
+}
+
+// checkContentURL refuses a url item the sandbox could not fetch: one with
+// data too, one that is not an absolute http or https URL, one under a
+// profile without egress, or one whose host and port no egress entry of
+// the job allows. The proxy checks every request again, redirects too.
+// A refused URL is described, never echoed.
+func checkContentURL(i int, c *airlockv1.Content, p *policy.Profile) error {
+	field := fmt.Sprintf("content[%d].url", i)
+	if len(c.GetData()) > 0 {
+		return badField(field, "content[%d] has both data and a url: give one", i)
+	}
+	u, err := job.ParseFetchURL(c.GetUrl())
+	if err != nil {
+		return badField(field, "%s: %s", field, strings.TrimPrefix(err.Error(), job.ErrBadParam.Error()+": "))
+	}
+	if p.Network.Mode != policy.NetworkAllowlist {
+		return badField(field, "%s: profile %s has network.mode %s; a url is fetched by the sandbox through the egress proxy, which only network.mode allowlist has: send the bytes as data, or use a profile with egress", field, p.Name, p.Network.Mode)
+	}
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || n == 0 {
+		return badField(field, "%s: the port is not in 1-65535", field)
+	}
+	for _, e := range p.Network.Egress {
+		if r, err := policy.ParseEgress(e); err == nil && r.Matches(u.Hostname(), uint16(n)) {
+			return nil
+		}
+	}
+	return badField(field, "%s: its host and port are not among the job's egress entries (profile %s, narrowed by overrides.egress): the proxy would refuse the fetch", field, p.Name)
 }
 
 // schemaOf compiles the request's result schema, or the profile's default,

@@ -133,6 +133,16 @@ const (
 	exitAnswer = 5 // the answer did not fit the schema after a repair attempt
 )
 
+// fetchMessages are the verdict messages of a job whose content url was
+// not fetched, by the reference agent's exit code (agent.ExitFetch*):
+// fixed words, whichever the job chose.
+var fetchMessages = map[int]string{
+	6: "a content url was not fetched: the egress proxy refused it or one of its redirects; the egress log says which and why",
+	7: "a content url was not fetched: its body is larger than the agent reads (4 MiB)",
+	8: "a content url was not fetched: the server was too slow, and the fetch ran past half the job's deadline",
+	9: "a content url was not fetched: it answered an error status, a type the agent does not read (text, HTML, Markdown, JSON), or nothing",
+}
+
 // sanitizeOptions is how a job's result is cleaned: every secret the
 // broker holds and the job's service secrets are redacted, links are kept
 // only to the job's egress hosts, strings are capped by the profile.
@@ -227,6 +237,8 @@ func (s *Server) verdict(ctx context.Context, pl *plan, out *job.Outcome, runErr
 		return set(airlockv1.Verdict_VERDICT_MODEL_ERROR, "%s", modelErrorMessage(p.Model, out))
 	case agent && out.ExitCode == exitAnswer:
 		return set(airlockv1.Verdict_VERDICT_SCHEMA_INVALID, "the model's answer did not fit the result schema, also after one repair turn; make the schema simpler or the instructions clearer")
+	case out.ExitCode != 0 && fetchMessages[out.ExitCode] != "" && hasURL(pl.job.Content):
+		return set(airlockv1.Verdict_VERDICT_FETCH_FAILED, "%s", fetchMessage(out.ExitCode, resp.Egress))
 	case out.ExitCode != 0:
 		return set(airlockv1.Verdict_VERDICT_SANDBOX_ERROR, "the agent exited with code %d before it wrote a result; the request passed every check at the door, so retry, and if it persists ask the operator to look up job %s in the audit log", out.ExitCode, pl.job.ID)
 	case out.Result == nil:
@@ -318,4 +330,28 @@ func modelErrorMessage(m *policy.Model, out *job.Outcome) string {
 		return fmt.Sprintf("the agent could not reach the model service %q", m.Service)
 	}
 	return fmt.Sprintf("the model %s sent a reply the agent could not use (malformed, cut off, or neither text nor tool calls)", m.Name)
+}
+
+// fetchMessage is fetchMessages' line, with the first refused attempt
+// when the proxy refused: what the caller's allowlist is missing.
+func fetchMessage(code int, egress []*airlockv1.EgressAttempt) string {
+	msg := fetchMessages[code]
+	if code != 6 {
+		return msg
+	}
+	for _, e := range egress {
+		if !e.GetAllowed() {
+			return fmt.Sprintf("%s: %s:%d: %s", msg, e.GetHost(), e.GetPort(), e.GetReason())
+		}
+	}
+	return msg
+}
+
+func hasURL(content []job.Content) bool {
+	for _, c := range content {
+		if c.URL != "" {
+			return true
+		}
+	}
+	return false
 }

@@ -3,6 +3,7 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // world is the network the suite builds: servers on 127.0.0.0/8 (or, for
@@ -94,8 +96,41 @@ func startServers(dir string) (string, error) {
 	var err error
 	page := `<html><head><title>Allowed Page</title></head><body><p>Fetched through the proxy. It works.</p></body></html>`
 	if world.allowed, err = newHitServer("127.0.0.1:0", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html")
-		fmt.Fprint(w, page)
+		switch r.URL.Path {
+		case "/redirect-forbidden":
+			// A hop to a host no entry allows.
+			http.Redirect(w, r, fmt.Sprintf("http://127.0.0.1:%d/", world.forbidden.port()), http.StatusFound)
+		case "/big":
+			// 100 MiB, streamed: the agent must stop at its cap.
+			w.Header().Set("Content-Type", "text/plain")
+			chunk := bytes.Repeat([]byte("all work and no play "), 3200)
+			for sent := 0; sent < 100<<20; sent += len(chunk) {
+				if _, err := w.Write(chunk); err != nil {
+					return
+				}
+			}
+		case "/slow":
+			// Slow loris: the headers, then a byte a second, forever.
+			w.Header().Set("Content-Type", "text/plain")
+			w.WriteHeader(http.StatusOK)
+			for {
+				if _, err := w.Write([]byte("x")); err != nil {
+					return
+				}
+				w.(http.Flusher).Flush()
+				select {
+				case <-r.Context().Done():
+					return
+				case <-time.After(time.Second):
+				}
+			}
+		case "/image":
+			w.Header().Set("Content-Type", "image/png")
+			fmt.Fprint(w, "\x89PNG\r\n")
+		default:
+			w.Header().Set("Content-Type", "text/html")
+			fmt.Fprint(w, page)
+		}
 	}); err != nil {
 		return "", err
 	}

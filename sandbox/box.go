@@ -606,6 +606,13 @@ func writeInput(input string, j *job.Job, gateway *agent.Gateway, uid, gid uint3
 	}
 	for i, c := range j.Content {
 		name := strconv.Itoa(i)
+		if c.URL != "" {
+			// The agent fetches it; half the job's time is the most a
+			// fetch may take, so that a slow server is a fetch failure.
+			jf.FetchTimeoutMillis = (j.Policy.Limits.Timeout / 2).Milliseconds()
+			jf.Content = append(jf.Content, agent.ContentFile{Name: name, MediaType: c.MediaType, Source: c.Source, URL: c.URL})
+			continue
+		}
 		if err := writeReadOnly(filepath.Join(contentDir, name), c.Data, uid, gid); err != nil {
 			return err
 		}

@@ -27,12 +27,13 @@ func spawn(ctx context.Context, b airlockv1.BrokerClient, args []string) (proto.
 	mediaType := fs.String("media-type", "", "media type of the content (default: by file extension)")
 	timeout := fs.Duration("timeout", 0, "tighten the profile's wall timeout")
 	stream := fs.Bool("stream", false, "stream the job's events to stderr as they come, one line each; approval requests can then be answered with airlock approve")
-	var contents, params multi
+	var contents, urls, params multi
 	fs.Var(&contents, "content", "content file (repeatable)")
+	fs.Var(&urls, "url", "content URL the sandbox fetches through its egress proxy (repeatable; needs a profile with network.mode allowlist)")
 	fs.Var(&params, "param", "task parameter key=value (repeatable)")
 	_ = fs.Parse(args)
-	if *task == "" || len(contents) == 0 {
-		return nil, fmt.Errorf("spawn needs --task and at least one --content")
+	if *task == "" || len(contents)+len(urls) == 0 {
+		return nil, fmt.Errorf("spawn needs --task and at least one --content or --url")
 	}
 	req := &airlockv1.SpawnRequest{
 		JobId:   *jobID,
@@ -66,6 +67,10 @@ func spawn(ctx context.Context, b airlockv1.BrokerClient, args []string) (proto.
 			mt = mediaTypeOf(c)
 		}
 		req.Content = append(req.Content, &airlockv1.Content{Data: data, MediaType: mt, Source: "file:" + c})
+	}
+	for _, u := range urls {
+		// The media type is the response's, unless --media-type says.
+		req.Content = append(req.Content, &airlockv1.Content{Url: u, MediaType: *mediaType, Source: u})
 	}
 	if *timeout > 0 {
 		req.Overrides = &airlockv1.Overrides{Timeout: durationpb.New(*timeout)}

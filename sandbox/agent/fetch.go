@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"strings"
@@ -60,52 +61,145 @@ type FetchResult struct {
 // fetchPage downloads params["url"] through the egress proxy and extracts
 // its visible text. It reads no content files.
 func fetchPage(params map[string]string, _ []document) (any, error) {
-	u, err := job.ParseFetchURL(params["url"])
+	f, err := fetchURL(params["url"], fetchTimeout)
 	if err != nil {
 		return nil, err
 	}
+	doc, err := parseContent(f.data, ContentFile{MediaType: f.mediaType, Source: f.url})
+	if err != nil {
+		return nil, err
+	}
+	docs := []document{doc}
+	return FetchResult{URL: f.url, Title: title(docs), Text: truncateBytes(strings.Join(allLines(docs), "\n"), MaxTextBytes)}, nil
+}
 
-	ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
+// fetched is one URL's body, what it said it is, and where it ended up.
+type fetched struct {
+	data      []byte
+	mediaType string
+	url       string
+}
+
+// ErrFetchTimeout is returned, wrapped, when a fetch runs past its bound.
+var ErrFetchTimeout = errors.New("fetch timed out")
+
+// ErrMediaType is returned, wrapped, for a response of a type the agent
+// does not read.
+var ErrMediaType = errors.New("unreadable media type")
+
+// fetchURL downloads raw through the egress proxy, within timeout,
+// MaxFetchBytes and MaxRedirects, and only a text type the agent reads. It
+// is the fetch tool's and the content URLs' one way to the network.
+func fetchURL(raw string, timeout time.Duration) (fetched, error) {
+	u, err := job.ParseFetchURL(raw)
+	if err != nil {
+		return fetched{}, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	client := newFetchClient()
 	defer client.CloseIdleConnections()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return nil, fmt.Errorf("%w: url: %v", ErrBadParam, err)
+		return fetched{}, fmt.Errorf("%w: url: %v", ErrBadParam, err)
 	}
-	req.Header.Set("Accept", "text/html,application/xhtml+xml,text/plain;q=0.9,*/*;q=0.1")
+	req.Header.Set("Accept", "text/html,application/xhtml+xml,text/plain;q=0.9,text/markdown;q=0.9,application/json;q=0.8")
 	req.Header.Set("User-Agent", "airlock-agent")
+	timedOut := func(err error) error {
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w after %s", ErrFetchTimeout, timeout)
+		}
+		return err
+	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, err
+		var refused *url.Error
+		if errors.As(err, &refused) && errors.Is(refused.Err, ErrEgressRefused) {
+			return fetched{}, refused.Err
+		}
+		return fetched{}, timedOut(err)
 	}
 	defer resp.Body.Close()
 	if resp.Header.Get(egressHeader) != "" {
-		return nil, proxyRefusal(resp)
+		return fetched{}, proxyRefusal(resp)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		// The status text is Go's, not the origin's: nothing from the
 		// page reaches stderr.
-		return nil, fmt.Errorf("%w: %d %s", ErrHTTPStatus, resp.StatusCode, http.StatusText(resp.StatusCode))
+		return fetched{}, fmt.Errorf("%w: %d %s", ErrHTTPStatus, resp.StatusCode, http.StatusText(resp.StatusCode))
+	}
+	mediaType := resp.Header.Get("Content-Type")
+	if !readableType(mediaType) {
+		return fetched{}, fmt.Errorf("%w: the response is not text, HTML, Markdown or JSON", ErrMediaType)
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxFetchBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("read body: %w", err)
+		return fetched{}, timedOut(fmt.Errorf("read body: %w", err))
 	}
 	if len(data) > MaxFetchBytes {
-		return nil, fmt.Errorf("body: %w: over %d bytes", ErrTooLarge, MaxFetchBytes)
+		return fetched{}, fmt.Errorf("body: %w: over %d bytes", ErrTooLarge, MaxFetchBytes)
 	}
 	final := resp.Request.URL.String()
 	if len(final) > MaxURLBytes {
 		final = u.String()
 	}
-	doc, err := parseContent(data, ContentFile{MediaType: resp.Header.Get("Content-Type"), Source: final})
-	if err != nil {
-		return nil, err
-	}
-	docs := []document{doc}
-	return FetchResult{URL: final, Title: title(docs), Text: truncateBytes(strings.Join(allLines(docs), "\n"), MaxTextBytes)}, nil
+	return fetched{data: data, mediaType: mediaType, url: final}, nil
 }
+
+// readableType says whether the agent reads a body of this Content-Type:
+// text of any kind, HTML and XHTML, and JSON. A response without one is
+// read as its bytes look.
+func readableType(contentType string) bool {
+	if contentType == "" {
+		return true
+	}
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return false
+	}
+	return strings.HasPrefix(mt, "text/") || mt == "application/xhtml+xml" || mt == "application/json" || strings.HasSuffix(mt, "+json")
+}
+
+// fetchContent fetches every content item that names a URL, before the
+// task reads anything, and returns read with the fetched bodies served by
+// their items' names. An item without a media type takes the response's,
+// and its source becomes where the fetch ended, for resolving its links.
+func fetchContent(j *Job, read func(string) ([]byte, error)) (func(string) ([]byte, error), error) {
+	timeout := fetchTimeout
+	if t := time.Duration(j.FetchTimeoutMillis) * time.Millisecond; t > 0 && t < timeout {
+		timeout = t
+	}
+	bodies := map[string][]byte{}
+	for i, c := range j.Content {
+		if c.URL == "" {
+			continue
+		}
+		if err := checkContentName(c.Name); err != nil {
+			return nil, err
+		}
+		f, err := fetchURL(c.URL, timeout)
+		if err != nil {
+			return nil, fmt.Errorf("%w: content %q: %w", ErrFetch, c.Name, err)
+		}
+		bodies[c.Name] = f.data
+		if c.MediaType == "" {
+			j.Content[i].MediaType = f.mediaType
+		}
+		j.Content[i].Source = f.url
+	}
+	if len(bodies) == 0 {
+		return read, nil
+	}
+	return func(name string) ([]byte, error) {
+		if b, ok := bodies[name]; ok {
+			return b, nil
+		}
+		return read(name)
+	}, nil
+}
+
+// ErrFetch is returned, wrapped, when a content URL cannot be fetched.
+var ErrFetch = errors.New("content url not fetched")
 
 // newFetchClient goes through the proxy named by HTTP_PROXY or HTTPS_PROXY
 // and nowhere else. The variables are read on each call, since

@@ -195,3 +195,78 @@ func TestFetch_RefusesBadURLs(t *testing.T) {
 		}
 	}
 }
+
+// urlJob is extract_text of one content URL, as the runner writes it.
+func urlJob(u string, timeoutMillis int64) string {
+	b, _ := json.Marshal(Job{ID: "j1", Task: "extract_text", Tools: []string{}, FetchTimeoutMillis: timeoutMillis,
+		Content: []ContentFile{{Name: "0", URL: u}}})
+	return string(b)
+}
+
+func TestContentURL_FetchedThroughTheProxyAndRead(t *testing.T) {
+	p := newFakeProxy(t, map[string]http.HandlerFunc{
+		"http://docs.test/a": htmlPage(`<title>Doc</title><p>Visible <a href="/b">link</a></p><script>hidden()</script>`),
+	})
+	sd := sandboxDir(t, urlJob("http://docs.test/a", 0), nil)
+	var stderr bytes.Buffer
+	if code := runJob(sd, &stderr); code != ExitOK {
+		t.Fatalf("exit %d, stderr %q", code, stderr.String())
+	}
+	b, _ := os.ReadFile(sd.result)
+	if !strings.Contains(string(b), `"title":"Doc"`) || strings.Contains(string(b), "hidden") {
+		t.Errorf("result %s", b)
+	}
+	if got := p.requests(); len(got) != 1 || got[0] != "GET http://docs.test/a" {
+		t.Errorf("proxy saw %v", got)
+	}
+}
+
+func TestContentURL_EachFailureHasItsExitCode(t *testing.T) {
+	release := make(chan struct{})
+	newFakeProxy(t, map[string]http.HandlerFunc{
+		"http://redirect.test/": func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "http://forbidden.test/", http.StatusFound)
+		},
+		"http://big.test/":   htmlPage(strings.Repeat("a", MaxFetchBytes+1)),
+		"http://slow.test/":  func(w http.ResponseWriter, r *http.Request) { <-release },
+		"http://image.test/": func(w http.ResponseWriter, r *http.Request) { w.Header().Set("Content-Type", "image/png") },
+		"http://gone.test/":  func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusGone) },
+	})
+	// After the proxy's own cleanup is registered, so it runs first: the
+	// proxy's Close waits for the slow handler.
+	t.Cleanup(func() { close(release) })
+	for _, tc := range []struct {
+		url  string
+		want int
+	}{
+		{"http://forbidden.test/", ExitFetchRefused},
+		{"http://redirect.test/", ExitFetchRefused},
+		{"http://big.test/", ExitFetchTooLarge},
+		{"http://slow.test/", ExitFetchTimeout},
+		{"http://image.test/", ExitFetchFailed},
+		{"http://gone.test/", ExitFetchFailed},
+	} {
+		t.Run(tc.url, func(t *testing.T) {
+			sd := sandboxDir(t, urlJob(tc.url, 200), nil)
+			var stderr bytes.Buffer
+			if code := runJob(sd, &stderr); code != tc.want {
+				t.Errorf("exit %d, want %d; stderr %q", code, tc.want, stderr.String())
+			}
+			if _, err := os.Stat(sd.result); !errors.Is(err, os.ErrNotExist) {
+				t.Error("result.json written after a failed fetch")
+			}
+		})
+	}
+}
+
+func TestReadableType(t *testing.T) {
+	for ct, want := range map[string]bool{
+		"": true, "text/html; charset=utf-8": true, "text/plain": true, "text/markdown": true,
+		"application/json": true, "application/ld+json": true, "application/xhtml+xml": true,
+		"image/png": false, "application/octet-stream": false, "application/pdf": false, "text/html; charset": false,
+	} {
+		if got := readableType(ct); got != want {
+			t.Errorf("readableType(%q) = %v, want %v", ct, got, want)
+		}
+	}
+}

@@ -34,6 +34,10 @@ type Job struct {
 	Schema json.RawMessage `json:"schema,omitempty"`
 	// Model is the agent task's model; nil for a profile without one.
 	Model *Model `json:"model,omitempty"`
+	// FetchTimeoutMillis bounds each content URL's fetch, well inside the
+	// job's own deadline, so that a slow server ends the job with a fetch
+	// failure rather than a kill; zero is the fetch tool's own bound.
+	FetchTimeoutMillis int64 `json:"fetchTimeoutMs,omitempty"`
 }
 
 // Model says how the agent task reaches its model and how far it may go.
@@ -68,4 +72,7 @@ type ContentFile struct {
 	Name      string `json:"name"`
 	MediaType string `json:"mediaType,omitempty"`
 	Source    string `json:"source,omitempty"`
+	// URL, when set, is fetched through the egress proxy before the task
+	// runs, instead of reading ContentDir/Name.
+	URL string `json:"url,omitempty"`
 }

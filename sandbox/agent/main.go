@@ -31,7 +31,29 @@ const (
 	// ExitAnswer means the model's answer did not fit the schema, also
 	// after a repair turn.
 	ExitAnswer = 5
+	// ExitFetchRefused, ExitFetchTooLarge, ExitFetchTimeout and
+	// ExitFetchFailed mean a content URL was not fetched: the egress proxy
+	// refused it or a redirect of it; its body was over MaxFetchBytes; it
+	// ran past its time; or it answered an error status, a type the agent
+	// does not read, or no answer at all.
+	ExitFetchRefused  = 6
+	ExitFetchTooLarge = 7
+	ExitFetchTimeout  = 8
+	ExitFetchFailed   = 9
 )
+
+// fetchExit is the exit code of a content URL's failed fetch.
+func fetchExit(err error) int {
+	switch {
+	case errors.Is(err, ErrEgressRefused):
+		return ExitFetchRefused
+	case errors.Is(err, ErrTooLarge):
+		return ExitFetchTooLarge
+	case errors.Is(err, ErrFetchTimeout):
+		return ExitFetchTimeout
+	}
+	return ExitFetchFailed
+}
 
 // A warm pool's sandbox starts its agent before the job is known, so that
 // the job skips the runtime's start and the agent's own; the agent then
@@ -112,6 +134,8 @@ func runJob(p sandboxPaths, stderr io.Writer) int {
 			return ExitLimit
 		case errors.Is(err, ErrAnswerInvalid):
 			return ExitAnswer
+		case errors.Is(err, ErrFetch):
+			return fetchExit(err)
 		}
 		return ExitFailure
 	}
@@ -119,7 +143,11 @@ func runJob(p sandboxPaths, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
-	result, err := Run(job, contentReader(p.contentDir))
+	read, err := fetchContent(&job, contentReader(p.contentDir))
+	if err != nil {
+		return fail(err)
+	}
+	result, err := Run(job, read)
 	if err != nil {
 		return fail(fmt.Errorf("job %s: %w", job.ID, err))
 	}

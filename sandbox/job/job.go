@@ -194,6 +194,9 @@ type Content struct {
 	Data      []byte
 	MediaType string
 	Source    string
+	// URL, instead of Data, is fetched by the agent through the job's
+	// egress proxy; the broker checked it against the job's egress.
+	URL string
 }
 
 // Outcome is what came out of a sandbox. Result is raw and untrusted: the

@@ -57,6 +57,11 @@ const (
 	// An agent job reached a model limit before it answered: model turns,
 	// tool calls, input tokens or reply bytes. The message names it.
 	Verdict_VERDICT_LIMIT_EXCEEDED Verdict = 11
+	// A content url could not be fetched: the egress proxy refused it or a
+	// redirect (the egress log says why), or it answered an error status,
+	// was too large, too slow, or of a type the agent does not read. The
+	// message says which.
+	Verdict_VERDICT_FETCH_FAILED Verdict = 12
 )
 
 // Enum value maps for Verdict.
@@ -74,6 +79,7 @@ var (
 		9:  "VERDICT_OUTPUT_TOO_LARGE",
 		10: "VERDICT_MODEL_ERROR",
 		11: "VERDICT_LIMIT_EXCEEDED",
+		12: "VERDICT_FETCH_FAILED",
 	}
 	Verdict_value = map[string]int32{
 		"VERDICT_UNSPECIFIED":      0,
@@ -88,6 +94,7 @@ var (
 		"VERDICT_OUTPUT_TOO_LARGE": 9,
 		"VERDICT_MODEL_ERROR":      10,
 		"VERDICT_LIMIT_EXCEEDED":   11,
+		"VERDICT_FETCH_FAILED":     12,
 	}
 )
 
@@ -459,10 +466,20 @@ func (x *Task) GetInstructions() string {
 type Content struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Data  []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
-	// For example "text/html".
+	// For example "text/html". For a url, what the response's
+	// Content-Type says, unless set here.
 	MediaType string `protobuf:"bytes,2,opt,name=media_type,json=mediaType,proto3" json:"media_type,omitempty"`
 	// Where it came from: a URL or a label. Informational only.
-	Source        string `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
+	Source string `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
+	// Instead of data: an http or https URL that the sandbox fetches itself,
+	// through the job's egress proxy and allowlist, so that the caller never
+	// holds the bytes. Only a profile with network.mode allowlist takes
+	// one, and its host and port must be one of the job's egress entries
+	// (overrides.egress narrows them). Every redirect is checked again; the
+	// body is capped at 4 MiB and the whole fetch at 30 s; only text, HTML,
+	// Markdown and JSON are read. A fetch that fails ends the job with
+	// VERDICT_FETCH_FAILED, and the egress log shows each attempt.
+	Url           string `protobuf:"bytes,4,opt,name=url,proto3" json:"url,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -514,6 +531,13 @@ func (x *Content) GetMediaType() string {
 func (x *Content) GetSource() string {
 	if x != nil {
 		return x.Source
+	}
+	return ""
+}
+
+func (x *Content) GetUrl() string {
+	if x != nil {
+		return x.Url
 	}
 	return ""
 }
@@ -2635,12 +2659,13 @@ const file_airlock_v1_broker_proto_rawDesc = "" +
 	"\finstructions\x18\x03 \x01(\tR\finstructions\x1a9\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"T\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"f\n" +
 	"\aContent\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x1d\n" +
 	"\n" +
 	"media_type\x18\x02 \x01(\tR\tmediaType\x12\x16\n" +
-	"\x06source\x18\x03 \x01(\tR\x06source\"\xd0\x01\n" +
+	"\x06source\x18\x03 \x01(\tR\x06source\x12\x10\n" +
+	"\x03url\x18\x04 \x01(\tR\x03url\"\xd0\x01\n" +
 	"\tOverrides\x123\n" +
 	"\atimeout\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12!\n" +
 	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\x12\x16\n" +
@@ -2798,7 +2823,7 @@ const file_airlock_v1_broker_proto_rawDesc = "" +
 	"\x0eeffective_json\x18\x02 \x01(\tR\reffectiveJson\x12\"\n" +
 	"\roci_spec_json\x18\x03 \x01(\tR\vociSpecJson\x12#\n" +
 	"\rsystem_prompt\x18\x04 \x01(\tR\fsystemPrompt\x122\n" +
-	"\x15system_prompt_version\x18\x05 \x01(\tR\x13systemPromptVersion*\xb0\x02\n" +
+	"\x15system_prompt_version\x18\x05 \x01(\tR\x13systemPromptVersion*\xca\x02\n" +
 	"\aVerdict\x12\x17\n" +
 	"\x13VERDICT_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -2813,7 +2838,8 @@ const file_airlock_v1_broker_proto_rawDesc = "" +
 	"\x18VERDICT_OUTPUT_TOO_LARGE\x10\t\x12\x17\n" +
 	"\x13VERDICT_MODEL_ERROR\x10\n" +
 	"\x12\x1a\n" +
-	"\x16VERDICT_LIMIT_EXCEEDED\x10\v*\xb7\x01\n" +
+	"\x16VERDICT_LIMIT_EXCEEDED\x10\v\x12\x18\n" +
+	"\x14VERDICT_FETCH_FAILED\x10\f*\xb7\x01\n" +
 	"\vExecVerdict\x12\x1c\n" +
 	"\x18EXEC_VERDICT_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14EXEC_VERDICT_ALLOWED\x10\x01\x12\x19\n" +

@@ -46,7 +46,8 @@ const DefaultTimeout = 30 * time.Minute
 // ReadInput is airlock_read's input. Its JSON Schema is generated from
 // this type.
 type ReadInput struct {
-	Content      string            `json:"content" jsonschema:"the untrusted text to read, such as a fetched page or a user's document; only the sandbox reads it"`
+	Content      string            `json:"content,omitempty" jsonschema:"the untrusted text to read, such as a user's document; only the sandbox reads it. Give content or url"`
+	URL          string            `json:"url,omitempty" jsonschema:"an http or https URL the sandbox fetches itself, through its egress allowlist, so that you never hold the page; needs a profile with egress. Give content or url"`
 	MediaType    string            `json:"mediaType,omitempty" jsonschema:"media type of content, such as text/html or text/markdown; default text/plain"`
 	Source       string            `json:"source,omitempty" jsonschema:"where the content came from, such as its URL, for the audit log"`
 	Task         string            `json:"task,omitempty" jsonschema:"a fixed task of the sandbox's reference agent, such as extract_text, summarize or extract_links; default extract_text, unless instructions are given"`
@@ -359,8 +360,8 @@ func (h *handlers) profiles(ctx context.Context, _ *mcp.CallToolRequest, _ Profi
 
 // spawnRequest turns the tool's input into the broker's request.
 func spawnRequest(in ReadInput) (*airlockv1.SpawnRequest, error) {
-	if in.Content == "" {
-		return nil, fmt.Errorf("%w: content is empty", ErrBadInput)
+	if (in.Content == "") == (in.URL == "") {
+		return nil, fmt.Errorf("%w: give content or url, one of them", ErrBadInput)
 	}
 	if in.Task != "" && in.Instructions != "" {
 		return nil, fmt.Errorf("%w: give a task or instructions, not both", ErrBadInput)
@@ -368,6 +369,11 @@ func spawnRequest(in ReadInput) (*airlockv1.SpawnRequest, error) {
 	req := &airlockv1.SpawnRequest{
 		Profile: in.Profile,
 		Content: []*airlockv1.Content{{Data: []byte(in.Content), MediaType: cmpOr(in.MediaType, "text/plain"), Source: in.Source}},
+	}
+	if in.URL != "" {
+		// The response's Content-Type says what it is, unless the caller
+		// does.
+		req.Content = []*airlockv1.Content{{Url: in.URL, MediaType: in.MediaType, Source: cmpOr(in.Source, in.URL)}}
 	}
 	switch {
 	case in.Instructions != "":
