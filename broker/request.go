@@ -389,7 +389,7 @@ func contentOf(items []*airlockv1.Content, p *policy.Profile) ([]job.Content, er
 func checkContentURL(i int, c *airlockv1.Content, p *policy.Profile) error {
 	field := fmt.Sprintf("content[%d].url", i)
 	if len(c.GetData()) > 0 {
-		return badField(field, "content[%d] has both data and a url: give one", i)
+		return badField(field, "%s: content[%d] has both data and a url: give one", field, i)
 	}
 	u, err := job.ParseFetchURL(c.GetUrl())
 	if err != nil {

@@ -140,10 +140,14 @@ func TestMCP_StdioWithTheGoSDK(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkRead(t, res)
-	mu.Lock()
-	got := slices.Clone(progress)
-	mu.Unlock()
-	if !slices.ContainsFunc(got, func(m string) bool { return strings.HasPrefix(m, "job done: VERDICT_OK") }) {
+	// Notifications are delivered on their own, and may trail the result.
+	var got []string
+	if !waitFor(30*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		got = slices.Clone(progress)
+		return slices.ContainsFunc(got, func(m string) bool { return strings.HasPrefix(m, "job done: VERDICT_OK") })
+	}) {
 		t.Errorf("progress notifications %q lack the job's end", got)
 	}
 

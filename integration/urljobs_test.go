@@ -93,7 +93,7 @@ func TestURLJobs_RefusedAtTheDoor(t *testing.T) {
 	}{
 		{"a profile without egress", func() *airlockv1.SpawnRequest {
 			r := urlReq(world.allowed.URL + "/page")
-			r.Profile = "secureclaw"
+			r.Profile = "vanilla"
 			return r
 		}(), "network.mode"},
 		{"a host off the allowlist", urlReq(fmt.Sprintf("http://127.0.0.1:%d/", world.forbidden.port())), "not among the job's egress entries"},
