@@ -109,6 +109,30 @@ func TestNodeClient(t *testing.T) {
 	if strings.TrimSpace(stdout) != "" {
 		t.Errorf("wrong token: stdout = %q, want nothing", stdout)
 	}
+
+	// A URL job, on the suite's broker with the reference agent: the
+	// sandbox fetches the page through its proxy; this process never
+	// holds it.
+	o := env.server.Options()
+	before := world.allowed.hits.Load()
+	cmd := exec.CommandContext(ctx, node, "spawn.js", "--profile", "egresstest", "--task", "extract_text", "--schema", "none",
+		"--url", world.allowed.URL+"/page")
+	cmd.Dir = dir
+	cmd.Env = append(withoutAirlockEnv(os.Environ()), "AIRLOCK_ADDR=unix://"+o.Socket, "AIRLOCK_TOKEN_FILE="+o.TokenFile)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("spawn.js --url: %v\n%s", err, out)
+	}
+	var urlResp struct {
+		Verdict string         `json:"verdict"`
+		Result  map[string]any `json:"result"`
+	}
+	if err := json.Unmarshal(out, &urlResp); err != nil || urlResp.Verdict != "VERDICT_OK" || urlResp.Result["title"] != "Allowed Page" {
+		t.Errorf("spawn.js --url printed %s (%v): want VERDICT_OK and the page's title", out, err)
+	}
+	if world.allowed.hits.Load() != before+1 {
+		t.Errorf("allowed server hits %d -> %d, want the sandbox's one fetch", before, world.allowed.hits.Load())
+	}
 }
 
 // nodeClientCopy copies examples/node (without node_modules) and the proto

@@ -5,6 +5,7 @@
 //   AIRLOCK_ADDR=unix:///run/airlock/airlock.sock \
 //     node spawn.js [--profile P] [--task T] [--param k=v]... [--schema FILE|none] \
 //                   [--media-type TYPE] [--source URL] [--deadline SECONDS] CONTENT_FILE
+//     node spawn.js [flags] --url URL
 //     node spawn.js --ask "INSTRUCTIONS" [--profile P] [--model NAME] [--schema FILE] CONTENT_FILE
 //
 // --ask runs the agent task: a model-driven sub-agent reads the content and
@@ -14,7 +15,9 @@
 // result shape, ../schemas/TASK.schema.json (docs/tasks.md); any other task,
 // or --schema none, sends no schema, so the profile's defaultSchema applies.
 //
-// CONTENT_FILE is the untrusted content ("-" reads stdin). The response goes
+// CONTENT_FILE is the untrusted content ("-" reads stdin). With --url
+// instead, the sandbox fetches the URL itself, through its profile's egress
+// allowlist, so this process never holds the bytes. The response goes
 // to stdout as one JSON document, with `result` as plain JSON. Exit status:
 // 0 for verdict VERDICT_OK, 3 for any other verdict (the JSON is still
 // printed), 1 when the call itself failed (the gRPC status goes to stderr),
@@ -83,7 +86,7 @@ class UsageError extends Error {}
 
 function parseArgs(argv) {
   const opts = { profile: 'secureclaw', task: 'summarize', params: {}, schema: null,
-    mediaType: null, source: '', deadline: 300, content: null, instructions: null, model: '' };
+    mediaType: null, source: '', deadline: 300, content: null, url: '', instructions: null, model: '' };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = () => {
@@ -105,6 +108,7 @@ function parseArgs(argv) {
       case '--model': opts.model = value(); break;
       case '--media-type': opts.mediaType = value(); break;
       case '--source': opts.source = value(); break;
+      case '--url': opts.url = value(); break;
       case '--deadline': {
         opts.deadline = Number(value());
         if (!(opts.deadline > 0)) throw new UsageError('--deadline wants a positive number of seconds');
@@ -117,7 +121,8 @@ function parseArgs(argv) {
         opts.content = arg;
     }
   }
-  if (opts.content === null) throw new UsageError('missing CONTENT_FILE');
+  if (opts.content !== null && opts.url) throw new UsageError('give CONTENT_FILE or --url, not both');
+  if (opts.content === null && !opts.url) throw new UsageError('missing CONTENT_FILE or --url');
   return opts;
 }
 
@@ -236,13 +241,15 @@ function brokerClient(addr) {
 // VERDICT_OK.
 //
 //   content     Buffer or string: the untrusted content
+//   url         instead of content: a URL the sandbox fetches through its
+//               egress proxy (a profile with network.mode allowlist)
 //   schema      the result's JSON Schema, as an object or a JSON string;
 //               default the task's own (taskSchema); null or '' sends none,
 //               so the profile's defaultSchema applies
 //   addr        default $AIRLOCK_ADDR, else the default unix socket
 //   tokenFile   default $AIRLOCK_TOKEN_FILE
 //   profile, task, params, mediaType, source, deadlineSeconds: as the flags
-function spawnJob({ content, schema, addr = process.env.AIRLOCK_ADDR || DEFAULT_ADDR,
+function spawnJob({ content, url = '', schema, addr = process.env.AIRLOCK_ADDR || DEFAULT_ADDR,
   tokenFile = process.env.AIRLOCK_TOKEN_FILE, profile = 'secureclaw', task = 'summarize', params = {},
   mediaType = 'text/plain', source = '', deadlineSeconds = 300, instructions = '', model = '' }) {
   return new Promise((resolve, reject) => {
@@ -256,7 +263,8 @@ function spawnJob({ content, schema, addr = process.env.AIRLOCK_ADDR || DEFAULT_
     const req = {
       profile,
       task: { name: task, params, instructions },
-      content: [{ data: Buffer.from(content), media_type: mediaType, source }],
+      content: [url ? { url, media_type: mediaType || '', source: source || url }
+        : { data: Buffer.from(content), media_type: mediaType, source }],
       result_schema: schemaText(schema === undefined ? taskSchema(task) : schema),
     };
     if (model) req.overrides = { model: { name: model } };
@@ -301,13 +309,14 @@ async function main() {
   let resp;
   try {
     resp = await spawnJob({
-      content: fs.readFileSync(opts.content === '-' ? 0 : opts.content),
+      content: opts.url ? undefined : fs.readFileSync(opts.content === '-' ? 0 : opts.content),
+      url: opts.url,
       schema: schemaOption(opts),
       profile: opts.profile,
       task: opts.task,
       params: opts.params,
-      mediaType: opts.mediaType || mediaTypeOf(opts.content),
-      source: opts.source || (opts.content === '-' ? 'stdin' : path.basename(opts.content)),
+      mediaType: opts.mediaType || (opts.url ? '' : mediaTypeOf(opts.content)),
+      source: opts.source || (opts.url || (opts.content === '-' ? 'stdin' : path.basename(opts.content))),
       deadlineSeconds: opts.deadline,
       instructions: opts.instructions || '',
       model: opts.model,
