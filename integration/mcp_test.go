@@ -24,8 +24,13 @@ import (
 // mcpCommand is `airlock mcp` with args, pointed at the suite's broker.
 func mcpCommand(ctx context.Context, args ...string) *exec.Cmd {
 	o := env.server.Options()
+	return mcpCommandOn(ctx, o.Socket, o.TokenFile, args...)
+}
+
+// mcpCommandOn is `airlock mcp` with args, pointed at the broker on socket.
+func mcpCommandOn(ctx context.Context, socket, tokenFile string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, filepath.Join(env.bin, "airlock"), append([]string{"mcp"}, args...)...)
-	cmd.Env = append(withoutAirlockEnv(os.Environ()), "AIRLOCK_SOCKET="+o.Socket, "AIRLOCK_TOKEN_FILE="+o.TokenFile)
+	cmd.Env = append(withoutAirlockEnv(os.Environ()), "AIRLOCK_SOCKET="+socket, "AIRLOCK_TOKEN_FILE="+tokenFile)
 	return cmd
 }
 
@@ -149,6 +154,21 @@ func TestMCP_StdioWithTheGoSDK(t *testing.T) {
 		return slices.ContainsFunc(got, func(m string) bool { return strings.HasPrefix(m, "job done: VERDICT_OK") })
 	}) {
 		t.Errorf("progress notifications %q lack the job's end", got)
+	}
+
+	// A URL the sandbox fetches through its allowlist: the caller never
+	// holds the page.
+	before := world.allowed.hits.Load()
+	res, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "airlock_read", Arguments: map[string]any{
+		"url": world.allowed.URL + "/page", "profile": "egresstest", "task": "extract_text"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := json.Marshal(res.StructuredContent); res.IsError || !strings.Contains(string(b), `"title":"Allowed Page"`) || !strings.Contains(string(b), `"allowed":1`) {
+		t.Errorf("airlock_read of a url: %s %v", b, toolText(res))
+	}
+	if world.allowed.hits.Load() != before+1 {
+		t.Errorf("allowed server hits %d -> %d, want the sandbox's one fetch", before, world.allowed.hits.Load())
 	}
 
 	// A caller's mistake is a tool error the model can read, and runs
@@ -302,6 +322,60 @@ func TestMCP_TypeScriptSDKClient(t *testing.T) {
 	t.Run("stdio", func(t *testing.T) { run(t) })
 	t.Run("streamable http", func(t *testing.T) { run(t, "--http", startMCPHTTP(ctx, t)) })
 	requireNothingLeft(t)
+}
+
+// TestMCP_ApprovalsReachTheUserAsElicitations: a command the job asks to
+// run that its profile (toolsask: exec on-miss) does not list is put to the
+// MCP client's user; the answer decides whether it runs.
+func TestMCP_ApprovalsReachTheUserAsElicitations(t *testing.T) {
+	w := sharedToolWorld(t)
+	for _, tc := range []struct {
+		name  string
+		allow bool
+	}{
+		{"allowed", true},
+		{"denied", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(testContext(t), 3*time.Minute)
+			defer cancel()
+			var mu sync.Mutex
+			var asked []string
+			c := mcp.NewClient(&mcp.Implementation{Name: "airlock-test", Version: "v0"}, &mcp.ClientOptions{
+				ElicitationHandler: func(_ context.Context, req *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+					mu.Lock()
+					asked = append(asked, req.Params.Message)
+					mu.Unlock()
+					return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"allow": tc.allow}}, nil
+				},
+			})
+			cs, err := c.Connect(ctx, &mcp.CommandTransport{Command: mcpCommandOn(ctx, w.socket, w.tokenFile)}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cs.Close()
+			calls, _ := json.Marshal([][]string{headN})
+			res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "airlock_read", Arguments: map[string]any{
+				"content": "twelve bytes", "profile": "toolsask", "task": "run", "params": map[string]string{"calls": string(calls)},
+				"schema": map[string]any{"type": "object"}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := json.Marshal(res.StructuredContent)
+			mu.Lock()
+			defer mu.Unlock()
+			if len(asked) != 1 || !strings.Contains(asked[0], "/bin/head -n 1 /input/content/0") {
+				t.Fatalf("the user was asked %q, want once, naming the command", asked)
+			}
+			var out struct {
+				Verdict string
+				Result  struct{ Calls []struct{ Allowed bool } }
+			}
+			if err := json.Unmarshal(b, &out); err != nil || out.Verdict != "OK" || len(out.Result.Calls) != 1 || out.Result.Calls[0].Allowed != tc.allow {
+				t.Errorf("result %s (%v): want OK with the command allowed=%v", b, err, tc.allow)
+			}
+		})
+	}
 }
 
 // bearer adds the token to every request.

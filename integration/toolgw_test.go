@@ -73,6 +73,8 @@ type toolWorld struct {
 	broker    airlockv1.BrokerClient
 	stateDir  string
 	auditPath string
+	// socket and tokenFile reach it from outside the test process.
+	socket, tokenFile string
 }
 
 var toolWorldOnce struct {
@@ -116,6 +118,7 @@ func newToolWorld() (*toolWorld, error) {
 		return nil, err
 	}
 	w.stateDir = srv.Options().StateDir
+	w.socket, w.tokenFile = srv.Options().Socket, srv.Options().TokenFile
 	w.broker = conn.Broker
 	return w, nil
 }
