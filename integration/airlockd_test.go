@@ -39,47 +39,43 @@ type daemonProc struct {
 	conn   *client.Conn
 }
 
-var (
-	daemonOnce sync.Once
-	theDaemon  *daemonProc
-	daemonErr  error
-)
+// sharedDaemon is an airlockd the suite starts on first use and stops at
+// its end.
+type sharedDaemon struct {
+	once sync.Once
+	d    *daemonProc
+	err  error
+}
+
+func (s *sharedDaemon) get(t *testing.T, what string, start func() (*daemonProc, error)) *daemonProc {
+	t.Helper()
+	s.once.Do(func() {
+		s.d, s.err = start()
+		if s.d != nil {
+			stops = append(stops, s.d.stop)
+		}
+	})
+	if s.err != nil {
+		t.Fatalf("%s: %v", what, s.err)
+	}
+	return s.d
+}
+
+var theDaemon, theRunsc sharedDaemon
 
 // airlockd returns the suite's airlockd, starting it on first use.
 func airlockd(t *testing.T) *daemonProc {
 	t.Helper()
-	daemonOnce.Do(func() {
-		theDaemon, daemonErr = startDaemon()
-		if theDaemon != nil {
-			stops = append(stops, theDaemon.stop)
-		}
-	})
-	if daemonErr != nil {
-		t.Fatalf("airlockd: %v", daemonErr)
-	}
-	return theDaemon
+	return theDaemon.get(t, "airlockd", func() (*daemonProc, error) { return startDaemon() })
 }
-
-var (
-	runscOnce      sync.Once
-	theRunsc       *daemonProc
-	runscDaemonErr error
-)
 
 // runscDaemon returns the suite's airlockd whose profiles all run on
 // runsc, egresstest included, starting it on first use.
 func runscDaemon(t *testing.T) *daemonProc {
 	t.Helper()
-	runscOnce.Do(func() {
-		theRunsc, runscDaemonErr = startDaemonOn("runsc", "--egress-pool", "10.216.0.0/16")
-		if theRunsc != nil {
-			stops = append(stops, theRunsc.stop)
-		}
+	return theRunsc.get(t, "airlockd on runsc", func() (*daemonProc, error) {
+		return startDaemonOn("runsc", "--egress-pool", "10.216.0.0/16")
 	})
-	if runscDaemonErr != nil {
-		t.Fatalf("airlockd on runsc: %v", runscDaemonErr)
-	}
-	return theRunsc
 }
 
 func startDaemon(args ...string) (*daemonProc, error) { return startDaemonOn("", args...) }
