@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -248,6 +249,12 @@ func (s *Server) verdict(ctx context.Context, pl *plan, out *job.Outcome, runErr
 	for _, f := range findings {
 		resp.Sanitization.Findings = append(resp.Sanitization.Findings, &airlockv1.SanitizationFinding{
 			Path: f.Path, Kind: f.Kind, Detail: f.Detail, Count: int32(f.Count)})
+	}
+	if pe, ok := errors.AsType[*result.PanicError](err); ok {
+		s.log.Error("result processing panicked", "job", pl.job.ID,
+			"panic", cleanLine(fmt.Sprint(pe.Value), maxLoggedErrorRunes, pl.sanitize), "stack", string(pe.Stack))
+		resp.Sanitization.Findings = nil
+		return set(airlockv1.Verdict_VERDICT_SANDBOX_ERROR, "the broker failed to process this job's result, and returns nothing of it; this is a bug: ask the operator to look up job %s in airlockd's log", pl.job.ID)
 	}
 	if err != nil {
 		return set(airlockv1.Verdict_VERDICT_SCHEMA_INVALID, "result rejected: %v", err)

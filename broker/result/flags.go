@@ -39,6 +39,21 @@ type flagSet struct {
 	chunks [][2]int // [from, to) in texts
 	next   atomic.Int64
 	wg     sync.WaitGroup
+	// readyOnce closes ready, also when gathering panicked.
+	readyOnce sync.Once
+	// panicked holds what a goroutine's panic was, recovered so that it
+	// does not end the broker; reportFlags panics with it again on the
+	// caller's goroutine, where Process recovers it.
+	panicked atomic.Pointer[any]
+}
+
+// guard recovers a goroutine's panic into f.panicked, and closes ready so
+// that nobody waits for strings that will not come.
+func (f *flagSet) guard() {
+	if r := recover(); r != nil {
+		f.panicked.CompareAndSwap(nil, &r)
+	}
+	f.readyOnce.Do(func() { close(f.ready) })
 }
 
 // pendingFlag is a string whose flags are reported at steps once the
@@ -64,13 +79,15 @@ func startFlags(v any) *flagSet {
 	f.wg.Add(workers)
 	go func() {
 		defer f.wg.Done()
+		defer f.guard()
 		f.gather(v)
-		close(f.ready)
+		f.readyOnce.Do(func() { close(f.ready) })
 		f.work()
 	}()
 	for range workers - 1 {
 		go func() {
 			defer f.wg.Done()
+			defer f.guard()
 			<-f.ready
 			f.work()
 		}()
@@ -160,6 +177,9 @@ func (f *flagSet) gather(v any) {
 	}
 }
 
+// scanText is the detector; tests make it fail.
+var scanText = detect.Scan
+
 // flagChunk is about how many bytes of text a goroutine scans at a time.
 const flagChunk = 16 << 10
 
@@ -171,7 +191,7 @@ func (f *flagSet) work() {
 			return
 		}
 		for i := f.chunks[k][0]; i < f.chunks[k][1]; i++ {
-			f.cats[i] = detect.Scan(f.texts[i])
+			f.cats[i] = scanText(f.texts[i])
 		}
 	}
 }
@@ -190,8 +210,13 @@ func (z *sanitizer) reportFlags() {
 		return
 	}
 	<-z.flags.ready
-	z.flags.work()
+	if z.flags.panicked.Load() == nil {
+		z.flags.work()
+	}
 	z.flags.wg.Wait()
+	if r := z.flags.panicked.Load(); r != nil {
+		panic(*r)
+	}
 	for _, p := range z.pending {
 		names := z.flags.cats[z.flags.index[p.raw]].Names()
 		if len(names) == 0 {

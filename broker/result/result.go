@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime/debug"
 
 	"google.golang.org/protobuf/types/known/structpb"
 )
@@ -67,7 +68,14 @@ func Read(r io.Reader, maxBytes int64) ([]byte, error) {
 // result that matches it. That failure wraps ErrSchemaInvalid and says that
 // sanitizing caused it. The findings are returned with it, since they
 // explain it and hold nothing of what was removed.
-func Process(raw []byte, schema *Schema, maxBytes int64, opts SanitizeOptions) (*structpb.Struct, []Finding, error) {
+func Process(raw []byte, schema *Schema, maxBytes int64, opts SanitizeOptions) (_ *structpb.Struct, _ []Finding, err error) {
+	// A bug of Airlock's that a hostile result provokes ends this result,
+	// not the broker and every job in it.
+	defer func() {
+		if r := recover(); r != nil {
+			err = &PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
 	if schema == nil {
 		return nil, nil, errors.New("result: no schema: the caller must supply one, even if it is a permissive default")
 	}
@@ -95,6 +103,18 @@ func Process(raw []byte, schema *Schema, maxBytes int64, opts SanitizeOptions) (
 		return nil, findings, err
 	}
 	return st, findings, nil
+}
+
+// PanicError is a panic in parsing, validating or sanitizing a result,
+// recovered. Its Error says nothing of the panic, whose value may quote
+// the result: Value and Stack are for the operator's log.
+type PanicError struct {
+	Value any
+	Stack []byte
+}
+
+func (e *PanicError) Error() string {
+	return "result: processing failed inside the broker (a bug); nothing of the result is returned"
 }
 
 // changedValue reports whether any finding is a change rather than a flag.
