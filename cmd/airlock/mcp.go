@@ -40,9 +40,9 @@ needs TLS); every request must carry "Authorization: Bearer TOKEN", the
 token this command reaches airlockd with.
 
 A command a job asks to run that needs approval is put to the client's
-user when the client supports elicitation; otherwise the profile's
-exec.askFallback decides at once. A client that sends a progress token
-gets the job's events as progress notifications.
+user when the client supports elicitation; otherwise it is denied at
+once, as exec.askFallback (always deny) would decide. A client that sends
+a progress token gets the job's events as progress notifications.
 
 flags:
 `

@@ -151,9 +151,9 @@ func (h *handlers) read(ctx context.Context, req *mcp.CallToolRequest, in ReadIn
 	if err != nil {
 		return nil, ReadOutput{}, err
 	}
-	if !canElicit(req.Session) {
-		// Nobody could answer an approval: the unary call lets the
-		// profile's exec.askFallback decide at once, not after a wait.
+	if !canElicit(req.Session) && req.Params.GetProgressToken() == nil {
+		// Nobody could answer an approval, nor wants the events: the unary
+		// call lets the profile's exec.askFallback decide at once.
 		ctx, cancel := context.WithTimeout(ctx, h.o.Timeout)
 		defer cancel()
 		h.progress(ctx, req, 0, "job submitted")
@@ -256,9 +256,13 @@ func (h *handlers) wait(ctx context.Context, req *mcp.CallToolRequest, pj *pendi
 			h.progress(ctx, req, pj.n, h.o.Describe(it.ev))
 		}
 		if a := it.ev.GetApprovalNeeded(); a != nil {
-			if res, ok := h.ask(pj, it.ev.GetJobId(), a); ok {
-				return res, ReadOutput{}, nil
+			if canElicit(req.Session) {
+				if res, ok := h.ask(pj, it.ev.GetJobId(), a); ok {
+					return res, ReadOutput{}, nil
+				}
 			}
+			// A client that cannot be asked, or too many waiting: deny at
+			// once, as exec.askFallback (always deny) would after a wait.
 			h.answer(ctx, it.ev.GetJobId(), a.GetRequestId(), airlockv1.ApprovalDecision_APPROVAL_DECISION_DENY)
 		}
 	}

@@ -220,3 +220,26 @@ func TestRead_UnknownRequestStateRunsNothing(t *testing.T) {
 		t.Errorf("the broker was called: %d approvals, %d spawns", len(b.approvals), len(b.spawned)+len(b.streamed))
 	}
 }
+
+func TestRead_ProgressStreamsEventsAndDeniesWhatNobodyCanApprove(t *testing.T) {
+	b := &fakeBroker{}
+	var mu sync.Mutex
+	var progress []string
+	cs := connect(t, b, &mcp.ClientOptions{ProgressNotificationHandler: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
+		mu.Lock()
+		defer mu.Unlock()
+		progress = append(progress, req.Params.Message)
+	}})
+	params := &mcp.CallToolParams{Name: ReadTool, Arguments: map[string]any{"content": "x"}}
+	params.SetProgressToken("p")
+	res, err := cs.CallTool(context.Background(), params)
+	if err != nil || res.IsError {
+		t.Fatalf("%v %v", err, res)
+	}
+	if len(b.streamed) != 1 || len(b.spawned) != 0 {
+		t.Fatalf("streamed %d spawned %d: a progress token streams the job", len(b.streamed), len(b.spawned))
+	}
+	if len(b.approvals) != 1 || b.approvals[0].GetDecision() != airlockv1.ApprovalDecision_APPROVAL_DECISION_DENY {
+		t.Errorf("approvals %v: a client that cannot be asked gets the fallback's deny at once", b.approvals)
+	}
+}
