@@ -1,0 +1,199 @@
+// broker.ts: one airlock.v1.Broker/Spawn call over gRPC, as
+// examples/node/spawn.js makes it, with the response walked into plain JSON.
+import { readFileSync } from "node:fs";
+import { isIPv4 } from "node:net";
+import { fileURLToPath } from "node:url";
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
+
+// dist/proto holds broker.proto (scripts/copy-proto.mjs puts it there at
+// build time). It imports only Google's well-known types, which protobufjs
+// carries built in, so this directory is the whole include path.
+const PROTO_ROOT = fileURLToPath(new URL("./proto", import.meta.url));
+
+/** Where and how to reach airlockd. */
+export type BrokerTarget = {
+  /** gRPC target: unix:///run/airlock/airlock.sock or 127.0.0.1:PORT. */
+  address: string;
+  /** File holding the bearer token. */
+  tokenFile: string;
+  /** Deadline of one call, in seconds. */
+  timeoutSeconds: number;
+};
+
+/** One Content item of a SpawnRequest: data or url, never both. */
+export type SpawnContent = {
+  data?: Buffer;
+  url?: string;
+  media_type: string;
+  source: string;
+};
+
+/** The SpawnRequest fields this plugin sets, in the proto's own names. */
+export type SpawnRequest = {
+  profile: string;
+  task: { name: string; params: Record<string, string>; instructions: string };
+  content: SpawnContent[];
+  result_schema: string;
+};
+
+type Finding = { path: string; kind: string; detail: string; count: number };
+type Egress = { host: string; port: number; allowed: boolean };
+
+/** The SpawnResponse fields this plugin reads, as plain JSON. */
+export type SpawnResponse = {
+  job_id: string;
+  verdict: string;
+  message: string;
+  result: Record<string, unknown> | null;
+  findings: Finding[];
+  egress: Egress[];
+  egressDeniedPackets: number;
+  policySummary: string;
+};
+
+/** A failed call: the gRPC status in the broker's words. */
+export class BrokerError extends Error {
+  constructor(
+    readonly code: string,
+    readonly details: string,
+  ) {
+    super(`airlock: ${code}: ${details}`);
+    this.name = "BrokerError";
+  }
+}
+
+let packageDefinition: protoLoader.PackageDefinition | undefined;
+
+type BrokerClient = grpc.Client & {
+  Spawn(
+    req: SpawnRequest,
+    md: grpc.Metadata,
+    opts: grpc.CallOptions,
+    cb: (err: grpc.ServiceError | null, resp?: Record<string, unknown>) => void,
+  ): grpc.ClientUnaryCall;
+};
+
+function brokerClient(address: string): BrokerClient {
+  packageDefinition ??= protoLoader.loadSync("airlock/v1/broker.proto", {
+    includeDirs: [PROTO_ROOT],
+    keepCase: true, // result_schema, job_id: the proto's names
+    enums: String, // VERDICT_OK, not 1
+    longs: String,
+    defaults: true,
+    oneofs: true,
+  });
+  const pkg = grpc.loadPackageDefinition(packageDefinition) as unknown as {
+    airlock: { v1: { Broker: grpc.ServiceClientConstructor } };
+  };
+  return new pkg.airlock.v1.Broker(address, credentialsFor(address), {
+    "grpc.max_receive_message_length": 64 << 20,
+    "grpc.max_send_message_length": 64 << 20,
+  }) as unknown as BrokerClient;
+}
+
+// The broker speaks plaintext gRPC on its unix socket and on loopback only;
+// this plugin goes nowhere else.
+function credentialsFor(address: string): grpc.ChannelCredentials {
+  if (!address.startsWith("unix:")) {
+    const host = address
+      .replace(/^dns:(\/\/\/)?/, "")
+      .replace(/:\d+$/, "")
+      .replace(/^\[(.*)\]$/, "$1");
+    const loopback = host === "localhost" || host === "::1" || (isIPv4(host) && host.startsWith("127."));
+    if (!loopback) {
+      throw new Error(`airlock: ${address} is not a unix socket or loopback address`);
+    }
+  }
+  return grpc.credentials.createInsecure();
+}
+
+function readToken(file: string): string {
+  if (!file) throw new Error("airlock: no token file: set tokenFile in the plugin config or AIRLOCK_TOKEN_FILE");
+  const token = readFileSync(file, "utf8").trim();
+  if (!token) throw new Error(`airlock: token file ${file} is empty`);
+  return token;
+}
+
+type ProtoValue = {
+  kind?: string;
+  numberValue?: number;
+  stringValue?: string;
+  boolValue?: boolean;
+  structValue?: ProtoStruct;
+  listValue?: { values?: ProtoValue[] };
+};
+type ProtoStruct = { fields?: Record<string, ProtoValue> };
+
+function valueToJS(v: ProtoValue | undefined): unknown {
+  switch (v?.kind) {
+    case "numberValue":
+      return v.numberValue;
+    case "stringValue":
+      return v.stringValue;
+    case "boolValue":
+      return v.boolValue;
+    case "structValue":
+      return structToJS(v.structValue);
+    case "listValue":
+      return (v.listValue?.values ?? []).map(valueToJS);
+    default:
+      return null;
+  }
+}
+
+function structToJS(s: ProtoStruct | null | undefined): Record<string, unknown> | null {
+  if (!s) return null;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(s.fields ?? {})) out[k] = valueToJS(v);
+  return out;
+}
+
+function responseToJS(resp: Record<string, any>): SpawnResponse {
+  return {
+    job_id: String(resp.job_id ?? ""),
+    verdict: String(resp.verdict ?? ""),
+    message: String(resp.message ?? ""),
+    result: structToJS(resp.result),
+    findings: (resp.sanitization?.findings ?? []).map((f: Record<string, unknown>) => ({
+      path: String(f.path ?? ""),
+      kind: String(f.kind ?? ""),
+      detail: String(f.detail ?? ""),
+      count: Number(f.count ?? 0),
+    })),
+    egress: (resp.egress ?? []).map((e: Record<string, unknown>) => ({
+      host: String(e.host ?? ""),
+      port: Number(e.port ?? 0),
+      allowed: e.allowed === true,
+    })),
+    egressDeniedPackets: Number(resp.usage?.egress_denied_packets ?? 0),
+    policySummary: String(resp.policy?.summary ?? ""),
+  };
+}
+
+/**
+ * spawnJob runs one job and resolves to its response. It rejects with a
+ * BrokerError when the call failed; a job that failed in its sandbox
+ * resolves, with a verdict other than VERDICT_OK.
+ */
+export function spawnJob(target: BrokerTarget, req: SpawnRequest, signal?: AbortSignal): Promise<SpawnResponse> {
+  return new Promise((resolve, reject) => {
+    signal?.throwIfAborted();
+    const token = readToken(target.tokenFile);
+    const client = brokerClient(target.address);
+    // Per-call metadata: grpc-js does not compose call credentials with
+    // the plaintext channel credentials the unix socket uses.
+    const md = new grpc.Metadata();
+    md.set("authorization", `Bearer ${token}`);
+    const deadline = new Date(Date.now() + target.timeoutSeconds * 1000);
+    const call = client.Spawn(req, md, { deadline }, (err, resp) => {
+      signal?.removeEventListener("abort", onAbort);
+      client.close();
+      if (err) reject(new BrokerError(grpc.status[err.code] ?? String(err.code), err.details || err.message));
+      else resolve(responseToJS(resp ?? {}));
+    });
+    // When OpenClaw aborts the tool call, cancel the RPC.
+    const onAbort = () => call.cancel();
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
