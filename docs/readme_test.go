@@ -21,7 +21,7 @@ var folders = map[string]string{
 	"policies/*.yaml": "the shipped profiles `vanilla`, `secureclaw` and `ironclaw`",
 	"docs":            "architecture, performance figures; the tests that keep the layer rules and this table true",
 	"deploy":          "a hardened systemd unit and Prometheus alert rules",
-	"examples":        "clients in other languages (Node.js), inputs and result schemas for every task, a tokens file, a health.proto for grpcurl, and a profile with a model for the agent task",
+	"examples":        "clients in other languages (Node.js, the TypeScript MCP SDK), an OpenClaw plugin, inputs and result schemas for every task, a tokens file, a health.proto for grpcurl, and a profile with a model for the agent task",
 	"integration":     "end-to-end tests (build tag `integration`) of the shipped airlockd on a real containerd, with the hostile agent and the payload corpus",
 }
 
