@@ -6,7 +6,7 @@ BIN := $(CURDIR)/bin
 BUF := $(GO) run github.com/bufbuild/buf/cmd/buf@v1.75.0
 GOTEST_FLAGS ?=
 
-.PHONY: all deps build proto lint vet unit race integration test demo clean
+.PHONY: all deps node-deps build proto lint vet unit race integration test demo clean
 
 all: build
 
@@ -73,7 +73,18 @@ unit:
 race: deps
 	CGO_ENABLED=1 $(GO) test -race -count=3 $(GOTEST_FLAGS) ./broker/...
 
-integration: deps
+# The Node.js examples' packages, from the npm registry at the versions
+# their lockfiles pin (the OpenClaw plugin's include Node 24 itself, which
+# openclaw needs). The integration tests install the same into copies of
+# their own, from npm's cache by then.
+NODE_EXAMPLES := examples/node examples/mcp-node examples/openclaw-plugin
+node-deps: deps
+	@for d in $(NODE_EXAMPLES); do \
+		echo "npm ci in $$d"; \
+		(cd $$d && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error) || exit 1; \
+	done
+
+integration: deps node-deps
 	$(GO) test -count=1 -tags integration -timeout 30m $(GOTEST_FLAGS) ./integration/...
 
 test: deps build lint vet unit race integration
@@ -82,4 +93,4 @@ demo: deps build
 	@bash integration/demo.sh $(BIN)
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) $(addsuffix /node_modules,$(NODE_EXAMPLES)) examples/openclaw-plugin/dist
