@@ -229,6 +229,17 @@ func TestOpenClawPlugin(t *testing.T) {
 		t.Errorf("egress %+v, policy %q: want no egress and the policy's summary", d.Egress, d.Policy)
 	}
 
+	// A URL the sandbox fetches itself, under the suite's profile that
+	// lists the page's host: the Gateway never holds the page.
+	before := world.allowed.hits.Load()
+	code, body = invoke("airlock_read", map[string]any{"url": world.allowed.URL + "/page", "task": "extract_text", "profile": "egresstest"})
+	if code != http.StatusOK || !strings.Contains(string(body), "Allowed Page") || !strings.Contains(string(body), `"verdict":"OK"`) {
+		t.Errorf("airlock_read of a url: HTTP %d %s", code, body)
+	}
+	if world.allowed.hits.Load() != before+1 {
+		t.Errorf("allowed server hits %d -> %d, want the sandbox's one fetch", before, world.allowed.hits.Load())
+	}
+
 	// The config's tools.deny takes web_fetch away from the Gateway.
 	if code, body := invoke("web_fetch", map[string]any{"url": "https://widget.example/q3"}); code != http.StatusNotFound {
 		t.Errorf("web_fetch with tools.deny: HTTP %d %s, want 404", code, body)
