@@ -139,6 +139,13 @@ func TestNodeClient(t *testing.T) {
 // tree into a temp dir with the repository's layout, so npm ci does not
 // write into the source tree.
 func nodeClientCopy(t *testing.T) string {
+	return exampleCopy(t, "node")
+}
+
+// exampleCopy copies examples/name, without what npm ci and builds make
+// (node_modules, dist), and the proto files, into a temp dir with the
+// repository's layout, and returns the example's copy.
+func exampleCopy(t *testing.T, name string) string {
 	t.Helper()
 	root := t.TempDir()
 	copyTree := func(src, dst string, keep func(string) bool) {
@@ -146,7 +153,7 @@ func nodeClientCopy(t *testing.T) string {
 			if err != nil {
 				return err
 			}
-			if e.IsDir() && e.Name() == "node_modules" {
+			if e.IsDir() && (e.Name() == "node_modules" || e.Name() == "dist") {
 				return filepath.SkipDir
 			}
 			rel, err := filepath.Rel(src, p)
@@ -165,9 +172,9 @@ func nodeClientCopy(t *testing.T) string {
 			t.Fatalf("copy %s: %v", src, err)
 		}
 	}
-	copyTree(filepath.Join("..", "examples", "node"), filepath.Join(root, "examples", "node"), func(string) bool { return true })
+	copyTree(filepath.Join("..", "examples", name), filepath.Join(root, "examples", name), func(string) bool { return true })
 	copyTree(filepath.Join("..", "proto"), filepath.Join(root, "proto"), func(p string) bool { return strings.HasSuffix(p, ".proto") })
-	return filepath.Join(root, "examples", "node")
+	return filepath.Join(root, "examples", name)
 }
 
 // withoutAirlockEnv drops AIRLOCK_* settings the test did not choose.

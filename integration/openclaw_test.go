@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -289,41 +288,8 @@ func freePort(t *testing.T) int {
 }
 
 // openclawPluginCopy copies examples/openclaw-plugin (without node_modules
-// and dist) and broker.proto into a temp dir with the repository's layout,
-// so npm ci and the build write nothing into the source tree.
+// and dist) and the proto files into a temp dir with the repository's
+// layout, so npm ci and the build write nothing into the source tree.
 func openclawPluginCopy(t *testing.T) string {
-	t.Helper()
-	root := t.TempDir()
-	src := filepath.Join("..", "examples", "openclaw-plugin")
-	dst := filepath.Join(root, "examples", "openclaw-plugin")
-	err := filepath.WalkDir(src, func(p string, e fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if e.IsDir() && (e.Name() == "node_modules" || e.Name() == "dist") {
-			return filepath.SkipDir
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
-		if e.IsDir() {
-			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
-		}
-		if !e.Type().IsRegular() {
-			return nil
-		}
-		return copyFile(p, filepath.Join(dst, rel))
-	})
-	if err != nil {
-		t.Fatalf("copy %s: %v", src, err)
-	}
-	proto := filepath.Join(root, "proto", "airlock", "v1")
-	if err := os.MkdirAll(proto, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := copyFile(filepath.Join("..", "proto", "airlock", "v1", "broker.proto"), filepath.Join(proto, "broker.proto")); err != nil {
-		t.Fatal(err)
-	}
-	return dst
+	return exampleCopy(t, "openclaw-plugin")
 }

@@ -371,8 +371,9 @@ func (b *box) watch(ctx context.Context) error {
 }
 
 // stale says whether a started box's agent has already exited: the box
-// can no longer run a job.
-func (b *box) stale() bool {
+// can no longer run a job. The exit event may trail the exit, so the
+// shim, which reaps the agent, is asked too.
+func (b *box) stale(ctx context.Context) bool {
 	if b.exited == nil {
 		return false
 	}
@@ -380,8 +381,9 @@ func (b *box) stale() bool {
 	case <-b.exited:
 		return true
 	default:
-		return false
 	}
+	st, err := b.task.Status(ctx)
+	return err != nil || st.Status != containerd.Running
 }
 
 // createTimeout bounds one sandbox's creation, which the caller's

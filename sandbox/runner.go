@@ -262,7 +262,7 @@ func (r *Runner) Run(ctx context.Context, j *job.Job) (out *job.Outcome, retErr 
 	claimed := time.Now()
 	b, claimDone := r.claim(j)
 	defer claimDone()
-	if b != nil && b.stale() {
+	if b != nil && b.stale(ctx) {
 		// Its agent, started ahead of the job, is gone (killed, or out of
 		// memory): the job runs cold, and the box goes.
 		b.log.Warn("warm sandbox's agent exited before its job; running the job cold", "job", j.ID)
