@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strconv"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -133,3 +136,44 @@ func unaryErrors(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler 
 func streamErrors(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	return toStatus(handler(srv, ss))
 }
+
+// A handler's panic, a bug of the broker's that a request provoked, fails
+// that call with Internal and is logged for the operator; it does not end
+// airlockd and every job in it. A panic in a goroutine the handler started
+// is not the interceptor's to catch.
+
+// errPanicked is what the caller is told: nothing of the panic, which may
+// quote the request.
+var errPanicked = status.Error(codes.Internal, "the broker failed on this call (a bug); it is in airlockd's log")
+
+func recoverUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+		defer recovered(log, info.FullMethod, &err)
+		return handler(ctx, req)
+	}
+}
+
+func recoverStream(log *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+		defer recovered(log, info.FullMethod, &err)
+		return handler(srv, ss)
+	}
+}
+
+// recovered turns a panic into errPanicked and one log line: the panic's
+// value quoted and capped, and the stack.
+func recovered(log *slog.Logger, method string, err *error) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	v := fmt.Sprint(r)
+	if len(v) > maxPanicBytes {
+		v = v[:maxPanicBytes]
+	}
+	log.Error("handler panicked", "method", method, "panic", strconv.Quote(v), "stack", string(debug.Stack()))
+	*err = errPanicked
+}
+
+// maxPanicBytes caps the part of a panic's value that is logged.
+const maxPanicBytes = 1024

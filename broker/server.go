@@ -305,8 +305,8 @@ func NewGRPCServerAuth(s *Server, a *auth.Authenticator, opts ...grpc.ServerOpti
 		// The error interceptors are outermost: whatever a handler returns,
 		// a sentinel or a wrapped one, becomes a status there and only
 		// there. Auth's refusals are statuses already and pass through.
-		grpc.ChainUnaryInterceptor(unaryErrors, a.UnaryServerInterceptor()),
-		grpc.ChainStreamInterceptor(streamErrors, watchLimit(MaxHealthWatches), a.StreamServerInterceptor()),
+		grpc.ChainUnaryInterceptor(recoverUnary(s.log), unaryErrors, a.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(recoverStream(s.log), streamErrors, watchLimit(MaxHealthWatches), a.StreamServerInterceptor()),
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
 	}, opts...)
 	g := grpc.NewServer(opts...)
