@@ -6,11 +6,13 @@
 package mcpserver
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -372,19 +374,19 @@ func spawnRequest(in ReadInput) (*airlockv1.SpawnRequest, error) {
 	}
 	req := &airlockv1.SpawnRequest{
 		Profile: in.Profile,
-		Content: []*airlockv1.Content{{Data: []byte(in.Content), MediaType: cmpOr(in.MediaType, "text/plain"), Source: in.Source}},
+		Content: []*airlockv1.Content{{Data: []byte(in.Content), MediaType: cmp.Or(in.MediaType, "text/plain"), Source: in.Source}},
 	}
 	if in.URL != "" {
 		// The response's Content-Type says what it is, unless the caller
 		// does.
-		req.Content = []*airlockv1.Content{{Url: in.URL, MediaType: in.MediaType, Source: cmpOr(in.Source, in.URL)}}
+		req.Content = []*airlockv1.Content{{Url: in.URL, MediaType: in.MediaType, Source: cmp.Or(in.Source, in.URL)}}
 	}
 	switch {
 	case in.Instructions != "":
 		req.Task = &airlockv1.Task{Name: "agent", Instructions: in.Instructions}
 		req.ResultSchema = client.AnswerSchema
 	default:
-		req.Task = &airlockv1.Task{Name: cmpOr(in.Task, "extract_text"), Params: in.Params}
+		req.Task = &airlockv1.Task{Name: cmp.Or(in.Task, "extract_text"), Params: in.Params}
 	}
 	if in.Schema != nil {
 		b, err := json.Marshal(in.Schema)
@@ -399,7 +401,7 @@ func spawnRequest(in ReadInput) (*airlockv1.SpawnRequest, error) {
 func readOutput(resp *airlockv1.SpawnResponse) ReadOutput {
 	out := ReadOutput{
 		JobID:   resp.GetJobId(),
-		Verdict: trimVerdict(resp.GetVerdict()),
+		Verdict: strings.TrimPrefix(resp.GetVerdict().String(), "VERDICT_"),
 		Message: resp.GetMessage(),
 		Policy:  resp.GetPolicy().GetSummary(),
 	}
@@ -420,15 +422,6 @@ func readOutput(resp *airlockv1.SpawnResponse) ReadOutput {
 	return out
 }
 
-func trimVerdict(v airlockv1.Verdict) string {
-	const prefix = "VERDICT_"
-	s := v.String()
-	if len(s) > len(prefix) && s[:len(prefix)] == prefix {
-		return s[len(prefix):]
-	}
-	return s
-}
-
 // brokerError is the broker's refusal in words an MCP client shows its
 // model: the status's message, which the broker writes for callers and
 // which names the field and the limit, never the job's own text.
@@ -446,11 +439,4 @@ func canElicit(ss *mcp.ServerSession) bool {
 	}
 	p := ss.InitializeParams()
 	return p != nil && p.Capabilities != nil && p.Capabilities.Elicitation != nil
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
