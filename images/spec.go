@@ -31,6 +31,11 @@ type Spec struct {
 	Env []string
 	// User defaults to NobodyUser when empty.
 	User string
+	// WaitsForStart says the entrypoint, once confined and before it
+	// reads its input, waits for the broker's start line, as airlock-agent
+	// does when told (sandbox/agent.StartEnv): its sandboxes are then
+	// started ahead of their jobs' input. It is not part of the image.
+	WaitsForStart bool
 }
 
 // File is one regular file copied from the host into the image.

@@ -70,9 +70,12 @@ func newPoolWorld(t *testing.T, pools map[string]sandbox.PoolConfig) *poolWorld 
 	if err != nil {
 		t.Fatal(err)
 	}
+	for i := range specs {
+		specs[i].WaitsForStart = true
+	}
 	w := &poolWorld{profiles: profiles, stateDir: filepath.Join(dir, "state")}
 	w.runner, err = sandbox.New(ctx, sandbox.Config{
-		Address: env.address, StateDir: w.stateDir, Images: specs, AgentWaits: true,
+		Address: env.address, StateDir: w.stateDir, Images: specs,
 		Logger:     slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Egress:     egress.Config{Resolver: testResolver{}},
 		VethPrefix: netip.MustParsePrefix("10.214.250.0/24"), ProxyPort: 3130,

@@ -78,6 +78,8 @@ type loadedImage struct {
 	// chainID names the image's unpacked snapshot, the parent of every
 	// job's read-only view.
 	chainID string
+	// waits is the image spec's WaitsForStart.
+	waits bool
 }
 
 // hostID is the host uid or gid that id in the sandbox is.
@@ -118,7 +120,7 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 	// could land on containerd's side after teardown looked for it.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), createTimeout)
 	defer cancel()
-	prestart := jobID == "" && r.agentWaits
+	prestart := img.waits
 	b := &box{
 		runID: runID, image: image, hash: p.Hash(), p: p, img: img,
 		dir: filepath.Join(r.jobsDir, dirName), mark: time.Now(),
@@ -228,6 +230,10 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 		}
 	}
 
+	options := rt.Options
+	if prestart {
+		options = rt.RunAhead
+	}
 	labels := map[string]string{LabelRun: runID, LabelInstance: r.instance}
 	if jobID != "" {
 		labels[LabelJob] = jobID
@@ -265,7 +271,7 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 	b.container, err = r.client.NewContainer(lctx, runID,
 		containerd.WithImageName(img.Name()),
 		withSnapshotView(runID, img.chainID),
-		containerd.WithRuntime(rt.Shim, rt.Options),
+		containerd.WithRuntime(rt.Shim, options),
 		containerd.WithContainerLabels(labels),
 		containerd.WithNewSpec(append(append(SpecFor(runID, p, b.paths), oci.WithCgroup(r.cgroupPath(runID)), withStartSignal(prestart)), rt.Spec...)...),
 	)

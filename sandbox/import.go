@@ -52,5 +52,5 @@ func (r *Runner) ensureImage(ctx context.Context, spec images.Spec) (*loadedImag
 	if err != nil {
 		return nil, fmt.Errorf("root filesystem of %s: %w", ref, err)
 	}
-	return &loadedImage{Image: img, chainID: identity.ChainID(diffIDs).String()}, nil
+	return &loadedImage{Image: img, chainID: identity.ChainID(diffIDs).String(), waits: spec.WaitsForStart}, nil
 }

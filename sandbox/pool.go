@@ -21,7 +21,7 @@ import (
 
 // PoolConfig configures warm pools: sandboxes made ahead of their jobs,
 // with their agents started and waiting for the start line when the agent
-// knows it (Config.AgentWaits), else up to a created task; a job then
+// knows it (images.Spec.WaitsForStart), else up to a created task; a job then
 // skips everything but its input. A warm sandbox runs exactly one job and
 // is never reused.
 type PoolConfig struct {

@@ -76,12 +76,6 @@ type Config struct {
 	// MaxTeardownsBehind bounds the sandboxes still being torn down after
 	// their jobs returned; zero is DefaultTeardownsBehind.
 	MaxTeardownsBehind int
-	// AgentWaits says the images' agent honours agent.StartEnv, as
-	// airlock-agent does: a warm pool's sandbox then starts its agent
-	// ahead of the job, which only sends it the start line. Leave it off
-	// for an agent that does not, which would run before its input is
-	// there.
-	AgentWaits bool
 	// UserNSDir records which host ID ranges the user-namespaced
 	// sandboxes of every broker on the host hold; empty is
 	// userns.DefaultDir.
@@ -103,9 +97,7 @@ type Runner struct {
 	// and runsc's state.
 	runscDir string
 	images   map[string]*loadedImage
-	// agentWaits is Config.AgentWaits.
-	agentWaits bool
-	log        *slog.Logger
+	log      *slog.Logger
 
 	// claims hands each user-namespaced sandbox a host ID range of its
 	// own.
@@ -160,15 +152,14 @@ func New(ctx context.Context, cfg Config) (_ *Runner, retErr error) {
 	}
 	u.Push(func(context.Context) error { return client.Close() })
 	r := &Runner{
-		client:     client,
-		jobsDir:    filepath.Join(cfg.StateDir, "jobs"),
-		runscDir:   filepath.Join(cfg.StateDir, "runsc"),
-		address:    cfg.Address,
-		instance:   footprint.InstanceID(cfg.StateDir),
-		proc:       procRoot,
-		images:     map[string]*loadedImage{},
-		agentWaits: cfg.AgentWaits,
-		log:        cfg.Logger,
+		client:   client,
+		jobsDir:  filepath.Join(cfg.StateDir, "jobs"),
+		runscDir: filepath.Join(cfg.StateDir, "runsc"),
+		address:  cfg.Address,
+		instance: footprint.InstanceID(cfg.StateDir),
+		proc:     procRoot,
+		images:   map[string]*loadedImage{},
+		log:      cfg.Logger,
 
 		poolMetrics: newPoolMetrics(),
 		behind:      make(chan teardownJob, cmp.Or(cfg.MaxTeardownsBehind, DefaultTeardownsBehind)),

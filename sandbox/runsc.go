@@ -2,16 +2,11 @@ package sandbox
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -42,60 +37,6 @@ func runscFlags(p *policy.Profile, platform string) []string {
 		uds = "open"
 	}
 	return []string{"--network=" + net, "--platform=" + platform, "--oci-seccomp", "--host-uds=" + uds}
-}
-
-// runscWrapper writes, in dir, a script that runs runsc with flags before
-// the runc command line the shim gives it, and returns its path. Its name
-// is a hash of what it runs, so that it is written once and a changed one
-// is written back.
-func runscWrapper(dir, runsc string, flags []string) (string, error) {
-	for _, f := range append([]string{runsc}, flags...) {
-		if strings.ContainsAny(f, "'\n\x00") {
-			return "", fmt.Errorf("runsc wrapper: %q cannot be quoted", f)
-		}
-	}
-	command := "'" + runsc + "' '" + strings.Join(flags, "' '") + "' \"$@\""
-	script := "#!/bin/sh\n"
-	if slices.Contains(flags, "--network=sandbox") {
-		// runsc 2022 refuses to give a sandbox the interfaces of its
-		// network namespace when it finds /proc/sys/net/core/rmem_default
-		// there, which it takes to mean the host's namespace; recent
-		// kernels have it in every namespace. Its start, which reads the
-		// namespace's interfaces, runs with /proc/sys/net empty, in a
-		// mount namespace of its own. (The file is looked up in the
-		// namespace runsc joins, so only a mount above the per-namespace
-		// directories hides it.) The namespace is never the host's: the
-		// broker makes it for the job.
-		script += "case \" $* \" in *\" start \"*)\n" +
-			"\texec unshare --mount --propagation private sh -c 'mount -t tmpfs -o size=4k,mode=0555 none /proc/sys/net && exec \"$@\"' runsc " + command + " ;;\n" +
-			"esac\n"
-	}
-	script += "exec " + command + "\n"
-	sum := sha256.Sum256([]byte(script))
-	path := filepath.Join(dir, "runsc-"+hex.EncodeToString(sum[:8]))
-	if b, err := os.ReadFile(path); err == nil && string(b) == script {
-		return path, nil
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", err
-	}
-	tmp, err := os.CreateTemp(dir, ".runsc-*")
-	if err != nil {
-		return "", err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.WriteString(script); err != nil {
-		tmp.Close()
-		return "", err
-	}
-	if err := tmp.Chmod(0o700); err != nil {
-		tmp.Close()
-		return "", err
-	}
-	if err := tmp.Close(); err != nil {
-		return "", err
-	}
-	return path, os.Rename(tmp.Name(), path)
 }
 
 // sentryPids is how many tasks gVisor's own processes take in the job's

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/airlock/airlock/policies/policy"
@@ -32,7 +33,11 @@ type Runtime struct {
 	Flags   []string
 	Shim    string
 	Options any
-	Spec    []oci.SpecOpts
+	// RunAhead are the task options that run a sandbox ahead, for an
+	// agent that waits for its start line (see wrapperScript); set by
+	// ForProfile.
+	RunAhead any
+	Spec     []oci.SpecOpts
 }
 
 // CheckRuntime reports whether the runtime profile p names can run on this
@@ -96,28 +101,49 @@ func RuntimeFor(name string) (Runtime, error) {
 	return rt, nil
 }
 
-// ForProfile returns how profile p's sandboxes run here. For runsc it
-// writes, under dir, the wrapper that runs runsc with p's flags, and keeps
-// runsc's state under dir too; dir is the broker's state, so that a
-// restart finds what a killed broker's sandboxes left.
+// ForProfile returns how profile p's sandboxes run here. It writes, under
+// dir, the wrappers the shim runs: for runsc, the one that gives runsc p's
+// flags; for every runtime, the one that runs a sandbox ahead (see
+// wrapperScript). runsc's state is kept under dir too. dir is the broker's
+// state, so that a restart finds what a killed broker's sandboxes left.
 func ForProfile(dir string, p *policy.Profile) (Runtime, error) {
 	rt, err := RuntimeFor(p.Isolation.Runtime)
-	if err != nil || rt.Name != policy.RuntimeRunsc {
+	if err != nil {
 		return rt, err
 	}
-	if err := runscSeccomp(p); err != nil {
-		return Runtime{}, err
+	bin := filepath.Join(dir, "bin")
+	var root string
+	var hideNet bool
+	if rt.Name == policy.RuntimeRunsc {
+		if err := runscSeccomp(p); err != nil {
+			return Runtime{}, err
+		}
+		platform, err := runscPlatform(p.Isolation.Platform, rt.Binary, slog.Default())
+		if err != nil {
+			return Runtime{}, err
+		}
+		rt.Flags = runscFlags(p, platform)
+		root = filepath.Join(dir, "root")
+		hideNet = slices.Contains(rt.Flags, "--network=sandbox")
+		script, err := wrapperScript(rt.Binary, rt.Flags, hideNet, false)
+		if err != nil {
+			return Runtime{}, err
+		}
+		wrapper, err := writeWrapper(bin, "runsc", script)
+		if err != nil {
+			return Runtime{}, err
+		}
+		rt.Options = &runcoptions.Options{BinaryName: wrapper, Root: root}
 	}
-	platform, err := runscPlatform(p.Isolation.Platform, rt.Binary, slog.Default())
+	script, err := wrapperScript(rt.Binary, rt.Flags, hideNet, true)
 	if err != nil {
 		return Runtime{}, err
 	}
-	rt.Flags = runscFlags(p, platform)
-	wrapper, err := runscWrapper(filepath.Join(dir, "bin"), rt.Binary, rt.Flags)
+	ahead, err := writeWrapper(bin, rt.Name+"-ahead", script)
 	if err != nil {
 		return Runtime{}, err
 	}
-	rt.Options = &runcoptions.Options{BinaryName: wrapper, Root: filepath.Join(dir, "root")}
+	rt.RunAhead = &runcoptions.Options{BinaryName: ahead, Root: root}
 	return rt, nil
 }
 

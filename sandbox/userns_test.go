@@ -134,7 +134,7 @@ func TestNewBox_RefusesAUserNamespacedProfileOnAHostWithout(t *testing.T) {
 		t.Fatal(err)
 	}
 	jobs := t.TempDir()
-	r := &Runner{images: map[string]*loadedImage{"reader": nil}, jobsDir: jobs, proc: proc, claims: claims, log: slog.New(slog.DiscardHandler)}
+	r := &Runner{images: map[string]*loadedImage{"reader": {}}, jobsDir: jobs, proc: proc, claims: claims, log: slog.New(slog.DiscardHandler)}
 	p := testProfile()
 	p.Isolation.UserNamespace = true
 	if _, err := r.newBox(context.Background(), "reader", p, "job-1"); !errors.Is(err, userns.ErrUnsupported) {

@@ -270,6 +270,11 @@ func Start(ctx context.Context, o Options) (_ *Server, retErr error) {
 	if err != nil {
 		return nil, err
 	}
+	// Another agent binary is told its tasks (--agent-tasks), and may not
+	// know the start line; neither may an extra image's entrypoint.
+	for i := range specs {
+		specs[i].WaitsForStart = len(o.AgentTasks) == 0
+	}
 	runner, err := sandbox.New(ctx, sandbox.Config{
 		Address:    s.address,
 		StateDir:   o.StateDir,
@@ -278,9 +283,6 @@ func Start(ctx context.Context, o Options) (_ *Server, retErr error) {
 		Egress:     o.Egress,
 		VethPrefix: o.EgressPool,
 		ProxyPort:  uint16(o.ProxyPort),
-		// Another agent binary is told its tasks (--agent-tasks), and
-		// may not know the start line.
-		AgentWaits: len(o.AgentTasks) == 0,
 	})
 	if err != nil {
 		return nil, err
