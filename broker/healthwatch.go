@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"sync/atomic"
 
 	"google.golang.org/grpc"
@@ -31,4 +32,31 @@ func watchLimit(max int32) grpc.StreamServerInterceptor {
 		defer open.Add(-1)
 		return handler(srv, ss)
 	}
+}
+
+// NewHealthGRPCServer returns a gRPC server with nothing but the broker's
+// health service, Check and Watch, for a listener of its own: Kubernetes'
+// gRPC probes speak neither TLS nor bearer tokens, so they cannot reach the
+// API's listener off loopback. It serves the same status as the API's
+// server. List, which names services, stays behind the API's token.
+func NewHealthGRPCServer(s *Server) *grpc.Server {
+	g := grpc.NewServer(
+		grpc.ChainUnaryInterceptor(recoverUnary(s.log), onlyProbes),
+		grpc.ChainStreamInterceptor(recoverStream(s.log), watchLimit(MaxHealthWatches)),
+		grpc.MaxRecvMsgSize(maxProbeBytes),
+	)
+	healthpb.RegisterHealthServer(g, s.health)
+	return g
+}
+
+// maxProbeBytes bounds a request to the probes' server: a
+// HealthCheckRequest is a service name.
+const maxProbeBytes = 4 << 10
+
+// onlyProbes refuses every unary call on the probes' server but Check.
+func onlyProbes(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if info.FullMethod != healthpb.Health_Check_FullMethodName {
+		return nil, status.Errorf(codes.PermissionDenied, "%s is not served on the probes' listener; call it on the API's, with a token", info.FullMethod)
+	}
+	return handler(ctx, req)
 }

@@ -132,6 +132,11 @@ type Server struct {
 	secrets        func() [][]byte
 
 	approvalTimeout time.Duration
+
+	// health is the one health service of every gRPC server made for
+	// this broker, the API's and the probes', so that both report the
+	// same status.
+	health *health.Server
 }
 
 // New returns a Server. It refuses a config without a runner or profiles
@@ -195,7 +200,10 @@ func New(cfg Config) (*Server, error) {
 		secrets:        cfg.Secrets,
 
 		approvalTimeout: cfg.ApprovalTimeout,
+		health:          health.NewServer(),
 	}
+	srv.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	srv.health.SetServingStatus(airlockv1.Broker_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	srv.anomalies = anomaly.New(cfg.Anomalies, func(kind, key string, n int) {
 		srv.metrics.Anomalies.WithLabelValues(kind).Inc()
 		srv.log.Warn("anomaly: burst over the configured rate", "kind", kind, "key", key, "count", n)
@@ -311,9 +319,6 @@ func NewGRPCServerAuth(s *Server, a *auth.Authenticator, opts ...grpc.ServerOpti
 	}, opts...)
 	g := grpc.NewServer(opts...)
 	airlockv1.RegisterBrokerServer(g, s)
-	hs := health.NewServer()
-	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	hs.SetServingStatus(airlockv1.Broker_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	healthpb.RegisterHealthServer(g, hs)
+	healthpb.RegisterHealthServer(g, s.health)
 	return g
 }

@@ -73,6 +73,10 @@ type Options struct {
 	// MetricsListen and PprofListen are loopback host:port listeners; empty
 	// serves none.
 	MetricsListen, PprofListen string
+	// HealthListen is a host:port, any address, that serves only the
+	// gRPC health service's Check and Watch, in plaintext and without a
+	// token, for Kubernetes' gRPC probes; empty serves none.
+	HealthListen string
 	// Dev allows what only a developer's machine should (exec full).
 	Dev                                  bool
 	MaxConcurrent, MaxQueue, MaxPerOwner int
@@ -147,6 +151,7 @@ type Server struct {
 	o        Options
 	log      *slog.Logger
 	lis      net.Listener
+	health   net.Listener
 	metrics  net.Listener
 	pprof    net.Listener
 	address  string
@@ -209,6 +214,16 @@ func Start(ctx context.Context, o Options) (_ *Server, retErr error) {
 	}
 	s.lis = lis
 	s.push(func() { lis.Close() })
+	if o.HealthListen != "" {
+		// Opened with the API's listener, so a taken port stops start-up
+		// before containerd does; served once the broker is.
+		hl, err := net.Listen("tcp", o.HealthListen)
+		if err != nil {
+			return nil, fmt.Errorf("--health-listen: %w", err)
+		}
+		s.health = hl
+		s.push(func() { hl.Close() })
+	}
 	if o.PprofListen != "" {
 		// Before containerd and the image import, so start-up can be
 		// profiled too.
@@ -353,6 +368,15 @@ func Start(ctx context.Context, o Options) (_ *Server, retErr error) {
 		reflection.Register(s.grpc)
 	}
 	go func() { s.served <- s.grpc.Serve(lis) }()
+	if s.health != nil {
+		// It answers until Shutdown has drained the broker, so that a
+		// probe sees the broker's own status rather than a refused
+		// connection.
+		hg := broker.NewHealthGRPCServer(s.broker)
+		go hg.Serve(s.health) // its error is the listener's closing
+		s.push(hg.Stop)
+		log.Info("health serving", "addr", s.health.Addr().String())
+	}
 	s.m.Up.Set(1)
 	log.Info("airlockd serving", "addr", lis.Addr().String(), "profiles", profiles.Names())
 	return s, nil
@@ -388,6 +412,15 @@ func (s *Server) ReloadTokens() error {
 
 // Addr is where the gRPC API listens.
 func (s *Server) Addr() net.Addr { return s.lis.Addr() }
+
+// HealthAddr is the probes' health listener's address, nil when none is
+// served.
+func (s *Server) HealthAddr() net.Addr {
+	if s.health == nil {
+		return nil
+	}
+	return s.health.Addr()
+}
 
 // MetricsAddr is the metrics listener's address, nil when none is served.
 func (s *Server) MetricsAddr() net.Addr {

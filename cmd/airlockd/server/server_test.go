@@ -107,3 +107,40 @@ func loggedAddr(t *testing.T, logs []byte, msg string) string {
 	t.Fatalf("no %q in the log:\n%s", msg, logs)
 	return ""
 }
+
+// TestStart_ATakenHealthPortStopsStartUp: --health-listen is opened with
+// the API's listener, so a port already in use fails Start before any
+// other work, naming the flag, and the socket is gone again.
+func TestStart_ATakenHealthPortStopsStartUp(t *testing.T) {
+	dir, err := os.MkdirTemp("", "airlockd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte(rand.Text()+rand.Text()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	o := Options{
+		Socket: filepath.Join(dir, "airlock.sock"), TokenFile: tokenFile, StateDir: filepath.Join(dir, "state"),
+		HealthListen: taken.Addr().String(), DefaultProfile: "secureclaw", MaxConcurrent: 1, MaxQueue: 1,
+		JobRetention: time.Hour, RetainJobs: broker.DefaultRetainJobs, ApprovalTimeout: broker.DefaultApprovalTimeout,
+		DrainGrace: time.Second, ProxyPort: 3128,
+	}
+	s, err := Start(context.Background(), o)
+	if err == nil {
+		s.Shutdown(context.Background())
+		t.Fatal("Start = nil, want an error for the taken --health-listen port")
+	}
+	if !strings.Contains(err.Error(), "--health-listen") {
+		t.Fatalf("Start = %v, want an error naming --health-listen", err)
+	}
+	if _, err := os.Lstat(o.Socket); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the socket is left after a failed Start: %v", err)
+	}
+}
