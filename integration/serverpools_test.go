@@ -16,6 +16,9 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/namespaces"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/airlock/airlock/cmd/airlockd/server"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
@@ -26,7 +29,8 @@ import (
 // TestShippedDaemon_PoolsAsConfigured starts an airlockd of the shipped
 // package with a warm pool, as --pool would: the pool fills, a job over
 // the API claims from it, and Shutdown leaves none of its sandboxes, its
-// socket or its metrics listener.
+// socket, its metrics listener or its probes' health listener, which
+// answers without TLS or a token meanwhile.
 func TestShippedDaemon_PoolsAsConfigured(t *testing.T) {
 	// Not t.TempDir(): a unix socket's path must stay under 108 bytes.
 	dir, err := os.MkdirTemp("", "airlock-pools-")
@@ -40,6 +44,7 @@ func TestShippedDaemon_PoolsAsConfigured(t *testing.T) {
 	srv, conn, err := startServer(dir, nil, func(o *server.Options) {
 		o.Pools = map[string]int{"ironclaw": 1}
 		o.MetricsListen = "127.0.0.1:0"
+		o.HealthListen = "127.0.0.1:0"
 		// Its own addresses, beside the suite's, the pool world's and the
 		// tool world's runners on the same host.
 		o.EgressPool = netip.MustParsePrefix("10.214.252.0/24")
@@ -50,6 +55,19 @@ func TestShippedDaemon_PoolsAsConfigured(t *testing.T) {
 	}
 	defer srv.Shutdown(context.Background())
 	metricsAddr := srv.MetricsAddr().String()
+	healthAddr := srv.HealthAddr().String()
+	probe, err := grpc.NewClient(healthAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close()
+	for _, svc := range []string{"", airlockv1.Broker_ServiceDesc.ServiceName} {
+		// As the kubelet asks: plaintext, no token.
+		r, err := healthpb.NewHealthClient(probe).Check(testContext(t), &healthpb.HealthCheckRequest{Service: svc})
+		if err != nil || r.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Errorf("probe Check(%q) on %s = %v, %v; want SERVING", svc, healthAddr, r, err)
+		}
+	}
 	scrape := func() string {
 		resp, err := http.Get("http://" + metricsAddr + "/metrics")
 		if err != nil {
@@ -98,6 +116,10 @@ func TestShippedDaemon_PoolsAsConfigured(t *testing.T) {
 	if c, err := net.Dial("tcp", metricsAddr); err == nil {
 		c.Close()
 		t.Errorf("metrics still served on %s after Shutdown", metricsAddr)
+	}
+	if c, err := net.Dial("tcp", healthAddr); err == nil {
+		c.Close()
+		t.Errorf("health still served on %s after Shutdown", healthAddr)
 	}
 }
 
