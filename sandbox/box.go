@@ -609,7 +609,7 @@ func agentModel(j *job.Job) *agent.Model {
 func writeInput(input string, j *job.Job, gateway *agent.Gateway, uid, gid uint32) error {
 	contentDir := filepath.Join(input, "content")
 	jf := agent.Job{
-		ID: j.ID, Task: j.Task, Params: j.Params, Tools: j.Tools, Gateway: gateway,
+		ContractVersion: agent.ContractVersion, ID: j.ID, Task: j.Task, Params: j.Params, Tools: j.Tools, Gateway: gateway,
 		Instructions: j.Instructions, Schema: j.Schema, Model: agentModel(j),
 	}
 	for i, c := range j.Content {

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"encoding/json"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/airlock/airlock/sandbox/agent"
 	"github.com/airlock/airlock/sandbox/job"
 )
 
@@ -47,6 +49,14 @@ func TestInput_OnlyTheJobsHostUserCanReadIt(t *testing.T) {
 	})
 	if err != nil || n != 5 {
 		t.Fatalf("walked %d entries (input, job.json, content, 0, 1): %v", n, err)
+	}
+	// The agent refuses a job.json without the contract's version.
+	var written agent.Job
+	if b, err := os.ReadFile(filepath.Join(input, "job.json")); err != nil || json.Unmarshal(b, &written) != nil {
+		t.Fatalf("job.json: %v", err)
+	}
+	if written.ContractVersion != agent.ContractVersion {
+		t.Errorf("job.json contractVersion = %d, want %d", written.ContractVersion, agent.ContractVersion)
 	}
 	// The input is written once: a file already there is never reused.
 	if err := writeInput(input, j, nil, uid, gid); err == nil {

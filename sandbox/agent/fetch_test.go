@@ -61,7 +61,7 @@ func htmlPage(body string) http.HandlerFunc {
 }
 
 func fetchJob(u string) Job {
-	return Job{ID: "j1", Task: "fetch", Params: map[string]string{"url": u}}
+	return Job{ContractVersion: ContractVersion, ID: "j1", Task: "fetch", Params: map[string]string{"url": u}}
 }
 
 func TestFetch_ExtractsVisibleTextThroughTheProxy(t *testing.T) {
@@ -198,7 +198,7 @@ func TestFetch_RefusesBadURLs(t *testing.T) {
 
 // urlJob is extract_text of one content URL, as the runner writes it.
 func urlJob(u string, timeoutMillis int64) string {
-	b, _ := json.Marshal(Job{ID: "j1", Task: "extract_text", Tools: []string{}, FetchTimeoutMillis: timeoutMillis,
+	b, _ := json.Marshal(Job{ContractVersion: ContractVersion, ID: "j1", Task: "extract_text", Tools: []string{}, FetchTimeoutMillis: timeoutMillis,
 		Content: []ContentFile{{Name: "0", URL: u}}})
 	return string(b)
 }

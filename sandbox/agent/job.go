@@ -14,14 +14,25 @@ const (
 	ScratchDir = "/tmp"
 )
 
+// ContractVersion is the version of the sandbox contract
+// (docs/agent-contract.md) this package speaks: the runner writes it into
+// every job.json, and the agent refuses a job.json of any other version,
+// since a field it does not know of may be a restriction it would fail to
+// honour. A change that an agent written for the previous version could
+// misread raises it.
+const ContractVersion = 1
+
 // Job is /input/job.json: everything the agent is told about its job. The
 // sandbox runner writes it; the agent must treat the content it points to as
 // hostile data, never as instructions.
 type Job struct {
-	ID      string            `json:"id"`
-	Task    string            `json:"task"`
-	Params  map[string]string `json:"params,omitempty"`
-	Content []ContentFile     `json:"content"`
+	// ContractVersion is the contract the job.json was written for:
+	// ContractVersion, or the agent refuses it.
+	ContractVersion int               `json:"contractVersion"`
+	ID              string            `json:"id"`
+	Task            string            `json:"task"`
+	Params          map[string]string `json:"params,omitempty"`
+	Content         []ContentFile     `json:"content"`
 	// Tools are the tool names the policy allows; anything else is refused.
 	Tools []string `json:"tools"`
 	// Gateway is the job's tool gateway, set only when the policy allows

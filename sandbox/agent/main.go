@@ -40,6 +40,10 @@ const (
 	ExitFetchTooLarge = 7
 	ExitFetchTimeout  = 8
 	ExitFetchFailed   = 9
+	// ExitContract means job.json was written for a contract version this
+	// agent does not speak (ContractVersion): the broker and the agent
+	// image do not match, and nothing of the job was read.
+	ExitContract = 10
 )
 
 // fetchExit is the exit code of a content URL's failed fetch.
@@ -90,6 +94,10 @@ const MaxContentBytes = job.MaxContentItemBytes
 // ErrBadJob is returned, wrapped, for a job.json that cannot be decoded.
 var ErrBadJob = errors.New("bad job")
 
+// ErrContract is returned, wrapped, for a job.json of another contract
+// version than ContractVersion.
+var ErrContract = errors.New("unknown contract version")
+
 // ErrTooLarge is returned, wrapped, when an input exceeds its byte cap.
 var ErrTooLarge = errors.New("input too large")
 
@@ -126,6 +134,8 @@ func runJob(p sandboxPaths, stderr io.Writer) int {
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "airlock-agent: %v\n", err)
 		switch {
+		case errors.Is(err, ErrContract):
+			return ExitContract
 		case errors.Is(err, ErrBadJob) || errors.Is(err, ErrUnknownTask) || errors.Is(err, ErrBadParam):
 			return ExitBadJob
 		case errors.Is(err, ErrModel):
@@ -172,6 +182,15 @@ func readJob(name string) (Job, error) {
 	if len(data) > MaxJobBytes {
 		return Job{}, fmt.Errorf("%w: %s: %w: over %d bytes", ErrBadJob, name, ErrTooLarge, MaxJobBytes)
 	}
+	// The version first, leniently: a job.json of a later contract may
+	// well hold fields this agent does not know, and the version is what
+	// says why.
+	var v struct {
+		ContractVersion int `json:"contractVersion"`
+	}
+	if json.Unmarshal(data, &v) == nil && v.ContractVersion != ContractVersion {
+		return Job{}, fmt.Errorf("%w: %s: %w %d, this agent speaks %d", ErrBadJob, name, ErrContract, v.ContractVersion, ContractVersion)
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	var job Job
@@ -180,6 +199,11 @@ func readJob(name string) (Job, error) {
 	}
 	if dec.More() {
 		return Job{}, fmt.Errorf("%w: %s: trailing data after the job object", ErrBadJob, name)
+	}
+	// A missing version (0) is refused too: the job.json then comes from
+	// a runner older than the contract, or from no runner at all.
+	if job.ContractVersion != ContractVersion {
+		return Job{}, fmt.Errorf("%w: %s: %w %d, this agent speaks %d", ErrBadJob, name, ErrContract, job.ContractVersion, ContractVersion)
 	}
 	return job, nil
 }

@@ -38,7 +38,7 @@ func sandboxDir(t *testing.T, jobJSON string, content map[string]string) sandbox
 
 func TestMain_WritesResultAndExitsZero(t *testing.T) {
 	p := sandboxDir(t,
-		`{"id":"j1","task":"extract_text","content":[{"name":"page","mediaType":"text/html"}],"tools":[]}`,
+		`{"contractVersion":1,"id":"j1","task":"extract_text","content":[{"name":"page","mediaType":"text/html"}],"tools":[]}`,
 		map[string]string{"page": "<title>T</title><p>Hello <script>evil()</script>world</p>"})
 	var stderr bytes.Buffer
 	if code := runJob(p, &stderr); code != ExitOK {
@@ -58,7 +58,7 @@ func TestMain_WritesResultAndExitsZero(t *testing.T) {
 }
 
 func TestMain_ExitCodes(t *testing.T) {
-	const page = `{"id":"j1","task":"extract_text","content":[{"name":"page"}]}`
+	const page = `{"contractVersion":1,"id":"j1","task":"extract_text","content":[{"name":"page"}]}`
 	tests := []struct {
 		name    string
 		job     string
@@ -67,10 +67,13 @@ func TestMain_ExitCodes(t *testing.T) {
 		want    int
 		wantMsg string
 	}{
-		{name: "unknown task", job: `{"id":"j1","task":"rm -rf","content":[]}`, want: ExitBadJob, wantMsg: `unknown task "rm -rf"`},
-		{name: "bad param", job: `{"id":"j1","task":"summarize","params":{"sentences":"x"},"content":[]}`, want: ExitBadJob, wantMsg: "sentences"},
-		{name: "unknown job field", job: `{"id":"j1","task":"extract_text","content":[],"mode":"unsafe"}`, want: ExitBadJob, wantMsg: `unknown field "mode"`},
-		{name: "trailing data", job: `{"id":"j1","task":"extract_text","content":[]} {}`, want: ExitBadJob, wantMsg: "trailing data"},
+		{name: "unknown task", job: `{"contractVersion":1,"id":"j1","task":"rm -rf","content":[]}`, want: ExitBadJob, wantMsg: `unknown task "rm -rf"`},
+		{name: "bad param", job: `{"contractVersion":1,"id":"j1","task":"summarize","params":{"sentences":"x"},"content":[]}`, want: ExitBadJob, wantMsg: "sentences"},
+		{name: "no contract version", job: `{"id":"j1","task":"extract_text","content":[]}`, want: ExitContract, wantMsg: "unknown contract version 0, this agent speaks 1"},
+		{name: "later contract version", job: `{"contractVersion":2,"id":"j1","task":"extract_text","content":[],"newRestriction":true}`, want: ExitContract, wantMsg: "unknown contract version 2"},
+		{name: "contract version as a string", job: `{"contractVersion":"1","id":"j1","task":"extract_text","content":[]}`, want: ExitBadJob, wantMsg: "contractVersion"},
+		{name: "unknown job field", job: `{"contractVersion":1,"id":"j1","task":"extract_text","content":[],"mode":"unsafe"}`, want: ExitBadJob, wantMsg: `unknown field "mode"`},
+		{name: "trailing data", job: `{"contractVersion":1,"id":"j1","task":"extract_text","content":[]} {}`, want: ExitBadJob, wantMsg: "trailing data"},
 		{name: "not json", job: `task: extract_text`, want: ExitBadJob, wantMsg: "bad job"},
 		{name: "job too large", job: `{"id":"` + strings.Repeat("x", MaxJobBytes) + `"}`, want: ExitBadJob, wantMsg: "too large"},
 		{name: "missing job", job: page, setup: func(t *testing.T, p sandboxPaths) { mustRemove(t, p.job) }, want: ExitBadJob, wantMsg: "no such file"},
@@ -117,7 +120,7 @@ func TestMain_ExitCodes(t *testing.T) {
 }
 
 func TestMain_NeverWritesThroughPlantedSymlink(t *testing.T) {
-	p := sandboxDir(t, `{"id":"j1","task":"extract_text","content":[{"name":"page"}]}`, map[string]string{"page": "x"})
+	p := sandboxDir(t, `{"contractVersion":1,"id":"j1","task":"extract_text","content":[{"name":"page"}]}`, map[string]string{"page": "x"})
 	target := filepath.Join(t.TempDir(), "target")
 	if err := os.WriteFile(target, []byte("untouched"), 0o644); err != nil {
 		t.Fatal(err)

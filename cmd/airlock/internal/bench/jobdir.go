@@ -84,7 +84,7 @@ func newJobDir(root string, b Baseline) (*jobDir, error) {
 	if len(content) == 0 {
 		content = DefaultJobContent()
 	}
-	job := agent.Job{ID: "airlock-bench", Task: task, Params: b.Params, Tools: p.EffectiveTools(policy.KnownTools)}
+	job := agent.Job{ContractVersion: agent.ContractVersion, ID: "airlock-bench", Task: task, Params: b.Params, Tools: p.EffectiveTools(policy.KnownTools)}
 	for i, c := range content {
 		name := strconv.Itoa(i)
 		if err := os.WriteFile(filepath.Join(contentDir, name), c.GetData(), 0o444); err != nil {
