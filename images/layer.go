@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path"
 	"slices"
@@ -25,6 +26,11 @@ var skeletonDirs = map[string]int64{
 	"/sys":    0o555,
 	"/tmp":    0o1777,
 }
+
+// Mountpoints returns the directories every image must hold, with their
+// modes: the paths a sandbox mounts over, which runc cannot create on a
+// read-only root. Builders of other images add the ones missing.
+func Mountpoints() map[string]int64 { return maps.Clone(skeletonDirs) }
 
 // skeletonFiles give uid 0 and 65534 names, so tools that look the user up
 // (and error messages that print it) behave.

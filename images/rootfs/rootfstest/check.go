@@ -1,0 +1,235 @@
+// Package rootfstest reads an OCI image-layout tarball back with
+// go-containerregistry and checks what an imported agent image must hold
+// to: one manifest for the host's platform, an entrypoint, and a layer
+// without setuid or setgid files, device nodes, FIFOs, whiteouts, files
+// owned by anyone but root, or links that leave the image. Tests use it
+// on what package rootfs builds.
+package rootfstest
+
+import (
+	"archive/tar"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+)
+
+// maxBlobBytes caps one file of the outer tarball.
+const maxBlobBytes = 2 << 30
+
+// Image is what Check read of a tarball.
+type Image struct {
+	Digest v1.Hash
+	Config *v1.ConfigFile
+	// Annotations are the index entry's.
+	Annotations map[string]string
+	// Files are the layer's entries by clean absolute path.
+	Files map[string]*tar.Header
+}
+
+// Check reads the tarball at file and returns its image, or the first way
+// it breaks the rules.
+func Check(file string) (*Image, error) {
+	dir, err := os.MkdirTemp("", "rootfstest-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	if err := untar(file, dir); err != nil {
+		return nil, err
+	}
+	idx, err := layout.ImageIndexFromPath(dir)
+	if err != nil {
+		return nil, fmt.Errorf("not an OCI image layout: %w", err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	if len(im.Manifests) != 1 {
+		return nil, fmt.Errorf("index has %d manifests, want 1", len(im.Manifests))
+	}
+	desc := im.Manifests[0]
+	if p := desc.Platform; p == nil || p.OS != "linux" || p.Architecture != runtime.GOARCH {
+		return nil, fmt.Errorf("manifest platform %v, want linux/%s", desc.Platform, runtime.GOARCH)
+	}
+	img, err := idx.Image(desc.Digest)
+	if err != nil {
+		return nil, err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	if cf.OS != "linux" || cf.Architecture != runtime.GOARCH {
+		return nil, fmt.Errorf("config platform %s/%s, want linux/%s", cf.OS, cf.Architecture, runtime.GOARCH)
+	}
+	if len(cf.Config.Entrypoint) == 0 {
+		return nil, errors.New("no entrypoint")
+	}
+	out := &Image{Digest: desc.Digest, Config: cf, Annotations: desc.Annotations, Files: map[string]*tar.Header{}}
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range layers {
+		if err := readLayer(l, out.Files); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkLinks(out.Files); err != nil {
+		return nil, err
+	}
+	ep, err := resolve(out.Files, cf.Config.Entrypoint[0])
+	if err != nil {
+		return nil, fmt.Errorf("entrypoint: %w", err)
+	}
+	if h := out.Files[ep]; h.Typeflag != tar.TypeReg || h.Mode&0o111 == 0 {
+		return nil, fmt.Errorf("entrypoint %s is not an executable file", ep)
+	}
+	return out, nil
+}
+
+// readLayer checks each entry of l and adds it to files.
+func readLayer(l v1.Layer, files map[string]*tar.Header) error {
+	rc, err := l.Uncompressed()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		name := path.Clean("/" + h.Name)
+		switch {
+		case strings.HasPrefix(path.Base(name), ".wh."):
+			return fmt.Errorf("%s is a whiteout", name)
+		case h.Mode&0o6000 != 0:
+			return fmt.Errorf("%s has setuid or setgid (mode %#o)", name, h.Mode)
+		case h.Uid != 0 || h.Gid != 0:
+			return fmt.Errorf("%s is owned by %d:%d, want root", name, h.Uid, h.Gid)
+		}
+		switch h.Typeflag {
+		case tar.TypeReg, tar.TypeDir, tar.TypeSymlink:
+		case tar.TypeLink:
+			if t := path.Clean("/" + h.Linkname); files[t] == nil {
+				return fmt.Errorf("hard link %s to %s, which is not earlier in the layer", name, h.Linkname)
+			}
+		default:
+			return fmt.Errorf("%s has type %q, which an image must not hold", name, h.Typeflag)
+		}
+		files[name] = h
+	}
+}
+
+// checkLinks refuses absolute symlinks and relative ones that climb above
+// the root.
+func checkLinks(files map[string]*tar.Header) error {
+	for name, h := range files {
+		if h.Typeflag != tar.TypeSymlink {
+			continue
+		}
+		if path.IsAbs(h.Linkname) {
+			return fmt.Errorf("symlink %s has an absolute target %s", name, h.Linkname)
+		}
+		depth := strings.Count(path.Dir(name), "/")
+		if path.Dir(name) == "/" {
+			depth = 0
+		}
+		for _, c := range strings.Split(h.Linkname, "/") {
+			switch c {
+			case "..":
+				if depth--; depth < 0 {
+					return fmt.Errorf("symlink %s to %s climbs above the root", name, h.Linkname)
+				}
+			case ".", "":
+			default:
+				depth++
+			}
+		}
+	}
+	return nil
+}
+
+// resolve follows symlinks in p within files.
+func resolve(files map[string]*tar.Header, p string) (string, error) {
+	cur, rest, hops := "/", strings.Split(strings.Trim(path.Clean(p), "/"), "/"), 0
+	for len(rest) > 0 {
+		next := path.Join(cur, rest[0])
+		rest = rest[1:]
+		h, ok := files[next]
+		if !ok {
+			return "", fmt.Errorf("%s is not in the image", next)
+		}
+		if h.Typeflag != tar.TypeSymlink {
+			cur = next
+			continue
+		}
+		if hops++; hops > 40 {
+			return "", errors.New("too many levels of symbolic links")
+		}
+		rest = append(strings.Split(strings.Trim(path.Join(path.Dir(next), h.Linkname), "/"), "/"), rest...)
+		cur = "/"
+	}
+	return cur, nil
+}
+
+// untar extracts the outer tarball's regular files and directories into
+// dir, refusing names that would land outside it.
+func untar(file, dir string) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !filepath.IsLocal(h.Name) {
+			return fmt.Errorf("outer tarball entry %q leaves the layout", h.Name)
+		}
+		p := filepath.Join(dir, h.Name)
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			if h.Size > maxBlobBytes {
+				return fmt.Errorf("outer tarball entry %q is %d bytes", h.Name, h.Size)
+			}
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				return err
+			}
+			w, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(w, io.LimitReader(tr, h.Size))
+			if err := errors.Join(err, w.Close()); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("outer tarball entry %q has type %q", h.Name, h.Typeflag)
+		}
+	}
+}
