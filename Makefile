@@ -6,7 +6,7 @@ BIN := $(CURDIR)/bin
 BUF := $(GO) run github.com/bufbuild/buf/cmd/buf@v1.75.0
 GOTEST_FLAGS ?=
 
-.PHONY: all deps node-deps build proto lint vet unit race integration test demo clean
+.PHONY: all deps node-deps build proto lint vet unit race integration test demo agents agents-test clean
 
 all: build
 
@@ -92,5 +92,28 @@ test: deps build lint vet unit race integration
 demo: deps build
 	@bash integration/demo.sh $(BIN)
 
+# agents builds the example agents of examples/agents into OCI image-layout
+# tarballs, bin/agents/python-agent.tar and bin/agents/node-agent.tar, with
+# no registry and no Docker: a minimal root filesystem from Debian's
+# packages (mmdebstrap, installed when missing), Node's binary from the npm
+# package examples/agents/node's lockfile pins, and images/mkimage.
+agents: deps
+	@command -v mmdebstrap >/dev/null 2>&1 || { \
+		echo "installing mmdebstrap"; \
+		if [ "$$(id -u)" != 0 ]; then echo "make agents: run as root to apt-get install" >&2; exit 1; fi; \
+		ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1 || apt-get update -qq; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap >/dev/null; \
+	}
+	cd examples/agents/node && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	@mkdir -p $(BIN)/agents
+	$(GO) build -trimpath -o $(BIN)/mkimage ./images/mkimage
+	bash examples/agents/mkrootfs.sh python $(BIN)/agents/python-agent.tar $(BIN)/mkimage
+	bash examples/agents/mkrootfs.sh node $(BIN)/agents/node-agent.tar $(BIN)/mkimage
+
+# agents-test checks the example agents' images as an import reads them,
+# and runs each under runc with a shipped profile's spec (root).
+agents-test: agents build
+	$(GO) test -count=1 -tags agents $(GOTEST_FLAGS) ./examples/agents/
+
 clean:
-	rm -rf $(BIN) $(addsuffix /node_modules,$(NODE_EXAMPLES)) examples/openclaw-plugin/dist
+	rm -rf $(BIN) $(addsuffix /node_modules,$(NODE_EXAMPLES)) examples/agents/node/node_modules examples/openclaw-plugin/dist
