@@ -2,8 +2,9 @@
 // go-containerregistry and checks what an imported agent image must hold
 // to: one manifest for the host's platform, an entrypoint, and a layer
 // without setuid or setgid files, device nodes, FIFOs, whiteouts, files
-// owned by anyone but root, or links that leave the image. Tests use it
-// on what package rootfs builds.
+// owned by anyone but root, or links that leave the image. It also unpacks
+// a checked image into a directory, for a runtime to run. Tests use it on
+// what package rootfs builds.
 package rootfstest
 
 import (
@@ -16,9 +17,11 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 )
 
 // maxBlobBytes caps one file of the outer tarball.
@@ -36,7 +39,14 @@ type Image struct {
 
 // Check reads the tarball at file and returns its image, or the first way
 // it breaks the rules.
-func Check(file string) (*Image, error) {
+func Check(file string) (*Image, error) { return inspect(file, "") }
+
+// Unpack checks the tarball at file and writes its root filesystem into
+// dst, an empty directory, for a runtime to run.
+func Unpack(file, dst string) (*Image, error) { return inspect(file, dst) }
+
+// inspect is Check, and with dst set, Unpack.
+func inspect(file, dst string) (*Image, error) {
 	dir, err := os.MkdirTemp("", "rootfstest-")
 	if err != nil {
 		return nil, err
@@ -94,7 +104,69 @@ func Check(file string) (*Image, error) {
 	if h := out.Files[ep]; h.Typeflag != tar.TypeReg || h.Mode&0o111 == 0 {
 		return nil, fmt.Errorf("entrypoint %s is not an executable file", ep)
 	}
+	if dst != "" {
+		if err := extract(mutate.Extract(img), dst); err != nil {
+			return nil, fmt.Errorf("unpack: %w", err)
+		}
+	}
 	return out, nil
+}
+
+// extract writes the checked filesystem stream rc into dst. Every entry's
+// parent was written before it as a directory, and nothing is written
+// through a link.
+func extract(rc io.ReadCloser, dst string) error {
+	defer rc.Close()
+	dst, err := filepath.EvalSymlinks(dst)
+	if err != nil {
+		return err
+	}
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !filepath.IsLocal(h.Name) {
+			return fmt.Errorf("entry %q leaves the root", h.Name)
+		}
+		p := filepath.Join(dst, h.Name)
+		if parent, err := filepath.EvalSymlinks(filepath.Dir(p)); err != nil || parent != filepath.Dir(p) {
+			return fmt.Errorf("entry %q: its parent is not a directory of the root", h.Name)
+		}
+		mode := os.FileMode(h.Mode & 0o777)
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if h.Mode&0o1000 != 0 {
+				mode |= os.ModeSticky
+			}
+			if err := os.Mkdir(p, mode); err != nil && !errors.Is(err, os.ErrExist) {
+				return err
+			}
+			// Mkdir's mode went through the umask.
+			if err := os.Chmod(p, mode); err != nil {
+				return err
+			}
+		case tar.TypeSymlink:
+			if err := os.Symlink(h.Linkname, p); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, mode)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(f, io.LimitReader(tr, h.Size))
+			if err := errors.Join(err, f.Chmod(mode), f.Close()); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("entry %q has type %q", h.Name, h.Typeflag)
+		}
+	}
 }
 
 // readLayer checks each entry of l and adds it to files.
