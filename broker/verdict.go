@@ -134,6 +134,10 @@ const (
 	exitAnswer = 5 // the answer did not fit the schema after a repair attempt
 )
 
+// exitContract is the exit code of an agent that does not speak the
+// contract version of its job.json (agent.ExitContract).
+const exitContract = 10
+
 // fetchMessages are the verdict messages of a job whose content url was
 // not fetched, by the reference agent's exit code (agent.ExitFetch*):
 // fixed words, whichever the job chose.
@@ -240,6 +244,8 @@ func (s *Server) verdict(ctx context.Context, pl *plan, out *job.Outcome, runErr
 		return set(airlockv1.Verdict_VERDICT_SCHEMA_INVALID, "the model's answer did not fit the result schema, also after one repair turn; make the schema simpler or the instructions clearer")
 	case out.ExitCode != 0 && fetchMessages[out.ExitCode] != "" && hasURL(pl.job.Content):
 		return set(airlockv1.Verdict_VERDICT_FETCH_FAILED, "%s", fetchMessage(out.ExitCode, resp.Egress))
+	case out.ExitCode == exitContract:
+		return set(airlockv1.Verdict_VERDICT_SANDBOX_ERROR, "the agent refused the job: it does not speak the contract version of the job.json this airlockd wrote (docs/agent-contract.md); this is not the request's fault: ask the operator to run an agent image built for this airlockd")
 	case out.ExitCode != 0:
 		return set(airlockv1.Verdict_VERDICT_SANDBOX_ERROR, "the agent exited with code %d before it wrote a result; the request passed every check at the door, so retry, and if it persists ask the operator to look up job %s in the audit log", out.ExitCode, pl.job.ID)
 	case out.Result == nil:
