@@ -254,7 +254,13 @@ func kind(m fs.FileMode) string {
 // checkEntrypoint resolves p in the tree and requires an executable
 // regular file there.
 func checkEntrypoint(tree map[string]*node, p string) error {
-	got, err := resolve(tree, p)
+	got, err := Resolve(p, func(p string) (string, bool) {
+		n, ok := tree[p]
+		if !ok {
+			return "", false
+		}
+		return n.link, true
+	})
 	if err != nil {
 		return fmt.Errorf("%w: entrypoint %s: %v", ErrRefused, p, err)
 	}
@@ -265,27 +271,33 @@ func checkEntrypoint(tree map[string]*node, p string) error {
 	return nil
 }
 
-// resolve follows symlinks in p, component by component, within the tree.
-func resolve(tree map[string]*node, p string) (string, error) {
+// Resolve follows the symlinks in the absolute path p, component by
+// component, within an image whose entries lookup gives: for each path,
+// whether it is there and, for a symlink, its target. It returns the path
+// p leads to, lexically: ".." never climbs above the root.
+func Resolve(p string, lookup func(path string) (link string, ok bool)) (string, error) {
 	hops := 0
 	cur := "/"
 	rest := strings.Split(strings.Trim(path.Clean(p), "/"), "/")
 	for len(rest) > 0 {
 		next := path.Join(cur, rest[0])
 		rest = rest[1:]
-		n, ok := tree[next]
+		link, ok := lookup(next)
 		if !ok {
 			return "", fmt.Errorf("%s is not in the image", next)
 		}
-		if n.link == "" {
+		if link == "" {
 			cur = next
 			continue
 		}
 		if hops++; hops > maxLinkHops {
 			return "", errors.New("too many levels of symbolic links")
 		}
-		target := path.Join(path.Dir(next), n.link)
-		rest = append(strings.Split(strings.Trim(target, "/"), "/"), rest...)
+		target := link
+		if !path.IsAbs(target) {
+			target = path.Join(path.Dir(next), link)
+		}
+		rest = append(strings.Split(strings.Trim(path.Clean(target), "/"), "/"), rest...)
 		cur = "/"
 	}
 	return cur, nil

@@ -22,6 +22,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+
+	"github.com/airlock/airlock/images/rootfs"
 )
 
 // maxBlobBytes caps one file of the outer tarball.
@@ -97,7 +99,16 @@ func inspect(file, dst string) (*Image, error) {
 	if err := checkLinks(out.Files); err != nil {
 		return nil, err
 	}
-	ep, err := resolve(out.Files, cf.Config.Entrypoint[0])
+	ep, err := rootfs.Resolve(cf.Config.Entrypoint[0], func(p string) (string, bool) {
+		h, ok := out.Files[p]
+		if !ok {
+			return "", false
+		}
+		if h.Typeflag != tar.TypeSymlink {
+			return "", true
+		}
+		return h.Linkname, true
+	})
 	if err != nil {
 		return nil, fmt.Errorf("entrypoint: %w", err)
 	}
@@ -105,68 +116,13 @@ func inspect(file, dst string) (*Image, error) {
 		return nil, fmt.Errorf("entrypoint %s is not an executable file", ep)
 	}
 	if dst != "" {
-		if err := extract(mutate.Extract(img), dst); err != nil {
+		rc := mutate.Extract(img)
+		defer rc.Close()
+		if err := extract(rc, dst, true); err != nil {
 			return nil, fmt.Errorf("unpack: %w", err)
 		}
 	}
 	return out, nil
-}
-
-// extract writes the checked filesystem stream rc into dst. Every entry's
-// parent was written before it as a directory, and nothing is written
-// through a link.
-func extract(rc io.ReadCloser, dst string) error {
-	defer rc.Close()
-	dst, err := filepath.EvalSymlinks(dst)
-	if err != nil {
-		return err
-	}
-	tr := tar.NewReader(rc)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if !filepath.IsLocal(h.Name) {
-			return fmt.Errorf("entry %q leaves the root", h.Name)
-		}
-		p := filepath.Join(dst, h.Name)
-		if parent, err := filepath.EvalSymlinks(filepath.Dir(p)); err != nil || parent != filepath.Dir(p) {
-			return fmt.Errorf("entry %q: its parent is not a directory of the root", h.Name)
-		}
-		mode := os.FileMode(h.Mode & 0o777)
-		switch h.Typeflag {
-		case tar.TypeDir:
-			if h.Mode&0o1000 != 0 {
-				mode |= os.ModeSticky
-			}
-			if err := os.Mkdir(p, mode); err != nil && !errors.Is(err, os.ErrExist) {
-				return err
-			}
-			// Mkdir's mode went through the umask.
-			if err := os.Chmod(p, mode); err != nil {
-				return err
-			}
-		case tar.TypeSymlink:
-			if err := os.Symlink(h.Linkname, p); err != nil {
-				return err
-			}
-		case tar.TypeReg:
-			f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, mode)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(f, io.LimitReader(tr, h.Size))
-			if err := errors.Join(err, f.Chmod(mode), f.Close()); err != nil {
-				return err
-			}
-		default:
-			return fmt.Errorf("entry %q has type %q", h.Name, h.Typeflag)
-		}
-	}
 }
 
 // readLayer checks each entry of l and adds it to files.
@@ -236,38 +192,26 @@ func checkLinks(files map[string]*tar.Header) error {
 	return nil
 }
 
-// resolve follows symlinks in p within files.
-func resolve(files map[string]*tar.Header, p string) (string, error) {
-	cur, rest, hops := "/", strings.Split(strings.Trim(path.Clean(p), "/"), "/"), 0
-	for len(rest) > 0 {
-		next := path.Join(cur, rest[0])
-		rest = rest[1:]
-		h, ok := files[next]
-		if !ok {
-			return "", fmt.Errorf("%s is not in the image", next)
-		}
-		if h.Typeflag != tar.TypeSymlink {
-			cur = next
-			continue
-		}
-		if hops++; hops > 40 {
-			return "", errors.New("too many levels of symbolic links")
-		}
-		rest = append(strings.Split(strings.Trim(path.Join(path.Dir(next), h.Linkname), "/"), "/"), rest...)
-		cur = "/"
-	}
-	return cur, nil
-}
-
-// untar extracts the outer tarball's regular files and directories into
-// dir, refusing names that would land outside it.
+// untar extracts the tarball at file into dir, refusing names that would
+// land outside it and files over maxBlobBytes.
 func untar(file, dir string) error {
 	f, err := os.Open(file)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	tr := tar.NewReader(f)
+	return extract(f, dir, false)
+}
+
+// extract writes the tar stream r into dst: directories, regular files
+// and, with links, symlinks, with their modes. Every entry's parent must
+// already be a directory of dst, so nothing is written through a link.
+func extract(r io.Reader, dst string, links bool) error {
+	dst, err := filepath.EvalSymlinks(dst)
+	if err != nil {
+		return err
+	}
+	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
@@ -277,31 +221,43 @@ func untar(file, dir string) error {
 			return err
 		}
 		if !filepath.IsLocal(h.Name) {
-			return fmt.Errorf("outer tarball entry %q leaves the layout", h.Name)
+			return fmt.Errorf("entry %q leaves the root", h.Name)
 		}
-		p := filepath.Join(dir, h.Name)
-		switch h.Typeflag {
-		case tar.TypeDir:
-			if err := os.MkdirAll(p, 0o755); err != nil {
+		p := filepath.Join(dst, h.Name)
+		if parent, err := filepath.EvalSymlinks(filepath.Dir(p)); err != nil || parent != filepath.Dir(p) {
+			return fmt.Errorf("entry %q: its parent is not a directory", h.Name)
+		}
+		mode := os.FileMode(h.Mode & 0o777)
+		switch {
+		case h.Typeflag == tar.TypeDir:
+			if h.Mode&0o1000 != 0 {
+				mode |= os.ModeSticky
+			}
+			if err := os.Mkdir(p, mode); err != nil && !errors.Is(err, os.ErrExist) {
 				return err
 			}
-		case tar.TypeReg:
+			// Mkdir's mode went through the umask.
+			if err := os.Chmod(p, mode); err != nil {
+				return err
+			}
+		case h.Typeflag == tar.TypeSymlink && links:
+			if err := os.Symlink(h.Linkname, p); err != nil {
+				return err
+			}
+		case h.Typeflag == tar.TypeReg:
 			if h.Size > maxBlobBytes {
-				return fmt.Errorf("outer tarball entry %q is %d bytes", h.Name, h.Size)
+				return fmt.Errorf("entry %q is %d bytes", h.Name, h.Size)
 			}
-			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-				return err
-			}
-			w, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+			f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, mode)
 			if err != nil {
 				return err
 			}
-			_, err = io.Copy(w, io.LimitReader(tr, h.Size))
-			if err := errors.Join(err, w.Close()); err != nil {
+			_, err = io.Copy(f, io.LimitReader(tr, h.Size))
+			if err := errors.Join(err, f.Chmod(mode), f.Close()); err != nil {
 				return err
 			}
 		default:
-			return fmt.Errorf("outer tarball entry %q has type %q", h.Name, h.Typeflag)
+			return fmt.Errorf("entry %q has type %q", h.Name, h.Typeflag)
 		}
 	}
 }
