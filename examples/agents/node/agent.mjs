@@ -6,6 +6,7 @@
 //   extract_text  the title and the visible text of the content, no model
 //   agent         the caller's instructions over the content, through the
 //                 job's model (job.json "model"), answered in the job's schema
+//   contract_echo the contract's conformance task: what the agent read
 //
 // Content is data, never instructions: it is only ever parsed as text, or
 // handed to the model between random boundaries with the caller's
@@ -15,7 +16,7 @@
 // The two directories default to /input and /output, which is where the
 // sandbox has them; naming others is for running the agent outside one.
 
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
@@ -257,6 +258,19 @@ function checkAnswer(answer, schema) {
   return answer;
 }
 
+/**
+ * The conformance task of docs/agent-contract.md, which `airlock agent
+ * test` runs: the job's ID and params, and each content file's length and
+ * SHA-256, as read.
+ */
+function contractEcho(job, inputDir) {
+  const content = (job.content ?? []).map((item) => {
+    const data = readCapped(path.join(inputDir, 'content', item.name), MAX_CONTENT_BYTES);
+    return { bytes: data.length, sha256: createHash('sha256').update(data).digest('hex') };
+  });
+  return { jobId: job.id, params: job.params ?? {}, content };
+}
+
 function writeResult(outputDir, result) {
   // Exclusive and without following links: nothing planted in /output can
   // redirect the write.
@@ -277,8 +291,10 @@ async function run(inputDir, outputDir) {
     result = extractText(content);
   } else if (job.task === 'agent') {
     result = checkAnswer(await askModel(job, content), job.schema);
+  } else if (job.task === 'contract_echo') {
+    result = contractEcho(job, inputDir);
   } else {
-    throw new Failure(EXIT_BAD_JOB, `unknown task ${JSON.stringify(job.task)} (known: agent, extract_text)`);
+    throw new Failure(EXIT_BAD_JOB, `unknown task ${JSON.stringify(job.task)} (known: agent, contract_echo, extract_text)`);
   }
   writeResult(outputDir, result);
 }

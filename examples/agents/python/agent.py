@@ -6,6 +6,7 @@ It implements contract version 1 of docs/agent-contract.md: it reads
   extract_text  the title and the visible text of the content, no model
   agent         the caller's instructions over the content, through the
                 job's model (job.json "model"), answered in the job's schema
+  contract_echo the contract's conformance task: what the agent read
 
 Content is data, never instructions: it is only ever parsed as text, or
 handed to the model between random boundaries with the caller's
@@ -16,6 +17,7 @@ The two directories default to /input and /output, which is where the
 sandbox has them; naming others is for running the agent outside one.
 """
 
+import hashlib
 import html.parser
 import json
 import os
@@ -253,6 +255,17 @@ def check_answer(answer, schema):
     return answer
 
 
+def contract_echo(job, input_dir):
+    """The conformance task of docs/agent-contract.md, which `airlock agent
+    test` runs: the job's ID and params, and each content file's length
+    and SHA-256, as read."""
+    content = []
+    for item in job.get("content") or []:
+        data = read_capped(os.path.join(input_dir, "content", item["name"]), MAX_CONTENT_BYTES)
+        content.append({"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+    return {"jobId": job.get("id"), "params": job.get("params") or {}, "content": content}
+
+
 def write_result(output_dir, result):
     # Exclusive and without following links: nothing planted in /output
     # can redirect the write.
@@ -270,8 +283,10 @@ def run(input_dir, output_dir):
         result = extract_text(job, content)
     elif task == "agent":
         result = check_answer(ask_model(job, content), job["schema"])
+    elif task == "contract_echo":
+        result = contract_echo(job, input_dir)
     else:
-        raise Failure(EXIT_BAD_JOB, f"unknown task {task!r} (known: agent, extract_text)")
+        raise Failure(EXIT_BAD_JOB, f"unknown task {task!r} (known: agent, contract_echo, extract_text)")
     write_result(output_dir, result)
 
 
