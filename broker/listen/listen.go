@@ -1,6 +1,7 @@
-// Package listen opens the broker's gRPC listener under its bind policy: a
+// Package listen opens the broker's listeners under its bind policy: a
 // unix socket of mode 0600 by default, loopback TCP on request, and any
-// other address only with TLS and an explicit opt-in.
+// other address only with TLS and an explicit opt-in. The gRPC API and
+// the metrics endpoint share the policy and the TLS configuration.
 package listen
 
 import (
@@ -46,39 +47,59 @@ func Open(c Config) (net.Listener, []grpc.ServerOption, error) {
 		}
 		return l, []grpc.ServerOption{grpc.Creds(peerCreds{})}, nil
 	}
-	host, _, err := net.SplitHostPort(c.Addr)
-	if err != nil {
-		return nil, nil, fmt.Errorf("--listen %q: %w", c.Addr, err)
-	}
-	if isLoopback(host) {
-		if c.TLSCert != "" {
-			creds, err := serverTLS(c)
-			if err != nil {
-				return nil, nil, err
-			}
-			l, err := net.Listen("tcp", c.Addr)
-			return l, []grpc.ServerOption{grpc.Creds(creds)}, err
-		}
-		l, err := net.Listen("tcp", c.Addr)
+	l, tc, err := TCP("--listen", c)
+	if err != nil || tc == nil {
 		return l, nil, err
 	}
-	// Anything else, a tailnet or LAN address included, is reachable by
-	// other machines: it needs both the opt-in and TLS.
+	return l, []grpc.ServerOption{grpc.Creds(credentials.NewTLS(tc))}, nil
+}
+
+// Check applies the bind policy to c.Addr, TCP, without binding it, so
+// that a daemon refuses a bad flag before it starts anything. flag names
+// the option in errors.
+//
+// The policy: a loopback IP literal may be bound as it is, in plaintext
+// or, with TLSCert, in TLS. Any other address, a tailnet or LAN address
+// or every interface included, is reachable by other machines: it needs
+// both AllowRemote and TLSCert/TLSKey.
+func Check(flag string, c Config) error {
+	host, _, err := net.SplitHostPort(c.Addr)
+	if err != nil {
+		return fmt.Errorf("%s %q: %w", flag, c.Addr, err)
+	}
+	if isLoopback(host) {
+		return nil
+	}
 	if !c.AllowRemote {
-		return nil, nil, fmt.Errorf("%w: --listen %s is not a loopback address; binding it needs --allow-remote and --tls-cert/--tls-key", ErrRefused, c.Addr)
+		return fmt.Errorf("%w: %s %s is not a loopback address; binding it needs --allow-remote and --tls-cert/--tls-key", ErrRefused, flag, c.Addr)
 	}
 	if c.TLSCert == "" || c.TLSKey == "" {
-		return nil, nil, fmt.Errorf("%w: --listen %s with --allow-remote needs --tls-cert and --tls-key: the token must not cross a network in clear", ErrRefused, c.Addr)
+		return fmt.Errorf("%w: %s %s with --allow-remote needs --tls-cert and --tls-key: nothing it serves may cross a network in clear", ErrRefused, flag, c.Addr)
 	}
-	creds, err := serverTLS(c)
-	if err != nil {
+	return nil
+}
+
+// TCP opens c.Addr under the bind policy (Check) and returns the TLS
+// configuration to serve it with: nil for plaintext loopback, otherwise
+// c's certificate, requiring a client certificate when TLSClientCA is
+// set. Every listener of one daemon given the same Config is served the
+// same way, so no endpoint is weaker than the API.
+func TCP(flag string, c Config) (net.Listener, *tls.Config, error) {
+	if err := Check(flag, c); err != nil {
 		return nil, nil, err
+	}
+	var tc *tls.Config
+	if c.TLSCert != "" || c.TLSKey != "" {
+		var err error
+		if tc, err = serverTLS(c); err != nil {
+			return nil, nil, err
+		}
 	}
 	l, err := net.Listen("tcp", c.Addr)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("%s: %w", flag, err)
 	}
-	return l, []grpc.ServerOption{grpc.Creds(creds)}, nil
+	return l, tc, nil
 }
 
 // isLoopback accepts only IP literals in 127.0.0.0/8 or ::1; a name could
@@ -88,7 +109,7 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-func serverTLS(c Config) (credentials.TransportCredentials, error) {
+func serverTLS(c Config) (*tls.Config, error) {
 	cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
 	if err != nil {
 		return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
@@ -106,7 +127,7 @@ func serverTLS(c Config) (credentials.TransportCredentials, error) {
 		cfg.ClientCAs = pool
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert
 	}
-	return credentials.NewTLS(cfg), nil
+	return cfg, nil
 }
 
 // unixSocket listens on path with mode 0600, replacing a stale socket but

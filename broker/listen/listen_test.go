@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -14,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -150,5 +152,28 @@ func TestOpen_UnixSocketCallsCarryThePeersCredentials(t *testing.T) {
 	}
 	if want := fmt.Sprintf("unix-uid:%d", os.Getuid()); pc.PeerKey() != want {
 		t.Errorf("PeerKey %q, want %q", pc.PeerKey(), want)
+	}
+}
+
+// TestTCP_NamesTheFlagAndServesTLSWithACertificate: the rule is the same
+// for every listener of the daemon, and its refusals name the flag that
+// asked; a certificate means TLS even on loopback.
+func TestTCP_NamesTheFlagAndServesTLSWithACertificate(t *testing.T) {
+	if _, _, err := TCP("--metrics-listen", Config{Addr: "0.0.0.0:0"}); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "--metrics-listen 0.0.0.0:0 is not a loopback address") {
+		t.Errorf("TCP = %v, want ErrRefused naming --metrics-listen", err)
+	}
+	l, tc, err := TCP("--metrics-listen", Config{Addr: "127.0.0.1:0"})
+	if err != nil || tc != nil {
+		t.Fatalf("loopback without a certificate: TLS %v, err %v; want plaintext", tc != nil, err)
+	}
+	l.Close()
+	cert, key := selfSigned(t)
+	l, tc, err = TCP("--metrics-listen", Config{Addr: "127.0.0.1:0", TLSCert: cert, TLSKey: key})
+	if err != nil || tc == nil || len(tc.Certificates) != 1 || tc.MinVersion != tls.VersionTLS13 {
+		t.Fatalf("loopback with a certificate: %+v, err %v; want TLS 1.3 with the certificate", tc, err)
+	}
+	l.Close()
+	if _, _, err := TCP("--metrics-listen", Config{Addr: "127.0.0.1:0", TLSKey: key}); err == nil {
+		t.Error("a key without its certificate was served")
 	}
 }

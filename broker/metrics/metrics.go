@@ -7,7 +7,6 @@ package metrics
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -177,20 +176,9 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
 }
 
-// Listen opens the metrics listener. Only a loopback address is allowed:
-// metrics name profiles and egress rules, which are nobody else's business.
-func Listen(addr string) (net.Listener, error) {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, fmt.Errorf("--metrics-listen %q: %w", addr, err)
-	}
-	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-		return nil, errors.New("--metrics-listen must be a loopback IP address and port, such as 127.0.0.1:9464")
-	}
-	return net.Listen("tcp", addr)
-}
-
-// Serve serves the metrics on l until it is closed.
+// Serve serves the metrics on l until it is closed. l is opened under the
+// bind policy by its caller (airlockd: broker/listen, with TLS when it has
+// a certificate).
 func (m *Metrics) Serve(l net.Listener) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", m.Handler())

@@ -59,7 +59,7 @@ func doctorFlags(c *doctor.Config) (fset *flag.FlagSet, socket, tokenFile *strin
 	fset.StringVar(&c.Busybox, "busybox", doctor.DefaultBusybox, "airlockd's --busybox")
 	fset.StringVar(&c.PolicyDir, "policy-dir", "", "airlockd's profile directory (default: the shipped profiles)")
 	fset.StringVar(&c.DefaultProfile, "default-profile", "secureclaw", "airlockd's --default-profile")
-	fset.StringVar(&c.MetricsListen, "metrics-listen", "", "airlockd's --metrics-listen: checked to be loopback")
+	fset.StringVar(&c.MetricsListen, "metrics-listen", "", "airlockd's --metrics-listen: checked against its bind rule (loopback, or --allow-remote and TLS)")
 	fset.StringVar(&c.PprofListen, "pprof", "", "airlockd's --pprof: checked to be loopback")
 	fset.StringVar(&c.UpstreamCA, "upstream-ca", "", "airlockd's --upstream-ca: checked to hold CA certificates")
 	fset.BoolVar(&c.Dev, "dev", false, "airlockd runs with --dev")

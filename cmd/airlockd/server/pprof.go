@@ -15,8 +15,8 @@ import (
 // to finish before its connection is closed.
 const pprofShutdownGrace = 2 * time.Second
 
-// listenPprof opens the --pprof listener. As for --metrics-listen, only a
-// loopback IP literal is allowed: a heap profile or a goroutine dump shows
+// listenPprof opens the --pprof listener. Only a loopback IP literal is
+// allowed, whatever --allow-remote says: a heap profile or a goroutine dump shows
 // job content and secrets in memory, and a name could resolve elsewhere.
 func listenPprof(addr string) (net.Listener, error) {
 	host, _, err := net.SplitHostPort(addr)

@@ -70,8 +70,9 @@ type Options struct {
 	DefaultProfile string
 	// AuditLog is the audit log's path; empty is StateDir/audit.jsonl.
 	AuditLog string
-	// MetricsListen and PprofListen are loopback host:port listeners; empty
-	// serves none.
+	// MetricsListen is a host:port for Prometheus metrics under Listen's
+	// bind rule and TLS (metricsBind); PprofListen a loopback host:port.
+	// Empty serves none.
 	MetricsListen, PprofListen string
 	// HealthListen is a host:port, any address, that serves only the
 	// gRPC health service's Check and Watch, in plaintext and without a
@@ -141,6 +142,11 @@ func (o *Options) Validate() error {
 	}
 	if o.StateDir == "" {
 		return errors.New("--state-dir is required")
+	}
+	if o.MetricsListen != "" {
+		if err := listen.Check("--metrics-listen", o.metricsBind()); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -223,6 +229,15 @@ func Start(ctx context.Context, o Options) (_ *Server, retErr error) {
 		}
 		s.health = hl
 		s.push(func() { hl.Close() })
+	}
+	if o.MetricsListen != "" {
+		// Opened here for the same reason; served once the metrics exist.
+		ml, err := openMetrics(&o)
+		if err != nil {
+			return nil, err
+		}
+		s.metrics = ml
+		s.push(func() { ml.Close() })
 	}
 	if o.PprofListen != "" {
 		// Before containerd and the image import, so start-up can be
@@ -320,13 +335,7 @@ func Start(ctx context.Context, o Options) (_ *Server, retErr error) {
 
 	s.m = metrics.New()
 	s.m.Registry.MustRegister(runner.Collectors()...)
-	if o.MetricsListen != "" {
-		ml, err := metrics.Listen(o.MetricsListen)
-		if err != nil {
-			return nil, err
-		}
-		s.metrics = ml
-		s.push(func() { ml.Close() })
+	if ml := s.metrics; ml != nil {
 		go func() {
 			if err := s.m.Serve(ml); err != nil {
 				log.Error("metrics listener", "err", err)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/airlock/airlock/broker/listen"
 	"github.com/airlock/airlock/sandbox/egress"
 )
 
@@ -100,28 +101,39 @@ func checkTLS(_ context.Context, e *env) result {
 	return f.result(detail)
 }
 
-// checkDebugListeners applies airlockd's rule for --metrics-listen and
-// --pprof: a loopback IP and a port, since metrics name profiles and
-// egress rules, and pprof shows the broker's memory.
+// checkDebugListeners applies airlockd's rules for --metrics-listen, the
+// API's own bind rule and TLS (broker/listen), and for --pprof, a loopback
+// IP and a port whatever else is set, since a heap profile shows the
+// broker's memory.
 func checkDebugListeners(_ context.Context, e *env) result {
 	var f findings
 	var serving []string
-	for _, l := range []struct{ flag, addr string }{{"--metrics-listen", e.cfg.MetricsListen}, {"--pprof", e.cfg.PprofListen}} {
-		if l.addr == "" {
-			continue
+	c := e.cfg
+	if c.MetricsListen != "" {
+		mc := listen.Config{Addr: c.MetricsListen, AllowRemote: c.AllowRemote, TLSCert: c.TLSCert, TLSKey: c.TLSKey, TLSClientCA: c.TLSClientCA}
+		switch err := listen.Check("--metrics-listen", mc); {
+		case err != nil:
+			f.add(Fail, fmt.Sprintf("%v: airlockd refuses to start", err),
+				"give a loopback IP and port, such as 127.0.0.1:9464, or add --allow-remote with --tls-cert and --tls-key for a scraper on another machine")
+		case c.TLSCert != "":
+			serving = append(serving, "--metrics-listen "+c.MetricsListen+" (https, the API's certificate)")
+		default:
+			serving = append(serving, "--metrics-listen "+c.MetricsListen+" (loopback)")
 		}
-		host, _, err := net.SplitHostPort(l.addr)
+	}
+	if c.PprofListen != "" {
+		host, _, err := net.SplitHostPort(c.PprofListen)
 		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
-			f.add(Fail, fmt.Sprintf("%s %q is not a loopback IP and port: airlockd refuses to start", l.flag, l.addr),
-				"give a loopback IP and port, such as 127.0.0.1:9464, and scrape from this host")
-			continue
+			f.add(Fail, fmt.Sprintf("--pprof %q is not a loopback IP and port: airlockd refuses to start", c.PprofListen),
+				"give a loopback IP and port, such as 127.0.0.1:6060, and profile from this host")
+		} else {
+			serving = append(serving, "--pprof "+c.PprofListen+" (loopback)")
 		}
-		serving = append(serving, l.flag+" "+l.addr)
 	}
 	if len(serving) == 0 {
 		return f.result("neither metrics nor pprof served")
 	}
-	return f.result("loopback only: " + strings.Join(serving, ", "))
+	return f.result(strings.Join(serving, ", "))
 }
 
 // checkUpstreamCA loads --upstream-ca as airlockd does: a bundle without a

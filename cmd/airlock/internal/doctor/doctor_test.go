@@ -204,7 +204,7 @@ func TestRun_BadConfigSaysWhatIsWrongAndHowToFixIt(t *testing.T) {
 		{"tokens.literal", []string{cfg.TokensFile + ":4: ", `"token" key`}},
 		{"token.webhook-distinct", []string{cfg.WebhookTokenFile, "same secret as gateway token --token-file"}},
 		{"profiles.invariants", []string{filepath.Join(cfg.PolicyDir, "strict.yaml") + ":1: isolation.uid: 0 would run the agent as root"}},
-		{"bind.metrics", []string{`--metrics-listen "0.0.0.0:9464" is not a loopback IP`, `--pprof "localhost:6060" is not a loopback IP`}},
+		{"bind.metrics", []string{"--metrics-listen 0.0.0.0:9464 is not a loopback address; binding it needs --allow-remote and --tls-cert/--tls-key", `--pprof "localhost:6060" is not a loopback IP`}},
 		{"tls.upstream-ca", []string{cfg.UpstreamCA + " holds no PEM certificate", "airlockd refuses to start"}},
 	}
 	for _, tt := range tests {
@@ -294,6 +294,30 @@ func TestCheckBind_AppliesAirlockdsBindPolicy(t *testing.T) {
 			r := checkBind(context.Background(), &env{cfg: tt.cfg.withDefaults()})
 			if r.ok != tt.ok || !r.ok && r.sev != tt.sev {
 				t.Errorf("ok %v severity %s, want ok %v severity %s: %s", r.ok, r.sev, tt.ok, tt.sev, r.detail)
+			}
+		})
+	}
+}
+
+// TestCheckDebugListeners_MetricsFollowTheAPIsBindRule: --metrics-listen
+// off loopback passes only with --allow-remote and TLS; --pprof never.
+func TestCheckDebugListeners_MetricsFollowTheAPIsBindRule(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		ok   bool
+	}{
+		{"loopback metrics", Config{MetricsListen: "127.0.0.1:9464"}, true},
+		{"pod address without opt-in", Config{MetricsListen: "10.1.2.3:9464", TLSCert: "c.pem", TLSKey: "k.pem"}, false},
+		{"pod address without TLS", Config{MetricsListen: "10.1.2.3:9464", AllowRemote: true}, false},
+		{"pod address with opt-in and TLS", Config{MetricsListen: "10.1.2.3:9464", AllowRemote: true, TLSCert: "c.pem", TLSKey: "k.pem"}, true},
+		{"pprof off loopback, even with opt-in and TLS", Config{PprofListen: "10.1.2.3:6060", AllowRemote: true, TLSCert: "c.pem", TLSKey: "k.pem"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := checkDebugListeners(context.Background(), &env{cfg: tt.cfg})
+			if r.ok != tt.ok {
+				t.Errorf("ok %v, want %v: %s", r.ok, tt.ok, r.detail)
 			}
 		})
 	}
