@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
+	"github.com/airlock/airlock/broker/listen"
 	"github.com/airlock/airlock/broker/result"
 	"github.com/airlock/airlock/cmd/airlockd/server"
 	"github.com/airlock/airlock/policies"
@@ -312,6 +313,8 @@ func checkManifests(t *testing.T, m *manifests) {
 		}
 	}
 
+	checkMetrics(t, ds.Spec.Template.Annotations, c, o)
+
 	svc := m.service
 	if svc.Spec.ClusterIP != corev1.ClusterIPNone {
 		t.Errorf("Service clusterIP %q, want None: clients balance across the pods themselves", svc.Spec.ClusterIP)
@@ -411,14 +414,15 @@ func checkFlags(t *testing.T, c corev1.Container, pod corev1.PodSpec) server.Opt
 	fset, _ := server.FlagSet("airlockd", flag.ContinueOnError, &o)
 	var usage bytes.Buffer
 	fset.SetOutput(&usage)
-	if err := fset.Parse(c.Args); err != nil {
-		t.Fatalf("airlockd %v: %v", c.Args, err)
+	args := expandArgs(t, c)
+	if err := fset.Parse(args); err != nil {
+		t.Fatalf("airlockd %v: %v", args, err)
 	}
 	if fset.NArg() != 0 {
 		t.Errorf("airlockd takes no arguments; left over: %v", fset.Args())
 	}
 	if err := o.Validate(); err != nil {
-		t.Errorf("airlockd %v: %v", c.Args, err)
+		t.Errorf("airlockd %v: %v", args, err)
 	}
 	seen := map[string]bool{}
 	for _, a := range c.Args {
@@ -428,15 +432,14 @@ func checkFlags(t *testing.T, c corev1.Container, pod corev1.PodSpec) server.Opt
 		}
 		seen[name] = true
 	}
-	// listen.Open's rule, checked here so that the manifests cannot ship a
-	// listener airlockd refuses at start.
-	if host, _, err := net.SplitHostPort(o.Listen); err != nil {
-		t.Errorf("--listen %q: %v", o.Listen, err)
-	} else if ip := net.ParseIP(host); (ip == nil || !ip.IsLoopback()) && (!o.AllowRemote || o.TLSCert == "" || o.TLSKey == "") {
-		t.Errorf("--listen %s is not loopback: it needs --allow-remote, --tls-cert and --tls-key", o.Listen)
-	}
-	if host, _, err := net.SplitHostPort(o.MetricsListen); o.MetricsListen != "" && (err != nil || net.ParseIP(host) == nil || !net.ParseIP(host).IsLoopback()) {
-		t.Errorf("--metrics-listen %s: airlockd serves metrics on loopback only", o.MetricsListen)
+	// airlockd's bind rule for both TCP listeners, checked here so that
+	// the manifests cannot ship a listener airlockd refuses at start.
+	bind := listen.Config{AllowRemote: o.AllowRemote, TLSCert: o.TLSCert, TLSKey: o.TLSKey, TLSClientCA: o.TLSClientCA}
+	for flagName, addr := range map[string]string{"--listen": o.Listen, "--metrics-listen": o.MetricsListen} {
+		bind.Addr = addr
+		if err := listen.Check(flagName, bind); err != nil {
+			t.Error(err)
+		}
 	}
 
 	// Every file or directory a flag names must come from a volume, not
@@ -476,6 +479,88 @@ func checkFlags(t *testing.T, c corev1.Container, pod corev1.PodSpec) server.Opt
 		}
 	}
 	return o
+}
+
+// samplePodIP stands in for the pod's address (status.podIP) when the
+// test expands the container's arguments as the kubelet does; it is
+// parsed, never dialled.
+const samplePodIP = "10.244.1.7"
+
+// expandArgs is the container's arguments as the kubelet passes them:
+// $(NAME) replaced by the container's env var NAME, $$ by $. Every
+// reference must resolve (the kubelet would pass an unknown one through
+// as it is, and airlockd would get a flag nobody meant), and an env var
+// may be a literal or the pod's address only: secrets reach airlockd as
+// files, never through its environment.
+func expandArgs(t *testing.T, c corev1.Container) []string {
+	t.Helper()
+	env := map[string]string{}
+	for _, e := range c.Env {
+		switch {
+		case e.ValueFrom == nil:
+			env[e.Name] = e.Value
+		case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "status.podIP":
+			env[e.Name] = samplePodIP
+		default:
+			t.Errorf("env %s comes from %+v: want a literal or status.podIP", e.Name, *e.ValueFrom)
+		}
+	}
+	if len(c.EnvFrom) != 0 {
+		t.Errorf("envFrom %v: airlockd's environment is listed var by var", c.EnvFrom)
+	}
+	out := make([]string, 0, len(c.Args))
+	for _, a := range c.Args {
+		var b strings.Builder
+		for i := 0; i < len(a); i++ {
+			switch {
+			case strings.HasPrefix(a[i:], "$$"):
+				b.WriteByte('$')
+				i++
+			case strings.HasPrefix(a[i:], "$("):
+				name, _, ok := strings.Cut(a[i+2:], ")")
+				v, defined := env[name]
+				if !ok || !defined {
+					t.Errorf("argument %q: $(%s) names no env var of the container", a, name)
+				}
+				b.WriteString(v)
+				i += len(name) + 2
+			default:
+				b.WriteByte(a[i])
+			}
+		}
+		out = append(out, b.String())
+	}
+	return out
+}
+
+// checkMetrics holds the metrics to README.md's "Metrics": served on the
+// pod's own address, over https, on the port the scrape annotations and
+// a container port name.
+func checkMetrics(t *testing.T, annotations map[string]string, c corev1.Container, o server.Options) {
+	t.Helper()
+	if o.MetricsListen == "" {
+		t.Error("no --metrics-listen: Prometheus would have nothing to scrape")
+		return
+	}
+	if host, _, _ := net.SplitHostPort(o.MetricsListen); host != samplePodIP {
+		t.Errorf("--metrics-listen %s: want the pod's address, $(POD_IP) from status.podIP, not every interface", o.MetricsListen)
+	}
+	if o.TLSCert == "" || o.TLSKey == "" {
+		t.Error("metrics without --tls-cert/--tls-key would be plaintext")
+	}
+	p := port(t, "--metrics-listen", o.MetricsListen)
+	for key, want := range map[string]string{
+		"prometheus.io/scrape": "true",
+		"prometheus.io/port":   strconv.Itoa(int(p)),
+		"prometheus.io/scheme": "https",
+	} {
+		if got := annotations[key]; got != want {
+			t.Errorf("pod annotation %s = %q, want %q", key, got, want)
+		}
+	}
+	if got := containerPort(t, c, intstr.FromString("metrics")); got != p {
+		t.Errorf("container port metrics is %d, want --metrics-listen's %d", got, p)
+	}
 }
 
 // checkPolicies loads the ConfigMap's profiles as airlockd would, and

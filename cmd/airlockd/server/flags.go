@@ -46,7 +46,7 @@ func FlagSet(name string, h flag.ErrorHandling, o *Options) (fs *flag.FlagSet, d
 	fs.StringVar(&o.PolicyDir, "policy-dir", "", "directory of policy profiles (default: the shipped ones)")
 	fs.StringVar(&o.DefaultProfile, "default-profile", "secureclaw", "profile for requests that name none")
 	fs.StringVar(&o.AuditLog, "audit-log", "", "audit log, one JSON line per job (default STATE_DIR/audit.jsonl)")
-	fs.StringVar(&o.MetricsListen, "metrics-listen", "", "serve Prometheus metrics on this loopback host:port (off by default)")
+	fs.StringVar(&o.MetricsListen, "metrics-listen", "", "serve Prometheus metrics on this host:port (off by default); https with --tls-cert, and non-loopback needs --allow-remote and TLS, as --listen")
 	fs.StringVar(&o.HealthListen, "health-listen", "", "serve only the gRPC health service (Check, Watch) on this host:port, plaintext and without a token, for Kubernetes gRPC probes (off by default)")
 	fs.StringVar(&o.PprofListen, "pprof", "", "serve net/http/pprof under /debug/pprof/ on this loopback host:port (off by default)")
 	fs.BoolVar(&o.Dev, "dev", false, "development mode: allows exec.security full")
