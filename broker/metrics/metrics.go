@@ -1,5 +1,5 @@
 // Package metrics holds the broker's Prometheus metrics and serves them on
-// a loopback listener. Labels never carry job content or caller input:
+// the listener airlockd opens under its bind policy. Labels never carry job content or caller input:
 // their values come from the broker's own vocabulary and the operator's
 // profiles (profile, verdict, egress rule). Label values are lower snake
 // case, as Prometheus's own are.

@@ -37,6 +37,7 @@ import (
 	"github.com/airlock/airlock/policies"
 	"github.com/airlock/airlock/policies/policy"
 	"github.com/airlock/airlock/sandbox"
+	"github.com/airlock/airlock/sandbox/cgroupv2"
 	"github.com/airlock/airlock/sandbox/egress"
 	"github.com/airlock/airlock/sandbox/embedded"
 	"github.com/airlock/airlock/sandbox/footprint"
@@ -277,6 +278,13 @@ func Start(ctx context.Context, o Options) (_ *Server, retErr error) {
 	}
 	s.address = o.ContainerdAddress
 	if s.address == "" {
+		// Before containerd starts, so that it and the shims are born in
+		// the child cgroup, and the jobs' cgroups can have their limits.
+		cg, err := cgroupv2.Delegate()
+		if err != nil {
+			return nil, err
+		}
+		log.Info("cgroups", "v2", cg.Outcome.String(), "moved", cg.Moved, "enabled", cg.Enabled)
 		d, err := embedded.Start(ctx, filepath.Join(o.StateDir, "containerd"))
 		if err != nil {
 			return nil, fmt.Errorf("embedded containerd: %w", err)
