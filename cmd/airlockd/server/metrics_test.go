@@ -19,53 +19,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/airlock/airlock/broker"
-	"github.com/airlock/airlock/broker/listen"
 	"github.com/airlock/airlock/broker/metrics"
 )
-
-// TestOptionsValidate_MetricsListenFollowsTheAPIsBindRule: --metrics-listen
-// off loopback is refused at start unless --allow-remote and TLS are both
-// given, and the error names the flags to add.
-func TestOptionsValidate_MetricsListenFollowsTheAPIsBindRule(t *testing.T) {
-	ok := Options{StateDir: "/var/lib/airlock", ProxyPort: 3128, ApprovalTimeout: broker.DefaultApprovalTimeout, JobRetention: time.Hour, RetainJobs: broker.DefaultRetainJobs}
-	tests := []struct {
-		name    string
-		edit    func(*Options)
-		wantErr string
-	}{
-		{"loopback, plaintext", func(o *Options) { o.MetricsListen = "127.0.0.1:9464" }, ""},
-		{"a pod address without --allow-remote or TLS", func(o *Options) { o.MetricsListen = "10.1.2.3:9464" }, "--metrics-listen 10.1.2.3:9464 is not a loopback address; binding it needs --allow-remote and --tls-cert/--tls-key"},
-		{"without --allow-remote", func(o *Options) {
-			o.MetricsListen, o.TLSCert, o.TLSKey = "10.1.2.3:9464", "c.pem", "k.pem"
-		}, "needs --allow-remote"},
-		{"without TLS", func(o *Options) { o.MetricsListen, o.AllowRemote = "10.1.2.3:9464", true }, "--metrics-listen 10.1.2.3:9464 with --allow-remote needs --tls-cert and --tls-key"},
-		{"without the key", func(o *Options) {
-			o.MetricsListen, o.AllowRemote, o.TLSCert = "10.1.2.3:9464", true, "c.pem"
-		}, "needs --tls-cert and --tls-key"},
-		{"every interface without TLS", func(o *Options) { o.MetricsListen, o.AllowRemote = ":9464", true }, "needs --tls-cert and --tls-key"},
-		{"a name, not an IP", func(o *Options) { o.MetricsListen = "localhost:9464" }, "is not a loopback address"},
-		{"no port", func(o *Options) { o.MetricsListen = "127.0.0.1" }, `--metrics-listen "127.0.0.1"`},
-		{"with --allow-remote and TLS", func(o *Options) {
-			o.MetricsListen, o.AllowRemote, o.TLSCert, o.TLSKey = "10.1.2.3:9464", true, "c.pem", "k.pem"
-		}, ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			o := ok
-			tt.edit(&o)
-			err := o.Validate()
-			switch {
-			case tt.wantErr == "" && err != nil:
-				t.Fatalf("Validate() = %v, want nil", err)
-			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
-				t.Fatalf("Validate() = %v, want an error containing %q", err, tt.wantErr)
-			case tt.wantErr != "" && !errors.Is(err, listen.ErrRefused) && !strings.Contains(tt.wantErr, `"`):
-				t.Fatalf("Validate() = %v, want listen.ErrRefused", err)
-			}
-		})
-	}
-}
 
 // TestOpenMetrics_HTTPSWithTheAPIsCertificate: with a certificate, the
 // metrics are served over TLS only: a scrape that trusts the CA gets

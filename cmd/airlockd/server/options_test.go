@@ -23,6 +23,20 @@ func TestOptionsValidate_RefusesFlagsThatMeanNothing(t *testing.T) {
 		{"zero proxy port", func(o *Options) { o.ProxyPort = 0 }, "--proxy-port"},
 		{"proxy port over 65535", func(o *Options) { o.ProxyPort = 65536 }, "--proxy-port"},
 		{"no state dir", func(o *Options) { o.StateDir = "" }, "--state-dir is required"},
+		// --metrics-listen follows --listen's bind rule.
+		{"metrics on loopback", func(o *Options) { o.MetricsListen = "127.0.0.1:9464" }, ""},
+		{"metrics on a pod address without --allow-remote or TLS", func(o *Options) { o.MetricsListen = "10.1.2.3:9464" },
+			"bind refused: --metrics-listen 10.1.2.3:9464 is not a loopback address; binding it needs --allow-remote and --tls-cert/--tls-key"},
+		{"metrics without --allow-remote", func(o *Options) { o.MetricsListen, o.TLSCert, o.TLSKey = "10.1.2.3:9464", "c.pem", "k.pem" }, "needs --allow-remote"},
+		{"metrics without TLS", func(o *Options) { o.MetricsListen, o.AllowRemote = "10.1.2.3:9464", true },
+			"bind refused: --metrics-listen 10.1.2.3:9464 with --allow-remote needs --tls-cert and --tls-key"},
+		{"metrics without the TLS key", func(o *Options) { o.MetricsListen, o.AllowRemote, o.TLSCert = "10.1.2.3:9464", true, "c.pem" }, "needs --tls-cert and --tls-key"},
+		{"metrics on every interface without TLS", func(o *Options) { o.MetricsListen, o.AllowRemote = ":9464", true }, "needs --tls-cert and --tls-key"},
+		{"metrics on a name, not an IP", func(o *Options) { o.MetricsListen = "localhost:9464" }, "is not a loopback address"},
+		{"metrics without a port", func(o *Options) { o.MetricsListen = "127.0.0.1" }, `--metrics-listen "127.0.0.1"`},
+		{"metrics with --allow-remote and TLS", func(o *Options) {
+			o.MetricsListen, o.AllowRemote, o.TLSCert, o.TLSKey = "10.1.2.3:9464", true, "c.pem", "k.pem"
+		}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
