@@ -231,15 +231,6 @@ func Start(ctx context.Context, o Options) (_ *Server, retErr error) {
 		s.health = hl
 		s.push(func() { hl.Close() })
 	}
-	if o.MetricsListen != "" {
-		// Opened here for the same reason; served once the metrics exist.
-		ml, err := openMetrics(&o)
-		if err != nil {
-			return nil, err
-		}
-		s.metrics = ml
-		s.push(func() { ml.Close() })
-	}
 	if o.PprofListen != "" {
 		// Before containerd and the image import, so start-up can be
 		// profiled too.
@@ -268,6 +259,18 @@ func Start(ctx context.Context, o Options) (_ *Server, retErr error) {
 		return nil, err
 	}
 	s.push(unlock)
+	if o.MetricsListen != "" {
+		// Before containerd, so that a taken port stops start-up early;
+		// after the lock, so that a second airlockd on this state dir is
+		// told so rather than about the port. Served once the metrics
+		// exist.
+		ml, err := openMetrics(&o)
+		if err != nil {
+			return nil, err
+		}
+		s.metrics = ml
+		s.push(func() { ml.Close() })
+	}
 	for _, p := range profiles.All() {
 		if p.ReachesAsNobody() {
 			if err := footprint.CheckTraversable(o.StateDir); err != nil {
