@@ -21,12 +21,14 @@ func (s *Server) admit(ctx context.Context, owner string) (func(), error) {
 	}
 	s.running++
 	s.perOwner[owner]++
+	s.ready.admitted(s.running)
 	s.mu.Unlock()
 	undo := func() {
 		s.mu.Lock()
 		s.running--
 		close(s.runningChanged)
 		s.runningChanged = make(chan struct{})
+		s.ready.admitted(s.running)
 		if s.perOwner[owner]--; s.perOwner[owner] <= 0 {
 			delete(s.perOwner, owner)
 		}

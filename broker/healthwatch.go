@@ -45,7 +45,7 @@ func NewHealthGRPCServer(s *Server) *grpc.Server {
 		grpc.ChainStreamInterceptor(recoverStream(s.log), watchLimit(MaxHealthWatches)),
 		grpc.MaxRecvMsgSize(maxProbeBytes),
 	)
-	healthpb.RegisterHealthServer(g, s.health)
+	healthpb.RegisterHealthServer(g, s.ready.hs)
 	return g
 }
 

@@ -65,7 +65,7 @@ func (s *Server) GetJob(ctx context.Context, req *airlockv1.GetJobRequest) (*air
 	if resp, done := j.response(); done {
 		return &airlockv1.GetJobResponse{Job: finishedJob(resp)}, nil
 	}
-	return &airlockv1.GetJobResponse{Job: &airlockv1.Job{JobId: j.id, State: airlockv1.JobState_JOB_STATE_RUNNING}}, nil
+	return &airlockv1.GetJobResponse{Job: &airlockv1.Job{JobId: j.id, State: airlockv1.JobState_JOB_STATE_RUNNING, Node: s.node}}, nil
 }
 
 // finishedJob is the Job of a finished job's response. It shares the
@@ -75,7 +75,7 @@ func finishedJob(resp *airlockv1.SpawnResponse) *airlockv1.Job {
 		JobId: resp.GetJobId(), State: airlockv1.JobState_JOB_STATE_FINISHED,
 		Verdict: resp.GetVerdict(), Result: resp.GetResult(), Message: resp.GetMessage(),
 		Sanitization: resp.GetSanitization(), Egress: resp.GetEgress(), Usage: resp.GetUsage(),
-		Policy: resp.GetPolicy(), Exec: resp.GetExec(),
+		Policy: resp.GetPolicy(), Exec: resp.GetExec(), Node: resp.GetNode(),
 	}
 }
 

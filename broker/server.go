@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/airlock/airlock/broker/audit"
@@ -96,6 +95,11 @@ type Config struct {
 	// Tasks are the tasks the images serve, checked with their params at
 	// the door; nil is the reference agent's, job.ReferenceTasks.
 	Tasks []job.TaskSpec
+	// Node is the address this broker is reached at, as clients that
+	// balance over several brokers know it. Every response and a stream's
+	// accepted event carry it, so that GetJob, Cancel and Approve for a job
+	// find the broker that holds it. Empty is sent as empty.
+	Node string
 }
 
 // Server implements airlockv1.BrokerServer.
@@ -110,8 +114,14 @@ type Server struct {
 	queued   atomic.Int64
 	maxQueue int64
 
+	node string
+
 	mu       sync.Mutex
 	draining bool
+	// ready is the health service's state, updated under mu: the one
+	// health service of every gRPC server made for this broker, the API's
+	// and the probes', so that both report the same status.
+	ready *readiness
 	// drainStarted is closed when Drain begins, so that jobs waiting in
 	// the admission queue give up their place at once.
 	drainStarted chan struct{}
@@ -132,11 +142,6 @@ type Server struct {
 	secrets        func() [][]byte
 
 	approvalTimeout time.Duration
-
-	// health is the one health service of every gRPC server made for
-	// this broker, the API's and the probes', so that both report the
-	// same status.
-	health *health.Server
 }
 
 // New returns a Server. It refuses a config without a runner or profiles
@@ -185,6 +190,8 @@ func New(cfg Config) (*Server, error) {
 		log:      cfg.Logger,
 		slots:    make(chan struct{}, cfg.MaxJobs),
 		maxQueue: int64(cfg.MaxQueue),
+		node:     cfg.Node,
+		ready:    newReadiness(cfg.MaxJobs, cfg.MaxQueue),
 
 		perOwner:       map[string]int{},
 		runningChanged: make(chan struct{}),
@@ -200,10 +207,7 @@ func New(cfg Config) (*Server, error) {
 		secrets:        cfg.Secrets,
 
 		approvalTimeout: cfg.ApprovalTimeout,
-		health:          health.NewServer(),
 	}
-	srv.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	srv.health.SetServingStatus(airlockv1.Broker_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	srv.anomalies = anomaly.New(cfg.Anomalies, func(kind, key string, n int) {
 		srv.metrics.Anomalies.WithLabelValues(kind).Inc()
 		srv.log.Warn("anomaly: burst over the configured rate", "kind", kind, "key", key, "count", n)
@@ -225,6 +229,7 @@ func (s *Server) Drain(ctx context.Context) {
 	s.mu.Lock()
 	if !s.draining {
 		close(s.drainStarted)
+		s.ready.drain()
 	}
 	s.draining = true
 	s.mu.Unlock()
@@ -319,6 +324,6 @@ func NewGRPCServerAuth(s *Server, a *auth.Authenticator, opts ...grpc.ServerOpti
 	}, opts...)
 	g := grpc.NewServer(opts...)
 	airlockv1.RegisterBrokerServer(g, s)
-	healthpb.RegisterHealthServer(g, s.health)
+	healthpb.RegisterHealthServer(g, s.ready.hs)
 	return g
 }

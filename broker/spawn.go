@@ -67,7 +67,7 @@ func (s *Server) spawn(ctx context.Context, req *airlockv1.SpawnRequest, interac
 	s.anomalies.Observe("owner_jobs", name)
 
 	emit(&airlockv1.SpawnStreamResponse{JobId: j.id, Event: &airlockv1.SpawnStreamResponse_Accepted{
-		Accepted: &airlockv1.JobAccepted{Policy: effectivePolicy(plan.job.Policy)}}})
+		Accepted: &airlockv1.JobAccepted{Policy: effectivePolicy(plan.job.Policy), Node: s.node}}})
 	var started time.Time
 	plan.job.OnEgress = func(a job.EgressAttempt) {
 		emit(&airlockv1.SpawnStreamResponse{JobId: j.id, Event: &airlockv1.SpawnStreamResponse_Egress{Egress: egressProto(a, plan.sanitize)}})

@@ -193,6 +193,7 @@ func (s *Server) verdict(ctx context.Context, pl *plan, out *job.Outcome, runErr
 	p := pl.job.Policy
 	resp := &airlockv1.SpawnResponse{
 		JobId:        pl.job.ID,
+		Node:         s.node,
 		Policy:       effectivePolicy(p),
 		Usage:        &airlockv1.Usage{},
 		Sanitization: &airlockv1.SanitizationReport{},

@@ -51,6 +51,11 @@ type Options struct {
 	// Socket is the unix socket to serve on; empty is $AIRLOCK_SOCKET or
 	// client.DefaultSocket. Listen, when set, serves TCP instead.
 	Socket, Listen string
+	// AdvertiseAddress is the host:port clients that balance over several
+	// airlockd instances reach this one at; every response carries it, so
+	// that a job's later calls find this node. Empty is the address
+	// served: Listen's (with its port), or unix:// and the socket.
+	AdvertiseAddress string
 	// AllowRemote, TLSCert, TLSKey and TLSClientCA are for a Listen
 	// address that is not loopback.
 	AllowRemote                  bool
@@ -149,7 +154,28 @@ func (o *Options) Validate() error {
 			return err
 		}
 	}
+	if o.AdvertiseAddress != "" {
+		if _, _, err := net.SplitHostPort(o.AdvertiseAddress); err != nil || len(o.AdvertiseAddress) > maxAdvertiseAddress {
+			return fmt.Errorf("--advertise-address %q: want host:port of at most %d bytes, such as 10.0.3.7:7443", o.AdvertiseAddress, maxAdvertiseAddress)
+		}
+	}
 	return nil
+}
+
+// maxAdvertiseAddress bounds --advertise-address, which every response
+// carries: a DNS name and a port.
+const maxAdvertiseAddress = 256
+
+// advertised is the node every response names: the configured address, or
+// the one lis serves.
+func advertised(o Options, lis net.Listener) string {
+	if o.AdvertiseAddress != "" {
+		return o.AdvertiseAddress
+	}
+	if a, ok := lis.Addr().(*net.UnixAddr); ok {
+		return "unix://" + a.Name
+	}
+	return lis.Addr().String()
 }
 
 // Server is a running airlockd. Shutdown stops it; calls after the first
@@ -374,6 +400,7 @@ func Start(ctx context.Context, o Options) (_ *Server, retErr error) {
 		ApprovalTimeout: o.ApprovalTimeout, DefaultProfile: o.DefaultProfile, ExplainSpec: sandbox.ExplainJSON, ResolveSecret: egress.ResolveSecret,
 		Secrets: func() [][]byte { return knownSecrets(*s.tokens.Load(), profiles) },
 		Tasks:   append(agentTasks(o.AgentTasks), o.ExtraTasks...),
+		Node:    advertised(o, lis),
 	})
 	if err != nil {
 		return nil, err

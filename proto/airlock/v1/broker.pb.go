@@ -719,7 +719,12 @@ type SpawnResponse struct {
 	Policy       *EffectivePolicy    `protobuf:"bytes,8,opt,name=policy,proto3" json:"policy,omitempty"`
 	// Every command the job asked the broker to run, in order, with what
 	// was decided.
-	Exec          []*ExecDecision `protobuf:"bytes,9,rep,name=exec,proto3" json:"exec,omitempty"`
+	Exec []*ExecDecision `protobuf:"bytes,9,rep,name=exec,proto3" json:"exec,omitempty"`
+	// The node that ran the job: the address its airlockd advertises
+	// (--advertise-address). A client balancing over several nodes sends
+	// GetJob, Cancel and Approve for this job to this address, and only if
+	// it is one of the addresses it balances over.
+	Node          string `protobuf:"bytes,10,opt,name=node,proto3" json:"node,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -815,6 +820,13 @@ func (x *SpawnResponse) GetExec() []*ExecDecision {
 		return x.Exec
 	}
 	return nil
+}
+
+func (x *SpawnResponse) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
 }
 
 // ExecDecision is one command the job asked to run. Its words come from
@@ -1813,8 +1825,13 @@ func (x *ToolCall) GetReason() string {
 
 // JobAccepted says the request passed validation.
 type JobAccepted struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Policy        *EffectivePolicy       `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Policy *EffectivePolicy       `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	// The node that ran the job: the address its airlockd advertises
+	// (--advertise-address). A client balancing over several nodes sends
+	// GetJob, Cancel and Approve for this job to this address, and only if
+	// it is one of the addresses it balances over.
+	Node          string `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1854,6 +1871,13 @@ func (x *JobAccepted) GetPolicy() *EffectivePolicy {
 		return x.Policy
 	}
 	return nil
+}
+
+func (x *JobAccepted) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
 }
 
 // JobStarted says the sandbox task is running.
@@ -2317,12 +2341,17 @@ type Job struct {
 	// The sanitized result; set only when verdict is OK.
 	Result *structpb.Struct `protobuf:"bytes,4,opt,name=result,proto3" json:"result,omitempty"`
 	// Why the verdict is not OK, for a person to act on.
-	Message       string              `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
-	Sanitization  *SanitizationReport `protobuf:"bytes,6,opt,name=sanitization,proto3" json:"sanitization,omitempty"`
-	Egress        []*EgressAttempt    `protobuf:"bytes,7,rep,name=egress,proto3" json:"egress,omitempty"`
-	Usage         *Usage              `protobuf:"bytes,8,opt,name=usage,proto3" json:"usage,omitempty"`
-	Policy        *EffectivePolicy    `protobuf:"bytes,9,opt,name=policy,proto3" json:"policy,omitempty"`
-	Exec          []*ExecDecision     `protobuf:"bytes,10,rep,name=exec,proto3" json:"exec,omitempty"`
+	Message      string              `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	Sanitization *SanitizationReport `protobuf:"bytes,6,opt,name=sanitization,proto3" json:"sanitization,omitempty"`
+	Egress       []*EgressAttempt    `protobuf:"bytes,7,rep,name=egress,proto3" json:"egress,omitempty"`
+	Usage        *Usage              `protobuf:"bytes,8,opt,name=usage,proto3" json:"usage,omitempty"`
+	Policy       *EffectivePolicy    `protobuf:"bytes,9,opt,name=policy,proto3" json:"policy,omitempty"`
+	Exec         []*ExecDecision     `protobuf:"bytes,10,rep,name=exec,proto3" json:"exec,omitempty"`
+	// The node that ran the job: the address its airlockd advertises
+	// (--advertise-address). A client balancing over several nodes sends
+	// GetJob, Cancel and Approve for this job to this address, and only if
+	// it is one of the addresses it balances over.
+	Node          string `protobuf:"bytes,11,opt,name=node,proto3" json:"node,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2425,6 +2454,13 @@ func (x *Job) GetExec() []*ExecDecision {
 		return x.Exec
 	}
 	return nil
+}
+
+func (x *Job) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
 }
 
 // ListProfilesRequest has no fields.
@@ -2677,7 +2713,7 @@ const file_airlock_v1_broker_proto_rawDesc = "" +
 	"\tmax_turns\x18\x02 \x01(\x05R\bmaxTurns\x12$\n" +
 	"\x0emax_tool_calls\x18\x03 \x01(\x05R\fmaxToolCalls\x12(\n" +
 	"\x10max_input_tokens\x18\x04 \x01(\x03R\x0emaxInputTokens\x12*\n" +
-	"\x11max_output_tokens\x18\x05 \x01(\x03R\x0fmaxOutputTokens\"\xa3\x03\n" +
+	"\x11max_output_tokens\x18\x05 \x01(\x03R\x0fmaxOutputTokens\"\xb7\x03\n" +
 	"\rSpawnResponse\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12-\n" +
 	"\averdict\x18\x02 \x01(\x0e2\x13.airlock.v1.VerdictR\averdict\x12/\n" +
@@ -2687,7 +2723,9 @@ const file_airlock_v1_broker_proto_rawDesc = "" +
 	"\x06egress\x18\x06 \x03(\v2\x19.airlock.v1.EgressAttemptR\x06egress\x12'\n" +
 	"\x05usage\x18\a \x01(\v2\x11.airlock.v1.UsageR\x05usage\x123\n" +
 	"\x06policy\x18\b \x01(\v2\x1b.airlock.v1.EffectivePolicyR\x06policy\x12,\n" +
-	"\x04exec\x18\t \x03(\v2\x18.airlock.v1.ExecDecisionR\x04exec\"\x85\x02\n" +
+	"\x04exec\x18\t \x03(\v2\x18.airlock.v1.ExecDecisionR\x04exec\x12\x12\n" +
+	"\x04node\x18\n" +
+	" \x01(\tR\x04node\"\x85\x02\n" +
 	"\fExecDecision\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
 	"\x04argv\x18\x02 \x03(\tR\x04argv\x12\x10\n" +
@@ -2771,9 +2809,10 @@ const file_airlock_v1_broker_proto_rawDesc = "" +
 	"\x06target\x18\x02 \x01(\tR\x06target\x12\x12\n" +
 	"\x04argv\x18\x03 \x03(\tR\x04argv\x12\x18\n" +
 	"\aallowed\x18\x04 \x01(\bR\aallowed\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason\"B\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"V\n" +
 	"\vJobAccepted\x123\n" +
-	"\x06policy\x18\x01 \x01(\v2\x1b.airlock.v1.EffectivePolicyR\x06policy\"\f\n" +
+	"\x06policy\x18\x01 \x01(\v2\x1b.airlock.v1.EffectivePolicyR\x06policy\x12\x12\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node\"\f\n" +
 	"\n" +
 	"JobStarted\"\xbc\x01\n" +
 	"\x0eApprovalNeeded\x12\x18\n" +
@@ -2800,7 +2839,7 @@ const file_airlock_v1_broker_proto_rawDesc = "" +
 	"\x06job_id\x18\x01 \x01(\tB\x02\x18\x01R\x05jobId\x12.\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x14.airlock.v1.JobStateB\x02\x18\x01R\x05state\x129\n" +
 	"\bresponse\x18\x03 \x01(\v2\x19.airlock.v1.SpawnResponseB\x02\x18\x01R\bresponse\x12!\n" +
-	"\x03job\x18\x04 \x01(\v2\x0f.airlock.v1.JobR\x03job\"\xc5\x03\n" +
+	"\x03job\x18\x04 \x01(\v2\x0f.airlock.v1.JobR\x03job\"\xd9\x03\n" +
 	"\x03Job\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12*\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x14.airlock.v1.JobStateR\x05state\x12-\n" +
@@ -2812,7 +2851,8 @@ const file_airlock_v1_broker_proto_rawDesc = "" +
 	"\x05usage\x18\b \x01(\v2\x11.airlock.v1.UsageR\x05usage\x123\n" +
 	"\x06policy\x18\t \x01(\v2\x1b.airlock.v1.EffectivePolicyR\x06policy\x12,\n" +
 	"\x04exec\x18\n" +
-	" \x03(\v2\x18.airlock.v1.ExecDecisionR\x04exec\"\x15\n" +
+	" \x03(\v2\x18.airlock.v1.ExecDecisionR\x04exec\x12\x12\n" +
+	"\x04node\x18\v \x01(\tR\x04node\"\x15\n" +
 	"\x13ListProfilesRequest\"O\n" +
 	"\x14ListProfilesResponse\x127\n" +
 	"\bprofiles\x18\x01 \x03(\v2\x1b.airlock.v1.EffectivePolicyR\bprofiles\"1\n" +
