@@ -3,7 +3,6 @@
 package client
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -38,10 +37,20 @@ func TokenFile(flagValue string) string {
 	return firstNonEmpty(flagValue, os.Getenv(EnvTokenFile))
 }
 
-// Conn is a connection to a broker.
+// Conn is a connection to a broker, or, from DialTarget, to several.
 type Conn struct {
 	*grpc.ClientConn
 	Broker airlockv1.BrokerClient
+	// router is DialTarget's; nil for one broker.
+	router *router
+}
+
+// Close closes the connection and every per-node one.
+func (c *Conn) Close() error {
+	if c.router != nil {
+		c.router.close()
+	}
+	return c.ClientConn.Close()
 }
 
 // Dial connects to a broker at addr (a host:port on loopback) or, when addr
@@ -64,16 +73,7 @@ func Dial(socket, addr, tokenFile string) (*Conn, error) {
 	} else if _, err := os.Stat(socket); err != nil {
 		return nil, fmt.Errorf("broker socket %s: %w (is airlockd running? set --socket or %s)", socket, err, EnvSocket)
 	}
-	cc, err := grpc.NewClient(target,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithPerRPCCredentials(auth.Credentials(token)),
-		// The send limit is above the broker's read limit, so that the
-		// broker's door, not this client, judges a request's size.
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(128<<20)),
-		grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-			return explainTooLarge(invoker(ctx, method, req, reply, cc, opts...))
-		}),
-	)
+	cc, err := grpc.NewClient(target, callOptions(insecure.NewCredentials(), token)...)
 	if err != nil {
 		return nil, err
 	}
