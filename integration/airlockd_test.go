@@ -32,11 +32,17 @@ type daemonProc struct {
 	token                          string
 	metricsPort                    int
 	// args are extra airlockd flags, for the next start.
-	args   []string
-	cmd    *exec.Cmd
-	exited chan struct{}
-	log    *bytes.Buffer
-	conn   *client.Conn
+	args []string
+	// listen, when set, is the loopback host:port airlockd serves on
+	// instead of its socket.
+	listen string
+	// reference runs the reference airlock-agent, as shipped, instead of
+	// the hostile one.
+	reference bool
+	cmd       *exec.Cmd
+	exited    chan struct{}
+	log       *bytes.Buffer
+	conn      *client.Conn
 }
 
 // sharedDaemon is an airlockd the suite starts on first use and stops at
@@ -83,6 +89,20 @@ func startDaemon(args ...string) (*daemonProc, error) { return startDaemonOn("",
 // startDaemonOn starts an airlockd whose shipped profiles run on the OCI
 // runtime named, or on what they say when it is "".
 func startDaemonOn(runtime string, args ...string) (*daemonProc, error) {
+	d, err := newDaemon(runtime, args...)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.start(); err != nil {
+		d.stop()
+		return nil, err
+	}
+	return d, nil
+}
+
+// newDaemon prepares an airlockd's dir (token, canary, policies) and its
+// metrics port, without starting it: a caller may change it first.
+func newDaemon(runtime string, args ...string) (*daemonProc, error) {
 	dir, err := os.MkdirTemp("", "airlockd-it-")
 	if err != nil {
 		return nil, err
@@ -129,11 +149,6 @@ func startDaemonOn(runtime string, args ...string) (*daemonProc, error) {
 	}
 	d.metricsPort = l.Addr().(*net.TCPAddr).Port
 	l.Close()
-
-	if err := d.start(); err != nil {
-		d.stop()
-		return nil, err
-	}
 	return d, nil
 }
 
@@ -157,19 +172,26 @@ func (d *daemonProc) start() error {
 
 // flags are the airlockd flags every start of the daemon uses.
 func (d *daemonProc) flags() []string {
-	return []string{
+	f := []string{
 		"--state-dir", filepath.Join(d.dir, "state"),
 		"--socket", d.sock,
 		"--token-file", d.tokenFile,
-		"--agent-binary", filepath.Join(env.bin, "hostile"),
-		"--agent-tasks", strings.Join(slices.Sorted(maps.Keys(hostileTasks)), ","),
+	}
+	if d.listen != "" {
+		f = append(f, "--listen", d.listen)
+	}
+	if !d.reference {
+		f = append(f, "--agent-binary", filepath.Join(env.bin, "hostile"),
+			"--agent-tasks", strings.Join(slices.Sorted(maps.Keys(hostileTasks)), ","))
+	}
+	return append(f,
 		"--policy-dir", filepath.Join(d.dir, "policies"),
 		"--audit-log", d.auditLog,
 		"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", d.metricsPort),
 		"--egress-pool", "10.214.0.0/16",
 		"--max-concurrent", "24", "--max-queue", "64",
 		"--dev", // the test profile's service upstream is plain http
-	}
+	)
 }
 
 // kill9 kills airlockd the hard way: no cleanup runs.
@@ -191,10 +213,10 @@ func (d *daemonProc) waitReady() error {
 			return true
 		default:
 		}
-		if _, err := os.Stat(d.sock); err != nil {
+		if _, err := os.Stat(d.sock); err != nil && d.listen == "" {
 			return false
 		}
-		conn, err := client.Dial(d.sock, "", d.tokenFile)
+		conn, err := client.Dial(d.sock, d.listen, d.tokenFile)
 		if err != nil {
 			return false
 		}
