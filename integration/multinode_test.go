@@ -4,9 +4,11 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -277,6 +279,26 @@ func TestMultiNode_ThreeBrokersBehindOneBalancingClient(t *testing.T) {
 		}
 	})
 
+	t.Run("the Node client balances too", func(t *testing.T) {
+		start := time.Now()
+		var addrs []string
+		for _, d := range m.nodes {
+			addrs = append(addrs, d.listen)
+		}
+		runs := nodeClientJobs(t, "ipv4:"+strings.Join(addrs, ","), m.nodes[0].tokenFile, 9)
+		seen := map[string]int{}
+		for _, r := range runs {
+			if r.Verdict != "VERDICT_OK" || r.JobID == "" || m.node(r.Node) < 0 {
+				t.Errorf("a Node client job: %+v", r)
+			}
+			seen[r.Node]++
+		}
+		if len(seen) != multiNodes {
+			t.Errorf("the Node client's 9 jobs ran on %v, want all three nodes", seen)
+		}
+		t.Logf("Node client: 9 jobs on %v, in %v with npm ci", seen, time.Since(start).Round(time.Millisecond))
+	})
+
 	t.Run("kill -9 loses no job and the restart leaves nothing", func(t *testing.T) {
 		victim := m.nodes[0]
 		start := time.Now()
@@ -374,6 +396,57 @@ func TestMultiNode_ThreeBrokersBehindOneBalancingClient(t *testing.T) {
 		t.Logf("%d jobs while node %s drained: per node %v", drainJobs, d.listen, counts)
 	})
 	t.Logf("three-node test: %v", time.Since(began).Round(time.Millisecond))
+}
+
+// nodeJob is what nodeClientJobs reads of each response.
+type nodeJob struct {
+	JobID   string `json:"job_id"`
+	Verdict string `json:"verdict"`
+	Node    string `json:"node"`
+}
+
+// nodeClientJobs runs n page jobs one after another through one channel
+// of examples/node's spawnJob to target, and returns their responses.
+func nodeClientJobs(t *testing.T, target, tokenFile string, n int) []nodeJob {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatalf("node is not on PATH (make deps installs it): %v", err)
+	}
+	dir := nodeClientCopy(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	install := exec.CommandContext(ctx, "npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund")
+	install.Dir = dir
+	if out, err := install.CombinedOutput(); err != nil {
+		t.Fatalf("npm ci: %v\n%s", err, out)
+	}
+	script := fmt.Sprintf(`const { spawnJob, closeClients } = require('./spawn.js');
+(async () => {
+  const out = [];
+  for (let i = 0; i < %d; i++) {
+    const r = await spawnJob({ content: '<title>Node ' + i + '</title>', mediaType: 'text/html', profile: 'vanilla', task: 'extract_text', deadlineSeconds: 60 });
+    out.push({ job_id: r.job_id, verdict: r.verdict, node: r.node });
+  }
+  closeClients();
+  console.log(JSON.stringify(out));
+})().catch((e) => { console.error(e.message); process.exit(1); });
+`, n)
+	if err := os.WriteFile(filepath.Join(dir, "balance.js"), []byte(script), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, node, "balance.js")
+	cmd.Dir = dir
+	cmd.Env = append(withoutAirlockEnv(os.Environ()), "AIRLOCK_ADDR="+target, "AIRLOCK_TOKEN_FILE="+tokenFile)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("node balance.js: %v\n%s", err, out)
+	}
+	var runs []nodeJob
+	if err := json.Unmarshal(out, &runs); err != nil || len(runs) != n {
+		t.Fatalf("node balance.js printed %q: %v", out, err)
+	}
+	return runs
 }
 
 // daemonJobDirs lists d's job dirs and the mounts under them.

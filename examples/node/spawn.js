@@ -28,6 +28,7 @@
 // the agent task (see README.md).
 'use strict';
 
+const crypto = require('crypto');
 const fs = require('fs');
 const net = require('net');
 const path = require('path');
@@ -40,6 +41,30 @@ const protoLoader = require('@grpc/proto-loader');
 // only this directory.
 const PROTO_ROOT = path.resolve(__dirname, '..', '..', 'proto');
 const DEFAULT_ADDR = 'unix:///run/airlock/airlock.sock';
+
+// SERVICE_CONFIG is how a channel spreads jobs over several brokers: a
+// target such as dns:///airlockd.airlock.svc.cluster.local:7443 (every pod of
+// a headless Service) or ipv4:127.0.0.1:7443,127.0.0.2:7443 resolves to many
+// addresses, round_robin goes round them, and a Spawn refused with
+// UNAVAILABLE (the broker drains) or RESOURCE_EXHAUSTED (it is full) is sent
+// again, at most 5 attempts in all, to the next. Every attempt carries the
+// same job_id. It is the Go client's (broker/client.ServiceConfig) but for
+// healthCheckConfig, which @grpc/grpc-js does not implement: a draining
+// broker is skipped here by its UNAVAILABLE answer and the retry, not
+// beforehand. docs/scale-out.md says why a retry is safe.
+const SERVICE_CONFIG = {
+  loadBalancingConfig: [{ round_robin: {} }],
+  methodConfig: [{
+    name: [{ service: 'airlock.v1.Broker', method: 'Spawn' }, { service: 'airlock.v1.Broker', method: 'SpawnStream' }],
+    retryPolicy: {
+      maxAttempts: 5,
+      initialBackoff: '0.1s',
+      maxBackoff: '2s',
+      backoffMultiplier: 2,
+      retryableStatusCodes: ['UNAVAILABLE', 'RESOURCE_EXHAUSTED'],
+    },
+  }],
+};
 
 // The result shapes of the reference agent's tasks, one file per task.
 const SCHEMA_DIR = path.resolve(__dirname, '..', 'schemas');
@@ -78,7 +103,8 @@ defaultSchema.
 
 environment:
   AIRLOCK_TOKEN_FILE  file holding the bearer token (required)
-  AIRLOCK_ADDR        broker address (default ${DEFAULT_ADDR}; or 127.0.0.1:PORT)
+  AIRLOCK_ADDR        broker address (default ${DEFAULT_ADDR}; or 127.0.0.1:PORT);
+                      several: dns:///NAME:PORT or ipv4:ADDR:PORT,ADDR:PORT
   AIRLOCK_TLS_CA      CA bundle: use TLS (needed for a non-loopback address)
   AIRLOCK_TLS_CERT, AIRLOCK_TLS_KEY   client certificate and key for mTLS`;
 
@@ -142,6 +168,14 @@ function readToken(file) {
   return token;
 }
 
+// hostsOf lists the hosts a target names: one, or each of an ipv4: or
+// ipv6: list.
+function hostsOf(addr) {
+  const list = /^ipv[46]:(.*)$/.exec(addr);
+  const parts = list ? list[1].split(',') : [addr.replace(/^dns:(\/\/[^/]*\/)?/, '')];
+  return parts.map((a) => a.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1'));
+}
+
 // credentialsFor returns the channel credentials for addr. The broker speaks
 // plaintext gRPC on its unix socket and on loopback; anything else needs TLS.
 function credentialsFor(addr) {
@@ -153,9 +187,10 @@ function credentialsFor(addr) {
       key ? fs.readFileSync(key) : null, cert ? fs.readFileSync(cert) : null);
   }
   if (!addr.startsWith('unix:')) {
-    const host = addr.replace(/^dns:(\/\/\/)?/, '').replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
-    const loopback = host === 'localhost' || (net.isIPv4(host) && host.startsWith('127.')) || host === '::1';
-    if (!loopback) throw new Error(`${addr} is not loopback: the broker speaks plaintext gRPC there; set AIRLOCK_TLS_CA to use TLS`);
+    for (const host of hostsOf(addr)) {
+      const loopback = host === 'localhost' || (net.isIPv4(host) && host.startsWith('127.')) || host === '::1';
+      if (!loopback) throw new Error(`${addr} is not loopback: the broker speaks plaintext gRPC there; set AIRLOCK_TLS_CA to use TLS`);
+    }
   }
   return grpc.credentials.createInsecure();
 }
@@ -217,7 +252,21 @@ function messageToJS(msg, typeName) {
 
 let packageDefinition = null;
 
+// One channel per address, kept, so that round_robin goes round the
+// brokers from one call to the next; closeClients closes them.
+const clients = new Map();
+
+function closeClients() {
+  for (const c of clients.values()) c.close();
+  clients.clear();
+}
+
 function brokerClient(addr) {
+  if (!clients.has(addr)) clients.set(addr, newBrokerClient(addr));
+  return clients.get(addr);
+}
+
+function newBrokerClient(addr) {
   if (!packageDefinition) {
     packageDefinition = protoLoader.loadSync('airlock/v1/broker.proto', {
       includeDirs: [PROTO_ROOT],
@@ -232,6 +281,13 @@ function brokerClient(addr) {
   return new Broker(addr, credentialsFor(addr), {
     'grpc.max_receive_message_length': 64 << 20,
     'grpc.max_send_message_length': 64 << 20,
+    'grpc.service_config': JSON.stringify(SERVICE_CONFIG),
+    // A resolver's own service config (a DNS TXT record) must not turn
+    // the retries off: only ours applies.
+    'grpc.service_config_disable_resolution': 1,
+    // Enough to send a request with the broker's largest content again.
+    'grpc.per_rpc_retry_buffer_size': 48 << 20,
+    'grpc.retry_buffer_size': 96 << 20,
   });
 }
 
@@ -246,12 +302,15 @@ function brokerClient(addr) {
 //   schema      the result's JSON Schema, as an object or a JSON string;
 //               default the task's own (taskSchema); null or '' sends none,
 //               so the profile's defaultSchema applies
-//   addr        default $AIRLOCK_ADDR, else the default unix socket
+//   addr        default $AIRLOCK_ADDR, else the default unix socket; a
+//               target of several brokers is balanced (SERVICE_CONFIG)
 //   tokenFile   default $AIRLOCK_TOKEN_FILE
+//   jobId       the idempotency key; default a new UUID, the same for
+//               every retry of the call
 //   profile, task, params, mediaType, source, deadlineSeconds: as the flags
 function spawnJob({ content, url = '', schema, addr = process.env.AIRLOCK_ADDR || DEFAULT_ADDR,
   tokenFile = process.env.AIRLOCK_TOKEN_FILE, profile = 'secureclaw', task = 'summarize', params = {},
-  mediaType = 'text/plain', source = '', deadlineSeconds = 300, instructions = '', model = '' }) {
+  mediaType = 'text/plain', source = '', deadlineSeconds = 300, instructions = '', model = '', jobId = '' }) {
   return new Promise((resolve, reject) => {
     const token = readToken(tokenFile);
     const client = brokerClient(addr);
@@ -261,6 +320,7 @@ function spawnJob({ content, url = '', schema, addr = process.env.AIRLOCK_ADDR |
     const md = new grpc.Metadata();
     md.set('authorization', `Bearer ${token}`);
     const req = {
+      job_id: jobId || crypto.randomUUID(),
       profile,
       task: { name: task, params, instructions },
       content: [url ? { url, media_type: mediaType || '', source: source || url }
@@ -270,7 +330,6 @@ function spawnJob({ content, url = '', schema, addr = process.env.AIRLOCK_ADDR |
     if (model) req.overrides = { model: { name: model } };
     const deadline = new Date(Date.now() + deadlineSeconds * 1000);
     client.Spawn(req, md, { deadline }, (err, resp) => {
-      client.close();
       if (err) reject(err);
       else resolve(messageToJS(resp, 'airlock.v1.SpawnResponse'));
     });
@@ -326,12 +385,14 @@ async function main() {
     console.error(`airlock: Spawn: ${grpc.status[err.code] || err.code}: ${err.details || err.message}`);
     process.exitCode = 1;
     return;
+  } finally {
+    closeClients();
   }
   process.stdout.write(JSON.stringify(resp, null, 2) + '\n');
   process.exitCode = resp.verdict === 'VERDICT_OK' ? 0 : 3;
 }
 
-module.exports = { spawnJob, askJob, taskSchema, ANSWER_SCHEMA };
+module.exports = { spawnJob, askJob, closeClients, taskSchema, ANSWER_SCHEMA, SERVICE_CONFIG };
 
 if (require.main === module) {
   main().catch((err) => {
