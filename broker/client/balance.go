@@ -3,10 +3,12 @@ package client
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -215,3 +217,36 @@ func isLoopback(hostport string) bool {
 
 // errNotANode is a job's node that the target does not resolve to.
 var errNotANode = errors.New("not among the addresses the target resolves to")
+
+// Endpoint is where a command finds its brokers, from its flags: Target
+// (gRPC target syntax, balanced, TLS with TLSCA), else Addr (one broker on
+// loopback TCP), else Socket.
+type Endpoint struct {
+	Socket, Addr, Target, TLSCA, TokenFile string
+}
+
+// Dial connects to the endpoint.
+func (e Endpoint) Dial() (*Conn, error) {
+	if e.Target == "" {
+		if e.TLSCA != "" {
+			return nil, errors.New("--tls-ca goes with --target: a socket or loopback address is plaintext")
+		}
+		return Dial(e.Socket, e.Addr, e.TokenFile)
+	}
+	if e.Addr != "" {
+		return nil, errors.New("give --target or --addr, not both")
+	}
+	var opts []Option
+	if e.TLSCA != "" {
+		pem, err := os.ReadFile(e.TLSCA)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--tls-ca %s: no PEM certificate in it", e.TLSCA)
+		}
+		opts = append(opts, WithTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
+	}
+	return DialTarget(e.Target, e.TokenFile, opts...)
+}

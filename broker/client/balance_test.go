@@ -410,3 +410,31 @@ func selfSigned(t *testing.T, name string) (tls.Certificate, *x509.CertPool) {
 	pool.AddCert(leaf)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
 }
+
+// TestEndpoint_RefusesMixedOrBadFlags: the CLI's broker flags combine one
+// way only, and a CA file must hold a certificate.
+func TestEndpoint_RefusesMixedOrBadFlags(t *testing.T) {
+	tf := tokenFile(t, testToken, 0o600)
+	notPEM := tokenFile(t, "not a certificate", 0o600)
+	tests := []struct {
+		name string
+		e    client.Endpoint
+		want string
+	}{
+		{"tls without a target", client.Endpoint{Addr: "127.0.0.1:7443", TLSCA: notPEM, TokenFile: tf}, "--tls-ca goes with --target"},
+		{"a target and an address", client.Endpoint{Addr: "127.0.0.1:7443", Target: "dns:///h:1", TokenFile: tf}, "not both"},
+		{"a CA file without a certificate", client.Endpoint{Target: "dns:///h:1", TLSCA: notPEM, TokenFile: tf}, "no PEM certificate"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conn, err := tt.e.Dial()
+			if err == nil {
+				conn.Close()
+				t.Fatal("Dial succeeded")
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v, want it to say %q", err, tt.want)
+			}
+		})
+	}
+}

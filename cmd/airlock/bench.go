@@ -58,6 +58,8 @@ func benchCmd(args []string) error {
 	noBaselines := fs.Bool("no-baselines", false, "measure airlockd only: no containerd or runc baseline (no root needed)")
 	socket := fs.String("socket", "", "broker unix socket (default $AIRLOCK_SOCKET or "+client.DefaultSocket+")")
 	addr := fs.String("addr", "", "broker loopback host:port, instead of the socket")
+	target := fs.String("target", "", "gRPC target of several brokers (dns:///NAME:PORT): jobs are balanced over them; measure with --no-baselines")
+	tlsCA := fs.String("tls-ca", "", "with --target: CA bundle to verify the brokers with (TLS)")
 	tokenFile := fs.String("token-file", "", "bearer token file (default $AIRLOCK_TOKEN_FILE)")
 	ctdAddr := fs.String("containerd-address", "", "containerd socket for the baselines (default: the one airlockd uses, from its command line)")
 	stateDir := fs.String("state-dir", "", "airlockd's --state-dir, to find its embedded containerd and, with --growth, its leftovers (default: from airlockd's command line, else "+bench.DefaultStateDir+")")
@@ -130,7 +132,7 @@ func benchCmd(args []string) error {
 	}
 
 	sock := client.Socket(*socket)
-	conn, err := client.Dial(sock, *addr, client.TokenFile(*tokenFile))
+	conn, err := client.Endpoint{Socket: sock, Addr: *addr, Target: *target, TLSCA: *tlsCA, TokenFile: client.TokenFile(*tokenFile)}.Dial()
 	if err != nil {
 		return err
 	}

@@ -71,7 +71,7 @@ func doctorFlags(c *doctor.Config) (fset *flag.FlagSet, socket, tokenFile *strin
 	fset.Func("pool", "airlockd's --pool NAME=SIZE, repeatable or comma-separated: each NAME checked to be a profile", func(v string) error {
 		return policy.ParsePools(v, &c.Pools)
 	})
-	for _, name := range []string{"audit-log", "agent-tasks", "health-listen"} {
+	for _, name := range []string{"audit-log", "agent-tasks", "health-listen", "advertise-address"} {
 		fset.String(name, "", ignoredFlag)
 	}
 	for _, name := range []string{"max-concurrent", "max-queue", "max-per-owner", "retain-jobs"} {

@@ -17,7 +17,7 @@ import (
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
 )
 
-const usage = `usage: airlock [--socket PATH | --addr HOST:PORT] [--token-file FILE] COMMAND [flags]
+const usage = `usage: airlock [--socket PATH | --addr HOST:PORT | --target dns:///NAME:PORT [--tls-ca FILE]] [--node HOST:PORT] [--token-file FILE] COMMAND [flags]
 
 commands:
   spawn     run a job and print the response as JSON (--stream: events too)
@@ -39,6 +39,9 @@ func main() {
 	global.Usage = func() { fmt.Fprint(os.Stderr, usage) }
 	socket := global.String("socket", "", "broker unix socket (default $AIRLOCK_SOCKET or "+client.DefaultSocket+")")
 	addr := global.String("addr", "", "broker loopback host:port, instead of the socket")
+	target := global.String("target", "", "gRPC target of several brokers, such as dns:///airlockd.airlock.svc.cluster.local:7443: jobs are balanced over them")
+	tlsCA := global.String("tls-ca", "", "with --target: CA bundle to verify the brokers with (TLS); needed beyond loopback")
+	node := global.String("node", "", "with --target: the broker a job ran on (its response's node), for get, cancel and approve")
 	tokenFile := global.String("token-file", "", "bearer token file (default $AIRLOCK_TOKEN_FILE)")
 	_ = global.Parse(os.Args[1:])
 	if global.NArg() == 0 {
@@ -83,16 +86,20 @@ func main() {
 		fmt.Fprint(os.Stdout, usage)
 		os.Exit(0)
 	}
-	conn, err := client.Dial(client.Socket(*socket), *addr, client.TokenFile(*tokenFile))
+	conn, err := client.Endpoint{Socket: client.Socket(*socket), Addr: *addr, Target: *target, TLSCA: *tlsCA, TokenFile: client.TokenFile(*tokenFile)}.Dial()
 	if err != nil {
 		fail(err)
 	}
 	defer conn.Close()
+	ctx := context.Background()
+	if *node != "" {
+		ctx = client.OnNode(ctx, *node)
+	}
 	var msg proto.Message
 	if cmd == "ask" {
-		msg, err = askCmd(context.Background(), conn, args)
+		msg, err = askCmd(ctx, conn, args)
 	} else {
-		msg, err = f(context.Background(), conn.Broker, args)
+		msg, err = f(ctx, conn.Broker, args)
 	}
 	if err != nil {
 		fail(err)
