@@ -77,7 +77,7 @@ func doctorFlags(c *doctor.Config) (fset *flag.FlagSet, socket, tokenFile *strin
 	for _, name := range []string{"max-concurrent", "max-queue", "max-per-owner", "retain-jobs"} {
 		fset.Int(name, 0, ignoredFlag)
 	}
-	for _, name := range []string{"job-retention", "approval-timeout", "drain-grace", "pool-idle"} {
+	for _, name := range []string{"job-retention", "approval-timeout", "drain-grace", "pool-idle", "max-connection-age"} {
 		fset.Duration(name, 0, ignoredFlag)
 	}
 	for _, name := range []string{"reflection", "debug"} {

@@ -24,6 +24,7 @@ func FlagSet(name string, h flag.ErrorHandling, o *Options) (fs *flag.FlagSet, d
 	fs.StringVar(&o.Socket, "socket", "", "unix socket to serve on (default $AIRLOCK_SOCKET or "+client.DefaultSocket+")")
 	fs.StringVar(&o.Listen, "listen", "", "serve TCP on host:port instead of the unix socket; non-loopback needs --allow-remote and TLS")
 	fs.StringVar(&o.AdvertiseAddress, "advertise-address", "", "host:port clients reach this airlockd at when they balance over several (Kubernetes: $(POD_IP):PORT); every response names it so a job's GetJob, Cancel and Approve come back here (default: the --listen address)")
+	fs.DurationVar(&o.MaxConnectionAge, "max-connection-age", 0, "ask clients to reconnect once a connection is this old (calls in flight finish), so that clients balancing over a DNS name find new nodes (Kubernetes: 5m; 0: never)")
 	fs.BoolVar(&o.AllowRemote, "allow-remote", false, "allow --listen on a non-loopback address (requires --tls-cert and --tls-key)")
 	fs.StringVar(&o.TLSCert, "tls-cert", "", "TLS certificate for --listen")
 	fs.StringVar(&o.TLSKey, "tls-key", "", "TLS key for --listen")

@@ -37,6 +37,7 @@ func TestOptionsValidate_RefusesFlagsThatMeanNothing(t *testing.T) {
 		{"metrics with --allow-remote and TLS", func(o *Options) {
 			o.MetricsListen, o.AllowRemote, o.TLSCert, o.TLSKey = "10.1.2.3:9464", true, "c.pem", "k.pem"
 		}, ""},
+		{"a negative connection age", func(o *Options) { o.MaxConnectionAge = -time.Second }, "--max-connection-age"},
 		{"an advertised address", func(o *Options) { o.AdvertiseAddress = "10.0.3.7:7443" }, ""},
 		{"an advertised address without a port", func(o *Options) { o.AdvertiseAddress = "10.0.3.7" }, "--advertise-address"},
 		{"an advertised address too long", func(o *Options) { o.AdvertiseAddress = strings.Repeat("a", 300) + ":1" }, "--advertise-address"},

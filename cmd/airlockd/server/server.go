@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
 	"github.com/airlock/airlock/broker"
@@ -56,6 +57,11 @@ type Options struct {
 	// that a job's later calls find this node. Empty is the address
 	// served: Listen's (with its port), or unix:// and the socket.
 	AdvertiseAddress string
+	// MaxConnectionAge, when positive, asks each client to reconnect once
+	// its connection is this old (calls in flight run on to their end), so
+	// that a client balancing over a DNS name resolves it again and finds
+	// brokers added since. Zero never asks.
+	MaxConnectionAge time.Duration
 	// AllowRemote, TLSCert, TLSKey and TLSClientCA are for a Listen
 	// address that is not loopback.
 	AllowRemote                  bool
@@ -153,6 +159,9 @@ func (o *Options) Validate() error {
 		if err := listen.Check("--metrics-listen", o.metricsBind()); err != nil {
 			return err
 		}
+	}
+	if o.MaxConnectionAge < 0 {
+		return fmt.Errorf("--max-connection-age %v: must not be negative", o.MaxConnectionAge)
 	}
 	if o.AdvertiseAddress != "" {
 		if _, _, err := net.SplitHostPort(o.AdvertiseAddress); err != nil || len(o.AdvertiseAddress) > maxAdvertiseAddress {
@@ -407,6 +416,10 @@ func Start(ctx context.Context, o Options) (_ *Server, retErr error) {
 	}
 	if s.authn, err = s.broker.Authenticator(tokens); err != nil {
 		return nil, err
+	}
+	if o.MaxConnectionAge > 0 {
+		// No grace: a long job's call is never cut for its connection's age.
+		serverOpts = append(serverOpts, grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionAge: o.MaxConnectionAge}))
 	}
 	s.grpc = broker.NewGRPCServerAuth(s.broker, s.authn, serverOpts...)
 	if o.Reflection {
