@@ -23,6 +23,7 @@ func TestFinishedJob_CarriesEveryFieldOfTheResponse(t *testing.T) {
 		Usage:        &airlockv1.Usage{ExitCode: 3},
 		Policy:       &airlockv1.EffectivePolicy{Profile: "vanilla"},
 		Exec:         []*airlockv1.ExecDecision{{Argv: []string{"id"}}},
+		Node:         "10.0.3.7:7443",
 	}
 	j := broker.FinishedJob(resp)
 	if j.GetState() != airlockv1.JobState_JOB_STATE_FINISHED {

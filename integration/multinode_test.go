@@ -19,7 +19,9 @@ import (
 
 	"github.com/containerd/containerd"
 	"github.com/containerd/containerd/snapshots"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
@@ -49,7 +51,10 @@ const (
 
 type multiNode struct {
 	nodes []*daemonProc
-	conn  *client.Conn
+	// health are the nodes' --health-listen addresses, as a kubelet
+	// probes them: plaintext, no token.
+	health []string
+	conn   *client.Conn
 }
 
 // node is the node whose advertised address is addr.
@@ -64,17 +69,29 @@ func (m *multiNode) node(addr string) int {
 
 func startMultiNode(t *testing.T) *multiNode {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// Two free ports, held together so that they differ: the API's and
+	// the health listener's.
+	var ports [2]int
+	var held []net.Listener
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, l)
+		ports[i] = l.Addr().(*net.TCPAddr).Port
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	for _, l := range held {
+		l.Close()
+	}
+	port := ports[0]
 	token := randHex(32)
 	m := &multiNode{}
 	var st resolver.State
 	for i := range multiNodes {
+		m.health = append(m.health, fmt.Sprintf("127.0.0.%d:%d", i+1, ports[1]))
 		d, err := newDaemon("",
+			"--health-listen", m.health[i],
 			"--egress-pool", fmt.Sprintf("10.217.%d.0/24", i+1),
 			"--drain-grace", "60s",
 			"--max-concurrent", "4", "--max-queue", "8")
@@ -204,10 +221,18 @@ func auditedAll(t *testing.T, m *multiNode) []int {
 	return out
 }
 
-func healthOf(d *daemonProc) healthpb.HealthCheckResponse_ServingStatus {
+// healthOf asks a node's health listener, as a readiness probe does:
+// plaintext, without a token.
+func healthOf(t *testing.T, addr string) healthpb.HealthCheckResponse_ServingStatus {
+	t.Helper()
+	cc, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	r, err := healthpb.NewHealthClient(d.conn).Check(ctx, &healthpb.HealthCheckRequest{Service: airlockv1.Broker_ServiceDesc.ServiceName})
+	r, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{Service: airlockv1.Broker_ServiceDesc.ServiceName})
 	if err != nil {
 		return healthpb.HealthCheckResponse_UNKNOWN
 	}
@@ -361,10 +386,13 @@ func TestMultiNode_ThreeBrokersBehindOneBalancingClient(t *testing.T) {
 		// The client must know where the job runs: it was spawned on the
 		// node's own connection, so the caller says.
 		onNode := client.OnNode(ctx, d.listen)
+		if st := healthOf(t, m.health[2]); st != healthpb.HealthCheckResponse_SERVING {
+			t.Fatalf("health before the drain: %v", st)
+		}
 		if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 10*time.Second, func() bool { return healthOf(d) == healthpb.HealthCheckResponse_NOT_SERVING }, "health of the draining node")
+		eventually(t, 10*time.Second, func() bool { return healthOf(t, m.health[2]) == healthpb.HealthCheckResponse_NOT_SERVING }, "health of the draining node")
 		before := audited(t, d)
 		counts := m.perNode(t, m.runJobs(t, drainJobs, jobConcurrency, nil))
 		if counts[2] != 0 || audited(t, d) != before {
