@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -398,6 +399,12 @@ func TestMultiNode_ThreeBrokersBehindOneBalancingClient(t *testing.T) {
 		if counts[2] != 0 || audited(t, d) != before {
 			t.Errorf("the draining node ran %d jobs (audit %d → %d)", counts[2], before, audited(t, d))
 		}
+		// A Spawn sent before the client saw the health change would have
+		// been refused (UNAVAILABLE) and retried elsewhere; count them.
+		refused := "0"
+		if mt := regexp.MustCompile(`airlock_spawn_rejected_total\{reason="draining"\} (\d+)`).FindStringSubmatch(scrapeMetrics(t, d)); mt != nil {
+			refused = mt[1]
+		}
 		if _, err := m.conn.Broker.Approve(onNode, &airlockv1.ApproveRequest{JobId: asked.GetJobId(), RequestId: asked.GetApprovalNeeded().GetRequestId(),
 			Decision: airlockv1.ApprovalDecision_APPROVAL_DECISION_ALLOW_ONCE}); err != nil {
 			t.Fatalf("Approve on the draining node: %v", err)
@@ -421,7 +428,7 @@ func TestMultiNode_ThreeBrokersBehindOneBalancingClient(t *testing.T) {
 		if left := daemonJobDirs(d); len(left) != 0 {
 			t.Errorf("the drained node left %v", left)
 		}
-		t.Logf("%d jobs while node %s drained: per node %v", drainJobs, d.listen, counts)
+		t.Logf("%d jobs while node %s drained: per node %v; the draining node refused %s attempts", drainJobs, d.listen, counts, refused)
 	})
 	t.Logf("three-node test: %v", time.Since(began).Round(time.Millisecond))
 }
