@@ -7,11 +7,13 @@ import (
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
 )
 
-// readiness is what the broker's gRPC health service says, for the overall
-// service ("") and for airlock.v1.Broker alike: SERVING while the broker
-// admits jobs, NOT_SERVING once it drains or while its admission is full.
-// Balancing clients (broker/client) and Kubernetes' readiness probe read
-// it, so that a node that would refuse the next Spawn gets none.
+// readiness is what the broker's gRPC health service says. For
+// airlock.v1.Broker: SERVING while the broker admits jobs, NOT_SERVING once
+// it drains or while its admission is full. Balancing clients
+// (broker/client) and Kubernetes' readiness probe read it, so that a node
+// that would refuse the next Spawn gets none. The server as a whole ("")
+// is NOT_SERVING only once it drains: a liveness probe reads that, and a
+// busy broker is alive.
 //
 // Full means every sandbox slot is taken and the queue holds MaxQueue
 // jobs: the next Spawn would be ResourceExhausted. Warm pools do not count:
@@ -30,12 +32,12 @@ type readiness struct {
 
 func newReadiness(maxJobs, maxQueue int) *readiness {
 	r := &readiness{hs: health.NewServer(), full: maxJobs + maxQueue, clear: maxJobs + maxQueue/2, serving: true}
+	r.hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	r.set(healthpb.HealthCheckResponse_SERVING)
 	return r
 }
 
 func (r *readiness) set(st healthpb.HealthCheckResponse_ServingStatus) {
-	r.hs.SetServingStatus("", st)
 	r.hs.SetServingStatus(airlockv1.Broker_ServiceDesc.ServiceName, st)
 }
 
@@ -52,6 +54,6 @@ func (r *readiness) admitted(n int) {
 	}
 }
 
-// drain turns the health NOT_SERVING for good: the health server ignores
-// every later update.
+// drain turns the health NOT_SERVING for good, the server's and the
+// Broker's: the health server ignores every later update.
 func (r *readiness) drain() { r.hs.Shutdown() }

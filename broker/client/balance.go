@@ -215,8 +215,8 @@ func isLoopback(hostport string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// errNotANode is a job's node that the target does not resolve to.
-var errNotANode = errors.New("not among the addresses the target resolves to")
+// errNotANode is a job's node that the target never resolved to.
+var errNotANode = errors.New("not among the addresses the target has resolved to")
 
 // Endpoint is where a command finds its brokers, from its flags: Target
 // (gRPC target syntax, balanced, TLS with TLSCA), else Addr (one broker on

@@ -147,6 +147,14 @@ func startNodes(t *testing.T, n int, st healthpb.HealthCheckResponse_ServingStat
 // headless Service's DNS name does.
 func dialNodes(t *testing.T, nodes []*nodeBroker, opts ...client.Option) *client.Conn {
 	t.Helper()
+	conn, _ := dialNodesResolver(t, nodes, opts...)
+	return conn
+}
+
+// dialNodesResolver is dialNodes that also returns the resolver, for a
+// test that changes its addresses.
+func dialNodesResolver(t *testing.T, nodes []*nodeBroker, opts ...client.Option) (*client.Conn, *manual.Resolver) {
+	t.Helper()
 	r := manual.NewBuilderWithScheme("airlocktest")
 	var st resolver.State
 	for _, n := range nodes {
@@ -158,7 +166,7 @@ func dialNodes(t *testing.T, nodes []*nodeBroker, opts ...client.Option) *client
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return conn
+	return conn, r
 }
 
 // warmUp spawns until every node has run a job, so that every connection
@@ -331,6 +339,41 @@ func TestDialTarget_NeverDialsANodeTheTargetDoesNotResolveTo(t *testing.T) {
 	if c, err := elsewhere.Accept(); err == nil {
 		c.Close()
 		t.Error("the client dialled the address a broker named")
+	}
+}
+
+// TestDialTarget_ANodeTheResolverDropsStillServesItsJobs: a node leaves
+// a headless Service's DNS answer once it is not ready (it drains), while
+// its jobs run on: their calls still reach it, and new jobs do not.
+func TestDialTarget_ANodeTheResolverDropsStillServesItsJobs(t *testing.T) {
+	nodes := startNodes(t, 3, healthpb.HealthCheckResponse_SERVING, nil)
+	conn, r := dialNodesResolver(t, nodes)
+	warmUp(t, conn, nodes)
+	var onDropped string
+	for _, resp := range spawnN(t, conn, 3) {
+		if resp.GetNode() == nodes[2].addr {
+			onDropped = resp.GetJobId()
+		}
+	}
+	if onDropped == "" {
+		t.Fatal("no job on the node to drop")
+	}
+	r.UpdateState(resolver.State{Addresses: []resolver.Address{{Addr: nodes[0].addr}, {Addr: nodes[1].addr}}})
+	deadline := time.Now().Add(10 * time.Second)
+	for before := nodes[2].spawned(); ; {
+		// Once round_robin has the new list, the dropped node gets none of
+		// a round of jobs.
+		spawnN(t, conn, 6)
+		if nodes[2].spawned() == before {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the dropped node still gets jobs after 10s")
+		}
+		before = nodes[2].spawned()
+	}
+	if _, err := conn.Broker.GetJob(callCtx(t), &airlockv1.GetJobRequest{JobId: onDropped}); err != nil {
+		t.Errorf("GetJob of a job on the dropped node: %v", err)
 	}
 }
 

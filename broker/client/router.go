@@ -21,9 +21,10 @@ const (
 	// maxRememberedJobs is how many jobs' nodes are kept, the oldest
 	// forgotten first; a forgotten job's calls are balanced like any other.
 	maxRememberedJobs = 4096
-	// maxNodeConns bounds the per-node connections, which are only ever
-	// made to addresses the resolver gave.
-	maxNodeConns = 256
+	// maxKnownAddresses bounds the addresses the resolver has given that
+	// a job's calls may be sent to, the oldest forgotten first; and so the
+	// per-node connections, which are only ever made to those.
+	maxKnownAddresses = 256
 )
 
 // router sends a job's GetJob, Cancel and Approve to the broker that runs
@@ -31,7 +32,7 @@ const (
 // and in a stream's accepted event; the router remembers the node of every
 // job this connection spawned, and calls that node on a connection of its
 // own, with the same credentials. It dials only addresses the resolver
-// currently gives: a broker's word alone never makes it dial anywhere.
+// has given: a broker's word alone never makes it dial anywhere.
 type router struct {
 	// authority is the target's host:port, which per-node connections
 	// present, so that TLS verifies every broker as the target's name.
@@ -39,8 +40,12 @@ type router struct {
 	plaintext bool
 	dialOpts  []grpc.DialOption
 
-	mu    sync.Mutex
-	addrs map[string]bool
+	mu sync.Mutex
+	// addrs holds every address the resolver has given, seen in order,
+	// oldest first; current is how many its last list had.
+	addrs   map[string]bool
+	seen    []string
+	current int
 	// jobs maps a job ID to its node; order is the IDs, oldest first.
 	jobs  map[string]string
 	order []string
@@ -52,19 +57,29 @@ func newRouter(authority string, plaintext bool, dialOpts []grpc.DialOption) *ro
 		addrs: map[string]bool{}, jobs: map[string]string{}, conns: map[string]*grpc.ClientConn{}}
 }
 
-// setAddresses takes the resolver's current list, and closes the
-// connections of nodes no longer in it.
+// setAddresses takes the resolver's current list. An address it drops stays
+// known: a node leaves a headless Service's DNS answer once it is not
+// ready (draining, or full), while its jobs still run and wait for their
+// approvals. Past maxKnownAddresses the oldest is forgotten, and its
+// connection closed.
 func (r *router) setAddresses(addrs []string) {
 	r.mu.Lock()
-	r.addrs = make(map[string]bool, len(addrs))
-	for _, a := range addrs {
-		r.addrs[a] = true
-	}
+	r.current = len(addrs)
 	var gone []*grpc.ClientConn
-	for a, cc := range r.conns {
-		if !r.addrs[a] {
-			gone = append(gone, cc)
-			delete(r.conns, a)
+	for _, a := range addrs {
+		if r.addrs[a] {
+			continue
+		}
+		r.addrs[a] = true
+		r.seen = append(r.seen, a)
+		for len(r.seen) > maxKnownAddresses {
+			old := r.seen[0]
+			r.seen = slices.Delete(r.seen, 0, 1)
+			delete(r.addrs, old)
+			if cc := r.conns[old]; cc != nil {
+				gone = append(gone, cc)
+				delete(r.conns, old)
+			}
 		}
 	}
 	r.mu.Unlock()
@@ -125,16 +140,14 @@ func (r *router) connFor(ctx context.Context, job string) (*grpc.ClientConn, err
 		return nil, nil
 	}
 	if !r.addrs[node] {
-		return nil, status.Errorf(codes.Unavailable, "job %q ran on node %q, %v (%d addresses now); it cannot be reached through this connection", job, node, errNotANode, len(r.addrs))
+		return nil, status.Errorf(codes.Unavailable, "job %q ran on node %q, %v; it cannot be reached through this connection", job, node, errNotANode)
 	}
-	if len(r.addrs) == 1 {
+	if len(r.addrs) == 1 && r.current == 1 {
+		// One broker: the balanced connection is the node's.
 		return nil, nil
 	}
 	if cc := r.conns[node]; cc != nil {
 		return cc, nil
-	}
-	if len(r.conns) >= maxNodeConns {
-		return nil, status.Errorf(codes.ResourceExhausted, "%d node connections are open, the most a client keeps", maxNodeConns)
 	}
 	cc, err := grpc.NewClient("passthrough:///"+node, append(slices.Clip(r.dialOpts), grpc.WithAuthority(r.authority))...)
 	if err != nil {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -54,5 +55,36 @@ func TestOptionsValidate_RefusesFlagsThatMeanNothing(t *testing.T) {
 				t.Fatalf("Validate() = %v, want an error containing %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestAdvertised_IsAnAddressAClientCanReach: the node responses name is
+// --advertise-address, else the address served, and nothing for a
+// wildcard bind, which no client can dial.
+func TestAdvertised_IsAnAddressAClientCanReach(t *testing.T) {
+	lo, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lo.Close()
+	wild, err := net.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wild.Close()
+	tests := []struct {
+		name string
+		o    Options
+		lis  net.Listener
+		want string
+	}{
+		{"loopback", Options{}, lo, lo.Addr().String()},
+		{"advertised", Options{AdvertiseAddress: "10.0.3.7:7443"}, wild, "10.0.3.7:7443"},
+		{"wildcard", Options{}, wild, ""},
+	}
+	for _, tt := range tests {
+		if got := advertised(tt.o, tt.lis); got != tt.want {
+			t.Errorf("%s: advertised = %q, want %q", tt.name, got, tt.want)
+		}
 	}
 }

@@ -177,12 +177,20 @@ const maxAdvertiseAddress = 256
 
 // advertised is the node every response names: the configured address, or
 // the one lis serves.
+// An unspecified host (--listen :7443) is no address a client can reach:
+// the node is then empty, and a balancing client cannot route a job's
+// calls back, which Start warns of.
 func advertised(o Options, lis net.Listener) string {
 	if o.AdvertiseAddress != "" {
 		return o.AdvertiseAddress
 	}
-	if a, ok := lis.Addr().(*net.UnixAddr); ok {
+	switch a := lis.Addr().(type) {
+	case *net.UnixAddr:
 		return "unix://" + a.Name
+	case *net.TCPAddr:
+		if a.IP.IsUnspecified() {
+			return ""
+		}
 	}
 	return lis.Addr().String()
 }
@@ -398,6 +406,10 @@ func Start(ctx context.Context, o Options) (_ *Server, retErr error) {
 		return nil, err
 	}
 	s.push(func() { auditLog.Close() })
+	node := advertised(o, lis)
+	if node == "" {
+		log.Warn("--listen names no host a client can reach and --advertise-address is not set: responses name no node, so clients balancing over several airlockd cannot send GetJob, Cancel and Approve back to this one", "listen", lis.Addr().String())
+	}
 	var jobs job.Runner = runner
 	if o.WrapRunner != nil {
 		jobs = o.WrapRunner(runner)
@@ -409,7 +421,7 @@ func Start(ctx context.Context, o Options) (_ *Server, retErr error) {
 		ApprovalTimeout: o.ApprovalTimeout, DefaultProfile: o.DefaultProfile, ExplainSpec: sandbox.ExplainJSON, ResolveSecret: egress.ResolveSecret,
 		Secrets: func() [][]byte { return knownSecrets(*s.tokens.Load(), profiles) },
 		Tasks:   append(agentTasks(o.AgentTasks), o.ExtraTasks...),
-		Node:    advertised(o, lis),
+		Node:    node,
 	})
 	if err != nil {
 		return nil, err
