@@ -131,6 +131,11 @@ func benchCmd(args []string) error {
 		o.Content = append(o.Content, &airlockv1.Content{Data: data, MediaType: mt, Source: "file:" + f})
 	}
 
+	if *target != "" && (!*noBaselines || *growth) {
+		// The baselines and --growth measure the local host's containerd
+		// and airlockd; a target is a deployment of several.
+		return errors.New("--target measures a deployment: add --no-baselines, and leave out --growth")
+	}
 	sock := client.Socket(*socket)
 	conn, err := client.Endpoint{Socket: sock, Addr: *addr, Target: *target, TLSCA: *tlsCA, TokenFile: client.TokenFile(*tokenFile)}.Dial()
 	if err != nil {
@@ -150,7 +155,7 @@ func benchCmd(args []string) error {
 			timeout: *timeout, json: *asJSON,
 		})
 	}
-	if *pid == 0 && *addr == "" {
+	if *pid == 0 && *addr == "" && *target == "" {
 		if *pid, err = bench.ListenerPID(sock); err != nil {
 			fmt.Fprintf(os.Stderr, "airlock bench: airlockd's CPU and memory will not be measured: %v (set --airlockd-pid)\n", err)
 		}
