@@ -17,7 +17,6 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/airlock/airlock/broker/audit"
 	"github.com/airlock/airlock/cmd/airlockd/server"
 	"github.com/airlock/airlock/integration/modelserver"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
@@ -403,12 +402,7 @@ func TestAgent_LimitsAndFailures(t *testing.T) {
 		})
 	}
 	// The audit log counts the turns and tokens of every job.
-	f, err := os.Open(w.auditPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	recs, err := audit.Read(f)
+	recs, err := auditRecords(w.auditPath)
 	if err != nil {
 		t.Fatal(err)
 	}

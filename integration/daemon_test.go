@@ -92,14 +92,19 @@ func TestShippedDaemon_AuthAuditAndMetrics(t *testing.T) {
 	}
 }
 
-// auditRecord finds the audit line of job id.
-func auditRecord(path, id string) (audit.Record, error) {
+// auditRecords reads the audit log at path.
+func auditRecords(path string) ([]audit.Record, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return audit.Record{}, err
+		return nil, err
 	}
 	defer f.Close()
-	recs, err := audit.Read(f)
+	return audit.Read(f)
+}
+
+// auditRecord finds the audit line of job id.
+func auditRecord(path, id string) (audit.Record, error) {
+	recs, err := auditRecords(path)
 	if err != nil {
 		return audit.Record{}, err
 	}

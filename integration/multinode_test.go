@@ -5,7 +5,9 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -28,7 +30,6 @@ import (
 	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
 
-	"github.com/airlock/airlock/broker/audit"
 	"github.com/airlock/airlock/broker/client"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
 	"github.com/airlock/airlock/sandbox"
@@ -199,15 +200,10 @@ func (m *multiNode) perNode(t *testing.T, runs []jobRun) []int {
 // audited is how many jobs d's audit log holds.
 func audited(t *testing.T, d *daemonProc) int {
 	t.Helper()
-	f, err := os.Open(d.auditLog)
-	if os.IsNotExist(err) {
+	recs, err := auditRecords(d.auditLog)
+	if errors.Is(err, fs.ErrNotExist) {
 		return 0
 	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	recs, err := audit.Read(f)
 	if err != nil {
 		t.Fatal(err)
 	}
