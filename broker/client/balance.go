@@ -118,6 +118,7 @@ func DialTarget(target, tokenFile string, opts ...Option) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.cc = cc
 	return &Conn{ClientConn: cc, Broker: airlockv1.NewBrokerClient(cc), router: r}, nil
 }
 
@@ -181,14 +182,22 @@ func (w *watchedConn) UpdateState(s resolver.State) error {
 	if w.r.plaintext {
 		for _, a := range addrs {
 			if !isLoopback(a) {
-				err := fmt.Errorf("the target resolves to %s, which is not loopback: brokers elsewhere need TLS (client.WithTLS)", a)
+				err := fmt.Errorf("the target resolves to %s, which is not loopback: brokers elsewhere need TLS (--tls-ca, client.WithTLS)", a)
 				w.ClientConn.ReportError(err)
+				w.r.markResolved()
 				return err
 			}
 		}
 	}
 	w.r.setAddresses(addrs)
 	return w.ClientConn.UpdateState(s)
+}
+
+// ReportError passes a resolver's failure on, and lets calls waiting for
+// its first answer fail instead of waiting out their deadline.
+func (w *watchedConn) ReportError(err error) {
+	w.r.markResolved()
+	w.ClientConn.ReportError(err)
 }
 
 // addressesOf lists the addresses of a resolver state, whether the

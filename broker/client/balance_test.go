@@ -377,6 +377,21 @@ func TestDialTarget_ANodeTheResolverDropsStillServesItsJobs(t *testing.T) {
 	}
 }
 
+// TestDialTarget_AFreshConnectionRoutesANamedNode: a connection whose
+// first call is about a job on a given node (a CLI's get --node) waits for
+// its resolver, then reaches that node.
+func TestDialTarget_AFreshConnectionRoutesANamedNode(t *testing.T) {
+	nodes := startNodes(t, 3, healthpb.HealthCheckResponse_SERVING, nil)
+	spawner := dialNodes(t, nodes)
+	warmUp(t, spawner, nodes)
+	resp := spawnN(t, spawner, 1)[0]
+	fresh := dialNodes(t, nodes)
+	_, err := fresh.Broker.GetJob(client.OnNode(callCtx(t), resp.GetNode()), &airlockv1.GetJobRequest{JobId: resp.GetJobId()})
+	if err != nil {
+		t.Errorf("GetJob on node %s from a fresh connection: %v", resp.GetNode(), err)
+	}
+}
+
 // TestDialTarget_PlaintextStaysOnLoopback: without TLS, a target that
 // resolves to any address beyond loopback reaches no broker at all.
 func TestDialTarget_PlaintextStaysOnLoopback(t *testing.T) {

@@ -40,6 +40,12 @@ type router struct {
 	plaintext bool
 	dialOpts  []grpc.DialOption
 
+	// cc is the balanced connection, whose resolver fills addrs;
+	// resolved is closed once it first has (or has failed to).
+	cc           *grpc.ClientConn
+	resolved     chan struct{}
+	resolvedOnce sync.Once
+
 	mu sync.Mutex
 	// addrs holds every address the resolver has given, seen in order,
 	// oldest first; current is how many its last list had.
@@ -53,8 +59,29 @@ type router struct {
 }
 
 func newRouter(authority string, plaintext bool, dialOpts []grpc.DialOption) *router {
-	return &router{authority: authority, plaintext: plaintext, dialOpts: dialOpts,
+	return &router{authority: authority, plaintext: plaintext, dialOpts: dialOpts, resolved: make(chan struct{}),
 		addrs: map[string]bool{}, jobs: map[string]string{}, conns: map[string]*grpc.ClientConn{}}
+}
+
+// markResolved says the resolver has answered, with addresses or an error.
+func (r *router) markResolved() { r.resolvedOnce.Do(func() { close(r.resolved) }) }
+
+// waitResolved waits for the resolver's first answer: a connection whose
+// first call is about a job (a CLI's get --node) has not resolved its
+// target yet, and would find no node allowed.
+func (r *router) waitResolved(ctx context.Context) error {
+	select {
+	case <-r.resolved:
+		return nil
+	default:
+	}
+	r.cc.Connect()
+	select {
+	case <-r.resolved:
+		return nil
+	case <-ctx.Done():
+		return status.FromContextError(ctx.Err()).Err()
+	}
 }
 
 // setAddresses takes the resolver's current list. An address it drops stays
@@ -83,6 +110,7 @@ func (r *router) setAddresses(addrs []string) {
 		}
 	}
 	r.mu.Unlock()
+	r.markResolved()
 	for _, cc := range gone {
 		cc.Close()
 	}
@@ -130,17 +158,22 @@ func OnNode(ctx context.Context, node string) context.Context {
 // node's own. A node the resolver does not give is an error, so that a
 // stale or hostile name never makes the client dial it.
 func (r *router) connFor(ctx context.Context, job string) (*grpc.ClientConn, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	node, _ := ctx.Value(nodeKey{}).(string)
 	if node == "" {
+		r.mu.Lock()
 		node = r.jobs[job]
+		r.mu.Unlock()
 	}
 	if node == "" {
 		return nil, nil
 	}
+	if err := r.waitResolved(ctx); err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if !r.addrs[node] {
-		return nil, status.Errorf(codes.Unavailable, "job %q ran on node %q, %v; it cannot be reached through this connection", job, node, errNotANode)
+		return nil, status.Errorf(codes.Unavailable, "job %q: its node %q is %v; it cannot be reached through this connection", job, node, errNotANode)
 	}
 	if len(r.addrs) == 1 && r.current == 1 {
 		// One broker: the balanced connection is the node's.
