@@ -292,6 +292,18 @@ func checkManifests(t *testing.T, m *manifests) {
 	if grace := time.Duration(*pod.TerminationGracePeriodSeconds) * time.Second; grace < o.DrainGrace+shutdownMargin {
 		t.Errorf("terminationGracePeriodSeconds %v, want at least --drain-grace %v + %v: the kubelet would kill airlockd mid-drain", grace, o.DrainGrace, shutdownMargin)
 	}
+	// The overall health service is NOT_SERVING for the whole drain: a
+	// liveness probe that gave up sooner would kill airlockd mid-drain.
+	if l := c.LivenessProbe; l != nil && time.Duration(l.PeriodSeconds*l.FailureThreshold)*time.Second <= time.Duration(*pod.TerminationGracePeriodSeconds)*time.Second {
+		t.Errorf("livenessProbe gives up after %ds, within terminationGracePeriodSeconds %d: it would kill a draining airlockd", l.PeriodSeconds*l.FailureThreshold, *pod.TerminationGracePeriodSeconds)
+	}
+	// Job-scoped calls (GetJob, Cancel, Approve) reach a job's node by the
+	// address its responses name.
+	if o.AdvertiseAddress == "" {
+		t.Error("no --advertise-address: a balancing client could not send a job's GetJob, Cancel or Approve to its node")
+	} else if host, p, err := net.SplitHostPort(o.AdvertiseAddress); err != nil || host == "" || p != strconv.Itoa(int(port(t, "--listen", o.Listen))) {
+		t.Errorf("--advertise-address %q, want the pod's address and --listen's port", o.AdvertiseAddress)
+	}
 	healthPort := port(t, "--health-listen", o.HealthListen)
 	for _, p := range []struct {
 		name, service string
