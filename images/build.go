@@ -189,3 +189,22 @@ func orDefaultSlice(s, def []string) []string {
 	}
 	return s
 }
+
+// ValidName says whether name can name an image: one lowercase component
+// of a distribution reference.
+func ValidName(name string) bool { return len(name) <= 128 && nameRE.MatchString(name) }
+
+// AgentRefPrefix starts the containerd name of every imported agent image,
+// apart from the images Airlock builds.
+const AgentRefPrefix = "airlock.local/agents/"
+
+// AgentRef is the containerd name of an imported agent image: its name and
+// manifest digest, so that two imports of one name never replace each
+// other and a profile's pinned digest names exactly one record.
+func AgentRef(name, digest string) string {
+	return AgentRefPrefix + name + "@" + digest
+}
+
+// MountPoints are the directories the runner mounts over, which an image
+// must hold since runc cannot make them on a read-only root.
+var MountPoints = []string{"/dev", "/input", "/output", "/proc", "/run", "/tmp"}

@@ -107,6 +107,9 @@ var leaves = map[string]leaf{
 	"model.maxOutputTokens": leafOf(decInt, func(p *Profile, v int64) { p.model().MaxOutputTokens = v }),
 	"model.maxReplyBytes":   leafOf(decBytes, func(p *Profile, v int64) { p.model().MaxReplyBytes = v }),
 
+	"agent.image":   leafOf(decString, func(p *Profile, v string) { p.agent().Image = v }),
+	"agent.command": leafOf(decStrings, func(p *Profile, v []string) { p.agent().Command = v }),
+
 	"result.maxStringLength": leafOf(decInt, func(p *Profile, v int64) { p.Result.MaxStringLength = int(v) }),
 	"result.keepLinks":       leafOf(decBool, func(p *Profile, v bool) { p.Result.KeepLinks = v }),
 	"result.defaultSchema":   leafOf(decString, func(p *Profile, v string) { p.Result.DefaultSchema = v }),

@@ -55,6 +55,44 @@ type Profile struct {
 	// Model is the model a model-driven task (the agent task) talks to;
 	// nil when the profile has none, and then no job may run that task.
 	Model *Model `json:"model,omitempty"`
+	// Agent is an operator's own agent image, imported with `airlock image
+	// import`; nil runs Airlock's reference agent.
+	Agent *Agent `json:"agent,omitempty"`
+}
+
+// Agent names an imported agent image by name and manifest digest, and
+// optionally the command to run in it. The image's own configuration
+// (USER, ENV, VOLUME, EXPOSE, HEALTHCHECK, STOPSIGNAL, labels) never
+// reaches the sandbox: only its entrypoint and cmd, and only when Command
+// is empty.
+type Agent struct {
+	// Image is NAME@sha256:HEX; a name without its digest does not load,
+	// so a profile always runs exactly the image its author meant.
+	Image string `json:"image"`
+	// Command replaces the image's entrypoint and cmd; its first word is an
+	// absolute path in the image.
+	Command []string `json:"command,omitempty"`
+}
+
+// agent returns p.Agent, made on first use.
+func (p *Profile) agent() *Agent {
+	if p.Agent == nil {
+		p.Agent = &Agent{}
+	}
+	return p.Agent
+}
+
+// ImageName and ImageDigest split Image; both are empty unless Image is
+// valid, which Load has checked.
+func (a *Agent) ImageName() string {
+	name, _, _ := strings.Cut(a.Image, "@")
+	return name
+}
+
+// ImageDigest is the sha256:HEX part of Image.
+func (a *Agent) ImageDigest() string {
+	_, d, _ := strings.Cut(a.Image, "@")
+	return d
 }
 
 // Model APIs a profile may name.
@@ -275,6 +313,11 @@ func (p *Profile) Clone() *Profile {
 		m.Allowed = slices.Clone(p.Model.Allowed)
 		c.Model = &m
 	}
+	if p.Agent != nil {
+		a := *p.Agent
+		a.Command = slices.Clone(p.Agent.Command)
+		c.Agent = &a
+	}
 	return &c
 }
 
@@ -336,10 +379,18 @@ func (p *Profile) ToolGateway() bool {
 	return false
 }
 
-// Image is the image the profile runs: the reader image, or, when exec is
-// allowed, a tools image of the profile's own that carries only the
+// ImageAgentPrefix starts the Image of a profile that runs an imported
+// agent image: "agent:NAME@sha256:HEX". No built image's name has a colon.
+const ImageAgentPrefix = "agent:"
+
+// Image is the image the profile runs: an imported agent image when the
+// profile names one ("agent:NAME@DIGEST"), else the reader image, or, when
+// exec is allowed, a tools image of the profile's own that carries only the
 // commands its allowlist names ("tools-<profile>").
 func (p *Profile) Image() string {
+	if p.Agent != nil {
+		return ImageAgentPrefix + p.Agent.Image
+	}
 	if p.ExecAllowed() {
 		return ImageTools + "-" + p.Name
 	}

@@ -8,6 +8,7 @@ import (
 	"path"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -155,6 +156,9 @@ func validate(p *Profile, cfg config, at func(field string) pos) []error {
 	checkIsolation(c, &p.Isolation)
 	if p.Model != nil {
 		checkModel(c, p.Model, &p.Network)
+	}
+	if p.Agent != nil {
+		checkAgent(c, p)
 	}
 	if v := p.Result.MaxStringLength; v < minStringLength || v > maxStringLength {
 		c.fail("result.maxStringLength", "%d is not in %d-%d", v, minStringLength, maxStringLength)
@@ -453,4 +457,57 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// Bounds of agent.command.
+const (
+	maxAgentArgs     = 64
+	maxAgentArgBytes = 4096
+)
+
+var (
+	// agentImageRE is NAME@sha256:HEX, NAME as images.ValidName takes it.
+	agentImageRE = regexp.MustCompile(`^[a-z0-9]+(?:[._-][a-z0-9]+)*@sha256:[0-9a-f]{64}$`)
+	agentNameRE  = regexp.MustCompile(`^[a-z0-9]+(?:[._-][a-z0-9]+)*$`)
+)
+
+// checkAgent checks agent.image and agent.command. An imported image runs
+// its own rootfs only: it has none of the tools image's audited busybox
+// applets, so a profile naming one cannot allow exec, whose commands the
+// gateway runs as those applets.
+func checkAgent(c *checker, p *Profile) {
+	a := p.Agent
+	switch {
+	case a.Image == "":
+		c.fail("agent.image", "is required when the agent section is set: NAME@sha256:DIGEST, as `airlock image list` shows it")
+	case agentNameRE.MatchString(a.Image):
+		c.fail("agent.image", "%q has no digest: pin it as %s@sha256:<64 hex> (see `airlock image list`), so that the profile runs exactly that image", a.Image, a.Image)
+	case len(a.Image) > 200 || !agentImageRE.MatchString(a.Image):
+		c.fail("agent.image", "%s is not NAME@sha256:<64 lowercase hex>, NAME lowercase letters and digits separated by '.', '_' or '-'", quoteCapped(a.Image))
+	}
+	if len(a.Command) > maxAgentArgs {
+		c.fail("agent.command", "has %d words; at most %d", len(a.Command), maxAgentArgs)
+	}
+	for i, w := range a.Command {
+		field := fmt.Sprintf("agent.command[%d]", i)
+		switch {
+		case len(w) > maxAgentArgBytes:
+			c.fail(field, "is %d bytes; at most %d", len(w), maxAgentArgBytes)
+		case strings.ContainsFunc(w, func(r rune) bool { return r == 0 }):
+			c.fail(field, "contains NUL")
+		case i == 0 && (!path.IsAbs(w) || path.Clean(w) != w):
+			c.fail(field, "%s must be a clean absolute path in the image", quoteCapped(w))
+		}
+	}
+	if p.ExecAllowed() {
+		c.fail("agent.image", "a profile running an imported image cannot allow exec (exec.security %s): the gateway runs commands as the tools image's audited applets, which an imported image does not carry; set exec.security: deny", p.Exec.Security)
+	}
+}
+
+// quoteCapped quotes s, cut to 64 bytes, for an error message.
+func quoteCapped(s string) string {
+	if len(s) > 64 {
+		return strconv.Quote(s[:64]) + "..."
+	}
+	return strconv.Quote(s)
 }
