@@ -80,6 +80,9 @@ type loadedImage struct {
 	chainID string
 	// waits is the image spec's WaitsForStart.
 	waits bool
+	// agent is set for an operator's imported image, nil for the images
+	// Airlock builds.
+	agent *agentImage
 }
 
 // hostID is the host uid or gid that id in the sandbox is.
@@ -120,6 +123,8 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 	// could land on containerd's side after teardown looked for it.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), createTimeout)
 	defer cancel()
+	// Only airlock-agent knows the start line: an imported image's
+	// sandbox (img.agent) never waits, and is created, not started.
 	prestart := img.waits
 	b := &box{
 		runID: runID, image: image, hash: p.Hash(), p: p, img: img,
@@ -273,7 +278,7 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 		withSnapshotView(runID, img.chainID),
 		containerd.WithRuntime(rt.Shim, options),
 		containerd.WithContainerLabels(labels),
-		containerd.WithNewSpec(append(append(SpecFor(runID, p, b.paths), oci.WithCgroup(r.cgroupPath(runID)), withStartSignal(prestart)), rt.Spec...)...),
+		containerd.WithNewSpec(append(append(SpecFor(runID, p, b.paths), img.process(), oci.WithCgroup(r.cgroupPath(runID)), withStartSignal(prestart)), rt.Spec...)...),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("create container: %w", err)

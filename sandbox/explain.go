@@ -33,25 +33,65 @@ const (
 	// AnnotationUserNS says whom the agent is on the host, and whether
 	// this host can give the profile the user namespace it asks for.
 	AnnotationUserNS = "airlock.userns"
+	// AnnotationImage names the imported image a profile's agent runs in,
+	// NAME@DIGEST.
+	AnnotationImage = "airlock.image"
+	// AnnotationImageOverridden lists, one per line, what of the imported
+	// image's configuration the sandbox ignores, and what applies instead.
+	AnnotationImageOverridden = "airlock.image.overridden"
 )
 
 // Explain returns the OCI spec a job under p runs with on this host, apart
 // from the per-run paths, IDs and host ID range. It is what `airlock
 // policy explain` and the ExplainProfile RPC show.
+//
+// Without the image at hand, a profile's imported image shows the
+// profile's agent.command, or a placeholder for the image's entrypoint
+// and cmd; the broker's Runner.ExplainJSON reads the image.
 func Explain(p *policy.Profile) (*specs.Spec, error) {
-	return explain(p, userns.Check(procRoot))
+	return explain(p, userns.Check(procRoot), unreadAgent(p))
+}
+
+// unreadAgent stands for a profile's imported image that explain has not
+// read; nil for any other profile.
+func unreadAgent(p *policy.Profile) *agentImage {
+	if p.Agent == nil {
+		return nil
+	}
+	args := p.Agent.Command
+	if len(args) == 0 {
+		args = []string{"<the ENTRYPOINT and CMD of " + p.Agent.Image + ">"}
+	}
+	return &agentImage{ref: p.Agent.Image, args: args, cwd: "<the image's WORKDIR, or />",
+		overridden: []string{"the image's configuration is read by airlockd: `airlock explain " + p.Name + "` shows what of it is overridden"}}
 }
 
 // explain is Explain on a host whose user namespace support is as
-// usernsErr says (nil: supported); the golden tests pin it.
-func explain(p *policy.Profile, usernsErr error) (*specs.Spec, error) {
+// usernsErr says (nil: supported), with the profile's imported image, if
+// any, as ag describes it; the golden tests pin it.
+func explain(p *policy.Profile, usernsErr error, ag *agentImage) (*specs.Spec, error) {
 	ctx := namespaces.WithNamespace(context.Background(), footprint.Namespace)
-	opts := append(SpecFor("<run>", p, ExplainPaths), withExplanation(p, usernsErr))
+	opts := append(SpecFor("<run>", p, ExplainPaths), (&loadedImage{agent: ag}).process(), withExplanation(p, usernsErr, ag))
 	return oci.GenerateSpecWithPlatform(ctx, nil, "linux/amd64", &containers.Container{ID: "<run>"}, opts...)
 }
 
+// ExplainJSON is ExplainJSON with the profile's imported image read: its
+// process, and what of its configuration the sandbox overrides. For the
+// broker's ExplainProfile.
+func (r *Runner) ExplainJSON(p *policy.Profile) ([]byte, error) {
+	ag := unreadAgent(p)
+	if img, ok := r.images[p.Image()]; ok && img.agent != nil {
+		ag = img.agent
+	}
+	s, err := explain(p, userns.Check(procRoot), ag)
+	if err != nil {
+		return nil, err
+	}
+	return json.MarshalIndent(s, "", "  ")
+}
+
 // withExplanation annotates an explained spec.
-func withExplanation(p *policy.Profile, usernsErr error) oci.SpecOpts {
+func withExplanation(p *policy.Profile, usernsErr error, ag *agentImage) oci.SpecOpts {
 	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *specs.Spec) error {
 		denied := DeniedEverywhere
 		if p.Isolation.Seccomp == policy.SeccompStrict {
@@ -62,6 +102,10 @@ func withExplanation(p *policy.Profile, usernsErr error) oci.SpecOpts {
 		}
 		s.Annotations[AnnotationSeccompDenied] = strings.Join(denied, ",") + " (EPERM)"
 		s.Annotations[AnnotationUserNS] = explainUserNS(p, usernsErr)
+		if ag != nil {
+			s.Annotations[AnnotationImage] = ag.ref
+			s.Annotations[AnnotationImageOverridden] = strings.Join(ag.overridden, "\n")
+		}
 		return nil
 	}
 }

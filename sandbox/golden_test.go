@@ -24,7 +24,7 @@ func TestGolden_ShippedProfilesToOCISpec(t *testing.T) {
 			}
 			golden(t, filepath.Join("testdata", "golden", p.Name+".policy.json"), resolved)
 			// On a host that supports user namespaces, whatever this one does.
-			s, err := explain(p, nil)
+			s, err := explain(p, nil, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -17,7 +17,7 @@ func ImagesFor(profiles []*policy.Profile, agentBin, busybox string) ([]images.S
 	}
 	specs := []images.Spec{images.Reader(agentBin)}
 	for _, p := range profiles {
-		if p.Image() == policy.ImageReader {
+		if p.Image() == policy.ImageReader || p.Agent != nil {
 			continue
 		}
 		if err := images.CheckStatic(busybox); err != nil {

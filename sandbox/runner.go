@@ -31,6 +31,7 @@ import (
 	grpcstatus "google.golang.org/grpc/status"
 
 	"github.com/airlock/airlock/images"
+	"github.com/airlock/airlock/images/agentimage"
 	"github.com/airlock/airlock/sandbox/egress"
 	"github.com/airlock/airlock/sandbox/footprint"
 	"github.com/airlock/airlock/sandbox/job"
@@ -80,6 +81,12 @@ type Config struct {
 	// sandboxes of every broker on the host hold; empty is
 	// userns.DefaultDir.
 	UserNSDir string
+	// AgentImages are the imported images the profiles run. Each must be
+	// imported, with its digest, or New fails: a profile never runs
+	// another agent in its place.
+	AgentImages []AgentImage
+	// ImageLimits bound an image import; zero is agentimage.DefaultLimits.
+	ImageLimits agentimage.Limits
 }
 
 // procRoot is where the kernel's process view is mounted.
@@ -97,7 +104,13 @@ type Runner struct {
 	// and runsc's state.
 	runscDir string
 	images   map[string]*loadedImage
-	log      *slog.Logger
+	// stateDir is Config.StateDir.
+	stateDir string
+	// agentProfiles lists, by NAME@DIGEST, the profiles that run each
+	// imported image; RemoveImage refuses those.
+	agentProfiles map[string][]string
+	imageLimits   agentimage.Limits
+	log           *slog.Logger
 
 	// claims hands each user-namespaced sandbox a host ID range of its
 	// own.
@@ -159,7 +172,11 @@ func New(ctx context.Context, cfg Config) (_ *Runner, retErr error) {
 		instance: footprint.InstanceID(cfg.StateDir),
 		proc:     procRoot,
 		images:   map[string]*loadedImage{},
-		log:      cfg.Logger,
+		stateDir: cfg.StateDir,
+
+		agentProfiles: map[string][]string{},
+		imageLimits:   cfg.ImageLimits,
+		log:           cfg.Logger,
 
 		poolMetrics: newPoolMetrics(),
 		behind:      make(chan teardownJob, cmp.Or(cfg.MaxTeardownsBehind, DefaultTeardownsBehind)),
@@ -211,6 +228,19 @@ func New(ctx context.Context, cfg Config) (_ *Runner, retErr error) {
 			return nil, fmt.Errorf("image %s: %w", spec.Name, err)
 		}
 		r.images[spec.Name] = img
+	}
+	if r.imageLimits == (agentimage.Limits{}) {
+		r.imageLimits = agentimage.DefaultLimits
+	}
+	// An import a crashed predecessor was unpacking is gone with it.
+	if err := os.RemoveAll(r.importDir()); err != nil {
+		return nil, err
+	}
+	if err := os.Mkdir(r.importDir(), 0o700); err != nil {
+		return nil, err
+	}
+	if err := r.loadAgentImages(ctx, cfg.AgentImages); err != nil {
+		return nil, err
 	}
 	return r, nil
 }

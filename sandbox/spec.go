@@ -350,3 +350,24 @@ func mergePaths(a, b []string) []string {
 	}
 	return out
 }
+
+// WithAgentProcess runs an imported image's agent: args in cwd, and
+// AgentPATH in place of the reference agent's PATH. Nothing else of the
+// image's configuration is read: containerd's oci.WithImageConfig would
+// apply its USER, ENV and WORKDIR, and is never used.
+func WithAgentProcess(args []string, cwd string) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *specs.Spec) error {
+		if len(args) == 0 {
+			return fmt.Errorf("agent process: no args")
+		}
+		setProcess(s)
+		s.Process.Args = slices.Clone(args)
+		s.Process.Cwd = cwd
+		for i, e := range s.Process.Env {
+			if strings.HasPrefix(e, "PATH=") {
+				s.Process.Env[i] = AgentPATH
+			}
+		}
+		return nil
+	}
+}

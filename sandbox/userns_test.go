@@ -114,7 +114,7 @@ func TestExplain_SaysWhenTheHostCannotGiveAUserNamespace(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s, err := explain(p, tt.hostErr)
+			s, err := explain(p, tt.hostErr, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
