@@ -15,6 +15,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/airlock/airlock/sandbox/job"
 )
 
 // Sentinel errors of the broker. Handlers return them wrapped, with %w; the
@@ -42,6 +44,9 @@ var (
 	// ErrPrecondition means the broker's own setup cannot serve the
 	// request, such as a service secret that cannot be read.
 	ErrPrecondition = errors.New("failed precondition")
+	// ErrTooLarge means an upload is over the broker's cap; the message
+	// names it. A retry of the same upload fails the same way.
+	ErrTooLarge = errors.New("too large")
 )
 
 // fieldError is an ErrInvalidRequest about one field of the request. Its
@@ -89,8 +94,16 @@ func toStatus(err error) error {
 			details = append(details, &errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
 				{Field: fe.field, Description: fe.msg}}})
 		}
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, ErrNotFound), errors.Is(err, job.ErrImageNotFound):
 		code = codes.NotFound
+	case errors.Is(err, job.ErrImageRefused):
+		code = codes.InvalidArgument
+		details = append(details, &errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
+			{Field: "data", Description: err.Error()}}})
+	case errors.Is(err, job.ErrImageInUse):
+		code = codes.FailedPrecondition
+	case errors.Is(err, ErrTooLarge):
+		code = codes.ResourceExhausted
 	case errors.Is(err, ErrOverloaded):
 		// A retry hint, so well-behaved clients back off instead of
 		// hammering a full broker.

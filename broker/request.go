@@ -505,6 +505,12 @@ func checkTask(p *policy.Profile, task *airlockv1.Task, specs []job.TaskSpec) er
 	if !taskNamePattern.MatchString(name) {
 		return badField("task.name", "task.name %s must be a lowercase task name such as summarize", quoteName(name))
 	}
+	if p.Agent != nil {
+		// An imported agent's tasks are its own, and it checks their
+		// params; the broker still bounds them, and the tool policy below
+		// still applies.
+		specs = []job.TaskSpec{{Name: name, Doc: "a task of the profile's agent image", AnyParams: true}}
+	}
 	if !slices.ContainsFunc(specs, func(s job.TaskSpec) bool { return s.Name == name }) {
 		return badField("task.name", "%v", job.CheckTask(specs, name, nil))
 	}

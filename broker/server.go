@@ -100,6 +100,14 @@ type Config struct {
 	// accepted event carry it, so that GetJob, Cancel and Approve for a job
 	// find the broker that holds it. Empty is sent as empty.
 	Node string
+	// Images imports, lists and removes agent images; nil serves no
+	// image RPCs (FailedPrecondition).
+	Images job.ImageStore
+	// ImageSpoolDir is where an import's upload is spooled, a directory
+	// of the broker's own; required with Images.
+	ImageSpoolDir string
+	// MaxImageBytes caps an import's upload; zero is DefaultMaxImageBytes.
+	MaxImageBytes int64
 }
 
 // Server implements airlockv1.BrokerServer.
@@ -142,6 +150,10 @@ type Server struct {
 	secrets        func() [][]byte
 
 	approvalTimeout time.Duration
+
+	images        job.ImageStore
+	spoolDir      string
+	maxImageBytes int64
 }
 
 // New returns a Server. It refuses a config without a runner or profiles
@@ -180,6 +192,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Tasks == nil {
 		cfg.Tasks = job.ReferenceTasks()
 	}
+	if cfg.Images != nil && cfg.ImageSpoolDir == "" {
+		return nil, errors.New("broker: ImageSpoolDir is required with Images: refusing to spool uploads to the system's temp dir")
+	}
+	if cfg.MaxImageBytes <= 0 {
+		cfg.MaxImageBytes = DefaultMaxImageBytes
+	}
 	if _, err := cfg.Profiles.Get(cfg.DefaultProfile); err != nil {
 		return nil, fmt.Errorf("broker: default profile %q is not loaded (have %v)", cfg.DefaultProfile, cfg.Profiles.Names())
 	}
@@ -207,6 +225,10 @@ func New(cfg Config) (*Server, error) {
 		secrets:        cfg.Secrets,
 
 		approvalTimeout: cfg.ApprovalTimeout,
+
+		images:        cfg.Images,
+		spoolDir:      cfg.ImageSpoolDir,
+		maxImageBytes: cfg.MaxImageBytes,
 	}
 	srv.anomalies = anomaly.New(cfg.Anomalies, func(kind, key string, n int) {
 		srv.metrics.Anomalies.WithLabelValues(kind).Inc()
@@ -280,7 +302,11 @@ var MethodScopes = map[string]auth.Scope{
 	airlockv1.Broker_GetJob_FullMethodName:         auth.ScopeRead,
 	airlockv1.Broker_ListProfiles_FullMethodName:   auth.ScopeRead,
 	airlockv1.Broker_ExplainProfile_FullMethodName: auth.ScopeRead,
-	healthpb.Health_List_FullMethodName:            auth.ScopeRead,
+	// Images decide what agents the profiles can run: the operator's.
+	airlockv1.Broker_ImportImage_FullMethodName: auth.ScopeAdmin,
+	airlockv1.Broker_ListImages_FullMethodName:  auth.ScopeAdmin,
+	airlockv1.Broker_RemoveImage_FullMethodName: auth.ScopeAdmin,
+	healthpb.Health_List_FullMethodName:         auth.ScopeRead,
 	// Reflection, when airlockd serves it, describes the API and nothing
 	// else.
 	"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo":      auth.ScopeRead,

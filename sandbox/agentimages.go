@@ -22,8 +22,8 @@ import (
 	"github.com/containerd/containerd/leases"
 	"github.com/containerd/containerd/namespaces"
 	"github.com/containerd/containerd/oci"
-	"github.com/google/uuid"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/uuid"
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/identity"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -331,7 +331,7 @@ func (r *Runner) ImportImage(ctx context.Context, name string, f *os.File) (info
 	if err := containerd.NewImage(r.client, rec).Unpack(lctx, snapshotter); err != nil {
 		return info, fmt.Errorf("unpack: %w", err)
 	}
-	info.Imported = rec.CreatedAt
+	info.Imported, info.Created = rec.CreatedAt, true
 	r.log.Info("agent image imported", "name", name, "digest", img.Digest, "size", img.Size)
 	return info, nil
 }

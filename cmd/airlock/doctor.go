@@ -86,6 +86,7 @@ func doctorFlags(c *doctor.Config) (fset *flag.FlagSet, socket, tokenFile *strin
 	fset.Uint("proxy-port", 0, ignoredFlag)
 	// A size such as 512Mi, which no flag type parses.
 	fset.Func("pool-min-available", ignoredFlag, func(string) error { return nil })
+	fset.Func("max-image-bytes", ignoredFlag, func(string) error { return nil })
 	asJSON = fset.Bool("json", false, "print the checks as JSON")
 	return fset, socket, tokenFile, asJSON
 }

@@ -27,6 +27,7 @@ commands:
   get       print a job's state
   cancel    cancel a running job
   approve   answer a job's approval request: approve JOB REQUEST allow|deny
+  image     import, list and remove agent images: image import FILE [--name NAME] | list | rm NAME[@DIGEST]
   policy    lint, explain and diff profiles locally (airlock policy -h)
   audit     read the audit log locally: tail, show JOB
   doctor    check the host and the configuration (--json for machines)
@@ -64,6 +65,7 @@ func main() {
 		"get":      get,
 		"cancel":   cancel,
 		"approve":  approve,
+		"image":    imageCmd,
 	}
 	f, ok := commands[cmd]
 	if cmd == "ask" {

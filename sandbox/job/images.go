@@ -47,4 +47,6 @@ type ImageInfo struct {
 	Imported time.Time
 	// Profiles are the loaded profiles that run it.
 	Profiles []string
+	// Created is false when ImportImage found it imported already.
+	Created bool
 }

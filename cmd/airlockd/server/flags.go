@@ -72,14 +72,21 @@ func FlagSet(name string, h flag.ErrorHandling, o *Options) (fs *flag.FlagSet, d
 		return policy.ParsePools(v, &o.Pools)
 	})
 	fs.DurationVar(&o.PoolIdle, "pool-idle", 10*time.Minute, "drain a warm pool nobody claimed from for this long, until its next claim (0: never)")
-	fs.Func("pool-min-available", "drain warm pools while the host's MemAvailable is under this (default 512Mi)", func(v string) error {
+	sizeFlag(fs, &o.PoolMinAvailable, "pool-min-available", "drain warm pools while the host's MemAvailable is under this (default 512Mi)")
+	o.MaxImageBytes = broker.DefaultMaxImageBytes
+	sizeFlag(fs, &o.MaxImageBytes, "max-image-bytes", "largest agent image tarball `airlock image import` may upload (default 512Mi)")
+	fs.UintVar(&o.ProxyPort, "proxy-port", sandbox.DefaultProxyPort, "egress proxy port on each job's gateway")
+	return fs, debug
+}
+
+// sizeFlag defines a flag of a positive size such as 512Mi, stored in dst.
+func sizeFlag(fs *flag.FlagSet, dst *int64, name, usage string) {
+	fs.Func(name, usage, func(v string) error {
 		n, err := policy.ParseBytes(v)
 		if err == nil && n <= 0 {
 			err = errors.New("want a positive size such as 512Mi")
 		}
-		o.PoolMinAvailable = n
+		*dst = n
 		return err
 	})
-	fs.UintVar(&o.ProxyPort, "proxy-port", sandbox.DefaultProxyPort, "egress proxy port on each job's gateway")
-	return fs, debug
 }

@@ -109,6 +109,9 @@ type Options struct {
 	Pools            map[string]int
 	PoolIdle         time.Duration
 	PoolMinAvailable int64
+	// MaxImageBytes caps an agent image import's upload; zero is
+	// broker.DefaultMaxImageBytes.
+	MaxImageBytes int64
 	// Logger is where airlockd logs; nil discards.
 	Logger *slog.Logger
 
@@ -360,13 +363,14 @@ func Start(ctx context.Context, o Options) (_ *Server, retErr error) {
 		specs[i].WaitsForStart = len(o.AgentTasks) == 0
 	}
 	runner, err := sandbox.New(ctx, sandbox.Config{
-		Address:    s.address,
-		StateDir:   o.StateDir,
-		Images:     append(specs, o.ExtraImages...),
-		Logger:     log,
-		Egress:     o.Egress,
-		VethPrefix: o.EgressPool,
-		ProxyPort:  uint16(o.ProxyPort),
+		Address:     s.address,
+		StateDir:    o.StateDir,
+		Images:      append(specs, o.ExtraImages...),
+		Logger:      log,
+		Egress:      o.Egress,
+		VethPrefix:  o.EgressPool,
+		ProxyPort:   uint16(o.ProxyPort),
+		AgentImages: sandbox.AgentImagesOf(profiles.All()),
 	})
 	if err != nil {
 		return nil, err
@@ -410,6 +414,15 @@ func Start(ctx context.Context, o Options) (_ *Server, retErr error) {
 	if node == "" {
 		log.Warn("--listen names no host a client can reach and --advertise-address is not set: responses name no node, so clients balancing over several airlockd cannot send GetJob, Cancel and Approve back to this one", "listen", lis.Addr().String())
 	}
+	// Uploads are spooled here, root's alone; one a crashed airlockd was
+	// receiving is gone with it.
+	spool := filepath.Join(o.StateDir, "uploads")
+	if err := os.RemoveAll(spool); err != nil {
+		return nil, err
+	}
+	if err := os.Mkdir(spool, 0o700); err != nil {
+		return nil, err
+	}
 	var jobs job.Runner = runner
 	if o.WrapRunner != nil {
 		jobs = o.WrapRunner(runner)
@@ -418,10 +431,11 @@ func Start(ctx context.Context, o Options) (_ *Server, retErr error) {
 		Runner: jobs, Profiles: profiles, Logger: log, Audit: auditLog, Metrics: s.m,
 		MaxJobs: o.MaxConcurrent, MaxQueue: o.MaxQueue, MaxPerOwner: o.MaxPerOwner, Anomalies: broker.DefaultAnomalies,
 		Retention: o.JobRetention, RetainJobs: o.RetainJobs,
-		ApprovalTimeout: o.ApprovalTimeout, DefaultProfile: o.DefaultProfile, ExplainSpec: sandbox.ExplainJSON, ResolveSecret: egress.ResolveSecret,
+		ApprovalTimeout: o.ApprovalTimeout, DefaultProfile: o.DefaultProfile, ExplainSpec: runner.ExplainJSON, ResolveSecret: egress.ResolveSecret,
 		Secrets: func() [][]byte { return knownSecrets(*s.tokens.Load(), profiles) },
 		Tasks:   append(agentTasks(o.AgentTasks), o.ExtraTasks...),
 		Node:    node,
+		Images:  runner, ImageSpoolDir: spool, MaxImageBytes: o.MaxImageBytes,
 	})
 	if err != nil {
 		return nil, err

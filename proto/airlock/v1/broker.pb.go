@@ -293,6 +293,379 @@ func (JobState) EnumDescriptor() ([]byte, []int) {
 	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{3}
 }
 
+// ImportImageRequest is one message of an import: the first carries the
+// name and no data, each later one a chunk of the tarball.
+type ImportImageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The image's name: lowercase letters and digits, separated by '.',
+	// '_' or '-', at most 128 bytes. Only in the first message.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// A chunk of the tarball, at most 1 MiB. Not in the first message.
+	Data          []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportImageRequest) Reset() {
+	*x = ImportImageRequest{}
+	mi := &file_airlock_v1_broker_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportImageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportImageRequest) ProtoMessage() {}
+
+func (x *ImportImageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_airlock_v1_broker_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportImageRequest.ProtoReflect.Descriptor instead.
+func (*ImportImageRequest) Descriptor() ([]byte, []int) {
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ImportImageRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ImportImageRequest) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// ImportImageResponse describes the imported image.
+type ImportImageResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Image *Image                 `protobuf:"bytes,1,opt,name=image,proto3" json:"image,omitempty"`
+	// False when the same image was imported before.
+	Created       bool `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportImageResponse) Reset() {
+	*x = ImportImageResponse{}
+	mi := &file_airlock_v1_broker_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportImageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportImageResponse) ProtoMessage() {}
+
+func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_airlock_v1_broker_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportImageResponse.ProtoReflect.Descriptor instead.
+func (*ImportImageResponse) Descriptor() ([]byte, []int) {
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ImportImageResponse) GetImage() *Image {
+	if x != nil {
+		return x.Image
+	}
+	return nil
+}
+
+func (x *ImportImageResponse) GetCreated() bool {
+	if x != nil {
+		return x.Created
+	}
+	return false
+}
+
+// Image is one imported agent image.
+type Image struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The manifest digest, sha256:<64 hex>: pin it as agent.image
+	// NAME@DIGEST.
+	Digest string `protobuf:"bytes,2,opt,name=digest,proto3" json:"digest,omitempty"`
+	// Uncompressed bytes of its layers.
+	SizeBytes int64                  `protobuf:"varint,3,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	Imported  *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=imported,proto3" json:"imported,omitempty"`
+	// The loaded profiles that run it.
+	Profiles      []string `protobuf:"bytes,5,rep,name=profiles,proto3" json:"profiles,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Image) Reset() {
+	*x = Image{}
+	mi := &file_airlock_v1_broker_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Image) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Image) ProtoMessage() {}
+
+func (x *Image) ProtoReflect() protoreflect.Message {
+	mi := &file_airlock_v1_broker_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Image.ProtoReflect.Descriptor instead.
+func (*Image) Descriptor() ([]byte, []int) {
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Image) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Image) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *Image) GetSizeBytes() int64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
+func (x *Image) GetImported() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Imported
+	}
+	return nil
+}
+
+func (x *Image) GetProfiles() []string {
+	if x != nil {
+		return x.Profiles
+	}
+	return nil
+}
+
+// ListImagesRequest has no fields.
+type ListImagesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListImagesRequest) Reset() {
+	*x = ListImagesRequest{}
+	mi := &file_airlock_v1_broker_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListImagesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListImagesRequest) ProtoMessage() {}
+
+func (x *ListImagesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_airlock_v1_broker_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListImagesRequest.ProtoReflect.Descriptor instead.
+func (*ListImagesRequest) Descriptor() ([]byte, []int) {
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{3}
+}
+
+// ListImagesResponse lists the imported images, by name then digest.
+type ListImagesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Images        []*Image               `protobuf:"bytes,1,rep,name=images,proto3" json:"images,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListImagesResponse) Reset() {
+	*x = ListImagesResponse{}
+	mi := &file_airlock_v1_broker_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListImagesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListImagesResponse) ProtoMessage() {}
+
+func (x *ListImagesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_airlock_v1_broker_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListImagesResponse.ProtoReflect.Descriptor instead.
+func (*ListImagesResponse) Descriptor() ([]byte, []int) {
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ListImagesResponse) GetImages() []*Image {
+	if x != nil {
+		return x.Images
+	}
+	return nil
+}
+
+// RemoveImageRequest names the image to remove.
+type RemoveImageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// sha256:<64 hex>; empty removes every digest of the name.
+	Digest        string `protobuf:"bytes,2,opt,name=digest,proto3" json:"digest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveImageRequest) Reset() {
+	*x = RemoveImageRequest{}
+	mi := &file_airlock_v1_broker_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveImageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveImageRequest) ProtoMessage() {}
+
+func (x *RemoveImageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_airlock_v1_broker_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveImageRequest.ProtoReflect.Descriptor instead.
+func (*RemoveImageRequest) Descriptor() ([]byte, []int) {
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RemoveImageRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RemoveImageRequest) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+// RemoveImageResponse lists what was removed.
+type RemoveImageResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Removed       []*Image               `protobuf:"bytes,1,rep,name=removed,proto3" json:"removed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveImageResponse) Reset() {
+	*x = RemoveImageResponse{}
+	mi := &file_airlock_v1_broker_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveImageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveImageResponse) ProtoMessage() {}
+
+func (x *RemoveImageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_airlock_v1_broker_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveImageResponse.ProtoReflect.Descriptor instead.
+func (*RemoveImageResponse) Descriptor() ([]byte, []int) {
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RemoveImageResponse) GetRemoved() []*Image {
+	if x != nil {
+		return x.Removed
+	}
+	return nil
+}
+
 // SpawnRequest describes one job.
 type SpawnRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -318,7 +691,7 @@ type SpawnRequest struct {
 
 func (x *SpawnRequest) Reset() {
 	*x = SpawnRequest{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[0]
+	mi := &file_airlock_v1_broker_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -330,7 +703,7 @@ func (x *SpawnRequest) String() string {
 func (*SpawnRequest) ProtoMessage() {}
 
 func (x *SpawnRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[0]
+	mi := &file_airlock_v1_broker_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -343,7 +716,7 @@ func (x *SpawnRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpawnRequest.ProtoReflect.Descriptor instead.
 func (*SpawnRequest) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{0}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SpawnRequest) GetJobId() string {
@@ -413,7 +786,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[1]
+	mi := &file_airlock_v1_broker_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -425,7 +798,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[1]
+	mi := &file_airlock_v1_broker_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -438,7 +811,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{1}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Task) GetName() string {
@@ -486,7 +859,7 @@ type Content struct {
 
 func (x *Content) Reset() {
 	*x = Content{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[2]
+	mi := &file_airlock_v1_broker_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -498,7 +871,7 @@ func (x *Content) String() string {
 func (*Content) ProtoMessage() {}
 
 func (x *Content) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[2]
+	mi := &file_airlock_v1_broker_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -511,7 +884,7 @@ func (x *Content) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Content.ProtoReflect.Descriptor instead.
 func (*Content) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{2}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Content) GetData() []byte {
@@ -562,7 +935,7 @@ type Overrides struct {
 
 func (x *Overrides) Reset() {
 	*x = Overrides{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[3]
+	mi := &file_airlock_v1_broker_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -574,7 +947,7 @@ func (x *Overrides) String() string {
 func (*Overrides) ProtoMessage() {}
 
 func (x *Overrides) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[3]
+	mi := &file_airlock_v1_broker_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -587,7 +960,7 @@ func (x *Overrides) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Overrides.ProtoReflect.Descriptor instead.
 func (*Overrides) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{3}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Overrides) GetTimeout() *durationpb.Duration {
@@ -641,7 +1014,7 @@ type ModelOverrides struct {
 
 func (x *ModelOverrides) Reset() {
 	*x = ModelOverrides{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[4]
+	mi := &file_airlock_v1_broker_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -653,7 +1026,7 @@ func (x *ModelOverrides) String() string {
 func (*ModelOverrides) ProtoMessage() {}
 
 func (x *ModelOverrides) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[4]
+	mi := &file_airlock_v1_broker_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -666,7 +1039,7 @@ func (x *ModelOverrides) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelOverrides.ProtoReflect.Descriptor instead.
 func (*ModelOverrides) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{4}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ModelOverrides) GetName() string {
@@ -731,7 +1104,7 @@ type SpawnResponse struct {
 
 func (x *SpawnResponse) Reset() {
 	*x = SpawnResponse{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[5]
+	mi := &file_airlock_v1_broker_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -743,7 +1116,7 @@ func (x *SpawnResponse) String() string {
 func (*SpawnResponse) ProtoMessage() {}
 
 func (x *SpawnResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[5]
+	mi := &file_airlock_v1_broker_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -756,7 +1129,7 @@ func (x *SpawnResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpawnResponse.ProtoReflect.Descriptor instead.
 func (*SpawnResponse) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{5}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SpawnResponse) GetJobId() string {
@@ -851,7 +1224,7 @@ type ExecDecision struct {
 
 func (x *ExecDecision) Reset() {
 	*x = ExecDecision{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[6]
+	mi := &file_airlock_v1_broker_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +1236,7 @@ func (x *ExecDecision) String() string {
 func (*ExecDecision) ProtoMessage() {}
 
 func (x *ExecDecision) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[6]
+	mi := &file_airlock_v1_broker_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +1249,7 @@ func (x *ExecDecision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecDecision.ProtoReflect.Descriptor instead.
 func (*ExecDecision) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{6}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ExecDecision) GetTime() *timestamppb.Timestamp {
@@ -945,7 +1318,7 @@ type SanitizationReport struct {
 
 func (x *SanitizationReport) Reset() {
 	*x = SanitizationReport{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[7]
+	mi := &file_airlock_v1_broker_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -957,7 +1330,7 @@ func (x *SanitizationReport) String() string {
 func (*SanitizationReport) ProtoMessage() {}
 
 func (x *SanitizationReport) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[7]
+	mi := &file_airlock_v1_broker_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -970,7 +1343,7 @@ func (x *SanitizationReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SanitizationReport.ProtoReflect.Descriptor instead.
 func (*SanitizationReport) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{7}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SanitizationReport) GetFindings() []*SanitizationFinding {
@@ -999,7 +1372,7 @@ type SanitizationFinding struct {
 
 func (x *SanitizationFinding) Reset() {
 	*x = SanitizationFinding{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[8]
+	mi := &file_airlock_v1_broker_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1011,7 +1384,7 @@ func (x *SanitizationFinding) String() string {
 func (*SanitizationFinding) ProtoMessage() {}
 
 func (x *SanitizationFinding) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[8]
+	mi := &file_airlock_v1_broker_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1024,7 +1397,7 @@ func (x *SanitizationFinding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SanitizationFinding.ProtoReflect.Descriptor instead.
 func (*SanitizationFinding) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{8}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SanitizationFinding) GetPath() string {
@@ -1078,7 +1451,7 @@ type EgressAttempt struct {
 
 func (x *EgressAttempt) Reset() {
 	*x = EgressAttempt{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[9]
+	mi := &file_airlock_v1_broker_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1090,7 +1463,7 @@ func (x *EgressAttempt) String() string {
 func (*EgressAttempt) ProtoMessage() {}
 
 func (x *EgressAttempt) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[9]
+	mi := &file_airlock_v1_broker_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1103,7 +1476,7 @@ func (x *EgressAttempt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EgressAttempt.ProtoReflect.Descriptor instead.
 func (*EgressAttempt) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{9}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *EgressAttempt) GetTime() *timestamppb.Timestamp {
@@ -1205,7 +1578,7 @@ type Usage struct {
 
 func (x *Usage) Reset() {
 	*x = Usage{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[10]
+	mi := &file_airlock_v1_broker_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1217,7 +1590,7 @@ func (x *Usage) String() string {
 func (*Usage) ProtoMessage() {}
 
 func (x *Usage) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[10]
+	mi := &file_airlock_v1_broker_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1230,7 +1603,7 @@ func (x *Usage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Usage.ProtoReflect.Descriptor instead.
 func (*Usage) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{10}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Usage) GetWall() *durationpb.Duration {
@@ -1324,7 +1697,7 @@ type EffectivePolicy struct {
 
 func (x *EffectivePolicy) Reset() {
 	*x = EffectivePolicy{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[11]
+	mi := &file_airlock_v1_broker_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1336,7 +1709,7 @@ func (x *EffectivePolicy) String() string {
 func (*EffectivePolicy) ProtoMessage() {}
 
 func (x *EffectivePolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[11]
+	mi := &file_airlock_v1_broker_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1349,7 +1722,7 @@ func (x *EffectivePolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EffectivePolicy.ProtoReflect.Descriptor instead.
 func (*EffectivePolicy) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{11}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *EffectivePolicy) GetProfile() string {
@@ -1383,7 +1756,7 @@ type SpawnStreamRequest struct {
 
 func (x *SpawnStreamRequest) Reset() {
 	*x = SpawnStreamRequest{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[12]
+	mi := &file_airlock_v1_broker_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1395,7 +1768,7 @@ func (x *SpawnStreamRequest) String() string {
 func (*SpawnStreamRequest) ProtoMessage() {}
 
 func (x *SpawnStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[12]
+	mi := &file_airlock_v1_broker_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1408,7 +1781,7 @@ func (x *SpawnStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpawnStreamRequest.ProtoReflect.Descriptor instead.
 func (*SpawnStreamRequest) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{12}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SpawnStreamRequest) GetSpawn() *SpawnRequest {
@@ -1440,7 +1813,7 @@ type SpawnStreamResponse struct {
 
 func (x *SpawnStreamResponse) Reset() {
 	*x = SpawnStreamResponse{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[13]
+	mi := &file_airlock_v1_broker_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1452,7 +1825,7 @@ func (x *SpawnStreamResponse) String() string {
 func (*SpawnStreamResponse) ProtoMessage() {}
 
 func (x *SpawnStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[13]
+	mi := &file_airlock_v1_broker_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1465,7 +1838,7 @@ func (x *SpawnStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpawnStreamResponse.ProtoReflect.Descriptor instead.
 func (*SpawnStreamResponse) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{13}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SpawnStreamResponse) GetJobId() string {
@@ -1643,7 +2016,7 @@ type ModelTurn struct {
 
 func (x *ModelTurn) Reset() {
 	*x = ModelTurn{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[14]
+	mi := &file_airlock_v1_broker_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1655,7 +2028,7 @@ func (x *ModelTurn) String() string {
 func (*ModelTurn) ProtoMessage() {}
 
 func (x *ModelTurn) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[14]
+	mi := &file_airlock_v1_broker_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1668,7 +2041,7 @@ func (x *ModelTurn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelTurn.ProtoReflect.Descriptor instead.
 func (*ModelTurn) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{14}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ModelTurn) GetTurn() int32 {
@@ -1760,7 +2133,7 @@ type ToolCall struct {
 
 func (x *ToolCall) Reset() {
 	*x = ToolCall{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[15]
+	mi := &file_airlock_v1_broker_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1772,7 +2145,7 @@ func (x *ToolCall) String() string {
 func (*ToolCall) ProtoMessage() {}
 
 func (x *ToolCall) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[15]
+	mi := &file_airlock_v1_broker_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1785,7 +2158,7 @@ func (x *ToolCall) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolCall.ProtoReflect.Descriptor instead.
 func (*ToolCall) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{15}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ToolCall) GetTool() string {
@@ -1838,7 +2211,7 @@ type JobAccepted struct {
 
 func (x *JobAccepted) Reset() {
 	*x = JobAccepted{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[16]
+	mi := &file_airlock_v1_broker_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1850,7 +2223,7 @@ func (x *JobAccepted) String() string {
 func (*JobAccepted) ProtoMessage() {}
 
 func (x *JobAccepted) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[16]
+	mi := &file_airlock_v1_broker_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1863,7 +2236,7 @@ func (x *JobAccepted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobAccepted.ProtoReflect.Descriptor instead.
 func (*JobAccepted) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{16}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *JobAccepted) GetPolicy() *EffectivePolicy {
@@ -1889,7 +2262,7 @@ type JobStarted struct {
 
 func (x *JobStarted) Reset() {
 	*x = JobStarted{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[17]
+	mi := &file_airlock_v1_broker_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1901,7 +2274,7 @@ func (x *JobStarted) String() string {
 func (*JobStarted) ProtoMessage() {}
 
 func (x *JobStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[17]
+	mi := &file_airlock_v1_broker_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1914,7 +2287,7 @@ func (x *JobStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobStarted.ProtoReflect.Descriptor instead.
 func (*JobStarted) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{17}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{24}
 }
 
 // ApprovalNeeded says the job waits for an approval: answer it with
@@ -1944,7 +2317,7 @@ type ApprovalNeeded struct {
 
 func (x *ApprovalNeeded) Reset() {
 	*x = ApprovalNeeded{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[18]
+	mi := &file_airlock_v1_broker_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1956,7 +2329,7 @@ func (x *ApprovalNeeded) String() string {
 func (*ApprovalNeeded) ProtoMessage() {}
 
 func (x *ApprovalNeeded) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[18]
+	mi := &file_airlock_v1_broker_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1969,7 +2342,7 @@ func (x *ApprovalNeeded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApprovalNeeded.ProtoReflect.Descriptor instead.
 func (*ApprovalNeeded) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{18}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ApprovalNeeded) GetRequest() string {
@@ -2026,7 +2399,7 @@ type ApproveRequest struct {
 
 func (x *ApproveRequest) Reset() {
 	*x = ApproveRequest{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[19]
+	mi := &file_airlock_v1_broker_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2038,7 +2411,7 @@ func (x *ApproveRequest) String() string {
 func (*ApproveRequest) ProtoMessage() {}
 
 func (x *ApproveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[19]
+	mi := &file_airlock_v1_broker_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2051,7 +2424,7 @@ func (x *ApproveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveRequest.ProtoReflect.Descriptor instead.
 func (*ApproveRequest) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{19}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ApproveRequest) GetJobId() string {
@@ -2084,7 +2457,7 @@ type ApproveResponse struct {
 
 func (x *ApproveResponse) Reset() {
 	*x = ApproveResponse{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[20]
+	mi := &file_airlock_v1_broker_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2096,7 +2469,7 @@ func (x *ApproveResponse) String() string {
 func (*ApproveResponse) ProtoMessage() {}
 
 func (x *ApproveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[20]
+	mi := &file_airlock_v1_broker_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2109,7 +2482,7 @@ func (x *ApproveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveResponse.ProtoReflect.Descriptor instead.
 func (*ApproveResponse) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{20}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{27}
 }
 
 // CancelRequest names a job.
@@ -2122,7 +2495,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[21]
+	mi := &file_airlock_v1_broker_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2134,7 +2507,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[21]
+	mi := &file_airlock_v1_broker_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2147,7 +2520,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{21}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CancelRequest) GetJobId() string {
@@ -2168,7 +2541,7 @@ type CancelResponse struct {
 
 func (x *CancelResponse) Reset() {
 	*x = CancelResponse{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[22]
+	mi := &file_airlock_v1_broker_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2180,7 +2553,7 @@ func (x *CancelResponse) String() string {
 func (*CancelResponse) ProtoMessage() {}
 
 func (x *CancelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[22]
+	mi := &file_airlock_v1_broker_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2193,7 +2566,7 @@ func (x *CancelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelResponse.ProtoReflect.Descriptor instead.
 func (*CancelResponse) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{22}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CancelResponse) GetCancelled() bool {
@@ -2213,7 +2586,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[23]
+	mi := &file_airlock_v1_broker_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2225,7 +2598,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[23]
+	mi := &file_airlock_v1_broker_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2238,7 +2611,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{23}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GetJobRequest) GetJobId() string {
@@ -2270,7 +2643,7 @@ type GetJobResponse struct {
 
 func (x *GetJobResponse) Reset() {
 	*x = GetJobResponse{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[24]
+	mi := &file_airlock_v1_broker_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2282,7 +2655,7 @@ func (x *GetJobResponse) String() string {
 func (*GetJobResponse) ProtoMessage() {}
 
 func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[24]
+	mi := &file_airlock_v1_broker_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2295,7 +2668,7 @@ func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobResponse.ProtoReflect.Descriptor instead.
 func (*GetJobResponse) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{24}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{31}
 }
 
 // Deprecated: Marked as deprecated in airlock/v1/broker.proto.
@@ -2358,7 +2731,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[25]
+	mi := &file_airlock_v1_broker_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2370,7 +2743,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[25]
+	mi := &file_airlock_v1_broker_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2383,7 +2756,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{25}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Job) GetJobId() string {
@@ -2472,7 +2845,7 @@ type ListProfilesRequest struct {
 
 func (x *ListProfilesRequest) Reset() {
 	*x = ListProfilesRequest{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[26]
+	mi := &file_airlock_v1_broker_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2484,7 +2857,7 @@ func (x *ListProfilesRequest) String() string {
 func (*ListProfilesRequest) ProtoMessage() {}
 
 func (x *ListProfilesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[26]
+	mi := &file_airlock_v1_broker_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2497,7 +2870,7 @@ func (x *ListProfilesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProfilesRequest.ProtoReflect.Descriptor instead.
 func (*ListProfilesRequest) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{26}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{33}
 }
 
 // ListProfilesResponse lists profiles.
@@ -2510,7 +2883,7 @@ type ListProfilesResponse struct {
 
 func (x *ListProfilesResponse) Reset() {
 	*x = ListProfilesResponse{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[27]
+	mi := &file_airlock_v1_broker_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2522,7 +2895,7 @@ func (x *ListProfilesResponse) String() string {
 func (*ListProfilesResponse) ProtoMessage() {}
 
 func (x *ListProfilesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[27]
+	mi := &file_airlock_v1_broker_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2535,7 +2908,7 @@ func (x *ListProfilesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProfilesResponse.ProtoReflect.Descriptor instead.
 func (*ListProfilesResponse) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{27}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListProfilesResponse) GetProfiles() []*EffectivePolicy {
@@ -2555,7 +2928,7 @@ type ExplainProfileRequest struct {
 
 func (x *ExplainProfileRequest) Reset() {
 	*x = ExplainProfileRequest{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[28]
+	mi := &file_airlock_v1_broker_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2567,7 +2940,7 @@ func (x *ExplainProfileRequest) String() string {
 func (*ExplainProfileRequest) ProtoMessage() {}
 
 func (x *ExplainProfileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[28]
+	mi := &file_airlock_v1_broker_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2580,7 +2953,7 @@ func (x *ExplainProfileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainProfileRequest.ProtoReflect.Descriptor instead.
 func (*ExplainProfileRequest) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{28}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ExplainProfileRequest) GetProfile() string {
@@ -2609,7 +2982,7 @@ type ExplainProfileResponse struct {
 
 func (x *ExplainProfileResponse) Reset() {
 	*x = ExplainProfileResponse{}
-	mi := &file_airlock_v1_broker_proto_msgTypes[29]
+	mi := &file_airlock_v1_broker_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2621,7 +2994,7 @@ func (x *ExplainProfileResponse) String() string {
 func (*ExplainProfileResponse) ProtoMessage() {}
 
 func (x *ExplainProfileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_airlock_v1_broker_proto_msgTypes[29]
+	mi := &file_airlock_v1_broker_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2634,7 +3007,7 @@ func (x *ExplainProfileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainProfileResponse.ProtoReflect.Descriptor instead.
 func (*ExplainProfileResponse) Descriptor() ([]byte, []int) {
-	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{29}
+	return file_airlock_v1_broker_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ExplainProfileResponse) GetPolicy() *EffectivePolicy {
@@ -2677,7 +3050,28 @@ var File_airlock_v1_broker_proto protoreflect.FileDescriptor
 const file_airlock_v1_broker_proto_rawDesc = "" +
 	"\n" +
 	"\x17airlock/v1/broker.proto\x12\n" +
-	"airlock.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe7\x02\n" +
+	"airlock.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"<\n" +
+	"\x12ImportImageRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"X\n" +
+	"\x13ImportImageResponse\x12'\n" +
+	"\x05image\x18\x01 \x01(\v2\x11.airlock.v1.ImageR\x05image\x12\x18\n" +
+	"\acreated\x18\x02 \x01(\bR\acreated\"\xa6\x01\n" +
+	"\x05Image\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06digest\x18\x02 \x01(\tR\x06digest\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x03 \x01(\x03R\tsizeBytes\x126\n" +
+	"\bimported\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bimported\x12\x1a\n" +
+	"\bprofiles\x18\x05 \x03(\tR\bprofiles\"\x13\n" +
+	"\x11ListImagesRequest\"?\n" +
+	"\x12ListImagesResponse\x12)\n" +
+	"\x06images\x18\x01 \x03(\v2\x11.airlock.v1.ImageR\x06images\"@\n" +
+	"\x12RemoveImageRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06digest\x18\x02 \x01(\tR\x06digest\"B\n" +
+	"\x13RemoveImageResponse\x12+\n" +
+	"\aremoved\x18\x01 \x03(\v2\x11.airlock.v1.ImageR\aremoved\"\xe7\x02\n" +
 	"\fSpawnRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
 	"\aprofile\x18\x02 \x01(\tR\aprofile\x12$\n" +
@@ -2894,7 +3288,7 @@ const file_airlock_v1_broker_proto_rawDesc = "" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11JOB_STATE_RUNNING\x10\x01\x12\x16\n" +
-	"\x12JOB_STATE_FINISHED\x10\x022\x8a\x04\n" +
+	"\x12JOB_STATE_FINISHED\x10\x022\xf9\x05\n" +
 	"\x06Broker\x12<\n" +
 	"\x05Spawn\x12\x18.airlock.v1.SpawnRequest\x1a\x19.airlock.v1.SpawnResponse\x12P\n" +
 	"\vSpawnStream\x12\x1e.airlock.v1.SpawnStreamRequest\x1a\x1f.airlock.v1.SpawnStreamResponse0\x01\x12?\n" +
@@ -2902,7 +3296,11 @@ const file_airlock_v1_broker_proto_rawDesc = "" +
 	"\x06GetJob\x12\x19.airlock.v1.GetJobRequest\x1a\x1a.airlock.v1.GetJobResponse\x12Q\n" +
 	"\fListProfiles\x12\x1f.airlock.v1.ListProfilesRequest\x1a .airlock.v1.ListProfilesResponse\x12W\n" +
 	"\x0eExplainProfile\x12!.airlock.v1.ExplainProfileRequest\x1a\".airlock.v1.ExplainProfileResponse\x12B\n" +
-	"\aApprove\x12\x1a.airlock.v1.ApproveRequest\x1a\x1b.airlock.v1.ApproveResponseB\x9d\x01\n" +
+	"\aApprove\x12\x1a.airlock.v1.ApproveRequest\x1a\x1b.airlock.v1.ApproveResponse\x12P\n" +
+	"\vImportImage\x12\x1e.airlock.v1.ImportImageRequest\x1a\x1f.airlock.v1.ImportImageResponse(\x01\x12K\n" +
+	"\n" +
+	"ListImages\x12\x1d.airlock.v1.ListImagesRequest\x1a\x1e.airlock.v1.ListImagesResponse\x12N\n" +
+	"\vRemoveImage\x12\x1e.airlock.v1.RemoveImageRequest\x1a\x1f.airlock.v1.RemoveImageResponseB\x9d\x01\n" +
 	"\x0ecom.airlock.v1B\vBrokerProtoP\x01Z5github.com/airlock/airlock/proto/airlock/v1;airlockv1\xa2\x02\x03AXX\xaa\x02\n" +
 	"Airlock.V1\xca\x02\n" +
 	"Airlock\\V1\xe2\x02\x16Airlock\\V1\\GPBMetadata\xea\x02\vAirlock::V1b\x06proto3"
@@ -2920,115 +3318,132 @@ func file_airlock_v1_broker_proto_rawDescGZIP() []byte {
 }
 
 var file_airlock_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_airlock_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_airlock_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_airlock_v1_broker_proto_goTypes = []any{
 	(Verdict)(0),                   // 0: airlock.v1.Verdict
 	(ExecVerdict)(0),               // 1: airlock.v1.ExecVerdict
 	(ApprovalDecision)(0),          // 2: airlock.v1.ApprovalDecision
 	(JobState)(0),                  // 3: airlock.v1.JobState
-	(*SpawnRequest)(nil),           // 4: airlock.v1.SpawnRequest
-	(*Task)(nil),                   // 5: airlock.v1.Task
-	(*Content)(nil),                // 6: airlock.v1.Content
-	(*Overrides)(nil),              // 7: airlock.v1.Overrides
-	(*ModelOverrides)(nil),         // 8: airlock.v1.ModelOverrides
-	(*SpawnResponse)(nil),          // 9: airlock.v1.SpawnResponse
-	(*ExecDecision)(nil),           // 10: airlock.v1.ExecDecision
-	(*SanitizationReport)(nil),     // 11: airlock.v1.SanitizationReport
-	(*SanitizationFinding)(nil),    // 12: airlock.v1.SanitizationFinding
-	(*EgressAttempt)(nil),          // 13: airlock.v1.EgressAttempt
-	(*Usage)(nil),                  // 14: airlock.v1.Usage
-	(*EffectivePolicy)(nil),        // 15: airlock.v1.EffectivePolicy
-	(*SpawnStreamRequest)(nil),     // 16: airlock.v1.SpawnStreamRequest
-	(*SpawnStreamResponse)(nil),    // 17: airlock.v1.SpawnStreamResponse
-	(*ModelTurn)(nil),              // 18: airlock.v1.ModelTurn
-	(*ToolCall)(nil),               // 19: airlock.v1.ToolCall
-	(*JobAccepted)(nil),            // 20: airlock.v1.JobAccepted
-	(*JobStarted)(nil),             // 21: airlock.v1.JobStarted
-	(*ApprovalNeeded)(nil),         // 22: airlock.v1.ApprovalNeeded
-	(*ApproveRequest)(nil),         // 23: airlock.v1.ApproveRequest
-	(*ApproveResponse)(nil),        // 24: airlock.v1.ApproveResponse
-	(*CancelRequest)(nil),          // 25: airlock.v1.CancelRequest
-	(*CancelResponse)(nil),         // 26: airlock.v1.CancelResponse
-	(*GetJobRequest)(nil),          // 27: airlock.v1.GetJobRequest
-	(*GetJobResponse)(nil),         // 28: airlock.v1.GetJobResponse
-	(*Job)(nil),                    // 29: airlock.v1.Job
-	(*ListProfilesRequest)(nil),    // 30: airlock.v1.ListProfilesRequest
-	(*ListProfilesResponse)(nil),   // 31: airlock.v1.ListProfilesResponse
-	(*ExplainProfileRequest)(nil),  // 32: airlock.v1.ExplainProfileRequest
-	(*ExplainProfileResponse)(nil), // 33: airlock.v1.ExplainProfileResponse
-	nil,                            // 34: airlock.v1.SpawnRequest.LabelsEntry
-	nil,                            // 35: airlock.v1.Task.ParamsEntry
-	(*durationpb.Duration)(nil),    // 36: google.protobuf.Duration
-	(*structpb.Struct)(nil),        // 37: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil),  // 38: google.protobuf.Timestamp
+	(*ImportImageRequest)(nil),     // 4: airlock.v1.ImportImageRequest
+	(*ImportImageResponse)(nil),    // 5: airlock.v1.ImportImageResponse
+	(*Image)(nil),                  // 6: airlock.v1.Image
+	(*ListImagesRequest)(nil),      // 7: airlock.v1.ListImagesRequest
+	(*ListImagesResponse)(nil),     // 8: airlock.v1.ListImagesResponse
+	(*RemoveImageRequest)(nil),     // 9: airlock.v1.RemoveImageRequest
+	(*RemoveImageResponse)(nil),    // 10: airlock.v1.RemoveImageResponse
+	(*SpawnRequest)(nil),           // 11: airlock.v1.SpawnRequest
+	(*Task)(nil),                   // 12: airlock.v1.Task
+	(*Content)(nil),                // 13: airlock.v1.Content
+	(*Overrides)(nil),              // 14: airlock.v1.Overrides
+	(*ModelOverrides)(nil),         // 15: airlock.v1.ModelOverrides
+	(*SpawnResponse)(nil),          // 16: airlock.v1.SpawnResponse
+	(*ExecDecision)(nil),           // 17: airlock.v1.ExecDecision
+	(*SanitizationReport)(nil),     // 18: airlock.v1.SanitizationReport
+	(*SanitizationFinding)(nil),    // 19: airlock.v1.SanitizationFinding
+	(*EgressAttempt)(nil),          // 20: airlock.v1.EgressAttempt
+	(*Usage)(nil),                  // 21: airlock.v1.Usage
+	(*EffectivePolicy)(nil),        // 22: airlock.v1.EffectivePolicy
+	(*SpawnStreamRequest)(nil),     // 23: airlock.v1.SpawnStreamRequest
+	(*SpawnStreamResponse)(nil),    // 24: airlock.v1.SpawnStreamResponse
+	(*ModelTurn)(nil),              // 25: airlock.v1.ModelTurn
+	(*ToolCall)(nil),               // 26: airlock.v1.ToolCall
+	(*JobAccepted)(nil),            // 27: airlock.v1.JobAccepted
+	(*JobStarted)(nil),             // 28: airlock.v1.JobStarted
+	(*ApprovalNeeded)(nil),         // 29: airlock.v1.ApprovalNeeded
+	(*ApproveRequest)(nil),         // 30: airlock.v1.ApproveRequest
+	(*ApproveResponse)(nil),        // 31: airlock.v1.ApproveResponse
+	(*CancelRequest)(nil),          // 32: airlock.v1.CancelRequest
+	(*CancelResponse)(nil),         // 33: airlock.v1.CancelResponse
+	(*GetJobRequest)(nil),          // 34: airlock.v1.GetJobRequest
+	(*GetJobResponse)(nil),         // 35: airlock.v1.GetJobResponse
+	(*Job)(nil),                    // 36: airlock.v1.Job
+	(*ListProfilesRequest)(nil),    // 37: airlock.v1.ListProfilesRequest
+	(*ListProfilesResponse)(nil),   // 38: airlock.v1.ListProfilesResponse
+	(*ExplainProfileRequest)(nil),  // 39: airlock.v1.ExplainProfileRequest
+	(*ExplainProfileResponse)(nil), // 40: airlock.v1.ExplainProfileResponse
+	nil,                            // 41: airlock.v1.SpawnRequest.LabelsEntry
+	nil,                            // 42: airlock.v1.Task.ParamsEntry
+	(*timestamppb.Timestamp)(nil),  // 43: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 44: google.protobuf.Duration
+	(*structpb.Struct)(nil),        // 45: google.protobuf.Struct
 }
 var file_airlock_v1_broker_proto_depIdxs = []int32{
-	5,  // 0: airlock.v1.SpawnRequest.task:type_name -> airlock.v1.Task
-	6,  // 1: airlock.v1.SpawnRequest.content:type_name -> airlock.v1.Content
-	7,  // 2: airlock.v1.SpawnRequest.overrides:type_name -> airlock.v1.Overrides
-	34, // 3: airlock.v1.SpawnRequest.labels:type_name -> airlock.v1.SpawnRequest.LabelsEntry
-	35, // 4: airlock.v1.Task.params:type_name -> airlock.v1.Task.ParamsEntry
-	36, // 5: airlock.v1.Overrides.timeout:type_name -> google.protobuf.Duration
-	8,  // 6: airlock.v1.Overrides.model:type_name -> airlock.v1.ModelOverrides
-	0,  // 7: airlock.v1.SpawnResponse.verdict:type_name -> airlock.v1.Verdict
-	37, // 8: airlock.v1.SpawnResponse.result:type_name -> google.protobuf.Struct
-	11, // 9: airlock.v1.SpawnResponse.sanitization:type_name -> airlock.v1.SanitizationReport
-	13, // 10: airlock.v1.SpawnResponse.egress:type_name -> airlock.v1.EgressAttempt
-	14, // 11: airlock.v1.SpawnResponse.usage:type_name -> airlock.v1.Usage
-	15, // 12: airlock.v1.SpawnResponse.policy:type_name -> airlock.v1.EffectivePolicy
-	10, // 13: airlock.v1.SpawnResponse.exec:type_name -> airlock.v1.ExecDecision
-	38, // 14: airlock.v1.ExecDecision.time:type_name -> google.protobuf.Timestamp
-	1,  // 15: airlock.v1.ExecDecision.verdict:type_name -> airlock.v1.ExecVerdict
-	12, // 16: airlock.v1.SanitizationReport.findings:type_name -> airlock.v1.SanitizationFinding
-	38, // 17: airlock.v1.EgressAttempt.time:type_name -> google.protobuf.Timestamp
-	36, // 18: airlock.v1.Usage.wall:type_name -> google.protobuf.Duration
-	36, // 19: airlock.v1.Usage.cpu:type_name -> google.protobuf.Duration
-	4,  // 20: airlock.v1.SpawnStreamRequest.spawn:type_name -> airlock.v1.SpawnRequest
-	38, // 21: airlock.v1.SpawnStreamResponse.time:type_name -> google.protobuf.Timestamp
-	20, // 22: airlock.v1.SpawnStreamResponse.accepted:type_name -> airlock.v1.JobAccepted
-	21, // 23: airlock.v1.SpawnStreamResponse.started:type_name -> airlock.v1.JobStarted
-	13, // 24: airlock.v1.SpawnStreamResponse.egress:type_name -> airlock.v1.EgressAttempt
-	22, // 25: airlock.v1.SpawnStreamResponse.approval_needed:type_name -> airlock.v1.ApprovalNeeded
-	9,  // 26: airlock.v1.SpawnStreamResponse.finished:type_name -> airlock.v1.SpawnResponse
-	29, // 27: airlock.v1.SpawnStreamResponse.done:type_name -> airlock.v1.Job
-	18, // 28: airlock.v1.SpawnStreamResponse.model_turn:type_name -> airlock.v1.ModelTurn
-	19, // 29: airlock.v1.SpawnStreamResponse.tool_call:type_name -> airlock.v1.ToolCall
-	36, // 30: airlock.v1.ModelTurn.duration:type_name -> google.protobuf.Duration
-	15, // 31: airlock.v1.JobAccepted.policy:type_name -> airlock.v1.EffectivePolicy
-	36, // 32: airlock.v1.ApprovalNeeded.timeout:type_name -> google.protobuf.Duration
-	2,  // 33: airlock.v1.ApproveRequest.decision:type_name -> airlock.v1.ApprovalDecision
-	3,  // 34: airlock.v1.GetJobResponse.state:type_name -> airlock.v1.JobState
-	9,  // 35: airlock.v1.GetJobResponse.response:type_name -> airlock.v1.SpawnResponse
-	29, // 36: airlock.v1.GetJobResponse.job:type_name -> airlock.v1.Job
-	3,  // 37: airlock.v1.Job.state:type_name -> airlock.v1.JobState
-	0,  // 38: airlock.v1.Job.verdict:type_name -> airlock.v1.Verdict
-	37, // 39: airlock.v1.Job.result:type_name -> google.protobuf.Struct
-	11, // 40: airlock.v1.Job.sanitization:type_name -> airlock.v1.SanitizationReport
-	13, // 41: airlock.v1.Job.egress:type_name -> airlock.v1.EgressAttempt
-	14, // 42: airlock.v1.Job.usage:type_name -> airlock.v1.Usage
-	15, // 43: airlock.v1.Job.policy:type_name -> airlock.v1.EffectivePolicy
-	10, // 44: airlock.v1.Job.exec:type_name -> airlock.v1.ExecDecision
-	15, // 45: airlock.v1.ListProfilesResponse.profiles:type_name -> airlock.v1.EffectivePolicy
-	15, // 46: airlock.v1.ExplainProfileResponse.policy:type_name -> airlock.v1.EffectivePolicy
-	4,  // 47: airlock.v1.Broker.Spawn:input_type -> airlock.v1.SpawnRequest
-	16, // 48: airlock.v1.Broker.SpawnStream:input_type -> airlock.v1.SpawnStreamRequest
-	25, // 49: airlock.v1.Broker.Cancel:input_type -> airlock.v1.CancelRequest
-	27, // 50: airlock.v1.Broker.GetJob:input_type -> airlock.v1.GetJobRequest
-	30, // 51: airlock.v1.Broker.ListProfiles:input_type -> airlock.v1.ListProfilesRequest
-	32, // 52: airlock.v1.Broker.ExplainProfile:input_type -> airlock.v1.ExplainProfileRequest
-	23, // 53: airlock.v1.Broker.Approve:input_type -> airlock.v1.ApproveRequest
-	9,  // 54: airlock.v1.Broker.Spawn:output_type -> airlock.v1.SpawnResponse
-	17, // 55: airlock.v1.Broker.SpawnStream:output_type -> airlock.v1.SpawnStreamResponse
-	26, // 56: airlock.v1.Broker.Cancel:output_type -> airlock.v1.CancelResponse
-	28, // 57: airlock.v1.Broker.GetJob:output_type -> airlock.v1.GetJobResponse
-	31, // 58: airlock.v1.Broker.ListProfiles:output_type -> airlock.v1.ListProfilesResponse
-	33, // 59: airlock.v1.Broker.ExplainProfile:output_type -> airlock.v1.ExplainProfileResponse
-	24, // 60: airlock.v1.Broker.Approve:output_type -> airlock.v1.ApproveResponse
-	54, // [54:61] is the sub-list for method output_type
-	47, // [47:54] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	6,  // 0: airlock.v1.ImportImageResponse.image:type_name -> airlock.v1.Image
+	43, // 1: airlock.v1.Image.imported:type_name -> google.protobuf.Timestamp
+	6,  // 2: airlock.v1.ListImagesResponse.images:type_name -> airlock.v1.Image
+	6,  // 3: airlock.v1.RemoveImageResponse.removed:type_name -> airlock.v1.Image
+	12, // 4: airlock.v1.SpawnRequest.task:type_name -> airlock.v1.Task
+	13, // 5: airlock.v1.SpawnRequest.content:type_name -> airlock.v1.Content
+	14, // 6: airlock.v1.SpawnRequest.overrides:type_name -> airlock.v1.Overrides
+	41, // 7: airlock.v1.SpawnRequest.labels:type_name -> airlock.v1.SpawnRequest.LabelsEntry
+	42, // 8: airlock.v1.Task.params:type_name -> airlock.v1.Task.ParamsEntry
+	44, // 9: airlock.v1.Overrides.timeout:type_name -> google.protobuf.Duration
+	15, // 10: airlock.v1.Overrides.model:type_name -> airlock.v1.ModelOverrides
+	0,  // 11: airlock.v1.SpawnResponse.verdict:type_name -> airlock.v1.Verdict
+	45, // 12: airlock.v1.SpawnResponse.result:type_name -> google.protobuf.Struct
+	18, // 13: airlock.v1.SpawnResponse.sanitization:type_name -> airlock.v1.SanitizationReport
+	20, // 14: airlock.v1.SpawnResponse.egress:type_name -> airlock.v1.EgressAttempt
+	21, // 15: airlock.v1.SpawnResponse.usage:type_name -> airlock.v1.Usage
+	22, // 16: airlock.v1.SpawnResponse.policy:type_name -> airlock.v1.EffectivePolicy
+	17, // 17: airlock.v1.SpawnResponse.exec:type_name -> airlock.v1.ExecDecision
+	43, // 18: airlock.v1.ExecDecision.time:type_name -> google.protobuf.Timestamp
+	1,  // 19: airlock.v1.ExecDecision.verdict:type_name -> airlock.v1.ExecVerdict
+	19, // 20: airlock.v1.SanitizationReport.findings:type_name -> airlock.v1.SanitizationFinding
+	43, // 21: airlock.v1.EgressAttempt.time:type_name -> google.protobuf.Timestamp
+	44, // 22: airlock.v1.Usage.wall:type_name -> google.protobuf.Duration
+	44, // 23: airlock.v1.Usage.cpu:type_name -> google.protobuf.Duration
+	11, // 24: airlock.v1.SpawnStreamRequest.spawn:type_name -> airlock.v1.SpawnRequest
+	43, // 25: airlock.v1.SpawnStreamResponse.time:type_name -> google.protobuf.Timestamp
+	27, // 26: airlock.v1.SpawnStreamResponse.accepted:type_name -> airlock.v1.JobAccepted
+	28, // 27: airlock.v1.SpawnStreamResponse.started:type_name -> airlock.v1.JobStarted
+	20, // 28: airlock.v1.SpawnStreamResponse.egress:type_name -> airlock.v1.EgressAttempt
+	29, // 29: airlock.v1.SpawnStreamResponse.approval_needed:type_name -> airlock.v1.ApprovalNeeded
+	16, // 30: airlock.v1.SpawnStreamResponse.finished:type_name -> airlock.v1.SpawnResponse
+	36, // 31: airlock.v1.SpawnStreamResponse.done:type_name -> airlock.v1.Job
+	25, // 32: airlock.v1.SpawnStreamResponse.model_turn:type_name -> airlock.v1.ModelTurn
+	26, // 33: airlock.v1.SpawnStreamResponse.tool_call:type_name -> airlock.v1.ToolCall
+	44, // 34: airlock.v1.ModelTurn.duration:type_name -> google.protobuf.Duration
+	22, // 35: airlock.v1.JobAccepted.policy:type_name -> airlock.v1.EffectivePolicy
+	44, // 36: airlock.v1.ApprovalNeeded.timeout:type_name -> google.protobuf.Duration
+	2,  // 37: airlock.v1.ApproveRequest.decision:type_name -> airlock.v1.ApprovalDecision
+	3,  // 38: airlock.v1.GetJobResponse.state:type_name -> airlock.v1.JobState
+	16, // 39: airlock.v1.GetJobResponse.response:type_name -> airlock.v1.SpawnResponse
+	36, // 40: airlock.v1.GetJobResponse.job:type_name -> airlock.v1.Job
+	3,  // 41: airlock.v1.Job.state:type_name -> airlock.v1.JobState
+	0,  // 42: airlock.v1.Job.verdict:type_name -> airlock.v1.Verdict
+	45, // 43: airlock.v1.Job.result:type_name -> google.protobuf.Struct
+	18, // 44: airlock.v1.Job.sanitization:type_name -> airlock.v1.SanitizationReport
+	20, // 45: airlock.v1.Job.egress:type_name -> airlock.v1.EgressAttempt
+	21, // 46: airlock.v1.Job.usage:type_name -> airlock.v1.Usage
+	22, // 47: airlock.v1.Job.policy:type_name -> airlock.v1.EffectivePolicy
+	17, // 48: airlock.v1.Job.exec:type_name -> airlock.v1.ExecDecision
+	22, // 49: airlock.v1.ListProfilesResponse.profiles:type_name -> airlock.v1.EffectivePolicy
+	22, // 50: airlock.v1.ExplainProfileResponse.policy:type_name -> airlock.v1.EffectivePolicy
+	11, // 51: airlock.v1.Broker.Spawn:input_type -> airlock.v1.SpawnRequest
+	23, // 52: airlock.v1.Broker.SpawnStream:input_type -> airlock.v1.SpawnStreamRequest
+	32, // 53: airlock.v1.Broker.Cancel:input_type -> airlock.v1.CancelRequest
+	34, // 54: airlock.v1.Broker.GetJob:input_type -> airlock.v1.GetJobRequest
+	37, // 55: airlock.v1.Broker.ListProfiles:input_type -> airlock.v1.ListProfilesRequest
+	39, // 56: airlock.v1.Broker.ExplainProfile:input_type -> airlock.v1.ExplainProfileRequest
+	30, // 57: airlock.v1.Broker.Approve:input_type -> airlock.v1.ApproveRequest
+	4,  // 58: airlock.v1.Broker.ImportImage:input_type -> airlock.v1.ImportImageRequest
+	7,  // 59: airlock.v1.Broker.ListImages:input_type -> airlock.v1.ListImagesRequest
+	9,  // 60: airlock.v1.Broker.RemoveImage:input_type -> airlock.v1.RemoveImageRequest
+	16, // 61: airlock.v1.Broker.Spawn:output_type -> airlock.v1.SpawnResponse
+	24, // 62: airlock.v1.Broker.SpawnStream:output_type -> airlock.v1.SpawnStreamResponse
+	33, // 63: airlock.v1.Broker.Cancel:output_type -> airlock.v1.CancelResponse
+	35, // 64: airlock.v1.Broker.GetJob:output_type -> airlock.v1.GetJobResponse
+	38, // 65: airlock.v1.Broker.ListProfiles:output_type -> airlock.v1.ListProfilesResponse
+	40, // 66: airlock.v1.Broker.ExplainProfile:output_type -> airlock.v1.ExplainProfileResponse
+	31, // 67: airlock.v1.Broker.Approve:output_type -> airlock.v1.ApproveResponse
+	5,  // 68: airlock.v1.Broker.ImportImage:output_type -> airlock.v1.ImportImageResponse
+	8,  // 69: airlock.v1.Broker.ListImages:output_type -> airlock.v1.ListImagesResponse
+	10, // 70: airlock.v1.Broker.RemoveImage:output_type -> airlock.v1.RemoveImageResponse
+	61, // [61:71] is the sub-list for method output_type
+	51, // [51:61] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_airlock_v1_broker_proto_init() }
@@ -3036,7 +3451,7 @@ func file_airlock_v1_broker_proto_init() {
 	if File_airlock_v1_broker_proto != nil {
 		return
 	}
-	file_airlock_v1_broker_proto_msgTypes[13].OneofWrappers = []any{
+	file_airlock_v1_broker_proto_msgTypes[20].OneofWrappers = []any{
 		(*SpawnStreamResponse_Accepted)(nil),
 		(*SpawnStreamResponse_Started)(nil),
 		(*SpawnStreamResponse_Egress)(nil),
@@ -3052,7 +3467,7 @@ func file_airlock_v1_broker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_airlock_v1_broker_proto_rawDesc), len(file_airlock_v1_broker_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   32,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,9 @@ const (
 	Broker_ListProfiles_FullMethodName   = "/airlock.v1.Broker/ListProfiles"
 	Broker_ExplainProfile_FullMethodName = "/airlock.v1.Broker/ExplainProfile"
 	Broker_Approve_FullMethodName        = "/airlock.v1.Broker/Approve"
+	Broker_ImportImage_FullMethodName    = "/airlock.v1.Broker/ImportImage"
+	Broker_ListImages_FullMethodName     = "/airlock.v1.Broker/ListImages"
+	Broker_RemoveImage_FullMethodName    = "/airlock.v1.Broker/RemoveImage"
 )
 
 // BrokerClient is the client API for Broker service.
@@ -87,6 +90,27 @@ type BrokerClient interface {
 	// or a request that is not waiting (already answered, timed out, or its
 	// job finished), or another caller's job.
 	Approve(ctx context.Context, in *ApproveRequest, opts ...grpc.CallOption) (*ApproveResponse, error)
+	// ImportImage imports an operator's own agent image, streamed as an OCI
+	// image-layout tarball or a docker save tarball: the first message names
+	// it, the rest carry its bytes in order. airlockd never opens a path the
+	// caller names. The image is vetted (size, platform, every layer entry)
+	// and recorded by its manifest digest, which a profile's agent.image
+	// pins. Importing the same image again succeeds. Needs the admin scope.
+	// Errors: INVALID_ARGUMENT for a missing or malformed name, data in the
+	// first message, or an image Airlock refuses (the message names the
+	// entry and the reason); RESOURCE_EXHAUSTED for an upload over the
+	// broker's cap (the message names it); FAILED_PRECONDITION when the
+	// broker serves no image store.
+	ImportImage(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportImageRequest, ImportImageResponse], error)
+	// ListImages lists the imported agent images. Needs the admin scope.
+	// Errors: FAILED_PRECONDITION when the broker serves no image store.
+	ListImages(ctx context.Context, in *ListImagesRequest, opts ...grpc.CallOption) (*ListImagesResponse, error)
+	// RemoveImage removes an imported image, or every digest of a name,
+	// with its content and snapshots. Needs the admin scope. Errors:
+	// INVALID_ARGUMENT for a malformed name or digest; NOT_FOUND when no
+	// such image is imported; FAILED_PRECONDITION when a loaded profile
+	// runs it, or the broker serves no image store.
+	RemoveImage(ctx context.Context, in *RemoveImageRequest, opts ...grpc.CallOption) (*RemoveImageResponse, error)
 }
 
 type brokerClient struct {
@@ -176,6 +200,39 @@ func (c *brokerClient) Approve(ctx context.Context, in *ApproveRequest, opts ...
 	return out, nil
 }
 
+func (c *brokerClient) ImportImage(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportImageRequest, ImportImageResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Broker_ServiceDesc.Streams[1], Broker_ImportImage_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ImportImageRequest, ImportImageResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Broker_ImportImageClient = grpc.ClientStreamingClient[ImportImageRequest, ImportImageResponse]
+
+func (c *brokerClient) ListImages(ctx context.Context, in *ListImagesRequest, opts ...grpc.CallOption) (*ListImagesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListImagesResponse)
+	err := c.cc.Invoke(ctx, Broker_ListImages_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brokerClient) RemoveImage(ctx context.Context, in *RemoveImageRequest, opts ...grpc.CallOption) (*RemoveImageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveImageResponse)
+	err := c.cc.Invoke(ctx, Broker_RemoveImage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BrokerServer is the server API for Broker service.
 // All implementations must embed UnimplementedBrokerServer
 // for forward compatibility.
@@ -232,6 +289,27 @@ type BrokerServer interface {
 	// or a request that is not waiting (already answered, timed out, or its
 	// job finished), or another caller's job.
 	Approve(context.Context, *ApproveRequest) (*ApproveResponse, error)
+	// ImportImage imports an operator's own agent image, streamed as an OCI
+	// image-layout tarball or a docker save tarball: the first message names
+	// it, the rest carry its bytes in order. airlockd never opens a path the
+	// caller names. The image is vetted (size, platform, every layer entry)
+	// and recorded by its manifest digest, which a profile's agent.image
+	// pins. Importing the same image again succeeds. Needs the admin scope.
+	// Errors: INVALID_ARGUMENT for a missing or malformed name, data in the
+	// first message, or an image Airlock refuses (the message names the
+	// entry and the reason); RESOURCE_EXHAUSTED for an upload over the
+	// broker's cap (the message names it); FAILED_PRECONDITION when the
+	// broker serves no image store.
+	ImportImage(grpc.ClientStreamingServer[ImportImageRequest, ImportImageResponse]) error
+	// ListImages lists the imported agent images. Needs the admin scope.
+	// Errors: FAILED_PRECONDITION when the broker serves no image store.
+	ListImages(context.Context, *ListImagesRequest) (*ListImagesResponse, error)
+	// RemoveImage removes an imported image, or every digest of a name,
+	// with its content and snapshots. Needs the admin scope. Errors:
+	// INVALID_ARGUMENT for a malformed name or digest; NOT_FOUND when no
+	// such image is imported; FAILED_PRECONDITION when a loaded profile
+	// runs it, or the broker serves no image store.
+	RemoveImage(context.Context, *RemoveImageRequest) (*RemoveImageResponse, error)
 	mustEmbedUnimplementedBrokerServer()
 }
 
@@ -262,6 +340,15 @@ func (UnimplementedBrokerServer) ExplainProfile(context.Context, *ExplainProfile
 }
 func (UnimplementedBrokerServer) Approve(context.Context, *ApproveRequest) (*ApproveResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Approve not implemented")
+}
+func (UnimplementedBrokerServer) ImportImage(grpc.ClientStreamingServer[ImportImageRequest, ImportImageResponse]) error {
+	return status.Error(codes.Unimplemented, "method ImportImage not implemented")
+}
+func (UnimplementedBrokerServer) ListImages(context.Context, *ListImagesRequest) (*ListImagesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListImages not implemented")
+}
+func (UnimplementedBrokerServer) RemoveImage(context.Context, *RemoveImageRequest) (*RemoveImageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveImage not implemented")
 }
 func (UnimplementedBrokerServer) mustEmbedUnimplementedBrokerServer() {}
 func (UnimplementedBrokerServer) testEmbeddedByValue()                {}
@@ -403,6 +490,49 @@ func _Broker_Approve_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Broker_ImportImage_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(BrokerServer).ImportImage(&grpc.GenericServerStream[ImportImageRequest, ImportImageResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Broker_ImportImageServer = grpc.ClientStreamingServer[ImportImageRequest, ImportImageResponse]
+
+func _Broker_ListImages_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListImagesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerServer).ListImages(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Broker_ListImages_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerServer).ListImages(ctx, req.(*ListImagesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Broker_RemoveImage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveImageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerServer).RemoveImage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Broker_RemoveImage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerServer).RemoveImage(ctx, req.(*RemoveImageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Broker_ServiceDesc is the grpc.ServiceDesc for Broker service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -434,12 +564,25 @@ var Broker_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Approve",
 			Handler:    _Broker_Approve_Handler,
 		},
+		{
+			MethodName: "ListImages",
+			Handler:    _Broker_ListImages_Handler,
+		},
+		{
+			MethodName: "RemoveImage",
+			Handler:    _Broker_RemoveImage_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "SpawnStream",
 			Handler:       _Broker_SpawnStream_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "ImportImage",
+			Handler:       _Broker_ImportImage_Handler,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "airlock/v1/broker.proto",

@@ -1,0 +1,132 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/airlock/airlock/images"
+	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
+	"github.com/airlock/airlock/sandbox/job"
+)
+
+// Bounds of an image import.
+const (
+	// DefaultMaxImageBytes is Config.MaxImageBytes when zero.
+	DefaultMaxImageBytes = 512 << 20
+	// maxImageChunk caps one message's data.
+	maxImageChunk = 1 << 20
+)
+
+var digestPattern = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+
+// ImportImage spools the streamed tarball to a file of the broker's own,
+// counting every byte against the cap as it arrives, and hands the file
+// to the image store. The file is removed whatever happens.
+func (s *Server) ImportImage(stream airlockv1.Broker_ImportImageServer) (retErr error) {
+	if s.images == nil {
+		return fmt.Errorf("%w: this broker serves no image store", ErrPrecondition)
+	}
+	first, err := stream.Recv()
+	if errors.Is(err, io.EOF) {
+		return badField("name", "name is required in the first message")
+	}
+	if err != nil {
+		return err
+	}
+	name := first.GetName()
+	if !images.ValidName(name) {
+		return badField("name", "name %s must be 1-128 lowercase letters and digits, separated by '.', '_' or '-'", quoteName(name))
+	}
+	if len(first.GetData()) > 0 {
+		return badField("data", "the first message carries the name only; data follows in the next ones")
+	}
+	f, err := os.CreateTemp(s.spoolDir, "import-*.tar")
+	if err != nil {
+		return fmt.Errorf("spool the image: %w", err)
+	}
+	defer func() {
+		retErr = errors.Join(retErr, f.Close(), os.Remove(f.Name()))
+	}()
+	var n int64
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if req.GetName() != "" {
+			return badField("name", "only the first message carries the name")
+		}
+		data := req.GetData()
+		if len(data) > maxImageChunk {
+			return badField("data", "a message's data is %d bytes; at most %d", len(data), maxImageChunk)
+		}
+		n += int64(len(data))
+		if n > s.maxImageBytes {
+			return fmt.Errorf("%w: the image tarball is over %d bytes, this broker's cap (airlockd --max-image-bytes)", ErrTooLarge, s.maxImageBytes)
+		}
+		if _, err := f.Write(data); err != nil {
+			return fmt.Errorf("spool the image: %w", err)
+		}
+	}
+	if n == 0 {
+		return badField("data", "no image data was sent")
+	}
+	info, err := s.images.ImportImage(stream.Context(), name, f)
+	if err != nil {
+		return err
+	}
+	s.log.Info("image imported", "name", name, "digest", info.Digest, "size", info.Size, "created", info.Created)
+	return stream.SendAndClose(&airlockv1.ImportImageResponse{Image: imageProto(info), Created: info.Created})
+}
+
+// ListImages lists the imported images.
+func (s *Server) ListImages(ctx context.Context, _ *airlockv1.ListImagesRequest) (*airlockv1.ListImagesResponse, error) {
+	if s.images == nil {
+		return nil, fmt.Errorf("%w: this broker serves no image store", ErrPrecondition)
+	}
+	list, err := s.images.ListImages(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp := &airlockv1.ListImagesResponse{}
+	for _, i := range list {
+		resp.Images = append(resp.Images, imageProto(i))
+	}
+	return resp, nil
+}
+
+// RemoveImage removes an imported image, or every digest of a name.
+func (s *Server) RemoveImage(ctx context.Context, req *airlockv1.RemoveImageRequest) (*airlockv1.RemoveImageResponse, error) {
+	if s.images == nil {
+		return nil, fmt.Errorf("%w: this broker serves no image store", ErrPrecondition)
+	}
+	if !images.ValidName(req.GetName()) {
+		return nil, badField("name", "name %s must be 1-128 lowercase letters and digits, separated by '.', '_' or '-'", quoteName(req.GetName()))
+	}
+	if d := req.GetDigest(); d != "" && !digestPattern.MatchString(d) {
+		return nil, badField("digest", "digest must be sha256:<64 lowercase hex>, or empty for every digest of the name")
+	}
+	gone, err := s.images.RemoveImage(ctx, req.GetName(), req.GetDigest())
+	if err != nil {
+		return nil, err
+	}
+	resp := &airlockv1.RemoveImageResponse{}
+	for _, i := range gone {
+		s.log.Info("image removed", "name", i.Name, "digest", i.Digest)
+		resp.Removed = append(resp.Removed, imageProto(i))
+	}
+	return resp, nil
+}
+
+func imageProto(i job.ImageInfo) *airlockv1.Image {
+	return &airlockv1.Image{Name: i.Name, Digest: i.Digest, SizeBytes: i.Size, Imported: timestamppb.New(i.Imported), Profiles: i.Profiles}
+}
