@@ -1,0 +1,446 @@
+//go:build integration
+
+package integration
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/containerd/containerd/content"
+	"github.com/containerd/containerd/leases"
+	"github.com/containerd/containerd/snapshots"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/identity"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/airlock/airlock/broker/client"
+	"github.com/airlock/airlock/cmd/airlockd/server"
+	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
+	"github.com/airlock/airlock/sandbox"
+	"github.com/airlock/airlock/sandbox/footprint"
+)
+
+// hostileSecret is what the hostile image's config puts in its ENV.
+const hostileSecret = "AKIAHOSTILEIMAGECONFIG"
+
+// agentLayer is a layer with the mount points and the files given, name
+// to content, each mode 0555.
+func agentLayer(t *testing.T, files map[string][]byte, extra ...*tar.Header) v1.Layer {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, d := range []string{"dev/", "input/", "output/", "proc/", "run/", "sys/", "tmp/", "etc/", "app/", "data/"} {
+		if err := tw.WriteHeader(&tar.Header{Name: d, Typeflag: tar.TypeDir, Mode: 0o755}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range slices.Sorted(mapKeysOf(files)) {
+		if err := tw.WriteHeader(&tar.Header{Name: n, Typeflag: tar.TypeReg, Mode: 0o555, Size: int64(len(files[n]))}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(files[n]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, h := range extra {
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(make([]byte, h.Size)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b := buf.Bytes()
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func mapKeysOf[V any](m map[string]V) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// hostileImage is the hostile agent as an operator's image whose config
+// asks for everything Airlock must not give: root, a secret in ENV, a
+// volume, ports, a healthcheck and a stop signal.
+func hostileImage(t *testing.T) v1.Image {
+	t.Helper()
+	bin, err := os.ReadFile(filepath.Join(env.bin, "hostile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(empty.Image, agentLayer(t, map[string][]byte{"app/agent": bin}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = cfg.DeepCopy()
+	cfg.OS, cfg.Architecture = "linux", "amd64"
+	cfg.Config = v1.Config{
+		User:         "root",
+		Env:          []string{"AWS_SECRET_ACCESS_KEY=" + hostileSecret, "PATH=/evil"},
+		Volumes:      map[string]struct{}{"/data": {}},
+		ExposedPorts: map[string]struct{}{"8080/tcp": {}},
+		Healthcheck:  &v1.HealthConfig{Test: []string{"CMD", "/app/agent", "health"}},
+		StopSignal:   "SIGUSR1",
+		WorkingDir:   "/app",
+		Labels:       map[string]string{"evil": "\x1b]0;pwned\x07"},
+		Entrypoint:   []string{"/app/agent"},
+	}
+	img, err = mutate.ConfigFile(img, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+func writeDockerSave(t *testing.T, img v1.Image) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "hostile.tar")
+	tag, err := name.NewTag("example.com/hostile:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tarball.WriteToFile(out, tag, img); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func writeOCILayout(t *testing.T, img v1.Image) string {
+	t.Helper()
+	dir := t.TempDir()
+	p, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.AppendImage(img); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "image.tar")
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tw := tar.NewWriter(f)
+	if err := tw.AddFS(os.DirFS(dir)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// airlockCLI runs the airlock CLI against the suite's airlockd.
+func airlockCLI(t *testing.T, args ...string) ([]byte, error) {
+	t.Helper()
+	socket := env.server.Addr().String()
+	cmd := exec.Command(filepath.Join(env.bin, "airlock"), append([]string{"--socket", socket, "--token-file", env.server.Options().TokenFile}, args...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return out, fmt.Errorf("%v: %s", err, stderr.String())
+	}
+	return out, nil
+}
+
+// contentSnapshot lists the content digests and committed snapshots of the
+// suite's containerd.
+func contentSnapshot(t *testing.T, ctx context.Context) (map[digest.Digest]bool, map[string]bool) {
+	t.Helper()
+	blobs := map[digest.Digest]bool{}
+	if err := env.ctrd.ContentStore().Walk(ctx, func(i content.Info) error { blobs[i.Digest] = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	snaps := map[string]bool{}
+	if err := env.ctrd.SnapshotService("overlayfs").Walk(ctx, func(_ context.Context, i snapshots.Info) error { snaps[i.Name] = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return blobs, snaps
+}
+
+// TestImportedImage_HostileConfigChangesNothing imports the hostile agent
+// as an operator's image whose config asks for root, a secret in ENV, a
+// volume, ports and a healthcheck, runs it under profiles that name it by
+// digest, and shows that the profile's walls hold: uid 65534, no such
+// env, no volume, a read-only root, and the escape checklist as for the
+// reference agent. Then rm leaves nothing of it in containerd.
+func TestImportedImage_HostileConfigChangesNothing(t *testing.T) {
+	ctx := testContext(t)
+	blobsBefore, snapsBefore := contentSnapshot(t, ctx)
+	img := hostileImage(t)
+
+	out, err := airlockCLI(t, "image", "import", writeDockerSave(t, img), "--name", "hostile-byo")
+	if err != nil {
+		t.Fatalf("airlock image import: %v", err)
+	}
+	var imported struct {
+		Image struct {
+			Name, Digest, SizeBytes string
+		}
+		Created bool
+	}
+	if err := json.Unmarshal(out, &imported); err != nil {
+		t.Fatalf("import output %s: %v", out, err)
+	}
+	dgst := imported.Image.Digest
+	if imported.Image.Name != "hostile-byo" || !strings.HasPrefix(dgst, "sha256:") || !imported.Created {
+		t.Fatalf("import printed %s", out)
+	}
+	t.Logf("imported hostile-byo@%s (%s bytes)", dgst, imported.Image.SizeBytes)
+	removed := false
+	t.Cleanup(func() {
+		if !removed {
+			_, _ = env.brokerOf.RemoveImage(context.Background(), &airlockv1.RemoveImageRequest{Name: "hostile-byo"})
+		}
+	})
+	// The same image again is no error, and nothing new.
+	if again, err := airlockCLI(t, "image", "import", writeDockerSave(t, img), "--name", "hostile-byo"); err != nil || strings.Contains(string(again), `"created": true`) {
+		t.Errorf("a second import: %s %v", again, err)
+	}
+	list, err := env.brokerOf.ListImages(ctx, &airlockv1.ListImagesRequest{})
+	if err != nil || len(list.Images) != 1 || list.Images[0].Digest != dgst || list.Images[0].SizeBytes == 0 || list.Images[0].Imported == nil {
+		t.Fatalf("ListImages: %v %v", list, err)
+	}
+
+	// A profile whose digest is not the imported one stops airlockd.
+	wrong := "hostile-byo@sha256:" + strings.Repeat("0", 64)
+	_, _, err = startServer(serverDir(t), map[string]string{"byo.yaml": byoProfile("vanilla", wrong)}, func(o *server.Options) {})
+	if err == nil || !strings.Contains(err.Error(), "profile byo") || !strings.Contains(err.Error(), "is imported with digest "+dgst) {
+		t.Fatalf("airlockd with a profile pinning another digest: %v", err)
+	}
+
+	srv, conn, err := startServer(serverDir(t), map[string]string{
+		"byo.yaml":        byoProfile("vanilla", "hostile-byo@"+dgst),
+		"byo-secure.yaml": byoProfile("secureclaw", "hostile-byo@"+dgst),
+	}, func(o *server.Options) { o.Pools = map[string]int{"byo": 1} })
+	if err != nil {
+		t.Fatalf("airlockd with the image's profiles: %v", err)
+	}
+	for _, profile := range []string{"byo", "byo-secure"} {
+		t.Run(profile, func(t *testing.T) { checkHostileImage(t, conn, profile, dgst) })
+	}
+	// Loaded profiles run it: rm is refused while they do.
+	if _, err := conn.Broker.RemoveImage(ctx, &airlockv1.RemoveImageRequest{Name: "hostile-byo"}); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "profile byo") {
+		t.Errorf("rm while a profile runs it: %v, want FailedPrecondition naming the profile", err)
+	}
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	m, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgFile, _ := img.ConfigFile()
+	chain := identity.ChainID([]digest.Digest{digest.Digest(cfgFile.RootFS.DiffIDs[0].String())}).String()
+	if out, err := airlockCLI(t, "image", "rm", "hostile-byo@"+dgst); err != nil || !strings.Contains(string(out), dgst) {
+		t.Fatalf("airlock image rm: %s %v", out, err)
+	}
+	removed = true
+	blobs, snaps := contentSnapshot(t, ctx)
+	for _, d := range []string{dgst, m.Config.Digest.String(), m.Layers[0].Digest.String()} {
+		if blobs[digest.Digest(d)] {
+			t.Errorf("content %s is left after rm", d)
+		}
+	}
+	if snaps[chain] {
+		t.Errorf("snapshot %s is left after rm", chain)
+	}
+	for d := range blobs {
+		if !blobsBefore[d] {
+			t.Errorf("content %s is new since the test began", d)
+		}
+	}
+	for s := range snaps {
+		if !snapsBefore[s] {
+			t.Errorf("snapshot %s is new since the test began", s)
+		}
+	}
+	if _, err := env.brokerOf.RemoveImage(ctx, &airlockv1.RemoveImageRequest{Name: "hostile-byo"}); status.Code(err) != codes.NotFound {
+		t.Errorf("a second rm: %v, want NotFound", err)
+	}
+}
+
+// serverDir is a directory for one more airlockd: short enough for its
+// socket, and traversable for its user-namespaced profiles.
+func serverDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "airlock-byo-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := footprint.MkdirTraversable(dir); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// byoProfile extends base with exec denied and the agent image.
+func byoProfile(base, image string) string {
+	return "extends: " + base + "\nexec: {security: deny, allowedPatterns: [], ask: 'off'}\nagent:\n  image: " + image + "\n"
+}
+
+func checkHostileImage(t *testing.T, conn *client.Conn, profile, dgst string) {
+	run := func(op string) *airlockv1.SpawnResponse {
+		t.Helper()
+		req := hostileReq(op, nil)
+		req.Profile = profile
+		resp, err := conn.Broker.Spawn(testContext(t), req)
+		if err != nil {
+			t.Fatalf("%s: Spawn: %v", op, err)
+		}
+		if resp.Verdict != airlockv1.Verdict_VERDICT_OK {
+			t.Fatalf("%s: verdict %s: %s", op, resp.Verdict, resp.Message)
+		}
+		return resp
+	}
+	envResp := run("env")
+	var vars []string
+	for _, v := range envResp.Result.Fields["env"].GetListValue().GetValues() {
+		vars = append(vars, v.GetStringValue())
+	}
+	for _, v := range vars {
+		if strings.Contains(v, "AWS_SECRET") || strings.Contains(v, hostileSecret) || v == "PATH=/evil" {
+			t.Errorf("the image's ENV reached the agent: %q", v)
+		}
+	}
+	if !slices.Contains(vars, sandbox.AgentPATH) {
+		t.Errorf("env %v lacks %s", vars, sandbox.AgentPATH)
+	}
+
+	c := run("escape_checklist").Result.Fields["checklist"].GetStructValue().AsMap()
+	st, _ := c["status"].(map[string]any)
+	if uid := fmt.Sprint(st["Uid"]); !strings.HasPrefix(uid, "65534") {
+		t.Errorf("uid %q, want 65534 whatever the image's USER says", uid)
+	}
+	if st["Seccomp"] != "2" || st["NoNewPrivs"] != "1" || st["CapEff"] != "0000000000000000" {
+		t.Errorf("status %v", st)
+	}
+	for _, mm := range c["mounts"].([]any) {
+		m := mm.(map[string]any)
+		point, opts := fmt.Sprint(m["point"]), fmt.Sprint(m["options"])
+		if point == "/data" || strings.HasPrefix(point, "/data/") {
+			t.Errorf("the image's VOLUME was mounted: %v", m)
+		}
+		if point == "/" && !strings.HasPrefix(opts, "ro") {
+			t.Errorf("root mounted %s, want read-only", opts)
+		}
+		if fstype := fmt.Sprint(m["fstype"]); !map[string]bool{"proc": true, "sysfs": true, "tmpfs": true, "devtmpfs": true, "devpts": true, "mqueue": true, "cgroup": true, "cgroup2": true, "overlay": true}[fstype] &&
+			point != "/input" && point != "/output" && point != "/" {
+			t.Errorf("host mount in the sandbox: %v", m)
+		}
+	}
+	for p, v := range c["unix_sockets"].(map[string]any) {
+		if v == "connected" {
+			t.Errorf("reached unix socket %s", p)
+		}
+	}
+	for _, key := range []string{"writable", "release_agent"} {
+		w, _ := c[key].(map[string]any)
+		for p, v := range w {
+			if v == "writable" {
+				t.Errorf("%s is writable", p)
+			}
+		}
+	}
+
+	attempts := run("write_rootfs").Result.Fields["attempts"].GetListValue().GetValues()
+	for _, a := range attempts {
+		m := a.GetStructValue().AsMap()
+		p := fmt.Sprint(m["path"])
+		if m["ok"] == true && !strings.HasPrefix(p, "/tmp/") && !strings.HasPrefix(p, "/output/") {
+			t.Errorf("wrote %s", p)
+		}
+	}
+
+	ex, err := conn.Broker.ExplainProfile(testContext(t), &airlockv1.ExplainProfileRequest{Profile: profile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`image USER \"root\"`, `image ENV \"AWS_SECRET_ACCESS_KEY\" dropped`, `image VOLUME \"/data\" ignored`, `image EXPOSE \"8080/tcp\" ignored`, "image HEALTHCHECK ignored", `"airlock.image": "hostile-byo@` + dgst} {
+		if !strings.Contains(ex.OciSpecJson, want) {
+			t.Errorf("explain lacks %s:\n%s", want, ex.OciSpecJson)
+		}
+	}
+	if strings.Contains(ex.OciSpecJson, hostileSecret) {
+		t.Error("explain shows the image's ENV value")
+	}
+}
+
+// TestImportedImage_RefusedLeavesNothing: an image with a setuid binary is
+// refused with its reason, and nothing of it is in containerd or the state
+// dir.
+func TestImportedImage_RefusedLeavesNothing(t *testing.T) {
+	ctx := testContext(t)
+	blobsBefore, snapsBefore := contentSnapshot(t, ctx)
+	img, err := mutate.AppendLayers(empty.Image, agentLayer(t, map[string][]byte{"app/agent": []byte("x")},
+		&tar.Header{Name: "app/su", Typeflag: tar.TypeReg, Mode: 0o4755, Size: 4}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := img.ConfigFile()
+	cfg = cfg.DeepCopy()
+	cfg.OS, cfg.Architecture = "linux", "amd64"
+	if img, err = mutate.ConfigFile(img, cfg); err != nil {
+		t.Fatal(err)
+	}
+	_, err = airlockCLI(t, "image", "import", writeOCILayout(t, img), "--name", "setuid")
+	if err == nil || !strings.Contains(err.Error(), `"app/su": a setuid file`) || !strings.Contains(err.Error(), "InvalidArgument") {
+		t.Fatalf("import of a setuid image: %v", err)
+	}
+	blobs, snaps := contentSnapshot(t, ctx)
+	for d := range blobs {
+		if !blobsBefore[d] {
+			t.Errorf("content %s is left by a refused import", d)
+		}
+	}
+	for s := range snaps {
+		if !snapsBefore[s] {
+			t.Errorf("snapshot %s is left by a refused import", s)
+		}
+	}
+	for _, d := range []string{"uploads", "imports"} {
+		if left, _ := os.ReadDir(filepath.Join(env.stateDir, d)); len(left) > 0 {
+			t.Errorf("%s holds %d files after a refused import", d, len(left))
+		}
+	}
+	if l, err := env.ctrd.LeasesService().List(ctx); err != nil || slices.ContainsFunc(l, func(l leases.Lease) bool { return strings.HasPrefix(l.ID, "airlock-import-") }) {
+		t.Errorf("an import lease is left: %v %v", l, err)
+	}
+}
