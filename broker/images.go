@@ -80,6 +80,9 @@ func (s *Server) ImportImage(stream airlockv1.Broker_ImportImageServer) (retErr 
 	if n == 0 {
 		return badField("data", "no image data was sent")
 	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("spool the image: %w", err)
+	}
 	info, err := s.images.ImportImage(stream.Context(), name, f)
 	if err != nil {
 		return err
