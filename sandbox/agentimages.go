@@ -292,8 +292,7 @@ func (r *Runner) ImportImage(ctx context.Context, name string, f *os.File) (info
 	ref := images.AgentRef(name, img.Digest)
 	info = job.ImageInfo{Name: name, Digest: img.Digest, Size: img.Size, Profiles: r.agentProfiles[name+"@"+img.Digest]}
 	if rec, err := r.client.ImageService().Get(ctx, ref); err == nil {
-		info.Imported = rec.CreatedAt
-		return info, nil
+		return r.alreadyImported(ctx, rec, info)
 	}
 
 	// Cleanup runs to its end even when the caller has gone.
@@ -324,7 +323,14 @@ func (r *Runner) ImportImage(ctx context.Context, name string, f *os.File) (info
 		return info, err
 	}
 	rec := ctrimages.Image{Name: ref, Target: target, Labels: map[string]string{labelImageSize: strconv.FormatInt(img.Size, 10)}}
-	if rec, err = r.client.ImageService().Create(lctx, rec); err != nil {
+	if rec, err = r.client.ImageService().Create(lctx, rec); errdefs.IsAlreadyExists(err) {
+		// Another import of the same image won the race; its content is
+		// this one's, digest for digest.
+		if rec, err = r.client.ImageService().Get(lctx, ref); err == nil {
+			return r.alreadyImported(ctx, rec, info)
+		}
+	}
+	if err != nil {
 		return info, fmt.Errorf("record %s: %w", ref, err)
 	}
 	created = true
@@ -333,6 +339,16 @@ func (r *Runner) ImportImage(ctx context.Context, name string, f *os.File) (info
 	}
 	info.Imported, info.Created = rec.CreatedAt, true
 	r.log.Info("agent image imported", "name", name, "digest", img.Digest, "size", img.Size)
+	return info, nil
+}
+
+// alreadyImported answers an import of an image containerd holds: it is
+// unpacked, in case an airlockd stopped between its record and its unpack.
+func (r *Runner) alreadyImported(ctx context.Context, rec ctrimages.Image, info job.ImageInfo) (job.ImageInfo, error) {
+	if _, err := r.unpacked(ctx, containerd.NewImage(r.client, rec)); err != nil {
+		return info, err
+	}
+	info.Imported = rec.CreatedAt
 	return info, nil
 }
 
