@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,12 +18,7 @@ import (
 	"github.com/containerd/containerd/content"
 	"github.com/containerd/containerd/leases"
 	"github.com/containerd/containerd/snapshots"
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/identity"
 	"google.golang.org/grpc/codes"
@@ -32,6 +26,7 @@ import (
 
 	"github.com/airlock/airlock/broker/client"
 	"github.com/airlock/airlock/cmd/airlockd/server"
+	"github.com/airlock/airlock/images/agentimage/agentimagetest"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
 	"github.com/airlock/airlock/sandbox"
 	"github.com/airlock/airlock/sandbox/footprint"
@@ -39,54 +34,6 @@ import (
 
 // hostileSecret is what the hostile image's config puts in its ENV.
 const hostileSecret = "AKIAHOSTILEIMAGECONFIG"
-
-// agentLayer is a layer with the mount points and the files given, name
-// to content, each mode 0555.
-func agentLayer(t *testing.T, files map[string][]byte, extra ...*tar.Header) v1.Layer {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, d := range []string{"dev/", "input/", "output/", "proc/", "run/", "sys/", "tmp/", "etc/", "app/", "data/"} {
-		if err := tw.WriteHeader(&tar.Header{Name: d, Typeflag: tar.TypeDir, Mode: 0o755}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, n := range slices.Sorted(mapKeysOf(files)) {
-		if err := tw.WriteHeader(&tar.Header{Name: n, Typeflag: tar.TypeReg, Mode: 0o555, Size: int64(len(files[n]))}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(files[n]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, h := range extra {
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(make([]byte, h.Size)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	b := buf.Bytes()
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
-}
-
-func mapKeysOf[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
-}
 
 // hostileImage is the hostile agent as an operator's image whose config
 // asks for everything Airlock must not give: root, a secret in ENV, a
@@ -97,17 +44,9 @@ func hostileImage(t *testing.T) v1.Image {
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := mutate.AppendLayers(empty.Image, agentLayer(t, map[string][]byte{"app/agent": bin}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg = cfg.DeepCopy()
-	cfg.OS, cfg.Architecture = "linux", "amd64"
-	cfg.Config = v1.Config{
+	files := append(agentimagetest.MountPoints(), agentimagetest.Entry{Name: "etc/", Type: tar.TypeDir}, agentimagetest.Entry{Name: "data/", Type: tar.TypeDir},
+		agentimagetest.Entry{Name: "app/agent", Mode: 0o555, Data: bin})
+	return agentimagetest.Image(t, "amd64", &v1.Config{
 		User:         "root",
 		Env:          []string{"AWS_SECRET_ACCESS_KEY=" + hostileSecret, "PATH=/evil"},
 		Volumes:      map[string]struct{}{"/data": {}},
@@ -117,51 +56,7 @@ func hostileImage(t *testing.T) v1.Image {
 		WorkingDir:   "/app",
 		Labels:       map[string]string{"evil": "\x1b]0;pwned\x07"},
 		Entrypoint:   []string{"/app/agent"},
-	}
-	img, err = mutate.ConfigFile(img, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return img
-}
-
-func writeDockerSave(t *testing.T, img v1.Image) string {
-	t.Helper()
-	out := filepath.Join(t.TempDir(), "hostile.tar")
-	tag, err := name.NewTag("example.com/hostile:1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tarball.WriteToFile(out, tag, img); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func writeOCILayout(t *testing.T, img v1.Image) string {
-	t.Helper()
-	dir := t.TempDir()
-	p, err := layout.Write(dir, empty.Index)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.AppendImage(img); err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(t.TempDir(), "image.tar")
-	f, err := os.Create(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	tw := tar.NewWriter(f)
-	if err := tw.AddFS(os.DirFS(dir)); err != nil {
-		t.Fatal(err)
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	}, agentimagetest.Layer(t, files...))
 }
 
 // airlockCLI runs the airlock CLI against the suite's airlockd.
@@ -193,6 +88,23 @@ func contentSnapshot(t *testing.T, ctx context.Context) (map[digest.Digest]bool,
 	return blobs, snaps
 }
 
+// requireNoNewContent fails for content or snapshots containerd holds now
+// and did not before.
+func requireNoNewContent(t *testing.T, ctx context.Context, blobsBefore map[digest.Digest]bool, snapsBefore map[string]bool) {
+	t.Helper()
+	blobs, snaps := contentSnapshot(t, ctx)
+	for d := range blobs {
+		if !blobsBefore[d] {
+			t.Errorf("content %s is new since the test began", d)
+		}
+	}
+	for s := range snaps {
+		if !snapsBefore[s] {
+			t.Errorf("snapshot %s is new since the test began", s)
+		}
+	}
+}
+
 // TestImportedImage_HostileConfigChangesNothing imports the hostile agent
 // as an operator's image whose config asks for root, a secret in ENV, a
 // volume, ports and a healthcheck, runs it under profiles that name it by
@@ -204,7 +116,7 @@ func TestImportedImage_HostileConfigChangesNothing(t *testing.T) {
 	blobsBefore, snapsBefore := contentSnapshot(t, ctx)
 	img := hostileImage(t)
 
-	out, err := airlockCLI(t, "image", "import", writeDockerSave(t, img), "--name", "hostile-byo")
+	out, err := airlockCLI(t, "image", "import", agentimagetest.DockerSave(t, img), "--name", "hostile-byo")
 	if err != nil {
 		t.Fatalf("airlock image import: %v", err)
 	}
@@ -229,7 +141,7 @@ func TestImportedImage_HostileConfigChangesNothing(t *testing.T) {
 		}
 	})
 	// The same image again is no error, and nothing new.
-	if again, err := airlockCLI(t, "image", "import", writeDockerSave(t, img), "--name", "hostile-byo"); err != nil || strings.Contains(string(again), `"created": true`) {
+	if again, err := airlockCLI(t, "image", "import", agentimagetest.DockerSave(t, img), "--name", "hostile-byo"); err != nil || strings.Contains(string(again), `"created": true`) {
 		t.Errorf("a second import: %s %v", again, err)
 	}
 	list, err := env.brokerOf.ListImages(ctx, &airlockv1.ListImagesRequest{})
@@ -281,16 +193,7 @@ func TestImportedImage_HostileConfigChangesNothing(t *testing.T) {
 	if snaps[chain] {
 		t.Errorf("snapshot %s is left after rm", chain)
 	}
-	for d := range blobs {
-		if !blobsBefore[d] {
-			t.Errorf("content %s is new since the test began", d)
-		}
-	}
-	for s := range snaps {
-		if !snapsBefore[s] {
-			t.Errorf("snapshot %s is new since the test began", s)
-		}
-	}
+	requireNoNewContent(t, ctx, blobsBefore, snapsBefore)
 	if _, err := env.brokerOf.RemoveImage(ctx, &airlockv1.RemoveImageRequest{Name: "hostile-byo"}); status.Code(err) != codes.NotFound {
 		t.Errorf("a second rm: %v, want NotFound", err)
 	}
@@ -409,32 +312,13 @@ func checkHostileImage(t *testing.T, conn *client.Conn, profile, dgst string) {
 func TestImportedImage_RefusedLeavesNothing(t *testing.T) {
 	ctx := testContext(t)
 	blobsBefore, snapsBefore := contentSnapshot(t, ctx)
-	img, err := mutate.AppendLayers(empty.Image, agentLayer(t, map[string][]byte{"app/agent": []byte("x")},
-		&tar.Header{Name: "app/su", Typeflag: tar.TypeReg, Mode: 0o4755, Size: 4}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, _ := img.ConfigFile()
-	cfg = cfg.DeepCopy()
-	cfg.OS, cfg.Architecture = "linux", "amd64"
-	if img, err = mutate.ConfigFile(img, cfg); err != nil {
-		t.Fatal(err)
-	}
-	_, err = airlockCLI(t, "image", "import", writeOCILayout(t, img), "--name", "setuid")
+	img := agentimagetest.Image(t, "amd64", nil, agentimagetest.Layer(t, append(agentimagetest.MountPoints(),
+		agentimagetest.Entry{Name: "app/agent", Data: []byte("x")}, agentimagetest.Entry{Name: "app/su", Mode: 0o4755, Data: []byte("root")})...))
+	_, err := airlockCLI(t, "image", "import", agentimagetest.OCILayout(t, img), "--name", "setuid")
 	if err == nil || !strings.Contains(err.Error(), `"app/su": a setuid file`) || !strings.Contains(err.Error(), "InvalidArgument") {
 		t.Fatalf("import of a setuid image: %v", err)
 	}
-	blobs, snaps := contentSnapshot(t, ctx)
-	for d := range blobs {
-		if !blobsBefore[d] {
-			t.Errorf("content %s is left by a refused import", d)
-		}
-	}
-	for s := range snaps {
-		if !snapsBefore[s] {
-			t.Errorf("snapshot %s is left by a refused import", s)
-		}
-	}
+	requireNoNewContent(t, ctx, blobsBefore, snapsBefore)
 	for _, d := range []string{"uploads", "imports"} {
 		if left, _ := os.ReadDir(filepath.Join(env.stateDir, d)); len(left) > 0 {
 			t.Errorf("%s holds %d files after a refused import", d, len(left))

@@ -7,7 +7,6 @@ import (
 
 	"github.com/containerd/containerd"
 	"github.com/containerd/containerd/errdefs"
-	"github.com/opencontainers/image-spec/identity"
 
 	"github.com/airlock/airlock/images"
 )
@@ -39,18 +38,10 @@ func (r *Runner) ensureImage(ctx context.Context, spec images.Spec) (*loadedImag
 	default:
 		return nil, fmt.Errorf("look up %s: %w", ref, err)
 	}
-	unpacked, err := img.IsUnpacked(ctx, snapshotter)
+	loaded, err := r.unpacked(ctx, img)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", ref, err)
 	}
-	if !unpacked {
-		if err := img.Unpack(ctx, snapshotter); err != nil {
-			return nil, fmt.Errorf("unpack: %w", err)
-		}
-	}
-	diffIDs, err := img.RootFS(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("root filesystem of %s: %w", ref, err)
-	}
-	return &loadedImage{Image: img, chainID: identity.ChainID(diffIDs).String(), waits: spec.WaitsForStart}, nil
+	loaded.waits = spec.WaitsForStart
+	return loaded, nil
 }
