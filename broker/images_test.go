@@ -186,8 +186,11 @@ func TestImages_StoreErrorsMapToCodes(t *testing.T) {
 func TestImages_NeedTheAdminScope(t *testing.T) {
 	c, _ := newScopedBroker(t, &fakeRunner{})
 	for name, call := range map[string]func() error{
-		"ListImages":  func() error { _, err := c.ListImages(ctx(t), &airlockv1.ListImagesRequest{}, as(tokA)); return err },
-		"RemoveImage": func() error { _, err := c.RemoveImage(ctx(t), &airlockv1.RemoveImageRequest{Name: "a"}, as(tokA)); return err },
+		"ListImages": func() error { _, err := c.ListImages(ctx(t), &airlockv1.ListImagesRequest{}, as(tokA)); return err },
+		"RemoveImage": func() error {
+			_, err := c.RemoveImage(ctx(t), &airlockv1.RemoveImageRequest{Name: "a"}, as(tokA))
+			return err
+		},
 		"ImportImage": func() error {
 			s, err := c.ImportImage(ctx(t), as(tokA))
 			if err != nil {

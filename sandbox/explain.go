@@ -75,9 +75,9 @@ func explain(p *policy.Profile, usernsErr error, ag *agentImage) (*specs.Spec, e
 	return oci.GenerateSpecWithPlatform(ctx, nil, "linux/amd64", &containers.Container{ID: "<run>"}, opts...)
 }
 
-// ExplainJSON is ExplainJSON with the profile's imported image read: its
-// process, and what of its configuration the sandbox overrides. For the
-// broker's ExplainProfile.
+// ExplainJSON is Explain as indented JSON, with the profile's imported
+// image read: its process, and what of its configuration the sandbox
+// overrides. For the broker's ExplainProfile.
 func (r *Runner) ExplainJSON(p *policy.Profile) ([]byte, error) {
 	ag := unreadAgent(p)
 	if img, ok := r.images[p.Image()]; ok && img.agent != nil {
@@ -125,13 +125,4 @@ func explainUserNS(p *policy.Profile, usernsErr error) string {
 		return s + fmt.Sprintf("; THIS HOST CANNOT: %v, so jobs of this profile are refused", usernsErr)
 	}
 	return s + "; this host supports it"
-}
-
-// ExplainJSON is Explain as indented JSON.
-func ExplainJSON(p *policy.Profile) ([]byte, error) {
-	s, err := Explain(p)
-	if err != nil {
-		return nil, err
-	}
-	return json.MarshalIndent(s, "", "  ")
 }

@@ -24,7 +24,8 @@ var (
 // containerd; package sandbox implements it.
 type ImageStore interface {
 	// ImportImage reads the OCI layout or docker save tarball in f, a
-	// file the broker spooled, vets it and records it as name, by its
+	// file the broker spooled and handed over at its start (the store may
+	// open it again by name while the call lasts), vets it and records it as name, by its
 	// manifest digest. Importing the same image again is not an error.
 	// On error nothing of it is left.
 	ImportImage(ctx context.Context, name string, f *os.File) (ImageInfo, error)
