@@ -95,7 +95,11 @@ func (r *Runner) loadAgentImages(ctx context.Context, list []AgentImage) error {
 		name, dgst := a.Agent.ImageName(), a.Agent.ImageDigest()
 		rec, err := r.client.ImageService().Get(ctx, images.AgentRef(name, dgst))
 		if errdefs.IsNotFound(err) {
-			return r.notImported(ctx, a.Profile, name, dgst)
+			have, lerr := r.ListImages(ctx)
+			if lerr != nil {
+				return lerr
+			}
+			return notImported(a.Profile, name, dgst, have)
 		}
 		if err != nil {
 			return fmt.Errorf("profile %s: agent.image %s: %w", a.Profile, a.Agent.Image, err)
@@ -122,12 +126,9 @@ func (r *Runner) loadAgentImages(ctx context.Context, list []AgentImage) error {
 	return nil
 }
 
-// notImported says what is wrong with a profile's image, and what to do.
-func (r *Runner) notImported(ctx context.Context, profile, name, dgst string) error {
-	have, err := r.ListImages(ctx)
-	if err != nil {
-		return err
-	}
+// notImported says what is wrong with a profile's image, which is not
+// imported with its digest, and what to do, given the images that are.
+func notImported(profile, name, dgst string, have []job.ImageInfo) error {
 	var digests []string
 	for _, i := range have {
 		if i.Name == name {

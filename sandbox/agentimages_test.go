@@ -9,6 +9,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/airlock/airlock/policies/policy"
+	"github.com/airlock/airlock/sandbox/job"
 )
 
 const testDigest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -150,4 +151,22 @@ func mustJSON(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestNotImported_ADigestMismatchNamesBothAndNeverFallsBack: a profile
+// pinning a digest that is not the imported one is an error naming the
+// profile, the image, both digests and what to do.
+func TestNotImported_ADigestMismatchNamesBothAndNeverFallsBack(t *testing.T) {
+	other := "sha256:" + strings.Repeat("f", 64)
+	have := []job.ImageInfo{{Name: "my-agent", Digest: other}, {Name: "else", Digest: testDigest}}
+	err := notImported("prof", "my-agent", testDigest, have)
+	for _, want := range []string{"profile prof", "agent.image my-agent@" + testDigest, "imported with digest " + other, "pin the imported digest"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("mismatch: %v\nwant %q", err, want)
+		}
+	}
+	err = notImported("prof", "my-agent", testDigest, have[1:])
+	if err == nil || !strings.Contains(err.Error(), "is not imported") || !strings.Contains(err.Error(), "airlock image import FILE --name my-agent") {
+		t.Errorf("not imported: %v", err)
+	}
 }

@@ -95,7 +95,7 @@ func open(f format, file, workDir string) (v1.Image, func() error, error) {
 			if strings.Contains(err.Error(), "single image") {
 				return nil, nil, fmt.Errorf("%w: the docker save tarball holds several images; save and import one at a time", ErrRefused)
 			}
-			return nil, nil, fmt.Errorf("%w: docker save tarball: %v", ErrRefused, err)
+			return nil, nil, fmt.Errorf("%w: docker save tarball: %s", ErrRefused, quoteErr(err))
 		}
 		return raw, func() error { return nil }, nil
 	}
@@ -138,7 +138,7 @@ func scan(file string) (format, error) {
 			break
 		}
 		if err != nil {
-			return 0, fmt.Errorf("%w: not a tarball: %v", ErrRefused, err)
+			return 0, fmt.Errorf("%w: not a tarball: %s", ErrRefused, quoteErr(err))
 		}
 		if n >= maxMembers {
 			return 0, fmt.Errorf("%w: the tarball has more than %d files", ErrRefused, maxMembers)
@@ -182,7 +182,7 @@ func unpackLayout(file, dir string) error {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("%w: %v", ErrRefused, err)
+			return fmt.Errorf("%w: %s", ErrRefused, quoteErr(err))
 		}
 		name := strings.TrimPrefix(path.Clean(hdr.Name), "./")
 		if hdr.Typeflag == tar.TypeDir && (name == "." || name == "blobs" || strings.HasPrefix(name, "blobs/")) {
@@ -196,7 +196,7 @@ func unpackLayout(file, dir string) error {
 		}
 		out, err := os.OpenFile(filepath.Join(dir, filepath.FromSlash(name)), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if err != nil {
-			return fmt.Errorf("%w: %s: %v", ErrRefused, Quote(name), err)
+			return fmt.Errorf("%w: %s: %s", ErrRefused, Quote(name), quoteErr(err))
 		}
 		_, err = io.Copy(out, tr)
 		if err = errors.Join(err, out.Close()); err != nil {
@@ -219,11 +219,11 @@ func layoutFile(name string) bool {
 func fromLayout(dir string) (v1.Image, error) {
 	idx, err := layout.ImageIndexFromPath(dir)
 	if err != nil {
-		return nil, fmt.Errorf("%w: OCI layout: %v", ErrRefused, err)
+		return nil, fmt.Errorf("%w: OCI layout: %s", ErrRefused, quoteErr(err))
 	}
 	im, err := idx.IndexManifest()
 	if err != nil {
-		return nil, fmt.Errorf("%w: index.json: %v", ErrRefused, err)
+		return nil, fmt.Errorf("%w: index.json: %s", ErrRefused, quoteErr(err))
 	}
 	var found []v1.Image
 	var seen []v1.Hash
@@ -241,7 +241,7 @@ func fromLayout(dir string) (v1.Image, error) {
 		}
 		img, err := from.Image(d.Digest)
 		if err != nil {
-			return fmt.Errorf("%w: manifest %s: %v", ErrRefused, d.Digest, err)
+			return fmt.Errorf("%w: manifest %s: %s", ErrRefused, d.Digest, quoteErr(err))
 		}
 		seen = append(seen, d.Digest)
 		found = append(found, img)
@@ -259,11 +259,11 @@ func fromLayout(dir string) (v1.Image, error) {
 			}
 			child, err := idx.ImageIndex(d.Digest)
 			if err != nil {
-				return nil, fmt.Errorf("%w: index %s: %v", ErrRefused, d.Digest, err)
+				return nil, fmt.Errorf("%w: index %s: %s", ErrRefused, d.Digest, quoteErr(err))
 			}
 			cm, err := child.IndexManifest()
 			if err != nil {
-				return nil, fmt.Errorf("%w: index %s: %v", ErrRefused, d.Digest, err)
+				return nil, fmt.Errorf("%w: index %s: %s", ErrRefused, d.Digest, quoteErr(err))
 			}
 			for _, cd := range cm.Manifests {
 				if !cd.MediaType.IsImage() {
@@ -309,7 +309,7 @@ func orNone(s []string) string {
 func vet(raw v1.Image, lim Limits) (*Image, error) {
 	m, err := raw.Manifest()
 	if err != nil {
-		return nil, fmt.Errorf("%w: manifest: %v", ErrRefused, err)
+		return nil, fmt.Errorf("%w: manifest: %s", ErrRefused, quoteErr(err))
 	}
 	if m.Config.Size > maxMetaBytes {
 		return nil, fmt.Errorf("%w: config is %d bytes; at most %d", ErrRefused, m.Config.Size, maxMetaBytes)
@@ -322,18 +322,18 @@ func vet(raw v1.Image, lim Limits) (*Image, error) {
 	}
 	cfg, err := raw.ConfigFile()
 	if err != nil {
-		return nil, fmt.Errorf("%w: config: %v", ErrRefused, err)
+		return nil, fmt.Errorf("%w: config: %s", ErrRefused, quoteErr(err))
 	}
 	if !platformMatches(v1.Platform{OS: cfg.OS, Architecture: cfg.Architecture}) {
 		return nil, fmt.Errorf("%w: the image is for %s/%s, not this host's %s", ErrRefused, Quote(cfg.OS), Quote(cfg.Architecture), Platform.String())
 	}
 	d, err := raw.Digest()
 	if err != nil {
-		return nil, fmt.Errorf("%w: digest: %v", ErrRefused, err)
+		return nil, fmt.Errorf("%w: digest: %s", ErrRefused, quoteErr(err))
 	}
 	layers, err := raw.Layers()
 	if err != nil {
-		return nil, fmt.Errorf("%w: layers: %v", ErrRefused, err)
+		return nil, fmt.Errorf("%w: layers: %s", ErrRefused, quoteErr(err))
 	}
 	w := &walker{lim: lim, files: map[string]bool{}, top: map[string]bool{}}
 	for i, l := range layers {
@@ -368,7 +368,7 @@ type walker struct {
 func (w *walker) layer(i int, l v1.Layer) error {
 	rc, err := l.Uncompressed()
 	if err != nil {
-		return fmt.Errorf("%w: layer %d: %v", ErrRefused, i, err)
+		return fmt.Errorf("%w: layer %d: %s", ErrRefused, i, quoteErr(err))
 	}
 	defer rc.Close()
 	// Counting the stream, not the headers' sizes, bounds the work of a
@@ -384,7 +384,7 @@ func (w *walker) layer(i int, l v1.Layer) error {
 			return w.tooBig()
 		}
 		if err != nil {
-			return fmt.Errorf("%w: layer %d: %v", ErrRefused, i, err)
+			return fmt.Errorf("%w: layer %d: %s", ErrRefused, i, quoteErr(err))
 		}
 		w.entries++
 		if w.entries > w.lim.MaxEntries {
@@ -399,7 +399,7 @@ func (w *walker) layer(i int, l v1.Layer) error {
 		if errors.Is(err, errTooBig) {
 			return w.tooBig()
 		}
-		return fmt.Errorf("%w: layer %d: %v", ErrRefused, i, err)
+		return fmt.Errorf("%w: layer %d: %s", ErrRefused, i, quoteErr(err))
 	}
 	w.bytes += cr.n
 	return nil
@@ -537,8 +537,13 @@ func (c *countReader) Read(p []byte) (int, error) {
 // Quote quotes s from an image for a message, a log line or a label: at
 // most 128 bytes of it, with every byte that is not printable ASCII
 // escaped, so that it can neither steer a terminal nor hide text.
-func Quote(s string) string {
-	const max = 128
+func Quote(s string) string { return quoteN(s, 128) }
+
+// quoteErr quotes a library's error, which may carry names from the
+// image, as Quote does, cut at 256 bytes.
+func quoteErr(err error) string { return quoteN(err.Error(), 256) }
+
+func quoteN(s string, max int) string {
 	if len(s) > max {
 		return strconv.QuoteToASCII(s[:max]) + "..."
 	}
