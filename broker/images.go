@@ -32,6 +32,14 @@ func (s *Server) ImportImage(stream airlockv1.Broker_ImportImageServer) (retErr 
 	if s.images == nil {
 		return fmt.Errorf("%w: this broker serves no image store", ErrPrecondition)
 	}
+	// One import at a time: each spools up to the cap, and unpacks as
+	// much again, on the broker's disk.
+	select {
+	case s.importing <- struct{}{}:
+		defer func() { <-s.importing }()
+	default:
+		return fmt.Errorf("%w: another image import is running", ErrOverloaded)
+	}
 	first, err := stream.Recv()
 	if errors.Is(err, io.EOF) {
 		return badField("name", "name is required in the first message")

@@ -210,3 +210,39 @@ func TestImages_NeedTheAdminScope(t *testing.T) {
 		t.Errorf("ListImages as admin without a store: %v, want FailedPrecondition", err)
 	}
 }
+
+// blockingImages holds ImportImage until release is closed.
+type blockingImages struct {
+	fakeImages
+	once    sync.Once
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingImages) ImportImage(ctx context.Context, name string, f *os.File) (job.ImageInfo, error) {
+	b.once.Do(func() { close(b.entered) })
+	<-b.release
+	return b.fakeImages.ImportImage(ctx, name, f)
+}
+
+func TestImportImage_OneAtATime(t *testing.T) {
+	store := &blockingImages{entered: make(chan struct{}), release: make(chan struct{})}
+	c, _ := newBrokerWith(t, &fakeRunner{}, testToken, broker.Config{Images: store, ImageSpoolDir: t.TempDir()})
+	msgs := []*airlockv1.ImportImageRequest{{Name: "a"}, {Data: []byte("x")}}
+	first := make(chan error, 1)
+	go func() {
+		_, err := importImage(t, c, msgs...)
+		first <- err
+	}()
+	<-store.entered
+	if _, err := importImage(t, c, msgs...); status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "another image import") {
+		t.Errorf("a second import while one runs: %v, want ResourceExhausted", err)
+	}
+	close(store.release)
+	if err := <-first; err != nil {
+		t.Errorf("the first import: %v", err)
+	}
+	if _, err := importImage(t, c, msgs...); err != nil {
+		t.Errorf("an import after the first ended: %v", err)
+	}
+}

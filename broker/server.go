@@ -154,6 +154,8 @@ type Server struct {
 	images        job.ImageStore
 	spoolDir      string
 	maxImageBytes int64
+	// importing holds the one import that may run at a time.
+	importing chan struct{}
 }
 
 // New returns a Server. It refuses a config without a runner or profiles
@@ -229,6 +231,7 @@ func New(cfg Config) (*Server, error) {
 		images:        cfg.Images,
 		spoolDir:      cfg.ImageSpoolDir,
 		maxImageBytes: cfg.MaxImageBytes,
+		importing:     make(chan struct{}, 1),
 	}
 	srv.anomalies = anomaly.New(cfg.Anomalies, func(kind, key string, n int) {
 		srv.metrics.Anomalies.WithLabelValues(kind).Inc()

@@ -99,7 +99,8 @@ type BrokerClient interface {
 	// Errors: INVALID_ARGUMENT for a missing or malformed name, data in the
 	// first message, or an image Airlock refuses (the message names the
 	// entry and the reason); RESOURCE_EXHAUSTED for an upload over the
-	// broker's cap (the message names it); FAILED_PRECONDITION when the
+	// broker's cap (the message names it), or while another import runs
+	// (with a google.rpc.RetryInfo); FAILED_PRECONDITION when the
 	// broker serves no image store.
 	ImportImage(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportImageRequest, ImportImageResponse], error)
 	// ListImages lists the imported agent images. Needs the admin scope.
@@ -298,7 +299,8 @@ type BrokerServer interface {
 	// Errors: INVALID_ARGUMENT for a missing or malformed name, data in the
 	// first message, or an image Airlock refuses (the message names the
 	// entry and the reason); RESOURCE_EXHAUSTED for an upload over the
-	// broker's cap (the message names it); FAILED_PRECONDITION when the
+	// broker's cap (the message names it), or while another import runs
+	// (with a google.rpc.RetryInfo); FAILED_PRECONDITION when the
 	// broker serves no image store.
 	ImportImage(grpc.ClientStreamingServer[ImportImageRequest, ImportImageResponse]) error
 	// ListImages lists the imported agent images. Needs the admin scope.
