@@ -243,8 +243,19 @@ func checkHostileImage(t *testing.T, conn *client.Conn, profile, dgst string) {
 			t.Errorf("the image's ENV reached the agent: %q", v)
 		}
 	}
-	if !slices.Contains(vars, sandbox.AgentPATH) {
-		t.Errorf("env %v lacks %s", vars, sandbox.AgentPATH)
+	// Nothing but the reference agent's environment, the contract's.
+	allowed := map[string]bool{}
+	for _, v := range append(sandbox.Env(""), sandbox.ProxyEnv("http://proxy")...) {
+		k, _, _ := strings.Cut(v, "=")
+		allowed[k] = true
+	}
+	for _, v := range vars {
+		if k, _, _ := strings.Cut(v, "="); !allowed[k] {
+			t.Errorf("env %q is not the contract's", v)
+		}
+	}
+	if !slices.Contains(vars, "PATH=/bin") {
+		t.Errorf("env %v lacks PATH=/bin", vars)
 	}
 
 	c := run("escape_checklist").Result.Fields["checklist"].GetStructValue().AsMap()

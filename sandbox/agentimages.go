@@ -58,10 +58,6 @@ const (
 	labelImageSize = "airlock/size"
 )
 
-// AgentPATH is the PATH of an imported agent, which may name its program
-// by a bare name, as python3; the reference agent's is /bin.
-const AgentPATH = "PATH=/usr/local/bin:/usr/bin:/bin"
-
 // agentImage is what a job needs of an imported image, read at start.
 type agentImage struct {
 	// ref is NAME@DIGEST, as the profile names it.

@@ -52,9 +52,7 @@ func TestAgentImage_OnlyEntrypointAndCmdReachTheSpec(t *testing.T) {
 	if s.Process.User.UID != 65534 || s.Process.User.GID != 65534 {
 		t.Errorf("user %+v, want the profile's 65534", s.Process.User)
 	}
-	want := append(Env("r"), ProxyEnv("")...)
-	want[0] = AgentPATH
-	if !slices.Equal(s.Process.Env, want) {
+	if want := append(Env("r"), ProxyEnv("")...); !slices.Equal(s.Process.Env, want) {
 		t.Errorf("env %v, want %v", s.Process.Env, want)
 	}
 	for _, m := range s.Mounts {

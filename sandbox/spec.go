@@ -351,10 +351,11 @@ func mergePaths(a, b []string) []string {
 	return out
 }
 
-// WithAgentProcess runs an imported image's agent: args in cwd, and
-// AgentPATH in place of the reference agent's PATH. Nothing else of the
-// image's configuration is read: containerd's oci.WithImageConfig would
-// apply its USER, ENV and WORKDIR, and is never used.
+// WithAgentProcess runs an imported image's agent: args in cwd, with the
+// environment SpecFor set, the same as the reference agent's
+// (docs/agent-contract.md). Nothing else of the image's configuration is
+// read: containerd's oci.WithImageConfig would apply its USER, ENV and
+// WORKDIR, and is never used.
 func WithAgentProcess(args []string, cwd string) oci.SpecOpts {
 	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *specs.Spec) error {
 		if len(args) == 0 {
@@ -363,11 +364,6 @@ func WithAgentProcess(args []string, cwd string) oci.SpecOpts {
 		setProcess(s)
 		s.Process.Args = slices.Clone(args)
 		s.Process.Cwd = cwd
-		for i, e := range s.Process.Env {
-			if strings.HasPrefix(e, "PATH=") {
-				s.Process.Env[i] = AgentPATH
-			}
-		}
 		return nil
 	}
 }

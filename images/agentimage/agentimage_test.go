@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/airlock/airlock/images/agentimage/agentimagetest"
+	"github.com/airlock/airlock/images/rootfs"
 )
 
 // entry is agentimagetest.Entry, short for the tables below.
@@ -120,7 +121,7 @@ func TestRead_Refuses(t *testing.T) {
 		{"size cap", with(entry{Name: "app/big", Data: []byte(strings.Repeat("x", 64<<10))}), Limits{MaxBytes: 32 << 10, MaxLayers: 8, MaxEntries: 100}, `over 32768 bytes uncompressed`},
 		{"entry cap", with(entry{Name: "app/a", Data: []byte("x")}), Limits{MaxBytes: 1 << 20, MaxLayers: 8, MaxEntries: 3}, `more than 3 files`},
 		{"layer cap", with(entry{Name: "app/a", Data: []byte("x")}), Limits{MaxBytes: 1 << 20, MaxLayers: 1, MaxEntries: 100}, `2 layers; at most 1`},
-		{"no mount points", ociTarball(t, imageOf(t, "amd64", layerOf(t, entry{Name: "agent", Data: []byte("x")}))), DefaultLimits, `lacks the directories /dev, /input`},
+		{"no mount points", ociTarball(t, imageOf(t, "amd64", layerOf(t, entry{Name: "agent", Data: []byte("x")}))), DefaultLimits, `lacks the directories /dev, /input, /output, /proc, /run, /sys, /tmp`},
 		{"two images", ociTarball(t, imageOf(t, "amd64", skeleton(t)), imageOf(t, "amd64", skeleton(t), layerOf(t, entry{Name: "b", Data: []byte("b")}))), DefaultLimits, `holds 2 images`},
 		{"escape sequence in a name", with(entry{Name: "app/\x1b[31mred", Mode: 0o4755, Data: []byte("x")}), DefaultLimits, `"app/\x1b[31mred": a setuid file`},
 	}
@@ -162,5 +163,47 @@ func TestRead_RefusesWhatIsNoImage(t *testing.T) {
 	}
 	if _, err := read(t, tarDir(t, dir), DefaultLimits); err == nil || !strings.Contains(err.Error(), `"evil"`) {
 		t.Fatalf("Read: %v, want a refusal naming \"evil\"", err)
+	}
+}
+
+// TestRead_AcceptsWhatRootfsBuilds: an image built by images/rootfs (what
+// images/mkimage and the example agents use) from a tree with what a
+// Debian root has and an image must not (a setuid binary, absolute links)
+// is one import takes.
+func TestRead_AcceptsWhatRootfsBuilds(t *testing.T) {
+	dir := t.TempDir()
+	for name, mode := range map[string]os.FileMode{"usr/bin/agent": 0o755 | os.ModeSetuid, "lib/libc.so.6": 0o644} {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(name), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "lib64"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/lib/libc.so.6", filepath.Join(dir, "lib64/libc.so.6")); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "image.tar")
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := rootfs.Build(f, dir, "my-agent", []string{"/usr/bin/agent"})
+	if cerr := f.Close(); err != nil || cerr != nil {
+		t.Fatalf("rootfs.Build: %v %v", err, cerr)
+	}
+	img, err := read(t, out, DefaultLimits)
+	if err != nil {
+		t.Fatalf("Read of what rootfs built: %v", err)
+	}
+	if img.Digest != want.String() {
+		t.Errorf("digest %s, want the builder's %s", img.Digest, want)
 	}
 }
