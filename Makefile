@@ -84,10 +84,10 @@ node-deps: deps
 		(cd $$d && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error) || exit 1; \
 	done
 
-integration: deps node-deps
+integration: deps node-deps agents
 	$(GO) test -count=1 -tags integration -timeout 30m $(GOTEST_FLAGS) ./integration/...
 
-test: deps build lint vet unit race integration
+test: deps build lint vet unit race integration agents-test
 
 demo: deps build
 	@bash integration/demo.sh $(BIN)

@@ -83,7 +83,7 @@ func (r *Runner) importDir() string { return filepath.Join(r.stateDir, "imports"
 // runner: its jobs must never run another agent instead.
 func (r *Runner) loadAgentImages(ctx context.Context, list []AgentImage) error {
 	for _, a := range list {
-		key := policy.ImageAgentPrefix + a.Agent.Image
+		key := a.Agent.Key()
 		r.agentProfiles[a.Agent.Image] = append(r.agentProfiles[a.Agent.Image], a.Profile)
 		if _, ok := r.images[key]; ok {
 			continue

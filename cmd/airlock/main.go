@@ -28,6 +28,7 @@ commands:
   cancel    cancel a running job
   approve   answer a job's approval request: approve JOB REQUEST allow|deny
   image     import, list and remove agent images: image import FILE [--name NAME] | list | rm NAME[@DIGEST]
+  agent     check an imported agent image against the agent contract: agent test NAME[@DIGEST] [--profile P]
   policy    lint, explain and diff profiles locally (airlock policy -h)
   audit     read the audit log locally: tail, show JOB
   doctor    check the host and the configuration (--json for machines)
@@ -68,7 +69,7 @@ func main() {
 		"image":    imageCmd,
 	}
 	f, ok := commands[cmd]
-	if cmd == "ask" {
+	if cmd == "ask" || cmd == "agent" {
 		ok = true
 	}
 	if !ok {
@@ -96,6 +97,16 @@ func main() {
 	ctx := context.Background()
 	if *node != "" {
 		ctx = client.OnNode(ctx, *node)
+	}
+	if cmd == "agent" {
+		passed, err := agentCmd(ctx, conn.Broker, args, os.Stdout)
+		if err != nil {
+			fail(err)
+		}
+		if !passed {
+			os.Exit(3)
+		}
+		return
 	}
 	var msg proto.Message
 	if cmd == "ask" {

@@ -33,7 +33,7 @@ func TestAgent_LoadsAPinnedImage(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
-	if p.Agent.ImageName() != "my-agent" || p.Agent.ImageDigest() != agentDigest || p.Image() != ImageAgentPrefix+"my-agent@"+agentDigest {
+	if p.Agent.ImageName() != "my-agent" || p.Agent.ImageDigest() != agentDigest || p.Image() != p.Agent.Key() || !strings.HasPrefix(p.Image(), ImageAgentPrefix+"my-agent@"+agentDigest+"#") {
 		t.Errorf("agent %+v image %q", p.Agent, p.Image())
 	}
 	c := p.Clone()
@@ -73,5 +73,21 @@ func TestAgent_Refuses(t *testing.T) {
 				t.Fatalf("Load: %v\nwant ErrInvalid with %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// Profiles that run one image with different commands run different
+// agents: their images' keys differ, so that one's command never runs
+// another's jobs.
+func TestAgentKey_DiffersByCommand(t *testing.T) {
+	const img = "my-agent@sha256:0000000000000000000000000000000000000000000000000000000000000000"
+	plain := (&Agent{Image: img}).Key()
+	a := (&Agent{Image: img, Command: []string{"/app/a", "b"}}).Key()
+	b := (&Agent{Image: img, Command: []string{"/app/a b"}}).Key()
+	if plain != ImageAgentPrefix+img || a == plain || b == plain || a == b {
+		t.Errorf("keys: no command %q, [/app/a b] %q, [/app/a\\ b] %q; want three, the first agent:%s", plain, a, b, img)
+	}
+	if again := (&Agent{Image: img, Command: []string{"/app/a", "b"}}).Key(); again != a {
+		t.Errorf("the same command's key %q, then %q", a, again)
 	}
 }

@@ -89,6 +89,23 @@ func (a *Agent) ImageName() string {
 	return name
 }
 
+// Key names the agent among the runner's images: "agent:NAME@DIGEST",
+// and, when Command is set, a hash of it after '#'. Profiles that run one
+// image with different commands run different agents, which are loaded,
+// and pooled, apart.
+func (a *Agent) Key() string {
+	key := ImageAgentPrefix + a.Image
+	if len(a.Command) > 0 {
+		h := sha256.New()
+		for _, w := range a.Command {
+			// Length-prefixed, so that no two commands hash alike.
+			fmt.Fprintf(h, "%d:%s", len(w), w)
+		}
+		key += "#" + hex.EncodeToString(h.Sum(nil)[:8])
+	}
+	return key
+}
+
 // ImageDigest is the sha256:HEX part of Image.
 func (a *Agent) ImageDigest() string {
 	_, d, _ := strings.Cut(a.Image, "@")
@@ -384,12 +401,12 @@ func (p *Profile) ToolGateway() bool {
 const ImageAgentPrefix = "agent:"
 
 // Image is the image the profile runs: an imported agent image when the
-// profile names one ("agent:NAME@DIGEST"), else the reader image, or, when
+// profile names one (Agent.Key), else the reader image, or, when
 // exec is allowed, a tools image of the profile's own that carries only the
 // commands its allowlist names ("tools-<profile>").
 func (p *Profile) Image() string {
 	if p.Agent != nil {
-		return ImageAgentPrefix + p.Agent.Image
+		return p.Agent.Key()
 	}
 	if p.ExecAllowed() {
 		return ImageTools + "-" + p.Name

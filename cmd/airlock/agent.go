@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/airlock/airlock/cmd/airlock/internal/agenttest"
+	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
+)
+
+const agentUsage = `usage: airlock agent test NAME[@DIGEST] [--profile PROFILE]
+
+  test  run the agent contract's conformance checks (docs/agent-contract.md)
+        on an imported image, through the broker, under the profile that
+        names it as agent.image (--profile when several do)
+`
+
+// agentCmd runs agent subcommands; it writes its report to w and says
+// whether every check passed.
+func agentCmd(ctx context.Context, b airlockv1.BrokerClient, args []string, w io.Writer) (bool, error) {
+	if len(args) == 0 || args[0] != "test" {
+		return false, errors.New(agentUsage)
+	}
+	fset := flag.NewFlagSet("agent test", flag.ContinueOnError)
+	profile := fset.String("profile", "", "the profile to run the image under (default: the one that names it)")
+	// The image comes first, as the usage shows; flags may follow it.
+	args = args[1:]
+	var ref string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		ref, args = args[0], args[1:]
+	}
+	if err := fset.Parse(args); err != nil {
+		return false, err
+	}
+	if ref == "" && fset.NArg() == 1 {
+		ref = fset.Arg(0)
+	} else if ref == "" || fset.NArg() != 0 {
+		return false, errors.New(agentUsage)
+	}
+	img, p, err := agenttest.Target(ctx, b, ref, *profile)
+	if err != nil {
+		return false, err
+	}
+	fmt.Fprintf(w, "agent image %s@%s under profile %s\n", img.GetName(), img.GetDigest(), p)
+	checks, err := agenttest.Run(ctx, b, p)
+	if err != nil {
+		return false, err
+	}
+	ok := true
+	for _, c := range checks {
+		mark := "PASS"
+		if !c.OK {
+			mark, ok = "FAIL", false
+		}
+		fmt.Fprintf(w, "%s  %s: %s\n", mark, c.Name, c.Detail)
+	}
+	return ok, nil
+}
