@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/airlock/airlock/cmd/airlock/internal/agenttest"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
@@ -27,19 +26,9 @@ func agentCmd(ctx context.Context, b airlockv1.BrokerClient, args []string, w io
 	}
 	fset := flag.NewFlagSet("agent test", flag.ContinueOnError)
 	profile := fset.String("profile", "", "the profile to run the image under (default: the one that names it)")
-	// The image comes first, as the usage shows; flags may follow it.
-	args = args[1:]
-	var ref string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		ref, args = args[0], args[1:]
-	}
-	if err := fset.Parse(args); err != nil {
+	ref, err := parseOperand(fset, args[1:], agentUsage)
+	if err != nil {
 		return false, err
-	}
-	if ref == "" && fset.NArg() == 1 {
-		ref = fset.Arg(0)
-	} else if ref == "" || fset.NArg() != 0 {
-		return false, errors.New(agentUsage)
 	}
 	img, p, err := agenttest.Target(ctx, b, ref, *profile)
 	if err != nil {

@@ -51,21 +51,31 @@ func imageCmd(ctx context.Context, b airlockv1.BrokerClient, args []string) (pro
 	return nil, fmt.Errorf("image: unknown command %q\n%s", args[0], imageUsage)
 }
 
+// parseOperand parses args of the form OPERAND [flags] or [flags] OPERAND
+// with fset, and returns the one operand: the usage shows it first, and
+// flags may follow it.
+func parseOperand(fset *flag.FlagSet, args []string, usage string) (string, error) {
+	var operand string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		operand, args = args[0], args[1:]
+	}
+	if err := fset.Parse(args); err != nil {
+		return "", err
+	}
+	if operand == "" && fset.NArg() == 1 {
+		operand = fset.Arg(0)
+	} else if operand == "" || fset.NArg() != 0 {
+		return "", errors.New(usage)
+	}
+	return operand, nil
+}
+
 func imageImport(ctx context.Context, b airlockv1.BrokerClient, args []string) (proto.Message, error) {
 	fset := flag.NewFlagSet("image import", flag.ContinueOnError)
 	name := fset.String("name", "", "the image's name (default: the file's name without its extensions)")
-	// The file comes first, as the usage shows; flags may follow it.
-	var file string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		file, args = args[0], args[1:]
-	}
-	if err := fset.Parse(args); err != nil {
+	file, err := parseOperand(fset, args, imageUsage)
+	if err != nil {
 		return nil, err
-	}
-	if file == "" && fset.NArg() == 1 {
-		file = fset.Arg(0)
-	} else if file == "" || fset.NArg() != 0 {
-		return nil, errors.New(imageUsage)
 	}
 	if *name == "" {
 		*name = defaultImageName(file)
