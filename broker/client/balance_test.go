@@ -11,6 +11,7 @@ import (
 	"errors"
 	"math/big"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -47,6 +48,12 @@ type nodeBroker struct {
 	// tried are the job IDs of every Spawn that arrived, refused or not.
 	tried    []string
 	jobCalls int
+}
+
+func (b *nodeBroker) triedCount() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.tried)
 }
 
 func (b *nodeBroker) Spawn(ctx context.Context, req *airlockv1.SpawnRequest) (*airlockv1.SpawnResponse, error) {
@@ -294,10 +301,19 @@ func TestDialTarget_RetriesAFullBrokersSpawnElsewhere(t *testing.T) {
 	nodes := startNodes(t, 3, healthpb.HealthCheckResponse_SERVING, nil)
 	nodes[0].refuse = true
 	conn := dialNodes(t, nodes)
+	// round_robin picks among the brokers it is connected to, and the full
+	// one may connect last: spawn until it has been tried.
 	resps := spawnN(t, conn, 12)
-	if len(nodes[0].tried) == 0 {
-		t.Fatal("the full broker was never tried: the test proves nothing")
+	deadline := time.Now().Add(10 * time.Second)
+	for nodes[0].triedCount() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the full broker was never tried within 10s: the test proves nothing")
+		}
+		resps = append(resps, spawnN(t, conn, 1)...)
 	}
+	nodes[0].mu.Lock()
+	tried := slices.Clone(nodes[0].tried)
+	nodes[0].mu.Unlock()
 	ran := map[string]bool{}
 	for _, r := range resps {
 		ran[r.GetJobId()] = true
@@ -305,7 +321,7 @@ func TestDialTarget_RetriesAFullBrokersSpawnElsewhere(t *testing.T) {
 			t.Errorf("job %s ran on the full broker", r.GetJobId())
 		}
 	}
-	for _, id := range nodes[0].tried {
+	for _, id := range tried {
 		if !ran[id] {
 			t.Errorf("refused job %s was retried under another job_id", id)
 		}
