@@ -6,7 +6,7 @@ BIN := $(CURDIR)/bin
 BUF := $(GO) run github.com/bufbuild/buf/cmd/buf@v1.75.0
 GOTEST_FLAGS ?=
 
-.PHONY: all deps node-deps build proto lint vet unit race integration test demo agents agents-test clean
+.PHONY: all deps node-deps build proto lint vet unit race integration test demo mmdebstrap agents agents-test airlockd-image airlockd-image-test clean
 
 all: build
 
@@ -63,6 +63,7 @@ lint:
 vet:
 	$(GO) vet ./...
 	$(GO) vet -tags integration ./integration/...
+	$(GO) vet -tags airlockdimage ./deploy/kubernetes/
 
 unit:
 	$(GO) test -count=1 $(GOTEST_FLAGS) ./...
@@ -87,23 +88,27 @@ node-deps: deps
 integration: deps node-deps agents
 	$(GO) test -count=1 -tags integration -timeout 30m $(GOTEST_FLAGS) ./integration/...
 
-test: deps build lint vet unit race integration agents-test
+test: deps build lint vet unit race integration agents-test airlockd-image-test
 
 demo: deps build
 	@bash integration/demo.sh $(BIN)
+
+# mmdebstrap installs mmdebstrap when missing, for the images made from
+# Debian's packages (images/debian-rootfs.sh).
+mmdebstrap:
+	@command -v mmdebstrap >/dev/null 2>&1 || { \
+		echo "installing mmdebstrap"; \
+		if [ "$$(id -u)" != 0 ]; then echo "make $@: run as root to apt-get install" >&2; exit 1; fi; \
+		ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1 || apt-get update -qq; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap >/dev/null; \
+	}
 
 # agents builds the example agents of examples/agents into OCI image-layout
 # tarballs, bin/agents/python-agent.tar and bin/agents/node-agent.tar, with
 # no registry and no Docker: a minimal root filesystem from Debian's
 # packages (mmdebstrap, installed when missing), Node's binary from the npm
 # package examples/agents/node's lockfile pins, and images/mkimage.
-agents: deps
-	@command -v mmdebstrap >/dev/null 2>&1 || { \
-		echo "installing mmdebstrap"; \
-		if [ "$$(id -u)" != 0 ]; then echo "make agents: run as root to apt-get install" >&2; exit 1; fi; \
-		ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1 || apt-get update -qq; \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap >/dev/null; \
-	}
+agents: deps mmdebstrap
 	cd examples/agents/node && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	@mkdir -p $(BIN)/agents
 	$(GO) build -trimpath -o $(BIN)/mkimage ./images/mkimage
@@ -114,6 +119,20 @@ agents: deps
 # and runs each under runc with a shipped profile's spec (root).
 agents-test: agents build
 	$(GO) test -count=1 -tags agents $(GOTEST_FLAGS) ./examples/agents/
+
+# airlockd-image builds the image deploy/kubernetes's DaemonSet runs,
+# bin/airlockd-image.tar (OCI image layout), the same way: Debian's
+# containerd, runc, crun, runsc, nftables, busybox-static, iproute2 and
+# ca-certificates, and make build's airlockd, airlock and airlock-agent in
+# /usr/local/bin. deploy/kubernetes/README.md says how to publish it.
+airlockd-image: build mmdebstrap
+	$(GO) build -trimpath -o $(BIN)/mkimage ./images/mkimage
+	bash deploy/kubernetes/airlockd-image.sh $(BIN) $(BIN)/airlockd-image.tar $(BIN)/mkimage
+
+# airlockd-image-test reads the image back, checks it against the
+# DaemonSet, and runs its binaries under runc (root).
+airlockd-image-test: deps airlockd-image
+	$(GO) test -count=1 -tags airlockdimage $(GOTEST_FLAGS) ./deploy/kubernetes/
 
 clean:
 	rm -rf $(BIN) $(addsuffix /node_modules,$(NODE_EXAMPLES)) examples/agents/node/node_modules examples/openclaw-plugin/dist

@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"net"
 	"os"
-	"path"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -58,6 +57,10 @@ var wantSecurityContext = corev1.SecurityContext{
 	AppArmorProfile:          &corev1.AppArmorProfile{Type: corev1.AppArmorProfileTypeUnconfined},
 }
 
+// imageEntrypoint is airlockd in its image (airlockd-image.sh), which the
+// DaemonSet's command names: the image test holds the image to it.
+const imageEntrypoint = "/usr/local/bin/airlockd"
+
 // manifests is one rendered kustomization, decoded.
 type manifests struct {
 	namespace  *corev1.Namespace
@@ -71,16 +74,7 @@ type manifests struct {
 // every overlay as `kubectl apply -k` would, decodes each object strictly
 // into its Kubernetes API type and checks it.
 func TestManifests_RenderDecodeStrictlyAndHoldThePolicy(t *testing.T) {
-	dirs := []string{"base"}
-	overlays, err := os.ReadDir("overlays")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, o := range overlays {
-		if o.IsDir() {
-			dirs = append(dirs, filepath.Join("overlays", o.Name()))
-		}
-	}
+	dirs := kustomizations(t)
 	if len(dirs) < 2 {
 		t.Fatalf("found %v: no overlay", dirs)
 	}
@@ -93,6 +87,22 @@ func TestManifests_RenderDecodeStrictlyAndHoldThePolicy(t *testing.T) {
 			checkManifests(t, m)
 		})
 	}
+}
+
+// kustomizations are base and every overlay.
+func kustomizations(t *testing.T) []string {
+	t.Helper()
+	dirs := []string{"base"}
+	overlays, err := os.ReadDir("overlays")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range overlays {
+		if o.IsDir() {
+			dirs = append(dirs, filepath.Join("overlays", o.Name()))
+		}
+	}
+	return dirs
 }
 
 // TestKustomizations_DecodeStrictly: a misspelt field in a kustomization
@@ -419,8 +429,8 @@ func checkContainer(t *testing.T, c corev1.Container) {
 // checkFlags parses the container's arguments with airlockd's own flag
 // set, and checks what the flags ask of the pod.
 func checkFlags(t *testing.T, c corev1.Container, pod corev1.PodSpec) server.Options {
-	if len(c.Command) != 1 || path.Base(c.Command[0]) != "airlockd" {
-		t.Errorf("command %v, want airlockd alone, its flags in args", c.Command)
+	if !slices.Equal(c.Command, []string{imageEntrypoint}) {
+		t.Errorf("command %v, want [%s] alone, the image's airlockd, its flags in args", c.Command, imageEntrypoint)
 	}
 	var o server.Options
 	fset, _ := server.FlagSet("airlockd", flag.ContinueOnError, &o)

@@ -6,15 +6,12 @@
 # binary that examples/agents/node's lockfile pins are copied in, and
 # MKIMAGE (images/mkimage) makes the image, which strips setuid bits and
 # makes every link relative. The root filesystem is a temporary directory,
-# removed on exit.
-#
-# DEBIAN_SUITE (default: the host's codename) and DEBIAN_MIRROR (default:
-# mmdebstrap's own choice) say where the packages come from.
+# removed on exit. DEBIAN_SUITE and DEBIAN_MIRROR say where the packages
+# come from (images/debian-rootfs.sh).
 set -euo pipefail
 
 kind=$1 out=$2 mkimage=$3
 here=$(cd "$(dirname "$0")" && pwd)
-suite=${DEBIAN_SUITE:-$(. /etc/os-release && echo "$VERSION_CODENAME")}
 
 case $kind in
 python)
@@ -39,15 +36,7 @@ esac
 root=$(mktemp -d /tmp/airlock-rootfs-XXXXXX)
 trap 'rm -rf "$root"' EXIT
 
-mmdebstrap --quiet --variant=extract --include="$packages" --format=directory \
-	"$suite" "$root" ${DEBIAN_MIRROR:+"$DEBIAN_MIRROR"}
-
-# What no agent reads: documentation, translations, the package manager's
-# state and caches. /dev holds the device nodes mmdebstrap made, which an
-# image must not: the sandbox mounts its own /dev.
-rm -rf "$root"/usr/share/{doc,man,info,locale,lintian} "$root"/var/{cache,lib/apt,lib/dpkg,log} \
-	"$root"/dev
-mkdir "$root/dev"
+bash "$here/../../images/debian-rootfs.sh" "$root" "$packages"
 
 install -d -m 0755 "$root/app"
 case $kind in

@@ -2,7 +2,7 @@
 // directory, with package images/rootfs: the Makefile's way to make the
 // example agents' images (make agents) without a registry or Docker.
 //
-//	mkimage -root DIR -name NAME -o FILE [-env K=V]... -- ENTRYPOINT [ARG]...
+//	mkimage -root DIR -name NAME -o FILE [-env K=V]... [-user USER] -- ENTRYPOINT [ARG]...
 //
 // It prints the manifest digest.
 package main
@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/airlock/airlock/images"
 	"github.com/airlock/airlock/images/rootfs"
 )
 
@@ -45,11 +46,12 @@ func run(args []string) error {
 	maxBytes := fs.Int64("max-bytes", rootfs.DefaultMaxBytes, "cap on the bytes of the image's files")
 	var env envFlags
 	fs.Var(&env, "env", "an Env entry of the image config, K=V (repeatable)")
+	user := fs.String("user", images.NobodyUser, "the image config's User; a sandbox's is ignored, airlockd's is 0:0")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *root == "" || *name == "" || *out == "" || fs.NArg() == 0 {
-		return errors.New("usage: mkimage -root DIR -name NAME -o FILE [-env K=V]... -- ENTRYPOINT [ARG]...")
+		return errors.New("usage: mkimage -root DIR -name NAME -o FILE [-env K=V]... [-user USER] -- ENTRYPOINT [ARG]...")
 	}
 	// Written beside the target and renamed, so that a failed build never
 	// leaves a tarball that looks whole.
@@ -58,7 +60,7 @@ func run(args []string) error {
 		return err
 	}
 	defer os.Remove(f.Name())
-	d, err := rootfs.Build(f, *root, *name, fs.Args(), rootfs.WithEnv(env), rootfs.WithMaxBytes(*maxBytes))
+	d, err := rootfs.Build(f, *root, *name, fs.Args(), rootfs.WithEnv(env), rootfs.WithUser(*user), rootfs.WithMaxBytes(*maxBytes))
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

@@ -53,6 +53,7 @@ type Option func(*config)
 
 type config struct {
 	env      []string
+	user     string
 	maxBytes int64
 }
 
@@ -60,6 +61,12 @@ type config struct {
 // environment, so this documents what the entrypoint expects and serves
 // other runtimes only.
 func WithEnv(env []string) Option { return func(c *config) { c.env = slices.Clone(env) } }
+
+// WithUser sets the image config's User, nobody unless said. A sandbox's
+// image has no use for it: Airlock runs every job as its profile's uid,
+// whatever the image says. airlockd's own image says root, which its
+// containerd and runc need.
+func WithUser(user string) Option { return func(c *config) { c.user = user } }
 
 // WithMaxBytes caps the bytes of the files the image may hold.
 func WithMaxBytes(n int64) Option { return func(c *config) { c.maxBytes = n } }
@@ -69,7 +76,7 @@ func WithMaxBytes(n int64) Option { return func(c *config) { c.maxBytes = n } }
 // Entrypoint, and returns the manifest digest. The entrypoint must resolve,
 // within the tree, to an executable regular file.
 func Build(w io.Writer, dir, name string, entrypoint []string, opts ...Option) (v1.Hash, error) {
-	cfg := config{maxBytes: DefaultMaxBytes}
+	cfg := config{user: images.NobodyUser, maxBytes: DefaultMaxBytes}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -98,7 +105,7 @@ func Build(w io.Writer, dir, name string, entrypoint []string, opts ...Option) (
 	if err != nil {
 		return v1.Hash{}, fmt.Errorf("layer: %w", err)
 	}
-	img, err := image(layer, entrypoint, cfg.env)
+	img, err := image(layer, entrypoint, cfg.env, cfg.user)
 	if err != nil {
 		return v1.Hash{}, err
 	}
@@ -122,8 +129,8 @@ func Build(w io.Writer, dir, name string, entrypoint []string, opts ...Option) (
 	return img.Digest()
 }
 
-// image is one layer with an OCI config that runs entrypoint as nobody.
-func image(layer v1.Layer, entrypoint, env []string) (v1.Image, error) {
+// image is one layer with an OCI config that runs entrypoint as user.
+func image(layer v1.Layer, entrypoint, env []string, user string) (v1.Image, error) {
 	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
 	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
 	img, err := mutate.AppendLayers(img, layer)
@@ -138,7 +145,7 @@ func image(layer v1.Layer, entrypoint, env []string) (v1.Image, error) {
 	cf.OS, cf.Architecture = "linux", runtime.GOARCH
 	cf.Config.Entrypoint = slices.Clone(entrypoint)
 	cf.Config.Env = env
-	cf.Config.User = images.NobodyUser
+	cf.Config.User = user
 	cf.Config.WorkingDir = "/"
 	return mutate.ConfigFile(img, cf)
 }

@@ -111,6 +111,24 @@ func TestBuild_AnImportableImageWithNothingAnImportRefuses(t *testing.T) {
 	}
 }
 
+func TestBuild_WithUserSetsTheConfigsUserOnly(t *testing.T) {
+	out, err := build(t, tree(t), rootfs.WithUser("0:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := rootfstest.Check(out)
+	if err != nil {
+		t.Fatalf("the image fails the import's rules: %v", err)
+	}
+	if got := img.Config.Config.User; got != "0:0" {
+		t.Errorf("config user = %q, want 0:0", got)
+	}
+	// The layer's rules are the same whoever the image runs as.
+	if h := img.Files["/usr/bin/su"]; h == nil || h.Mode != 0o755 {
+		t.Errorf("/usr/bin/su = %+v, want mode 0755 (setuid stripped)", h)
+	}
+}
+
 func TestBuild_SameTreeSameBytes(t *testing.T) {
 	dir := tree(t)
 	first, err := build(t, dir)
