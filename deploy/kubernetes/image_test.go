@@ -28,7 +28,6 @@ import (
 
 	"github.com/airlock/airlock/cmd/airlockd/server"
 	"github.com/airlock/airlock/images"
-	"github.com/airlock/airlock/images/rootfs"
 	"github.com/airlock/airlock/images/rootfs/rootfstest"
 )
 
@@ -96,7 +95,7 @@ func TestAirlockdImage_ReadsBackAsTheDaemonSetsImage(t *testing.T) {
 	if got, err := lookPath(img, "airlock-agent"); err == nil && path.Dir(got) != path.Dir(imageEntrypoint) {
 		t.Errorf("airlock-agent is at %s, not next to airlockd (--agent-binary's default)", got)
 	}
-	if got, err := resolve(img, "/var/run"); err != nil || got != "/run" {
+	if got, err := img.Resolve("/var/run"); err != nil || got != "/run" {
 		t.Errorf("/var/run leads to %q (%v), want /run, the pod's writable emptyDir", got, err)
 	}
 }
@@ -122,11 +121,11 @@ func TestAirlockdImage_HoldsWhatTheDaemonSetNames(t *testing.T) {
 			if len(c.Command) != 1 {
 				t.Fatalf("command %q", c.Command)
 			}
-			if ep, err := resolve(img, c.Command[0]); err != nil || !isExecutable(img, ep) {
+			if ep, err := img.Resolve(c.Command[0]); err != nil || !isExecutable(img, ep) {
 				t.Errorf("command %s is not an executable of the image (%v)", c.Command[0], err)
 			}
 			for _, vm := range c.VolumeMounts {
-				if p, err := resolve(img, vm.MountPath); err != nil || img.Files[p].Typeflag != tar.TypeDir {
+				if p, err := img.Resolve(vm.MountPath); err != nil || img.Files[p].Typeflag != tar.TypeDir {
 					t.Errorf("volume %s mounts at %s, which is no directory of the image (%v)", vm.Name, vm.MountPath, err)
 				}
 			}
@@ -140,11 +139,11 @@ func TestAirlockdImage_HoldsWhatTheDaemonSetNames(t *testing.T) {
 				agent = path.Join(path.Dir(c.Command[0]), "airlock-agent")
 			}
 			for flagName, p := range map[string]string{"--busybox": o.Busybox, "--agent-binary": agent} {
-				if got, err := resolve(img, p); err != nil || !isExecutable(img, got) {
+				if got, err := img.Resolve(p); err != nil || !isExecutable(img, got) {
 					t.Errorf("%s %s is not an executable of the image (%v)", flagName, p, err)
 				}
 			}
-			netns, err := resolve(img, "/var/run")
+			netns, err := img.Resolve("/var/run")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -237,20 +236,6 @@ func TestAirlockdImage_PublishesAsREADMESays(t *testing.T) {
 	}
 }
 
-// resolve follows p's symlinks within the image.
-func resolve(img *rootfstest.Image, p string) (string, error) {
-	return rootfs.Resolve(p, func(p string) (string, bool) {
-		h, ok := img.Files[p]
-		if !ok {
-			return "", false
-		}
-		if h.Typeflag != tar.TypeSymlink {
-			return "", true
-		}
-		return h.Linkname, true
-	})
-}
-
 func isExecutable(img *rootfstest.Image, p string) bool {
 	h := img.Files[p]
 	return h != nil && h.Typeflag == tar.TypeReg && h.Mode&0o111 != 0
@@ -265,7 +250,7 @@ func lookPath(img *rootfstest.Image, file string) (string, error) {
 		}
 	}
 	for d := range strings.SplitSeq(dirs, ":") {
-		if got, err := resolve(img, path.Join(d, file)); err == nil && isExecutable(img, got) {
+		if got, err := img.Resolve(path.Join(d, file)); err == nil && isExecutable(img, got) {
 			return got, nil
 		}
 	}

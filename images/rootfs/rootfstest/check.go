@@ -39,6 +39,21 @@ type Image struct {
 	Files map[string]*tar.Header
 }
 
+// Resolve follows the symlinks of the absolute path p within the image's
+// layer, as rootfs.Resolve does, and returns the path it leads to.
+func (img *Image) Resolve(p string) (string, error) {
+	return rootfs.Resolve(p, func(p string) (string, bool) {
+		h, ok := img.Files[p]
+		if !ok {
+			return "", false
+		}
+		if h.Typeflag != tar.TypeSymlink {
+			return "", true
+		}
+		return h.Linkname, true
+	})
+}
+
 // Check reads the tarball at file and returns its image, or the first way
 // it breaks the rules.
 func Check(file string) (*Image, error) { return inspect(file, "") }
@@ -99,16 +114,7 @@ func inspect(file, dst string) (*Image, error) {
 	if err := checkLinks(out.Files); err != nil {
 		return nil, err
 	}
-	ep, err := rootfs.Resolve(cf.Config.Entrypoint[0], func(p string) (string, bool) {
-		h, ok := out.Files[p]
-		if !ok {
-			return "", false
-		}
-		if h.Typeflag != tar.TypeSymlink {
-			return "", true
-		}
-		return h.Linkname, true
-	})
+	ep, err := out.Resolve(cf.Config.Entrypoint[0])
 	if err != nil {
 		return nil, fmt.Errorf("entrypoint: %w", err)
 	}
