@@ -7,7 +7,10 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/containerd/containerd/containers"
@@ -100,7 +103,7 @@ func runscPlatform(named, runsc string, log *slog.Logger) (string, error) {
 // short on a loaded host costs speed, not safety, since ptrace is no
 // weaker a boundary. Every airlockd start with a runsc profile that names
 // no platform waits this long on such a host.
-const kvmProbeTimeout = 5 * time.Second
+var kvmProbeTimeout = 5 * time.Second
 
 // probeKVM runs a sandbox that does nothing on the kvm platform.
 func probeKVM(runsc string) error {
@@ -114,7 +117,20 @@ func probeKVM(runsc string) error {
 		return err
 	}
 	defer os.RemoveAll(root)
-	cmd := exec.CommandContext(ctx, runsc, "--root", root, "--network=none", "--platform=kvm", "do", "/bin/true")
+	// runsc do makes its bundle in TMPDIR, and a killed one leaves it
+	// there: it goes in the probe's own directory, removed above.
+	tmp := filepath.Join(root, "tmp")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, runsc, "--root", filepath.Join(root, "state"), "--network=none", "--platform=kvm", "do", "/bin/true")
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+	// A broker killed mid-probe takes the probe with it: runsc do's
+	// sandbox is attached to runsc do, which dies with the thread that
+	// started it, held for the probe.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.CombinedOutput()
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/airlock/airlock/policies/policy"
 	runcoptions "github.com/containerd/containerd/api/types/runc/options"
@@ -165,5 +166,38 @@ func TestCheckRuntime_RunscNeedsStrictSeccomp(t *testing.T) {
 	p.Isolation.Seccomp = "strict"
 	if err := CheckRuntime(p, slog.Default()); err != nil {
 		t.Errorf("CheckRuntime(runsc, seccomp strict) = %v", err)
+	}
+}
+
+// A kvm probe that hangs, as on a virtual machine without nested
+// virtualization, is killed at its deadline and leaves nothing: not the
+// bundle runsc do makes in TMPDIR, nor its own state.
+func TestProbeKVM_HungProbeLeavesNothing(t *testing.T) {
+	bin, dir := t.TempDir(), t.TempDir()
+	t.Setenv("TMPDIR", dir)
+	kvm := filepath.Join(dir, "kvm")
+	if err := os.WriteFile(kvm, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	defer func(d string, timeout time.Duration) { kvmDevice, kvmProbeTimeout = d, timeout }(kvmDevice, kvmProbeTimeout)
+	kvmDevice, kvmProbeTimeout = kvm, 300*time.Millisecond
+	// A stand-in for runsc do: it makes its bundle in TMPDIR, says so,
+	// and hangs.
+	runsc := filepath.Join(bin, "runsc")
+	script := "#!/bin/sh\nd=$(mktemp -d \"${TMPDIR:-/tmp}/runsc-do.XXXXXX\") && touch \"$d/config.json\" && exec sleep 60\n"
+	if err := os.WriteFile(runsc, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := probeKVM(runsc); err == nil || !strings.Contains(err.Error(), "did not finish") {
+		t.Fatalf("probeKVM of a hung sandbox = %v, want a timeout", err)
+	}
+	left, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range left {
+		if e.Name() != "kvm" {
+			t.Errorf("the probe left %s in TMPDIR", e.Name())
+		}
 	}
 }
