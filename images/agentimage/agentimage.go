@@ -335,7 +335,7 @@ func vet(raw v1.Image, lim Limits) (*Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: layers: %s", ErrRefused, quoteErr(err))
 	}
-	w := &walker{lim: lim, files: map[string]bool{}, top: map[string]bool{}}
+	w := &walker{lim: lim, files: map[string]bool{}, top: map[string]bool{}, links: map[string]bool{}, parents: map[string]bool{}}
 	for i, l := range layers {
 		if err := w.layer(i, l); err != nil {
 			return nil, err
@@ -363,6 +363,12 @@ type walker struct {
 	files map[string]bool
 	// top records, per top-level name, whether it is a directory now.
 	top map[string]bool
+	// links are the symlinks so far, and parents every directory that
+	// holds an entry: no entry may lie beneath a symlink, and no symlink
+	// may replace a directory that holds entries, so that every path's
+	// parents are real directories and a link's target, joined to its
+	// directory as text, is where it leads.
+	links, parents map[string]bool
 }
 
 func (w *walker) layer(i int, l v1.Layer) error {
@@ -416,6 +422,11 @@ func (w *walker) entry(hdr *tar.Header) error {
 	if err != nil {
 		return err
 	}
+	for dir := path.Dir(name); dir != "."; dir = path.Dir(dir) {
+		if w.links[dir] {
+			return fmt.Errorf("an entry beneath the symlink %s, which could lead it anywhere", Quote(dir))
+		}
+	}
 	base := path.Base(name)
 	if strings.HasPrefix(base, ".wh.") {
 		return errors.New("a whiteout, which deletes a file of a lower layer: Airlock imports layers that only add, so that every file it vets is one the agent sees; flatten the image first (crane flatten, or a single-stage build)")
@@ -445,6 +456,9 @@ func (w *walker) entry(hdr *tar.Header) error {
 		if err := checkSymlink(name, hdr.Linkname); err != nil {
 			return err
 		}
+		if name == "." || w.parents[name] {
+			return errors.New("a symlink in place of a directory that holds entries")
+		}
 		delete(w.files, name)
 	case tar.TypeLink:
 		target, err := cleanName(hdr.Linkname)
@@ -467,6 +481,10 @@ func (w *walker) entry(hdr *tar.Header) error {
 	}
 	if !strings.Contains(name, "/") {
 		w.top[name] = hdr.Typeflag == tar.TypeDir
+	}
+	w.links[name] = hdr.Typeflag == tar.TypeSymlink
+	for dir := path.Dir(name); dir != "." && !w.parents[dir]; dir = path.Dir(dir) {
+		w.parents[dir] = true
 	}
 	return nil
 }

@@ -109,6 +109,8 @@ func TestRead_Refuses(t *testing.T) {
 		{"char device", with(entry{Name: "app/mem", Type: tar.TypeChar}), DefaultLimits, `"app/mem": a device node`},
 		{"fifo", with(entry{Name: "app/pipe", Type: tar.TypeFifo}), DefaultLimits, `"app/pipe": a FIFO`},
 		{"symlink escape", with(entry{Name: "app/host", Type: tar.TypeSymlink, Link: "../../etc/shadow"}), DefaultLimits, `leads out of the root filesystem`},
+		{"symlink through a symlink", with(entry{Name: "app/x", Type: tar.TypeSymlink, Link: "."}, entry{Name: "app/x/y", Type: tar.TypeSymlink, Link: ".."}), DefaultLimits, `beneath the symlink "app/x"`},
+		{"symlink over a directory with entries", with(entry{Name: "app/d/f", Data: []byte("x")}, entry{Name: "app/d", Type: tar.TypeSymlink, Link: "."}), DefaultLimits, `a symlink in place of a directory`},
 		{"absolute symlink", with(entry{Name: "app/abs", Type: tar.TypeSymlink, Link: "/etc/shadow"}), DefaultLimits, `an absolute symlink to "/etc/shadow"`},
 		{"hardlink escape", with(entry{Name: "app/hl", Type: tar.TypeLink, Link: "../etc/shadow"}), DefaultLimits, `a hard link to "../etc/shadow"`},
 		{"hardlink to nothing", with(entry{Name: "app/hl", Type: tar.TypeLink, Link: "etc/shadow"}), DefaultLimits, `not a regular file of the image before it`},
