@@ -292,9 +292,14 @@ func (r *Runner) ImportImage(ctx context.Context, name string, f *os.File) (info
 		return r.alreadyImported(ctx, rec, info)
 	}
 
-	// Cleanup runs to its end even when the caller has gone.
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), createTimeout)
+	// The import runs to its end even when the caller has gone, within
+	// importTimeout; its cleanup has a deadline of its own, so that an
+	// import that ran out of time is still undone.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), importTimeout)
 	defer cancel()
+	cleanup := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	}
 	ls := r.client.LeasesService()
 	lease, err := ls.Create(cctx, leases.WithID("airlock-import-"+uuid.NewString()),
 		leases.WithLabels(map[string]string{LabelInstance: r.instance}), leases.WithExpiration(time.Hour))
@@ -302,7 +307,9 @@ func (r *Runner) ImportImage(ctx context.Context, name string, f *os.File) (info
 		return info, fmt.Errorf("lease: %w", err)
 	}
 	defer func() {
-		if err := ls.Delete(cctx, lease, leases.SynchronousDelete); err != nil {
+		dctx, cancel := cleanup()
+		defer cancel()
+		if err := ls.Delete(dctx, lease, leases.SynchronousDelete); err != nil {
 			retErr = errors.Join(retErr, fmt.Errorf("delete import lease: %w", err))
 		}
 	}()
@@ -310,7 +317,9 @@ func (r *Runner) ImportImage(ctx context.Context, name string, f *os.File) (info
 	created := false
 	defer func() {
 		if retErr != nil && created {
-			if err := r.client.ImageService().Delete(cctx, ref, ctrimages.SynchronousDelete()); err != nil && !errdefs.IsNotFound(err) {
+			dctx, cancel := cleanup()
+			defer cancel()
+			if err := r.client.ImageService().Delete(dctx, ref, ctrimages.SynchronousDelete()); err != nil && !errdefs.IsNotFound(err) {
 				retErr = errors.Join(retErr, fmt.Errorf("remove the half-imported image: %w", err))
 			}
 		}
@@ -338,6 +347,10 @@ func (r *Runner) ImportImage(ctx context.Context, name string, f *os.File) (info
 	r.log.Info("agent image imported", "name", name, "digest", img.Digest, "size", img.Size)
 	return info, nil
 }
+
+// importTimeout bounds one import's writing and unpacking of up to the
+// layers' cap.
+const importTimeout = 10 * time.Minute
 
 // alreadyImported answers an import of an image containerd holds: it is
 // unpacked, in case an airlockd stopped between its record and its unpack.

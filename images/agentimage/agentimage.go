@@ -239,6 +239,9 @@ func fromLayout(dir string) (v1.Image, error) {
 		if slices.Contains(seen, d.Digest) {
 			return nil
 		}
+		if err := metaBlob(dir, "manifest", d.Digest); err != nil {
+			return err
+		}
 		img, err := from.Image(d.Digest)
 		if err != nil {
 			return fmt.Errorf("%w: manifest %s: %s", ErrRefused, d.Digest, quoteErr(err))
@@ -256,6 +259,9 @@ func fromLayout(dir string) (v1.Image, error) {
 		case d.MediaType.IsIndex():
 			if d.Size > maxMetaBytes {
 				return nil, fmt.Errorf("%w: index %s is %d bytes; at most %d", ErrRefused, d.Digest, d.Size, maxMetaBytes)
+			}
+			if err := metaBlob(dir, "index", d.Digest); err != nil {
+				return nil, err
 			}
 			child, err := idx.ImageIndex(d.Digest)
 			if err != nil {
@@ -283,12 +289,36 @@ func fromLayout(dir string) (v1.Image, error) {
 	}
 	switch len(found) {
 	case 1:
+		m, err := found[0].Manifest()
+		if err != nil {
+			return nil, fmt.Errorf("%w: manifest: %s", ErrRefused, quoteErr(err))
+		}
+		if err := metaBlob(dir, "config", m.Config.Digest); err != nil {
+			return nil, err
+		}
 		return found[0], nil
 	case 0:
 		slices.Sort(others)
 		return nil, fmt.Errorf("%w: no image for this host's platform %s in the tarball (it has: %s)", ErrRefused, Platform.String(), orNone(slices.Compact(others)))
 	}
 	return nil, fmt.Errorf("%w: the tarball holds %d images for %s; import one at a time", ErrRefused, len(found), Platform.String())
+}
+
+// metaBlob refuses a manifest, index or config blob of the layout at dir
+// over maxMetaBytes on disk, whatever its descriptor claims: the library
+// reads such a blob whole.
+func metaBlob(dir, what string, h v1.Hash) error {
+	if h.Algorithm != "sha256" {
+		return fmt.Errorf("%w: %s digest %s: want sha256", ErrRefused, what, Quote(h.String()))
+	}
+	st, err := os.Stat(filepath.Join(dir, "blobs", h.Algorithm, h.Hex))
+	if err != nil {
+		return fmt.Errorf("%w: %s %s: %s", ErrRefused, what, h, quoteErr(err))
+	}
+	if st.Size() > maxMetaBytes {
+		return fmt.Errorf("%w: %s %s is %d bytes; at most %d", ErrRefused, what, h, st.Size(), maxMetaBytes)
+	}
+	return nil
 }
 
 func platformMatches(p v1.Platform) bool {

@@ -2,6 +2,7 @@ package agentimage
 
 import (
 	"archive/tar"
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -207,5 +208,37 @@ func TestRead_AcceptsWhatRootfsBuilds(t *testing.T) {
 	}
 	if img.Digest != want.String() {
 		t.Errorf("digest %s, want the builder's %s", img.Digest, want)
+	}
+}
+
+// A layout's manifest or config blob is read whole by the library: one
+// bigger on disk than the cap is refused before it is read, whatever its
+// descriptor claims.
+func TestRead_RefusesAnOversizedConfigBlob(t *testing.T) {
+	img := imageOf(t, "amd64", skeleton(t))
+	dir := t.TempDir()
+	p, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.AppendImage(img); err != nil {
+		t.Fatal(err)
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob := filepath.Join(dir, "blobs", "sha256", m.Config.Digest.Hex)
+	f, err := os.OpenFile(blob, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(bytes.Repeat([]byte(" "), maxMetaBytes)); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	_, err = read(t, agentimagetest.TarDir(t, dir), DefaultLimits)
+	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "config sha256:"+m.Config.Digest.Hex+" is") {
+		t.Fatalf("Read: %v, want the oversized config refused", err)
 	}
 }
