@@ -52,7 +52,8 @@ func main() {
 	}
 	cmd, args := global.Arg(0), global.Args()[1:]
 	auditWithSocket := func(args []string) error { return auditCmd(*socket, args) }
-	mcpWithBroker := func(args []string) error { return mcpCmd(*socket, *addr, *tokenFile, args) }
+	endpoint := client.Endpoint{Socket: client.Socket(*socket), Addr: *addr, Target: *target, TLSCA: *tlsCA, TokenFile: client.TokenFile(*tokenFile)}
+	mcpWithBroker := func(args []string) error { return mcpCmd(endpoint, args) }
 	if local, ok := map[string]func([]string) error{"policy": policyCmd, "audit": auditWithSocket, "doctor": doctorCmd, "bench": benchCmd, "mcp": mcpWithBroker}[cmd]; ok {
 		if err := local(args); err != nil {
 			fail(err)
@@ -89,7 +90,7 @@ func main() {
 		fmt.Fprint(os.Stdout, usage)
 		os.Exit(0)
 	}
-	conn, err := client.Endpoint{Socket: client.Socket(*socket), Addr: *addr, Target: *target, TLSCA: *tlsCA, TokenFile: client.TokenFile(*tokenFile)}.Dial()
+	conn, err := endpoint.Dial()
 	if err != nil {
 		fail(err)
 	}

@@ -3,11 +3,11 @@ package main
 import (
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -20,6 +20,7 @@ import (
 
 	"github.com/airlock/airlock/broker/auth"
 	"github.com/airlock/airlock/broker/client"
+	"github.com/airlock/airlock/broker/listen"
 	"github.com/airlock/airlock/cmd/airlock/internal/mcpserver"
 )
 
@@ -48,7 +49,7 @@ flags:
 `
 
 // mcpCmd serves MCP until its client goes away or a signal arrives.
-func mcpCmd(socket, addr, tokenFile string, args []string) error {
+func mcpCmd(ep client.Endpoint, args []string) error {
 	fs := flag.NewFlagSet("mcp", flag.ExitOnError)
 	fs.Usage = func() { fmt.Fprint(os.Stderr, mcpUsage); fs.PrintDefaults() }
 	httpAddr := fs.String("http", "", "serve Streamable HTTP on this host:port instead of stdio")
@@ -62,8 +63,18 @@ func mcpCmd(socket, addr, tokenFile string, args []string) error {
 	if *httpAddr == "" && (*allowRemote || *tlsCert != "" || *tlsKey != "") {
 		return errors.New("--allow-remote, --tls-cert and --tls-key go with --http")
 	}
-	tokenPath := client.TokenFile(tokenFile)
-	conn, err := client.Dial(client.Socket(socket), addr, tokenPath)
+	bind := listen.Config{Addr: *httpAddr, AllowRemote: *allowRemote, TLSCert: *tlsCert, TLSKey: *tlsKey}
+	if *httpAddr != "" {
+		// The broker's own bind rule: loopback by address, or
+		// --allow-remote with TLS, so that the token never crosses the
+		// network in clear.
+		if err := listen.Check("--http", bind); err != nil {
+			return err
+		}
+	}
+	tokenPath := client.TokenFile(ep.TokenFile)
+	ep.TokenFile = tokenPath
+	conn, err := ep.Dial()
 	if err != nil {
 		return err
 	}
@@ -75,16 +86,16 @@ func mcpCmd(socket, addr, tokenFile string, args []string) error {
 	if *httpAddr == "" {
 		return ignoreClosedStdio(server.Run(ctx, &mcp.StdioTransport{}))
 	}
-	if err := checkListen(*httpAddr, *allowRemote, *tlsCert, *tlsKey); err != nil {
-		return err
-	}
 	token, err := auth.LoadToken(tokenPath)
 	if err != nil {
 		return err
 	}
-	lis, err := net.Listen("tcp", *httpAddr)
+	lis, tc, err := listen.TCP("--http", bind)
 	if err != nil {
 		return err
+	}
+	if tc != nil {
+		lis = tls.NewListener(lis, tc)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/mcp", requireBearer(token, mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, &mcp.StreamableHTTPOptions{
@@ -93,13 +104,7 @@ func mcpCmd(socket, addr, tokenFile string, args []string) error {
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	fmt.Fprintf(os.Stderr, "airlock mcp: serving Streamable HTTP on %s/mcp\n", lis.Addr())
 	done := make(chan error, 1)
-	go func() {
-		if *tlsCert != "" {
-			done <- srv.ServeTLS(lis, *tlsCert, *tlsKey)
-		} else {
-			done <- srv.Serve(lis)
-		}
-	}()
+	go func() { done <- srv.Serve(lis) }()
 	select {
 	case err := <-done:
 		return err
@@ -108,29 +113,6 @@ func mcpCmd(socket, addr, tokenFile string, args []string) error {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	return srv.Shutdown(sctx)
-}
-
-// checkListen refuses a non-loopback --http without --allow-remote, and
-// --allow-remote without TLS: the token would cross the network in clear.
-func checkListen(addr string, allowRemote bool, cert, key string) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("--http %q: %w", addr, err)
-	}
-	if (cert == "") != (key == "") {
-		return errors.New("--tls-cert and --tls-key go together")
-	}
-	ip := net.ParseIP(host)
-	if host == "localhost" || ip != nil && ip.IsLoopback() {
-		return nil
-	}
-	if !allowRemote {
-		return fmt.Errorf("--http %s is not a loopback address: add --allow-remote, with --tls-cert and --tls-key", addr)
-	}
-	if cert == "" {
-		return errors.New("--allow-remote needs --tls-cert and --tls-key")
-	}
-	return nil
 }
 
 // requireBearer lets through only requests with the token, compared in
