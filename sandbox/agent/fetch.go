@@ -160,8 +160,11 @@ func readableType(contentType string) bool {
 	return strings.HasPrefix(mt, "text/") || mt == "application/xhtml+xml" || mt == "application/json" || strings.HasSuffix(mt, "+json")
 }
 
+// fetchContentURL is fetchURL; tests watch the time each fetch is given.
+var fetchContentURL = fetchURL
+
 // fetchContent fetches every content item that names a URL, before the
-// task reads anything, and returns read with the fetched bodies served by
+// task reads anything, all within the job's fetch timeout, and returns read with the fetched bodies served by
 // their items' names. An item without a media type takes the response's,
 // and its source becomes where the fetch ended, for resolving its links.
 func fetchContent(j *Job, read func(string) ([]byte, error)) (func(string) ([]byte, error), error) {
@@ -169,6 +172,9 @@ func fetchContent(j *Job, read func(string) ([]byte, error)) (func(string) ([]by
 	if t := time.Duration(j.FetchTimeoutMillis) * time.Millisecond; t > 0 && t < timeout {
 		timeout = t
 	}
+	// One deadline for every fetch: a job of several slow URLs is a fetch
+	// failure, not a job killed at its own deadline.
+	deadline := time.Now().Add(timeout)
 	bodies := map[string][]byte{}
 	for i, c := range j.Content {
 		if c.URL == "" {
@@ -177,7 +183,7 @@ func fetchContent(j *Job, read func(string) ([]byte, error)) (func(string) ([]by
 		if err := checkContentName(c.Name); err != nil {
 			return nil, err
 		}
-		f, err := fetchURL(c.URL, timeout)
+		f, err := fetchContentURL(c.URL, time.Until(deadline))
 		if err != nil {
 			return nil, fmt.Errorf("%w: content %q: %w", ErrFetch, c.Name, err)
 		}

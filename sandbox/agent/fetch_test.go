@@ -270,3 +270,23 @@ func TestReadableType(t *testing.T) {
 		}
 	}
 }
+
+// A job's URLs share one fetch deadline: each fetch is given what the ones
+// before it left, so several slow pages cannot outlast the job.
+func TestContentURL_FetchesShareOneDeadline(t *testing.T) {
+	old := fetchContentURL
+	t.Cleanup(func() { fetchContentURL = old })
+	var given []time.Duration
+	fetchContentURL = func(u string, timeout time.Duration) (fetched, error) {
+		given = append(given, timeout)
+		return fetched{data: []byte("x"), mediaType: "text/plain", url: u}, nil
+	}
+	j := Job{ContractVersion: ContractVersion, ID: "j1", Task: "extract_text", FetchTimeoutMillis: 2000,
+		Content: []ContentFile{{Name: "0", URL: "http://a.test/"}, {Name: "1", URL: "http://b.test/"}, {Name: "2", URL: "http://c.test/"}}}
+	if _, err := fetchContent(&j, func(string) ([]byte, error) { return nil, errors.New("no file") }); err != nil {
+		t.Fatal(err)
+	}
+	if len(given) != 3 || given[0] > 2*time.Second || !(given[1] < given[0] && given[2] < given[1]) {
+		t.Errorf("the fetches were given %v, want each less than the one before, within 2s", given)
+	}
+}
