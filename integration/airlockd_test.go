@@ -102,11 +102,16 @@ func startDaemonOn(runtime string, args ...string) (*daemonProc, error) {
 
 // newDaemon prepares an airlockd's dir (token, canary, policies) and its
 // metrics port, without starting it: a caller may change it first.
-func newDaemon(runtime string, args ...string) (*daemonProc, error) {
+func newDaemon(runtime string, args ...string) (_ *daemonProc, retErr error) {
 	dir, err := os.MkdirTemp("", "airlockd-it-")
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if retErr != nil {
+			os.RemoveAll(dir)
+		}
+	}()
 	if err := os.Chmod(dir, 0o711); err != nil {
 		return nil, err
 	}
