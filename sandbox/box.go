@@ -102,9 +102,10 @@ func (b *box) phase(name string) {
 
 // newBox makes a sandbox for policy p up to a created task. jobID labels
 // its lease and container when the job is already known; a warm pool's box
-// has none, and, when the agent waits for its start line, is started: its
-// job then skips the runtime's start and the agent's. On error, nothing it
-// made is left.
+// has none. When the image's agent waits for its start line, the box is
+// run ahead (see wrapperScript) and started, for a pool or for a job: the
+// job then only writes its input and that line. On error, nothing it made
+// is left.
 func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jobID string) (_ *box, retErr error) {
 	img, ok := r.images[image]
 	if !ok {
@@ -324,9 +325,10 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 	b.phase("task")
 
 	if b.net != nil && b.paths.NetNS == "" {
-		// The task's init waits for start inside the namespaces runc
-		// made: its network namespace gets the rules and the veth before
-		// anything of the job runs.
+		// The task's init waits inside the namespaces runc made, for
+		// the runtime's start or, run ahead, for its start line: its
+		// network namespace gets the rules and the veth before anything
+		// of the job runs.
 		if err := b.net.SetupIn(cctx, fmt.Sprintf("%s/%d/ns/net", r.proc, b.task.Pid())); err != nil {
 			return nil, fmt.Errorf("network namespace: %w", err)
 		}
