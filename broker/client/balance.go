@@ -1,6 +1,7 @@
 package client
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -141,7 +142,7 @@ func callOptions(creds credentials.TransportCredentials, token []byte) []grpc.Di
 // as gRPC does) and its endpoint, the host:port after the authority.
 func splitTarget(target string) (scheme, endpoint string, err error) {
 	if u, perr := url.Parse(target); perr == nil && u.Scheme != "" && (u.Path != "" || u.Opaque != "") {
-		scheme, endpoint = u.Scheme, strings.TrimPrefix(cmpOr(u.Path, u.Opaque), "/")
+		scheme, endpoint = u.Scheme, strings.TrimPrefix(cmp.Or(u.Path, u.Opaque), "/")
 	} else {
 		scheme, endpoint = "dns", target
 	}
@@ -149,13 +150,6 @@ func splitTarget(target string) (scheme, endpoint string, err error) {
 		return "", "", fmt.Errorf("target %q: want dns:///host:port or host:port: %w", target, err)
 	}
 	return scheme, endpoint, nil
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // watchedBuilder wraps a resolver so that the router learns every address
