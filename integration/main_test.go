@@ -7,14 +7,18 @@
 package integration
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -98,6 +102,7 @@ func run(m *testing.M) int {
 		teardown()
 		return 1
 	}
+	deadBefore := deadShimSockets()
 	code := m.Run()
 	if err := teardown(); err != nil {
 		fmt.Fprintln(os.Stderr, "integration teardown:", err)
@@ -105,7 +110,33 @@ func run(m *testing.M) int {
 			code = 1
 		}
 	}
+	// A shim that was killed leaves its socket; the brokers that killed
+	// their shims must have removed them.
+	for _, s := range deadShimSockets() {
+		if !slices.Contains(deadBefore, s) {
+			fmt.Fprintln(os.Stderr, "integration: left behind the socket of a dead shim:", s)
+			code = cmp.Or(code, 1)
+		}
+	}
 	return code
+}
+
+// deadShimSockets lists the runc shim sockets that nothing listens on.
+func deadShimSockets() []string {
+	var dead []string
+	entries, _ := os.ReadDir("/run/containerd/s")
+	for _, e := range entries {
+		p := filepath.Join("/run/containerd/s", e.Name())
+		c, err := net.DialTimeout("unix", p, time.Second)
+		if err == nil {
+			c.Close()
+			continue
+		}
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			dead = append(dead, p)
+		}
+	}
+	return dead
 }
 
 var stops []func() error

@@ -274,12 +274,17 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	specOpts := append(append(SpecFor(runID, p, b.paths), img.process(), oci.WithCgroup(r.cgroupPath(runID)), withStartSignal(prestart)), rt.Spec...)
+	var seccomp seccompUse
+	if rt.Name == policy.RuntimeCrun {
+		specOpts = append(specOpts, r.filters.withCompiledSeccomp(&seccomp))
+	}
 	b.container, err = r.client.NewContainer(lctx, runID,
 		containerd.WithImageName(img.Name()),
 		withSnapshotView(runID, img.chainID),
 		containerd.WithRuntime(rt.Shim, options),
 		containerd.WithContainerLabels(labels),
-		containerd.WithNewSpec(append(append(SpecFor(runID, p, b.paths), img.process(), oci.WithCgroup(r.cgroupPath(runID)), withStartSignal(prestart)), rt.Spec...)...),
+		containerd.WithNewSpec(specOpts...),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("create container: %w", err)
@@ -348,6 +353,14 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 			return nil, fmt.Errorf("start task: %w", err)
 		}
 		b.phase("start")
+		// The agent waits for its start line, under the filter crun
+		// installed and nothing else yet.
+		if err := r.filters.learn(seccomp, b.task.Pid()); err != nil {
+			return nil, err
+		}
+	}
+	if seccomp.given != nil {
+		r.filters.used.Inc()
 	}
 	return b, nil
 }

@@ -97,7 +97,7 @@ func newPoolMetrics() *poolMetrics {
 // Collectors are the runner's Prometheus instruments, for the broker's
 // registry.
 func (r *Runner) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{r.poolMetrics.ready, r.poolMetrics.claims, r.poolMetrics.phases, r.poolMetrics.cleanupFailures}
+	return []prometheus.Collector{r.poolMetrics.ready, r.poolMetrics.claims, r.poolMetrics.phases, r.poolMetrics.cleanupFailures, r.filters.used}
 }
 
 // StartPool keeps cfg.Size sandboxes ready for jobs under profile p (as

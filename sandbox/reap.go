@@ -3,6 +3,8 @@ package sandbox
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -250,7 +252,28 @@ func (r *Runner) killShims(runs map[string]bool) error {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 		r.log.Info("reaped shim", "pid", pid)
 	}
-	return nil
+	// A shim removes its socket when it shuts down, but not when it is
+	// killed: the sockets of the runs named are removed whether or not
+	// their shims were found.
+	var errs []error
+	for id := range runs {
+		if err := os.Remove(shimSocket(r.address, id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// shimSocketDir is where the runc v2 shim puts its socket, whatever
+// containerd's own state dir.
+const shimSocketDir = "/run/containerd/s"
+
+// shimSocket is the socket of the runc v2 shim serving run id for the
+// containerd at address, named as the shim names it: by a hash of the
+// address, namespace and ID.
+func shimSocket(address, id string) string {
+	sum := sha256.Sum256([]byte(filepath.Join(address, footprint.Namespace, id)))
+	return filepath.Join(shimSocketDir, hex.EncodeToString(sum[:]))
 }
 
 // argAfter returns the argument after flag in args, or "".

@@ -135,6 +135,9 @@ type Runner struct {
 	closeBehind sync.Once
 	teardowns   sync.WaitGroup
 
+	// filters holds the seccomp programs crun compiled, for reuse.
+	filters *filterCache
+
 	poolsMu     sync.Mutex
 	pools       map[string]*warmPool // by profile name
 	poolMetrics *poolMetrics
@@ -179,6 +182,7 @@ func New(ctx context.Context, cfg Config) (_ *Runner, retErr error) {
 		log:           cfg.Logger,
 
 		poolMetrics: newPoolMetrics(),
+		filters:     newFilterCache(cfg.Logger),
 		behind:      make(chan teardownJob, cmp.Or(cfg.MaxTeardownsBehind, DefaultTeardownsBehind)),
 	}
 	for range teardownWorkers {
