@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -19,6 +20,9 @@ import (
 const (
 	// DefaultMaxImageBytes is Config.MaxImageBytes when zero.
 	DefaultMaxImageBytes = 512 << 20
+	// DefaultImportIdle is Config.ImportIdle when zero: a client that
+	// stops sending holds the single import slot no longer than this.
+	DefaultImportIdle = 30 * time.Second
 	// maxImageChunk caps one message's data.
 	maxImageChunk = 1 << 20
 )
@@ -40,7 +44,8 @@ func (s *Server) ImportImage(stream airlockv1.Broker_ImportImageServer) (retErr 
 	default:
 		return fmt.Errorf("%w: another image import is running", ErrOverloaded)
 	}
-	first, err := stream.Recv()
+	recv := idleRecv(stream, s.importIdle)
+	first, err := recv()
 	if errors.Is(err, io.EOF) {
 		return badField("name", "name is required in the first message")
 	}
@@ -63,7 +68,7 @@ func (s *Server) ImportImage(stream airlockv1.Broker_ImportImageServer) (retErr 
 	}()
 	var n int64
 	for {
-		req, err := stream.Recv()
+		req, err := recv()
 		if errors.Is(err, io.EOF) {
 			break
 		}
@@ -97,6 +102,43 @@ func (s *Server) ImportImage(stream airlockv1.Broker_ImportImageServer) (retErr 
 	}
 	s.log.Info("image imported", "name", name, "digest", info.Digest, "size", info.Size, "created", info.Created)
 	return stream.SendAndClose(&airlockv1.ImportImageResponse{Image: imageProto(info), Created: info.Created})
+}
+
+// idleRecv returns a Recv of stream that fails with DeadlineExceeded when
+// no message arrives within idle: the handler then returns, which ends
+// the stream and the Recv still waiting in its goroutine.
+func idleRecv(stream airlockv1.Broker_ImportImageServer, idle time.Duration) func() (*airlockv1.ImportImageRequest, error) {
+	type msg struct {
+		req *airlockv1.ImportImageRequest
+		err error
+	}
+	ch := make(chan msg)
+	done := stream.Context().Done()
+	go func() {
+		for {
+			req, err := stream.Recv()
+			select {
+			case ch <- msg{req, err}:
+			case <-done:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	timer := time.NewTimer(idle)
+	return func() (*airlockv1.ImportImageRequest, error) {
+		timer.Reset(idle)
+		select {
+		case m := <-ch:
+			return m.req, m.err
+		case <-timer.C:
+			return nil, fmt.Errorf("%w: no image data for %s: the upload is ended, and the import slot freed", context.DeadlineExceeded, idle)
+		case <-done:
+			return nil, stream.Context().Err()
+		}
+	}
 }
 
 // ListImages lists the imported images.

@@ -246,3 +246,36 @@ func TestImportImage_OneAtATime(t *testing.T) {
 		t.Errorf("an import after the first ended: %v", err)
 	}
 }
+
+// An upload that stalls is ended after the idle time, and frees the one
+// import slot for the next.
+func TestImportImage_AStalledUploadFreesTheSlot(t *testing.T) {
+	store := &fakeImages{}
+	c, _ := newBrokerWith(t, &fakeRunner{}, testToken, broker.Config{Images: store, ImageSpoolDir: t.TempDir(), ImportIdle: 50 * time.Millisecond})
+	for name, msgs := range map[string][]*airlockv1.ImportImageRequest{
+		"before the name": nil,
+		"after the name":  {{Name: "a"}},
+		"after some data": {{Name: "a"}, {Data: []byte("x")}},
+	} {
+		stream, err := c.ImportImage(ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range msgs {
+			if err := stream.Send(m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The stream stays open; the broker ends it.
+		err = stream.RecvMsg(new(airlockv1.ImportImageResponse))
+		if status.Code(err) != codes.DeadlineExceeded || !strings.Contains(err.Error(), "no image data for 50ms") {
+			t.Errorf("%s: stalled upload ended with %v, want DeadlineExceeded naming the idle time", name, err)
+		}
+		if _, err := importImage(t, c, &airlockv1.ImportImageRequest{Name: "b"}, &airlockv1.ImportImageRequest{Data: []byte("y")}); err != nil {
+			t.Errorf("%s: the next import: %v", name, err)
+		}
+	}
+	if len(store.imported) != 1 || string(store.imported["b"]) != "y" {
+		t.Errorf("imported %v, want b only", store.imported)
+	}
+}

@@ -108,6 +108,10 @@ type Config struct {
 	ImageSpoolDir string
 	// MaxImageBytes caps an import's upload; zero is DefaultMaxImageBytes.
 	MaxImageBytes int64
+	// ImportIdle is how long an import's upload may go without a message
+	// before it is ended, and the single import slot freed; zero is
+	// DefaultImportIdle.
+	ImportIdle time.Duration
 }
 
 // Server implements airlockv1.BrokerServer.
@@ -154,6 +158,7 @@ type Server struct {
 	images        job.ImageStore
 	spoolDir      string
 	maxImageBytes int64
+	importIdle    time.Duration
 	// importing holds the one import that may run at a time.
 	importing chan struct{}
 }
@@ -200,6 +205,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxImageBytes <= 0 {
 		cfg.MaxImageBytes = DefaultMaxImageBytes
 	}
+	if cfg.ImportIdle <= 0 {
+		cfg.ImportIdle = DefaultImportIdle
+	}
 	if _, err := cfg.Profiles.Get(cfg.DefaultProfile); err != nil {
 		return nil, fmt.Errorf("broker: default profile %q is not loaded (have %v)", cfg.DefaultProfile, cfg.Profiles.Names())
 	}
@@ -231,6 +239,7 @@ func New(cfg Config) (*Server, error) {
 		images:        cfg.Images,
 		spoolDir:      cfg.ImageSpoolDir,
 		maxImageBytes: cfg.MaxImageBytes,
+		importIdle:    cfg.ImportIdle,
 		importing:     make(chan struct{}, 1),
 	}
 	srv.anomalies = anomaly.New(cfg.Anomalies, func(kind, key string, n int) {
