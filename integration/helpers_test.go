@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/containerd"
 	"github.com/containerd/containerd/snapshots"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -53,38 +54,9 @@ func spawn(t *testing.T, req *airlockv1.SpawnRequest) *airlockv1.SpawnResponse {
 // leftovers lists what a finished job must not leave: containers, tasks,
 // active snapshots, leases, job dirs and mounts under the state dir.
 func leftovers(ctx context.Context) ([]string, error) {
-	var out []string
-	cs, err := env.ctrd.Containers(ctx)
+	out, err := containerdLeftovers(ctx, env.ctrd)
 	if err != nil {
 		return nil, err
-	}
-	for _, c := range cs {
-		out = append(out, "container "+c.ID())
-	}
-	tasks, err := env.ctrd.TaskService().List(ctx, nil)
-	if err != nil {
-		return nil, err
-	}
-	for _, tk := range tasks.Tasks {
-		out = append(out, "task "+tk.ID)
-	}
-	err = env.ctrd.SnapshotService("overlayfs").Walk(ctx, func(_ context.Context, info snapshots.Info) error {
-		if info.Kind != snapshots.KindCommitted {
-			out = append(out, "snapshot "+info.Name)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	ls, err := env.ctrd.LeasesService().List(ctx)
-	if err != nil {
-		return nil, err
-	}
-	for _, l := range ls {
-		if _, ok := l.Labels[sandbox.LabelRun]; ok {
-			out = append(out, "lease "+l.ID)
-		}
 	}
 	entries, err := os.ReadDir(env.stateDir + "/jobs")
 	if err != nil {
@@ -109,14 +81,7 @@ func leftovers(ctx context.Context) ([]string, error) {
 			out = append(out, "veth "+i.Name)
 		}
 	}
-	// A run's cgroup outlives a teardown that lost track of its task.
-	inst := footprint.InstanceID(env.stateDir)
-	for _, pattern := range []string{"/sys/fs/cgroup/*/airlock/" + inst + "/*/", "/sys/fs/cgroup/airlock/" + inst + "/*/"} {
-		dirs, _ := filepath.Glob(pattern)
-		for _, d := range dirs {
-			out = append(out, "cgroup "+d)
-		}
-	}
+	out = append(out, cgroupLeftovers(env.stateDir)...)
 	out = append(out, runscLeftovers(env.stateDir)...)
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
@@ -130,6 +95,59 @@ func leftovers(ctx context.Context) ([]string, error) {
 		}
 	}
 	return out, sc.Err()
+}
+
+// containerdLeftovers lists what a finished job must not leave in
+// containerd: containers, tasks, active snapshots and run leases.
+func containerdLeftovers(ctx context.Context, c *containerd.Client) ([]string, error) {
+	var out []string
+	cs, err := c.Containers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, x := range cs {
+		out = append(out, "container "+x.ID())
+	}
+	tasks, err := c.TaskService().List(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	for _, tk := range tasks.Tasks {
+		out = append(out, "task "+tk.ID)
+	}
+	err = c.SnapshotService("overlayfs").Walk(ctx, func(_ context.Context, info snapshots.Info) error {
+		if info.Kind != snapshots.KindCommitted {
+			out = append(out, "snapshot "+info.Name)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	ls, err := c.LeasesService().List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range ls {
+		if _, ok := l.Labels[sandbox.LabelRun]; ok {
+			out = append(out, "lease "+l.ID)
+		}
+	}
+	return out, nil
+}
+
+// cgroupLeftovers lists the run cgroups of the broker on stateDir: a
+// run's cgroup outlives a teardown that lost track of its task.
+func cgroupLeftovers(stateDir string) []string {
+	var out []string
+	inst := footprint.InstanceID(stateDir)
+	for _, pattern := range []string{"/sys/fs/cgroup/*/airlock/" + inst + "/*/", "/sys/fs/cgroup/airlock/" + inst + "/*/"} {
+		dirs, _ := filepath.Glob(pattern)
+		for _, d := range dirs {
+			out = append(out, "cgroup "+d)
+		}
+	}
+	return out
 }
 
 // runscLeftovers lists what gVisor left of the sandboxes of the airlockd on

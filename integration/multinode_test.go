@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/containerd/containerd"
-	"github.com/containerd/containerd/snapshots"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -32,7 +31,6 @@ import (
 
 	"github.com/airlock/airlock/broker/client"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
-	"github.com/airlock/airlock/sandbox"
 	"github.com/airlock/airlock/sandbox/footprint"
 )
 
@@ -510,38 +508,11 @@ func nodeLeftovers(t *testing.T, d *daemonProc) []string {
 	var left []string
 	waitFor(30*time.Second, func() bool {
 		left = append(daemonLeftovers(d), daemonJobDirs(d)...)
-		cs, err := c.Containers(ctx)
+		in, err := containerdLeftovers(ctx, c)
 		if err != nil {
-			left = append(left, "containers: "+err.Error())
+			in = []string{"containerd: " + err.Error()}
 		}
-		for _, x := range cs {
-			left = append(left, "container "+x.ID())
-		}
-		tasks, err := c.TaskService().List(ctx, nil)
-		if err == nil {
-			for _, tk := range tasks.Tasks {
-				left = append(left, "task "+tk.ID)
-			}
-		}
-		_ = c.SnapshotService("overlayfs").Walk(ctx, func(_ context.Context, info snapshots.Info) error {
-			if info.Kind != snapshots.KindCommitted {
-				left = append(left, "snapshot "+info.Name)
-			}
-			return nil
-		})
-		ls, _ := c.LeasesService().List(ctx)
-		for _, l := range ls {
-			if _, ok := l.Labels[sandbox.LabelRun]; ok {
-				left = append(left, "lease "+l.ID)
-			}
-		}
-		inst := footprint.InstanceID(filepath.Join(d.dir, "state"))
-		for _, pattern := range []string{"/sys/fs/cgroup/*/airlock/" + inst + "/*/", "/sys/fs/cgroup/airlock/" + inst + "/*/"} {
-			dirs, _ := filepath.Glob(pattern)
-			for _, dir := range dirs {
-				left = append(left, "cgroup "+dir)
-			}
-		}
+		left = append(append(left, in...), cgroupLeftovers(filepath.Join(d.dir, "state"))...)
 		return len(left) == 0
 	})
 	return left
