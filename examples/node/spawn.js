@@ -168,16 +168,70 @@ function readToken(file) {
   return token;
 }
 
-// hostsOf lists the hosts a target names: one, or each of an ipv4: or
-// ipv6: list.
-function hostsOf(addr) {
-  const list = /^ipv[46]:(.*)$/.exec(addr);
-  const parts = list ? list[1].split(',') : [addr.replace(/^dns:(\/\/[^/]*\/)?/, '')];
-  return parts.map((a) => a.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1'));
+// TARGET_SCHEMES are the schemes @grpc/grpc-js resolves. A target of any
+// other scheme, or of none (127.0.0.1:7777), is a dns: name, the whole
+// target its host:port (grpc-js's resolver.mapUriDefaultScheme).
+const TARGET_SCHEMES = new Set(['dns', 'ipv4', 'ipv6', 'unix']);
+
+// LOOPBACK is 127.0.0.0/8 and ::1, however spelled (::ffff:127.0.0.1 too).
+const LOOPBACK = new net.BlockList();
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
+LOOPBACK.addAddress('::1', 'ipv6');
+
+// targetParts splits a gRPC target into scheme, authority and path as
+// grpc-js's uri-parser does, so that the hosts checked are the ones the
+// channel dials: dns://8.8.8.8/localhost:7443 is {dns, 8.8.8.8,
+// localhost:7443}, ipv4:127.0.0.1:1,127.0.0.2:2 is {ipv4, '', the list}.
+function targetParts(target) {
+  const m = /^(?:([A-Za-z0-9+.-]+):)?(?:\/\/([^/]*)\/)?(.+)$/.exec(target);
+  if (m && TARGET_SCHEMES.has(m[1])) return { scheme: m[1], authority: m[2] || '', path: m[3] };
+  return { scheme: 'dns', authority: '', path: target };
 }
 
-// credentialsFor returns the channel credentials for addr. The broker speaks
-// plaintext gRPC on its unix socket and on loopback; anything else needs TLS.
+// hostOf is the host of a host:port, [v6]:port or bare host, as grpc-js's
+// splitHostPort reads it, or null where grpc-js finds none.
+function hostOf(hostport) {
+  if (hostport.startsWith('[')) {
+    const m = /^\[([^\]]*:[^\]]*)\](?::\d+)?$/.exec(hostport);
+    return m ? m[1] : null;
+  }
+  const parts = hostport.split(':');
+  if (parts.length !== 2) return hostport; // no port, or a bare IPv6 address
+  return /^\d+$/.test(parts[1]) ? parts[0] : null;
+}
+
+// plaintextRefusal says why plaintext gRPC must not go to target, or
+// returns '' when it may: a unix socket, or a target every host of which
+// (one, or each of an ipv4: or ipv6: list) is a loopback IP address or
+// localhost. localhost counts only as this host's own resolver (getaddrinfo,
+// /etc/hosts) answers for it: not when the target names a DNS server to ask
+// (dns://8.8.8.8/localhost:7443, whose answer is that server's to give), nor
+// when GRPC_NODE_USE_ALTERNATIVE_RESOLVER has grpc-js ask DNS servers
+// instead. An IP literal is never looked up, whatever server is named.
+// examples/openclaw-plugin/src/broker.ts applies the same rule.
+function plaintextRefusal(target) {
+  const { scheme, authority, path: endpoint } = targetParts(target);
+  if (scheme === 'unix') return '';
+  for (const hostport of scheme === 'dns' ? [endpoint] : endpoint.split(',')) {
+    const host = hostOf(hostport);
+    if (host === null) return `target ${target}: ${hostport} is not a host:port`;
+    const family = net.isIP(host);
+    if (family !== 0) {
+      if (!LOOPBACK.check(host, family === 6 ? 'ipv6' : 'ipv4')) return `target ${target}: ${host} is not loopback`;
+    } else if (host !== 'localhost') {
+      return `target ${target}: ${host} is not loopback`;
+    } else if (authority) {
+      return `target ${target}: localhost is looked up at the DNS server ${authority}, whose answer need not be loopback (dns:///localhost:PORT asks this host)`;
+    } else if (process.env.GRPC_NODE_USE_ALTERNATIVE_RESOLVER === 'true') {
+      return `target ${target}: with GRPC_NODE_USE_ALTERNATIVE_RESOLVER=true, grpc-js asks DNS servers, not /etc/hosts, for localhost`;
+    }
+  }
+  return '';
+}
+
+// credentialsFor returns the channel credentials for addr: TLS with
+// AIRLOCK_TLS_CA, else plaintext, which the broker speaks on its unix socket
+// and on loopback only (plaintextRefusal).
 function credentialsFor(addr) {
   const ca = process.env.AIRLOCK_TLS_CA;
   if (ca) {
@@ -186,12 +240,8 @@ function credentialsFor(addr) {
     return grpc.credentials.createSsl(fs.readFileSync(ca),
       key ? fs.readFileSync(key) : null, cert ? fs.readFileSync(cert) : null);
   }
-  if (!addr.startsWith('unix:')) {
-    for (const host of hostsOf(addr)) {
-      const loopback = host === 'localhost' || (net.isIPv4(host) && host.startsWith('127.')) || host === '::1';
-      if (!loopback) throw new Error(`${addr} is not loopback: the broker speaks plaintext gRPC there; set AIRLOCK_TLS_CA to use TLS`);
-    }
-  }
+  const refusal = plaintextRefusal(addr);
+  if (refusal) throw new Error(`${refusal}: the broker speaks plaintext gRPC only on its unix socket and loopback; set AIRLOCK_TLS_CA to use TLS`);
   return grpc.credentials.createInsecure();
 }
 
@@ -392,7 +442,7 @@ async function main() {
   process.exitCode = resp.verdict === 'VERDICT_OK' ? 0 : 3;
 }
 
-module.exports = { spawnJob, askJob, closeClients, taskSchema, ANSWER_SCHEMA, SERVICE_CONFIG };
+module.exports = { spawnJob, askJob, closeClients, taskSchema, ANSWER_SCHEMA, SERVICE_CONFIG, credentialsFor };
 
 if (require.main === module) {
   main().catch((err) => {
