@@ -1,7 +1,7 @@
 // broker.ts: one airlock.v1.Broker/Spawn call over gRPC, as
 // examples/node/spawn.js makes it, with the response walked into plain JSON.
 import { readFileSync } from "node:fs";
-import { isIPv4 } from "node:net";
+import { BlockList, isIP } from "node:net";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
@@ -13,7 +13,11 @@ const PROTO_ROOT = fileURLToPath(new URL("./proto", import.meta.url));
 
 /** Where and how to reach airlockd. */
 export type BrokerTarget = {
-  /** gRPC target: unix:///run/airlock/airlock.sock or 127.0.0.1:PORT. */
+  /**
+   * gRPC target: unix:///run/airlock/airlock.sock, 127.0.0.1:PORT, or
+   * several loopback brokers (ipv4:127.0.0.1:PORT,127.0.0.2:PORT); see
+   * credentialsFor.
+   */
   address: string;
   /** File holding the bearer token. */
   tokenFile: string;
@@ -92,18 +96,78 @@ function brokerClient(address: string): BrokerClient {
   }) as unknown as BrokerClient;
 }
 
-// The broker speaks plaintext gRPC on its unix socket and on loopback only;
-// this plugin goes nowhere else.
-function credentialsFor(address: string): grpc.ChannelCredentials {
-  if (!address.startsWith("unix:")) {
-    const host = address
-      .replace(/^dns:(\/\/\/)?/, "")
-      .replace(/:\d+$/, "")
-      .replace(/^\[(.*)\]$/, "$1");
-    const loopback = host === "localhost" || host === "::1" || (isIPv4(host) && host.startsWith("127."));
-    if (!loopback) {
-      throw new Error(`airlock: ${address} is not a unix socket or loopback address`);
+// TARGET_SCHEMES are the schemes @grpc/grpc-js resolves. A target of any
+// other scheme, or of none (127.0.0.1:7777), is a dns: name, the whole
+// target its host:port (grpc-js's resolver.mapUriDefaultScheme).
+const TARGET_SCHEMES = new Set(["dns", "ipv4", "ipv6", "unix"]);
+
+// LOOPBACK is 127.0.0.0/8 and ::1, however spelled (::ffff:127.0.0.1 too).
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet("127.0.0.0", 8, "ipv4");
+LOOPBACK.addAddress("::1", "ipv6");
+
+// targetParts splits a gRPC target into scheme, authority and path as
+// grpc-js's uri-parser does, so that the hosts checked are the ones the
+// channel dials: dns://8.8.8.8/localhost:7443 is {dns, 8.8.8.8,
+// localhost:7443}, ipv4:127.0.0.1:1,127.0.0.2:2 is {ipv4, "", the list}.
+function targetParts(target: string): { scheme: string; authority: string; path: string } {
+  const m = /^(?:([A-Za-z0-9+.-]+):)?(?:\/\/([^/]*)\/)?(.+)$/.exec(target);
+  if (m?.[1] !== undefined && TARGET_SCHEMES.has(m[1])) return { scheme: m[1], authority: m[2] ?? "", path: m[3] };
+  return { scheme: "dns", authority: "", path: target };
+}
+
+// hostOf is the host of a host:port, [v6]:port or bare host, as grpc-js's
+// splitHostPort reads it, or null where grpc-js finds none.
+function hostOf(hostport: string): string | null {
+  if (hostport.startsWith("[")) {
+    const m = /^\[([^\]]*:[^\]]*)\](?::\d+)?$/.exec(hostport);
+    return m ? m[1] : null;
+  }
+  const parts = hostport.split(":");
+  if (parts.length !== 2) return hostport; // no port, or a bare IPv6 address
+  return /^\d+$/.test(parts[1]) ? parts[0] : null;
+}
+
+// plaintextRefusal says why plaintext gRPC must not go to target, or
+// returns "" when it may: a unix socket, or a target every host of which
+// (one, or each of an ipv4: or ipv6: list) is a loopback IP address or
+// localhost. localhost counts only as this host's own resolver (getaddrinfo,
+// /etc/hosts) answers for it: not when the target names a DNS server to ask
+// (dns://8.8.8.8/localhost:7443, whose answer is that server's to give), nor
+// when GRPC_NODE_USE_ALTERNATIVE_RESOLVER has grpc-js ask DNS servers
+// instead. An IP literal is never looked up, whatever server is named.
+// examples/node/spawn.js applies the same rule.
+function plaintextRefusal(target: string): string {
+  const { scheme, authority, path } = targetParts(target);
+  if (scheme === "unix") return "";
+  for (const hostport of scheme === "dns" ? [path] : path.split(",")) {
+    const host = hostOf(hostport);
+    if (host === null) return `target ${target}: ${hostport} is not a host:port`;
+    const family = isIP(host);
+    if (family !== 0) {
+      if (!LOOPBACK.check(host, family === 6 ? "ipv6" : "ipv4")) return `target ${target}: ${host} is not loopback`;
+    } else if (host !== "localhost") {
+      return `target ${target}: ${host} is not loopback`;
+    } else if (authority) {
+      return `target ${target}: localhost is looked up at the DNS server ${authority}, whose answer need not be loopback (dns:///localhost:PORT asks this host)`;
+    } else if (process.env.GRPC_NODE_USE_ALTERNATIVE_RESOLVER === "true") {
+      return `target ${target}: with GRPC_NODE_USE_ALTERNATIVE_RESOLVER=true, grpc-js asks DNS servers, not /etc/hosts, for localhost`;
     }
+  }
+  return "";
+}
+
+/**
+ * credentialsFor returns the channel credentials for a target: plaintext,
+ * which the broker speaks on its unix socket and on loopback only. This
+ * plugin has no TLS, so it refuses any other target (plaintextRefusal).
+ */
+export function credentialsFor(target: string): grpc.ChannelCredentials {
+  const refusal = plaintextRefusal(target);
+  if (refusal) {
+    throw new Error(
+      `airlock: ${refusal}: the broker speaks plaintext gRPC only on its unix socket and loopback, and this plugin has no TLS`,
+    );
   }
   return grpc.credentials.createInsecure();
 }
