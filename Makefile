@@ -6,7 +6,7 @@ BIN := $(CURDIR)/bin
 BUF := $(GO) run github.com/bufbuild/buf/cmd/buf@v1.75.0
 GOTEST_FLAGS ?=
 
-.PHONY: all deps node-deps build proto lint vet unit race integration test demo mmdebstrap agents agents-test airlockd-image airlockd-image-test clean
+.PHONY: all deps node-deps node-unit build proto lint vet unit race integration test demo mmdebstrap agents agents-test airlockd-image airlockd-image-test clean
 
 all: build
 
@@ -86,10 +86,18 @@ node-deps: deps
 		(cd $$d && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error) || exit 1; \
 	done
 
+# node-unit runs the Node.js examples' own tests (node --test), which only
+# parse: which gRPC targets the Node client and the OpenClaw plugin speak
+# plaintext to. The plugin's tests build it first and run on the Node 24
+# its lockfile pins.
+node-unit: node-deps
+	cd examples/node && npm test
+	cd examples/openclaw-plugin && npm test
+
 integration: deps node-deps agents
 	$(GO) test -count=1 -tags integration -timeout 30m $(GOTEST_FLAGS) ./integration/...
 
-test: deps build lint vet unit race integration agents-test airlockd-image-test
+test: deps build lint vet unit node-unit race integration agents-test airlockd-image-test
 
 demo: deps build
 	@bash integration/demo.sh $(BIN)
