@@ -204,10 +204,3 @@ const AgentRefPrefix = "airlock.local/agents/"
 func AgentRef(name, digest string) string {
 	return AgentRefPrefix + name + "@" + digest
 }
-
-// MountPoints are the directories the runner mounts over, which an image
-// must hold since runc cannot make them on a read-only root.
-//
-// /sys is not mounted over, but docs/agent-contract.md asks for it, so
-// that an image holds to one list whatever the runtime.
-var MountPoints = []string{"/dev", "/input", "/output", "/proc", "/run", "/sys", "/tmp"}

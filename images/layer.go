@@ -5,32 +5,12 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"path"
 	"slices"
 	"strings"
 	"time"
 )
-
-// skeletonDirs exist in every image. The sandbox runs with a read-only
-// rootfs, and runc cannot create a missing mountpoint there, so every path
-// the runner mounts over must already be in the layer.
-var skeletonDirs = map[string]int64{
-	"/dev":    0o755,
-	"/etc":    0o755,
-	"/input":  0o755,
-	"/output": 0o755,
-	"/proc":   0o555,
-	"/run":    0o755,
-	"/sys":    0o555,
-	"/tmp":    0o1777,
-}
-
-// Mountpoints returns the directories every image must hold, with their
-// modes: the paths a sandbox mounts over, which runc cannot create on a
-// read-only root. Builders of other images add the ones missing.
-func Mountpoints() map[string]int64 { return maps.Clone(skeletonDirs) }
 
 // skeletonFiles give uid 0 and 65534 names, so tools that look the user up
 // (and error messages that print it) behave.
@@ -55,9 +35,10 @@ type entry struct {
 // layerTree collects the skeleton and spec files, refusing any overlap, so
 // what ends up in the image is exactly what the Spec asked for.
 func layerTree(spec Spec) (map[string]*entry, error) {
-	tree := make(map[string]*entry, len(skeletonDirs)+len(skeletonFiles)+len(spec.Files))
-	for p, mode := range skeletonDirs {
-		tree[p] = &entry{dir: true, mode: mode}
+	dirs := SkeletonDirs()
+	tree := make(map[string]*entry, len(dirs)+len(skeletonFiles)+len(spec.Files))
+	for _, d := range dirs {
+		tree[d.Path] = &entry{dir: true, mode: d.Mode}
 	}
 	for p, data := range skeletonFiles {
 		tree[p] = &entry{mode: 0o444, data: []byte(data)}

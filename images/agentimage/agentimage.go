@@ -372,9 +372,9 @@ func vet(raw v1.Image, lim Limits) (*Image, error) {
 		}
 	}
 	var missing []string
-	for _, mp := range images.MountPoints {
-		if !w.top[strings.TrimPrefix(mp, "/")] {
-			missing = append(missing, mp)
+	for _, mp := range images.Mountpoints() {
+		if !w.top[strings.TrimPrefix(mp.Path, "/")] {
+			missing = append(missing, mp.Path)
 		}
 	}
 	if len(missing) > 0 {

@@ -161,8 +161,9 @@ type node struct {
 	host string
 }
 
-// walk lists dir without following any symlink, with the mountpoints
-// Airlock needs added, and refuses what an image must not hold.
+// walk lists dir without following any symlink, with the directories
+// every Airlock image holds (the mountpoints, and /etc) added, and refuses
+// what an image must not hold.
 func walk(dir string) (map[string]*node, error) {
 	tree := map[string]*node{}
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
@@ -209,17 +210,17 @@ func walk(dir string) (map[string]*node, error) {
 	if err != nil {
 		return nil, err
 	}
-	for p, mode := range images.Mountpoints() {
-		n, ok := tree[p]
+	for _, d := range images.SkeletonDirs() {
+		n, ok := tree[d.Path]
 		switch {
 		case !ok:
-			m := fs.ModeDir | fs.FileMode(mode&0o777)
-			if mode&0o1000 != 0 {
+			m := fs.ModeDir | fs.FileMode(d.Mode&0o777)
+			if d.Mode&0o1000 != 0 {
 				m |= fs.ModeSticky
 			}
-			tree[p] = &node{mode: m}
+			tree[d.Path] = &node{mode: m}
 		case !n.mode.IsDir():
-			return nil, fmt.Errorf("%w: %s must be a directory: the sandbox mounts over it", ErrRefused, p)
+			return nil, fmt.Errorf("%w: %s must be a directory: the sandbox mounts over it", ErrRefused, d.Path)
 		}
 	}
 	return tree, nil

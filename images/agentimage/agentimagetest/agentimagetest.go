@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -17,6 +18,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/airlock/airlock/images"
 )
 
 // Entry is one entry of a hand-made layer. Type 0 is a regular file, Mode
@@ -29,14 +32,16 @@ type Entry struct {
 	PAX        map[string]string
 }
 
-// MountPoints are the directories every image Airlock imports must hold,
-// and /app for the agent.
+// MountPoints are the directories every image Airlock imports must hold
+// (images.Mountpoints), and /app for the agent. They are 0755, as Layer
+// makes an entry without a mode: the import checks that they are
+// directories, not their modes.
 func MountPoints() []Entry {
 	var out []Entry
-	for _, d := range []string{"dev/", "input/", "output/", "proc/", "run/", "sys/", "tmp/", "app/"} {
-		out = append(out, Entry{Name: d, Type: tar.TypeDir})
+	for _, mp := range images.Mountpoints() {
+		out = append(out, Entry{Name: strings.TrimPrefix(mp.Path, "/") + "/", Type: tar.TypeDir})
 	}
-	return out
+	return append(out, Entry{Name: "app/", Type: tar.TypeDir})
 }
 
 // Layer is an uncompressed layer of the entries, in order.
