@@ -1,7 +1,7 @@
 package images
 
 import (
-	"archive/tar"
+	"bytes"
 	// go-digest panics unless the program links sha256 in itself.
 	_ "crypto/sha256"
 	"encoding/json"
@@ -10,7 +10,6 @@ import (
 	"io"
 	"regexp"
 	"runtime"
-	"slices"
 
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
@@ -57,10 +56,10 @@ func Build(w io.Writer, spec Spec) (digest.Digest, error) {
 		return "", fmt.Errorf("image %s: %w", spec.Name, err)
 	}
 
-	blobs := make(map[digest.Digest][]byte, 3)
+	blobs := make([]LayoutBlob, 0, 3)
 	addBlob := func(mediaType string, data []byte) v1.Descriptor {
 		d := digest.FromBytes(data)
-		blobs[d] = data
+		blobs = append(blobs, LayoutBlob{Digest: d, Size: int64(len(data)), Content: bytes.NewReader(data)})
 		return v1.Descriptor{MediaType: mediaType, Digest: d, Size: int64(len(data))}
 	}
 	layerDesc := addBlob(v1.MediaTypeImageLayer, layer)
@@ -111,7 +110,7 @@ func Build(w io.Writer, spec Spec) (digest.Digest, error) {
 		return "", fmt.Errorf("image %s: oci-layout: %w", spec.Name, err)
 	}
 
-	if err := writeLayout(w, blobs, index, layout); err != nil {
+	if err := WriteLayout(w, blobs, index, layout); err != nil {
 		return "", fmt.Errorf("image %s: %w", spec.Name, err)
 	}
 	return manifestDesc.Digest, nil
@@ -128,52 +127,6 @@ func validate(spec Spec) error {
 		return fmt.Errorf("image %s: entrypoint: %w", spec.Name, err)
 	}
 	return nil
-}
-
-// writeLayout writes the outer tarball in sorted name order with pinned
-// headers, so it is as reproducible as the layer inside it.
-func writeLayout(w io.Writer, blobs map[digest.Digest][]byte, index, layout []byte) error {
-	tw := tar.NewWriter(w)
-	dir := func(name string) error {
-		return tw.WriteHeader(&tar.Header{
-			Name: name, Typeflag: tar.TypeDir, Mode: 0o755, ModTime: epoch, Format: tar.FormatPAX,
-		})
-	}
-	file := func(name string, data []byte) error {
-		err := tw.WriteHeader(&tar.Header{
-			Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(data)), ModTime: epoch, Format: tar.FormatPAX,
-		})
-		if err != nil {
-			return err
-		}
-		_, err = tw.Write(data)
-		return err
-	}
-
-	if err := dir(v1.ImageBlobsDir + "/"); err != nil {
-		return err
-	}
-	if err := dir(v1.ImageBlobsDir + "/sha256/"); err != nil {
-		return err
-	}
-	// All digests share the sha256 prefix, so sorting them sorts the paths.
-	digests := make([]digest.Digest, 0, len(blobs))
-	for d := range blobs {
-		digests = append(digests, d)
-	}
-	slices.Sort(digests)
-	for _, d := range digests {
-		if err := file(v1.ImageBlobsDir+"/sha256/"+d.Encoded(), blobs[d]); err != nil {
-			return err
-		}
-	}
-	if err := file(v1.ImageIndexFile, index); err != nil {
-		return err
-	}
-	if err := file(v1.ImageLayoutFile, layout); err != nil {
-		return err
-	}
-	return tw.Close()
 }
 
 func orDefault(s, def string) string {

@@ -28,6 +28,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/airlock/airlock/images"
@@ -373,38 +374,34 @@ func copyFile(w io.Writer, name string, size int64) error {
 	return nil
 }
 
-// tarLayout writes the layout directory as a tarball, in the order and
-// with the pinned headers images.Build uses.
+// tarLayout writes the layout directory that go-containerregistry made
+// as a tarball, with images.WriteLayout, as images.Build writes its own.
 func tarLayout(w io.Writer, dir string) error {
-	blobDir := filepath.Join(dir, "blobs", "sha256")
-	blobs, err := os.ReadDir(blobDir)
+	blobDir := filepath.Join(dir, ocispec.ImageBlobsDir, "sha256")
+	entries, err := os.ReadDir(blobDir)
 	if err != nil {
 		return err
 	}
-	tw := tar.NewWriter(w)
-	for _, d := range []string{"blobs/", "blobs/sha256/"} {
-		if err := tw.WriteHeader(&tar.Header{Name: d, Typeflag: tar.TypeDir, Mode: 0o755, ModTime: epoch, Format: tar.FormatPAX}); err != nil {
-			return err
-		}
-	}
-	names := make([]string, 0, len(blobs)+2)
-	for _, b := range blobs {
-		names = append(names, "blobs/sha256/"+b.Name())
-	}
-	slices.Sort(names)
-	names = append(names, ocispec.ImageIndexFile, ocispec.ImageLayoutFile)
-	for _, name := range names {
-		host := filepath.Join(dir, filepath.FromSlash(name))
-		fi, err := os.Stat(host)
+	blobs := make([]images.LayoutBlob, 0, len(entries))
+	for _, e := range entries {
+		f, err := os.Open(filepath.Join(blobDir, e.Name()))
 		if err != nil {
 			return err
 		}
-		if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: fi.Size(), ModTime: epoch, Format: tar.FormatPAX}); err != nil {
+		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil {
 			return err
 		}
-		if err := copyFile(tw, host, fi.Size()); err != nil {
-			return err
-		}
+		blobs = append(blobs, images.LayoutBlob{Digest: digest.NewDigestFromEncoded(digest.SHA256, e.Name()), Size: fi.Size(), Content: f})
 	}
-	return tw.Close()
+	index, err := os.ReadFile(filepath.Join(dir, ocispec.ImageIndexFile))
+	if err != nil {
+		return err
+	}
+	marker, err := os.ReadFile(filepath.Join(dir, ocispec.ImageLayoutFile))
+	if err != nil {
+		return err
+	}
+	return images.WriteLayout(w, blobs, index, marker)
 }
