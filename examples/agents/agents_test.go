@@ -39,6 +39,8 @@ var images = []struct {
 	{"node-agent", []string{"/usr/bin/node", "/app/agent.mjs"}},
 }
 
+// TestImages_FollowTheImportRules: rootfstest.Check reads each image as
+// airlockd's import does (package agentimage), mountpoints included.
 func TestImages_FollowTheImportRules(t *testing.T) {
 	for _, im := range images {
 		t.Run(im.name, func(t *testing.T) {
@@ -48,11 +50,6 @@ func TestImages_FollowTheImportRules(t *testing.T) {
 			}
 			if !slices.Equal(img.Config.Config.Entrypoint, im.entrypoint) {
 				t.Errorf("entrypoint = %q, want %q", img.Config.Config.Entrypoint, im.entrypoint)
-			}
-			for _, p := range []string{"/input", "/output", "/tmp", "/proc", "/dev", "/sys", "/run"} {
-				if h, ok := img.Files[p]; !ok || h.Typeflag != '5' {
-					t.Errorf("mountpoint %s is not a directory of the image", p)
-				}
 			}
 		})
 	}

@@ -23,11 +23,12 @@ import (
 )
 
 // Entry is one entry of a hand-made layer. Type 0 is a regular file, Mode
-// 0 is 0755.
+// 0 is 0755, UID and GID 0 are root.
 type Entry struct {
 	Name, Link string
 	Type       byte
 	Mode       int64
+	UID, GID   int
 	Data       []byte
 	PAX        map[string]string
 }
@@ -57,7 +58,7 @@ func Layer(t testing.TB, entries ...Entry) v1.Layer {
 		if mode == 0 {
 			mode = 0o755
 		}
-		hdr := &tar.Header{Name: e.Name, Linkname: e.Link, Typeflag: typ, Mode: mode, PAXRecords: e.PAX, Format: tar.FormatPAX}
+		hdr := &tar.Header{Name: e.Name, Linkname: e.Link, Typeflag: typ, Mode: mode, Uid: e.UID, Gid: e.GID, PAXRecords: e.PAX, Format: tar.FormatPAX}
 		if typ == tar.TypeReg {
 			hdr.Size = int64(len(e.Data))
 		}

@@ -1,10 +1,10 @@
-// Package rootfstest reads an OCI image-layout tarball back with
-// go-containerregistry and checks what an imported agent image must hold
-// to: one manifest for the host's platform, an entrypoint, and a layer
-// without setuid or setgid files, device nodes, FIFOs, whiteouts, files
-// owned by anyone but root, or links that leave the image. It also unpacks
-// a checked image into a directory, for a runtime to run. Tests use it on
-// what package rootfs builds.
+// Package rootfstest reads an OCI image-layout tarball back as an import
+// does, with package agentimage, and checks what package rootfs promises
+// beyond the import's rules: one manifest, for the host's platform, an
+// entrypoint that resolves to an executable file, and a layer whose
+// entries are all root-owned, with no setuid or setgid bit. It also
+// unpacks a checked image into a directory, for a runtime to run. Tests
+// use it on what package rootfs builds.
 package rootfstest
 
 import (
@@ -16,18 +16,14 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"syscall"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
+	"github.com/airlock/airlock/images/agentimage"
 	"github.com/airlock/airlock/images/rootfs"
 )
-
-// maxBlobBytes caps one file of the outer tarball.
-const maxBlobBytes = 2 << 30
 
 // Image is what Check read of a tarball.
 type Image struct {
@@ -64,45 +60,35 @@ func Unpack(file, dst string) (*Image, error) { return inspect(file, dst) }
 
 // inspect is Check, and with dst set, Unpack.
 func inspect(file, dst string) (*Image, error) {
-	dir, err := os.MkdirTemp("", "rootfstest-")
+	work, err := os.MkdirTemp("", "rootfstest-")
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	if err := untar(file, dir); err != nil {
-		return nil, err
-	}
-	idx, err := layout.ImageIndexFromPath(dir)
-	if err != nil {
-		return nil, fmt.Errorf("not an OCI image layout: %w", err)
-	}
-	im, err := idx.IndexManifest()
+	defer os.RemoveAll(work)
+	// The import's own reading vets the layout, the config's platform, the
+	// sizes and every layer entry, with airlockd's default limits: what it
+	// refuses, an import refuses.
+	vetted, done, err := agentimage.Read(file, work, agentimage.DefaultLimits)
 	if err != nil {
 		return nil, err
 	}
-	if len(im.Manifests) != 1 {
-		return nil, fmt.Errorf("index has %d manifests, want 1", len(im.Manifests))
-	}
-	desc := im.Manifests[0]
-	if p := desc.Platform; p == nil || p.OS != "linux" || p.Architecture != runtime.GOARCH {
-		return nil, fmt.Errorf("manifest platform %v, want linux/%s", desc.Platform, runtime.GOARCH)
-	}
-	img, err := idx.Image(desc.Digest)
+	defer done()
+
+	// An import picks the one image for this platform out of an index
+	// that may hold others; rootfs writes only that one.
+	desc, err := indexEntry(file)
 	if err != nil {
 		return nil, err
 	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, err
+	if desc.Digest.String() != vetted.Digest {
+		return nil, fmt.Errorf("the index names %s, the import read %s", desc.Digest, vetted.Digest)
 	}
-	if cf.OS != "linux" || cf.Architecture != runtime.GOARCH {
-		return nil, fmt.Errorf("config platform %s/%s, want linux/%s", cf.OS, cf.Architecture, runtime.GOARCH)
-	}
+	cf := vetted.Config
 	if len(cf.Config.Entrypoint) == 0 {
 		return nil, errors.New("no entrypoint")
 	}
 	out := &Image{Digest: desc.Digest, Config: cf, Annotations: desc.Annotations, Files: map[string]*tar.Header{}}
-	layers, err := img.Layers()
+	layers, err := vetted.Layers()
 	if err != nil {
 		return nil, err
 	}
@@ -110,9 +96,6 @@ func inspect(file, dst string) (*Image, error) {
 		if err := readLayer(l, out.Files); err != nil {
 			return nil, err
 		}
-	}
-	if err := checkLinks(out.Files); err != nil {
-		return nil, err
 	}
 	ep, err := out.Resolve(cf.Config.Entrypoint[0])
 	if err != nil {
@@ -122,16 +105,54 @@ func inspect(file, dst string) (*Image, error) {
 		return nil, fmt.Errorf("entrypoint %s is not an executable file", ep)
 	}
 	if dst != "" {
-		rc := mutate.Extract(img)
+		rc := mutate.Extract(vetted.Image)
 		defer rc.Close()
-		if err := extract(rc, dst, true); err != nil {
+		if err := extract(rc, dst); err != nil {
 			return nil, fmt.Errorf("unpack: %w", err)
 		}
 	}
 	return out, nil
 }
 
-// readLayer checks each entry of l and adds it to files.
+// indexEntry reads index.json from the tarball at file, which must name
+// one manifest, for the host's platform. agentimage.Read has bounded its
+// size.
+func indexEntry(file string) (v1.Descriptor, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return v1.Descriptor{}, errors.New("no index.json")
+		}
+		if err != nil {
+			return v1.Descriptor{}, err
+		}
+		if path.Clean(h.Name) != "index.json" {
+			continue
+		}
+		im, err := v1.ParseIndexManifest(tr)
+		if err != nil {
+			return v1.Descriptor{}, fmt.Errorf("index.json: %w", err)
+		}
+		if len(im.Manifests) != 1 {
+			return v1.Descriptor{}, fmt.Errorf("index has %d manifests, want 1", len(im.Manifests))
+		}
+		desc := im.Manifests[0]
+		if p := desc.Platform; p == nil || p.OS != "linux" || p.Architecture != runtime.GOARCH {
+			return v1.Descriptor{}, fmt.Errorf("manifest platform %v, want linux/%s", desc.Platform, runtime.GOARCH)
+		}
+		return desc, nil
+	}
+}
+
+// readLayer adds each entry of l to files, refusing what rootfs never
+// writes though an import would take it: an entry owned by anyone but
+// root, or with a setuid or setgid bit, a setgid directory included.
 func readLayer(l v1.Layer, files map[string]*tar.Header) error {
 	rc, err := l.Uncompressed()
 	if err != nil {
@@ -149,70 +170,20 @@ func readLayer(l v1.Layer, files map[string]*tar.Header) error {
 		}
 		name := path.Clean("/" + h.Name)
 		switch {
-		case strings.HasPrefix(path.Base(name), ".wh."):
-			return fmt.Errorf("%s is a whiteout", name)
 		case h.Mode&0o6000 != 0:
 			return fmt.Errorf("%s has setuid or setgid (mode %#o)", name, h.Mode)
 		case h.Uid != 0 || h.Gid != 0:
 			return fmt.Errorf("%s is owned by %d:%d, want root", name, h.Uid, h.Gid)
 		}
-		switch h.Typeflag {
-		case tar.TypeReg, tar.TypeDir, tar.TypeSymlink:
-		case tar.TypeLink:
-			if t := path.Clean("/" + h.Linkname); files[t] == nil {
-				return fmt.Errorf("hard link %s to %s, which is not earlier in the layer", name, h.Linkname)
-			}
-		default:
-			return fmt.Errorf("%s has type %q, which an image must not hold", name, h.Typeflag)
-		}
 		files[name] = h
 	}
 }
 
-// checkLinks refuses absolute symlinks and relative ones that climb above
-// the root.
-func checkLinks(files map[string]*tar.Header) error {
-	for name, h := range files {
-		if h.Typeflag != tar.TypeSymlink {
-			continue
-		}
-		if path.IsAbs(h.Linkname) {
-			return fmt.Errorf("symlink %s has an absolute target %s", name, h.Linkname)
-		}
-		depth := strings.Count(path.Dir(name), "/")
-		if path.Dir(name) == "/" {
-			depth = 0
-		}
-		for _, c := range strings.Split(h.Linkname, "/") {
-			switch c {
-			case "..":
-				if depth--; depth < 0 {
-					return fmt.Errorf("symlink %s to %s climbs above the root", name, h.Linkname)
-				}
-			case ".", "":
-			default:
-				depth++
-			}
-		}
-	}
-	return nil
-}
-
-// untar extracts the tarball at file into dir, refusing names that would
-// land outside it and files over maxBlobBytes.
-func untar(file, dir string) error {
-	f, err := os.Open(file)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return extract(f, dir, false)
-}
-
 // extract writes the tar stream r into dst: directories, regular files
-// and, with links, symlinks, with their modes. Every entry's parent must
-// already be a directory of dst, so nothing is written through a link.
-func extract(r io.Reader, dst string, links bool) error {
+// and symlinks, with their modes. Every entry's parent must already be a
+// directory of dst, so nothing is written through a link. agentimage.Read
+// has bounded the bytes.
+func extract(r io.Reader, dst string) error {
 	dst, err := filepath.EvalSymlinks(dst)
 	if err != nil {
 		return err
@@ -234,8 +205,8 @@ func extract(r io.Reader, dst string, links bool) error {
 			return fmt.Errorf("entry %q: its parent is not a directory", h.Name)
 		}
 		mode := os.FileMode(h.Mode & 0o777)
-		switch {
-		case h.Typeflag == tar.TypeDir:
+		switch h.Typeflag {
+		case tar.TypeDir:
 			if h.Mode&0o1000 != 0 {
 				mode |= os.ModeSticky
 			}
@@ -246,14 +217,11 @@ func extract(r io.Reader, dst string, links bool) error {
 			if err := os.Chmod(p, mode); err != nil {
 				return err
 			}
-		case h.Typeflag == tar.TypeSymlink && links:
+		case tar.TypeSymlink:
 			if err := os.Symlink(h.Linkname, p); err != nil {
 				return err
 			}
-		case h.Typeflag == tar.TypeReg:
-			if h.Size > maxBlobBytes {
-				return fmt.Errorf("entry %q is %d bytes", h.Name, h.Size)
-			}
+		case tar.TypeReg:
 			f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, mode)
 			if err != nil {
 				return err
