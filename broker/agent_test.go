@@ -20,8 +20,10 @@ import (
 )
 
 // agentProfiles add a profile with a model reached through an alias, and
-// one that allows read besides.
+// one that reaches a page host besides, for an agent task with a content
+// URL.
 var agentProfiles = map[string]string{
+	"fetcher": "extends: thinker\nnetwork:\n  egress: [pages.example:443]\n",
 	"thinker": `extends: secureclaw
 network:
   mode: allowlist
@@ -156,14 +158,14 @@ func TestAgent_VerdictsComeFromWhatTheProxyAndGateCounted(t *testing.T) {
 		verdict airlockv1.Verdict
 		want    string
 	}{
-		{"the agent stops at its turn limit", job.Outcome{ExitCode: 4, Model: job.ModelUsage{Calls: 4}}, airlockv1.Verdict_VERDICT_LIMIT_EXCEEDED, "model.maxTurns (4)"},
-		{"the proxy refuses past the input tokens", job.Outcome{ExitCode: 3, Model: job.ModelUsage{Calls: 2, Refused: 1, Limit: "maxInputTokens"}}, airlockv1.Verdict_VERDICT_LIMIT_EXCEEDED, "model.maxInputTokens (200000)"},
-		{"the upstream answers 500", job.Outcome{ExitCode: 3, Model: job.ModelUsage{Calls: 1, Failed: 1, LastStatus: 500}}, airlockv1.Verdict_VERDICT_MODEL_ERROR, "HTTP 500 Internal Server Error"},
-		{"the upstream is unreachable", job.Outcome{ExitCode: 3, Model: job.ModelUsage{Calls: 1, Failed: 1, LastFailure: "upstream request failed: connection refused"}}, airlockv1.Verdict_VERDICT_MODEL_ERROR, "connection refused"},
-		{"a malformed reply", job.Outcome{ExitCode: 3, Model: job.ModelUsage{Calls: 1}}, airlockv1.Verdict_VERDICT_MODEL_ERROR, "could not use"},
-		{"a job that says model error without calling it", job.Outcome{ExitCode: 3}, airlockv1.Verdict_VERDICT_MODEL_ERROR, "could not reach"},
-		{"an answer invalid twice", job.Outcome{ExitCode: 5, Model: job.ModelUsage{Calls: 2}}, airlockv1.Verdict_VERDICT_SCHEMA_INVALID, "after one repair turn"},
-		{"another failure", job.Outcome{ExitCode: 1}, airlockv1.Verdict_VERDICT_SANDBOX_ERROR, "exited with code 1"},
+		{"the agent stops at its turn limit", job.Outcome{ExitCode: job.ExitLimit, Model: job.ModelUsage{Calls: 4}}, airlockv1.Verdict_VERDICT_LIMIT_EXCEEDED, "model.maxTurns (4)"},
+		{"the proxy refuses past the input tokens", job.Outcome{ExitCode: job.ExitModel, Model: job.ModelUsage{Calls: 2, Refused: 1, Limit: "maxInputTokens"}}, airlockv1.Verdict_VERDICT_LIMIT_EXCEEDED, "model.maxInputTokens (200000)"},
+		{"the upstream answers 500", job.Outcome{ExitCode: job.ExitModel, Model: job.ModelUsage{Calls: 1, Failed: 1, LastStatus: 500}}, airlockv1.Verdict_VERDICT_MODEL_ERROR, "HTTP 500 Internal Server Error"},
+		{"the upstream is unreachable", job.Outcome{ExitCode: job.ExitModel, Model: job.ModelUsage{Calls: 1, Failed: 1, LastFailure: "upstream request failed: connection refused"}}, airlockv1.Verdict_VERDICT_MODEL_ERROR, "connection refused"},
+		{"a malformed reply", job.Outcome{ExitCode: job.ExitModel, Model: job.ModelUsage{Calls: 1}}, airlockv1.Verdict_VERDICT_MODEL_ERROR, "could not use"},
+		{"a job that says model error without calling it", job.Outcome{ExitCode: job.ExitModel}, airlockv1.Verdict_VERDICT_MODEL_ERROR, "could not reach"},
+		{"an answer invalid twice", job.Outcome{ExitCode: job.ExitAnswer, Model: job.ModelUsage{Calls: 2}}, airlockv1.Verdict_VERDICT_SCHEMA_INVALID, "after one repair turn"},
+		{"another failure", job.Outcome{ExitCode: job.ExitFailure}, airlockv1.Verdict_VERDICT_SANDBOX_ERROR, "exited with code 1"},
 		{"an answer despite a refused call", job.Outcome{Result: []byte(`{"title":"T"}`), Model: job.ModelUsage{Calls: 4, Refused: 1, Limit: "maxTurns", InputTokens: 10, OutputTokens: 3}}, airlockv1.Verdict_VERDICT_OK, ""},
 	}
 	for _, tt := range tests {
@@ -183,7 +185,7 @@ func TestAgent_VerdictsComeFromWhatTheProxyAndGateCounted(t *testing.T) {
 		})
 	}
 	// The same exit codes mean nothing special for a task without a model.
-	runner := &fakeRunner{outcome: func(*job.Job) (*job.Outcome, error) { return &job.Outcome{ExitCode: 4}, nil }}
+	runner := &fakeRunner{outcome: func(*job.Job) (*job.Outcome, error) { return &job.Outcome{ExitCode: job.ExitLimit}, nil }}
 	req := request()
 	req.Profile = "thinker"
 	if resp, _ := agentBroker(t, runner, nil).Spawn(ctx(t), req); resp.GetVerdict() != airlockv1.Verdict_VERDICT_SANDBOX_ERROR {
@@ -201,7 +203,7 @@ func TestAgent_BrokerRefusesToolCallsPastTheLimitAndStreamsEachCall(t *testing.T
 	runner, got := requestRunner(0, reqs...)
 	runner.outcome = func(j *job.Job) (*job.Outcome, error) {
 		j.OnModelCall(job.ModelCall{Turn: 1, Allowed: true, Status: 200, InputTokens: 120, OutputTokens: 7, Reason: "ok\x1b[31m"})
-		return &job.Outcome{ExitCode: 4, Model: job.ModelUsage{Calls: 1, InputTokens: 120, OutputTokens: 7}}, nil
+		return &job.Outcome{ExitCode: job.ExitLimit, Model: job.ModelUsage{Calls: 1, InputTokens: 120, OutputTokens: 7}}, nil
 	}
 	var buf lockedBuffer
 	c := agentBroker(t, runner, &buf)

@@ -93,9 +93,9 @@ func TestSpawn_AFailureAfterARefusalIsPolicyDenied(t *testing.T) {
 		want   airlockv1.Verdict
 		saying []string
 	}{
-		{"failed after a denial", job.Outcome{ExitCode: 1, Egress: []job.EgressAttempt{{Host: "ok.example", Port: 443, Allowed: true}, denied}},
+		{"failed after a denial", job.Outcome{ExitCode: job.ExitFailure, Egress: []job.EgressAttempt{{Host: "ok.example", Port: 443, Allowed: true}, denied}},
 			airlockv1.Verdict_VERDICT_POLICY_DENIED, []string{"profile ironclaw refused egress to exfil.example", "egress allowlist"}},
-		{"failed with nothing refused", job.Outcome{ExitCode: 1, Egress: []job.EgressAttempt{{Host: "ok.example", Port: 443, Allowed: true}}},
+		{"failed with nothing refused", job.Outcome{ExitCode: job.ExitFailure, Egress: []job.EgressAttempt{{Host: "ok.example", Port: 443, Allowed: true}}},
 			airlockv1.Verdict_VERDICT_SANDBOX_ERROR, []string{"exited with code 1"}},
 		{"succeeded despite a denial", job.Outcome{Result: []byte(`{"title":"T"}`), Egress: []job.EgressAttempt{denied}},
 			airlockv1.Verdict_VERDICT_OK, nil},

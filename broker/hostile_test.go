@@ -268,7 +268,7 @@ func TestHostileSandboxText_ModelFailureIsCleaned(t *testing.T) {
 	for name, h := range hostileTexts {
 		t.Run(name, func(t *testing.T) {
 			runner := &fakeRunner{outcome: func(*job.Job) (*job.Outcome, error) {
-				return &job.Outcome{ExitCode: 3, Logs: []byte(h), Model: job.ModelUsage{Calls: 1, Failed: 1, LastFailure: h, Limit: ""}}, nil
+				return &job.Outcome{ExitCode: job.ExitModel, Logs: []byte(h), Model: job.ModelUsage{Calls: 1, Failed: 1, LastFailure: h, Limit: ""}}, nil
 			}}
 			c, logs, auditLog := hostileBroker(t, runner, broker.Config{
 				Profiles:      profilesWith(t, agentProfiles),

@@ -296,7 +296,7 @@ func TestSpawn_Verdicts(t *testing.T) {
 		{"oom", &job.Outcome{OOMKilled: true, ExitCode: 137}, nil, airlockv1.Verdict_VERDICT_OOM, "memory"},
 		{"too large", &job.Outcome{OutputTooLarge: true}, nil, airlockv1.Verdict_VERDICT_OUTPUT_TOO_LARGE, "cap"},
 		{"nonzero exit", &job.Outcome{ExitCode: 2, Result: []byte(`{"title":"T"}`)}, nil, airlockv1.Verdict_VERDICT_SANDBOX_ERROR, "code 2"},
-		{"another contract version", &job.Outcome{ExitCode: 10}, nil, airlockv1.Verdict_VERDICT_SANDBOX_ERROR, "contract version"},
+		{"another contract version", &job.Outcome{ExitCode: job.ExitContract}, nil, airlockv1.Verdict_VERDICT_SANDBOX_ERROR, "contract version"},
 		{"sandbox failure, told without the runner's words", nil, errors.New("shim died"), airlockv1.Verdict_VERDICT_SANDBOX_ERROR, "operator"},
 	}
 	for _, tt := range tests {

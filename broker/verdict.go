@@ -124,28 +124,14 @@ const maxReasonBytes = 512
 // maxLoggedErrorRunes caps a sandbox failure in the operator's log.
 const maxLoggedErrorRunes = 4096
 
-// Exit codes of the reference agent's agent task, beyond 0 (a result), 1
-// (a failure) and 2 (a bad job). The job chooses them, so each only
-// selects a verdict; its message is the broker's, from what the proxy and
-// the gate counted.
-const (
-	exitModel  = 3 // the model failed: unreachable, an error status, a malformed reply
-	exitLimit  = 4 // a model limit was reached before an answer
-	exitAnswer = 5 // the answer did not fit the schema after a repair attempt
-)
-
-// exitContract is the exit code of an agent that does not speak the
-// contract version of its job.json (agent.ExitContract).
-const exitContract = 10
-
 // fetchMessages are the verdict messages of a job whose content url was
-// not fetched, by the reference agent's exit code (agent.ExitFetch*):
-// fixed words, whichever the job chose.
+// not fetched, by the agent's exit code: fixed words, whichever the job
+// chose.
 var fetchMessages = map[int]string{
-	6: "a content url was not fetched: the egress proxy refused it or one of its redirects; the egress log says which and why",
-	7: "a content url was not fetched: its body is larger than the agent reads (4 MiB)",
-	8: "a content url was not fetched: the server was too slow, and the fetch ran past half the job's deadline",
-	9: "a content url was not fetched: it answered an error status, a type the agent does not read (text, HTML, Markdown, JSON), or nothing",
+	job.ExitFetchRefused:  "a content url was not fetched: the egress proxy refused it or one of its redirects; the egress log says which and why",
+	job.ExitFetchTooLarge: fmt.Sprintf("a content url was not fetched: its body is larger than the agent reads (%d MiB)", job.MaxFetchBytes>>20),
+	job.ExitFetchTimeout:  "a content url was not fetched: the server was too slow, and the fetch ran past half the job's deadline",
+	job.ExitFetchFailed:   "a content url was not fetched: it answered an error status, a type the agent does not read (text, HTML, Markdown, JSON), or nothing",
 }
 
 // sanitizeOptions is how a job's result is cleaned: every secret the
@@ -237,17 +223,17 @@ func (s *Server) verdict(ctx context.Context, pl *plan, out *job.Outcome, runErr
 		return set(airlockv1.Verdict_VERDICT_RESOURCE_LIMIT, "job hit its limit of %d processes", p.Limits.Pids)
 	case out.OutputTooLarge:
 		return set(airlockv1.Verdict_VERDICT_OUTPUT_TOO_LARGE, "result is larger than the %d-byte output cap", p.Limits.OutputBytes)
-	case agent && out.ExitCode != 0 && (out.ExitCode == exitLimit || out.Model.Limit != "" || toolLimit):
+	case agent && out.ExitCode != job.ExitOK && (out.ExitCode == job.ExitLimit || out.Model.Limit != "" || toolLimit):
 		return set(airlockv1.Verdict_VERDICT_LIMIT_EXCEEDED, "%s", limitMessage(p.Model, out, toolLimit))
-	case agent && (out.ExitCode == exitModel || out.ExitCode != 0 && out.Model.Failed > 0):
+	case agent && (out.ExitCode == job.ExitModel || out.ExitCode != job.ExitOK && out.Model.Failed > 0):
 		return set(airlockv1.Verdict_VERDICT_MODEL_ERROR, "%s", modelErrorMessage(p.Model, out))
-	case agent && out.ExitCode == exitAnswer:
+	case agent && out.ExitCode == job.ExitAnswer:
 		return set(airlockv1.Verdict_VERDICT_SCHEMA_INVALID, "the model's answer did not fit the result schema, also after one repair turn; make the schema simpler or the instructions clearer")
-	case out.ExitCode != 0 && fetchMessages[out.ExitCode] != "" && hasURL(pl.job.Content):
+	case out.ExitCode != job.ExitOK && fetchMessages[out.ExitCode] != "" && hasURL(pl.job.Content):
 		return set(airlockv1.Verdict_VERDICT_FETCH_FAILED, "%s", fetchMessage(out.ExitCode, resp.Egress))
-	case out.ExitCode == exitContract:
+	case out.ExitCode == job.ExitContract:
 		return set(airlockv1.Verdict_VERDICT_SANDBOX_ERROR, "the agent refused the job: it does not speak the contract version of the job.json this airlockd wrote (docs/agent-contract.md); this is not the request's fault: ask the operator to run an agent image built for this airlockd")
-	case out.ExitCode != 0:
+	case out.ExitCode != job.ExitOK:
 		return set(airlockv1.Verdict_VERDICT_SANDBOX_ERROR, "the agent exited with code %d before it wrote a result; the request passed every check at the door, so retry, and if it persists ask the operator to look up job %s in the audit log", out.ExitCode, pl.job.ID)
 	case out.Result == nil:
 		return set(airlockv1.Verdict_VERDICT_SCHEMA_INVALID, "no result: %s", out.ResultProblem)
@@ -350,7 +336,7 @@ func modelErrorMessage(m *policy.Model, out *job.Outcome) string {
 // when the proxy refused: what the caller's allowlist is missing.
 func fetchMessage(code int, egress []*airlockv1.EgressAttempt) string {
 	msg := fetchMessages[code]
-	if code != 6 {
+	if code != job.ExitFetchRefused {
 		return msg
 	}
 	for _, e := range egress {

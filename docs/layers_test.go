@@ -1,6 +1,7 @@
 // Package docs holds the checks that keep docs/architecture.md and the
 // README's layout table true: the layer rules as `go list -deps` sees them,
-// and a layout table generated from the package docs.
+// and a layout table generated from the package docs; and the exit codes
+// and fetch cap the docs quote, which must be sandbox/job's.
 package docs
 
 import (

@@ -2,7 +2,7 @@
 // schemas under schemas/ fit what the reference agent returns for each task,
 // through the broker's own validation and sanitizing; page.html carries the
 // visible injection the README says it does; tokens.yaml loads as airlockd
-// loads --tokens.
+// loads --tokens; the example agents' exit codes are sandbox/job's.
 package examples
 
 import (

@@ -26,6 +26,7 @@ import (
 	"github.com/airlock/airlock/policies/policy"
 	"github.com/airlock/airlock/sandbox"
 	"github.com/airlock/airlock/sandbox/agent"
+	"github.com/airlock/airlock/sandbox/job"
 )
 
 var imagesDir = flag.String("images", "../../bin/agents", "where make agents put the images")
@@ -250,8 +251,8 @@ func TestImages_RefuseAnotherContractVersion(t *testing.T) {
 				ContractVersion: agent.ContractVersion + 1, ID: "j1", Task: "extract_text", Tools: []string{},
 				Content: []agent.ContentFile{{Name: "0", MediaType: "text/html"}},
 			}}.do(t)
-			if out.exit != agent.ExitContract || out.result != nil {
-				t.Errorf("exit %d with result %q, want exit %d and no result; stderr %q", out.exit, out.result, agent.ExitContract, out.stderr)
+			if out.exit != job.ExitContract || out.result != nil {
+				t.Errorf("exit %d with result %q, want exit %d and no result; stderr %q", out.exit, out.result, job.ExitContract, out.stderr)
 			}
 		})
 	}
@@ -263,8 +264,8 @@ func TestImages_RefuseAnUnknownTask(t *testing.T) {
 			out := run{image: im.name, content: page(t), job: agent.Job{
 				ID: "j1", Task: "rm -rf", Tools: []string{}, Content: []agent.ContentFile{{Name: "0"}},
 			}}.do(t)
-			if out.exit != agent.ExitBadJob || out.result != nil {
-				t.Errorf("exit %d with result %q, want exit %d and no result; stderr %q", out.exit, out.result, agent.ExitBadJob, out.stderr)
+			if out.exit != job.ExitBadJob || out.result != nil {
+				t.Errorf("exit %d with result %q, want exit %d and no result; stderr %q", out.exit, out.result, job.ExitBadJob, out.stderr)
 			}
 		})
 	}

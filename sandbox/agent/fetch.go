@@ -16,10 +16,9 @@ import (
 )
 
 // Fetch limits. The page is parsed in memory, so its size is capped like
-// any content file, only lower: a fetched page is one document.
+// any content file, only lower (job.MaxFetchBytes): a fetched page is one
+// document.
 const (
-	// MaxFetchBytes caps the fetched body; a larger page fails the task.
-	MaxFetchBytes = 4 << 20
 	// MaxRedirects is how many redirects fetch follows.
 	MaxRedirects = 5
 	// maxProxyMessageBytes caps the part of the proxy's refusal quoted on
@@ -88,7 +87,7 @@ var ErrFetchTimeout = errors.New("fetch timed out")
 var ErrMediaType = errors.New("unreadable media type")
 
 // fetchURL downloads raw through the egress proxy, within timeout,
-// MaxFetchBytes and MaxRedirects, and only a text type the agent reads. It
+// job.MaxFetchBytes and MaxRedirects, and only a text type the agent reads. It
 // is the fetch tool's and the content URLs' one way to the network.
 func fetchURL(raw string, timeout time.Duration) (fetched, error) {
 	u, err := job.ParseFetchURL(raw)
@@ -132,12 +131,12 @@ func fetchURL(raw string, timeout time.Duration) (fetched, error) {
 	if !readableType(mediaType) {
 		return fetched{}, fmt.Errorf("%w: the response is not text, HTML, Markdown or JSON", ErrMediaType)
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxFetchBytes+1))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, job.MaxFetchBytes+1))
 	if err != nil {
 		return fetched{}, timedOut(fmt.Errorf("read body: %w", err))
 	}
-	if len(data) > MaxFetchBytes {
-		return fetched{}, fmt.Errorf("body: %w: over %d bytes", ErrTooLarge, MaxFetchBytes)
+	if len(data) > job.MaxFetchBytes {
+		return fetched{}, fmt.Errorf("body: %w: over %d bytes", ErrTooLarge, job.MaxFetchBytes)
 	}
 	final := resp.Request.URL.String()
 	if len(final) > MaxURLBytes {

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/airlock/airlock/sandbox/job"
 )
 
 // fakeProxy stands in for the egress proxy: it answers absolute-form
@@ -104,12 +106,12 @@ func TestFetch_ProxyRefusalExitsNonZeroWithProxyMessage(t *testing.T) {
 	newFakeProxy(t, nil)
 	for _, u := range []string{"http://forbidden.test/", "https://forbidden.test/"} {
 		t.Run(u, func(t *testing.T) {
-			job, _ := json.Marshal(fetchJob(u))
-			p := sandboxDir(t, string(job), nil)
+			jobJSON, _ := json.Marshal(fetchJob(u))
+			p := sandboxDir(t, string(jobJSON), nil)
 			var stderr bytes.Buffer
 			code := runJob(p, &stderr)
 			want := `403 Forbidden: airlock egress: host "forbidden.test" is not on this job's allowlist`
-			if code == ExitOK || !strings.Contains(stderr.String(), want) {
+			if code == job.ExitOK || !strings.Contains(stderr.String(), want) {
 				t.Errorf("exit %d, stderr %q; want non-zero with %q", code, stderr.String(), want)
 			}
 			if _, err := os.Stat(p.result); !errors.Is(err, os.ErrNotExist) {
@@ -147,7 +149,7 @@ func TestFetch_OriginCannotForgeAProxyRefusalHeaderlessly(t *testing.T) {
 
 func TestFetch_CapsTheBody(t *testing.T) {
 	newFakeProxy(t, map[string]http.HandlerFunc{
-		"http://big.test/": htmlPage(strings.Repeat("a", MaxFetchBytes+1)),
+		"http://big.test/": htmlPage(strings.Repeat("a", job.MaxFetchBytes+1)),
 	})
 	if _, err := Run(fetchJob("http://big.test/"), nil); !errors.Is(err, ErrTooLarge) {
 		t.Errorf("err = %v, want ErrTooLarge", err)
@@ -209,7 +211,7 @@ func TestContentURL_FetchedThroughTheProxyAndRead(t *testing.T) {
 	})
 	sd := sandboxDir(t, urlJob("http://docs.test/a", 0), nil)
 	var stderr bytes.Buffer
-	if code := runJob(sd, &stderr); code != ExitOK {
+	if code := runJob(sd, &stderr); code != job.ExitOK {
 		t.Fatalf("exit %d, stderr %q", code, stderr.String())
 	}
 	b, _ := os.ReadFile(sd.result)
@@ -227,7 +229,7 @@ func TestContentURL_EachFailureHasItsExitCode(t *testing.T) {
 		"http://redirect.test/": func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, "http://forbidden.test/", http.StatusFound)
 		},
-		"http://big.test/":   htmlPage(strings.Repeat("a", MaxFetchBytes+1)),
+		"http://big.test/":   htmlPage(strings.Repeat("a", job.MaxFetchBytes+1)),
 		"http://slow.test/":  func(w http.ResponseWriter, r *http.Request) { <-release },
 		"http://image.test/": func(w http.ResponseWriter, r *http.Request) { w.Header().Set("Content-Type", "image/png") },
 		"http://gone.test/":  func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusGone) },
@@ -239,12 +241,12 @@ func TestContentURL_EachFailureHasItsExitCode(t *testing.T) {
 		url  string
 		want int
 	}{
-		{"http://forbidden.test/", ExitFetchRefused},
-		{"http://redirect.test/", ExitFetchRefused},
-		{"http://big.test/", ExitFetchTooLarge},
-		{"http://slow.test/", ExitFetchTimeout},
-		{"http://image.test/", ExitFetchFailed},
-		{"http://gone.test/", ExitFetchFailed},
+		{"http://forbidden.test/", job.ExitFetchRefused},
+		{"http://redirect.test/", job.ExitFetchRefused},
+		{"http://big.test/", job.ExitFetchTooLarge},
+		{"http://slow.test/", job.ExitFetchTimeout},
+		{"http://image.test/", job.ExitFetchFailed},
+		{"http://gone.test/", job.ExitFetchFailed},
 	} {
 		t.Run(tc.url, func(t *testing.T) {
 			sd := sandboxDir(t, urlJob(tc.url, 200), nil)

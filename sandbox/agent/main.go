@@ -13,50 +13,40 @@ import (
 	"github.com/airlock/airlock/sandbox/job"
 )
 
-// Exit codes of Main, which the sandbox runner reports to the broker.
-const (
-	// ExitOK means result.json was written.
-	ExitOK = 0
-	// ExitFailure means the job was valid but could not be done.
-	ExitFailure = 1
-	// ExitBadJob means the job itself is wrong: unknown task, bad params or a
-	// malformed job.json. Retrying it cannot help.
-	ExitBadJob = 2
-	// ExitModel means the agent task's model failed: its service refused
-	// or failed, or its reply was malformed or too large.
-	ExitModel = 3
-	// ExitLimit means the agent task reached maxTurns or maxToolCalls
-	// before an answer.
-	ExitLimit = 4
-	// ExitAnswer means the model's answer did not fit the schema, also
-	// after a repair turn.
-	ExitAnswer = 5
-	// ExitFetchRefused, ExitFetchTooLarge, ExitFetchTimeout and
-	// ExitFetchFailed mean a content URL was not fetched: the egress proxy
-	// refused it or a redirect of it; its body was over MaxFetchBytes; it
-	// ran past its time; or it answered an error status, a type the agent
-	// does not read, or no answer at all.
-	ExitFetchRefused  = 6
-	ExitFetchTooLarge = 7
-	ExitFetchTimeout  = 8
-	ExitFetchFailed   = 9
-	// ExitContract means job.json was written for a contract version this
-	// agent does not speak (ContractVersion): the broker and the agent
-	// image do not match, and nothing of the job was read.
-	ExitContract = 10
-)
+// ExitCode is the exit code Main returns for err, one of job's Exit codes
+// by err's class: what the sandbox runner reports and the broker picks a
+// verdict by. nil is job.ExitOK.
+func ExitCode(err error) int {
+	switch {
+	case err == nil:
+		return job.ExitOK
+	case errors.Is(err, ErrContract):
+		return job.ExitContract
+	case errors.Is(err, ErrBadJob) || errors.Is(err, ErrUnknownTask) || errors.Is(err, ErrBadParam):
+		return job.ExitBadJob
+	case errors.Is(err, ErrModel):
+		return job.ExitModel
+	case errors.Is(err, ErrLimit):
+		return job.ExitLimit
+	case errors.Is(err, ErrAnswerInvalid):
+		return job.ExitAnswer
+	case errors.Is(err, ErrFetch):
+		return fetchExit(err)
+	}
+	return job.ExitFailure
+}
 
 // fetchExit is the exit code of a content URL's failed fetch.
 func fetchExit(err error) int {
 	switch {
 	case errors.Is(err, ErrEgressRefused):
-		return ExitFetchRefused
+		return job.ExitFetchRefused
 	case errors.Is(err, ErrTooLarge):
-		return ExitFetchTooLarge
+		return job.ExitFetchTooLarge
 	case errors.Is(err, ErrFetchTimeout):
-		return ExitFetchTimeout
+		return job.ExitFetchTimeout
 	}
-	return ExitFetchFailed
+	return job.ExitFetchFailed
 }
 
 // A warm pool's sandbox starts its agent before the job is known, so that
@@ -112,7 +102,7 @@ func Main() int {
 	// A sandbox that does not enforce its profile runs nothing of the job.
 	if err := checkConfined("/proc/self/status"); err != nil {
 		fmt.Fprintf(os.Stderr, "airlock-agent: %v\n", err)
-		return ExitFailure
+		return job.ExitFailure
 	}
 	// Then, before any content is read: whatever the content makes of
 	// the agent later, it cannot execute a file or write outside these.
@@ -122,7 +112,7 @@ func Main() int {
 	if os.Getenv(StartEnv) == StartStdin {
 		if err := waitStart(os.Stdin); err != nil {
 			fmt.Fprintf(os.Stderr, "airlock-agent: %v\n", err)
-			return ExitFailure
+			return job.ExitFailure
 		}
 	}
 	return runJob(sandboxPaths{job: JobFile, contentDir: ContentDir, result: ResultFile}, os.Stderr)
@@ -133,38 +123,24 @@ func Main() int {
 func runJob(p sandboxPaths, stderr io.Writer) int {
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "airlock-agent: %v\n", err)
-		switch {
-		case errors.Is(err, ErrContract):
-			return ExitContract
-		case errors.Is(err, ErrBadJob) || errors.Is(err, ErrUnknownTask) || errors.Is(err, ErrBadParam):
-			return ExitBadJob
-		case errors.Is(err, ErrModel):
-			return ExitModel
-		case errors.Is(err, ErrLimit):
-			return ExitLimit
-		case errors.Is(err, ErrAnswerInvalid):
-			return ExitAnswer
-		case errors.Is(err, ErrFetch):
-			return fetchExit(err)
-		}
-		return ExitFailure
+		return ExitCode(err)
 	}
-	job, err := readJob(p.job)
+	j, err := readJob(p.job)
 	if err != nil {
 		return fail(err)
 	}
-	read, err := fetchContent(&job, contentReader(p.contentDir))
+	read, err := fetchContent(&j, contentReader(p.contentDir))
 	if err != nil {
 		return fail(err)
 	}
-	result, err := Run(job, read)
+	result, err := Run(j, read)
 	if err != nil {
-		return fail(fmt.Errorf("job %s: %w", job.ID, err))
+		return fail(fmt.Errorf("job %s: %w", j.ID, err))
 	}
 	if err := writeResult(p.result, result); err != nil {
-		return fail(fmt.Errorf("job %s: %w", job.ID, err))
+		return fail(fmt.Errorf("job %s: %w", j.ID, err))
 	}
-	return ExitOK
+	return job.ExitOK
 }
 
 // readJob decodes job.json strictly: a field this agent does not know may be

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/airlock/airlock/sandbox/job"
 )
 
 // sandboxDir lays out input/ and output/ like the runner does, with the
@@ -41,7 +43,7 @@ func TestMain_WritesResultAndExitsZero(t *testing.T) {
 		`{"contractVersion":1,"id":"j1","task":"extract_text","content":[{"name":"page","mediaType":"text/html"}],"tools":[]}`,
 		map[string]string{"page": "<title>T</title><p>Hello <script>evil()</script>world</p>"})
 	var stderr bytes.Buffer
-	if code := runJob(p, &stderr); code != ExitOK {
+	if code := runJob(p, &stderr); code != job.ExitOK {
 		t.Fatalf("exit %d, stderr %q", code, stderr.String())
 	}
 	data, err := os.ReadFile(p.result)
@@ -67,25 +69,25 @@ func TestMain_ExitCodes(t *testing.T) {
 		want    int
 		wantMsg string
 	}{
-		{name: "unknown task", job: `{"contractVersion":1,"id":"j1","task":"rm -rf","content":[]}`, want: ExitBadJob, wantMsg: `unknown task "rm -rf"`},
-		{name: "bad param", job: `{"contractVersion":1,"id":"j1","task":"summarize","params":{"sentences":"x"},"content":[]}`, want: ExitBadJob, wantMsg: "sentences"},
-		{name: "no contract version", job: `{"id":"j1","task":"extract_text","content":[]}`, want: ExitContract, wantMsg: "unknown contract version 0, this agent speaks 1"},
-		{name: "later contract version", job: `{"contractVersion":2,"id":"j1","task":"extract_text","content":[],"newRestriction":true}`, want: ExitContract, wantMsg: "unknown contract version 2"},
-		{name: "contract version as a string", job: `{"contractVersion":"1","id":"j1","task":"extract_text","content":[]}`, want: ExitBadJob, wantMsg: "contractVersion"},
-		{name: "unknown job field", job: `{"contractVersion":1,"id":"j1","task":"extract_text","content":[],"mode":"unsafe"}`, want: ExitBadJob, wantMsg: `unknown field "mode"`},
-		{name: "trailing data", job: `{"contractVersion":1,"id":"j1","task":"extract_text","content":[]} {}`, want: ExitBadJob, wantMsg: "trailing data"},
-		{name: "not json", job: `task: extract_text`, want: ExitBadJob, wantMsg: "bad job"},
-		{name: "job too large", job: `{"id":"` + strings.Repeat("x", MaxJobBytes) + `"}`, want: ExitBadJob, wantMsg: "too large"},
-		{name: "missing job", job: page, setup: func(t *testing.T, p sandboxPaths) { mustRemove(t, p.job) }, want: ExitBadJob, wantMsg: "no such file"},
-		{name: "missing content", job: page, want: ExitFailure, wantMsg: "no such file"},
+		{name: "unknown task", job: `{"contractVersion":1,"id":"j1","task":"rm -rf","content":[]}`, want: job.ExitBadJob, wantMsg: `unknown task "rm -rf"`},
+		{name: "bad param", job: `{"contractVersion":1,"id":"j1","task":"summarize","params":{"sentences":"x"},"content":[]}`, want: job.ExitBadJob, wantMsg: "sentences"},
+		{name: "no contract version", job: `{"id":"j1","task":"extract_text","content":[]}`, want: job.ExitContract, wantMsg: "unknown contract version 0, this agent speaks 1"},
+		{name: "later contract version", job: `{"contractVersion":2,"id":"j1","task":"extract_text","content":[],"newRestriction":true}`, want: job.ExitContract, wantMsg: "unknown contract version 2"},
+		{name: "contract version as a string", job: `{"contractVersion":"1","id":"j1","task":"extract_text","content":[]}`, want: job.ExitBadJob, wantMsg: "contractVersion"},
+		{name: "unknown job field", job: `{"contractVersion":1,"id":"j1","task":"extract_text","content":[],"mode":"unsafe"}`, want: job.ExitBadJob, wantMsg: `unknown field "mode"`},
+		{name: "trailing data", job: `{"contractVersion":1,"id":"j1","task":"extract_text","content":[]} {}`, want: job.ExitBadJob, wantMsg: "trailing data"},
+		{name: "not json", job: `task: extract_text`, want: job.ExitBadJob, wantMsg: "bad job"},
+		{name: "job too large", job: `{"id":"` + strings.Repeat("x", MaxJobBytes) + `"}`, want: job.ExitBadJob, wantMsg: "too large"},
+		{name: "missing job", job: page, setup: func(t *testing.T, p sandboxPaths) { mustRemove(t, p.job) }, want: job.ExitBadJob, wantMsg: "no such file"},
+		{name: "missing content", job: page, want: job.ExitFailure, wantMsg: "no such file"},
 		{name: "content is a symlink", job: page, setup: func(t *testing.T, p sandboxPaths) {
 			mustSymlink(t, p.job, filepath.Join(p.contentDir, "page"))
-		}, want: ExitFailure, wantMsg: "too many levels of symbolic links"},
+		}, want: job.ExitFailure, wantMsg: "too many levels of symbolic links"},
 		{name: "content is a fifo", job: page, setup: func(t *testing.T, p sandboxPaths) {
 			if err := syscall.Mkfifo(filepath.Join(p.contentDir, "page"), 0o644); err != nil {
 				t.Fatal(err)
 			}
-		}, want: ExitFailure, wantMsg: "not a regular file"},
+		}, want: job.ExitFailure, wantMsg: "not a regular file"},
 		{name: "content too large", job: page, setup: func(t *testing.T, p sandboxPaths) {
 			f, err := os.Create(filepath.Join(p.contentDir, "page"))
 			if err != nil {
@@ -95,15 +97,15 @@ func TestMain_ExitCodes(t *testing.T) {
 			if err := f.Truncate(MaxContentBytes + 1); err != nil {
 				t.Fatal(err)
 			}
-		}, want: ExitFailure, wantMsg: "too large"},
+		}, want: job.ExitFailure, wantMsg: "too large"},
 		{name: "result already exists", job: page, content: map[string]string{"page": "x"}, setup: func(t *testing.T, p sandboxPaths) {
 			if err := os.WriteFile(p.result, []byte("{}"), 0o644); err != nil {
 				t.Fatal(err)
 			}
-		}, want: ExitFailure, wantMsg: "file exists"},
+		}, want: job.ExitFailure, wantMsg: "file exists"},
 		{name: "result is a planted symlink", job: page, content: map[string]string{"page": "x"}, setup: func(t *testing.T, p sandboxPaths) {
 			mustSymlink(t, filepath.Join(t.TempDir(), "elsewhere"), p.result)
-		}, want: ExitFailure, wantMsg: "file exists"},
+		}, want: job.ExitFailure, wantMsg: "file exists"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -126,8 +128,8 @@ func TestMain_NeverWritesThroughPlantedSymlink(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustSymlink(t, target, p.result)
-	if code := runJob(p, &bytes.Buffer{}); code != ExitFailure {
-		t.Errorf("exit %d, want %d", code, ExitFailure)
+	if code := runJob(p, &bytes.Buffer{}); code != job.ExitFailure {
+		t.Errorf("exit %d, want %d", code, job.ExitFailure)
 	}
 	if data, _ := os.ReadFile(target); string(data) != "untouched" {
 		t.Errorf("symlink target now holds %q", data)

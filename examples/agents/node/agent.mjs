@@ -23,7 +23,8 @@ import path from 'node:path';
 
 const CONTRACT_VERSION = 1;
 
-// Exit codes, as the contract gives them.
+// Exit codes, as the contract gives them (examples/exitcodes_test.go checks
+// each against sandbox/job).
 const EXIT_OK = 0;
 const EXIT_FAILURE = 1;
 const EXIT_BAD_JOB = 2;

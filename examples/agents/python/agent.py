@@ -30,7 +30,8 @@ import urllib.request
 
 CONTRACT_VERSION = 1
 
-# Exit codes, as the contract gives them.
+# Exit codes, as the contract gives them (examples/exitcodes_test.go checks
+# each against sandbox/job).
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_BAD_JOB = 2
