@@ -13,9 +13,6 @@ func Waiters(s *Server, id string) int {
 // ToStatus is the one mapping of errors to statuses.
 var ToStatus = toStatus
 
-// FinishedJob is the Job of a finished job's response.
-var FinishedJob = finishedJob
-
 // UnaryErrors and StreamErrors are the error interceptors.
 var (
 	UnaryErrors  = unaryErrors

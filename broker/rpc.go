@@ -37,7 +37,7 @@ func (s *Server) SpawnStream(req *airlockv1.SpawnStreamRequest, stream grpc.Serv
 	if err != nil {
 		return err
 	}
-	send(&airlockv1.SpawnStreamResponse{JobId: resp.JobId, Event: &airlockv1.SpawnStreamResponse_Done{Done: finishedJob(resp)}})
+	send(&airlockv1.SpawnStreamResponse{JobId: resp.JobId, Event: &airlockv1.SpawnStreamResponse_Done{Done: airlockv1.FinishedJob(resp)}})
 	return nil
 }
 
@@ -63,20 +63,9 @@ func (s *Server) GetJob(ctx context.Context, req *airlockv1.GetJobRequest) (*air
 		return nil, err
 	}
 	if resp, done := j.response(); done {
-		return &airlockv1.GetJobResponse{Job: finishedJob(resp)}, nil
+		return &airlockv1.GetJobResponse{Job: airlockv1.FinishedJob(resp)}, nil
 	}
 	return &airlockv1.GetJobResponse{Job: &airlockv1.Job{JobId: j.id, State: airlockv1.JobState_JOB_STATE_RUNNING, Node: s.node}}, nil
-}
-
-// finishedJob is the Job of a finished job's response. It shares the
-// response's messages, which are never changed once the job finished.
-func finishedJob(resp *airlockv1.SpawnResponse) *airlockv1.Job {
-	return &airlockv1.Job{
-		JobId: resp.GetJobId(), State: airlockv1.JobState_JOB_STATE_FINISHED,
-		Verdict: resp.GetVerdict(), Result: resp.GetResult(), Message: resp.GetMessage(),
-		Sanitization: resp.GetSanitization(), Egress: resp.GetEgress(), Usage: resp.GetUsage(),
-		Policy: resp.GetPolicy(), Exec: resp.GetExec(), Node: resp.GetNode(),
-	}
 }
 
 // ownedJob returns the caller's job with id. An admin may name another

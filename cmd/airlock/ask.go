@@ -85,7 +85,7 @@ func askCmd(ctx context.Context, conn *client.Conn, args []string) (proto.Messag
 		if err != nil {
 			return nil, err
 		}
-		job = jobOf(resp)
+		job = airlockv1.FinishedJob(resp)
 	}
 	fmt.Fprintln(os.Stderr, askSummary(job))
 	if *asJSON || job.GetVerdict() != airlockv1.Verdict_VERDICT_OK {
@@ -100,15 +100,6 @@ func readContent(name string) ([]byte, error) {
 		return io.ReadAll(os.Stdin)
 	}
 	return os.ReadFile(name)
-}
-
-// jobOf is a unary response as the Job a stream ends with.
-func jobOf(r *airlockv1.SpawnResponse) *airlockv1.Job {
-	return &airlockv1.Job{
-		JobId: r.GetJobId(), State: airlockv1.JobState_JOB_STATE_FINISHED, Verdict: r.GetVerdict(), Result: r.GetResult(),
-		Message: r.GetMessage(), Sanitization: r.GetSanitization(), Egress: r.GetEgress(), Usage: r.GetUsage(),
-		Policy: r.GetPolicy(), Exec: r.GetExec(),
-	}
 }
 
 // askSummary is one line for a person: the verdict, why, and what the

@@ -248,10 +248,7 @@ func (h *handlers) wait(ctx context.Context, req *mcp.CallToolRequest, pj *pendi
 		if d := it.ev.GetDone(); d != nil {
 			pj.cancel()
 			h.progress(ctx, req, pj.n+1, "job done: "+d.GetVerdict().String())
-			return nil, readOutput(&airlockv1.SpawnResponse{
-				JobId: d.GetJobId(), Verdict: d.GetVerdict(), Result: d.GetResult(), Message: d.GetMessage(),
-				Sanitization: d.GetSanitization(), Egress: d.GetEgress(), Usage: d.GetUsage(), Policy: d.GetPolicy(), Exec: d.GetExec(),
-			}), nil
+			return nil, readOutput(airlockv1.ResponseOf(d)), nil
 		}
 		pj.n++
 		if h.o.Describe != nil {
