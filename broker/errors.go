@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
-	"strconv"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -16,6 +15,7 @@ import (
 	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/airlock/airlock/internal/panics"
 	"github.com/airlock/airlock/sandbox/job"
 )
 
@@ -180,13 +180,6 @@ func recovered(log *slog.Logger, method string, err *error) {
 	if r == nil {
 		return
 	}
-	v := fmt.Sprint(r)
-	if len(v) > maxPanicBytes {
-		v = v[:maxPanicBytes]
-	}
-	log.Error("handler panicked", "method", method, "panic", strconv.Quote(v), "stack", string(debug.Stack()))
+	panics.Log(log, "handler panicked", r, debug.Stack(), "method", method)
 	*err = errPanicked
 }
-
-// maxPanicBytes caps the part of a panic's value that is logged.
-const maxPanicBytes = 1024
