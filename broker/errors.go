@@ -153,7 +153,9 @@ func streamErrors(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handl
 // A handler's panic, a bug of the broker's that a request provoked, fails
 // that call with Internal and is logged for the operator; it does not end
 // airlockd and every job in it. A panic in a goroutine the handler started
-// is not the interceptor's to catch.
+// is not the interceptor's to catch. A job's run recovers its own panic
+// first (recoverJob), so that the job ends with a verdict and the store
+// sees it finished; the interceptor is the last line.
 
 // errPanicked is what the caller is told: nothing of the panic, which may
 // quote the request.

@@ -66,15 +66,24 @@ func (j *jobState) cancelJob() bool {
 	return true
 }
 
-func (j *jobState) finish(resp *airlockv1.SpawnResponse) {
+// finish records the job's response and ends its waits, once, and
+// reports whether this call did: a job that panicked after it finished
+// is not finished again.
+func (j *jobState) finish(resp *airlockv1.SpawnResponse) bool {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	select {
+	case <-j.done:
+		return false
+	default:
+	}
 	j.resp = resp
 	j.finished = time.Now()
 	// The cancel func holds the request's context, and with it the
 	// caller's stream, for as long as the record is kept.
 	j.cancel = nil
 	close(j.done)
+	return true
 }
 
 func (j *jobState) response() (*airlockv1.SpawnResponse, bool) {

@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"runtime/debug"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/airlock/airlock/internal/panics"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
 	"github.com/airlock/airlock/sandbox/job"
 )
@@ -65,7 +67,17 @@ func (s *Server) spawn(ctx context.Context, req *airlockv1.SpawnRequest, interac
 	}
 	defer release()
 	s.anomalies.Observe("owner_jobs", name)
+	return s.execute(jobCtx, req, plan, j, interactive, emit, received), nil
+}
 
+// execute runs an admitted job to its end: its events, its exec gate, the
+// runner, the verdict, its record. It always answers with a response: a
+// panic on the way, a bug of Airlock's that the job may have provoked (in
+// the runner, a hook of the broker's or the verdict), ends this job with
+// SANDBOX_ERROR (see recoverJob), never airlockd and every other job in
+// it.
+func (s *Server) execute(jobCtx context.Context, req *airlockv1.SpawnRequest, plan *plan, j *jobState, interactive bool, emit func(*airlockv1.SpawnStreamResponse), received time.Time) (resp *airlockv1.SpawnResponse) {
+	defer s.recoverJob(req, plan, j, &resp)
 	emit(&airlockv1.SpawnStreamResponse{JobId: j.id, Event: &airlockv1.SpawnStreamResponse_Accepted{
 		Accepted: &airlockv1.JobAccepted{Policy: effectivePolicy(plan.job.Policy), Node: s.node}}})
 	var started time.Time
@@ -95,13 +107,11 @@ func (s *Server) spawn(ctx context.Context, req *airlockv1.SpawnRequest, interac
 	}
 
 	start := time.Now()
-	s.metrics.SandboxesLive.Inc()
-	out, runErr := s.runner.Run(jobCtx, plan.job)
-	s.metrics.SandboxesLive.Dec()
+	out, runErr := s.run(jobCtx, plan.job)
 	gate.close()
 	j.setGate(nil)
 	calls, callLimit := gate.toolCalls()
-	resp := s.verdict(jobCtx, plan, out, runErr, callLimit)
+	resp = s.verdict(jobCtx, plan, out, runErr, callLimit)
 	var execCounts map[string]int
 	resp.Exec, execCounts = gate.results()
 	policyDenied(resp, plan.job.Policy, plan.sanitize)
@@ -113,7 +123,44 @@ func (s *Server) spawn(ctx context.Context, req *airlockv1.SpawnRequest, interac
 	s.metrics.ObserveJob(time.Since(received))
 	j.finish(resp)
 	s.record(req, plan, out, resp, j.owner, execCounts)
-	return resp, nil
+	return resp
+}
+
+// run runs the job in the runner, counted as a live sandbox until Run
+// returns or panics. A runner tears its sandbox down in its own deferred
+// calls, which a panic runs too.
+func (s *Server) run(ctx context.Context, j *job.Job) (*job.Outcome, error) {
+	s.metrics.SandboxesLive.Inc()
+	defer s.metrics.SandboxesLive.Dec()
+	return s.runner.Run(ctx, j)
+}
+
+// recoverJob, deferred by execute, ends a job whose run panicked: the
+// panic is logged with the stack it began in (debug.Stack, taken here,
+// still holds those frames), pending approvals end, and the job is
+// answered, finished and recorded with SANDBOX_ERROR and a fixed message,
+// which quotes nothing of the panic. A panic after the job finished, in
+// its record, answers with the response the job finished with.
+func (s *Server) recoverJob(req *airlockv1.SpawnRequest, pl *plan, j *jobState, resp **airlockv1.SpawnResponse) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	panics.Log(s.log, "job panicked", r, debug.Stack(), "job", j.id)
+	if g := j.execGate(); g != nil {
+		g.close()
+		j.setGate(nil)
+	}
+	failed := s.newResponse(pl)
+	failed.Verdict = airlockv1.Verdict_VERDICT_SANDBOX_ERROR
+	// The ID matched jobIDPattern at the door, or is the broker's own.
+	failed.Message = "the broker failed on this job (a bug), and returns nothing of it; this is not the request's fault: ask the operator to look up job " + pl.job.ID + " in airlockd's log"
+	if !j.finish(failed) {
+		*resp, _ = j.response()
+		return
+	}
+	s.record(req, pl, nil, failed, j.owner, nil)
+	*resp = failed
 }
 
 // requestDigest identifies a request for idempotency by its deterministic

@@ -177,13 +177,7 @@ func (s *Server) sanitizeOptions(job *job.Job) result.SanitizeOptions {
 // leave.
 func (s *Server) verdict(ctx context.Context, pl *plan, out *job.Outcome, runErr error, toolLimit bool) *airlockv1.SpawnResponse {
 	p := pl.job.Policy
-	resp := &airlockv1.SpawnResponse{
-		JobId:        pl.job.ID,
-		Node:         s.node,
-		Policy:       effectivePolicy(p),
-		Usage:        &airlockv1.Usage{},
-		Sanitization: &airlockv1.SanitizationReport{},
-	}
+	resp := s.newResponse(pl)
 	// Every message goes through the sanitizer: some quote the job's
 	// words (a result's keys, a model's failure), and the rest cost
 	// nothing to clean.
@@ -255,6 +249,18 @@ func (s *Server) verdict(ctx context.Context, pl *plan, out *job.Outcome, runErr
 	resp.Result = st
 	resp.Verdict = airlockv1.Verdict_VERDICT_OK
 	return resp
+}
+
+// newResponse is the job's response before its verdict: its ID, node and
+// effective policy, and empty usage and report.
+func (s *Server) newResponse(pl *plan) *airlockv1.SpawnResponse {
+	return &airlockv1.SpawnResponse{
+		JobId:        pl.job.ID,
+		Node:         s.node,
+		Policy:       effectivePolicy(pl.job.Policy),
+		Usage:        &airlockv1.Usage{},
+		Sanitization: &airlockv1.SanitizationReport{},
+	}
 }
 
 // policyDenied turns a job that failed (SANDBOX_ERROR after it ran) into
