@@ -2,6 +2,7 @@ package result
 
 import (
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -41,17 +42,19 @@ type flagSet struct {
 	wg     sync.WaitGroup
 	// readyOnce closes ready, also when gathering panicked.
 	readyOnce sync.Once
-	// panicked holds what a goroutine's panic was, recovered so that it
-	// does not end the broker; reportFlags panics with it again on the
-	// caller's goroutine, where Process recovers it.
-	panicked atomic.Pointer[any]
+	// panicked holds a goroutine's panic, recovered so that it does not
+	// end the broker, with the stack it began in; reportFlags panics with
+	// it again on the caller's goroutine, where Process recovers it, and
+	// the operator's log shows where it began, not where it was raised
+	// again.
+	panicked atomic.Pointer[PanicError]
 }
 
 // guard recovers a goroutine's panic into f.panicked, and closes ready so
 // that nobody waits for strings that will not come.
 func (f *flagSet) guard() {
 	if r := recover(); r != nil {
-		f.panicked.CompareAndSwap(nil, &r)
+		f.panicked.CompareAndSwap(nil, &PanicError{Value: r, Stack: debug.Stack()})
 	}
 	f.readyOnce.Do(func() { close(f.ready) })
 }
@@ -214,8 +217,8 @@ func (z *sanitizer) reportFlags() {
 		z.flags.work()
 	}
 	z.flags.wg.Wait()
-	if r := z.flags.panicked.Load(); r != nil {
-		panic(*r)
+	if pe := z.flags.panicked.Load(); pe != nil {
+		panic(pe)
 	}
 	for _, p := range z.pending {
 		names := z.flags.cats[z.flags.index[p.raw]].Names()

@@ -72,9 +72,17 @@ func Process(raw []byte, schema *Schema, maxBytes int64, opts SanitizeOptions) (
 	// A bug of Airlock's that a hostile result provokes ends this result,
 	// not the broker and every job in it.
 	defer func() {
-		if r := recover(); r != nil {
-			err = &PanicError{Value: r, Stack: debug.Stack()}
+		r := recover()
+		if r == nil {
+			return
 		}
+		// A detector goroutine's panic is raised again here as the
+		// PanicError it recovered, with the stack it began in.
+		pe, ok := r.(*PanicError)
+		if !ok {
+			pe = &PanicError{Value: r, Stack: debug.Stack()}
+		}
+		err = pe
 	}()
 	if schema == nil {
 		return nil, nil, errors.New("result: no schema: the caller must supply one, even if it is a permissive default")
