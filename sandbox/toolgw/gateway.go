@@ -11,8 +11,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"time"
+
+	"github.com/airlock/airlock/internal/panics"
 )
 
 // Defaults of Config's limits.
@@ -44,6 +47,9 @@ const (
 	ReasonMalformed = "malformed_request"
 	// ReasonClosing: the job ended while the request waited.
 	ReasonClosing = "job_ending"
+	// ReasonFailed: handling the request panicked, a bug of Airlock's;
+	// the connection was closed unanswered.
+	ReasonFailed = "gateway_failed"
 )
 
 // Handler decides one authenticated, well-formed request and, when it is
@@ -167,6 +173,8 @@ func Listen(cfg Config) (*Gateway, error) {
 		stats:    Stats{Refused: map[string]int{}},
 	}
 	g.wg.Add(1)
+	// Not recovered: serve only accepts and counts; each connection's
+	// goroutine recovers its own panic (recovered).
 	go g.serve()
 	return g, nil
 }
@@ -238,6 +246,7 @@ func (g *Gateway) serve() {
 			defer g.wg.Done()
 			defer func() { <-g.conns }()
 			defer conn.Close()
+			defer g.recovered()
 			g.handle(conn)
 		}()
 	}
@@ -280,6 +289,22 @@ func (g *Gateway) handle(conn net.Conn) {
 	if err := WriteFrame(conn, resp, MaxResponseBytes); err != nil {
 		g.log.Debug("tool gateway reply", "err", err)
 	}
+}
+
+// recovered, deferred by a connection's goroutine, ends a request whose
+// handling panicked: a bug of Airlock's, the gateway's or the Handler's
+// (the broker's exec gate, the runner's exec), that the job's request may
+// have provoked. The connection is closed unanswered, the failure counted
+// as a refusal for the job's audit, and the panic logged with the stack
+// it began in; the job's other requests, its other jobs and airlockd go
+// on. The Handler's own deferred calls (a process's delete) have run.
+func (g *Gateway) recovered() {
+	r := recover()
+	if r == nil {
+		return
+	}
+	panics.Log(g.log, "tool gateway request panicked", r, debug.Stack())
+	g.count(func(s *Stats) { s.Refused[ReasonFailed]++ })
 }
 
 // checkCapability compares in constant time, and locks the gateway after

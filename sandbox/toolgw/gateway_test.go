@@ -3,6 +3,7 @@ package toolgw
 import (
 	"context"
 	"encoding/binary"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -248,6 +249,54 @@ func TestGateway_CloseEndsRequestsInFlight(t *testing.T) {
 		t.Fatalf("response = %+v", r)
 	}
 }
+
+// A request whose handling panics, a bug that the job's words provoked,
+// ends that request's connection unanswered, counted and logged with the
+// panic's value quoted and capped; the gateway serves the next request,
+// and nothing of the request's goroutine is left (goleak, TestMain).
+func TestGateway_APanickingRequestEndsOnlyItsConnection(t *testing.T) {
+	// A file, as airlockd's log is, which the gateway's goroutines write
+	// to while the test reads it.
+	logs, err := os.Create(filepath.Join(t.TempDir(), "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logs.Close()
+	g, sock := listen(t, Config{
+		Logger: slog.New(slog.NewTextHandler(logs, nil)),
+		Handler: func(ctx context.Context, req Request) Response {
+			if req.Argv[0] == "boom" {
+				panicOn(req.Argv[1])
+			}
+			return echo(ctx, req)
+		},
+	})
+	hostile := "\x1b[31mforged\nlevel=INFO msg=ok " + strings.Repeat("A", 4096)
+	if resp, err := Call(sock, Request{Cap: testCap, Argv: []string{"boom", hostile}}, 5*time.Second); err == nil {
+		t.Fatalf("the panicking request was answered: %+v", resp)
+	}
+	if st := g.Stats(); st.Refused[ReasonFailed] != 1 || st.Handled != 1 {
+		t.Errorf("stats = %+v, want the request handled and counted as %s", st, ReasonFailed)
+	}
+	resp, err := Call(sock, Request{Cap: testCap, Argv: []string{"wc"}}, 5*time.Second)
+	if err != nil || !resp.Allowed {
+		t.Fatalf("the next request: %+v, %v", resp, err)
+	}
+	b, err := os.ReadFile(logs.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := string(b)
+	if !strings.Contains(got, "tool gateway request panicked") || !strings.Contains(got, "toolgw.panicOn") {
+		t.Errorf("the log does not hold the panic and its stack:\n%s", got)
+	}
+	if strings.Contains(got, "\x1b") || strings.Contains(got, "\nlevel=INFO") || strings.Contains(got, strings.Repeat("A", 1100)) {
+		t.Errorf("the panic's value is logged raw or uncapped:\n%.2000s", got)
+	}
+}
+
+// panicOn panics with the job's words, as a bug might.
+func panicOn(words string) { panic("cannot handle " + words) }
 
 func TestListen_TakesASocketPathLongerThanBindDoes(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), strings.Repeat("d", 60), strings.Repeat("e", 60))
