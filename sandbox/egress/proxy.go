@@ -11,11 +11,13 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/airlock/airlock/internal/panics"
 	"github.com/airlock/airlock/sandbox/job"
 )
 
@@ -502,9 +504,22 @@ func (c *clientConn) abort() {
 	c.conn.Close()
 }
 
+// serve serves the connection's requests until one ends it. A panic in
+// serving one, a bug of Airlock's that the job's bytes may have provoked
+// (in the proxy's parsing, a forward, or the broker's hook that is told
+// of an attempt), ends this connection, not airlockd and every job in it:
+// it is logged with the stack it began in, and the connection is closed
+// like any other. The buffers it held are dropped, not pooled.
 func (c *clientConn) serve() {
 	defer c.p.wg.Done()
 	defer func() {
+		if r := recover(); r != nil {
+			jobID := ""
+			if c.s != nil {
+				jobID = c.s.jobID
+			}
+			panics.Log(c.p.log, "egress proxy connection panicked", r, debug.Stack(), "src", c.src, "job", jobID)
+		}
 		c.p.mu.Lock()
 		delete(c.p.conns, c)
 		if c.s == nil {

@@ -50,6 +50,7 @@ func (c *clientConn) tunnel(s *Session, head *requestHead, t target, a job.Egres
 		downErr error
 	)
 	wg.Add(1)
+	// Not recovered: relay copies the job's bytes without reading them.
 	go func() {
 		defer wg.Done()
 		// c.br may already hold bytes the client sent after its CONNECT
