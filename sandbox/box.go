@@ -144,8 +144,12 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 		netDone = nil
 		return err
 	}
+	// made is set at the one successful return: an error or a panic, a
+	// bug of Airlock's, undoes what was made, so that a panic that the
+	// broker recovers into the job's SANDBOX_ERROR leaves nothing behind.
+	made := false
 	defer func() {
-		if retErr == nil {
+		if made {
 			return
 		}
 		_ = awaitNet()
@@ -232,6 +236,10 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 		if !p.Isolation.UserNamespace || rt.Name == policy.RuntimeRunsc {
 			b.paths.NetNS = n.Path
 			netDone = make(chan error, 1)
+			// Not recovered: Setup applies the broker's own rules, made
+			// from the profile, before anything of the job runs, mostly on
+			// a goroutine of its own (netns.onThrowawayThread) that a
+			// recover here would not reach.
 			go func() { netDone <- n.Setup(cctx) }()
 		}
 	}
@@ -362,6 +370,7 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 	if seccomp.given != nil {
 		r.filters.used.Inc()
 	}
+	made = true
 	return b, nil
 }
 
@@ -387,6 +396,7 @@ func (b *box) watch(ctx context.Context) error {
 	}
 	b.u.Push(func(context.Context) error { stop(); return nil })
 	b.exited = make(chan struct{})
+	// Not recovered: it only receives containerd's exit status.
 	go func() {
 		// The client sends exactly once: the exit, or the wait's error
 		// when teardown ends it.
@@ -438,6 +448,8 @@ func (r *Runner) listenProxy(b *box) error {
 		return fmt.Errorf("egress proxy listener on %s: %w", addr, err)
 	}
 	b.u.Push(func(context.Context) error { return ignoreClosed(lis.Close()) })
+	// Not recovered: Serve only accepts; each connection's goroutine
+	// recovers its own panic (egress clientConn.serve).
 	go func() {
 		if err := r.proxy.Serve(lis); err != nil {
 			r.log.Debug("egress listener ended", "addr", addr, "err", err)

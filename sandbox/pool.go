@@ -128,6 +128,8 @@ func (r *Runner) StartPool(p *policy.Profile, cfg PoolConfig) error {
 		lastClaim: time.Now(), kick: make(chan struct{}, 1), stop: stop, done: make(chan struct{}),
 	}
 	r.pools[p.Name] = wp
+	// Not recovered: the refill makes sandboxes for no job yet, from the
+	// operator's profile, and reads nothing a job wrote.
 	go wp.loop(ctx)
 	return nil
 }

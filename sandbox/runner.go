@@ -187,6 +187,10 @@ func New(ctx context.Context, cfg Config) (_ *Runner, retErr error) {
 	}
 	for range teardownWorkers {
 		r.teardowns.Add(1)
+		// Not recovered: teardown reads nothing of the job's, only the
+		// broker's own handles (IDs, mounts, namespaces), so no job can
+		// provoke a panic there; what a bug there left behind, the
+		// successor's reap at start removes.
 		go func() {
 			defer r.teardowns.Done()
 			for t := range r.behind {
@@ -308,7 +312,9 @@ func (r *Runner) Run(ctx context.Context, j *job.Job) (out *job.Outcome, retErr 
 	defer func() {
 		if out == nil {
 			// A job that failed to run is torn down before the error
-			// returns, so the caller's retry never meets its remains.
+			// returns, so the caller's retry never meets its remains; so
+			// is one whose run panicked (out is nil then too), before the
+			// broker recovers the panic into its SANDBOX_ERROR.
 			if err := r.teardown(ctx, b, warm); err != nil {
 				retErr = errors.Join(retErr, fmt.Errorf("cleanup: %w", err))
 			}

@@ -98,6 +98,8 @@ func Start(ctx context.Context, dir string) (*Containerd, error) {
 	// netns code does). So containerd is started, and restarted, from one
 	// thread locked for the daemon's whole life.
 	started := make(chan error, 1)
+	// Not recovered: a panic in supervising containerd leaves the
+	// daemon's state unknown, and airlockd must not go on without it.
 	go d.supervise(started)
 	if err := <-started; err != nil {
 		d.log.Close()

@@ -609,6 +609,9 @@ func doInNetNS(path string, fn func() error) error {
 // fn left it. That is simpler and safer than switching back, which can fail.
 func onThrowawayThread(fn func() error) error {
 	errc := make(chan error, 1)
+	// Not recovered: fn is the broker's own setup (a namespace, its
+	// rules from the profile, a netlink handle), which reads nothing a
+	// job wrote.
 	go func() {
 		runtime.LockOSThread()
 		errc <- fn()
