@@ -304,36 +304,10 @@ func (g *execGate) ask(ctx context.Context, rec *airlockv1.ExecDecision, view ap
 	if !g.interactive {
 		return fallback("no caller to ask on a unary Spawn")
 	}
-	g.mu.Lock()
-	switch {
-	case g.closed:
-		g.mu.Unlock()
-		return fallback("the job is ending")
-	case g.asked >= maxApprovalRequests:
-		g.mu.Unlock()
-		return fallback(fmt.Sprintf("the job already asked %d times", maxApprovalRequests))
-	case len(g.pending) >= maxPendingApprovals:
-		g.mu.Unlock()
-		return fallback(fmt.Sprintf("%d approvals are already waiting", maxPendingApprovals))
+	id, answer, wait, bound, refused := g.reserve(ctx)
+	if refused != "" {
+		return fallback(refused)
 	}
-	wait, bound := g.timeout, fmt.Sprintf("no answer within %s", g.timeout)
-	if left := time.Until(g.deadline); left < wait {
-		wait, bound = left, "no answer before the job's deadline"
-	}
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
-		wait, bound = time.Until(dl), "no answer before the job's deadline"
-	}
-	// Whole milliseconds: what is advertised is never more than the wait.
-	if wait = wait.Truncate(time.Millisecond); wait <= 0 {
-		g.mu.Unlock()
-		return fallback("the job's deadline has passed")
-	}
-	g.seq++
-	g.asked++
-	id := "exec-" + strconv.Itoa(g.seq)
-	answer := make(chan airlockv1.ApprovalDecision, 1)
-	g.pending[id] = answer
-	g.mu.Unlock()
 	defer func() {
 		g.mu.Lock()
 		delete(g.pending, id)
@@ -361,6 +335,39 @@ func (g *execGate) ask(ctx context.Context, rec *airlockv1.ExecDecision, view ap
 	case <-g.closing:
 		return fallback("the job is ending")
 	}
+}
+
+// reserve makes a pending request for ask, with its wait and the reason
+// it ends with when unanswered, or says why none may be made. The lock is
+// released by defer: a gate left locked would hang its job's end.
+func (g *execGate) reserve(ctx context.Context) (id string, answer chan airlockv1.ApprovalDecision, wait time.Duration, bound, refused string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch {
+	case g.closed:
+		return "", nil, 0, "", "the job is ending"
+	case g.asked >= maxApprovalRequests:
+		return "", nil, 0, "", fmt.Sprintf("the job already asked %d times", maxApprovalRequests)
+	case len(g.pending) >= maxPendingApprovals:
+		return "", nil, 0, "", fmt.Sprintf("%d approvals are already waiting", maxPendingApprovals)
+	}
+	wait, bound = g.timeout, fmt.Sprintf("no answer within %s", g.timeout)
+	if left := time.Until(g.deadline); left < wait {
+		wait, bound = left, "no answer before the job's deadline"
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+		wait, bound = time.Until(dl), "no answer before the job's deadline"
+	}
+	// Whole milliseconds: what is advertised is never more than the wait.
+	if wait = wait.Truncate(time.Millisecond); wait <= 0 {
+		return "", nil, 0, "", "the job's deadline has passed"
+	}
+	g.seq++
+	g.asked++
+	id = "exec-" + strconv.Itoa(g.seq)
+	answer = make(chan airlockv1.ApprovalDecision, 1)
+	g.pending[id] = answer
+	return id, answer, wait, bound, ""
 }
 
 // answer delivers a caller's decision to a waiting request, and reports
