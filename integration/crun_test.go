@@ -17,6 +17,7 @@ import (
 	"github.com/containerd/containerd/namespaces"
 
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
+	"github.com/airlock/airlock/sandbox"
 	"github.com/airlock/airlock/sandbox/footprint"
 )
 
@@ -57,12 +58,27 @@ func TestCrun_SandboxesReuseTheSeccompProgramCrunCompiled(t *testing.T) {
 	}
 	// The pool's first sandbox compiled; every later one, the jobs' and
 	// the one waiting now, was handed the program.
-	m := regexp.MustCompile(`(?m)^airlock_sandbox_seccomp_precompiled_total (\d+)$`).FindStringSubmatch(scrapeMetrics(t, d))
-	if m == nil {
-		t.Fatal("no airlock_sandbox_seccomp_precompiled_total")
-	}
-	if n, _ := strconv.Atoi(m[1]); n != jobs {
+	if n := precompiled(t, d); n != jobs {
 		t.Fatalf("%d sandboxes handed the program, want %d", n, jobs)
+	}
+	// secureclaw's sandboxes are cold and user-namespaced. Its section
+	// is vanilla's or its own: either way the second of its jobs, if not
+	// the first, is handed a program.
+	var after []int
+	for i := range 2 {
+		req := pageJob(i)
+		req.Profile = "secureclaw"
+		resp, err := d.conn.Broker.Spawn(testContext(t), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.GetVerdict() != airlockv1.Verdict_VERDICT_OK {
+			t.Fatalf("secureclaw job %d: %v: %s", i, resp.GetVerdict(), resp.GetMessage())
+		}
+		after = append(after, precompiled(t, d))
+	}
+	if after[1] != after[0]+1 {
+		t.Fatalf("sandboxes handed a program: %d before secureclaw's jobs, then %v: want its second job handed one", jobs, after)
 	}
 
 	ctx := namespaces.WithNamespace(testContext(t), footprint.Namespace)
@@ -71,9 +87,30 @@ func TestCrun_SandboxesReuseTheSeccompProgramCrunCompiled(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	ctrs, err := c.Containers(ctx)
-	if err != nil || len(ctrs) != 1 {
-		t.Fatalf("containers %v (%v), want the pool's one", ctrs, err)
+	// The pool's sandbox is the one made for no job whose agent runs; a
+	// job's, or a claimed one, may still be on its way out.
+	all, err := c.Containers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ctrs []containerd.Container
+	for _, x := range all {
+		labels, err := x.Labels(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := labels[sandbox.LabelJob]; ok {
+			continue
+		}
+		// A claimed one's agent has exited.
+		if task, err := x.Task(ctx, nil); err == nil {
+			if st, err := task.Status(ctx); err == nil && st.Status == containerd.Running {
+				ctrs = append(ctrs, x)
+			}
+		}
+	}
+	if len(ctrs) != 1 {
+		t.Fatalf("%d sandboxes made for no job, want the pool's one", len(ctrs))
 	}
 	spec, err := ctrs[0].Spec(ctx)
 	if err != nil {
@@ -99,4 +136,16 @@ func TestCrun_SandboxesReuseTheSeccompProgramCrunCompiled(t *testing.T) {
 			t.Errorf("the waiting agent's status lacks %q:\n%s", strings.TrimSpace(want), status)
 		}
 	}
+}
+
+// precompiled is d's count of sandboxes handed a compiled seccomp
+// program.
+func precompiled(t *testing.T, d *daemonProc) int {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^airlock_sandbox_seccomp_precompiled_total (\d+)$`).FindStringSubmatch(scrapeMetrics(t, d))
+	if m == nil {
+		t.Fatal("no airlock_sandbox_seccomp_precompiled_total")
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
 }

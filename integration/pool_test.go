@@ -435,3 +435,33 @@ func TestWarmPool_AgentGoneBeforeItsJobRunsCold(t *testing.T) {
 		t.Errorf("the dead warm sandbox %s is still there", dead)
 	}
 }
+
+// TestColdJob_RunAheadWhenItsAgentWaits: a cold job of an image whose
+// agent waits for its start line is run ahead, as a pool's sandbox is:
+// its sandbox is started with the task's creation, before the job is
+// bound to it, and the job only writes the start line. A sandbox started
+// by the shim's start instead would show one start, after the bind.
+func TestColdJob_RunAheadWhenItsAgentWaits(t *testing.T) {
+	w := newPoolWorld(t, nil)
+	for _, profile := range []string{"vanilla", "egresstest"} {
+		out, err := w.runner.Run(testContext(t), w.job(t, profile, "extract_text", nil, "<title>Ahead</title>"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.Warm {
+			t.Fatalf("%s: a job with no pool ran warm", profile)
+		}
+		if got := resultTitle(t, out); got != "Ahead" {
+			t.Errorf("%s: title %q", profile, got)
+		}
+		var names []string
+		for _, p := range out.Phases {
+			names = append(names, p.Name)
+		}
+		bind := slices.Index(names, "bind")
+		first := slices.Index(names, "start")
+		if bind < 0 || first < 0 || first > bind || !slices.Contains(names[bind:], "start") {
+			t.Errorf("%s: phases %v, want the sandbox started before the bind and the start line written after it", profile, names)
+		}
+	}
+}
