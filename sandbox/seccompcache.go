@@ -51,6 +51,11 @@ const filterReadTimeout = 2 * time.Second
 // trying.
 const maxFilterReads = 3
 
+// maxFilterSections bounds the sections learnt. A section is a profile's
+// (a request's overrides do not touch it), so this is far above any
+// real count; past it, crun compiles the others.
+const maxFilterSections = 256
+
 // filterKey names a seccomp section.
 type filterKey [sha256.Size]byte
 
@@ -157,7 +162,8 @@ func (c *filterCache) learn(use seccompUse, pid uint32) error {
 	known := c.programs[use.key]
 	tries := c.tries[use.key]
 	check := use.given != nil && !use.given.verified
-	read := check || (known == nil && tries < maxFilterReads)
+	_, seen := c.tries[use.key]
+	read := check || (known == nil && tries < maxFilterReads && (seen || len(c.tries) < maxFilterSections))
 	if read {
 		c.tries[use.key]++
 	}

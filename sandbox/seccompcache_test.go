@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strconv"
 	"testing"
 	"time"
 
@@ -155,5 +156,20 @@ func TestCompiledSeccomp_LearnsOnlyWhatItWasAskedTo(t *testing.T) {
 	}
 	if reads != maxFilterReads || len(c.programs) != 0 {
 		t.Fatalf("%d reads, want %d; programs %v", reads, maxFilterReads, c.programs)
+	}
+}
+
+func TestCompiledSeccomp_LearnsABoundedNumberOfSections(t *testing.T) {
+	var reads int
+	filters := map[int][]byte{1: []byte("compiled")}
+	c := testFilterCache(filters, &reads)
+	for i := range maxFilterSections + 10 {
+		use := applySeccomp(t, c, seccompSpec(strconv.Itoa(i)))
+		if err := c.learn(use, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(c.programs) != maxFilterSections || len(c.tries) != maxFilterSections {
+		t.Fatalf("%d programs, %d sections tried; want at most %d", len(c.programs), len(c.tries), maxFilterSections)
 	}
 }
