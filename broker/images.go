@@ -6,12 +6,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"regexp"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/airlock/airlock/images"
+	"github.com/airlock/airlock/images/imageref"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
 	"github.com/airlock/airlock/sandbox/job"
 )
@@ -26,8 +25,6 @@ const (
 	// maxImageChunk caps one message's data.
 	maxImageChunk = 1 << 20
 )
-
-var digestPattern = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 
 // ImportImage spools the streamed tarball to a file of the broker's own,
 // counting every byte against the cap as it arrives, and hands the file
@@ -53,8 +50,8 @@ func (s *Server) ImportImage(stream airlockv1.Broker_ImportImageServer) (retErr 
 		return err
 	}
 	name := first.GetName()
-	if !images.ValidName(name) {
-		return badField("name", "name %s must be 1-128 lowercase letters and digits, separated by '.', '_' or '-'", quoteName(name))
+	if err := checkImageName(name); err != nil {
+		return err
 	}
 	if len(first.GetData()) > 0 {
 		return badField("data", "the first message carries the name only; data follows in the next ones")
@@ -162,11 +159,11 @@ func (s *Server) RemoveImage(ctx context.Context, req *airlockv1.RemoveImageRequ
 	if s.images == nil {
 		return nil, fmt.Errorf("%w: this broker serves no image store", ErrPrecondition)
 	}
-	if !images.ValidName(req.GetName()) {
-		return nil, badField("name", "name %s must be 1-128 lowercase letters and digits, separated by '.', '_' or '-'", quoteName(req.GetName()))
+	if err := checkImageName(req.GetName()); err != nil {
+		return nil, err
 	}
-	if d := req.GetDigest(); d != "" && !digestPattern.MatchString(d) {
-		return nil, badField("digest", "digest must be sha256:<64 lowercase hex>, or empty for every digest of the name")
+	if d := req.GetDigest(); d != "" && !imageref.ValidDigest(d) {
+		return nil, badField("digest", "digest must be %s, or empty for every digest of the name", imageref.DigestRule)
 	}
 	gone, err := s.images.RemoveImage(ctx, req.GetName(), req.GetDigest())
 	if err != nil {
@@ -178,6 +175,15 @@ func (s *Server) RemoveImage(ctx context.Context, req *airlockv1.RemoveImageRequ
 		resp.Removed = append(resp.Removed, imageProto(i))
 	}
 	return resp, nil
+}
+
+// checkImageName refuses a name imageref does not take, naming the field
+// and the rule.
+func checkImageName(name string) error {
+	if !imageref.ValidName(name) {
+		return badField("name", "name %s must be %s", quoteName(name), imageref.NameRule)
+	}
+	return nil
 }
 
 func imageProto(i job.ImageInfo) *airlockv1.Image {

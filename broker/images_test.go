@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/airlock/airlock/broker"
+	"github.com/airlock/airlock/images/imageref"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
 	"github.com/airlock/airlock/sandbox/job"
 )
@@ -116,7 +117,7 @@ func TestImportImage_RefusesAtTheDoor(t *testing.T) {
 		want  string
 	}{
 		{"no name", []*airlockv1.ImportImageRequest{chunk("x")}, codes.InvalidArgument, "name", "name"},
-		{"bad name", []*airlockv1.ImportImageRequest{named("../etc"), chunk("x")}, codes.InvalidArgument, "name", "lowercase letters"},
+		{"bad name", []*airlockv1.ImportImageRequest{named("../etc"), chunk("x")}, codes.InvalidArgument, "name", imageref.NameRule},
 		{"data with the name", []*airlockv1.ImportImageRequest{{Name: "a", Data: []byte("x")}}, codes.InvalidArgument, "data", "carries the name only"},
 		{"name twice", []*airlockv1.ImportImageRequest{named("a"), named("b")}, codes.InvalidArgument, "name", "only the first message"},
 		{"no data", []*airlockv1.ImportImageRequest{named("a")}, codes.InvalidArgument, "data", "no image data"},

@@ -120,13 +120,15 @@ func TestLayers_DependenciesPointOneWay(t *testing.T) {
 
 // TestLayers_JobContractIsALeaf keeps sandbox/job what both sides can
 // import: it links nothing of the project but the policy it carries, which
-// itself links nothing of the project.
+// itself links nothing of the project but images/imageref, the rule for
+// agent.image, which links nothing at all.
 func TestLayers_JobContractIsALeaf(t *testing.T) {
 	pkgs := listPackages(t)
 	allowed := map[string][]string{
-		"sandbox/job":         {"policies/policy"},
-		"policies/policy":     nil,
+		"sandbox/job":         {"policies/policy", "images/imageref"},
+		"policies/policy":     {"images/imageref"},
 		"policies/execpolicy": nil,
+		"images/imageref":     nil,
 	}
 	for path, want := range allowed {
 		p, ok := pkgs[path]

@@ -8,12 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"runtime"
 
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/airlock/airlock/images/imageref"
 )
 
 // ErrInvalidSpec is returned, wrapped, when a Spec cannot describe a sound
@@ -27,12 +28,9 @@ const AnnotationImageName = "io.containerd.image.name"
 // refTag is the only tag Airlock images carry; the digest is their identity.
 const refTag = "latest"
 
-// nameRE is one lowercase path component of a distribution reference, so
-// ImageRef(name) always parses.
-var nameRE = regexp.MustCompile(`^[a-z0-9]+(?:[._-][a-z0-9]+)*$`)
-
 // ImageRef is the name an image built from a Spec with this Name has in
-// containerd after import.
+// containerd after import. The Name follows imageref's name rule, so that
+// this always parses.
 func ImageRef(name string) string {
 	return "airlock.local/" + name + ":" + refTag
 }
@@ -117,8 +115,8 @@ func Build(w io.Writer, spec Spec) (digest.Digest, error) {
 }
 
 func validate(spec Spec) error {
-	if !nameRE.MatchString(spec.Name) {
-		return fmt.Errorf("%w: name %q must be lowercase letters and digits, separated by '.', '_' or '-'", ErrInvalidSpec, spec.Name)
+	if !imageref.ValidName(spec.Name) {
+		return fmt.Errorf("%w: name %q must be %s", ErrInvalidSpec, spec.Name, imageref.NameRule)
 	}
 	if len(spec.Entrypoint) == 0 {
 		return fmt.Errorf("%w: image %s: empty entrypoint", ErrInvalidSpec, spec.Name)
@@ -141,19 +139,4 @@ func orDefaultSlice(s, def []string) []string {
 		return def
 	}
 	return s
-}
-
-// ValidName says whether name can name an image: one lowercase component
-// of a distribution reference.
-func ValidName(name string) bool { return len(name) <= 128 && nameRE.MatchString(name) }
-
-// AgentRefPrefix starts the containerd name of every imported agent image,
-// apart from the images Airlock builds.
-const AgentRefPrefix = "airlock.local/agents/"
-
-// AgentRef is the containerd name of an imported agent image: its name and
-// manifest digest, so that two imports of one name never replace each
-// other and a profile's pinned digest names exactly one record.
-func AgentRef(name, digest string) string {
-	return AgentRefPrefix + name + "@" + digest
 }

@@ -29,8 +29,8 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/airlock/airlock/images"
 	"github.com/airlock/airlock/images/agentimage"
+	"github.com/airlock/airlock/images/imageref"
 	"github.com/airlock/airlock/policies/policy"
 	"github.com/airlock/airlock/sandbox/footprint"
 	"github.com/airlock/airlock/sandbox/job"
@@ -89,7 +89,7 @@ func (r *Runner) loadAgentImages(ctx context.Context, list []AgentImage) error {
 			continue
 		}
 		name, dgst := a.Agent.ImageName(), a.Agent.ImageDigest()
-		rec, err := r.client.ImageService().Get(ctx, images.AgentRef(name, dgst))
+		rec, err := r.client.ImageService().Get(ctx, imageref.ContainerdName(name, dgst))
 		if errdefs.IsNotFound(err) {
 			have, lerr := r.ListImages(ctx)
 			if lerr != nil {
@@ -270,12 +270,12 @@ func mapKeys(m map[string]struct{}) func(func(string) bool) {
 
 // ImportImage implements job.ImageStore: it vets the tarball with
 // agentimage, writes its blobs into containerd inside a lease of its own,
-// records the image as images.AgentRef(name, digest) and unpacks it. The
+// records the image as imageref.ContainerdName(name, digest) and unpacks it. The
 // lease goes at the end, whatever happened: on success the image record
 // holds what it needs, and on failure nothing holds anything.
 func (r *Runner) ImportImage(ctx context.Context, name string, f *os.File) (info job.ImageInfo, retErr error) {
-	if !images.ValidName(name) {
-		return info, fmt.Errorf("%w: name %s must be lowercase letters and digits, separated by '.', '_' or '-'", job.ErrImageRefused, agentimage.Quote(name))
+	if !imageref.ValidName(name) {
+		return info, fmt.Errorf("%w: name %s must be %s", job.ErrImageRefused, agentimage.Quote(name), imageref.NameRule)
 	}
 	ctx = namespaces.WithNamespace(ctx, footprint.Namespace)
 	img, closeImg, err := agentimage.Read(f.Name(), r.importDir(), r.imageLimits)
@@ -286,8 +286,8 @@ func (r *Runner) ImportImage(ctx context.Context, name string, f *os.File) (info
 		return info, err
 	}
 	defer closeImg()
-	ref := images.AgentRef(name, img.Digest)
-	info = job.ImageInfo{Name: name, Digest: img.Digest, Size: img.Size, Profiles: r.agentProfiles[name+"@"+img.Digest]}
+	ref := imageref.ContainerdName(name, img.Digest)
+	info = job.ImageInfo{Name: name, Digest: img.Digest, Size: img.Size, Profiles: r.agentProfiles[imageref.Join(name, img.Digest)]}
 	if rec, err := r.client.ImageService().Get(ctx, ref); err == nil {
 		return r.alreadyImported(ctx, rec, info)
 	}
@@ -448,16 +448,15 @@ func (r *Runner) ListImages(ctx context.Context) ([]job.ImageInfo, error) {
 	}
 	var out []job.ImageInfo
 	for _, rec := range recs {
-		rest, ok := strings.CutPrefix(rec.Name, images.AgentRefPrefix)
+		name, dgst, ok := imageref.FromContainerdName(rec.Name)
 		if !ok {
 			continue
 		}
-		name, dgst, _ := strings.Cut(rest, "@")
 		size, _ := strconv.ParseInt(rec.Labels[labelImageSize], 10, 64)
-		out = append(out, job.ImageInfo{Name: name, Digest: dgst, Size: size, Imported: rec.CreatedAt, Profiles: slices.Clone(r.agentProfiles[rest])})
+		out = append(out, job.ImageInfo{Name: name, Digest: dgst, Size: size, Imported: rec.CreatedAt, Profiles: slices.Clone(r.agentProfiles[imageref.Join(name, dgst)])})
 	}
 	slices.SortFunc(out, func(a, b job.ImageInfo) int {
-		return strings.Compare(a.Name+"@"+a.Digest, b.Name+"@"+b.Digest)
+		return strings.Compare(imageref.Join(a.Name, a.Digest), imageref.Join(b.Name, b.Digest))
 	})
 	return out, nil
 }
@@ -480,7 +479,7 @@ func (r *Runner) RemoveImage(ctx context.Context, name, dgst string) ([]job.Imag
 	if len(gone) == 0 {
 		what := name
 		if dgst != "" {
-			what += "@" + dgst
+			what = imageref.Join(name, dgst)
 		}
 		return nil, fmt.Errorf("%w: %s", job.ErrImageNotFound, what)
 	}
@@ -493,7 +492,7 @@ func (r *Runner) RemoveImage(ctx context.Context, name, dgst string) ([]job.Imag
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), createTimeout)
 	defer cancel()
 	for _, i := range gone {
-		if err := r.client.ImageService().Delete(cctx, images.AgentRef(i.Name, i.Digest), ctrimages.SynchronousDelete()); err != nil && !errdefs.IsNotFound(err) {
+		if err := r.client.ImageService().Delete(cctx, imageref.ContainerdName(i.Name, i.Digest), ctrimages.SynchronousDelete()); err != nil && !errdefs.IsNotFound(err) {
 			return nil, fmt.Errorf("remove %s@%s: %w", i.Name, i.Digest, err)
 		}
 		r.log.Info("agent image removed", "name", i.Name, "digest", i.Digest)

@@ -12,7 +12,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/airlock/airlock/images"
+	"github.com/airlock/airlock/images/imageref"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
 )
 
@@ -45,7 +45,7 @@ func imageCmd(ctx context.Context, b airlockv1.BrokerClient, args []string) (pro
 		if len(args) != 2 {
 			return nil, errors.New(imageUsage)
 		}
-		name, digest, _ := strings.Cut(args[1], "@")
+		name, digest := imageref.Split(args[1])
 		return b.RemoveImage(ctx, &airlockv1.RemoveImageRequest{Name: name, Digest: digest})
 	}
 	return nil, fmt.Errorf("image: unknown command %q\n%s", args[0], imageUsage)
@@ -79,8 +79,8 @@ func imageImport(ctx context.Context, b airlockv1.BrokerClient, args []string) (
 	}
 	if *name == "" {
 		*name = defaultImageName(file)
-		if !images.ValidName(*name) {
-			return nil, fmt.Errorf("image import: %q is not an image name; give one with --name (lowercase letters and digits, separated by '.', '_' or '-')", *name)
+		if !imageref.ValidName(*name) {
+			return nil, fmt.Errorf("image import: %q is not an image name; give one with --name (%s)", *name, imageref.NameRule)
 		}
 	}
 	f, err := os.Open(file)

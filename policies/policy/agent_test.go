@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/airlock/airlock/images/imageref"
 	"github.com/airlock/airlock/policies"
 )
 
@@ -58,6 +59,8 @@ func TestAgent_Refuses(t *testing.T) {
 		{"tag", "agent: {image: 'my-agent:latest'}", `is not NAME@sha256`},
 		{"short digest", "agent: {image: my-agent@sha256:abc}", `is not NAME@sha256`},
 		{"uppercase name", "agent: {image: My-Agent@" + agentDigest + "}", `is not NAME@sha256`},
+		{"name over the limit", "agent: {image: " + strings.Repeat("a", imageref.MaxNameBytes+1) + "@" + agentDigest + "}", "is not " + imageref.RefRule},
+		{"sha512", "agent: {image: my-agent@sha512:" + strings.Repeat("ab", 64) + "}", "is not " + imageref.RefRule},
 		{"no image", "agent: {command: [/app/agent]}", `agent.image: is required`},
 		{"relative command", "agent: {image: a@" + agentDigest + ", command: [agent]}", `agent.command[0]: "agent" must be a clean absolute path`},
 		{"exec", "extends: vanilla\nagent: {image: a@" + agentDigest + "}", `cannot allow exec`},

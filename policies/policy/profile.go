@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/airlock/airlock/images/imageref"
 )
 
 // Image names the sandbox images a profile can select.
@@ -85,7 +87,7 @@ func (p *Profile) agent() *Agent {
 // ImageName and ImageDigest split Image; both are empty unless Image is
 // valid, which Load has checked.
 func (a *Agent) ImageName() string {
-	name, _, _ := strings.Cut(a.Image, "@")
+	name, _, _ := imageref.Parse(a.Image)
 	return name
 }
 
@@ -108,7 +110,7 @@ func (a *Agent) Key() string {
 
 // ImageDigest is the sha256:HEX part of Image.
 func (a *Agent) ImageDigest() string {
-	_, d, _ := strings.Cut(a.Image, "@")
+	_, d, _ := imageref.Parse(a.Image)
 	return d
 }
 

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"math"
 	"net/url"
@@ -11,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/airlock/airlock/images/imageref"
 )
 
 // Enum values of the profile's string fields.
@@ -465,25 +468,20 @@ const (
 	maxAgentArgBytes = 4096
 )
 
-var (
-	// agentImageRE is NAME@sha256:HEX, NAME as images.ValidName takes it.
-	agentImageRE = regexp.MustCompile(`^[a-z0-9]+(?:[._-][a-z0-9]+)*@sha256:[0-9a-f]{64}$`)
-	agentNameRE  = regexp.MustCompile(`^[a-z0-9]+(?:[._-][a-z0-9]+)*$`)
-)
-
 // checkAgent checks agent.image and agent.command. An imported image runs
 // its own rootfs only: it has none of the tools image's audited busybox
 // applets, so a profile naming one cannot allow exec, whose commands the
 // gateway runs as those applets.
 func checkAgent(c *checker, p *Profile) {
 	a := p.Agent
+	_, _, err := imageref.Parse(a.Image)
 	switch {
 	case a.Image == "":
 		c.fail("agent.image", "is required when the agent section is set: NAME@sha256:DIGEST, as `airlock image list` shows it")
-	case agentNameRE.MatchString(a.Image):
-		c.fail("agent.image", "%q has no digest: pin it as %s@sha256:<64 hex> (see `airlock image list`), so that the profile runs exactly that image", a.Image, a.Image)
-	case len(a.Image) > 200 || !agentImageRE.MatchString(a.Image):
-		c.fail("agent.image", "%s is not NAME@sha256:<64 lowercase hex>, NAME lowercase letters and digits separated by '.', '_' or '-'", quoteCapped(a.Image))
+	case errors.Is(err, imageref.ErrNoDigest):
+		c.fail("agent.image", "%q has no digest: pin it as %s (see `airlock image list`), so that the profile runs exactly that image", a.Image, imageref.Join(a.Image, imageref.DigestRule))
+	case err != nil:
+		c.fail("agent.image", "%s is not %s", quoteCapped(a.Image), imageref.RefRule)
 	}
 	if len(a.Command) > maxAgentArgs {
 		c.fail("agent.command", "has %d words; at most %d", len(a.Command), maxAgentArgs)

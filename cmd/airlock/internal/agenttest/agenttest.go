@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/airlock/airlock/images/imageref"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
 )
 
@@ -56,7 +57,7 @@ type Check struct {
 // loaded profile to run it under: profile when given, which must name the
 // image, else the one profile that does.
 func Target(ctx context.Context, b airlockv1.BrokerClient, ref, profile string) (*airlockv1.Image, string, error) {
-	name, digest, _ := strings.Cut(ref, "@")
+	name, digest := imageref.Split(ref)
 	list, err := b.ListImages(ctx, &airlockv1.ListImagesRequest{})
 	if err != nil {
 		return nil, "", err
@@ -74,7 +75,7 @@ func Target(ctx context.Context, b airlockv1.BrokerClient, ref, profile string) 
 		return nil, "", fmt.Errorf("%d digests of %s are imported: name one, NAME@DIGEST", len(found), name)
 	}
 	img := found[0]
-	pinned := img.GetName() + "@" + img.GetDigest()
+	pinned := imageref.Join(img.GetName(), img.GetDigest())
 	profiles := img.GetProfiles()
 	switch {
 	case profile != "" && !slices.Contains(profiles, profile):
