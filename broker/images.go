@@ -22,8 +22,6 @@ const (
 	// DefaultImportIdle is Config.ImportIdle when zero: a client that
 	// stops sending holds the single import slot no longer than this.
 	DefaultImportIdle = 30 * time.Second
-	// maxImageChunk caps one message's data.
-	maxImageChunk = 1 << 20
 )
 
 // ImportImage spools the streamed tarball to a file of the broker's own,
@@ -76,8 +74,8 @@ func (s *Server) ImportImage(stream airlockv1.Broker_ImportImageServer) (retErr 
 			return badField("name", "only the first message carries the name")
 		}
 		data := req.GetData()
-		if len(data) > maxImageChunk {
-			return badField("data", "a message's data is %d bytes; at most %d", len(data), maxImageChunk)
+		if len(data) > airlockv1.MaxImageChunkBytes {
+			return badField("data", "a message's data is %d bytes; at most %d", len(data), airlockv1.MaxImageChunkBytes)
 		}
 		n += int64(len(data))
 		if n > s.maxImageBytes {

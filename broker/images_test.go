@@ -122,7 +122,7 @@ func TestImportImage_RefusesAtTheDoor(t *testing.T) {
 		{"name twice", []*airlockv1.ImportImageRequest{named("a"), named("b")}, codes.InvalidArgument, "name", "only the first message"},
 		{"no data", []*airlockv1.ImportImageRequest{named("a")}, codes.InvalidArgument, "data", "no image data"},
 		{"over the cap", []*airlockv1.ImportImageRequest{named("a"), chunk("123456"), chunk("789012")}, codes.ResourceExhausted, "", "over 10 bytes"},
-		{"chunk too big", []*airlockv1.ImportImageRequest{named("a"), chunk(strings.Repeat("x", 1<<20+1))}, codes.InvalidArgument, "data", "at most 1048576"},
+		{"chunk too big", []*airlockv1.ImportImageRequest{named("a"), chunk(strings.Repeat("x", airlockv1.MaxImageChunkBytes+1))}, codes.InvalidArgument, "data", fmt.Sprintf("at most %d", airlockv1.MaxImageChunkBytes)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

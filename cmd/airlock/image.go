@@ -24,9 +24,6 @@ const imageUsage = `usage: airlock image import FILE [--name NAME] | list | rm N
   rm      remove an image (every digest of NAME, or NAME@DIGEST)
 `
 
-// imageChunk is the data of one import message.
-const imageChunk = 1 << 20
-
 // imageCmd imports, lists and removes agent images. The CLI reads the
 // file and streams it: airlockd never opens a path its caller names.
 func imageCmd(ctx context.Context, b airlockv1.BrokerClient, args []string) (proto.Message, error) {
@@ -95,7 +92,8 @@ func imageImport(ctx context.Context, b airlockv1.BrokerClient, args []string) (
 	if err := stream.Send(&airlockv1.ImportImageRequest{Name: *name}); err != nil {
 		return nil, sendErr(stream, err)
 	}
-	buf := make([]byte, imageChunk)
+	// As large as the broker takes, so that the fewest messages carry it.
+	buf := make([]byte, airlockv1.MaxImageChunkBytes)
 	for {
 		n, err := f.Read(buf)
 		if n > 0 {
