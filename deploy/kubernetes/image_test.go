@@ -7,8 +7,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
-	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -29,6 +27,7 @@ import (
 	"github.com/airlock/airlock/cmd/airlockd/server"
 	"github.com/airlock/airlock/images"
 	"github.com/airlock/airlock/images/rootfs/rootfstest"
+	"github.com/airlock/airlock/images/rootfs/runctest"
 )
 
 var imageFile = flag.String("image", "../../bin/airlockd-image.tar", "where make airlockd-image put airlockd's image")
@@ -159,11 +158,8 @@ func TestAirlockdImage_HoldsWhatTheDaemonSetNames(t *testing.T) {
 // each prints its usage or version only if the image holds its dynamic
 // libraries.
 func TestAirlockdImage_BinariesRunInsideIt(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("running the image under runc needs root")
-	}
-	dir := t.TempDir()
-	root := filepath.Join(dir, "rootfs")
+	runctest.NeedRoot(t)
+	root := filepath.Join(t.TempDir(), "rootfs")
 	if err := os.Mkdir(root, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -173,12 +169,18 @@ func TestAirlockdImage_BinariesRunInsideIt(t *testing.T) {
 	}
 	for _, r := range imageRuns {
 		t.Run(r.args[0], func(t *testing.T) {
-			out, err := runInImage(t, root, img.Config.Config.Env, r.args)
-			if err != nil {
-				t.Fatalf("%q: %v\n%s", r.args, err, out)
+			// runc's default spec: its own namespaces, /proc, /dev and
+			// /sys, and a read-only root.
+			spec := runctest.DefaultSpec(t)
+			spec.Root = &specs.Root{Path: root, Readonly: true}
+			spec.Process.Args = r.args
+			spec.Process.Env = img.Config.Config.Env
+			res := runctest.Run(t, spec, 30*time.Second)
+			if res.Exit != 0 {
+				t.Fatalf("%q: exit %d\n%s", r.args, res.Exit, res.Output)
 			}
-			if !strings.Contains(out, r.want) {
-				t.Errorf("%q printed\n%s\nwant it to hold %q", r.args, out, r.want)
+			if !strings.Contains(res.Output, r.want) {
+				t.Errorf("%q printed\n%s\nwant it to hold %q", r.args, res.Output, r.want)
 			}
 		})
 	}
@@ -255,46 +257,4 @@ func lookPath(img *rootfstest.Image, file string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("%s is on no directory of the image's PATH %q", file, dirs)
-}
-
-// runInImage runs args in the root filesystem root under runc, with runc's
-// default spec (its own namespaces, /proc, /dev and /sys, a read-only
-// root) and env, and returns what it printed.
-func runInImage(t *testing.T, root string, env, args []string) (string, error) {
-	t.Helper()
-	bundle := t.TempDir()
-	if out, err := exec.Command("runc", "spec", "--bundle", bundle).CombinedOutput(); err != nil {
-		t.Fatalf("runc spec: %v\n%s", err, out)
-	}
-	raw, err := os.ReadFile(filepath.Join(bundle, "config.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var spec specs.Spec
-	if err := json.Unmarshal(raw, &spec); err != nil {
-		t.Fatal(err)
-	}
-	spec.Root = &specs.Root{Path: root, Readonly: true}
-	spec.Process.Terminal = false
-	spec.Process.Args = args
-	spec.Process.Env = env
-	if raw, err = json.Marshal(spec); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(bundle, "config.json"), raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	state := filepath.Join(bundle, "state")
-	id := fmt.Sprintf("airlockd-image-test-%d", time.Now().UnixNano())
-	t.Cleanup(func() { _ = exec.Command("runc", "--root", state, "delete", "--force", id).Run() })
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "runc", "--root", state, "run", "--bundle", bundle, id)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err = cmd.Run()
-	if ctx.Err() != nil {
-		err = errors.Join(err, ctx.Err())
-	}
-	return out.String(), err
 }

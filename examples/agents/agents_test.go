@@ -3,24 +3,20 @@
 package agents_test
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"flag"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/airlock/airlock/broker/result"
 	"github.com/airlock/airlock/images/rootfs/rootfstest"
+	"github.com/airlock/airlock/images/rootfs/runctest"
 	"github.com/airlock/airlock/integration/modelserver"
 	"github.com/airlock/airlock/policies"
 	"github.com/airlock/airlock/policies/policy"
@@ -99,9 +95,7 @@ type outcome struct {
 
 func (r run) do(t *testing.T) outcome {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("running an image under runc needs root")
-	}
+	runctest.NeedRoot(t)
 	dir := t.TempDir()
 	rootfs, input, output, runDir := filepath.Join(dir, "rootfs"), filepath.Join(dir, "input"), filepath.Join(dir, "output"), filepath.Join(dir, "run")
 	for _, d := range []string{rootfs, filepath.Join(input, "content"), output, runDir} {
@@ -155,36 +149,8 @@ func (r run) do(t *testing.T) outcome {
 			return ns.Type == specs.NetworkNamespace
 		})
 	}
-	sb, err := json.Marshal(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bundle := filepath.Join(dir, "bundle")
-	if err := os.Mkdir(bundle, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(bundle, "config.json"), sb, 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	state := filepath.Join(dir, "state")
-	id := fmt.Sprintf("airlock-agents-test-%d", time.Now().UnixNano())
-	t.Cleanup(func() { _ = exec.Command("runc", "--root", state, "delete", "--force", id).Run() })
-	ctx, cancel := context.WithTimeout(context.Background(), p.Limits.Timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "runc", "--root", state, "run", "--bundle", bundle, id)
-	var stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stderr, &stderr
-	err = cmd.Run()
-	var ee *exec.ExitError
-	out := outcome{stderr: stderr.String()}
-	switch {
-	case err == nil:
-	case errors.As(err, &ee) && ctx.Err() == nil:
-		out.exit = ee.ExitCode()
-	default:
-		t.Fatalf("runc run: %v\n%s", err, stderr.String())
-	}
+	res := runctest.Run(t, spec, p.Limits.Timeout)
+	out := outcome{exit: res.Exit, stderr: res.Output}
 	out.result, _ = os.ReadFile(filepath.Join(output, "result.json"))
 	return out
 }
