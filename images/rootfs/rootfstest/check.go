@@ -2,9 +2,10 @@
 // does, with package agentimage, and checks what package rootfs promises
 // beyond the import's rules: one manifest, for the host's platform, an
 // entrypoint that resolves to an executable file, and a layer whose
-// entries are all root-owned, with no setuid or setgid bit. It also
-// unpacks a checked image into a directory, for a runtime to run. Tests
-// use it on what package rootfs builds.
+// entries are all root-owned regular files, directories and symlinks,
+// with no setuid or setgid bit. It also unpacks a checked image into a
+// directory, for a runtime to run. Tests use it on what package rootfs
+// builds.
 package rootfstest
 
 import (
@@ -152,7 +153,8 @@ func indexEntry(file string) (v1.Descriptor, error) {
 
 // readLayer adds each entry of l to files, refusing what rootfs never
 // writes though an import would take it: an entry owned by anyone but
-// root, or with a setuid or setgid bit, a setgid directory included.
+// root, with a setuid or setgid bit, a setgid directory included, or
+// other than a regular file, a directory or a symlink (a hard link).
 func readLayer(l v1.Layer, files map[string]*tar.Header) error {
 	rc, err := l.Uncompressed()
 	if err != nil {
@@ -174,6 +176,8 @@ func readLayer(l v1.Layer, files map[string]*tar.Header) error {
 			return fmt.Errorf("%s has setuid or setgid (mode %#o)", name, h.Mode)
 		case h.Uid != 0 || h.Gid != 0:
 			return fmt.Errorf("%s is owned by %d:%d, want root", name, h.Uid, h.Gid)
+		case h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeDir && h.Typeflag != tar.TypeSymlink:
+			return fmt.Errorf("%s is of tar type %q; rootfs writes only regular files, directories and symlinks", name, h.Typeflag)
 		}
 		files[name] = h
 	}

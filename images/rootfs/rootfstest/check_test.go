@@ -94,6 +94,7 @@ func TestCheck_RefusesWhatRootfsNeverWrites(t *testing.T) {
 	}{
 		{"a setgid directory", host, []entry{agent, {Name: "var/", Type: tar.TypeDir, Mode: 0o2775}}, "/var has setuid or setgid"},
 		{"a file not root's", host, []entry{agent, {Name: "app/data", Data: []byte("x"), UID: 1000, GID: 1000}}, "owned by 1000:1000"},
+		{"a hard link", host, []entry{agent, {Name: "app/again", Type: tar.TypeLink, Link: "app/agent"}}, "/app/again is of tar type"},
 		{"a manifest without a platform", nil, []entry{agent}, "manifest platform"},
 		{"a missing entrypoint", host, nil, "/app/agent is not in the image"},
 		{"an entrypoint that is not executable", host, []entry{{Name: "app/agent", Mode: 0o644, Data: []byte("x")}}, "not an executable file"},
