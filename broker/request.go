@@ -406,10 +406,8 @@ func checkContentURL(i int, c *airlockv1.Content, p *policy.Profile) error {
 	if err != nil || n == 0 {
 		return badField(field, "%s: the port is not in 1-65535", field)
 	}
-	for _, e := range p.Network.Egress {
-		if r, err := policy.ParseEgress(e); err == nil && r.Matches(u.Hostname(), uint16(n)) {
-			return nil
-		}
+	if p.EgressEntry(u.Hostname(), uint16(n)) != "" {
+		return nil
 	}
 	return badField(field, "%s: its host and port are not among the job's egress entries (profile %s, narrowed by overrides.egress): the proxy would refuse the fetch", field, p.Name)
 }

@@ -107,6 +107,7 @@ func TestURLJobs_RefusedAtTheDoor(t *testing.T) {
 			r.Content[0].Data = []byte("x")
 			return r
 		}(), "both data and a url"},
+		{"a service alias", urlReq("http://model.airlock.internal/v1/models"), "not among the job's egress entries"},
 		{"not http", urlReq("file:///etc/passwd"), "absolute http or https URL"},
 		{"credentials", urlReq("http://user:pw@" + strings.TrimPrefix(world.allowed.URL, "http://") + "/"), "credentials"},
 	} {

@@ -190,6 +190,18 @@ func (p *Profile) EgressRule(host string, port uint16) string {
 		}
 		return ""
 	}
+	return p.EgressEntry(host, port)
+}
+
+// EgressEntry names the canonical network.egress entry of p that allows a
+// connection to host:port, or "" when none does. A host under
+// ServiceDomain is a service alias's, never an entry's, so it matches
+// none: a job's content URL, which only an entry may allow, can never
+// name an alias.
+func (p *Profile) EgressEntry(host string, port uint16) string {
+	if inServiceDomain(host) {
+		return ""
+	}
 	for _, e := range p.Network.Egress {
 		r, err := ParseEgress(e)
 		if err == nil && r.Matches(host, port) {
@@ -197,4 +209,10 @@ func (p *Profile) EgressRule(host string, port uint16) string {
 		}
 	}
 	return ""
+}
+
+// inServiceDomain reports whether host is ServiceDomain or under it.
+func inServiceDomain(host string) bool {
+	h := strings.TrimSuffix(strings.ToLower(host), ".")
+	return h == ServiceDomain || strings.HasSuffix(h, "."+ServiceDomain)
 }

@@ -231,8 +231,15 @@ func checkExec(c *checker, e *Exec) {
 func checkNetwork(c *checker, n *Network) {
 	c.enum("network.mode", n.Mode, NetworkNone, NetworkAllowlist)
 	for i, e := range n.Egress {
-		if _, err := ParseEgress(e); err != nil {
+		r, err := ParseEgress(e)
+		if err != nil {
 			c.fail(fmt.Sprintf("network.egress[%d]", i), "%v (want host[:port] or *.suffix[:port], port 1-65535)", err)
+			continue
+		}
+		// The proxy serves that domain's names as service aliases only;
+		// an entry there would allow nothing, and read as if it did.
+		if inServiceDomain(r.Host) {
+			c.fail(fmt.Sprintf("network.egress[%d]", i), "%s is under %s, the domain of service aliases: name a service in network.services instead", r, ServiceDomain)
 		}
 	}
 	if n.Mode == NetworkNone && len(n.Egress) > 0 {
