@@ -102,7 +102,7 @@ func run(m *testing.M) int {
 		teardown()
 		return 1
 	}
-	deadBefore := deadShimSockets()
+	deadBefore, cgroupsBefore := deadShimSockets(), airlockCgroups()
 	code := m.Run()
 	if err := teardown(); err != nil {
 		fmt.Fprintln(os.Stderr, "integration teardown:", err)
@@ -118,7 +118,26 @@ func run(m *testing.M) int {
 			code = cmp.Or(code, 1)
 		}
 	}
+	// Every broker the suite started has stopped: none may leave a cgroup
+	// directory of Airlock's.
+	for _, d := range airlockCgroups() {
+		if !slices.Contains(cgroupsBefore, d) {
+			fmt.Fprintln(os.Stderr, "integration: left behind a cgroup directory:", d)
+			code = cmp.Or(code, 1)
+		}
+	}
 	return code
+}
+
+// airlockCgroups lists the cgroup directories named for Airlock, brokers'
+// and benchmarks', in every hierarchy.
+func airlockCgroups() []string {
+	var out []string
+	for _, pattern := range []string{"/sys/fs/cgroup/*/airlock*", "/sys/fs/cgroup/airlock*"} {
+		dirs, _ := filepath.Glob(pattern)
+		out = append(out, dirs...)
+	}
+	return out
 }
 
 // deadShimSockets lists the runc shim sockets that nothing listens on.

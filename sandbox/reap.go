@@ -322,12 +322,16 @@ func unmountRuns(runs map[string]bool) error {
 }
 
 // removeInstanceCgroups removes this runner's cgroup subtree once it is
-// empty, so a broker that stops leaves no cgroup directory behind. Live
+// empty, and Airlock's directory above it once that is empty too, so a
+// broker that stops leaves no cgroup directory behind. Live
 // runs keep it (rmdir of a non-empty cgroup fails, harmlessly).
 func (r *Runner) removeInstanceCgroups() {
 	roots, _ := filepath.Glob("/sys/fs/cgroup/*/" + footprint.Namespace + "/" + r.instance)
 	roots = append(roots, "/sys/fs/cgroup/"+footprint.Namespace+"/"+r.instance)
 	for _, root := range roots {
 		_ = os.Remove(root)
+		// And Airlock's own directory above it, once no broker on the
+		// host has a subtree there (rmdir of a non-empty cgroup fails).
+		_ = os.Remove(filepath.Dir(root))
 	}
 }
