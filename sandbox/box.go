@@ -318,7 +318,12 @@ func (r *Runner) newBox(ctx context.Context, image string, p *policy.Profile, jo
 		pr, pw := io.Pipe()
 		stdin, b.startLine = pr, pw
 	}
+	// See warmCgroupLock: the runtime's first cgroup write, made while
+	// the task is, then does not wait for an RCU grace period.
+	warmed := make(chan struct{})
+	go warmCgroupLock(r.proc, cgroupRoot, warmed)
 	b.task, err = b.container.NewTask(lctx, cio.NewCreator(cio.WithStreams(stdin, b.logs, b.logs), cio.WithFIFODir(filepath.Join(b.dir, "fifo"))))
+	close(warmed)
 	if err != nil {
 		if b.startLine != nil {
 			b.startLine.Close()
