@@ -1,5 +1,6 @@
 // broker.ts: one airlock.v1.Broker/Spawn call over gRPC, as
 // examples/node/spawn.js makes it, with the response walked into plain JSON.
+import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { BlockList, isIP } from "node:net";
 import { fileURLToPath } from "node:url";
@@ -14,15 +15,31 @@ const PROTO_ROOT = fileURLToPath(new URL("./proto", import.meta.url));
 /** Where and how to reach airlockd. */
 export type BrokerTarget = {
   /**
-   * gRPC target: unix:///run/airlock/airlock.sock, 127.0.0.1:PORT, or
-   * several loopback brokers (ipv4:127.0.0.1:PORT,127.0.0.2:PORT); see
-   * credentialsFor.
+   * gRPC target: unix:///run/airlock/airlock.sock, 127.0.0.1:PORT,
+   * several loopback brokers (ipv4:127.0.0.1:PORT,127.0.0.2:PORT), or,
+   * with tls, a remote one (dns:///airlock.airlock.svc.cluster.local:7443);
+   * see credentialsFor.
    */
   address: string;
   /** File holding the bearer token. */
   tokenFile: string;
   /** Deadline of one call, in seconds. */
   timeoutSeconds: number;
+  /** TLS to the broker (the plugin config's tls); none: plaintext, loopback only. */
+  tls?: TLSFiles;
+};
+
+/**
+ * TLSFiles are the plugin config's tls: paths of PEM files, read on each
+ * call, never cached, so that a renewed certificate takes effect at the next
+ * call. caFile turns TLS on for every target and is then the only CA
+ * trusted; certFile and keyFile, both or neither, are the client
+ * certificate airlockd asks for with --tls-client-ca.
+ */
+export type TLSFiles = {
+  caFile?: string;
+  certFile?: string;
+  keyFile?: string;
 };
 
 /** One Content item of a SpawnRequest: data or url, never both. */
@@ -78,7 +95,7 @@ type BrokerClient = grpc.Client & {
   ): grpc.ClientUnaryCall;
 };
 
-function brokerClient(address: string): BrokerClient {
+function brokerClient(address: string, tls: TLSFiles | undefined): BrokerClient {
   packageDefinition ??= protoLoader.loadSync("airlock/v1/broker.proto", {
     includeDirs: [PROTO_ROOT],
     keepCase: true, // result_schema, job_id: the proto's names
@@ -90,7 +107,7 @@ function brokerClient(address: string): BrokerClient {
   const pkg = grpc.loadPackageDefinition(packageDefinition) as unknown as {
     airlock: { v1: { Broker: grpc.ServiceClientConstructor } };
   };
-  return new pkg.airlock.v1.Broker(address, credentialsFor(address), {
+  return new pkg.airlock.v1.Broker(address, credentialsFor(address, tls), {
     "grpc.max_receive_message_length": 64 << 20,
     "grpc.max_send_message_length": 64 << 20,
   }) as unknown as BrokerClient;
@@ -158,18 +175,78 @@ function plaintextRefusal(target: string): string {
 }
 
 /**
- * credentialsFor returns the channel credentials for a target: plaintext,
- * which the broker speaks on its unix socket and on loopback only. This
- * plugin has no TLS, so it refuses any other target (plaintextRefusal).
+ * credentialsFor returns the channel credentials for a target. With
+ * tls.caFile set, TLS for any target, loopback and unix sockets too,
+ * trusting that CA alone, with the client certificate if one is set; a
+ * setting that is wrong or a file that cannot be read is an error naming
+ * the setting, never a reason to go on in plaintext. Without it,
+ * plaintext, which the broker speaks on its unix socket and on loopback
+ * only: any other target is refused (plaintextRefusal). Errors name
+ * settings and paths, never what the files hold.
  */
-export function credentialsFor(target: string): grpc.ChannelCredentials {
-  const refusal = plaintextRefusal(target);
-  if (refusal) {
+export function credentialsFor(target: string, tls: TLSFiles = {}): grpc.ChannelCredentials {
+  for (const field of ["caFile", "certFile", "keyFile"] as const) {
+    if (tls[field] === "") throw new Error(`airlock: tls.${field} is empty: give a path, or leave it out`);
+  }
+  const { caFile, certFile, keyFile } = tls;
+  if (certFile && !keyFile) throw new Error("airlock: tls.certFile is set without tls.keyFile: a client certificate needs its private key");
+  if (keyFile && !certFile) throw new Error("airlock: tls.keyFile is set without tls.certFile: a private key needs its client certificate");
+  if (!caFile) {
+    if (certFile) {
+      throw new Error(
+        "airlock: tls.certFile and tls.keyFile are set without tls.caFile: set tls.caFile to the CA that signed airlockd's certificate",
+      );
+    }
+    const refusal = plaintextRefusal(target);
+    if (refusal) {
+      throw new Error(
+        `airlock: ${refusal}: the broker speaks plaintext gRPC only on its unix socket and loopback; set tls.caFile in the plugin config to use TLS`,
+      );
+    }
+    return grpc.credentials.createInsecure();
+  }
+  const ca = readSetting("tls.caFile", caFile);
+  checkCABundle(caFile, ca);
+  const cert = certFile ? readSetting("tls.certFile", certFile) : null;
+  const key = keyFile ? readSetting("tls.keyFile", keyFile) : null;
+  try {
+    // grpc-js builds the TLS context here, so a certificate and key that
+    // do not parse or do not match fail now, not at the first handshake.
+    return grpc.credentials.createSsl(ca, key, cert);
+  } catch (err) {
+    // OpenSSL's reason (no start line, key values mismatch), never the PEM.
+    const reason = err instanceof Error ? err.message : String(err);
+    if (!certFile) throw new Error(`airlock: tls.caFile ${caFile}: ${reason}`);
     throw new Error(
-      `airlock: ${refusal}: the broker speaks plaintext gRPC only on its unix socket and loopback, and this plugin has no TLS`,
+      `airlock: tls.certFile ${certFile} and tls.keyFile ${keyFile} are not a PEM certificate and its private key: ${reason}`,
     );
   }
-  return grpc.credentials.createInsecure();
+}
+
+// readSetting reads the file a setting names. Its error names the setting,
+// the path and the errno (ENOENT, EACCES), and holds nothing read.
+function readSetting(setting: string, file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? "unreadable";
+    throw new Error(`airlock: ${setting}: cannot read ${file}: ${code}`);
+  }
+}
+
+// checkCABundle refuses a CA file that is not PEM certificates. Node
+// would take such a file as an empty list of CAs, trusting nothing, and
+// every handshake would fail without saying that the file is why.
+function checkCABundle(file: string, pem: Buffer): void {
+  const blocks = pem.toString("latin1").match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? [];
+  if (blocks.length === 0) throw new Error(`airlock: tls.caFile ${file}: no PEM certificate in it`);
+  for (const [i, block] of blocks.entries()) {
+    try {
+      new X509Certificate(block);
+    } catch {
+      throw new Error(`airlock: tls.caFile ${file}: certificate ${i + 1} does not parse`);
+    }
+  }
 }
 
 function readToken(file: string): string {
@@ -244,9 +321,10 @@ export function spawnJob(target: BrokerTarget, req: SpawnRequest, signal?: Abort
   return new Promise((resolve, reject) => {
     signal?.throwIfAborted();
     const token = readToken(target.tokenFile);
-    const client = brokerClient(target.address);
+    const client = brokerClient(target.address, target.tls);
     // Per-call metadata: grpc-js does not compose call credentials with
-    // the plaintext channel credentials the unix socket uses.
+    // the plaintext channel credentials the unix socket uses. Over TLS the
+    // token is sent only after the handshake has verified the broker.
     const md = new grpc.Metadata();
     md.set("authorization", `Bearer ${token}`);
     const deadline = new Date(Date.now() + target.timeoutSeconds * 1000);

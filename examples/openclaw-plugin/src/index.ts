@@ -25,11 +25,40 @@ const configSchema = Type.Object(
     address: Type.Optional(
       Type.String({
         description:
-          "A loopback gRPC address such as 127.0.0.1:7777 (airlockd --listen), used instead of the socket; default $AIRLOCK_ADDR.",
+          "airlockd's gRPC target, used instead of the socket: loopback such as 127.0.0.1:7777 (airlockd --listen), or with tls.caFile any, such as dns:///airlock.airlock.svc.cluster.local:7443; default $AIRLOCK_ADDR.",
       }),
     ),
     tokenFile: Type.Optional(
       Type.String({ description: "File holding the bearer token; default $AIRLOCK_TOKEN_FILE." }),
+    ),
+    tls: Type.Optional(
+      Type.Object(
+        {
+          caFile: Type.Optional(
+            Type.String({
+              minLength: 1,
+              description:
+                "PEM file of the CA that signed airlockd's certificate: TLS to any target, trusting this CA alone. Needed for a target beyond loopback.",
+            }),
+          ),
+          certFile: Type.Optional(
+            Type.String({
+              minLength: 1,
+              description: "PEM client certificate, for an airlockd that asks for one (--tls-client-ca); with keyFile and caFile.",
+            }),
+          ),
+          keyFile: Type.Optional(
+            Type.String({
+              minLength: 1,
+              description: "PEM private key of certFile; a file only the gateway's user can read.",
+            }),
+          ),
+        },
+        {
+          additionalProperties: false,
+          description: "TLS to airlockd. The files are read on each call; what they hold is never logged or given to the agent.",
+        },
+      ),
     ),
     profile: Type.Optional(
       Type.String({ description: "Profile for a call that names none; default: the broker's default profile." }),
@@ -121,8 +150,8 @@ const outputSchema = Type.Object(
 
 type ReadOutput = Static<typeof outputSchema>;
 
-// target is where the broker is: the plugin config first, then the
-// environment the gateway runs with.
+// target is where the broker is and how to reach it: the plugin config
+// first, then the environment the gateway runs with (but for tls).
 function target(config: Config): BrokerTarget {
   const env = process.env;
   const address =
@@ -131,6 +160,10 @@ function target(config: Config): BrokerTarget {
     address,
     tokenFile: config.tokenFile || env.AIRLOCK_TOKEN_FILE || "",
     timeoutSeconds: config.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS,
+    // From the config only, unlike the rest: an AIRLOCK_TLS_CA meant for
+    // another client (spawn.js) must not turn TLS on for the socket, which
+    // speaks plaintext.
+    tls: config.tls,
   };
 }
 
