@@ -36,6 +36,7 @@ func TestOpenClawPlugin(t *testing.T) {
 	dir := openclawPluginCopy(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
+	removeOpenClawLocks(t)
 
 	// The CLI's own home, whose config only keeps its log out of the
 	// default /tmp/openclaw.
@@ -245,19 +246,35 @@ func TestOpenClawPlugin(t *testing.T) {
 	}
 }
 
+// removeOpenClawLocks removes, at the test's end, the directory where
+// openclaw keeps its state locks (empty files named by a hash of the
+// state database, which is in the test's home), which it puts in /tmp
+// whatever TMPDIR says and leaves there: if the test made it, all of it
+// is the test's. Registered first, it runs after openclaw has exited.
+func removeOpenClawLocks(t *testing.T) {
+	locks := fmt.Sprintf("/tmp/openclaw-state-locks-%d", os.Getuid())
+	if _, err := os.Lstat(locks); err == nil {
+		return
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(locks) })
+}
+
 // openclawEnv is the environment openclaw runs in: the plugin's
-// node_modules/.bin (Node 24) first on PATH, its own home, and none of the
-// suite's AIRLOCK_* settings, so the plugin reads only its config.
+// node_modules/.bin (Node 24) first on PATH, its own home, a temp dir
+// inside it, and none of the suite's AIRLOCK_* settings, so the plugin
+// reads only its config.
 func openclawEnv(dir, home string) []string {
 	var out []string
 	for _, kv := range withoutAirlockEnv(os.Environ()) {
-		if !strings.HasPrefix(kv, "PATH=") && !strings.HasPrefix(kv, "OPENCLAW_") {
+		if !strings.HasPrefix(kv, "PATH=") && !strings.HasPrefix(kv, "OPENCLAW_") && !strings.HasPrefix(kv, "TMPDIR=") {
 			out = append(out, kv)
 		}
 	}
+	tmp := filepath.Join(home, "tmp")
+	_ = os.MkdirAll(tmp, 0o700)
 	return append(out,
 		"PATH="+filepath.Join(dir, "node_modules", ".bin")+string(os.PathListSeparator)+os.Getenv("PATH"),
-		"OPENCLAW_HOME="+home)
+		"OPENCLAW_HOME="+home, "TMPDIR="+tmp)
 }
 
 // writeOpenClawConfig writes home/.openclaw/openclaw.json, the config
