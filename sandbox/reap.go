@@ -103,10 +103,7 @@ func (r *Runner) Reap(ctx context.Context) error {
 // when no job of ours is live.
 func (r *Runner) reapCgroups(runs map[string]bool) error {
 	var errs []error
-	roots, _ := filepath.Glob("/sys/fs/cgroup/*/" + footprint.Namespace + "/" + r.instance)
-	if st, err := os.Stat("/sys/fs/cgroup/" + footprint.Namespace + "/" + r.instance); err == nil && st.IsDir() {
-		roots = append(roots, "/sys/fs/cgroup/"+footprint.Namespace+"/"+r.instance)
-	}
+	roots := cgroupDirs("/" + footprint.Namespace + "/" + r.instance)
 	for _, root := range roots {
 		dirs, _ := os.ReadDir(root)
 		for _, run := range dirs {
@@ -172,10 +169,7 @@ func removeCgroup(dir string) error {
 // containerd: processes left in its cgroup and its shim. It matters when
 // containerd died mid-job and came back without the task.
 func (r *Runner) reapRun(runID string) error {
-	roots, _ := filepath.Glob("/sys/fs/cgroup/*" + r.cgroupPath(runID))
-	if st, err := os.Stat("/sys/fs/cgroup" + r.cgroupPath(runID)); err == nil && st.IsDir() {
-		roots = append(roots, "/sys/fs/cgroup"+r.cgroupPath(runID))
-	}
+	roots := cgroupDirs(r.cgroupPath(runID))
 	var errs []error
 	for _, dir := range roots {
 		killCgroup(dir)
@@ -321,14 +315,22 @@ func unmountRuns(runs map[string]bool) error {
 	return errors.Join(errs...)
 }
 
+// cgroupDirs lists the directories of cgroup path p (absolute, as in a
+// spec) that exist: one per v1 hierarchy, and the v2 tree's.
+func cgroupDirs(p string) []string {
+	dirs, _ := filepath.Glob(cgroupRoot + "/*" + p)
+	if st, err := os.Stat(cgroupRoot + p); err == nil && st.IsDir() {
+		dirs = append(dirs, cgroupRoot+p)
+	}
+	return dirs
+}
+
 // removeInstanceCgroups removes this runner's cgroup subtree once it is
 // empty, and Airlock's directory above it once that is empty too, so a
 // broker that stops leaves no cgroup directory behind. Live
 // runs keep it (rmdir of a non-empty cgroup fails, harmlessly).
 func (r *Runner) removeInstanceCgroups() {
-	roots, _ := filepath.Glob("/sys/fs/cgroup/*/" + footprint.Namespace + "/" + r.instance)
-	roots = append(roots, "/sys/fs/cgroup/"+footprint.Namespace+"/"+r.instance)
-	for _, root := range roots {
+	for _, root := range cgroupDirs("/" + footprint.Namespace + "/" + r.instance) {
 		_ = os.Remove(root)
 		// And Airlock's own directory above it, once no broker on the
 		// host has a subtree there (rmdir of a non-empty cgroup fails).
