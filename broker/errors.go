@@ -15,7 +15,7 @@ import (
 	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/airlock/airlock/internal/panics"
+	"github.com/airlock/airlock/sandbox/job/panics"
 	"github.com/airlock/airlock/sandbox/job"
 )
 

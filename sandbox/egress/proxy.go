@@ -17,7 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/airlock/airlock/internal/panics"
+	"github.com/airlock/airlock/sandbox/job/panics"
 	"github.com/airlock/airlock/sandbox/job"
 )
 

@@ -15,7 +15,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/airlock/airlock/internal/panics"
+	"github.com/airlock/airlock/sandbox/job/panics"
 )
 
 // Defaults of Config's limits.
