@@ -15,8 +15,8 @@ import (
 	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/airlock/airlock/sandbox/job/panics"
 	"github.com/airlock/airlock/sandbox/job"
+	"github.com/airlock/airlock/sandbox/job/panics"
 )
 
 // Sentinel errors of the broker. Handlers return them wrapped, with %w; the

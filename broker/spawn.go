@@ -10,9 +10,9 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/airlock/airlock/sandbox/job/panics"
 	airlockv1 "github.com/airlock/airlock/proto/airlock/v1"
 	"github.com/airlock/airlock/sandbox/job"
+	"github.com/airlock/airlock/sandbox/job/panics"
 )
 
 // spawn validates, deduplicates and runs a job, calling emit for each event.

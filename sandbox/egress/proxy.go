@@ -17,8 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/airlock/airlock/sandbox/job/panics"
 	"github.com/airlock/airlock/sandbox/job"
+	"github.com/airlock/airlock/sandbox/job/panics"
 )
 
 // Defaults for the zero values of Config.
